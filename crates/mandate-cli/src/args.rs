@@ -1,0 +1,175 @@
+//! Command-line flags. Parsing only: no flag here reads a file or a key.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Capability tokens for AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "mandate", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug); MANDATE_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate an Ed25519 key pair: PATH (mode 0600) and PATH.pub.
+    Keygen(KeygenArgs),
+    /// Mint a mandate for a principal and an agent.
+    Issue(IssueArgs),
+    /// Narrow a mandate offline by appending a block of restrictions.
+    Delegate(DelegateArgs),
+    /// Show what a token says, and with --root-pub whether it verifies.
+    Inspect(InspectArgs),
+    /// Decide one request offline: exit 0 allow, 1 deny, 2 error.
+    Authorize(AuthorizeArgs),
+    /// Run the whole flow once on fresh keys: issue, delegate, allow, deny.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the private key; the public key goes to PATH.pub.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Trusted root keys, given one by one or as a key-set file.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RootKeyArgs {
+    /// A trusted root public key: `ed25519/<hex>`, `ID=ed25519/<hex>`, or a
+    /// `.pub` file (`ID=FILE`). Repeat to trust several roots.
+    #[arg(long = "root-pub", value_name = "KEY")]
+    pub root_pub: Vec<String>,
+    /// A key-set file: a JSON object mapping key ids to public keys.
+    #[arg(long = "root-keys", value_name = "FILE")]
+    pub root_keys: Option<PathBuf>,
+}
+
+/// Restrictions shared by `issue` and `delegate`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RestrictionArgs {
+    /// Only this operation (repeatable: any of them).
+    #[arg(long = "operation", value_name = "OP")]
+    pub operations: Vec<String>,
+    /// Only this service (repeatable: any of them).
+    #[arg(long = "service", value_name = "SERVICE")]
+    pub services: Vec<String>,
+    /// Only resources at or below this path (repeatable: any of them).
+    #[arg(long = "resource-prefix", value_name = "PATH")]
+    pub resource_prefixes: Vec<String>,
+    /// Require attribute KEY to be an integer at most N.
+    #[arg(long = "attr-max", value_name = "KEY=N")]
+    pub attr_max: Vec<String>,
+    /// Require attribute KEY to be one of the listed values.
+    #[arg(long = "attr-in", value_name = "KEY=V1,V2")]
+    pub attr_in: Vec<String>,
+    /// How many further signed hops the token may take.
+    #[arg(long = "max-depth", value_name = "N")]
+    pub max_depth: Option<u32>,
+    /// A raw Datalog check (`check if ...`), the escape hatch.
+    #[arg(long = "check", value_name = "DATALOG")]
+    pub checks: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct IssueArgs {
+    /// The root private key file.
+    #[arg(long = "root-key", value_name = "FILE")]
+    pub root_key: PathBuf,
+    /// The key id written into the token, so verifiers can pick the root.
+    #[arg(long = "key-id", value_name = "N")]
+    pub key_id: Option<u32>,
+    /// Who the agent acts for.
+    #[arg(long)]
+    pub principal: String,
+    /// The first agent's name.
+    #[arg(long)]
+    pub agent: String,
+    /// The first agent's public key (`ed25519/<hex>` or a .pub file); without
+    /// it the mandate is a bearer token.
+    #[arg(long = "agent-key", value_name = "PUB")]
+    pub agent_key: Option<String>,
+    /// The task id (default: a fresh unique id).
+    #[arg(long)]
+    pub task: Option<String>,
+    /// A granted right, SERVICE:OPERATION (repeatable, at least one).
+    #[arg(long = "right", value_name = "SERVICE:OPERATION", required = true)]
+    pub rights: Vec<String>,
+    /// Lifetime, e.g. 90s, 10m, 2h.
+    #[arg(long)]
+    pub ttl: String,
+    #[command(flatten)]
+    pub restrictions: RestrictionArgs,
+    /// Write the token to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DelegateArgs {
+    /// The token: the text itself, @FILE, or - for stdin.
+    #[arg(long)]
+    pub token: String,
+    #[command(flatten)]
+    pub restrictions: RestrictionArgs,
+    /// A shorter lifetime for the delegated token, e.g. 5m.
+    #[arg(long)]
+    pub ttl: Option<String>,
+    /// Write the token to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The token: the text itself, @FILE, or - for stdin.
+    #[arg(long)]
+    pub token: String,
+    #[command(flatten)]
+    pub roots: RootKeyArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuthorizeArgs {
+    /// The token: the text itself, @FILE, or - for stdin.
+    #[arg(long)]
+    pub token: String,
+    #[command(flatten)]
+    pub roots: RootKeyArgs,
+    /// The service being called.
+    #[arg(long)]
+    pub service: String,
+    /// The operation being called.
+    #[arg(long)]
+    pub operation: String,
+    /// The resource being called.
+    #[arg(long)]
+    pub resource: String,
+    /// A request attribute KEY=VALUE (repeatable); integers compare as numbers.
+    #[arg(long = "attr", value_name = "KEY=VALUE")]
+    pub attrs: Vec<String>,
+    /// A policy file instead of the built-in default policy.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Decide as of this time (RFC 3339) instead of now.
+    #[arg(long, value_name = "RFC3339")]
+    pub at: Option<String>,
+    /// Print the decision as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep keys and tokens in DIR instead of a temporary folder.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}

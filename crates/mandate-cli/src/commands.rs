@@ -1,0 +1,246 @@
+//! One function per subcommand: read inputs, call the library, print.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context as _, Result};
+use mandate_core::{
+    fingerprint, KeySet, Request, ResourcePath, Restrictions, Right, RootKey, SecretKey,
+    UnverifiedMandate,
+};
+use mandate_issuer::MintRequest;
+use mandate_verifier::{Policy, Verifier};
+
+use crate::args::{
+    AuthorizeArgs, Command, DelegateArgs, InspectArgs, IssueArgs, KeygenArgs, RestrictionArgs,
+    RootKeyArgs,
+};
+use crate::output;
+
+/// How a command ended; the value is the process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Success, or an allowed request.
+    Ok = 0,
+    /// A denied request.
+    Denied = 1,
+    /// Any error.
+    Error = 2,
+}
+
+pub fn run(command: Command) -> Result<Outcome> {
+    match command {
+        Command::Keygen(args) => keygen(&args),
+        Command::Issue(args) => issue(&args),
+        Command::Delegate(args) => delegate(&args),
+        Command::Inspect(args) => inspect(&args),
+        Command::Authorize(args) => authorize(&args),
+        Command::Demo(args) => crate::demo::run(args.dir.as_deref()),
+    }
+}
+
+fn keygen(args: &KeygenArgs) -> Result<Outcome> {
+    let key = SecretKey::generate();
+    key.write_new(&args.out)?;
+    println!("{}", key.public());
+    Ok(Outcome::Ok)
+}
+
+/// Reads a token argument: the token itself, `@FILE`, or `-` for stdin.
+pub fn read_token(arg: &str) -> Result<UnverifiedMandate> {
+    Ok(UnverifiedMandate::from_base64(&read_token_text(arg)?)?)
+}
+
+/// The text of a token argument, unparsed.
+fn read_token_text(arg: &str) -> Result<String> {
+    Ok(if arg == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .take(mandate_core::MAX_TOKEN_LEN as u64 + 1)
+            .read_to_string(&mut text)
+            .context("reading the token from stdin")?;
+        text
+    } else if let Some(path) = arg.strip_prefix('@') {
+        std::fs::read_to_string(path).with_context(|| format!("reading token file {path}"))?
+    } else {
+        arg.to_string()
+    })
+}
+
+/// Parses a human duration such as `90s`, `10m` or `2h`.
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    humantime::parse_duration(text)
+        .with_context(|| format!("invalid duration `{text}` (examples: 90s, 10m, 2h)"))
+}
+
+fn parse_time(text: &str) -> Result<SystemTime> {
+    humantime::parse_rfc3339_weak(text).with_context(|| {
+        format!("invalid time `{text}` (expected RFC 3339, e.g. 2026-11-28T10:00:00Z)")
+    })
+}
+
+pub fn root_keys(args: &RootKeyArgs) -> Result<KeySet> {
+    let mut keys = match &args.root_keys {
+        Some(path) => KeySet::read_file(path)?,
+        None => KeySet::new(),
+    };
+    for arg in &args.root_pub {
+        keys.add_arg(arg)?;
+    }
+    if keys.is_empty() {
+        bail!("no trusted root key: give --root-pub KEY or --root-keys FILE");
+    }
+    Ok(keys)
+}
+
+fn restrictions(args: &RestrictionArgs) -> Result<Restrictions> {
+    Ok(Restrictions {
+        operations: args.operations.clone(),
+        services: args.services.clone(),
+        resource_prefixes: args
+            .resource_prefixes
+            .iter()
+            .map(|p| ResourcePath::parse(p))
+            .collect::<Result<_, _>>()?,
+        attr_max: args
+            .attr_max
+            .iter()
+            .map(|a| Restrictions::parse_attr_max(a))
+            .collect::<Result<_, _>>()?,
+        attr_in: args
+            .attr_in
+            .iter()
+            .map(|a| Restrictions::parse_attr_in(a))
+            .collect::<Result<_, _>>()?,
+        expires_at: None,
+        max_depth: args.max_depth,
+        checks: args.checks.clone(),
+    })
+}
+
+fn issue(args: &IssueArgs) -> Result<Outcome> {
+    let ttl = parse_duration(&args.ttl)?;
+    let secret = SecretKey::read(&args.root_key)?;
+    let request = MintRequest {
+        principal: args.principal.clone(),
+        agent: args.agent.clone(),
+        agent_key: args
+            .agent_key
+            .as_deref()
+            .map(mandate_core::PublicKey::from_arg)
+            .transpose()?,
+        task: args.task.clone(),
+        rights: args
+            .rights
+            .iter()
+            .map(|r| r.parse::<Right>())
+            .collect::<Result<_, _>>()?,
+        ttl,
+        restrictions: restrictions(&args.restrictions)?,
+        now: SystemTime::now(),
+    };
+    let root = RootKey {
+        secret,
+        key_id: args.key_id,
+    };
+    let token = mandate_issuer::mint(&root, &request)?.to_base64()?;
+    tracing::info!(token = %fingerprint(&token), principal = %args.principal, "issued mandate");
+    emit_token(&token, args.out.as_deref())
+}
+
+fn delegate(args: &DelegateArgs) -> Result<Outcome> {
+    let token = read_token(&args.token)?;
+    let mut restrictions = restrictions(&args.restrictions)?;
+    if let Some(ttl) = &args.ttl {
+        restrictions.expires_at = Some(SystemTime::now() + parse_duration(ttl)?);
+    }
+    let child = mandate_core::delegate(&token, &restrictions)?.to_base64()?;
+    tracing::info!(parent = %token.token_id_hex(), child = %fingerprint(&child), "delegated");
+    emit_token(&child, args.out.as_deref())
+}
+
+/// Prints the token, or writes it to `out` atomically: a failed command
+/// never leaves a partial file behind.
+fn emit_token(token: &str, out: Option<&Path>) -> Result<Outcome> {
+    match out {
+        None => println!("{token}"),
+        Some(path) => write_atomically(path, token)?,
+    }
+    Ok(Outcome::Ok)
+}
+
+fn write_atomically(path: &Path, contents: &str) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(&dir)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{contents}\n").as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn inspect(args: &InspectArgs) -> Result<Outcome> {
+    let token = read_token(&args.token)?;
+    let keys = if args.roots.root_pub.is_empty() && args.roots.root_keys.is_none() {
+        None
+    } else {
+        Some(root_keys(&args.roots)?)
+    };
+    let report = mandate_core::inspect(&token, keys.as_ref(), SystemTime::now())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", output::inspection_text(&report));
+    }
+    Ok(match report.signature {
+        mandate_core::SignatureStatus::Invalid { .. } => Outcome::Error,
+        _ => Outcome::Ok,
+    })
+}
+
+fn authorize(args: &AuthorizeArgs) -> Result<Outcome> {
+    let token_text = read_token_text(&args.token)?;
+    let mut verifier = Verifier::builder().root_keys(root_keys(&args.roots)?);
+    if let Some(path) = &args.policy {
+        verifier = verifier.policy(Policy::from_file(path)?);
+    }
+    let verifier = verifier.build()?;
+    let time = match &args.at {
+        Some(at) => parse_time(at)?,
+        None => SystemTime::now(),
+    };
+    let mut request = Request::new(
+        &args.service,
+        &args.operation,
+        ResourcePath::parse(&args.resource)?,
+        time,
+    );
+    for attr in &args.attrs {
+        request = request.with_attr_arg(attr)?;
+    }
+    let decision = verifier.authorize(&token_text, &request)?;
+    tracing::info!(
+        token = %fingerprint(&token_text),
+        allowed = decision.allowed,
+        principal = %decision.principal,
+        "decision"
+    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&output::decision_json(&decision))?
+        );
+    } else {
+        print!("{}", output::decision_text(&decision));
+    }
+    Ok(if decision.allowed {
+        Outcome::Ok
+    } else {
+        Outcome::Denied
+    })
+}

@@ -1,0 +1,120 @@
+//! How reports and decisions look on the terminal and in `--json`.
+
+use std::fmt::Write as _;
+
+use mandate_core::{Inspection, SignatureStatus};
+use mandate_verifier::{Decision, Reason};
+use serde_json::json;
+
+pub fn inspection_text(report: &Inspection) -> String {
+    let mut out = String::new();
+    let none = || "(none)".to_string();
+    let signature = match &report.signature {
+        SignatureStatus::NotChecked => "not checked (give --root-pub to verify)".to_string(),
+        SignatureStatus::Valid => "valid".to_string(),
+        SignatureStatus::Invalid { reason } => format!("INVALID: {reason}"),
+    };
+    let _ = writeln!(out, "signature:  {signature}");
+    let _ = writeln!(
+        out,
+        "root key:   {}",
+        report
+            .root_key_id
+            .map_or_else(|| "no key id".to_string(), |id| format!("key id {id}"))
+    );
+    let _ = writeln!(
+        out,
+        "principal:  {}",
+        report.principal.clone().unwrap_or_else(none)
+    );
+    for agent in &report.agents {
+        let key = if agent.key.is_empty() {
+            "no key: bearer token".to_string()
+        } else {
+            agent.key.clone()
+        };
+        let _ = writeln!(out, "agent:      {} ({key})", agent.name);
+    }
+    let _ = writeln!(
+        out,
+        "task:       {}",
+        report.task.clone().unwrap_or_else(none)
+    );
+    let _ = writeln!(out, "rights:     {}", report.rights.join(", "));
+    let _ = writeln!(
+        out,
+        "issued:     {}",
+        report.issued_at.clone().unwrap_or_else(none)
+    );
+    let remaining = match report.expires_in_seconds {
+        Some(s) if s >= 0 => format!(
+            " (in {})",
+            humantime::format_duration(std::time::Duration::from_secs(s.unsigned_abs()))
+        ),
+        Some(s) => format!(
+            " (EXPIRED {} ago)",
+            humantime::format_duration(std::time::Duration::from_secs(s.unsigned_abs()))
+        ),
+        None => String::new(),
+    };
+    let _ = writeln!(
+        out,
+        "expires:    {}{remaining}",
+        report.expires_at.clone().unwrap_or_else(none)
+    );
+    let _ = writeln!(out, "token id:   {}", report.token_id);
+    let _ = writeln!(out, "root id:    {}", report.root_id);
+    for block in &report.blocks {
+        let title = if block.index == 0 {
+            "authority block".to_string()
+        } else {
+            format!("block {}", block.index)
+        };
+        let signer = block
+            .signed_by
+            .as_ref()
+            .map(|k| format!(", signed by {k}"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "\n{title} (id {}{signer}):", block.id);
+        for line in block.source.lines() {
+            let _ = writeln!(out, "    {line}");
+        }
+    }
+    out
+}
+
+pub fn decision_text(decision: &Decision) -> String {
+    let verdict = if decision.allowed { "ALLOW" } else { "DENY" };
+    let mut out = format!(
+        "{verdict}: {} acting for {} via {} — {} {} {}\n",
+        decision.agent,
+        decision.principal,
+        decision.chain.join(" → "),
+        decision.service,
+        decision.operation,
+        decision.resource,
+    );
+    let _ = writeln!(out, "task {}, token {}", decision.task, decision.token_id);
+    let _ = writeln!(out, "reason: {}", decision.reason);
+    out
+}
+
+pub fn decision_json(decision: &Decision) -> serde_json::Value {
+    let failed = match &decision.reason {
+        Reason::FailedChecks { checks } => serde_json::to_value(checks).unwrap_or_default(),
+        _ => json!([]),
+    };
+    json!({
+        "decision": if decision.allowed { "allow" } else { "deny" },
+        "principal": decision.principal,
+        "agent": decision.agent,
+        "chain": decision.chain,
+        "task": decision.task,
+        "service": decision.service,
+        "operation": decision.operation,
+        "resource": decision.resource,
+        "token_id": decision.token_id,
+        "reason": decision.reason.to_string(),
+        "failed_checks": failed,
+    })
+}

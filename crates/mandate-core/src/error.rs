@@ -1,0 +1,188 @@
+//! The core crate's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while parsing, building or reading a mandate.
+///
+/// Messages are written for the person at the terminal: each names what was
+/// wrong and, where it helps, what was expected.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The token text is not URL-safe base64, or the bytes are not a Biscuit.
+    #[error("malformed token: {reason}")]
+    MalformedToken {
+        /// What the decoder reported.
+        reason: String,
+    },
+    /// The token's signatures do not verify: tampered bytes or another root.
+    #[error("invalid token signature: {reason}")]
+    InvalidSignature {
+        /// What the signature check reported.
+        reason: String,
+    },
+    /// The token names a root key id the caller does not trust.
+    #[error("unknown root key id {key_id}: trusted ids are {trusted}")]
+    UnknownKeyId {
+        /// The id in the token (`none` when the token names none).
+        key_id: String,
+        /// The ids the caller trusts, comma separated.
+        trusted: String,
+    },
+    /// A key string or key file is not an Ed25519 key in Mandate's format.
+    #[error("invalid key: {reason}")]
+    InvalidKey {
+        /// Why the key was refused.
+        reason: String,
+    },
+    /// Datalog text (a policy, a `--check`) does not parse.
+    #[error("Datalog error at line {line}, column {column}: {message}")]
+    Datalog {
+        /// 1-based line of the first error.
+        line: usize,
+        /// 1-based column of the first error.
+        column: usize,
+        /// What the parser said.
+        message: String,
+    },
+    /// A restriction or claim value is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// A restriction would widen, or could never match, what the parent allows.
+    #[error("{requested} is not allowed by the parent token; it allows {allowed}")]
+    NotInParent {
+        /// What was asked for, e.g. `operation "write"`.
+        requested: String,
+        /// What the parent allows, e.g. `expenses:read, expenses:submit`.
+        allowed: String,
+    },
+    /// Reading or writing a key file failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done (`reading`, `writing`).
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// biscuit-auth reported an error that has no more specific variant.
+    #[error("token error: {0}")]
+    Biscuit(#[source] biscuit_auth::error::Token),
+}
+
+impl Error {
+    /// Converts a Datalog parse failure in `source` into [`Error::Datalog`],
+    /// with the position of the first error.
+    pub fn from_datalog(source: &str, err: biscuit_auth::error::Token) -> Error {
+        use biscuit_auth::error::Token;
+        use biscuit_parser::error::LanguageError;
+        match err {
+            Token::Language(LanguageError::ParseError(errors)) => {
+                let first = errors.errors.first();
+                // The parser reports the unparsed remainder of the input; its
+                // length tells where the error starts.
+                let offset = first
+                    .map(|e| source.len().saturating_sub(e.input.len()))
+                    .unwrap_or(0);
+                let (line, column) = line_column(source, offset);
+                let message = first.and_then(|e| e.message.clone()).unwrap_or_else(|| {
+                    let near: String = source[offset.min(source.len())..]
+                        .chars()
+                        .take(24)
+                        .collect();
+                    format!("unexpected input near `{}`", near.trim_end())
+                });
+                Error::Datalog {
+                    line,
+                    column,
+                    message,
+                }
+            }
+            Token::Language(LanguageError::Parameters {
+                missing_parameters,
+                unused_parameters,
+            }) => Error::Invalid(format!(
+                "Datalog parameters: missing {missing_parameters:?}, unused {unused_parameters:?}"
+            )),
+            other => Error::Biscuit(other),
+        }
+    }
+
+    /// Converts a biscuit deserialisation or signature error.
+    pub(crate) fn from_format(err: biscuit_auth::error::Token) -> Error {
+        use biscuit_auth::error::{Format, Token};
+        match err {
+            Token::Base64(e) => Error::MalformedToken {
+                reason: format!("not URL-safe base64 ({e})"),
+            },
+            Token::Format(Format::Signature(e)) => Error::InvalidSignature {
+                reason: e.to_string(),
+            },
+            Token::Format(Format::SealedSignature) => Error::InvalidSignature {
+                reason: "sealed signature does not verify".into(),
+            },
+            Token::Format(
+                e @ (Format::DeserializationError(_)
+                | Format::BlockDeserializationError(_)
+                | Format::Version { .. }
+                | Format::InvalidKeySize(_)
+                | Format::InvalidSignatureSize(_)
+                | Format::SignatureDeserializationError(_)
+                | Format::BlockSignatureDeserializationError(_)
+                | Format::UnknownSymbol(_)
+                | Format::SymbolTableOverlap
+                | Format::PublicKeyTableOverlap
+                | Format::EmptyKeys
+                | Format::InvalidBlockId(_)),
+            ) => Error::MalformedToken {
+                reason: format_detail(&e),
+            },
+            other => Error::Biscuit(other),
+        }
+    }
+}
+
+fn format_detail(e: &biscuit_auth::error::Format) -> String {
+    use biscuit_auth::error::Format;
+    match e {
+        Format::DeserializationError(d) | Format::BlockDeserializationError(d) => {
+            format!("{e} ({d})")
+        }
+        _ => e.to_string(),
+    }
+}
+
+fn line_column(source: &str, offset: usize) -> (usize, usize) {
+    let before = source.get(..offset).unwrap_or(source);
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datalog_error_has_position() {
+        let src = "allow if true;\ncheck if oops(";
+        let err = biscuit_auth::builder::BlockBuilder::new()
+            .code(src)
+            .err()
+            .map(|e| Error::from_datalog(src, e));
+        match err {
+            Some(Error::Datalog { line, column, .. }) => {
+                assert_eq!(line, 2);
+                assert!(column >= 1, "column {column}");
+            }
+            other => panic!("expected a Datalog error, got {other:?}"),
+        }
+    }
+}

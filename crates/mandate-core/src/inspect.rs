@@ -1,0 +1,198 @@
+//! Inspection: a readable report of what a token says, and whether its
+//! signatures verify.
+//!
+//! The report reads the authority block without trusting it unless the
+//! caller supplied root keys and they verified; [`SignatureStatus`] says
+//! which. Nothing here decides a request.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use biscuit_auth::builder::{BlockBuilder, Term};
+use serde::Serialize;
+
+use crate::keys::KeySet;
+use crate::restrict::Right;
+use crate::token::UnverifiedMandate;
+use crate::vocab;
+use crate::Error;
+
+/// What the authority block states, read without verifying it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AuthorityClaims {
+    pub principal: Option<String>,
+    pub agents: Vec<(String, String)>,
+    pub task: Option<String>,
+    pub rights: Vec<Right>,
+    pub issued_at: Option<SystemTime>,
+    pub expires_at: Option<SystemTime>,
+}
+
+impl AuthorityClaims {
+    pub(crate) fn read_unverified(token: &UnverifiedMandate) -> Result<AuthorityClaims, Error> {
+        let source = token.block_source(0)?;
+        let block = BlockBuilder::new()
+            .code(&source)
+            .map_err(|e| Error::from_datalog(&source, e))?;
+        let mut claims = AuthorityClaims::default();
+        for fact in &block.facts {
+            let terms = &fact.predicate.terms;
+            match (fact.predicate.name.as_str(), terms.as_slice()) {
+                (vocab::PRINCIPAL, [Term::Str(p)]) => claims.principal = Some(p.clone()),
+                (vocab::AGENT, [Term::Str(name), Term::Str(key)]) => {
+                    claims.agents.push((name.clone(), key.clone()))
+                }
+                (vocab::TASK, [Term::Str(t)]) => claims.task = Some(t.clone()),
+                (vocab::RIGHT, [Term::Str(s), Term::Str(o)]) => claims.rights.push(Right {
+                    service: s.clone(),
+                    operation: o.clone(),
+                }),
+                (vocab::ISSUED_AT, [Term::Date(t)]) => claims.issued_at = Some(date(*t)),
+                (vocab::EXPIRES_AT, [Term::Date(t)]) => claims.expires_at = Some(date(*t)),
+                _ => {}
+            }
+        }
+        Ok(claims)
+    }
+}
+
+fn date(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// Number of signed delegation hops in the token: blocks signed by an agent
+/// key rather than by a throw-away block key.
+pub(crate) fn hop_count(token: &UnverifiedMandate) -> u32 {
+    let hops = token.external_keys().iter().filter(|k| k.is_some()).count();
+    u32::try_from(hops).unwrap_or(u32::MAX)
+}
+
+/// Whether the report's claims are backed by verified signatures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum SignatureStatus {
+    /// No root key was given; nothing in the report is verified.
+    NotChecked,
+    /// Every signature verified against a trusted root key.
+    Valid,
+    /// Verification failed; the report shows what the bytes claim.
+    Invalid {
+        /// Why verification failed.
+        reason: String,
+    },
+}
+
+/// One block of the token.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockReport {
+    /// 0 for the authority block.
+    pub index: usize,
+    /// The block's revocation id, hex.
+    pub id: String,
+    /// The agent key that signed the block, for a signed hop.
+    pub signed_by: Option<String>,
+    /// The block as Datalog.
+    pub source: String,
+}
+
+/// A readable report of a token.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    /// Whether the claims below were verified.
+    pub signature: SignatureStatus,
+    /// The root key id the token names.
+    pub root_key_id: Option<u32>,
+    /// `principal(P)`.
+    pub principal: Option<String>,
+    /// `agent(Name, Key)` facts of the authority block, as (name, key).
+    pub agents: Vec<AgentReport>,
+    /// True when the first agent has no key: whoever holds the token can use it.
+    pub bearer: bool,
+    /// `task(Id)`.
+    pub task: Option<String>,
+    /// `right(S, O)` facts as `S:O`.
+    pub rights: Vec<String>,
+    /// `issued_at`, RFC 3339.
+    pub issued_at: Option<String>,
+    /// `expires_at`, RFC 3339.
+    pub expires_at: Option<String>,
+    /// Seconds until expiry at inspection time; negative once expired.
+    pub expires_in_seconds: Option<i64>,
+    /// The last block's revocation id: the id that revokes this token and
+    /// everything delegated from it.
+    pub token_id: String,
+    /// The authority block's revocation id: revokes the whole tree.
+    pub root_id: String,
+    /// Every block, authority first.
+    pub blocks: Vec<BlockReport>,
+}
+
+/// An agent named in the authority block.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentReport {
+    /// The agent's name.
+    pub name: String,
+    /// Its public key, empty for a bearer mandate.
+    pub key: String,
+}
+
+/// Reports what `token` says at `now`; with `root_keys`, also whether its
+/// signatures verify.
+///
+/// # Errors
+/// [`Error::Datalog`] or [`Error::Biscuit`] only if a block cannot be printed
+/// back, which a parsed token should never cause.
+pub fn inspect(
+    token: &UnverifiedMandate,
+    root_keys: Option<&KeySet>,
+    now: SystemTime,
+) -> Result<Inspection, Error> {
+    let signature = match root_keys {
+        None => SignatureStatus::NotChecked,
+        Some(keys) => match token.verify(keys) {
+            Ok(_) => SignatureStatus::Valid,
+            Err(e) => SignatureStatus::Invalid {
+                reason: e.to_string(),
+            },
+        },
+    };
+    let claims = AuthorityClaims::read_unverified(token)?;
+    let ids = token.revocation_ids();
+    let external = token.external_keys();
+    let mut blocks = Vec::with_capacity(token.block_count());
+    for index in 0..token.block_count() {
+        blocks.push(BlockReport {
+            index,
+            id: ids.get(index).map(hex::encode).unwrap_or_default(),
+            signed_by: external
+                .get(index)
+                .copied()
+                .flatten()
+                .map(|k| k.to_string()),
+            source: token.block_source(index)?,
+        });
+    }
+    let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    let remaining = claims.expires_at.map(|exp| match exp.duration_since(now) {
+        Ok(left) => i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+        Err(past) => -i64::try_from(past.duration().as_secs()).unwrap_or(i64::MAX),
+    });
+    Ok(Inspection {
+        signature,
+        root_key_id: token.root_key_id(),
+        bearer: claims.agents.first().is_none_or(|(_, key)| key.is_empty()),
+        principal: claims.principal,
+        agents: claims
+            .agents
+            .into_iter()
+            .map(|(name, key)| AgentReport { name, key })
+            .collect(),
+        task: claims.task,
+        rights: claims.rights.iter().map(Right::to_string).collect(),
+        issued_at: claims.issued_at.map(rfc3339),
+        expires_at: claims.expires_at.map(rfc3339),
+        expires_in_seconds: remaining,
+        token_id: token.token_id_hex(),
+        root_id: token.root_id_hex(),
+        blocks,
+    })
+}

@@ -1,0 +1,375 @@
+//! Ed25519 keys: secret keys as redacted newtypes, public keys in the
+//! `ed25519/<hex>` form, and the set of trusted root keys by key id.
+//!
+//! Secret key material never reaches `Debug`, `Display` or a log line. Key
+//! files are written with mode 0600 and never overwritten silently.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write as _;
+use std::path::Path;
+use std::str::FromStr;
+
+use biscuit_auth::builder::Algorithm;
+
+use crate::Error;
+
+/// A public key. Only Ed25519 keys are accepted; the text form is
+/// `ed25519/<64 hex digits>`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PublicKey(biscuit_auth::PublicKey);
+
+impl PublicKey {
+    /// The underlying biscuit key.
+    pub fn as_biscuit(&self) -> &biscuit_auth::PublicKey {
+        &self.0
+    }
+
+    pub(crate) fn from_biscuit(key: biscuit_auth::PublicKey) -> Result<PublicKey, Error> {
+        match key.algorithm() {
+            biscuit_auth::format::schema::public_key::Algorithm::Ed25519 => Ok(PublicKey(key)),
+            _ => Err(Error::InvalidKey {
+                reason: "only ed25519 keys are supported".into(),
+            }),
+        }
+    }
+
+    /// Reads a public key from a string, or from a file when `text` is a path
+    /// to a `.pub` file written by [`SecretKey::write_new`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] when the text is not `ed25519/<hex>`.
+    pub fn from_arg(text: &str) -> Result<PublicKey, Error> {
+        let trimmed = text.trim();
+        if !trimmed.starts_with("ed25519/") && Path::new(trimmed).is_file() {
+            let contents = std::fs::read_to_string(trimmed).map_err(|source| Error::Io {
+                action: "reading",
+                path: trimmed.into(),
+                source,
+            })?;
+            return contents.trim().parse();
+        }
+        trimmed.parse()
+    }
+}
+
+impl FromStr for PublicKey {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex = s
+            .trim()
+            .strip_prefix("ed25519/")
+            .ok_or_else(|| Error::InvalidKey {
+                reason: format!("expected `ed25519/<hex>`, got `{}`", shorten(s)),
+            })?;
+        biscuit_auth::PublicKey::from_bytes_hex(hex, Algorithm::Ed25519)
+            .map(PublicKey)
+            .map_err(|e| Error::InvalidKey {
+                reason: format!("`{}` is not an Ed25519 public key ({e})", shorten(s)),
+            })
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ed25519/{}", hex::encode(self.0.to_bytes()))
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({self})")
+    }
+}
+
+/// An Ed25519 secret key. `Debug` prints only the public half.
+pub struct SecretKey(biscuit_auth::KeyPair);
+
+impl SecretKey {
+    /// Generates a fresh key from the operating system's randomness.
+    pub fn generate() -> SecretKey {
+        SecretKey(biscuit_auth::KeyPair::new())
+    }
+
+    /// The public half.
+    pub fn public(&self) -> PublicKey {
+        PublicKey(self.0.public())
+    }
+
+    /// The key pair, for signing with biscuit-auth directly.
+    pub fn key_pair(&self) -> &biscuit_auth::KeyPair {
+        &self.0
+    }
+
+    /// Reads a key file written by [`SecretKey::write_new`]
+    /// (`ed25519-private/<hex>`).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read, [`Error::InvalidKey`] when it
+    /// does not hold an Ed25519 private key. The message never contains the
+    /// file's contents.
+    pub fn read(path: &Path) -> Result<SecretKey, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            action: "reading",
+            path: path.into(),
+            source,
+        })?;
+        let hex = text
+            .trim()
+            .strip_prefix("ed25519-private/")
+            .ok_or_else(|| Error::InvalidKey {
+                reason: format!(
+                    "{} is not a private key file (expected `ed25519-private/<hex>`)",
+                    path.display()
+                ),
+            })?;
+        let key =
+            biscuit_auth::PrivateKey::from_bytes_hex(hex, Algorithm::Ed25519).map_err(|_| {
+                Error::InvalidKey {
+                    reason: format!(
+                        "{} does not hold a valid Ed25519 private key",
+                        path.display()
+                    ),
+                }
+            })?;
+        Ok(SecretKey(biscuit_auth::KeyPair::from(&key)))
+    }
+
+    /// Writes the key to `path` (mode 0600) and its public half to
+    /// `path.pub`. Refuses to overwrite an existing file, so a key is never
+    /// lost by a mistyped command.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when either file exists or cannot be written.
+    pub fn write_new(&self, path: &Path) -> Result<(), Error> {
+        let pub_path = public_key_path(path);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io {
+                action: "writing",
+                path,
+                source,
+            }
+        };
+        if pub_path.exists() {
+            return Err(io(&pub_path)(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "file exists",
+            )));
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        let mut file = options.open(path).map_err(io(path))?;
+        let secret = self.0.private().to_prefixed_string();
+        file.write_all(secret.as_bytes())
+            .and_then(|()| file.write_all(b"\n"))
+            .and_then(|()| file.sync_all())
+            .map_err(io(path))?;
+        std::fs::write(&pub_path, format!("{}\n", self.public())).map_err(io(&pub_path))?;
+        Ok(())
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SecretKey(public: {}, secret: <redacted>)",
+            self.public()
+        )
+    }
+}
+
+/// The path of the public key file that goes with a private key file.
+pub fn public_key_path(path: &Path) -> std::path::PathBuf {
+    let mut os = path.as_os_str().to_owned();
+    os.push(".pub");
+    os.into()
+}
+
+/// A root signing key with the key id written into every token it signs, so
+/// verifiers can trust several roots during a rotation.
+#[derive(Debug)]
+pub struct RootKey {
+    /// The secret key.
+    pub secret: SecretKey,
+    /// The id written into tokens (`None`: tokens carry no id).
+    pub key_id: Option<u32>,
+}
+
+/// The root public keys a verifier trusts, by key id.
+///
+/// A token that names a key id is checked against the key with that id; a
+/// token without an id is accepted only when exactly one key is trusted
+/// without an id, or when the set holds a single key.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    keys: BTreeMap<Option<u32>, PublicKey>,
+}
+
+impl KeySet {
+    /// An empty set, which trusts nothing.
+    pub fn new() -> KeySet {
+        KeySet::default()
+    }
+
+    /// Trusts `key` for tokens naming `key_id`.
+    pub fn insert(&mut self, key_id: Option<u32>, key: PublicKey) {
+        self.keys.insert(key_id, key);
+    }
+
+    /// A set holding one key, trusted for tokens with or without a key id.
+    pub fn single(key: PublicKey) -> KeySet {
+        let mut set = KeySet::new();
+        set.insert(None, key);
+        set
+    }
+
+    /// Whether no key is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Parses a `--root-pub` argument: `ed25519/<hex>`, `ID=ed25519/<hex>`, or
+    /// a path to a `.pub` file (optionally `ID=PATH`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] for an unparseable key or id.
+    pub fn add_arg(&mut self, arg: &str) -> Result<(), Error> {
+        let (id, key) = match arg.split_once('=') {
+            Some((id, key)) => {
+                let id = id.trim().parse::<u32>().map_err(|_| Error::InvalidKey {
+                    reason: format!("key id `{id}` is not a non-negative integer"),
+                })?;
+                (Some(id), key)
+            }
+            None => (None, arg),
+        };
+        self.insert(id, PublicKey::from_arg(key)?);
+        Ok(())
+    }
+
+    /// Reads a key-set file: a JSON object mapping key ids to public keys,
+    /// e.g. `{"1": "ed25519/…", "2": "ed25519/…"}`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::InvalidKey`].
+    pub fn read_file(path: &Path) -> Result<KeySet, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            action: "reading",
+            path: path.into(),
+            source,
+        })?;
+        let map: BTreeMap<String, String> =
+            serde_json::from_str(&text).map_err(|e| Error::InvalidKey {
+                reason: format!(
+                    "{} is not a key-set file (a JSON object of id to key): {e}",
+                    path.display()
+                ),
+            })?;
+        let mut set = KeySet::new();
+        for (id, key) in map {
+            set.add_arg(&format!("{id}={key}"))?;
+        }
+        Ok(set)
+    }
+
+    fn trusted_ids(&self) -> String {
+        let ids: Vec<String> = self
+            .keys
+            .keys()
+            .map(|id| id.map_or_else(|| "none".to_string(), |id| id.to_string()))
+            .collect();
+        if ids.is_empty() {
+            "(none)".into()
+        } else {
+            ids.join(", ")
+        }
+    }
+
+    /// The key for a token naming `key_id`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownKeyId`] when no trusted key fits.
+    pub fn choose(&self, key_id: Option<u32>) -> Result<&PublicKey, Error> {
+        let unknown = || Error::UnknownKeyId {
+            key_id: key_id.map_or_else(|| "none".to_string(), |id| id.to_string()),
+            trusted: self.trusted_ids(),
+        };
+        if let Some(key) = self.keys.get(&key_id) {
+            return Ok(key);
+        }
+        // A single key given without an id is the common one-root setup: it
+        // is trusted whatever id the token names.
+        match (self.keys.len(), self.keys.get(&None)) {
+            (1, Some(key)) => Ok(key),
+            _ => Err(unknown()),
+        }
+    }
+}
+
+fn shorten(s: &str) -> String {
+    let mut out: String = s.chars().take(40).collect();
+    if s.chars().count() > 40 {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let key = SecretKey::generate();
+        let secret_hex = key.0.private().to_bytes_hex();
+        let printed = format!("{key:?}");
+        assert!(!printed.contains(&secret_hex));
+        assert!(printed.contains("redacted"));
+    }
+
+    #[test]
+    fn key_files_round_trip_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.key");
+        let key = SecretKey::generate();
+        key.write_new(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let back = SecretKey::read(&path).unwrap();
+        assert_eq!(back.public(), key.public());
+        let public = PublicKey::from_arg(public_key_path(&path).to_str().unwrap()).unwrap();
+        assert_eq!(public, key.public());
+        assert!(matches!(key.write_new(&path), Err(Error::Io { .. })));
+    }
+
+    #[test]
+    fn key_set_chooses_by_id() {
+        let (a, b) = (
+            SecretKey::generate().public(),
+            SecretKey::generate().public(),
+        );
+        let mut set = KeySet::new();
+        set.insert(Some(1), a);
+        set.insert(Some(2), b);
+        assert_eq!(set.choose(Some(2)).unwrap(), &b);
+        assert!(matches!(
+            set.choose(Some(3)),
+            Err(Error::UnknownKeyId { .. })
+        ));
+        assert!(matches!(set.choose(None), Err(Error::UnknownKeyId { .. })));
+        assert_eq!(KeySet::single(a).choose(Some(7)).unwrap(), &a);
+    }
+}

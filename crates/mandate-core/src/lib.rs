@@ -1,0 +1,46 @@
+//! The Mandate vocabulary and everything a holder can do with a mandate offline.
+//!
+//! A *mandate* is a Biscuit token whose authority block binds a principal, the
+//! agent acting for them, a task, the rights granted for that task and an
+//! expiry. This crate owns the names of those facts ([`vocab`]), the key
+//! types ([`keys`]), the split between bytes that were merely parsed
+//! ([`UnverifiedMandate`]) and a token whose root signature was checked
+//! ([`Mandate`]), the restriction builders that compile to Datalog checks
+//! ([`Restrictions`]), offline delegation ([`delegate`]) and inspection
+//! ([`inspect`]).
+//!
+//! This crate never decides a request (that is `mandate-verifier`), never
+//! performs network or storage I/O beyond reading and writing key files, and
+//! never reads a claim from an unverified token for any purpose other than a
+//! report that says it is unverified.
+
+mod error;
+pub mod inspect;
+pub mod keys;
+mod request;
+mod restrict;
+mod token;
+pub mod vocab;
+
+pub use error::Error;
+pub use inspect::{inspect, BlockReport, Inspection, SignatureStatus};
+pub use keys::{KeySet, PublicKey, RootKey, SecretKey};
+pub use request::{AttrValue, Request, ResourcePath};
+pub use restrict::{delegate, Restrictions, Right};
+pub use token::{fingerprint, Mandate, UnverifiedMandate, MAX_TOKEN_LEN};
+
+/// The Datalog engine limits every evaluation in Mandate runs under, unless a
+/// caller chooses others.
+///
+/// biscuit-auth's default time limit (1 ms) fires spuriously on a loaded
+/// two-core machine (79 of 617k calls under contention were measured to fail
+/// that way), which would turn load into denials. The fact and iteration
+/// limits stay tight because mandates are small: a token with a few dozen
+/// blocks produces a few hundred facts at most.
+pub fn default_run_limits() -> biscuit_auth::datalog::RunLimits {
+    biscuit_auth::datalog::RunLimits {
+        max_facts: 10_000,
+        max_iterations: 100,
+        max_time: std::time::Duration::from_millis(50),
+    }
+}

@@ -1,0 +1,215 @@
+//! The request a verifier decides: what is being called, on what, when, and
+//! under which runtime conditions.
+//!
+//! Resources are normalised here, before they become Datalog facts, so a
+//! prefix restriction cannot be escaped with `..`, `//` or percent-encoding.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use crate::Error;
+
+/// One call an agent makes, as the verifier sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The service being called (`service(S)`).
+    pub service: String,
+    /// The operation (`operation(O)`).
+    pub operation: String,
+    /// The resource (`resource(R)`), already normalised.
+    pub resource: ResourcePath,
+    /// Runtime conditions (`attr(Key, Value)`), at most [`Request::MAX_ATTRS`].
+    pub attrs: Vec<(String, AttrValue)>,
+    /// The time of the call (`time(T)`).
+    pub time: SystemTime,
+}
+
+impl Request {
+    /// The most attributes one request may carry; every input that can grow
+    /// has a bound.
+    pub const MAX_ATTRS: usize = 64;
+
+    /// A request at `time` without attributes.
+    pub fn new(
+        service: impl Into<String>,
+        operation: impl Into<String>,
+        resource: ResourcePath,
+        time: SystemTime,
+    ) -> Request {
+        Request {
+            service: service.into(),
+            operation: operation.into(),
+            resource,
+            attrs: Vec::new(),
+            time,
+        }
+    }
+
+    /// Adds a `KEY=VALUE` attribute (see [`AttrValue::parse`]).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a missing `=`, an empty key, or too many attributes.
+    pub fn with_attr_arg(mut self, arg: &str) -> Result<Request, Error> {
+        let (key, value) = arg
+            .split_once('=')
+            .ok_or_else(|| Error::Invalid(format!("attribute `{arg}` is not KEY=VALUE")))?;
+        if key.is_empty() {
+            return Err(Error::Invalid(format!(
+                "attribute `{arg}` has an empty key"
+            )));
+        }
+        if self.attrs.len() >= Request::MAX_ATTRS {
+            return Err(Error::Invalid(format!(
+                "a request carries at most {} attributes",
+                Request::MAX_ATTRS
+            )));
+        }
+        self.attrs.push((key.to_string(), AttrValue::parse(value)));
+        Ok(self)
+    }
+}
+
+/// The value of a request attribute. Decimal integers become Datalog
+/// integers, so numeric bounds compare numbers; everything else is a string.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AttrValue {
+    /// A 64-bit signed integer.
+    Int(i64),
+    /// Any other text.
+    Str(String),
+}
+
+impl AttrValue {
+    /// `"120"` → `Int(120)`, `"card"` → `Str("card")`.
+    pub fn parse(text: &str) -> AttrValue {
+        match text.parse::<i64>() {
+            Ok(n) => AttrValue::Int(n),
+            Err(_) => AttrValue::Str(text.to_string()),
+        }
+    }
+
+    /// The Datalog term for this value.
+    pub fn to_term(&self) -> biscuit_auth::builder::Term {
+        match self {
+            AttrValue::Int(n) => biscuit_auth::builder::int(*n),
+            AttrValue::Str(s) => biscuit_auth::builder::string(s),
+        }
+    }
+}
+
+impl fmt::Display for AttrValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttrValue::Int(n) => write!(f, "{n}"),
+            AttrValue::Str(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+/// A resource path that is safe to compare by prefix: absolute, no empty
+/// segment, no `.` or `..` segment, no percent-encoding, no backslash, no
+/// control character. Resources that are not paths (`invoice-17`) are kept
+/// as they are, provided they contain none of those characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourcePath(String);
+
+impl ResourcePath {
+    /// The longest resource accepted.
+    pub const MAX_LEN: usize = 1024;
+
+    /// Checks and normalises a resource. A single trailing `/` is dropped
+    /// (`/data/` is `/data`).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the offending part.
+    pub fn parse(text: &str) -> Result<ResourcePath, Error> {
+        let bad = |why: &str| Error::Invalid(format!("resource `{text}` refused: {why}"));
+        if text.is_empty() {
+            return Err(bad("empty"));
+        }
+        if text.len() > ResourcePath::MAX_LEN {
+            return Err(bad("longer than 1024 bytes"));
+        }
+        if text.contains('%') {
+            return Err(bad("percent-encoding is not accepted"));
+        }
+        if text.contains('\\') || text.chars().any(char::is_control) {
+            return Err(bad("backslash or control character"));
+        }
+        let trimmed = if text.len() > 1 {
+            text.strip_suffix('/').unwrap_or(text)
+        } else {
+            text
+        };
+        if trimmed.contains('/') && trimmed != "/" {
+            let mut segments = trimmed.split('/');
+            if trimmed.starts_with('/') {
+                segments.next();
+            }
+            for segment in segments {
+                match segment {
+                    "" => return Err(bad("empty path segment (`//`)")),
+                    "." | ".." => return Err(bad("`.` or `..` segment")),
+                    _ => {}
+                }
+            }
+        } else if trimmed == "." || trimmed == ".." {
+            return Err(bad("`.` or `..` segment"));
+        }
+        Ok(ResourcePath(trimmed.to_string()))
+    }
+
+    /// The normalised text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ResourcePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn resources_are_normalised_or_refused() {
+        assert_eq!(
+            ResourcePath::parse("/data/q3/").unwrap().as_str(),
+            "/data/q3"
+        );
+        assert_eq!(
+            ResourcePath::parse("invoice-17").unwrap().as_str(),
+            "invoice-17"
+        );
+        assert_eq!(ResourcePath::parse("/").unwrap().as_str(), "/");
+        for bad in [
+            "",
+            "/data/../secret",
+            "/data//x",
+            "/data/%2e%2e/x",
+            "/data/./x",
+            "..",
+            "a\\b",
+        ] {
+            assert!(ResourcePath::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn attributes_are_typed() {
+        assert_eq!(AttrValue::parse("120"), AttrValue::Int(120));
+        assert_eq!(AttrValue::parse("-3"), AttrValue::Int(-3));
+        assert_eq!(AttrValue::parse("card"), AttrValue::Str("card".into()));
+        let at = SystemTime::UNIX_EPOCH;
+        let r = Request::new("s", "o", ResourcePath::parse("/x").unwrap(), at);
+        assert!(r.clone().with_attr_arg("amount").is_err());
+        assert!(r.clone().with_attr_arg("=1").is_err());
+        let r = r.with_attr_arg("amount=5=6").unwrap();
+        assert_eq!(r.attrs[0], ("amount".into(), AttrValue::Str("5=6".into())));
+    }
+}

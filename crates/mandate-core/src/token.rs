@@ -1,0 +1,249 @@
+//! Mandate tokens before and after their root signature is checked.
+//!
+//! [`UnverifiedMandate`] is what arrives on the wire: it can be inspected
+//! (as an explicitly unverified report), attenuated offline and re-encoded,
+//! but it offers no accessor for a principal, an agent or a right.
+//! [`Mandate`] exists only after [`UnverifiedMandate::verify`] or
+//! [`Mandate::from_base64`] checked every signature against a trusted root.
+
+use biscuit_auth::{Biscuit, UnverifiedBiscuit};
+use sha2::Digest as _;
+
+use crate::keys::{KeySet, PublicKey};
+use crate::Error;
+
+/// The largest encoded token accepted, in bytes. Biscuit tokens with dozens
+/// of hops stay far below this; the bound keeps hostile input cheap to refuse.
+pub const MAX_TOKEN_LEN: usize = 64 * 1024;
+
+/// A short, stable, non-reversible name for a token, safe for logs:
+/// `sha256:` and the first 16 hex digits of the SHA-256 of its text.
+pub fn fingerprint(token_text: &str) -> String {
+    let digest = sha2::Sha256::digest(token_text.trim().as_bytes());
+    format!("sha256:{}", &hex::encode(digest)[..16])
+}
+
+fn check_len(text: &str) -> Result<&str, Error> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Error::MalformedToken {
+            reason: "empty token".into(),
+        });
+    }
+    if text.len() > MAX_TOKEN_LEN {
+        return Err(Error::MalformedToken {
+            reason: format!("longer than {MAX_TOKEN_LEN} bytes"),
+        });
+    }
+    Ok(text)
+}
+
+/// A token whose bytes parsed but whose signatures were not checked.
+#[derive(Clone)]
+pub struct UnverifiedMandate {
+    inner: UnverifiedBiscuit,
+}
+
+impl std::fmt::Debug for UnverifiedMandate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UnverifiedMandate(id: {})", self.token_id_hex())
+    }
+}
+
+impl UnverifiedMandate {
+    /// Parses URL-safe base64 text (surrounding whitespace is ignored).
+    ///
+    /// # Errors
+    /// [`Error::MalformedToken`] for bad base64, truncated or garbled bytes.
+    pub fn from_base64(text: &str) -> Result<UnverifiedMandate, Error> {
+        let text = check_len(text)?;
+        UnverifiedBiscuit::from_base64(text)
+            .map(|inner| UnverifiedMandate { inner })
+            .map_err(Error::from_format)
+    }
+
+    /// Encodes the token as URL-safe base64.
+    ///
+    /// # Errors
+    /// [`Error::Biscuit`] if serialisation fails.
+    pub fn to_base64(&self) -> Result<String, Error> {
+        self.inner.to_base64().map_err(Error::Biscuit)
+    }
+
+    /// Checks every signature against the trusted root keys.
+    ///
+    /// # Errors
+    /// [`Error::UnknownKeyId`] when no trusted key has the token's key id,
+    /// [`Error::InvalidSignature`] when a signature does not verify.
+    pub fn verify(&self, keys: &KeySet) -> Result<Mandate, Error> {
+        let root = *keys.choose(self.inner.root_key_id())?;
+        self.inner
+            .clone()
+            .verify(*root.as_biscuit())
+            .map(|biscuit| Mandate { biscuit })
+            .map_err(|e| Error::from_format(e.into()))
+    }
+
+    /// The root key id the token names, if any.
+    pub fn root_key_id(&self) -> Option<u32> {
+        self.inner.root_key_id()
+    }
+
+    /// Number of blocks, the authority block included.
+    pub fn block_count(&self) -> usize {
+        self.inner.block_count()
+    }
+
+    /// Every block's revocation id, authority first.
+    pub fn revocation_ids(&self) -> Vec<Vec<u8>> {
+        self.inner.revocation_identifiers()
+    }
+
+    /// The token id: the last block's revocation id, in hex.
+    pub fn token_id_hex(&self) -> String {
+        last_hex(&self.revocation_ids())
+    }
+
+    /// The root id: the authority block's revocation id, in hex. Every token
+    /// delegated from the same minted mandate shares it.
+    pub fn root_id_hex(&self) -> String {
+        self.revocation_ids()
+            .first()
+            .map(hex::encode)
+            .unwrap_or_default()
+    }
+
+    /// Block `index` as Datalog source, as biscuit prints it.
+    ///
+    /// # Errors
+    /// [`Error::Biscuit`] for an index past the last block.
+    pub fn block_source(&self, index: usize) -> Result<String, Error> {
+        self.inner.print_block_source(index).map_err(Error::Biscuit)
+    }
+
+    /// For each block, the key that signed it as a third-party block, if any.
+    pub fn external_keys(&self) -> Vec<Option<PublicKey>> {
+        self.inner
+            .external_public_keys()
+            .into_iter()
+            .map(|k| k.and_then(|k| PublicKey::from_biscuit(k).ok()))
+            .collect()
+    }
+
+    pub(crate) fn append(
+        &self,
+        block: biscuit_auth::builder::BlockBuilder,
+    ) -> Result<UnverifiedMandate, Error> {
+        self.inner
+            .append(block)
+            .map(|inner| UnverifiedMandate { inner })
+            .map_err(Error::Biscuit)
+    }
+}
+
+fn last_hex(ids: &[Vec<u8>]) -> String {
+    ids.last().map(hex::encode).unwrap_or_default()
+}
+
+/// A token whose every signature verified against a trusted root key.
+///
+/// Claims are read from it by the verifier, which evaluates its Datalog under
+/// run limits; this type itself only guarantees authenticity.
+#[derive(Clone)]
+pub struct Mandate {
+    biscuit: Biscuit,
+}
+
+impl std::fmt::Debug for Mandate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Mandate(id: {})", self.token_id_hex())
+    }
+}
+
+struct KeySetProvider<'a>(&'a KeySet);
+
+impl biscuit_auth::RootKeyProvider for KeySetProvider<'_> {
+    fn choose(
+        &self,
+        key_id: Option<u32>,
+    ) -> Result<biscuit_auth::PublicKey, biscuit_auth::error::Format> {
+        self.0
+            .choose(key_id)
+            .map(|k| *k.as_biscuit())
+            .map_err(|_| biscuit_auth::error::Format::UnknownPublicKey)
+    }
+}
+
+impl Mandate {
+    /// Parses and verifies base64 text in one step (what a verifier does on
+    /// every call).
+    ///
+    /// # Errors
+    /// As [`UnverifiedMandate::from_base64`] and [`UnverifiedMandate::verify`].
+    pub fn from_base64(text: &str, keys: &KeySet) -> Result<Mandate, Error> {
+        let text = check_len(text)?;
+        match Biscuit::from_base64(text, KeySetProvider(keys)) {
+            Ok(biscuit) => Ok(Mandate { biscuit }),
+            Err(biscuit_auth::error::Token::Format(
+                biscuit_auth::error::Format::UnknownPublicKey,
+            )) => {
+                // Re-run the choice to report which id was unknown.
+                let key_id = UnverifiedMandate::from_base64(text)?.root_key_id();
+                Err(keys
+                    .choose(key_id)
+                    .err()
+                    .unwrap_or(Error::InvalidSignature {
+                        reason: "root key not recognised".into(),
+                    }))
+            }
+            Err(e) => Err(Error::from_format(e)),
+        }
+    }
+
+    /// Wraps a biscuit-auth token. biscuit-auth only yields a [`Biscuit`]
+    /// after checking its signatures or after building it with a root key,
+    /// so the wrapper keeps the guarantee.
+    pub fn from_biscuit(biscuit: Biscuit) -> Mandate {
+        Mandate { biscuit }
+    }
+
+    /// The verified biscuit, for building an authorizer.
+    pub fn biscuit(&self) -> &Biscuit {
+        &self.biscuit
+    }
+
+    /// Encodes the token as URL-safe base64.
+    ///
+    /// # Errors
+    /// [`Error::Biscuit`] if serialisation fails.
+    pub fn to_base64(&self) -> Result<String, Error> {
+        self.biscuit.to_base64().map_err(Error::Biscuit)
+    }
+
+    /// The same token, forgetting that it was verified (for delegation,
+    /// which works on unverified tokens).
+    ///
+    /// # Errors
+    /// [`Error::Biscuit`] if re-encoding fails.
+    pub fn to_unverified(&self) -> Result<UnverifiedMandate, Error> {
+        let bytes = self.biscuit.to_vec().map_err(Error::Biscuit)?;
+        UnverifiedBiscuit::from(bytes)
+            .map(|inner| UnverifiedMandate { inner })
+            .map_err(Error::from_format)
+    }
+
+    /// Every block's revocation id, authority first.
+    pub fn revocation_ids(&self) -> Vec<Vec<u8>> {
+        self.biscuit.revocation_identifiers()
+    }
+
+    /// The token id: the last block's revocation id, in hex.
+    pub fn token_id_hex(&self) -> String {
+        last_hex(&self.revocation_ids())
+    }
+
+    /// Number of blocks, the authority block included.
+    pub fn block_count(&self) -> usize {
+        self.biscuit.block_count()
+    }
+}
