@@ -27,6 +27,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Decide one request offline: exit 0 allow, 1 deny, 2 error.
     Authorize(AuthorizeArgs),
+    /// Sign a proof of possession for one request with the acting agent's key.
+    Pop(PopArgs),
     /// Run the whole flow once on fresh keys: issue, delegate, allow, deny.
     Demo(DemoArgs),
 }
@@ -117,6 +119,16 @@ pub struct DelegateArgs {
     pub token: String,
     #[command(flatten)]
     pub restrictions: RestrictionArgs,
+    /// The current holder's private key: the block is signed by it, so the
+    /// restriction (and a hop given with --to) provably comes from the holder.
+    #[arg(long = "signer-key", value_name = "FILE")]
+    pub signer_key: Option<PathBuf>,
+    /// Hand the authority to this agent (needs --to-key and --signer-key).
+    #[arg(long, value_name = "NAME", requires_all = ["to_key", "signer_key"])]
+    pub to: Option<String>,
+    /// The next agent's public key (`ed25519/<hex>` or a .pub file).
+    #[arg(long = "to-key", value_name = "PUB", requires = "to")]
+    pub to_key: Option<String>,
     /// A shorter lifetime for the delegated token, e.g. 5m.
     #[arg(long)]
     pub ttl: Option<String>,
@@ -159,12 +171,47 @@ pub struct AuthorizeArgs {
     /// A policy file instead of the built-in default policy.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// The acting agent's proof of possession (from `mandate pop`).
+    #[arg(long, value_name = "PROOF")]
+    pub pop: Option<String>,
+    /// Refuse bearer tokens: every request needs a proof of possession.
+    #[arg(long = "require-pop")]
+    pub require_pop: bool,
+    /// Accept proofs made this close to the request time.
+    #[arg(long = "pop-window", value_name = "DURATION", default_value = "30s")]
+    pub pop_window: String,
     /// Decide as of this time (RFC 3339) instead of now.
     #[arg(long, value_name = "RFC3339")]
     pub at: Option<String>,
     /// Print the decision as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The request a proof of possession is for; must match what `authorize` sees.
+#[derive(Debug, Args)]
+pub struct PopArgs {
+    /// The acting agent's private key.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// The token: the text itself, @FILE, or - for stdin.
+    #[arg(long)]
+    pub token: String,
+    /// The service being called.
+    #[arg(long)]
+    pub service: String,
+    /// The operation being called.
+    #[arg(long)]
+    pub operation: String,
+    /// The resource being called.
+    #[arg(long)]
+    pub resource: String,
+    /// A request attribute KEY=VALUE (repeatable).
+    #[arg(long = "attr", value_name = "KEY=VALUE")]
+    pub attrs: Vec<String>,
+    /// Sign as of this time (RFC 3339) instead of now.
+    #[arg(long, value_name = "RFC3339")]
+    pub at: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -6,15 +6,15 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context as _, Result};
 use mandate_core::{
-    fingerprint, KeySet, Request, ResourcePath, Restrictions, Right, RootKey, SecretKey,
-    UnverifiedMandate,
+    fingerprint, KeySet, NextAgent, Proof, Request, ResourcePath, Restrictions, Right, RootKey,
+    SecretKey, UnverifiedMandate,
 };
 use mandate_issuer::MintRequest;
 use mandate_verifier::{Policy, Verifier};
 
 use crate::args::{
-    AuthorizeArgs, Command, DelegateArgs, InspectArgs, IssueArgs, KeygenArgs, RestrictionArgs,
-    RootKeyArgs,
+    AuthorizeArgs, Command, DelegateArgs, InspectArgs, IssueArgs, KeygenArgs, PopArgs,
+    RestrictionArgs, RootKeyArgs,
 };
 use crate::output;
 
@@ -36,6 +36,7 @@ pub fn run(command: Command) -> Result<Outcome> {
         Command::Delegate(args) => delegate(&args),
         Command::Inspect(args) => inspect(&args),
         Command::Authorize(args) => authorize(&args),
+        Command::Pop(args) => pop(&args),
         Command::Demo(args) => crate::demo::run(args.dir.as_deref()),
     }
 }
@@ -155,7 +156,21 @@ fn delegate(args: &DelegateArgs) -> Result<Outcome> {
     if let Some(ttl) = &args.ttl {
         restrictions.expires_at = Some(SystemTime::now() + parse_duration(ttl)?);
     }
-    let child = mandate_core::delegate(&token, &restrictions)?.to_base64()?;
+    let child = match &args.signer_key {
+        Some(path) => {
+            let signer = SecretKey::read(path)?;
+            let to = match (&args.to, &args.to_key) {
+                (Some(name), Some(key)) => Some(NextAgent {
+                    name: name.clone(),
+                    key: mandate_core::PublicKey::from_arg(key)?,
+                }),
+                _ => None,
+            };
+            mandate_core::delegate_signed(&token, &signer, to.as_ref(), &restrictions)?
+        }
+        None => mandate_core::delegate(&token, &restrictions)?,
+    }
+    .to_base64()?;
     tracing::info!(parent = %token.token_id_hex(), child = %fingerprint(&child), "delegated");
     emit_token(&child, args.out.as_deref())
 }
@@ -205,23 +220,23 @@ fn inspect(args: &InspectArgs) -> Result<Outcome> {
 
 fn authorize(args: &AuthorizeArgs) -> Result<Outcome> {
     let token_text = read_token_text(&args.token)?;
-    let mut verifier = Verifier::builder().root_keys(root_keys(&args.roots)?);
+    let mut verifier = Verifier::builder()
+        .root_keys(root_keys(&args.roots)?)
+        .require_pop(args.require_pop)
+        .pop_window(parse_duration(&args.pop_window)?);
     if let Some(path) = &args.policy {
         verifier = verifier.policy(Policy::from_file(path)?);
     }
     let verifier = verifier.build()?;
-    let time = match &args.at {
-        Some(at) => parse_time(at)?,
-        None => SystemTime::now(),
-    };
-    let mut request = Request::new(
+    let mut request = request(
         &args.service,
         &args.operation,
-        ResourcePath::parse(&args.resource)?,
-        time,
-    );
-    for attr in &args.attrs {
-        request = request.with_attr_arg(attr)?;
+        &args.resource,
+        &args.attrs,
+        args.at.as_deref(),
+    )?;
+    if let Some(proof) = &args.pop {
+        request = request.with_proof(Proof::parse(proof)?);
     }
     let decision = verifier.authorize(&token_text, &request)?;
     tracing::info!(
@@ -243,4 +258,38 @@ fn authorize(args: &AuthorizeArgs) -> Result<Outcome> {
     } else {
         Outcome::Denied
     })
+}
+
+/// Builds the request a verifier decides (and a proof signs).
+fn request(
+    service: &str,
+    operation: &str,
+    resource: &str,
+    attrs: &[String],
+    at: Option<&str>,
+) -> Result<Request> {
+    let time = match at {
+        Some(at) => parse_time(at)?,
+        None => SystemTime::now(),
+    };
+    let mut request = Request::new(service, operation, ResourcePath::parse(resource)?, time);
+    for attr in attrs {
+        request = request.with_attr_arg(attr)?;
+    }
+    Ok(request)
+}
+
+fn pop(args: &PopArgs) -> Result<Outcome> {
+    let key = SecretKey::read(&args.key)?;
+    let token = read_token(&args.token)?;
+    let request = request(
+        &args.service,
+        &args.operation,
+        &args.resource,
+        &args.attrs,
+        args.at.as_deref(),
+    )?;
+    let proof = Proof::sign(&key, &token.token_id_hex(), &request, request.time);
+    println!("{}", proof.to_text());
+    Ok(Outcome::Ok)
 }

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, Result};
-use mandate_core::{KeySet, Request, ResourcePath, Restrictions, RootKey, SecretKey};
+use mandate_core::{
+    KeySet, NextAgent, Proof, Request, ResourcePath, Restrictions, RootKey, SecretKey,
+};
 use mandate_issuer::MintRequest;
 use mandate_verifier::Verifier;
 
@@ -27,14 +29,13 @@ pub fn run(dir: Option<&Path>) -> Result<Outcome> {
     };
     println!("Mandate demo (files in {})\n", dir.display());
 
-    let root_path = dir.join("root.key");
-    let agent_path = dir.join("expense-agent.key");
-    let root = load_or_create(&root_path)?;
-    let agent = load_or_create(&agent_path)?;
-    println!("1. keys: issuer root {}", root.public());
-    println!("         expense-agent {}\n", agent.public());
+    let root = load_or_create(&dir.join("root.key"))?;
+    let agent = load_or_create(&dir.join("expense-agent.key"))?;
+    let helper = load_or_create(&dir.join("receipts-agent.key"))?;
+    println!("1. keys: issuer root     {}", root.public());
+    println!("         expense-agent   {}", agent.public());
+    println!("         receipts-agent  {}\n", helper.public());
 
-    let now = SystemTime::now();
     let request = MintRequest {
         principal: "alice".into(),
         agent: "expense-agent".into(),
@@ -43,7 +44,7 @@ pub fn run(dir: Option<&Path>) -> Result<Outcome> {
         rights: vec!["expenses:read".parse()?, "expenses:submit".parse()?],
         ttl: Duration::from_secs(15 * 60),
         restrictions: Restrictions::default(),
-        now,
+        now: SystemTime::now(),
     };
     let root_public = root.public();
     let mandate = mandate_issuer::mint(
@@ -53,14 +54,18 @@ pub fn run(dir: Option<&Path>) -> Result<Outcome> {
         },
         &request,
     )?;
-    let token = mandate.to_base64()?;
     println!(
-        "2. issued a mandate for alice → expense-agent, task expense-report-q3,\n   rights expenses:read, expenses:submit, 15 minutes ({} bytes)\n",
-        token.len()
+        "2. issued a mandate: alice → expense-agent, task expense-report-q3,\n   rights expenses:read, expenses:submit, 15 minutes ({} bytes)\n",
+        mandate.to_base64()?.len()
     );
 
-    let narrowed = mandate_core::delegate(
+    let narrowed = mandate_core::delegate_signed(
         &mandate.to_unverified()?,
+        &agent,
+        Some(&NextAgent {
+            name: "receipts-agent".into(),
+            key: helper.public(),
+        }),
         &Restrictions {
             operations: vec!["submit".into()],
             attr_max: vec![("amount".into(), 499)],
@@ -69,15 +74,19 @@ pub fn run(dir: Option<&Path>) -> Result<Outcome> {
         },
     )?;
     let narrowed_text = narrowed.to_base64()?;
-    std::fs::write(dir.join("narrowed.token"), format!("{narrowed_text}\n"))
-        .context("writing narrowed.token")?;
-    println!("3. narrowed it offline: only submit, amount under 500, under /reports/alice");
+    std::fs::write(
+        dir.join("receipts-agent.token"),
+        format!("{narrowed_text}\n"),
+    )
+    .context("writing receipts-agent.token")?;
+    println!("3. expense-agent hands a narrower mandate to receipts-agent, offline,");
     println!(
-        "   block 1: {}\n",
-        narrowed
-            .block_source(1)?
-            .trim()
-            .replace('\n', "\n            ")
+        "   in a block signed with its own key ({} bytes):",
+        narrowed_text.len()
+    );
+    println!(
+        "   {}\n",
+        narrowed.block_source(1)?.trim().replace('\n', "\n   ")
     );
 
     let verifier = Verifier::builder()
@@ -87,26 +96,31 @@ pub fn run(dir: Option<&Path>) -> Result<Outcome> {
             keys
         })
         .build()?;
-    let submit = |amount: &str| -> Result<Request> {
-        Ok(Request::new(
+    let token_id = narrowed.token_id_hex();
+    let call = |amount: &str, key: &SecretKey| -> Result<Request> {
+        let request = Request::new(
             "expenses",
             "submit",
             ResourcePath::parse("/reports/alice/2026-q3")?,
             SystemTime::now(),
         )
-        .with_attr_arg(&format!("amount={amount}"))?)
+        .with_attr_arg(&format!("amount={amount}"))?;
+        let proof = Proof::sign(key, &token_id, &request, request.time);
+        Ok(request.with_proof(proof))
     };
-    let allowed = verifier.authorize(&narrowed_text, &submit("120")?)?;
-    println!("4. submit a report of 120:");
+    let allowed = verifier.authorize(&narrowed_text, &call("120", &helper)?)?;
+    println!("4. receipts-agent submits a report of 120, with its proof of possession:");
     print!("{}", indent(&output::decision_text(&allowed)));
-    let denied = verifier.authorize(&narrowed_text, &submit("900")?)?;
-    println!("\n5. submit a report of 900:");
+    let denied = verifier.authorize(&narrowed_text, &call("900", &helper)?)?;
+    println!("\n5. receipts-agent submits a report of 900:");
     print!("{}", indent(&output::decision_text(&denied)));
+    let thief = SecretKey::generate();
+    let stolen = verifier.authorize(&narrowed_text, &call("120", &thief)?)?;
+    println!("\n6. someone who copied the token (but not the key) tries the same call:");
+    print!("{}", indent(&output::decision_text(&stolen)));
 
-    if allowed.allowed && !denied.allowed {
-        println!(
-            "\nDemo complete: the narrowed mandate allowed the first call and denied the second."
-        );
+    if allowed.allowed && !denied.allowed && !stolen.allowed {
+        println!("\nDemo complete: one call allowed, two denied, each with its reason.");
         Ok(Outcome::Ok)
     } else {
         anyhow::bail!("demo produced unexpected decisions")

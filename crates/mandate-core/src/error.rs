@@ -56,6 +56,21 @@ pub enum Error {
         /// What the parent allows, e.g. `expenses:read, expenses:submit`.
         allowed: String,
     },
+    /// A signed hop was asked for with a key that does not hold the token.
+    #[error(
+        "the signer key {signer} is not the key of the current holder {holder} ({holder_key})"
+    )]
+    NotHolder {
+        /// The key given to sign.
+        signer: String,
+        /// The current holder's name.
+        holder: String,
+        /// The current holder's key.
+        holder_key: String,
+    },
+    /// The token's delegation chain is broken.
+    #[error("broken delegation chain: {0}")]
+    Chain(#[source] crate::chain::ChainError),
     /// Reading or writing a key file failed.
     #[error("{action} {path}: {source}")]
     Io {

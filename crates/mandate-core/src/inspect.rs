@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use biscuit_auth::builder::{BlockBuilder, Term};
+use biscuit_auth::builder::Term;
 use serde::Serialize;
 
 use crate::keys::KeySet;
@@ -30,13 +30,15 @@ pub(crate) struct AuthorityClaims {
 impl AuthorityClaims {
     pub(crate) fn read_unverified(token: &UnverifiedMandate) -> Result<AuthorityClaims, Error> {
         let source = token.block_source(0)?;
-        let block = BlockBuilder::new()
-            .code(&source)
-            .map_err(|e| Error::from_datalog(&source, e))?;
+        Ok(AuthorityClaims::from_facts(&crate::chain::block_facts(
+            &source,
+        )?))
+    }
+
+    pub(crate) fn from_facts(facts: &[(String, Vec<Term>)]) -> AuthorityClaims {
         let mut claims = AuthorityClaims::default();
-        for fact in &block.facts {
-            let terms = &fact.predicate.terms;
-            match (fact.predicate.name.as_str(), terms.as_slice()) {
+        for (name, terms) in facts {
+            match (name.as_str(), terms.as_slice()) {
                 (vocab::PRINCIPAL, [Term::Str(p)]) => claims.principal = Some(p.clone()),
                 (vocab::AGENT, [Term::Str(name), Term::Str(key)]) => {
                     claims.agents.push((name.clone(), key.clone()))
@@ -51,19 +53,12 @@ impl AuthorityClaims {
                 _ => {}
             }
         }
-        Ok(claims)
+        claims
     }
 }
 
 fn date(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
-}
-
-/// Number of signed delegation hops in the token: blocks signed by an agent
-/// key rather than by a throw-away block key.
-pub(crate) fn hop_count(token: &UnverifiedMandate) -> u32 {
-    let hops = token.external_keys().iter().filter(|k| k.is_some()).count();
-    u32::try_from(hops).unwrap_or(u32::MAX)
 }
 
 /// Whether the report's claims are backed by verified signatures.

@@ -14,20 +14,24 @@
 //! never reads a claim from an unverified token for any purpose other than a
 //! report that says it is unverified.
 
+pub mod chain;
 mod error;
 pub mod inspect;
 pub mod keys;
+mod pop;
 mod request;
 mod restrict;
 mod token;
 pub mod vocab;
 
+pub use chain::{Author, Chain, ChainError, Link};
 pub use error::Error;
 pub use inspect::{inspect, BlockReport, Inspection, SignatureStatus};
 pub use keys::{KeySet, PublicKey, RootKey, SecretKey};
+pub use pop::{PopError, Proof};
 pub use request::{AttrValue, Request, ResourcePath};
-pub use restrict::{delegate, Restrictions, Right};
-pub use token::{fingerprint, Mandate, UnverifiedMandate, MAX_TOKEN_LEN};
+pub use restrict::{delegate, delegate_signed, NextAgent, Restrictions, Right};
+pub use token::{fingerprint, Claims, Mandate, UnverifiedMandate, MAX_TOKEN_LEN};
 
 /// The Datalog engine limits every evaluation in Mandate runs under, unless a
 /// caller chooses others.

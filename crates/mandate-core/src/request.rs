@@ -22,6 +22,8 @@ pub struct Request {
     pub attrs: Vec<(String, AttrValue)>,
     /// The time of the call (`time(T)`).
     pub time: SystemTime,
+    /// The acting agent's proof of possession for this call, if any.
+    pub proof: Option<crate::Proof>,
 }
 
 impl Request {
@@ -42,7 +44,14 @@ impl Request {
             resource,
             attrs: Vec::new(),
             time,
+            proof: None,
         }
+    }
+
+    /// Attaches a proof of possession.
+    pub fn with_proof(mut self, proof: crate::Proof) -> Request {
+        self.proof = Some(proof);
+        self
     }
 
     /// Adds a `KEY=VALUE` attribute (see [`AttrValue::parse`]).

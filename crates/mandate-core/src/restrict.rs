@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use biscuit_auth::builder::{self, BlockBuilder, Term};
 
 use crate::inspect::AuthorityClaims;
+use crate::keys::{PublicKey, SecretKey};
 use crate::request::{AttrValue, ResourcePath};
 use crate::token::UnverifiedMandate;
 use crate::vocab;
@@ -151,54 +152,6 @@ impl Restrictions {
         Ok((key.into(), values))
     }
 
-    /// Refuses restrictions that name an operation or service the token's
-    /// rights do not carry, or an expiry later than the token's: such a
-    /// block would never help, and usually means a typo.
-    pub(crate) fn check_within(&self, claims: &AuthorityClaims) -> Result<(), Error> {
-        let allowed = || {
-            claims
-                .rights
-                .iter()
-                .map(Right::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let services: Vec<&str> = if self.services.is_empty() {
-            claims.rights.iter().map(|r| r.service.as_str()).collect()
-        } else {
-            self.services.iter().map(String::as_str).collect()
-        };
-        for service in &self.services {
-            if !claims.rights.iter().any(|r| &r.service == service) {
-                return Err(Error::NotInParent {
-                    requested: format!("service `{service}`"),
-                    allowed: allowed(),
-                });
-            }
-        }
-        for operation in &self.operations {
-            let carried = claims
-                .rights
-                .iter()
-                .any(|r| &r.operation == operation && services.contains(&r.service.as_str()));
-            if !carried {
-                return Err(Error::NotInParent {
-                    requested: format!("operation `{operation}`"),
-                    allowed: allowed(),
-                });
-            }
-        }
-        if let (Some(asked), Some(parent)) = (self.expires_at, claims.expires_at) {
-            if asked > parent {
-                return Err(Error::NotInParent {
-                    requested: format!("expiry {}", humantime::format_rfc3339_seconds(asked)),
-                    allowed: format!("at most {}", humantime::format_rfc3339_seconds(parent)),
-                });
-            }
-        }
-        Ok(())
-    }
-
     /// Compiles the restrictions into a block. `depth` is the delegation
     /// depth at which the block is added, so `max_depth` is absolute in the
     /// check.
@@ -216,6 +169,7 @@ impl Restrictions {
     /// # Errors
     /// As [`Restrictions::to_block`].
     pub fn add_to(&self, mut block: BlockBuilder, depth: u32) -> Result<BlockBuilder, Error> {
+        block = self.add_summary(block, depth)?;
         if !self.operations.is_empty() {
             for op in &self.operations {
                 check_ident("operation", op)?;
@@ -304,6 +258,192 @@ impl Restrictions {
     }
 }
 
+impl Restrictions {
+    /// Adds `restricts(Kind, Value)` facts summarising the structured
+    /// restrictions, so a later `delegate` can refuse to widen them. The
+    /// summary is informational: no check reads it and the verifier never
+    /// trusts it (facts outside the authority block are not trusted).
+    fn add_summary(&self, mut block: BlockBuilder, depth: u32) -> Result<BlockBuilder, Error> {
+        let mut add = |kind: &str, value: Term| -> Result<(), Error> {
+            let fact = builder::fact(vocab::RESTRICTS, &[builder::string(kind), value]);
+            block = std::mem::take(&mut block)
+                .fact(fact)
+                .map_err(Error::Biscuit)?;
+            Ok(())
+        };
+        if !self.operations.is_empty() {
+            add(summary::OPERATIONS, string_set(&self.operations))?;
+        }
+        if !self.services.is_empty() {
+            add(summary::SERVICES, string_set(&self.services))?;
+        }
+        if let Some(at) = self.expires_at {
+            add(summary::EXPIRES, builder::date(&at))?;
+        }
+        if let Some(further) = self.max_depth {
+            add(
+                summary::MAX_DEPTH,
+                builder::int(i64::from(depth) + i64::from(further)),
+            )?;
+        }
+        Ok(block)
+    }
+}
+
+/// Kinds of `restricts(Kind, Value)` summary facts.
+mod summary {
+    pub const OPERATIONS: &str = "operations";
+    pub const SERVICES: &str = "services";
+    pub const EXPIRES: &str = "expires";
+    pub const MAX_DEPTH: &str = "max_depth";
+}
+
+/// What a token allows after every block, as far as its structured
+/// restrictions say. Read unverified: it serves to refuse a delegation that
+/// would widen (or could never help), never to decide a request.
+#[derive(Debug, Clone)]
+struct Effective {
+    rights: Vec<Right>,
+    operations: Option<BTreeSet<String>>,
+    services: Option<BTreeSet<String>>,
+    expires_at: Option<SystemTime>,
+    max_depth: Option<i64>,
+}
+
+impl Effective {
+    fn read(token: &UnverifiedMandate) -> Result<Effective, Error> {
+        let claims = AuthorityClaims::read_unverified(token)?;
+        let mut effective = Effective {
+            rights: claims.rights,
+            operations: None,
+            services: None,
+            expires_at: claims.expires_at,
+            max_depth: None,
+        };
+        for index in 0..token.block_count() {
+            let source = token.block_source(index)?;
+            for (name, terms) in crate::chain::block_facts(&source)? {
+                if name != vocab::RESTRICTS {
+                    continue;
+                }
+                match terms.as_slice() {
+                    [Term::Str(kind), Term::Set(values)] => {
+                        let values: BTreeSet<String> = values
+                            .iter()
+                            .filter_map(|t| match t {
+                                Term::Str(s) => Some(s.clone()),
+                                _ => None,
+                            })
+                            .collect();
+                        let slot = match kind.as_str() {
+                            summary::OPERATIONS => &mut effective.operations,
+                            summary::SERVICES => &mut effective.services,
+                            _ => continue,
+                        };
+                        *slot = Some(match slot.take() {
+                            Some(prev) => prev.intersection(&values).cloned().collect(),
+                            None => values,
+                        });
+                    }
+                    [Term::Str(kind), Term::Date(at)] if kind == summary::EXPIRES => {
+                        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(*at);
+                        effective.expires_at = Some(effective.expires_at.map_or(at, |e| e.min(at)));
+                    }
+                    [Term::Str(kind), Term::Integer(n)] if kind == summary::MAX_DEPTH => {
+                        effective.max_depth = Some(effective.max_depth.map_or(*n, |m| m.min(*n)));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(effective)
+    }
+
+    fn allows_service(&self, service: &str) -> bool {
+        self.rights.iter().any(|r| r.service == service)
+            && self.services.as_ref().is_none_or(|s| s.contains(service))
+    }
+
+    fn allows_operation(&self, operation: &str, services: &[String]) -> bool {
+        self.rights.iter().any(|r| {
+            r.operation == operation
+                && (services.is_empty() || services.contains(&r.service))
+                && self.allows_service(&r.service)
+        }) && self
+            .operations
+            .as_ref()
+            .is_none_or(|o| o.contains(operation))
+    }
+
+    fn describe(&self) -> String {
+        let rights: Vec<String> = self
+            .rights
+            .iter()
+            .filter(|r| {
+                self.allows_service(&r.service)
+                    && self
+                        .operations
+                        .as_ref()
+                        .is_none_or(|o| o.contains(&r.operation))
+            })
+            .map(Right::to_string)
+            .collect();
+        if rights.is_empty() {
+            "nothing".into()
+        } else {
+            rights.join(", ")
+        }
+    }
+
+    /// Refuses restrictions that ask for more than the token has, or that
+    /// would let the chain grow past an earlier depth limit.
+    fn check(&self, asked: &Restrictions, depth_after: u32) -> Result<(), Error> {
+        for service in &asked.services {
+            if !self.allows_service(service) {
+                return Err(Error::NotInParent {
+                    requested: format!("service `{service}`"),
+                    allowed: self.describe(),
+                });
+            }
+        }
+        for operation in &asked.operations {
+            if !self.allows_operation(operation, &asked.services) {
+                return Err(Error::NotInParent {
+                    requested: format!("operation `{operation}`"),
+                    allowed: self.describe(),
+                });
+            }
+        }
+        let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+        if let (Some(asked), Some(parent)) = (asked.expires_at, self.expires_at) {
+            if asked > parent {
+                return Err(Error::NotInParent {
+                    requested: format!("expiry {}", rfc3339(asked)),
+                    allowed: format!("an expiry no later than {}", rfc3339(parent)),
+                });
+            }
+        }
+        if let Some(max) = self.max_depth {
+            if i64::from(depth_after) > max {
+                return Err(Error::NotInParent {
+                    requested: format!("delegation depth {depth_after}"),
+                    allowed: format!("a depth of at most {max}"),
+                });
+            }
+            if let Some(further) = asked.max_depth {
+                let asked_abs = i64::from(depth_after) + i64::from(further);
+                if asked_abs > max {
+                    return Err(Error::NotInParent {
+                        requested: format!("--max-depth {further} (depth {asked_abs})"),
+                        allowed: format!("a depth of at most {max}"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn string_set(values: &[String]) -> Term {
     Term::Set(
         values
@@ -362,10 +502,19 @@ fn add_prefix_check(block: BlockBuilder, prefixes: &[ResourcePath]) -> Result<Bl
     )
 }
 
-/// Narrows a mandate offline: appends one block carrying `restrictions`.
+/// The agent a signed hop hands the authority to.
+#[derive(Debug, Clone)]
+pub struct NextAgent {
+    /// Its name.
+    pub name: String,
+    /// Its public key; only the holder of the matching secret key can use or
+    /// pass on the delegated token.
+    pub key: PublicKey,
+}
+
+/// Narrows a mandate offline: appends one unsigned block of restrictions.
 ///
-/// Needs no key and no network. The block is refused when it would name an
-/// operation or service the token does not carry, or a later expiry.
+/// Needs no key and no network, and never changes who holds the authority.
 ///
 /// # Errors
 /// [`Error::Invalid`] when `restrictions` is empty, [`Error::NotInParent`]
@@ -380,10 +529,57 @@ pub fn delegate(
             "nothing to delegate: give at least one restriction".into(),
         ));
     }
-    // The claims are read unverified: they only serve to refuse a block that
-    // could never help. The verifier enforces the rights either way.
-    let claims = AuthorityClaims::read_unverified(token)?;
-    restrictions.check_within(&claims)?;
-    let depth = crate::inspect::hop_count(token);
-    token.append(restrictions.to_block(depth)?)
+    let chain = token.claimed_chain().map_err(Error::Chain)?;
+    // The scope is read unverified: it only serves to refuse a block that
+    // could never help. The verifier enforces every check either way.
+    Effective::read(token)?.check(restrictions, chain.depth())?;
+    token.append(restrictions.to_block(chain.depth())?)
+}
+
+/// Appends a block signed by the current holder's key: a hop to `to` when
+/// given (the next agent then holds the authority), otherwise restrictions
+/// that provably come from the holder.
+///
+/// # Errors
+/// [`Error::NotHolder`] when `signer` is not the current holder's key, and
+/// the errors of [`delegate`].
+pub fn delegate_signed(
+    token: &UnverifiedMandate,
+    signer: &SecretKey,
+    to: Option<&NextAgent>,
+    restrictions: &Restrictions,
+) -> Result<UnverifiedMandate, Error> {
+    if to.is_none() && restrictions.is_empty() {
+        return Err(Error::Invalid(
+            "nothing to delegate: give --to or at least one restriction".into(),
+        ));
+    }
+    let chain = token.claimed_chain().map_err(Error::Chain)?;
+    let holder = chain.holder();
+    if holder.key != Some(signer.public()) {
+        return Err(Error::NotHolder {
+            signer: signer.public().to_string(),
+            holder: holder.name.clone(),
+            holder_key: holder
+                .key
+                .map_or_else(|| "none (bearer token)".to_string(), |k| k.to_string()),
+        });
+    }
+    let depth_after = chain.depth() + u32::from(to.is_some());
+    Effective::read(token)?.check(restrictions, depth_after)?;
+    let mut block = BlockBuilder::new();
+    if let Some(next) = to {
+        check_name("agent name", &next.name)?;
+        block = block
+            .fact(builder::fact(
+                vocab::HOP,
+                &[
+                    builder::string(&next.name),
+                    builder::string(&next.key.to_string()),
+                ],
+            ))
+            .map_err(Error::Biscuit)?;
+    }
+    let block = restrictions.add_to(block, depth_after)?;
+    token.append_third_party(signer, block)
 }

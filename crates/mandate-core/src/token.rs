@@ -9,6 +9,7 @@
 use biscuit_auth::{Biscuit, UnverifiedBiscuit};
 use sha2::Digest as _;
 
+use crate::chain::{self, Chain, ChainError};
 use crate::keys::{KeySet, PublicKey};
 use crate::Error;
 
@@ -130,6 +131,31 @@ impl UnverifiedMandate {
             .collect()
     }
 
+    /// The chain the token claims. Not verified: use it to prepare a hop,
+    /// never to decide a request.
+    ///
+    /// # Errors
+    /// As [`Mandate::chain`].
+    pub fn claimed_chain(&self) -> Result<Chain, ChainError> {
+        chain::read(&self.inner).1
+    }
+
+    pub(crate) fn append_third_party(
+        &self,
+        signer: &crate::keys::SecretKey,
+        block: biscuit_auth::builder::BlockBuilder,
+    ) -> Result<UnverifiedMandate, Error> {
+        let request = self.inner.third_party_request().map_err(Error::Biscuit)?;
+        let signed = request
+            .create_block(&signer.key_pair().private(), block)
+            .and_then(|b| b.serialize())
+            .map_err(Error::Biscuit)?;
+        self.inner
+            .append_third_party(&signed)
+            .map(|inner| UnverifiedMandate { inner })
+            .map_err(Error::Biscuit)
+    }
+
     pub(crate) fn append(
         &self,
         block: biscuit_auth::builder::BlockBuilder,
@@ -143,6 +169,22 @@ impl UnverifiedMandate {
 
 fn last_hex(ids: &[Vec<u8>]) -> String {
     ids.last().map(hex::encode).unwrap_or_default()
+}
+
+/// What a verified mandate states, and its delegation chain.
+#[derive(Debug, Clone)]
+pub struct Claims {
+    /// `principal(P)`.
+    pub principal: String,
+    /// `task(Id)`.
+    pub task: String,
+    /// `right(S, O)` facts.
+    pub rights: Vec<crate::Right>,
+    /// `expires_at(T)`.
+    pub expires_at: Option<std::time::SystemTime>,
+    /// The chain from the first agent to the acting agent, or why it is
+    /// broken (a broken chain must be denied).
+    pub chain: Result<Chain, ChainError>,
 }
 
 /// A token whose every signature verified against a trusted root key.
@@ -245,5 +287,92 @@ impl Mandate {
     /// Number of blocks, the authority block included.
     pub fn block_count(&self) -> usize {
         self.biscuit.block_count()
+    }
+
+    /// Reads the verified claims and rebuilds the delegation chain from the
+    /// verified signatures.
+    pub fn claims(&self) -> Claims {
+        let (authority, chain) = chain::read(&VerifiedBlocks::new(&self.biscuit));
+        Claims {
+            principal: authority.principal.unwrap_or_default(),
+            task: authority.task.unwrap_or_default(),
+            rights: authority.rights,
+            expires_at: authority.expires_at,
+            chain,
+        }
+    }
+}
+
+impl chain::Blocks for UnverifiedBiscuit {
+    fn count(&self) -> usize {
+        self.block_count()
+    }
+
+    fn source(&self, index: usize) -> Result<String, biscuit_auth::error::Token> {
+        self.print_block_source(index)
+    }
+
+    fn external_key(&self, index: usize) -> Option<PublicKey> {
+        self.external_public_keys()
+            .get(index)
+            .copied()
+            .flatten()
+            .and_then(|k| PublicKey::from_biscuit(k).ok())
+    }
+
+    fn may_mention_hop(&self, _index: usize) -> bool {
+        true
+    }
+}
+
+/// Reads blocks of a verified token, skipping the parse of unsigned blocks
+/// that cannot state a `hop` fact.
+struct VerifiedBlocks<'a> {
+    biscuit: &'a Biscuit,
+    external: Vec<Option<biscuit_auth::PublicKey>>,
+    /// Index of the first unsigned block whose symbol table introduced
+    /// `hop`. Unsigned blocks share one symbol table, so from that block on
+    /// a block may use the symbol without listing it.
+    hop_symbol_from: Option<usize>,
+}
+
+impl<'a> VerifiedBlocks<'a> {
+    fn new(biscuit: &'a Biscuit) -> VerifiedBlocks<'a> {
+        let external = biscuit.external_public_keys();
+        let hop_symbol_from = (1..biscuit.block_count()).find(|&i| {
+            external.get(i).copied().flatten().is_none()
+                && biscuit
+                    .block_symbols(i)
+                    .map(|symbols| symbols.iter().any(|s| s == crate::vocab::HOP))
+                    // Unreadable symbols: parse everything from here on.
+                    .unwrap_or(true)
+        });
+        VerifiedBlocks {
+            biscuit,
+            external,
+            hop_symbol_from,
+        }
+    }
+}
+
+impl chain::Blocks for VerifiedBlocks<'_> {
+    fn count(&self) -> usize {
+        self.biscuit.block_count()
+    }
+
+    fn source(&self, index: usize) -> Result<String, biscuit_auth::error::Token> {
+        self.biscuit.print_block_source(index)
+    }
+
+    fn external_key(&self, index: usize) -> Option<PublicKey> {
+        self.external
+            .get(index)
+            .copied()
+            .flatten()
+            .and_then(|k| PublicKey::from_biscuit(k).ok())
+    }
+
+    fn may_mention_hop(&self, index: usize) -> bool {
+        self.hop_symbol_from.is_some_and(|from| index >= from)
     }
 }

@@ -18,6 +18,15 @@ pub const ISSUED_AT: &str = "issued_at";
 /// `expires_at(T)`: expiry, enforced by a matching `check if time($t), $t <= T`.
 pub const EXPIRES_AT: &str = "expires_at";
 
+/// `hop(Name, Key)`: in a block signed by the current holder's agent key,
+/// hands the authority to agent `Name` with public key `Key`.
+pub const HOP: &str = "hop";
+
+/// `restricts(Kind, Value)`: an informational summary of a block's
+/// structured restrictions, read by `delegate` to refuse widening. Never
+/// trusted and never read by a check.
+pub const RESTRICTS: &str = "restricts";
+
 /// `time(T)`: request time, supplied by the verifier.
 pub const TIME: &str = "time";
 /// `service(S)`: the service being called, supplied by the verifier.
@@ -38,7 +47,7 @@ pub const DELEGATION_DEPTH: &str = "delegation_depth";
 /// Facts only the issuer may state. A service policy that defines any of them
 /// is refused, because the authorizer trusts its own facts as much as the
 /// authority block's.
-pub const ISSUER_ONLY: &[&str] = &[PRINCIPAL, AGENT, TASK, RIGHT, ISSUED_AT, EXPIRES_AT];
+pub const ISSUER_ONLY: &[&str] = &[PRINCIPAL, AGENT, TASK, RIGHT, ISSUED_AT, EXPIRES_AT, HOP];
 
 /// Facts only the verifier may state about a request.
 pub const VERIFIER_ONLY: &[&str] = &[

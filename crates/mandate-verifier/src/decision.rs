@@ -4,56 +4,8 @@
 //! principal, the agent chain, the task, the request and the token id, and a
 //! denial carries the failing checks with the block each came from.
 
-use std::time::SystemTime;
-
-use biscuit_auth::Authorizer;
-use mandate_core::{Mandate, Request};
+use mandate_core::{Claims, Request};
 use serde::Serialize;
-
-use crate::ClaimQueries;
-
-/// The claims of a verified mandate, read from its authority block.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Claims {
-    pub principal: String,
-    pub agent: String,
-    pub task: String,
-    pub expires_at: Option<SystemTime>,
-}
-
-impl Claims {
-    /// Reads the claims; a query that fails (a run limit) leaves the field
-    /// empty, which the decision reports as it is.
-    pub(crate) fn read(authorizer: &mut Authorizer, queries: &ClaimQueries) -> Claims {
-        let one = |authorizer: &mut Authorizer, rule: &biscuit_auth::builder::Rule| {
-            authorizer
-                .query::<_, (String,), _>(rule.clone())
-                .ok()
-                .and_then(|v| v.into_iter().next())
-                .map(|(s,)| s)
-                .unwrap_or_default()
-        };
-        let principal = one(authorizer, &queries.principal);
-        let task = one(authorizer, &queries.task);
-        let agent = authorizer
-            .query::<_, (String, String), _>(queries.agent.clone())
-            .ok()
-            .and_then(|v| v.into_iter().next())
-            .map(|(name, _key)| name)
-            .unwrap_or_default();
-        let expires_at = authorizer
-            .query::<_, (SystemTime,), _>(queries.expires_at.clone())
-            .ok()
-            .and_then(|v| v.into_iter().next())
-            .map(|(t,)| t);
-        Claims {
-            principal,
-            agent,
-            task,
-            expires_at,
-        }
-    }
-}
 
 /// One check that did not pass.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -65,6 +17,8 @@ pub struct FailedCheck {
     pub check: u32,
     /// The check as Datalog.
     pub rule: String,
+    /// Who wrote the block, as far as signatures prove it.
+    pub author: String,
 }
 
 impl From<&biscuit_auth::error::FailedCheck> for FailedCheck {
@@ -74,11 +28,13 @@ impl From<&biscuit_auth::error::FailedCheck> for FailedCheck {
                 block: Some(b.block_id),
                 check: b.check_id,
                 rule: b.rule.clone(),
+                author: String::new(),
             },
             biscuit_auth::error::FailedCheck::Authorizer(a) => FailedCheck {
                 block: None,
                 check: a.check_id,
                 rule: a.rule.clone(),
+                author: "the service policy".into(),
             },
         }
     }
@@ -89,13 +45,13 @@ impl std::fmt::Display for FailedCheck {
         match self.block {
             Some(0) => write!(
                 f,
-                "check #{} of the authority block failed: {}",
-                self.check, self.rule
+                "check #{} of the authority block (by {}) failed: {}",
+                self.check, self.author, self.rule
             ),
             Some(b) => write!(
                 f,
-                "check #{} of block {b} failed: {}",
-                self.check, self.rule
+                "check #{} of block {b} (by {}) failed: {}",
+                self.check, self.author, self.rule
             ),
             None => write!(
                 f,
@@ -128,6 +84,16 @@ pub enum Reason {
     },
     /// Every check passed but no policy matched.
     NoMatchingPolicy,
+    /// The delegation chain is broken: a forged, unsigned or misdirected hop.
+    ChainBroken {
+        /// Which block and why.
+        message: String,
+    },
+    /// The proof of possession is missing, invalid, stale or replayed.
+    ProofOfPossession {
+        /// Why it was refused.
+        message: String,
+    },
     /// Evaluation hit a run limit; the request is denied, not judged.
     RunLimit {
         /// Which limit.
@@ -150,6 +116,8 @@ impl std::fmt::Display for Reason {
             }
             Reason::DenyPolicy { policy } => write!(f, "denied by policy `{policy}`"),
             Reason::NoMatchingPolicy => f.write_str("no policy matched"),
+            Reason::ChainBroken { message } => write!(f, "broken delegation chain: {message}"),
+            Reason::ProofOfPossession { message } => f.write_str(message),
             Reason::RunLimit { limit } => write!(f, "evaluation limit reached: {limit}"),
             Reason::Evaluation { message } => write!(f, "evaluation error: {message}"),
         }
@@ -165,8 +133,11 @@ pub struct Decision {
     pub principal: String,
     /// The acting agent.
     pub agent: String,
-    /// The agents from the principal's first agent to the acting agent.
+    /// The agents from the principal's first agent to the acting agent
+    /// (empty when the chain is broken).
     pub chain: Vec<String>,
+    /// Number of hops from the first agent to the acting agent.
+    pub depth: u32,
     /// The task the mandate was minted for.
     pub task: String,
     /// The request's service.
@@ -183,21 +154,26 @@ pub struct Decision {
 
 impl Decision {
     pub(crate) fn new(
-        mandate: &Mandate,
+        token_id: &str,
         request: &Request,
-        claims: Claims,
+        claims: &Claims,
         reason: Reason,
     ) -> Decision {
+        let (chain, agent, depth) = match &claims.chain {
+            Ok(chain) => (chain.names(), chain.holder().name.clone(), chain.depth()),
+            Err(_) => (Vec::new(), String::new(), 0),
+        };
         Decision {
             allowed: matches!(reason, Reason::Allowed { .. }),
-            chain: vec![claims.agent.clone()],
-            principal: claims.principal,
-            agent: claims.agent,
-            task: claims.task,
+            principal: claims.principal.clone(),
+            agent,
+            chain,
+            depth,
+            task: claims.task.clone(),
             service: request.service.clone(),
             operation: request.operation.clone(),
             resource: request.resource.as_str().to_string(),
-            token_id: mandate.token_id_hex(),
+            token_id: token_id.to_string(),
             reason,
         }
     }

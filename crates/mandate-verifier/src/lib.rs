@@ -13,13 +13,16 @@
 
 mod decision;
 mod policy;
+mod replay;
 
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use biscuit_auth::builder::{self, AuthorizerBuilder, Rule};
+use biscuit_auth::builder::{self, AuthorizerBuilder};
 use biscuit_auth::datalog::RunLimits;
 use biscuit_auth::error::{Logic, Token};
-use mandate_core::{vocab, KeySet, Mandate, Request};
+use mandate_core::{vocab, Chain, KeySet, Mandate, PopError, Request};
+use replay::ReplayCache;
 
 pub use decision::{Decision, FailedCheck, Reason};
 pub use policy::Policy;
@@ -51,10 +54,13 @@ pub struct VerifierBuilder {
     keys: KeySet,
     policy: Policy,
     limits: RunLimits,
+    pop_window: Duration,
+    require_pop: bool,
+    replay_capacity: usize,
 }
 
 impl VerifierBuilder {
-    /// Trusts the root keys in `keys` (merged with any already given).
+    /// Trusts the root keys in `keys`.
     pub fn root_keys(mut self, keys: KeySet) -> Self {
         self.keys = keys;
         self
@@ -72,6 +78,27 @@ impl VerifierBuilder {
         self
     }
 
+    /// Accepts proofs of possession made within `window` of the request
+    /// time (default 30 s).
+    pub fn pop_window(mut self, window: Duration) -> Self {
+        self.pop_window = window;
+        self
+    }
+
+    /// Refuses bearer tokens: every request must carry a proof of
+    /// possession by an agent key named in the chain.
+    pub fn require_pop(mut self, require: bool) -> Self {
+        self.require_pop = require;
+        self
+    }
+
+    /// How many proof nonces the replay cache holds (default 1 000 000);
+    /// when full of live nonces, new proofs are refused.
+    pub fn replay_capacity(mut self, capacity: usize) -> Self {
+        self.replay_capacity = capacity;
+        self
+    }
+
     /// Builds the verifier.
     ///
     /// # Errors
@@ -86,43 +113,22 @@ impl VerifierBuilder {
             keys: self.keys,
             base: self.policy.authorizer().set_limits(self.limits.clone()),
             policy: self.policy,
-            queries: ClaimQueries::new()?,
+            pop_window: self.pop_window,
+            require_pop: self.require_pop,
+            replay: Arc::new(ReplayCache::new(self.replay_capacity)),
         })
     }
 }
 
-/// Pre-parsed queries that read the claims of a verified mandate from the
-/// authority block (queries see only authority and authorizer facts, and
-/// the policy may not define issuer facts, so they cannot be spoofed).
-#[derive(Debug, Clone)]
-struct ClaimQueries {
-    principal: Rule,
-    agent: Rule,
-    task: Rule,
-    expires_at: Rule,
-}
-
-impl ClaimQueries {
-    fn new() -> Result<ClaimQueries, Error> {
-        let parse = |text: String| -> Result<Rule, Error> {
-            Rule::try_from(text.as_str()).map_err(Error::Authorizer)
-        };
-        Ok(ClaimQueries {
-            principal: parse(format!("q($p) <- {}($p)", vocab::PRINCIPAL))?,
-            agent: parse(format!("q($n, $k) <- {}($n, $k)", vocab::AGENT))?,
-            task: parse(format!("q($t) <- {}($t)", vocab::TASK))?,
-            expires_at: parse(format!("q($e) <- {}($e)", vocab::EXPIRES_AT))?,
-        })
-    }
-}
-
-/// Decides requests for one service. Cheap to share between threads.
+/// Decides requests for one service. Clones share the replay cache.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     keys: KeySet,
     base: AuthorizerBuilder,
     policy: Policy,
-    queries: ClaimQueries,
+    pop_window: Duration,
+    require_pop: bool,
+    replay: Arc<ReplayCache>,
 }
 
 impl Verifier {
@@ -132,6 +138,9 @@ impl Verifier {
             keys: KeySet::new(),
             policy: Policy::default_policy(),
             limits: mandate_core::default_run_limits(),
+            pop_window: Duration::from_secs(30),
+            require_pop: false,
+            replay_capacity: 1_000_000,
         }
     }
 
@@ -159,7 +168,8 @@ impl Verifier {
         self.authorize_mandate(&mandate, request)
     }
 
-    /// Decides `request` for an already verified mandate.
+    /// Decides `request` for an already verified mandate: chain, proof of
+    /// possession, then the token's checks and the service policy.
     ///
     /// # Errors
     /// As [`Verifier::authorize`], minus token parsing.
@@ -168,41 +178,69 @@ impl Verifier {
         mandate: &Mandate,
         request: &Request,
     ) -> Result<Decision, Error> {
-        let builder = self.request_facts(request)?;
+        let claims = mandate.claims();
+        if let Some(at) = claims.expires_at {
+            if request.time > at {
+                return Err(Error::Expired { at });
+            }
+        }
+        let token_id = mandate.token_id_hex();
+        let chain = match &claims.chain {
+            Ok(chain) => chain,
+            Err(broken) => {
+                let reason = Reason::ChainBroken {
+                    message: broken.to_string(),
+                };
+                return Ok(Decision::new(&token_id, request, &claims, reason));
+            }
+        };
+        if let Err(refused) = self.check_possession(chain, &token_id, request) {
+            let reason = Reason::ProofOfPossession {
+                message: refused.to_string(),
+            };
+            return Ok(Decision::new(&token_id, request, &claims, reason));
+        }
+
+        let builder = self.request_facts(request, chain)?;
         let mut authorizer = builder
             .build(mandate.biscuit())
             .map_err(Error::Authorizer)?;
-        let outcome = authorizer.authorize();
-
-        let claims = decision::Claims::read(&mut authorizer, &self.queries);
-        if outcome.is_err() {
-            if let Some(at) = claims.expires_at {
-                if request.time > at {
-                    return Err(Error::Expired { at });
-                }
-            }
-        }
-        let reason = match outcome {
+        let author = |block: Option<u32>| {
+            block
+                .and_then(|b| chain.authors.get(b as usize))
+                .map_or_else(|| "the service policy".to_string(), ToString::to_string)
+        };
+        let failed = |checks: &[biscuit_auth::error::FailedCheck]| -> Vec<FailedCheck> {
+            checks
+                .iter()
+                .map(|c| {
+                    let mut check = FailedCheck::from(c);
+                    check.author = author(check.block);
+                    check
+                })
+                .collect()
+        };
+        let reason = match authorizer.authorize() {
             Ok(index) => Reason::Allowed {
-                policy: self.policy.allow_policy(index),
+                policy: self.policy.policy_text(index),
             },
-            Err(Token::FailedLogic(Logic::Unauthorized { policy, checks })) => {
-                let failed: Vec<FailedCheck> = checks.iter().map(FailedCheck::from).collect();
-                match policy {
-                    biscuit_auth::error::MatchedPolicy::Deny(index) if failed.is_empty() => {
-                        Reason::DenyPolicy {
-                            policy: self.policy.allow_policy(index),
-                        }
+            Err(Token::FailedLogic(Logic::Unauthorized { policy, checks })) => match policy {
+                biscuit_auth::error::MatchedPolicy::Deny(index) if checks.is_empty() => {
+                    Reason::DenyPolicy {
+                        policy: self.policy.policy_text(index),
                     }
-                    _ => Reason::FailedChecks { checks: failed },
                 }
-            }
+                _ => Reason::FailedChecks {
+                    checks: failed(&checks),
+                },
+            },
             Err(Token::FailedLogic(Logic::NoMatchingPolicy { checks })) => {
-                let failed: Vec<FailedCheck> = checks.iter().map(FailedCheck::from).collect();
-                if failed.is_empty() {
+                if checks.is_empty() {
                     Reason::NoMatchingPolicy
                 } else {
-                    Reason::FailedChecks { checks: failed }
+                    Reason::FailedChecks {
+                        checks: failed(&checks),
+                    }
                 }
             }
             Err(Token::RunLimit(limit)) => Reason::RunLimit {
@@ -213,10 +251,37 @@ impl Verifier {
             },
             Err(other) => return Err(Error::Authorizer(other)),
         };
-        Ok(Decision::new(mandate, request, claims, reason))
+        Ok(Decision::new(&token_id, request, &claims, reason))
     }
 
-    fn request_facts(&self, request: &Request) -> Result<AuthorizerBuilder, Error> {
+    /// A chain whose holder has a key needs that key's proof for this very
+    /// request; a bearer chain needs none unless this verifier requires it.
+    fn check_possession(
+        &self,
+        chain: &Chain,
+        token_id: &str,
+        request: &Request,
+    ) -> Result<(), PopError> {
+        let holder = chain.holder();
+        let Some(key) = holder.key else {
+            return if self.require_pop {
+                Err(PopError::BearerRefused)
+            } else {
+                Ok(())
+            };
+        };
+        let proof = request.proof.as_ref().ok_or_else(|| PopError::Missing {
+            agent: holder.name.clone(),
+        })?;
+        proof.verify(&holder.name, &key, token_id, request, self.pop_window)?;
+        let now_ms = millis(request.time);
+        let window_ms = u64::try_from(self.pop_window.as_millis()).unwrap_or(u64::MAX);
+        let forget_after = now_ms.max(proof.timestamp_ms).saturating_add(window_ms);
+        self.replay
+            .check_and_insert(proof.nonce, now_ms, forget_after)
+    }
+
+    fn request_facts(&self, request: &Request, chain: &Chain) -> Result<AuthorizerBuilder, Error> {
         let fact = |name: &str, terms: &[builder::Term]| builder::fact(name, terms);
         let mut facts = vec![
             fact(vocab::TIME, &[builder::date(&request.time)]),
@@ -226,8 +291,14 @@ impl Verifier {
                 vocab::RESOURCE,
                 &[builder::string(request.resource.as_str())],
             ),
-            // Without signed hops the first agent is the acting agent.
-            fact(vocab::DELEGATION_DEPTH, &[builder::int(0)]),
+            fact(
+                vocab::ACTING_AGENT,
+                &[builder::string(&chain.holder().name)],
+            ),
+            fact(
+                vocab::DELEGATION_DEPTH,
+                &[builder::int(i64::from(chain.depth()))],
+            ),
         ];
         for (key, value) in &request.attrs {
             facts.push(fact(vocab::ATTR, &[builder::string(key), value.to_term()]));
@@ -236,8 +307,12 @@ impl Verifier {
         for f in facts {
             builder = builder.fact(f).map_err(Error::Authorizer)?;
         }
-        builder
-            .rule(self.policy.acting_agent_rule().clone())
-            .map_err(Error::Authorizer)
+        Ok(builder)
     }
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }

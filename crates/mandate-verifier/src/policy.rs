@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use biscuit_auth::builder::{AuthorizerBuilder, Rule};
+use biscuit_auth::builder::AuthorizerBuilder;
 use mandate_core::vocab;
 
 use crate::Error;
@@ -24,7 +24,6 @@ pub struct Policy {
     source: String,
     builder: AuthorizerBuilder,
     policies: Vec<String>,
-    acting_agent: Rule,
 }
 
 impl Policy {
@@ -44,7 +43,6 @@ impl Policy {
             source: String::new(),
             builder: AuthorizerBuilder::new(),
             policies: Vec::new(),
-            acting_agent: acting_agent_rule(),
         }
     }
 
@@ -95,7 +93,6 @@ impl Policy {
             source: source.to_string(),
             policies,
             builder,
-            acting_agent: acting_agent_rule(),
         })
     }
 
@@ -126,29 +123,10 @@ impl Policy {
         self.builder.clone()
     }
 
-    pub(crate) fn allow_policy(&self, index: usize) -> String {
+    pub(crate) fn policy_text(&self, index: usize) -> String {
         self.policies
             .get(index)
             .cloned()
             .unwrap_or_else(|| format!("policy #{index}"))
     }
-
-    pub(crate) fn acting_agent_rule(&self) -> &Rule {
-        &self.acting_agent
-    }
-}
-
-/// Without signed hops the first agent is the acting agent.
-fn acting_agent_rule() -> Rule {
-    biscuit_auth::builder::rule(
-        vocab::ACTING_AGENT,
-        &[biscuit_auth::builder::var("n")],
-        &[biscuit_auth::builder::pred(
-            vocab::AGENT,
-            &[
-                biscuit_auth::builder::var("n"),
-                biscuit_auth::builder::var("k"),
-            ],
-        )],
-    )
 }
