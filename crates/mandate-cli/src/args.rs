@@ -64,6 +64,15 @@ pub struct RestrictionArgs {
     /// Only resources at or below this path (repeatable: any of them).
     #[arg(long = "resource-prefix", value_name = "PATH")]
     pub resource_prefixes: Vec<String>,
+    /// Only exactly this resource (repeatable: any of them).
+    #[arg(long = "resource", value_name = "PATH")]
+    pub resources: Vec<String>,
+    /// Require attribute KEY to be an integer in MIN..MAX (inclusive).
+    #[arg(long = "attr-range", value_name = "KEY=MIN..MAX")]
+    pub attr_range: Vec<String>,
+    /// Require attribute KEY to be an http(s) URL on one of these hosts.
+    #[arg(long = "url-host", value_name = "KEY=HOST1,HOST2")]
+    pub url_hosts: Vec<String>,
     /// Require attribute KEY to be an integer at most N.
     #[arg(long = "attr-max", value_name = "KEY=N")]
     pub attr_max: Vec<String>,

@@ -104,6 +104,21 @@ fn restrictions(args: &RestrictionArgs) -> Result<Restrictions> {
             .iter()
             .map(|p| ResourcePath::parse(p))
             .collect::<Result<_, _>>()?,
+        resources: args
+            .resources
+            .iter()
+            .map(|p| ResourcePath::parse(p))
+            .collect::<Result<_, _>>()?,
+        attr_range: args
+            .attr_range
+            .iter()
+            .map(|a| Restrictions::parse_attr_range(a))
+            .collect::<Result<_, _>>()?,
+        url_hosts: args
+            .url_hosts
+            .iter()
+            .map(|a| Restrictions::parse_url_hosts(a))
+            .collect::<Result<_, _>>()?,
         attr_max: args
             .attr_max
             .iter()

@@ -29,7 +29,7 @@ pub use error::Error;
 pub use inspect::{inspect, BlockReport, Inspection, SignatureStatus};
 pub use keys::{KeySet, PublicKey, RootKey, SecretKey};
 pub use pop::{PopError, Proof};
-pub use request::{AttrValue, Request, ResourcePath};
+pub use request::{url_host, AttrValue, Request, ResourcePath};
 pub use restrict::{delegate, delegate_signed, NextAgent, Restrictions, Right};
 pub use token::{fingerprint, Claims, Mandate, UnverifiedMandate, MAX_TOKEN_LEN};
 

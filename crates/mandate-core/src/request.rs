@@ -78,6 +78,25 @@ impl Request {
     }
 }
 
+/// The host of an absolute http(s) URL, normalised (lowercase, IDNA,
+/// no trailing dot, no port, no user info), or `None` for anything else.
+pub fn url_host(text: &str) -> Option<String> {
+    let url = url::Url::parse(text).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    let host = url.host_str()?;
+    Some(host.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// Normalises a host name given in a restriction the way [`url_host`]
+/// normalises a request URL's host.
+pub(crate) fn normalise_host(host: &str) -> Result<String, Error> {
+    url_host(&format!("https://{host}/"))
+        .filter(|h| !host.contains(['/', '@', ':', '?', '#']) && !h.is_empty())
+        .ok_or_else(|| Error::Invalid(format!("`{host}` is not a host name")))
+}
+
 /// The value of a request attribute. Decimal integers become Datalog
 /// integers, so numeric bounds compare numbers; everything else is a string.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -207,6 +226,30 @@ mod tests {
         ] {
             assert!(ResourcePath::parse(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn url_hosts_are_normalised() {
+        assert_eq!(
+            url_host("https://API.Example.com./x").as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(
+            url_host("https://evil.com@api.example.com:8443/").as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(
+            url_host("https://api.example.com.evil.com/").as_deref(),
+            Some("api.example.com.evil.com")
+        );
+        assert_eq!(url_host("ftp://api.example.com/"), None);
+        assert_eq!(url_host("api.example.com"), None);
+        assert_eq!(
+            normalise_host("Api.Example.COM").unwrap(),
+            "api.example.com"
+        );
+        assert!(normalise_host("a.com/x").is_err());
+        assert!(normalise_host("u@a.com").is_err());
     }
 
     #[test]

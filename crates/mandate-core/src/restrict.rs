@@ -98,6 +98,14 @@ pub struct Restrictions {
     /// Only resources equal to, or below, one of these paths. `/data/q3`
     /// admits `/data/q3` and `/data/q3/x`, never `/data/q3-old`.
     pub resource_prefixes: Vec<ResourcePath>,
+    /// Only exactly one of these resources.
+    pub resources: Vec<ResourcePath>,
+    /// `attr(KEY, V)` must be present with an integer `MIN <= V <= MAX`.
+    pub attr_range: Vec<(String, i64, i64)>,
+    /// `attr(KEY, URL)` must be present, an absolute http(s) URL whose host
+    /// is one of the listed hosts (compared after the verifier normalises
+    /// the URL, so `user@host`, case, ports and trailing dots cannot fool it).
+    pub url_hosts: Vec<(String, Vec<String>)>,
     /// `attr(KEY, V)` must be present with an integer `V <= N`.
     pub attr_max: Vec<(String, i64)>,
     /// `attr(KEY, V)` must be present with `V` one of the listed values.
@@ -130,6 +138,50 @@ impl Restrictions {
             .parse::<i64>()
             .map_err(|_| Error::Invalid(format!("`{n}` in `{arg}` is not an integer")))?;
         Ok((key.into(), n))
+    }
+
+    /// Parses an `--attr-range KEY=MIN..MAX` argument.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the argument is not `KEY=<int>..<int>` with
+    /// `MIN <= MAX`.
+    pub fn parse_attr_range(arg: &str) -> Result<(String, i64, i64), Error> {
+        let bad = || {
+            Error::Invalid(format!(
+                "`{arg}` is not KEY=MIN..MAX with integers MIN <= MAX"
+            ))
+        };
+        let (key, range) = arg.split_once('=').ok_or_else(bad)?;
+        check_name("attribute name", key)?;
+        let (min, max) = range.split_once("..").ok_or_else(bad)?;
+        let min = min.trim().parse::<i64>().map_err(|_| bad())?;
+        let max = max.trim().parse::<i64>().map_err(|_| bad())?;
+        if min > max {
+            return Err(bad());
+        }
+        Ok((key.into(), min, max))
+    }
+
+    /// Parses an `--url-host KEY=HOST1,HOST2` argument. Hosts are lowercased
+    /// and a trailing dot dropped, as the verifier does for request URLs.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when no host is listed or a host is not a plain
+    /// host name.
+    pub fn parse_url_hosts(arg: &str) -> Result<(String, Vec<String>), Error> {
+        let (key, hosts) = arg
+            .split_once('=')
+            .ok_or_else(|| Error::Invalid(format!("`{arg}` is not KEY=HOST1,HOST2")))?;
+        check_name("attribute name", key)?;
+        let hosts: Vec<String> = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(crate::request::normalise_host)
+            .collect::<Result<_, _>>()?;
+        if hosts.is_empty() {
+            return Err(Error::Invalid(format!("`{arg}` lists no host")));
+        }
+        Ok((key.into(), hosts))
     }
 
     /// Parses an `--attr-in KEY=V1,V2` argument.
@@ -197,6 +249,48 @@ impl Restrictions {
         }
         if !self.resource_prefixes.is_empty() {
             block = add_prefix_check(block, &self.resource_prefixes)?;
+        }
+        if !self.resources.is_empty() {
+            let resources: Vec<String> = self
+                .resources
+                .iter()
+                .map(|r| r.as_str().to_string())
+                .collect();
+            block = with_param(
+                block,
+                &format!("check if {}($r), {{allowed}}.contains($r)", vocab::RESOURCE),
+                "allowed",
+                string_set(&resources),
+            )?;
+        }
+        for (key, min, max) in &self.attr_range {
+            check_name("attribute name", key)?;
+            let mut params = HashMap::new();
+            params.insert("key".to_string(), builder::string(key));
+            params.insert("min".to_string(), builder::int(*min));
+            params.insert("max".to_string(), builder::int(*max));
+            block = code(
+                block,
+                &format!(
+                    "check if {}({{key}}, $v), $v >= {{min}}, $v <= {{max}}",
+                    vocab::ATTR
+                ),
+                params,
+            )?;
+        }
+        for (key, hosts) in &self.url_hosts {
+            check_name("attribute name", key)?;
+            let mut params = HashMap::new();
+            params.insert("key".to_string(), builder::string(key));
+            params.insert("allowed".to_string(), string_set(hosts));
+            block = code(
+                block,
+                &format!(
+                    "check if {}({{key}}, $h), {{allowed}}.contains($h)",
+                    vocab::ATTR_HOST
+                ),
+                params,
+            )?;
         }
         for (key, max) in &self.attr_max {
             check_name("attribute name", key)?;

@@ -37,6 +37,9 @@ pub const OPERATION: &str = "operation";
 pub const RESOURCE: &str = "resource";
 /// `attr(Key, Value)`: a runtime condition of the request, supplied by the verifier.
 pub const ATTR: &str = "attr";
+/// `attr_host(Key, Host)`: for an attribute whose value is an absolute
+/// http(s) URL, its normalised host, supplied by the verifier.
+pub const ATTR_HOST: &str = "attr_host";
 /// `acting_agent(Name)`: the agent holding the authority, supplied by the verifier
 /// once the chain is verified.
 pub const ACTING_AGENT: &str = "acting_agent";
@@ -56,6 +59,7 @@ pub const VERIFIER_ONLY: &[&str] = &[
     OPERATION,
     RESOURCE,
     ATTR,
+    ATTR_HOST,
     ACTING_AGENT,
     DELEGATION_DEPTH,
 ];

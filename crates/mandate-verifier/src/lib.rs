@@ -302,6 +302,14 @@ impl Verifier {
         ];
         for (key, value) in &request.attrs {
             facts.push(fact(vocab::ATTR, &[builder::string(key), value.to_term()]));
+            if let mandate_core::AttrValue::Str(text) = value {
+                if let Some(host) = mandate_core::url_host(text) {
+                    facts.push(fact(
+                        vocab::ATTR_HOST,
+                        &[builder::string(key), builder::string(&host)],
+                    ));
+                }
+            }
         }
         let mut builder = self.base.clone();
         for f in facts {
