@@ -1,0 +1,116 @@
+//! Request and response bodies of the registry's HTTP API, shared by server and client.
+//!
+//! Only this crate knows the wire format; other crates use [`crate::RegistryClient`] or
+//! [`crate::router`]. Every error response has the shape
+//! `{"error": {"code": "...", "message": "..."}}` ([`ErrorBody`]).
+//!
+//! Endpoints (all JSON unless noted):
+//! - `POST /v1/revocations` — body [`RevokeRequest`], `Authorization: Bearer <token>`;
+//!   201 with the new [`crate::RevocationEntry`].
+//! - `POST /v1/revocations/lift` — same body, `principal` or `agent` only; 201 with the
+//!   lift entry.
+//! - `GET /v1/revocations?after=SEQ&limit=N` — [`ListPage`]; `limit` is 1..=1000,
+//!   default 100.
+//! - `GET /v1/revocations/stream?after=SEQ` — Server-Sent Events: one `hello`
+//!   ([`Hello`]), then `revocation` events (data: an entry, `id`: its seq) for everything
+//!   after `SEQ`, then a `heartbeat` ([`Heartbeat`]) and live entries as they are written,
+//!   with a heartbeat at the configured interval. Without `after`, the `Last-Event-ID`
+//!   header is used, else 0.
+//! - `POST /v1/subscribers/ack` — body [`AckRequest`]; 204. A subscriber reports the
+//!   highest seq it has applied.
+//! - `GET /v1/status?seq=N` — [`RegistryStatus`]; `applied_by` counts connected
+//!   subscribers that have applied `N` (default: the current seq).
+
+use serde::{Deserialize, Serialize};
+
+use crate::entry::{RevocationEntry, RevocationKind};
+
+/// Body of `POST /v1/revocations` and `POST /v1/revocations/lift`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// What to revoke.
+    pub kind: RevocationKind,
+    /// The value to revoke.
+    pub value: String,
+    /// Optional free-text reason.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// One page of `GET /v1/revocations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListPage {
+    /// Entries with `seq > after`, in order.
+    pub entries: Vec<RevocationEntry>,
+    /// The `after` to ask for next: the last returned seq, or the request's `after`.
+    pub next_after: u64,
+    /// The newest seq in the log when the page was read.
+    pub current_seq: u64,
+}
+
+/// Body of `GET /v1/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryStatus {
+    /// The newest seq in the log.
+    pub current_seq: u64,
+    /// Connected stream subscribers.
+    pub subscribers: usize,
+    /// The seq that `applied_by` refers to.
+    pub seq: u64,
+    /// Connected subscribers that have applied `seq` (acknowledged it, or connected
+    /// already holding it).
+    pub applied_by: usize,
+}
+
+/// Body of `POST /v1/subscribers/ack`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckRequest {
+    /// The id the stream's `hello` event gave this subscriber.
+    pub subscriber_id: String,
+    /// The highest seq the subscriber has applied.
+    pub seq: u64,
+}
+
+/// Data of the stream's first event, `hello`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Identifies this connection in acks; valid while the stream is open.
+    pub subscriber_id: String,
+    /// The newest seq when the stream opened.
+    pub current_seq: u64,
+}
+
+/// Data of a `heartbeat` event: the registry has sent every entry up to `current_seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Every entry up to this seq has been sent on this stream.
+    pub current_seq: u64,
+}
+
+/// The one error shape of the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Inside [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable code (for example `unauthenticated`, `invalid_value`).
+    pub code: String,
+    /// Human-readable message; never contains internal details.
+    pub message: String,
+}
+
+/// SSE event names used on the stream.
+pub mod events {
+    /// First event of a stream.
+    pub const HELLO: &str = "hello";
+    /// A log entry.
+    pub const REVOCATION: &str = "revocation";
+    /// The stream is current up to a seq.
+    pub const HEARTBEAT: &str = "heartbeat";
+}

@@ -1,0 +1,419 @@
+//! Revocation entries: the append-only log's records and the registry's wire format.
+//!
+//! An entry revokes a token (by any of its blocks' revocation ids), a principal, an agent
+//! or a task. Lifting is not an edit: a lift is a new entry with `lifted: true` that cancels
+//! earlier entries of the same kind and value, so the log stays append-only and auditable.
+//! Only principal and agent revocations can be lifted; token-id and task revocations are
+//! permanent. Everything that enters the log is validated here first ([`NewRevocation`]),
+//! and entries read back from a store or the network are validated again
+//! ([`RevocationEntry::validate`]) before they reach an index.
+//!
+//! These types are the wire format shared by the server, the client and the stores, so
+//! they derive serde. Nothing here may hold a secret: entries are public to every verifier.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Upper bound on a revocation value, in bytes.
+pub const MAX_VALUE_LEN: usize = 512;
+/// Upper bound on the free-text reason, in bytes.
+pub const MAX_REASON_LEN: usize = 1024;
+/// Upper bound on the `revoked_by` actor name, in bytes.
+pub const MAX_ACTOR_LEN: usize = 512;
+/// Upper bound on a token revocation id, in decoded bytes.
+pub const MAX_TOKEN_ID_BYTES: usize = 128;
+
+/// What a revocation entry names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RevocationKind {
+    /// One block's revocation id (lowercase hex). Any token that contains the block is
+    /// revoked, so revoking a token also revokes every token delegated from it.
+    TokenId,
+    /// Every token issued on behalf of this principal.
+    Principal,
+    /// Every token in which this agent (by name or by public-key string) appears in the chain.
+    Agent,
+    /// Every token minted for this task id.
+    Task,
+}
+
+impl RevocationKind {
+    /// All kinds, in wire order.
+    pub const ALL: [RevocationKind; 4] = [
+        RevocationKind::TokenId,
+        RevocationKind::Principal,
+        RevocationKind::Agent,
+        RevocationKind::Task,
+    ];
+
+    /// The wire name (`token_id`, `principal`, `agent`, `task`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevocationKind::TokenId => "token_id",
+            RevocationKind::Principal => "principal",
+            RevocationKind::Agent => "agent",
+            RevocationKind::Task => "task",
+        }
+    }
+
+    /// Whether a revocation of this kind may later be lifted.
+    pub fn is_liftable(self) -> bool {
+        matches!(self, RevocationKind::Principal | RevocationKind::Agent)
+    }
+}
+
+impl fmt::Display for RevocationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RevocationKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        RevocationKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| Error::UnknownKind {
+                kind: s.chars().take(64).collect(),
+            })
+    }
+}
+
+/// One record of the revocation log, as stored and as sent to verifiers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationEntry {
+    /// Position in the log: 1 for the first entry, increasing by one per entry.
+    pub seq: u64,
+    /// What is revoked.
+    pub kind: RevocationKind,
+    /// The revoked value: lowercase hex for `token_id`, a name or key string otherwise.
+    pub value: String,
+    /// Free-text reason given by the operator (may be empty).
+    #[serde(default)]
+    pub reason: String,
+    /// The authenticated actor that wrote the entry.
+    pub revoked_by: String,
+    /// When the store recorded the entry (RFC 3339 on the wire).
+    #[serde(with = "rfc3339")]
+    pub at: SystemTime,
+    /// `true` when this entry lifts earlier revocations of the same kind and value.
+    #[serde(default)]
+    pub lifted: bool,
+}
+
+impl RevocationEntry {
+    /// Checks the bounds and formats that [`NewRevocation`] enforces on the way in.
+    ///
+    /// Indexes call this on every entry they apply, because entries also arrive from
+    /// disk and from the network.
+    ///
+    /// # Errors
+    /// [`Error::InvalidValue`], [`Error::TooLong`] or [`Error::NotLiftable`].
+    pub fn validate(&self) -> Result<()> {
+        validate_value(self.kind, &self.value)?;
+        check_len("reason", &self.reason, MAX_REASON_LEN)?;
+        check_len("revoked_by", &self.revoked_by, MAX_ACTOR_LEN)?;
+        if self.lifted && !self.kind.is_liftable() {
+            return Err(Error::NotLiftable { kind: self.kind });
+        }
+        Ok(())
+    }
+}
+
+/// A validated revocation (or lift) that has not been given a sequence number yet.
+///
+/// The only way to build one is [`NewRevocation::revoke`] or [`NewRevocation::lift`], so a
+/// store never receives an unvalidated value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRevocation {
+    kind: RevocationKind,
+    value: String,
+    reason: String,
+    revoked_by: String,
+    lifted: bool,
+}
+
+impl NewRevocation {
+    /// A revocation of `value` as `kind`. Token ids are normalised to lowercase hex.
+    ///
+    /// # Errors
+    /// [`Error::InvalidValue`] or [`Error::TooLong`] when a field breaks its bound.
+    pub fn revoke(
+        kind: RevocationKind,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+        revoked_by: impl Into<String>,
+    ) -> Result<Self> {
+        Self::build(kind, value.into(), reason.into(), revoked_by.into(), false)
+    }
+
+    /// A lift of earlier `principal` or `agent` revocations of `value`.
+    ///
+    /// # Errors
+    /// [`Error::NotLiftable`] for `token_id` and `task`; otherwise as [`NewRevocation::revoke`].
+    pub fn lift(
+        kind: RevocationKind,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+        revoked_by: impl Into<String>,
+    ) -> Result<Self> {
+        if !kind.is_liftable() {
+            return Err(Error::NotLiftable { kind });
+        }
+        Self::build(kind, value.into(), reason.into(), revoked_by.into(), true)
+    }
+
+    fn build(
+        kind: RevocationKind,
+        mut value: String,
+        reason: String,
+        revoked_by: String,
+        lifted: bool,
+    ) -> Result<Self> {
+        if kind == RevocationKind::TokenId {
+            value.make_ascii_lowercase();
+        }
+        validate_value(kind, &value)?;
+        check_len("reason", &reason, MAX_REASON_LEN)?;
+        check_len("revoked_by", &revoked_by, MAX_ACTOR_LEN)?;
+        Ok(Self {
+            kind,
+            value,
+            reason,
+            revoked_by,
+            lifted,
+        })
+    }
+
+    /// What is revoked.
+    pub fn kind(&self) -> RevocationKind {
+        self.kind
+    }
+
+    /// The revoked value (normalised).
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// The operator's reason.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// The actor writing the entry.
+    pub fn revoked_by(&self) -> &str {
+        &self.revoked_by
+    }
+
+    /// Whether this is a lift.
+    pub fn is_lift(&self) -> bool {
+        self.lifted
+    }
+
+    /// Turns this into a log entry; stores call this once they have assigned `seq`.
+    pub fn into_entry(self, seq: u64, at: SystemTime) -> RevocationEntry {
+        RevocationEntry {
+            seq,
+            kind: self.kind,
+            value: self.value,
+            reason: self.reason,
+            revoked_by: self.revoked_by,
+            at,
+            lifted: self.lifted,
+        }
+    }
+}
+
+fn check_len(field: &'static str, text: &str, max: usize) -> Result<()> {
+    if text.len() > max {
+        return Err(Error::TooLong {
+            field,
+            len: text.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
+fn validate_value(kind: RevocationKind, value: &str) -> Result<()> {
+    let invalid = |problem| Err(Error::InvalidValue { kind, problem });
+    if value.is_empty() {
+        return invalid("value is empty");
+    }
+    check_len("value", value, MAX_VALUE_LEN)?;
+    // Surrounding whitespace and control characters are almost always a copy-paste
+    // mistake, and an entry that silently fails to match anything is worse than a refusal.
+    if value.trim() != value {
+        return invalid("value has leading or trailing whitespace");
+    }
+    if value.chars().any(char::is_control) {
+        return invalid("value contains control characters");
+    }
+    if kind == RevocationKind::TokenId {
+        if value.len() % 2 != 0 {
+            return invalid("token id must be an even number of hex digits");
+        }
+        if !value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return invalid("token id must be lowercase hex");
+        }
+        if value.len() / 2 > MAX_TOKEN_ID_BYTES {
+            return invalid("token id is longer than 128 bytes");
+        }
+    }
+    Ok(())
+}
+
+/// Serde adapter: `SystemTime` as an RFC 3339 string with nanosecond precision, so a
+/// round trip through JSON is lossless.
+mod rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(at: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_nanos(*at))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn kinds_use_wire_names() {
+        for kind in RevocationKind::ALL {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(kind.as_str().parse::<RevocationKind>().unwrap(), kind);
+        }
+        assert!(matches!(
+            "token".parse::<RevocationKind>(),
+            Err(Error::UnknownKind { kind }) if kind == "token"
+        ));
+    }
+
+    #[test]
+    fn entry_round_trips_through_json_with_rfc3339_time() {
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 123_456_789);
+        let entry = NewRevocation::revoke(RevocationKind::Principal, "alice", "left", "ops")
+            .unwrap()
+            .into_entry(7, at);
+        let json = serde_json::to_value(&entry).unwrap();
+        assert_eq!(json["at"], "2023-11-14T22:13:20.123456789Z");
+        assert_eq!(json["kind"], "principal");
+        assert_eq!(json["lifted"], false);
+        let back: RevocationEntry = serde_json::from_value(json).unwrap();
+        assert_eq!(back, entry);
+    }
+
+    #[test]
+    fn token_ids_are_validated_and_lowercased() {
+        let ok = NewRevocation::revoke(RevocationKind::TokenId, "ABcd01", "", "ops").unwrap();
+        assert_eq!(ok.value(), "abcd01");
+
+        let cases = [
+            ("abc", "token id must be an even number of hex digits"),
+            ("zz", "token id must be lowercase hex"),
+            ("", "value is empty"),
+        ];
+        for (value, expected) in cases {
+            match NewRevocation::revoke(RevocationKind::TokenId, value, "", "ops") {
+                Err(Error::InvalidValue { problem, .. }) => assert_eq!(problem, expected),
+                other => panic!("{value:?}: expected InvalidValue, got {other:?}"),
+            }
+        }
+        let too_long = "ab".repeat(MAX_TOKEN_ID_BYTES + 1);
+        assert!(matches!(
+            NewRevocation::revoke(RevocationKind::TokenId, too_long, "", "ops"),
+            Err(Error::InvalidValue {
+                problem: "token id is longer than 128 bytes",
+                ..
+            })
+        ));
+        let max = "ab".repeat(MAX_TOKEN_ID_BYTES);
+        assert!(NewRevocation::revoke(RevocationKind::TokenId, max, "", "ops").is_ok());
+    }
+
+    #[test]
+    fn values_are_bounded_and_clean() {
+        let long = "a".repeat(MAX_VALUE_LEN + 1);
+        assert!(matches!(
+            NewRevocation::revoke(RevocationKind::Principal, long, "", "ops"),
+            Err(Error::TooLong {
+                field: "value",
+                len: 513,
+                max: 512
+            })
+        ));
+        assert!(matches!(
+            NewRevocation::revoke(RevocationKind::Agent, " bot", "", "ops"),
+            Err(Error::InvalidValue {
+                problem: "value has leading or trailing whitespace",
+                ..
+            })
+        ));
+        assert!(matches!(
+            NewRevocation::revoke(RevocationKind::Task, "t\n1", "", "ops"),
+            Err(Error::InvalidValue {
+                problem: "value contains control characters",
+                ..
+            })
+        ));
+        let reason = "r".repeat(MAX_REASON_LEN + 1);
+        assert!(matches!(
+            NewRevocation::revoke(RevocationKind::Task, "t1", reason, "ops"),
+            Err(Error::TooLong {
+                field: "reason",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn only_principals_and_agents_can_be_lifted() {
+        for kind in [RevocationKind::TokenId, RevocationKind::Task] {
+            let value = if kind == RevocationKind::TokenId {
+                "ab"
+            } else {
+                "t1"
+            };
+            match NewRevocation::lift(kind, value, "", "ops") {
+                Err(Error::NotLiftable { kind: refused }) => assert_eq!(refused, kind),
+                other => panic!("{kind}: expected NotLiftable, got {other:?}"),
+            }
+        }
+        let lift = NewRevocation::lift(RevocationKind::Agent, "bot", "", "ops").unwrap();
+        assert!(lift.is_lift());
+
+        // A lifted task entry arriving from the wire is rejected too.
+        let mut entry = NewRevocation::revoke(RevocationKind::Task, "t1", "", "ops")
+            .unwrap()
+            .into_entry(1, SystemTime::UNIX_EPOCH);
+        entry.lifted = true;
+        assert!(matches!(
+            entry.validate(),
+            Err(Error::NotLiftable {
+                kind: RevocationKind::Task
+            })
+        ));
+    }
+}

@@ -1,0 +1,312 @@
+//! The in-memory revocation state that a verifier consults on every call.
+//!
+//! [`RevocationIndex`] folds the log, in sequence order, into hash maps keyed by the revoked
+//! value, so [`RevocationIndex::check`] costs a handful of hash lookups however long the log
+//! is. [`SharedIndex`] wraps it for concurrent use and adds freshness: a verifier must not
+//! trust revocation state it has not heard confirmed recently, so a check against an index
+//! that was never synced, or whose last heartbeat is older than the staleness bound, is
+//! denied (fail closed).
+//!
+//! This module does no I/O and never reads the clock itself: callers pass `Instant`s, so
+//! freshness is testable without sleeping. It must never skip an entry: applying out of
+//! order is an error, not a guess.
+
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+
+use crate::entry::{RevocationEntry, RevocationKind};
+use crate::error::{Error, Result};
+
+/// One agent in a token's delegation chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentRef<'a> {
+    /// The agent's name.
+    pub name: &'a str,
+    /// The agent's public key in its string form (for example `ed25519/<hex>`).
+    pub public_key: &'a str,
+}
+
+/// What a verifier knows about a (verified) token, in the terms revocation entries use.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// The revocation id of every block in the token, authority block first.
+    pub revocation_ids: &'a [Vec<u8>],
+    /// The principal the token acts for.
+    pub principal: &'a str,
+    /// The task the token was minted for.
+    pub task: &'a str,
+    /// Every agent in the delegation chain.
+    pub agents: &'a [AgentRef<'a>],
+}
+
+/// Revocation state folded from the log.
+#[derive(Debug, Default, Clone)]
+pub struct RevocationIndex {
+    last_seq: u64,
+    /// Decoded block revocation ids.
+    token_ids: FxHashMap<Box<[u8]>, RevocationEntry>,
+    principals: FxHashMap<String, RevocationEntry>,
+    /// Agent names and public-key strings share one map: an entry matches either.
+    agents: FxHashMap<String, RevocationEntry>,
+    tasks: FxHashMap<String, RevocationEntry>,
+}
+
+impl RevocationIndex {
+    /// An empty index (nothing applied, `last_seq() == 0`).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The sequence number of the last applied entry (0 when none).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// How many revocations are in force (lifted ones excluded).
+    pub fn active_len(&self) -> usize {
+        self.token_ids.len() + self.principals.len() + self.agents.len() + self.tasks.len()
+    }
+
+    /// Applies the next log entry. Entries must arrive in order with no gap.
+    ///
+    /// A lift removes the active revocation of the same kind and value, if any. When a
+    /// value is revoked twice, the first (earliest) entry is kept as the reported reason.
+    ///
+    /// # Errors
+    /// [`Error::SeqGap`] unless `entry.seq == last_seq() + 1`; the validation errors of
+    /// [`RevocationEntry::validate`]. On error the index is unchanged.
+    pub fn apply(&mut self, entry: &RevocationEntry) -> Result<()> {
+        let expected = self.last_seq.saturating_add(1);
+        if entry.seq != expected {
+            return Err(Error::SeqGap {
+                expected,
+                got: entry.seq,
+            });
+        }
+        entry.validate()?;
+        match entry.kind {
+            RevocationKind::TokenId => {
+                let bytes = hex::decode(&entry.value).map_err(|_| Error::InvalidValue {
+                    kind: RevocationKind::TokenId,
+                    problem: "token id must be lowercase hex",
+                })?;
+                self.token_ids
+                    .entry(bytes.into_boxed_slice())
+                    .or_insert_with(|| entry.clone());
+            }
+            RevocationKind::Task => {
+                self.tasks
+                    .entry(entry.value.clone())
+                    .or_insert_with(|| entry.clone());
+            }
+            RevocationKind::Principal | RevocationKind::Agent => {
+                let map = if entry.kind == RevocationKind::Principal {
+                    &mut self.principals
+                } else {
+                    &mut self.agents
+                };
+                if entry.lifted {
+                    map.remove(&entry.value);
+                } else {
+                    map.entry(entry.value.clone())
+                        .or_insert_with(|| entry.clone());
+                }
+            }
+        }
+        self.last_seq = entry.seq;
+        Ok(())
+    }
+
+    /// The revocation that denies `subject`, if any.
+    ///
+    /// Checked in this order: any block's revocation id, the task, the principal, then
+    /// each agent by name and by key. A child token carries all of its parent's block ids,
+    /// so revoking a parent's id revokes every token delegated from it, while revoking the
+    /// child's own last block id leaves the parent valid.
+    pub fn check(&self, subject: &Subject<'_>) -> Option<&RevocationEntry> {
+        if !self.token_ids.is_empty() {
+            for id in subject.revocation_ids {
+                if let Some(entry) = self.token_ids.get(id.as_slice()) {
+                    return Some(entry);
+                }
+            }
+        }
+        if let Some(entry) = self.tasks.get(subject.task) {
+            return Some(entry);
+        }
+        if let Some(entry) = self.principals.get(subject.principal) {
+            return Some(entry);
+        }
+        if !self.agents.is_empty() {
+            for agent in subject.agents {
+                if let Some(entry) = self
+                    .agents
+                    .get(agent.name)
+                    .or_else(|| self.agents.get(agent.public_key))
+                {
+                    return Some(entry);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Why [`SharedIndex::check`] refused a subject.
+///
+/// This is a decision, not a failure of this crate, so it is separate from [`Error`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Denied {
+    /// A revocation entry in force matches the subject.
+    #[error("revoked: {kind} {value:?} (seq {seq}): {reason}")]
+    Revoked {
+        /// What matched.
+        kind: RevocationKind,
+        /// The revoked value that matched.
+        value: String,
+        /// The entry's sequence number.
+        seq: u64,
+        /// The operator's reason.
+        reason: String,
+    },
+    /// The index has not been confirmed current within the staleness bound.
+    #[error("revocation state stale ({})", describe_stale(*.since, *.bound))]
+    Stale {
+        /// Time since the last heartbeat, or `None` when the index was never synced.
+        since: Option<Duration>,
+        /// The configured staleness bound.
+        bound: Duration,
+    },
+}
+
+fn describe_stale(since: Option<Duration>, bound: Duration) -> String {
+    match since {
+        Some(since) => format!("last confirmed {since:?} ago, bound {bound:?}"),
+        None => "never synced".to_owned(),
+    }
+}
+
+impl From<&RevocationEntry> for Denied {
+    fn from(entry: &RevocationEntry) -> Self {
+        Denied::Revoked {
+            kind: entry.kind,
+            value: entry.value.clone(),
+            seq: entry.seq,
+            reason: entry.reason.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct SharedState {
+    index: RevocationIndex,
+    last_heartbeat: Option<Instant>,
+}
+
+/// A [`RevocationIndex`] shared between the subscriber that feeds it and the verifiers
+/// that read it, with a freshness deadline. Cloning is cheap and shares the state.
+#[derive(Debug, Clone)]
+pub struct SharedIndex {
+    state: Arc<RwLock<SharedState>>,
+    staleness_bound: Duration,
+}
+
+impl SharedIndex {
+    /// An empty, never-synced index: every check is [`Denied::Stale`] until the first
+    /// [`SharedIndex::mark_fresh`].
+    pub fn new(staleness_bound: Duration) -> Self {
+        Self {
+            state: Arc::default(),
+            staleness_bound,
+        }
+    }
+
+    // A panic while holding the lock cannot leave the index half-updated, because
+    // `RevocationIndex::apply` validates before it mutates; so poisoning is recovered.
+    fn read(&self) -> RwLockReadGuard<'_, SharedState> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, SharedState> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The configured staleness bound.
+    pub fn staleness_bound(&self) -> Duration {
+        self.staleness_bound
+    }
+
+    /// The sequence number of the last applied entry.
+    pub fn last_seq(&self) -> u64 {
+        self.read().index.last_seq()
+    }
+
+    /// When the index was last confirmed current, if ever.
+    pub fn last_heartbeat(&self) -> Option<Instant> {
+        self.read().last_heartbeat
+    }
+
+    /// Applies the next entry; see [`RevocationIndex::apply`].
+    ///
+    /// # Errors
+    /// As [`RevocationIndex::apply`].
+    pub fn apply(&self, entry: &RevocationEntry) -> Result<()> {
+        self.write().index.apply(entry)
+    }
+
+    /// Records that the registry confirmed this index current at `at`. Never moves the
+    /// heartbeat backwards.
+    pub fn mark_fresh(&self, at: Instant) {
+        let mut state = self.write();
+        if state.last_heartbeat.is_none_or(|last| at > last) {
+            state.last_heartbeat = Some(at);
+        }
+    }
+
+    /// Whether the index counts as current at `now`.
+    ///
+    /// # Errors
+    /// [`Denied::Stale`] when it does not.
+    pub fn freshness(&self, now: Instant) -> Result<(), Denied> {
+        stale_check(self.read().last_heartbeat, self.staleness_bound, now)
+    }
+
+    /// Decides whether `subject` may proceed at `now`: denied if revoked, and denied if
+    /// the index is stale (fail closed). A revocation is reported in preference to
+    /// staleness because it is the more specific reason.
+    ///
+    /// # Errors
+    /// [`Denied::Revoked`] or [`Denied::Stale`].
+    pub fn check(&self, subject: &Subject<'_>, now: Instant) -> Result<(), Denied> {
+        let state = self.read();
+        if let Some(entry) = state.index.check(subject) {
+            return Err(Denied::from(entry));
+        }
+        stale_check(state.last_heartbeat, self.staleness_bound, now)
+    }
+
+    /// Runs `f` with read access to the index (for inspection, counts, tests).
+    pub fn with_index<R>(&self, f: impl FnOnce(&RevocationIndex) -> R) -> R {
+        f(&self.read().index)
+    }
+}
+
+fn stale_check(last: Option<Instant>, bound: Duration, now: Instant) -> Result<(), Denied> {
+    match last {
+        None => Err(Denied::Stale { since: None, bound }),
+        Some(last) => {
+            let since = now.saturating_duration_since(last);
+            if since > bound {
+                Err(Denied::Stale {
+                    since: Some(since),
+                    bound,
+                })
+            } else {
+                Ok(())
+            }
+        }
+    }
+}

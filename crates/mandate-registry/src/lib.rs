@@ -1,0 +1,68 @@
+//! The Mandate revocation registry: an append-only log of revocations, the in-memory index
+//! verifiers check on every call, an HTTP API to write, list and stream the log, and a
+//! client that keeps a verifier's index current.
+//!
+//! An operator revokes a token (by a block's revocation id, which also revokes everything
+//! delegated from it), a task, an agent or a principal; the entry is durable before the
+//! write is acknowledged, and every subscribed verifier receives it over a Server-Sent
+//! Events stream. Verifiers fail closed: an index that has not heard from the registry
+//! within its staleness bound denies every call ([`Denied::Stale`]).
+//!
+//! This crate must never: drop or reorder a log entry on its way to an index; expose a
+//! storage backend type (sled) in a public signature; log a bearer token (only its
+//! fingerprint); or send internal error details to an HTTP client. It knows tokens only as
+//! plain data ([`Subject`]); verifying them is the verifier crate's job.
+//!
+//! **Propagation bound.** A connected verifier applies a new entry as soon as the stream
+//! delivers it. A verifier that lost its stream keeps allowing calls only until its last
+//! heartbeat is older than its staleness bound, so every verifier denies a revoked token
+//! no later than `staleness_bound` after the revocation was acknowledged. Choose the
+//! bound above the registry's heartbeat interval ([`RegistryConfig::heartbeat_interval`],
+//! 1 s by default), for example 3 s.
+//!
+//! A verifier keeps its index current like this:
+//!
+//! ```no_run
+//! # async fn demo() -> mandate_registry::Result<()> {
+//! use std::time::{Duration, Instant};
+//! use mandate_registry::{AgentRef, RegistryClient, SharedIndex, Subject, SubscribeOptions};
+//!
+//! let index = SharedIndex::new(Duration::from_secs(3));
+//! let client = RegistryClient::new("http://127.0.0.1:7700")?;
+//! let _subscription = client.subscribe(index.clone(), SubscribeOptions::default());
+//!
+//! // Per call, from the verified token:
+//! let revocation_ids: Vec<Vec<u8>> = Vec::new(); // biscuit.revocation_identifiers()
+//! let agents = [AgentRef { name: "orchestrator", public_key: "ed25519/..." }];
+//! let subject = Subject { revocation_ids: &revocation_ids, principal: "bob", task: "q3", agents: &agents };
+//! if let Err(denied) = index.check(&subject, Instant::now()) {
+//!     eprintln!("deny: {denied}");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod api;
+mod client;
+mod entry;
+mod error;
+mod index;
+mod server;
+mod store;
+
+pub use api::{
+    events, AckRequest, ErrorBody, ErrorDetail, Heartbeat, Hello, ListPage, RegistryStatus,
+    RevokeRequest,
+};
+pub use client::{RegistryClient, SubscribeOptions, Subscription};
+pub use entry::{
+    NewRevocation, RevocationEntry, RevocationKind, MAX_ACTOR_LEN, MAX_REASON_LEN,
+    MAX_TOKEN_ID_BYTES, MAX_VALUE_LEN,
+};
+pub use error::{BoxError, Error, Result};
+pub use index::{AgentRef, Denied, RevocationIndex, SharedIndex, Subject};
+pub use server::{
+    router, serve, shutdown_signal, RegistryConfig, RegistryState, WriteAuthorizer, WriteDenied,
+    DEFAULT_LIST_LIMIT, MAX_BODY_BYTES, MAX_LIST_LIMIT,
+};
+pub use store::{MemoryStore, RevocationStore, SledStore};

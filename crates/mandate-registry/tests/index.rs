@@ -1,0 +1,290 @@
+//! Revocation index semantics and the shared index's fail-closed freshness.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant, SystemTime};
+
+use mandate_registry::{
+    AgentRef, Denied, Error, NewRevocation, RevocationEntry, RevocationIndex, RevocationKind,
+    SharedIndex, Subject,
+};
+
+/// Builds the log entries `(kind, value, lifted)` with seqs 1, 2, ...
+fn log(items: &[(RevocationKind, &str, bool)]) -> Vec<RevocationEntry> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, (kind, value, lifted))| {
+            let new = if *lifted {
+                NewRevocation::lift(*kind, *value, "lift", "ops")
+            } else {
+                NewRevocation::revoke(*kind, *value, format!("reason {}", i + 1), "ops")
+            };
+            new.unwrap()
+                .into_entry(i as u64 + 1, SystemTime::UNIX_EPOCH)
+        })
+        .collect()
+}
+
+fn index_of(items: &[(RevocationKind, &str, bool)]) -> RevocationIndex {
+    let mut index = RevocationIndex::new();
+    for entry in log(items) {
+        index.apply(&entry).unwrap();
+    }
+    index
+}
+
+const PARENT_IDS: [[u8; 2]; 2] = [[0xaa, 0x01], [0xaa, 0x02]];
+const CHILD_OWN_ID: [u8; 2] = [0xbb, 0x03];
+
+fn parent_ids() -> Vec<Vec<u8>> {
+    PARENT_IDS.iter().map(|id| id.to_vec()).collect()
+}
+
+fn child_ids() -> Vec<Vec<u8>> {
+    let mut ids = parent_ids();
+    ids.push(CHILD_OWN_ID.to_vec());
+    ids
+}
+
+const AGENTS: [AgentRef<'static>; 2] = [
+    AgentRef {
+        name: "orchestrator",
+        public_key: "ed25519/1111",
+    },
+    AgentRef {
+        name: "analytics",
+        public_key: "ed25519/2222",
+    },
+];
+
+fn subject<'a>(ids: &'a [Vec<u8>]) -> Subject<'a> {
+    Subject {
+        revocation_ids: ids,
+        principal: "bob",
+        task: "q3-report",
+        agents: &AGENTS,
+    }
+}
+
+/// Returns (kind, value, seq) of the matching entry, for compact assertions.
+fn hit(index: &RevocationIndex, subject: &Subject<'_>) -> Option<(RevocationKind, String, u64)> {
+    index
+        .check(subject)
+        .map(|e| (e.kind, e.value.clone(), e.seq))
+}
+
+#[test]
+fn revoking_a_parent_block_id_revokes_every_delegated_token() {
+    let (parent, child) = (parent_ids(), child_ids());
+    let index = index_of(&[(RevocationKind::TokenId, "aa02", false)]);
+    let expected = Some((RevocationKind::TokenId, "aa02".to_owned(), 1));
+    assert_eq!(hit(&index, &subject(&parent)), expected);
+    assert_eq!(hit(&index, &subject(&child)), expected);
+}
+
+#[test]
+fn revoking_a_child_block_id_leaves_the_parent_alive() {
+    let (parent, child) = (parent_ids(), child_ids());
+    let index = index_of(&[(RevocationKind::TokenId, "bb03", false)]);
+    assert_eq!(hit(&index, &subject(&parent)), None);
+    assert_eq!(
+        hit(&index, &subject(&child)),
+        Some((RevocationKind::TokenId, "bb03".to_owned(), 1))
+    );
+}
+
+#[test]
+fn principal_task_and_agent_entries_match_their_fields() {
+    let ids = child_ids();
+    let cases: [(RevocationKind, &str, bool); 6] = [
+        (RevocationKind::Principal, "bob", true),
+        (RevocationKind::Principal, "alice", false),
+        (RevocationKind::Task, "q3-report", true),
+        (RevocationKind::Task, "q4-report", false),
+        (RevocationKind::Agent, "analytics", true),
+        (RevocationKind::Agent, "ed25519/1111", true),
+    ];
+    for (kind, value, matches) in cases {
+        let index = index_of(&[(kind, value, false)]);
+        let expected = matches.then(|| (kind, value.to_owned(), 1));
+        assert_eq!(hit(&index, &subject(&ids)), expected, "{kind} {value}");
+    }
+    let index = index_of(&[(RevocationKind::Agent, "ed25519/9999", false)]);
+    assert_eq!(hit(&index, &subject(&ids)), None, "unrelated agent key");
+}
+
+#[test]
+fn a_lift_cancels_earlier_entries_and_a_later_revoke_reinstates() {
+    let ids = child_ids();
+    let items = [
+        (RevocationKind::Principal, "bob", false),
+        (RevocationKind::Principal, "bob", false),
+        (RevocationKind::Principal, "bob", true),
+    ];
+    let mut index = index_of(&items);
+    assert_eq!(hit(&index, &subject(&ids)), None, "one lift cancels both");
+    assert_eq!(index.last_seq(), 3);
+    assert_eq!(index.active_len(), 0);
+
+    let again = NewRevocation::revoke(RevocationKind::Principal, "bob", "again", "ops")
+        .unwrap()
+        .into_entry(4, SystemTime::UNIX_EPOCH);
+    index.apply(&again).unwrap();
+    let entry = index.check(&subject(&ids)).unwrap();
+    assert_eq!((entry.seq, entry.reason.as_str()), (4, "again"));
+
+    let agent = index_of(&[
+        (RevocationKind::Agent, "analytics", false),
+        (RevocationKind::Agent, "analytics", true),
+    ]);
+    assert_eq!(hit(&agent, &subject(&ids)), None);
+}
+
+#[test]
+fn apply_refuses_gaps_and_repeats_and_leaves_the_index_unchanged() {
+    let entries = log(&[
+        (RevocationKind::Task, "t1", false),
+        (RevocationKind::Task, "t2", false),
+        (RevocationKind::Task, "t3", false),
+    ]);
+    let mut index = RevocationIndex::new();
+    index.apply(&entries[0]).unwrap();
+    match index.apply(&entries[2]) {
+        Err(Error::SeqGap { expected, got }) => assert_eq!((expected, got), (2, 3)),
+        other => panic!("expected a gap error, got {other:?}"),
+    }
+    match index.apply(&entries[0]) {
+        Err(Error::SeqGap { expected, got }) => assert_eq!((expected, got), (2, 1)),
+        other => panic!("expected a repeat to be refused, got {other:?}"),
+    }
+    assert_eq!(index.last_seq(), 1);
+    assert_eq!(index.active_len(), 1);
+
+    // A malformed entry from the wire is refused without advancing.
+    let mut bad = entries[1].clone();
+    bad.kind = RevocationKind::TokenId;
+    bad.value = "not-hex".to_owned();
+    assert!(matches!(index.apply(&bad), Err(Error::InvalidValue { .. })));
+    assert_eq!(index.last_seq(), 1);
+    index.apply(&entries[1]).unwrap();
+    assert_eq!(index.last_seq(), 2);
+}
+
+#[test]
+fn a_never_synced_index_is_stale() {
+    let ids = parent_ids();
+    let shared = SharedIndex::new(Duration::from_secs(2));
+    let now = Instant::now();
+    assert_eq!(
+        shared.check(&subject(&ids), now),
+        Err(Denied::Stale {
+            since: None,
+            bound: Duration::from_secs(2)
+        })
+    );
+    let denied = shared.check(&subject(&ids), now).unwrap_err();
+    assert!(
+        denied
+            .to_string()
+            .contains("revocation state stale (never synced)"),
+        "{denied}"
+    );
+}
+
+#[test]
+fn an_index_goes_stale_after_the_bound() {
+    let ids = parent_ids();
+    let bound = Duration::from_secs(2);
+    let shared = SharedIndex::new(bound);
+    let t0 = Instant::now();
+    shared.mark_fresh(t0);
+    assert_eq!(shared.check(&subject(&ids), t0), Ok(()));
+    assert_eq!(
+        shared.check(&subject(&ids), t0 + bound),
+        Ok(()),
+        "bound is inclusive"
+    );
+    let late = t0 + bound + Duration::from_millis(1);
+    assert_eq!(
+        shared.check(&subject(&ids), late),
+        Err(Denied::Stale {
+            since: Some(bound + Duration::from_millis(1)),
+            bound
+        })
+    );
+    // An older heartbeat never moves freshness backwards; a newer one restores it.
+    shared.mark_fresh(late);
+    shared.mark_fresh(t0);
+    assert_eq!(shared.last_heartbeat(), Some(late));
+    assert_eq!(shared.check(&subject(&ids), late), Ok(()));
+}
+
+#[test]
+fn shared_index_reports_the_revocation_with_its_reason() {
+    let ids = child_ids();
+    let shared = SharedIndex::new(Duration::from_secs(2));
+    for entry in log(&[
+        (RevocationKind::Task, "other", false),
+        (RevocationKind::Principal, "bob", false),
+    ]) {
+        shared.apply(&entry).unwrap();
+    }
+    let t0 = Instant::now();
+    shared.mark_fresh(t0);
+    let expected = Denied::Revoked {
+        kind: RevocationKind::Principal,
+        value: "bob".to_owned(),
+        seq: 2,
+        reason: "reason 2".to_owned(),
+    };
+    assert_eq!(shared.check(&subject(&ids), t0), Err(expected.clone()));
+    // Revocation wins over staleness as the reported reason.
+    assert_eq!(
+        shared.check(&subject(&ids), t0 + Duration::from_secs(60)),
+        Err(expected)
+    );
+    assert_eq!(shared.last_seq(), 2);
+}
+
+/// `check` must stay cheap with a large log. Debug builds are slow, so the bound here is
+/// loose; `cargo test --release -- --ignored` runs the 1 M-entry version.
+fn check_cost(entries: u64, max_per_check: Duration) {
+    let mut index = RevocationIndex::new();
+    let at = SystemTime::UNIX_EPOCH;
+    for seq in 1..=entries {
+        let (kind, value) = match seq % 4 {
+            0 => (RevocationKind::TokenId, format!("{seq:016x}")),
+            1 => (RevocationKind::Principal, format!("user-{seq}")),
+            2 => (RevocationKind::Agent, format!("agent-{seq}")),
+            _ => (RevocationKind::Task, format!("task-{seq}")),
+        };
+        let entry = NewRevocation::revoke(kind, value, "", "ops")
+            .unwrap()
+            .into_entry(seq, at);
+        index.apply(&entry).unwrap();
+    }
+    let ids = vec![vec![0x42; 64], vec![0x43; 64], vec![0x44; 64]];
+    let subject = subject(&ids);
+    let rounds = 20_000u32;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        assert!(std::hint::black_box(index.check(std::hint::black_box(&subject))).is_none());
+    }
+    let per_check = start.elapsed() / rounds;
+    eprintln!("check: {per_check:?} per call with {entries} entries");
+    assert!(
+        per_check < max_per_check,
+        "check took {per_check:?} with {entries} entries"
+    );
+}
+
+#[test]
+fn check_is_cheap_with_many_entries() {
+    check_cost(100_000, Duration::from_micros(20));
+}
+
+#[test]
+#[ignore = "builds a 1 M-entry index; run with --release -- --ignored"]
+fn check_is_under_a_microsecond_with_a_million_entries() {
+    check_cost(1_000_000, Duration::from_micros(1));
+}
