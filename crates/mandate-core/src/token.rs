@@ -330,8 +330,8 @@ impl chain::Blocks for UnverifiedBiscuit {
 struct VerifiedBlocks<'a> {
     biscuit: &'a Biscuit,
     external: Vec<Option<biscuit_auth::PublicKey>>,
-    /// Index of the first unsigned block whose symbol table introduced
-    /// `hop`. Unsigned blocks share one symbol table, so from that block on
+    /// Index of the first block outside third-party blocks whose symbol
+    /// table introduced `hop`. Unsigned blocks share one symbol table, so from that block on
     /// a block may use the symbol without listing it.
     hop_symbol_from: Option<usize>,
 }
@@ -339,7 +339,9 @@ struct VerifiedBlocks<'a> {
 impl<'a> VerifiedBlocks<'a> {
     fn new(biscuit: &'a Biscuit) -> VerifiedBlocks<'a> {
         let external = biscuit.external_public_keys();
-        let hop_symbol_from = (1..biscuit.block_count()).find(|&i| {
+        // The authority block shares the symbol table too: a principal named
+        // "hop" puts the symbol there, so the search starts at block 0.
+        let hop_symbol_from = (0..biscuit.block_count()).find(|&i| {
             external.get(i).copied().flatten().is_none()
                 && biscuit
                     .block_symbols(i)
