@@ -41,6 +41,22 @@ pub struct RegistryClient {
     http: reqwest::Client,
 }
 
+/// Credentials for a write: the mandate, and the acting agent's proof of
+/// possession when the mandate names an agent key.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteAuth<'a> {
+    /// The mandate (base64), sent as `Authorization: Bearer`.
+    pub token: &'a str,
+    /// The proof of possession, sent as the `Mandate-PoP` header.
+    pub proof: Option<&'a str>,
+}
+
+impl<'a> From<&'a str> for WriteAuth<'a> {
+    fn from(token: &'a str) -> Self {
+        WriteAuth { token, proof: None }
+    }
+}
+
 impl RegistryClient {
     /// A client for the registry at `base_url` (`http://` or `https://`).
     ///
@@ -83,14 +99,14 @@ impl RegistryClient {
     /// # Errors
     /// [`Error::Api`] with status 400/401/403 when the registry refuses;
     /// [`Error::Transport`] when it cannot be reached.
-    pub async fn revoke(
+    pub async fn revoke<'a>(
         &self,
-        bearer: &str,
+        bearer: impl Into<WriteAuth<'a>>,
         kind: RevocationKind,
         value: &str,
         reason: &str,
     ) -> Result<RevocationEntry> {
-        self.write("/v1/revocations", bearer, kind, value, reason)
+        self.write("/v1/revocations", bearer.into(), kind, value, reason)
             .await
     }
 
@@ -98,21 +114,21 @@ impl RegistryClient {
     ///
     /// # Errors
     /// As [`RegistryClient::revoke`]; lifting `token_id` or `task` is refused with 400.
-    pub async fn lift(
+    pub async fn lift<'a>(
         &self,
-        bearer: &str,
+        bearer: impl Into<WriteAuth<'a>>,
         kind: RevocationKind,
         value: &str,
         reason: &str,
     ) -> Result<RevocationEntry> {
-        self.write("/v1/revocations/lift", bearer, kind, value, reason)
+        self.write("/v1/revocations/lift", bearer.into(), kind, value, reason)
             .await
     }
 
     async fn write(
         &self,
         path: &str,
-        bearer: &str,
+        auth: WriteAuth<'_>,
         kind: RevocationKind,
         value: &str,
         reason: &str,
@@ -122,10 +138,11 @@ impl RegistryClient {
             value: value.to_owned(),
             reason: reason.to_owned(),
         };
-        let response = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(bearer)
+        let mut request = self.http.post(self.url(path)).bearer_auth(auth.token);
+        if let Some(proof) = auth.proof {
+            request = request.header(crate::server::POP_HEADER, proof);
+        }
+        let response = request
             .json(&body)
             .timeout(REQUEST_TIMEOUT)
             .send()

@@ -11,7 +11,8 @@
 //! This crate must never: drop or reorder a log entry on its way to an index; expose a
 //! storage backend type (sled) in a public signature; log a bearer token (only its
 //! fingerprint); or send internal error details to an HTTP client. It knows tokens only as
-//! plain data ([`Subject`]); verifying them is the verifier crate's job.
+//! plain data ([`Subject`]); verifying them is the verifier crate's job, which it
+//! reaches only through [`MandateWriteAuthorizer`] and the `RevocationCheck` impl.
 //!
 //! **Propagation bound.** A connected verifier applies a new entry as soon as the stream
 //! delivers it. A verifier that lost its stream keeps allowing calls only until its last
@@ -47,6 +48,7 @@ mod client;
 mod entry;
 mod error;
 mod index;
+mod mandate;
 mod server;
 mod store;
 
@@ -54,15 +56,18 @@ pub use api::{
     events, AckRequest, ErrorBody, ErrorDetail, Heartbeat, Hello, ListPage, RegistryStatus,
     RevokeRequest,
 };
-pub use client::{RegistryClient, SubscribeOptions, Subscription};
+pub use client::{RegistryClient, SubscribeOptions, Subscription, WriteAuth};
 pub use entry::{
     NewRevocation, RevocationEntry, RevocationKind, MAX_ACTOR_LEN, MAX_REASON_LEN,
     MAX_TOKEN_ID_BYTES, MAX_VALUE_LEN,
 };
 pub use error::{BoxError, Error, Result};
 pub use index::{AgentRef, Denied, RevocationIndex, SharedIndex, Subject};
+pub use mandate::{
+    write_request, MandateWriteAuthorizer, WRITE_OPERATION, WRITE_RESOURCE, WRITE_SERVICE,
+};
 pub use server::{
-    router, serve, shutdown_signal, RegistryConfig, RegistryState, WriteAuthorizer, WriteDenied,
+    router, serve, shutdown_signal, RegistryConfig, POP_HEADER, RegistryState, WriteAuthorizer, WriteDenied,
     DEFAULT_LIST_LIMIT, MAX_BODY_BYTES, MAX_LIST_LIMIT,
 };
 pub use store::{MemoryStore, RevocationStore, SledStore};

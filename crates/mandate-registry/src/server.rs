@@ -94,8 +94,15 @@ pub trait WriteAuthorizer: Send + Sync {
     /// [`WriteDenied::Unauthenticated`] (HTTP 401) for a malformed, unverifiable or expired
     /// token; [`WriteDenied::Forbidden`] (HTTP 403) for a valid token without the right.
     /// The message is sent to the client, so it must not contain secrets.
-    fn authorize_write(&self, bearer: &str) -> std::result::Result<String, WriteDenied>;
+    fn authorize_write(
+        &self,
+        bearer: &str,
+        proof: Option<&str>,
+    ) -> std::result::Result<String, WriteDenied>;
 }
+
+/// The header carrying the acting agent's proof of possession on writes.
+pub const POP_HEADER: &str = "mandate-pop";
 
 /// Why a write was refused. A decision, not a failure of this crate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -490,10 +497,11 @@ async fn write(
     // Authenticate before looking at the body, so an anonymous caller learns nothing
     // about validation.
     let token = bearer_token(headers)?;
+    let proof = headers.get(POP_HEADER).and_then(|v| v.to_str().ok());
     let actor = state
         .inner
         .authorizer
-        .authorize_write(token)
+        .authorize_write(token, proof)
         .map_err(|denied| {
             tracing::warn!(token = %fingerprint(token), %denied, "revocation write refused");
             ApiError::from(denied)
@@ -852,7 +860,11 @@ mod tests {
     struct NoWrites;
 
     impl WriteAuthorizer for NoWrites {
-        fn authorize_write(&self, _: &str) -> std::result::Result<String, WriteDenied> {
+        fn authorize_write(
+            &self,
+            _: &str,
+            _: Option<&str>,
+        ) -> std::result::Result<String, WriteDenied> {
             Err(WriteDenied::Forbidden("read-only".to_owned()))
         }
     }

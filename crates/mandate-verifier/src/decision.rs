@@ -89,6 +89,12 @@ pub enum Reason {
         /// Which block and why.
         message: String,
     },
+    /// Something the token depends on is revoked, or the revocation state is
+    /// stale.
+    Revoked {
+        /// The revocation, or why the state is unknown.
+        message: String,
+    },
     /// The proof of possession is missing, invalid, stale or replayed.
     ProofOfPossession {
         /// Why it was refused.
@@ -118,6 +124,7 @@ impl std::fmt::Display for Reason {
             Reason::NoMatchingPolicy => f.write_str("no policy matched"),
             Reason::ChainBroken { message } => write!(f, "broken delegation chain: {message}"),
             Reason::ProofOfPossession { message } => f.write_str(message),
+            Reason::Revoked { message } => f.write_str(message),
             Reason::RunLimit { limit } => write!(f, "evaluation limit reached: {limit}"),
             Reason::Evaluation { message } => write!(f, "evaluation error: {message}"),
         }

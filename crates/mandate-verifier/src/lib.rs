@@ -14,6 +14,7 @@
 mod decision;
 mod policy;
 mod replay;
+mod revocation;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -26,6 +27,7 @@ use replay::ReplayCache;
 
 pub use decision::{Decision, FailedCheck, Reason};
 pub use policy::Policy;
+pub use revocation::{RevocationCheck, RevocationDenial, RevocationSubject};
 
 /// Why a token could not be judged at all (as opposed to a denial).
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,7 @@ pub struct VerifierBuilder {
     pop_window: Duration,
     require_pop: bool,
     replay_capacity: usize,
+    revocation: Option<Arc<dyn RevocationCheck>>,
 }
 
 impl VerifierBuilder {
@@ -99,6 +102,14 @@ impl VerifierBuilder {
         self
     }
 
+    /// Consults `check` on every call, including calls whose token was
+    /// verified before. Without it, revocations are not honoured: fine for
+    /// offline checks, never for a service.
+    pub fn revocation(mut self, check: Arc<dyn RevocationCheck>) -> Self {
+        self.revocation = Some(check);
+        self
+    }
+
     /// Builds the verifier.
     ///
     /// # Errors
@@ -116,6 +127,7 @@ impl VerifierBuilder {
             pop_window: self.pop_window,
             require_pop: self.require_pop,
             replay: Arc::new(ReplayCache::new(self.replay_capacity)),
+            revocation: self.revocation,
         })
     }
 }
@@ -129,6 +141,7 @@ pub struct Verifier {
     pop_window: Duration,
     require_pop: bool,
     replay: Arc<ReplayCache>,
+    revocation: Option<Arc<dyn RevocationCheck>>,
 }
 
 impl Verifier {
@@ -141,12 +154,18 @@ impl Verifier {
             pop_window: Duration::from_secs(30),
             require_pop: false,
             replay_capacity: 1_000_000,
+            revocation: None,
         }
     }
 
     /// The policy in force.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// Whether this verifier consults revocation state.
+    pub fn checks_revocation(&self) -> bool {
+        self.revocation.is_some()
     }
 
     /// Parses the token and checks its signatures against the trusted roots.
@@ -168,8 +187,9 @@ impl Verifier {
         self.authorize_mandate(&mandate, request)
     }
 
-    /// Decides `request` for an already verified mandate: chain, proof of
-    /// possession, then the token's checks and the service policy.
+    /// Decides `request` for an already verified mandate: chain, revocation
+    /// state, proof of possession, then the token's checks and the service
+    /// policy.
     ///
     /// # Errors
     /// As [`Verifier::authorize`], minus token parsing.
@@ -194,6 +214,21 @@ impl Verifier {
                 return Ok(Decision::new(&token_id, request, &claims, reason));
             }
         };
+        if let Some(revocation) = &self.revocation {
+            let ids = mandate.revocation_ids();
+            let subject = RevocationSubject {
+                revocation_ids: &ids,
+                principal: &claims.principal,
+                task: &claims.task,
+                agents: &chain.links,
+            };
+            if let Err(denial) = revocation.check(&subject) {
+                let reason = Reason::Revoked {
+                    message: denial.to_string(),
+                };
+                return Ok(Decision::new(&token_id, request, &claims, reason));
+            }
+        }
         if let Err(refused) = self.check_possession(chain, &token_id, request) {
             let reason = Reason::ProofOfPossession {
                 message: refused.to_string(),

@@ -16,7 +16,7 @@ pub const READER_TOKEN: &str = "reader-token";
 pub struct TestAuthorizer;
 
 impl WriteAuthorizer for TestAuthorizer {
-    fn authorize_write(&self, bearer: &str) -> Result<String, WriteDenied> {
+    fn authorize_write(&self, bearer: &str, _proof: Option<&str>) -> Result<String, WriteDenied> {
         match bearer {
             OPERATOR_TOKEN => Ok("operator".to_owned()),
             READER_TOKEN => Err(WriteDenied::Forbidden(
