@@ -57,11 +57,20 @@ pub fn inspection_text(report: &Inspection) -> String {
         ),
         None => String::new(),
     };
-    let _ = writeln!(
-        out,
-        "expires:    {}{remaining}",
-        report.expires_at.clone().unwrap_or_else(none)
-    );
+    if report.effective_expires_at != report.expires_at {
+        let _ = writeln!(
+            out,
+            "expires:    {} (mandate), narrowed to {}{remaining}",
+            report.expires_at.clone().unwrap_or_else(none),
+            report.effective_expires_at.clone().unwrap_or_else(none)
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "expires:    {}{remaining}",
+            report.expires_at.clone().unwrap_or_else(none)
+        );
+    }
     let _ = writeln!(out, "token id:   {}", report.token_id);
     let _ = writeln!(out, "root id:    {}", report.root_id);
     for block in &report.blocks {

@@ -72,7 +72,7 @@ pub enum Error {
     #[error("broken delegation chain: {0}")]
     Chain(#[source] crate::chain::ChainError),
     /// Reading or writing a key file failed.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {}", .path.display())]
     Io {
         /// What was being done (`reading`, `writing`).
         action: &'static str,
@@ -83,8 +83,53 @@ pub enum Error {
         source: std::io::Error,
     },
     /// biscuit-auth reported an error that has no more specific variant.
-    #[error("token error: {0}")]
+    #[error("token error")]
     Biscuit(#[source] biscuit_auth::error::Token),
+}
+
+/// Which Datalog grammar a text is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatalogKind {
+    /// Facts, rules and checks (a token block, a `--check`).
+    Block,
+    /// Facts, rules, checks and `allow`/`deny` policies (a service policy).
+    Policy,
+}
+
+/// Parses `source` and reports the first error with its exact line and
+/// column.
+///
+/// # Errors
+/// [`Error::Datalog`].
+pub fn check_datalog(source: &str, kind: DatalogKind) -> Result<(), Error> {
+    let result = match kind {
+        DatalogKind::Block => biscuit_parser::parser::parse_block_source(source).map(|_| ()),
+        DatalogKind::Policy => biscuit_parser::parser::parse_source(source).map(|_| ()),
+    };
+    result.map_err(|errors| {
+        let first = errors.first();
+        // The parser's errors borrow the unparsed rest of `source`; where
+        // that slice starts is where the error is.
+        let offset = first
+            .map(|e| (e.input.as_ptr() as usize).saturating_sub(source.as_ptr() as usize))
+            .unwrap_or(0)
+            .min(source.len());
+        let (line, column) = line_column(source, offset);
+        let message = first.and_then(|e| e.message.clone()).unwrap_or_else(|| {
+            let rest = source.get(offset..).unwrap_or("");
+            let near: String = rest.lines().next().unwrap_or("").chars().take(32).collect();
+            if near.trim().is_empty() {
+                "unexpected end of input".to_string()
+            } else {
+                format!("unexpected input near `{}`", near.trim_end())
+            }
+        });
+        Error::Datalog {
+            line,
+            column,
+            message,
+        }
+    })
 }
 
 impl Error {
@@ -154,6 +199,14 @@ impl Error {
             ) => Error::MalformedToken {
                 reason: format_detail(&e),
             },
+            Token::Format(Format::UnknownPublicKey) => Error::InvalidSignature {
+                reason: "the root public key was not recognised".into(),
+            },
+            // Every other format error means the bytes are not a token we can
+            // read; the variant names are biscuit's, the detail is ours.
+            Token::Format(e) => Error::MalformedToken {
+                reason: format_detail(&e),
+            },
             other => Error::Biscuit(other),
         }
     }
@@ -162,9 +215,12 @@ impl Error {
 fn format_detail(e: &biscuit_auth::error::Format) -> String {
     use biscuit_auth::error::Format;
     match e {
-        Format::DeserializationError(d) | Format::BlockDeserializationError(d) => {
-            format!("{e} ({d})")
-        }
+        Format::DeserializationError(d)
+        | Format::BlockDeserializationError(d)
+        | Format::InvalidKey(d)
+        | Format::SignatureDeserializationError(d)
+        | Format::BlockSignatureDeserializationError(d)
+        | Format::ExistingPublicKey(d) => format!("{e} ({d})"),
         _ => e.to_string(),
     }
 }
@@ -184,6 +240,24 @@ fn line_column(source: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn datalog_positions_are_exact() {
+        let src =
+            "// policy\ncheck if time($t);\nallow if service($s) operation($o);\ndeny if true;\n";
+        match check_datalog(src, DatalogKind::Policy) {
+            Err(Error::Datalog {
+                line,
+                column,
+                message,
+            }) => {
+                assert_eq!((line, column), (3, 1), "{message}");
+                assert!(!message.contains('\n'), "{message}");
+            }
+            other => panic!("expected a Datalog error, got {other:?}"),
+        }
+        assert!(check_datalog("check if true;", DatalogKind::Block).is_ok());
+    }
 
     #[test]
     fn datalog_error_has_position() {

@@ -110,7 +110,10 @@ pub struct Inspection {
     pub issued_at: Option<String>,
     /// `expires_at`, RFC 3339.
     pub expires_at: Option<String>,
-    /// Seconds until expiry at inspection time; negative once expired.
+    /// The expiry that applies after every block's shorter `--ttl`.
+    pub effective_expires_at: Option<String>,
+    /// Seconds until the effective expiry at inspection time; negative once
+    /// expired.
     pub expires_in_seconds: Option<i64>,
     /// The last block's revocation id: the id that revokes this token and
     /// everything delegated from it.
@@ -167,7 +170,8 @@ pub fn inspect(
         });
     }
     let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
-    let remaining = claims.expires_at.map(|exp| match exp.duration_since(now) {
+    let effective = crate::restrict::effective_expiry(token)?.or(claims.expires_at);
+    let remaining = effective.map(|exp| match exp.duration_since(now) {
         Ok(left) => i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
         Err(past) => -i64::try_from(past.duration().as_secs()).unwrap_or(i64::MAX),
     });
@@ -185,6 +189,7 @@ pub fn inspect(
         rights: claims.rights.iter().map(Right::to_string).collect(),
         issued_at: claims.issued_at.map(rfc3339),
         expires_at: claims.expires_at.map(rfc3339),
+        effective_expires_at: effective.map(rfc3339),
         expires_in_seconds: remaining,
         token_id: token.token_id_hex(),
         root_id: token.root_id_hex(),

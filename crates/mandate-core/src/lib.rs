@@ -25,12 +25,14 @@ mod token;
 pub mod vocab;
 
 pub use chain::{Author, Chain, ChainError, Link};
-pub use error::Error;
+pub use error::{check_datalog, DatalogKind, Error};
 pub use inspect::{inspect, BlockReport, Inspection, SignatureStatus};
 pub use keys::{KeySet, PublicKey, RootKey, SecretKey};
 pub use pop::{PopError, Proof};
 pub use request::{url_host, AttrValue, Request, ResourcePath};
-pub use restrict::{delegate, delegate_signed, NextAgent, Restrictions, Right};
+pub use restrict::{
+    check_name, check_within_rights, delegate, delegate_signed, NextAgent, Restrictions, Right,
+};
 pub use token::{fingerprint, Claims, Mandate, UnverifiedMandate, MAX_TOKEN_LEN};
 
 /// The Datalog engine limits every evaluation in Mandate runs under, unless a

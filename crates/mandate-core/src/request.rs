@@ -57,7 +57,8 @@ impl Request {
     /// Adds a `KEY=VALUE` attribute (see [`AttrValue::parse`]).
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a missing `=`, an empty key, or too many attributes.
+    /// [`Error::Invalid`] for a missing `=`, an empty or repeated key, or too
+    /// many attributes.
     pub fn with_attr_arg(mut self, arg: &str) -> Result<Request, Error> {
         let (key, value) = arg
             .split_once('=')
@@ -66,6 +67,10 @@ impl Request {
             return Err(Error::Invalid(format!(
                 "attribute `{arg}` has an empty key"
             )));
+        }
+        if self.attrs.iter().any(|(k, _)| k == key) {
+            // Two values for one key would let a check pass on either.
+            return Err(Error::Invalid(format!("attribute `{key}` given twice")));
         }
         if self.attrs.len() >= Request::MAX_ATTRS {
             return Err(Error::Invalid(format!(
@@ -161,8 +166,8 @@ impl ResourcePath {
         if text.contains('%') {
             return Err(bad("percent-encoding is not accepted"));
         }
-        if text.contains('\\') || text.chars().any(char::is_control) {
-            return Err(bad("backslash or control character"));
+        if text.contains(['\\', '"']) || text.chars().any(char::is_control) {
+            return Err(bad("quote, backslash or control character"));
         }
         let trimmed = if text.len() > 1 {
             text.strip_suffix('/').unwrap_or(text)

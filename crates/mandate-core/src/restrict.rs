@@ -23,8 +23,13 @@ use crate::Error;
 /// The longest service, operation, principal, agent or task name accepted.
 pub const MAX_NAME_LEN: usize = 256;
 
-/// Checks a name used as a Datalog string (service, operation, agent...).
-pub(crate) fn check_name(what: &str, name: &str) -> Result<(), Error> {
+/// Checks a name used as a Datalog string (principal, agent, task, service,
+/// operation, attribute...).
+///
+/// # Errors
+/// [`Error::Invalid`] for an empty or overlong name, or one holding a quote,
+/// a backslash or a control character.
+pub fn check_name(what: &str, name: &str) -> Result<(), Error> {
     if name.is_empty() {
         return Err(Error::Invalid(format!("{what} is empty")));
     }
@@ -33,9 +38,15 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<(), Error> {
             "{what} is longer than {MAX_NAME_LEN} bytes"
         )));
     }
-    if name.chars().any(char::is_control) {
+    if name
+        .chars()
+        .any(|c| c.is_control() || c == '"' || c == '\\')
+    {
+        // biscuit prints strings without escaping quotes, and inspection and
+        // chain reconstruction read printed blocks back: refuse what would
+        // print ambiguously.
         return Err(Error::Invalid(format!(
-            "{what} `{}` contains a control character",
+            "{what} `{}` contains a quote, a backslash or a control character",
             name.escape_debug()
         )));
     }
@@ -196,8 +207,8 @@ impl Restrictions {
         let values: Vec<AttrValue> = values
             .split(',')
             .filter(|v| !v.is_empty())
-            .map(AttrValue::parse)
-            .collect();
+            .map(|v| check_name("attribute value", v).map(|()| AttrValue::parse(v)))
+            .collect::<Result<_, _>>()?;
         if values.is_empty() {
             return Err(Error::Invalid(format!("`{arg}` lists no value")));
         }
@@ -344,6 +355,7 @@ impl Restrictions {
                     trimmed
                 )));
             }
+            crate::error::check_datalog(trimmed, crate::error::DatalogKind::Block)?;
             block = block
                 .code(trimmed)
                 .map_err(|e| Error::from_datalog(trimmed, e))?;
@@ -402,6 +414,12 @@ struct Effective {
     services: Option<BTreeSet<String>>,
     expires_at: Option<SystemTime>,
     max_depth: Option<i64>,
+}
+
+/// The expiry that applies after every block's `--ttl`, read unverified
+/// (for reports only).
+pub(crate) fn effective_expiry(token: &UnverifiedMandate) -> Result<Option<SystemTime>, Error> {
+    Ok(Effective::read(token)?.expires_at)
 }
 
 impl Effective {
@@ -594,6 +612,27 @@ fn add_prefix_check(block: BlockBuilder, prefixes: &[ResourcePath]) -> Result<Bl
         &format!("check if {}", alternatives.join(" or ")),
         params,
     )
+}
+
+/// Refuses restrictions minted into a new mandate that name an operation or
+/// service outside `rights`, or an expiry after `expires_at`: such a mandate
+/// could never be used as asked.
+///
+/// # Errors
+/// [`Error::NotInParent`] naming what the rights allow.
+pub fn check_within_rights(
+    restrictions: &Restrictions,
+    rights: &[Right],
+    expires_at: SystemTime,
+) -> Result<(), Error> {
+    let effective = Effective {
+        rights: rights.to_vec(),
+        operations: None,
+        services: None,
+        expires_at: Some(expires_at),
+        max_depth: None,
+    };
+    effective.check(restrictions, 0)
 }
 
 /// The agent a signed hop hands the authority to.

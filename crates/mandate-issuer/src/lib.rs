@@ -24,7 +24,7 @@ pub enum Error {
     #[error(transparent)]
     Core(#[from] mandate_core::Error),
     /// biscuit-auth failed to build or sign the token.
-    #[error("could not sign the mandate: {0}")]
+    #[error("could not sign the mandate")]
     Signing(#[source] biscuit_auth::error::Token),
 }
 
@@ -79,13 +79,7 @@ pub fn mint(root: &RootKey, request: &MintRequest) -> Result<Mandate, Error> {
         None => format!("task-{}", uuid::Uuid::new_v4()),
     };
     let expires_at = request.now + request.ttl;
-    if let Some(asked) = request.restrictions.expires_at {
-        if asked > expires_at {
-            return Err(Error::Invalid(
-                "a restriction's expiry is later than the mandate's".into(),
-            ));
-        }
-    }
+    mandate_core::check_within_rights(&request.restrictions, &request.rights, expires_at)?;
 
     let agent_key = request.agent_key.map(|k| k.to_string()).unwrap_or_default();
     let mut block = BlockBuilder::new();
@@ -148,10 +142,5 @@ fn check_value(what: &str, value: &str) -> Result<(), Error> {
     if value.trim().is_empty() {
         return Err(Error::Invalid(format!("{what} is empty")));
     }
-    if value.len() > 256 || value.chars().any(char::is_control) {
-        return Err(Error::Invalid(format!(
-            "{what} must be at most 256 bytes without control characters"
-        )));
-    }
-    Ok(())
+    Ok(mandate_core::check_name(what, value)?)
 }

@@ -100,6 +100,11 @@ pub enum Reason {
         /// Why it was refused.
         message: String,
     },
+    /// The token asks for more evaluation work than the verifier accepts.
+    TooComplex {
+        /// Which block and query.
+        message: String,
+    },
     /// Evaluation hit a run limit; the request is denied, not judged.
     RunLimit {
         /// Which limit.
@@ -125,6 +130,7 @@ impl std::fmt::Display for Reason {
             Reason::ChainBroken { message } => write!(f, "broken delegation chain: {message}"),
             Reason::ProofOfPossession { message } => f.write_str(message),
             Reason::Revoked { message } => f.write_str(message),
+            Reason::TooComplex { message } => write!(f, "evaluation limit reached: {message}"),
             Reason::RunLimit { limit } => write!(f, "evaluation limit reached: {limit}"),
             Reason::Evaluation { message } => write!(f, "evaluation error: {message}"),
         }

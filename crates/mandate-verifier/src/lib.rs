@@ -11,6 +11,7 @@
 //! [`RunLimits`], set on the authorizer builder before it is built so they
 //! also bound fact generation.
 
+mod complexity;
 mod decision;
 mod policy;
 mod replay;
@@ -25,6 +26,7 @@ use biscuit_auth::error::{Logic, Token};
 use mandate_core::{vocab, Chain, KeySet, Mandate, PopError, Request};
 use replay::ReplayCache;
 
+pub use complexity::{MAX_BLOCKS, MAX_STATEMENTS, STEP_BUDGET};
 pub use decision::{Decision, FailedCheck, Reason};
 pub use policy::Policy;
 pub use revocation::{RevocationCheck, RevocationDenial, RevocationSubject};
@@ -46,7 +48,7 @@ pub enum Error {
     #[error("no trusted root key configured")]
     NoRootKey,
     /// biscuit-auth failed in a way that is not a decision.
-    #[error("authorizer error: {0}")]
+    #[error("authorizer error")]
     Authorizer(#[source] Token),
 }
 
@@ -128,6 +130,8 @@ impl VerifierBuilder {
             require_pop: self.require_pop,
             replay: Arc::new(ReplayCache::new(self.replay_capacity)),
             revocation: self.revocation,
+            max_facts: self.limits.max_facts,
+            shapes: Arc::default(),
         })
     }
 }
@@ -142,6 +146,8 @@ pub struct Verifier {
     require_pop: bool,
     replay: Arc<ReplayCache>,
     revocation: Option<Arc<dyn RevocationCheck>>,
+    max_facts: u64,
+    shapes: Arc<complexity::ShapeCache>,
 }
 
 impl Verifier {
@@ -236,6 +242,20 @@ impl Verifier {
             return Ok(Decision::new(&token_id, request, &claims, reason));
         }
 
+        if let Err(message) = self.shapes.vet(
+            &token_id,
+            mandate.biscuit(),
+            request,
+            self.policy.counts(),
+            self.max_facts,
+        ) {
+            return Ok(Decision::new(
+                &token_id,
+                request,
+                &claims,
+                Reason::TooComplex { message },
+            ));
+        }
         let builder = self.request_facts(request, chain)?;
         let mut authorizer = builder
             .build(mandate.biscuit())

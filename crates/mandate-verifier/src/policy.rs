@@ -24,6 +24,7 @@ pub struct Policy {
     source: String,
     builder: AuthorizerBuilder,
     policies: Vec<String>,
+    counts: crate::complexity::FactCounts,
 }
 
 impl Policy {
@@ -43,6 +44,7 @@ impl Policy {
             source: String::new(),
             builder: AuthorizerBuilder::new(),
             policies: Vec::new(),
+            counts: Default::default(),
         }
     }
 
@@ -52,6 +54,7 @@ impl Policy {
     /// [`Error::Token`] wrapping [`mandate_core::Error::Datalog`] (with line
     /// and column) or [`mandate_core::Error::Invalid`].
     pub fn from_source(name: &str, source: &str) -> Result<Policy, Error> {
+        mandate_core::check_datalog(source, mandate_core::DatalogKind::Policy)?;
         let parsed = biscuit_parser::parser::parse_source(source).map_err(|errors| {
             let language: biscuit_parser::error::LanguageError = errors.into();
             mandate_core::Error::from_datalog(source, language.into())
@@ -80,6 +83,13 @@ impl Policy {
             .policies
             .iter()
             .any(|(_, p)| p.kind == biscuit_parser::builder::PolicyKind::Allow);
+        let mut counts = crate::complexity::FactCounts::default();
+        for (_, fact) in &parsed.facts {
+            *counts.facts.entry(fact.predicate.name.clone()).or_default() += 1;
+        }
+        for (_, rule) in &parsed.rules {
+            counts.heads.insert(rule.head.name.clone());
+        }
         let builder = AuthorizerBuilder::new()
             .code(source)
             .map_err(|e| mandate_core::Error::from_datalog(source, e))?;
@@ -93,6 +103,7 @@ impl Policy {
             source: source.to_string(),
             policies,
             builder,
+            counts,
         })
     }
 
@@ -121,6 +132,10 @@ impl Policy {
 
     pub(crate) fn authorizer(&self) -> AuthorizerBuilder {
         self.builder.clone()
+    }
+
+    pub(crate) fn counts(&self) -> &crate::complexity::FactCounts {
+        &self.counts
     }
 
     pub(crate) fn policy_text(&self, index: usize) -> String {

@@ -1,0 +1,182 @@
+//! A static bound on the work a token's blocks can ask of the Datalog engine.
+//!
+//! biscuit-auth checks its time limit only between rule iterations and never
+//! while it evaluates a check, so a check that joins many predicates can hold
+//! a verifier for seconds whatever the run limits say — and anyone holding a
+//! token can append one. Before evaluating, the verifier therefore estimates
+//! how many fact visits every rule body and check query of every block after
+//! the authority block could cost: biscuit scans all visible facts for each
+//! predicate of a join, so a query costs about `facts × Π matches(predicate)`.
+//! Tokens over [`STEP_BUDGET`] are denied. The estimate is conservative: it
+//! counts the facts of every block whatever their scope, and the fact limit
+//! for any predicate a rule can produce.
+//!
+//! The token's shape is parsed once per token id and cached (bounded); the
+//! estimate itself uses the request's real fact counts and costs a few
+//! multiplications per query.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use biscuit_auth::Biscuit;
+use mandate_core::{vocab, Request};
+
+/// Most fact visits one rule body or check query may cost (about 1.5 µs each
+/// when measured, so the budget bounds one query to well under the 50 ms
+/// default time limit).
+pub const STEP_BUDGET: u64 = 20_000;
+/// Most blocks a token may have.
+pub const MAX_BLOCKS: usize = 64;
+/// Most facts, rules and checks one block may hold.
+pub const MAX_STATEMENTS: usize = 256;
+
+/// Facts and rule heads a policy contributes to every evaluation.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FactCounts {
+    pub facts: HashMap<String, u64>,
+    pub heads: HashSet<String>,
+}
+
+/// What the estimate needs to know of a token.
+#[derive(Debug, Default)]
+pub(crate) struct Shape {
+    counts: FactCounts,
+    /// (block, query text, predicate names of the body)
+    queries: Vec<(usize, String, Vec<String>)>,
+}
+
+impl Shape {
+    fn read(biscuit: &Biscuit) -> Result<Shape, String> {
+        let count = biscuit.block_count();
+        if count > MAX_BLOCKS {
+            return Err(format!(
+                "{count} blocks, more than the {MAX_BLOCKS} accepted"
+            ));
+        }
+        let mut shape = Shape::default();
+        for index in 0..count {
+            let source = biscuit
+                .print_block_source(index)
+                .map_err(|e| format!("block {index} cannot be read: {e}"))?;
+            let block = biscuit_parser::parser::parse_block_source(&source)
+                .map_err(|_| format!("block {index} cannot be read back"))?;
+            let statements = block.facts.len() + block.rules.len() + block.checks.len();
+            if statements > MAX_STATEMENTS {
+                return Err(format!(
+                    "block {index} holds {statements} statements, more than the {MAX_STATEMENTS} accepted"
+                ));
+            }
+            for (_, fact) in &block.facts {
+                *shape
+                    .counts
+                    .facts
+                    .entry(fact.predicate.name.clone())
+                    .or_default() += 1;
+            }
+            for (_, rule) in &block.rules {
+                shape.counts.heads.insert(rule.head.name.clone());
+            }
+            // The authority block is the issuer's; only later blocks are vetted.
+            if index == 0 {
+                continue;
+            }
+            let names = |rule: &biscuit_parser::builder::Rule| -> Vec<String> {
+                rule.body.iter().map(|p| p.name.clone()).collect()
+            };
+            for (text, rule) in &block.rules {
+                shape.queries.push((index, text.to_string(), names(rule)));
+            }
+            for (text, check) in &block.checks {
+                for query in &check.queries {
+                    shape.queries.push((index, text.to_string(), names(query)));
+                }
+            }
+        }
+        Ok(shape)
+    }
+
+    /// Checks every query of the token against the budget for `request`.
+    fn check(&self, request: &Request, policy: &FactCounts, max_facts: u64) -> Result<(), String> {
+        let attrs = request.attrs.len() as u64;
+        let request_facts = |name: &str| -> u64 {
+            match name {
+                vocab::ATTR | vocab::ATTR_HOST => attrs,
+                vocab::TIME
+                | vocab::SERVICE
+                | vocab::OPERATION
+                | vocab::RESOURCE
+                | vocab::ACTING_AGENT
+                | vocab::DELEGATION_DEPTH => 1,
+                _ => 0,
+            }
+        };
+        let produced = |name: &str| self.counts.heads.contains(name) || policy.heads.contains(name);
+        let cardinality = |name: &str| -> u64 {
+            if produced(name) {
+                return max_facts;
+            }
+            request_facts(name)
+                + self.counts.facts.get(name).copied().unwrap_or(0)
+                + policy.facts.get(name).copied().unwrap_or(0)
+        };
+        let mut visible: u64 = 6
+            + 2 * attrs
+            + self.counts.facts.values().sum::<u64>()
+            + policy.facts.values().sum::<u64>();
+        if !self.counts.heads.is_empty() || !policy.heads.is_empty() {
+            visible = visible.saturating_add(max_facts);
+        }
+        for (block, text, body) in &self.queries {
+            let steps = body
+                .iter()
+                .map(|name| cardinality(name).max(1))
+                .fold(visible, u64::saturating_mul);
+            if steps > STEP_BUDGET {
+                let text: String = text.chars().take(80).collect();
+                return Err(format!(
+                    "block {block} is too costly to evaluate: `{text}` may visit {steps} facts, more than the {STEP_BUDGET} accepted"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Token shapes by token id (the last block's signature, which commits to
+/// every block). Bounded: cleared when full.
+#[derive(Debug, Default)]
+pub(crate) struct ShapeCache {
+    shapes: Mutex<HashMap<String, Arc<Result<Shape, String>>>>,
+}
+
+const CACHE_CAPACITY: usize = 10_000;
+
+impl ShapeCache {
+    pub(crate) fn vet(
+        &self,
+        token_id: &str,
+        biscuit: &Biscuit,
+        request: &Request,
+        policy: &FactCounts,
+        max_facts: u64,
+    ) -> Result<(), String> {
+        let lock = || self.shapes.lock().unwrap_or_else(|e| e.into_inner());
+        let cached = lock().get(token_id).cloned();
+        let shape = match cached {
+            Some(shape) => shape,
+            None => {
+                let shape = Arc::new(Shape::read(biscuit));
+                let mut shapes = lock();
+                if shapes.len() >= CACHE_CAPACITY {
+                    shapes.clear();
+                }
+                shapes.insert(token_id.to_string(), Arc::clone(&shape));
+                shape
+            }
+        };
+        match shape.as_ref() {
+            Ok(shape) => shape.check(request, policy, max_facts),
+            Err(reason) => Err(reason.clone()),
+        }
+    }
+}

@@ -1,0 +1,1810 @@
+//! Black-box tests of the `mandate` binary (issue 2, items 3–9): keygen,
+//! issue, delegate, inspect, authorize, token arguments, key rotation and
+//! every bad-input case, each asserting the exit code *and* the message.
+//!
+//! Time is injected with `--at`, never slept on. Every run of the binary is
+//! checked for panic output, whatever the test is about.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // reason: a test fails loudly.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------
+// Running the binary
+// ---------------------------------------------------------------------------
+
+/// What one run of `mandate` produced.
+#[derive(Debug)]
+struct Run {
+    cmd: String,
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Asserts exit 0 and returns stdout.
+    #[track_caller]
+    fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "expected success\n{self}");
+        &self.stdout
+    }
+
+    /// Asserts exit 1 (deny) and returns stdout.
+    #[track_caller]
+    fn denied(&self) -> &str {
+        assert_eq!(self.code, 1, "expected a deny (exit 1)\n{self}");
+        &self.stdout
+    }
+
+    /// Asserts exit 2 with one clear `error:` line on stderr that contains
+    /// `needle`, nothing on stdout, and no cause repeated twice.
+    #[track_caller]
+    fn error(&self, needle: &str) -> &str {
+        assert_eq!(self.code, 2, "expected an error (exit 2)\n{self}");
+        assert!(
+            self.stderr.contains(needle),
+            "stderr should contain {needle:?}\n{self}"
+        );
+        assert_eq!(
+            self.stderr.trim_end().lines().count(),
+            1,
+            "expected one line on stderr\n{self}"
+        );
+        assert!(self.stderr.starts_with("error: "), "{self}");
+        assert!(self.stdout.is_empty(), "nothing on stdout on error\n{self}");
+        let causes: Vec<&str> = self.stderr.trim_end().split(": ").collect();
+        for pair in causes.windows(2) {
+            assert_ne!(pair[0], pair[1], "a cause is printed twice\n{self}");
+        }
+        &self.stderr
+    }
+
+    /// Asserts a clap usage error (exit 2) whose first line contains `needle`.
+    #[track_caller]
+    fn usage_error(&self, needle: &str) {
+        assert_eq!(self.code, 2, "expected a usage error (exit 2)\n{self}");
+        let first = self.stderr.lines().next().unwrap_or_default();
+        assert!(first.starts_with("error: "), "{self}");
+        assert!(
+            first.contains(needle),
+            "first line should name {needle:?}\n{self}"
+        );
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e})\n{self}"))
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "$ {}\nexit {}\n--- stdout\n{}--- stderr\n{}",
+            self.cmd, self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+fn mandate(args: &[&str]) -> Run {
+    mandate_in(args, None)
+}
+
+fn mandate_stdin(args: &[&str], stdin: &str) -> Run {
+    mandate_in(args, Some(stdin))
+}
+
+fn mandate_in(args: &[&str], stdin: Option<&str>) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
+        .args(args)
+        .env_remove("MANDATE_LOG")
+        .env("RUST_BACKTRACE", "0")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mandate");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let run = Run {
+        cmd: format!("mandate {}", args.join(" ")),
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    // No input, however bad, may make the binary panic.
+    assert!(
+        !run.stderr.contains("panicked"),
+        "the binary panicked\n{run}"
+    );
+    assert!(run.code >= 0, "killed by a signal\n{run}");
+    run
+}
+
+// ---------------------------------------------------------------------------
+// Fixture: a temporary folder with a root key (id 1) and an agent key
+// ---------------------------------------------------------------------------
+
+const RIGHTS: &str = "expenses:read, expenses:submit, payments:read";
+
+struct Fx {
+    dir: tempfile::TempDir,
+    root_pub: String,
+    agent_pub: String,
+}
+
+impl Fx {
+    fn new() -> Fx {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fx = Fx {
+            dir,
+            root_pub: String::new(),
+            agent_pub: String::new(),
+        };
+        fx.root_pub = fx.keygen("root.key");
+        fx.agent_pub = fx.keygen("agent.key");
+        fx
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn keygen(&self, name: &str) -> String {
+        mandate(&["keygen", "--out", &self.path(name)])
+            .ok()
+            .trim()
+            .to_string()
+    }
+
+    fn write(&self, name: &str, contents: &str) -> String {
+        let path = self.path(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// `--root-pub 1=<root key>`.
+    fn trust(&self) -> String {
+        format!("1={}", self.root_pub)
+    }
+
+    /// Issues alice → bot, task t1, three rights, 10 minutes, key id 1.
+    fn issue_run(&self, extra: &[&str]) -> Run {
+        let key = self.path("root.key");
+        let mut args = vec![
+            "issue",
+            "--root-key",
+            &key,
+            "--key-id",
+            "1",
+            "--principal",
+            "alice",
+            "--agent",
+            "bot",
+            "--task",
+            "t1",
+            "--right",
+            "expenses:read",
+            "--right",
+            "expenses:submit",
+            "--right",
+            "payments:read",
+            "--ttl",
+            "10m",
+        ];
+        args.extend_from_slice(extra);
+        mandate(&args)
+    }
+
+    fn issue(&self, extra: &[&str]) -> String {
+        self.issue_run(extra).ok().trim().to_string()
+    }
+
+    fn delegate(&self, token: &str, extra: &[&str]) -> Run {
+        let mut args = vec!["delegate", "--token", token];
+        args.extend_from_slice(extra);
+        mandate(&args)
+    }
+
+    /// `authorize` against root key 1 with the given request.
+    fn authorize(&self, token: &str, service: &str, op: &str, res: &str, extra: &[&str]) -> Run {
+        let trust = self.trust();
+        let mut args = vec![
+            "authorize",
+            "--token",
+            token,
+            "--root-pub",
+            &trust,
+            "--service",
+            service,
+            "--operation",
+            op,
+            "--resource",
+            res,
+        ];
+        args.extend_from_slice(extra);
+        mandate(&args)
+    }
+
+    fn inspect_json(&self, token: &str) -> Value {
+        let run = mandate(&["inspect", "--token", token, "--json"]);
+        run.ok();
+        run.json()
+    }
+}
+
+/// The `line L, column C` position in a Datalog error message.
+fn position(stderr: &str) -> (usize, usize) {
+    let at = stderr
+        .find("line ")
+        .unwrap_or_else(|| panic!("no line/column in {stderr:?}"));
+    let rest = &stderr[at + 5..];
+    let (line, rest) = rest.split_once(", column ").expect("`, column`");
+    let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    (line.parse().unwrap(), column.parse().unwrap())
+}
+
+/// Asserts that `text` contains every part; `run` is shown on failure.
+#[track_caller]
+fn contains_all(run: &Run, text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "missing {part:?}\n{run}");
+    }
+}
+
+fn is_hex_id(text: &str) -> bool {
+    text.len() == 128 && text.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+// URL-safe base64 with padding, as the tokens are written; just enough to
+// tamper with and truncate the bytes inside a token.
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+fn b64_decode(text: &str) -> Vec<u8> {
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in text.trim().bytes().filter(|&c| c != b'=') {
+        let v = B64.iter().position(|&b| b == c).expect("base64") as u32;
+        bits = (bits << 6) | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+            bits &= (1 << n) - 1;
+        }
+    }
+    out
+}
+
+fn b64_encode(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[(v >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// 3. keygen
+// ---------------------------------------------------------------------------
+
+#[test]
+fn keygen_writes_private_0600_and_pub_and_prints_the_public_key() {
+    let fx = Fx::new();
+    let printed = fx.keygen("k");
+    let hex = printed.strip_prefix("ed25519/").expect("ed25519/ prefix");
+    assert_eq!(hex.len(), 64, "{printed}");
+    assert!(hex.chars().all(|c| c.is_ascii_hexdigit()), "{printed}");
+    let public = std::fs::read_to_string(fx.path("k.pub")).unwrap();
+    assert_eq!(public.trim(), printed);
+    let private = std::fs::read_to_string(fx.path("k")).unwrap();
+    assert!(!private.trim().is_empty());
+    assert!(
+        !private.contains(hex),
+        "the private key file is not the public key"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(fx.path("k"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "private key mode is {:o}",
+            mode & 0o777
+        );
+    }
+    // Two keys are different keys.
+    assert_ne!(fx.keygen("k2"), printed);
+}
+
+#[test]
+fn keygen_refuses_to_overwrite_either_file() {
+    let fx = Fx::new();
+    let before = std::fs::read_to_string(fx.path("root.key")).unwrap();
+    mandate(&["keygen", "--out", &fx.path("root.key")]).error("exists");
+    // Only the private key left: still refused, still untouched.
+    std::fs::remove_file(fx.path("root.key.pub")).unwrap();
+    mandate(&["keygen", "--out", &fx.path("root.key")]).error("exists");
+    assert_eq!(
+        std::fs::read_to_string(fx.path("root.key")).unwrap(),
+        before
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 4. issue
+// ---------------------------------------------------------------------------
+
+#[test]
+fn issue_prints_a_url_safe_base64_token_on_stdout() {
+    let fx = Fx::new();
+    let run = fx.issue_run(&[]);
+    let token = run.ok().trim();
+    assert_eq!(run.stdout.lines().count(), 1, "{run}");
+    assert!(token.len() > 100, "{run}");
+    assert!(
+        token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=')),
+        "not URL-safe base64: {token}"
+    );
+    fx.authorize(token, "expenses", "read", "/reports/a", &[])
+        .ok();
+}
+
+#[test]
+fn issue_out_writes_the_token_to_a_file_and_not_stdout() {
+    let fx = Fx::new();
+    let out = fx.path("t.tok");
+    let run = fx.issue_run(&["--out", &out]);
+    assert_eq!(run.ok(), "", "{run}");
+    let token = std::fs::read_to_string(&out).unwrap();
+    let json = fx.inspect_json(token.trim());
+    assert_eq!(json["principal"], "alice");
+    assert_eq!(json["task"], "t1");
+}
+
+#[test]
+fn issue_without_task_gets_a_fresh_unique_id() {
+    let fx = Fx::new();
+    let key = fx.path("root.key");
+    let task = || {
+        let token = mandate(&[
+            "issue",
+            "--root-key",
+            &key,
+            "--principal",
+            "alice",
+            "--agent",
+            "bot",
+            "--right",
+            "expenses:read",
+            "--ttl",
+            "10m",
+        ])
+        .ok()
+        .trim()
+        .to_string();
+        fx.inspect_json(&token)["task"]
+            .as_str()
+            .expect("a task id")
+            .to_string()
+    };
+    let (a, b) = (task(), task());
+    assert!(a.len() >= 8, "task id {a:?}");
+    assert_ne!(a, b, "two mandates got the same task id");
+}
+
+#[test]
+fn issue_accepts_human_durations() {
+    let fx = Fx::new();
+    let key = fx.path("root.key");
+    for (ttl, secs) in [("90s", 90), ("10m", 600), ("2h", 7200)] {
+        let token = mandate(&[
+            "issue",
+            "--root-key",
+            &key,
+            "--principal",
+            "alice",
+            "--agent",
+            "bot",
+            "--right",
+            "expenses:read",
+            "--ttl",
+            ttl,
+        ])
+        .ok()
+        .trim()
+        .to_string();
+        let left = fx.inspect_json(&token)["expires_in_seconds"]
+            .as_i64()
+            .unwrap();
+        assert!(
+            (secs - 10..=secs).contains(&left),
+            "--ttl {ttl}: expires in {left}s"
+        );
+    }
+}
+
+#[test]
+fn issue_key_id_is_written_and_used_to_pick_the_root() {
+    let fx = Fx::new();
+    let key = fx.path("root.key");
+    let token = mandate(&[
+        "issue",
+        "--root-key",
+        &key,
+        "--key-id",
+        "7",
+        "--principal",
+        "alice",
+        "--agent",
+        "bot",
+        "--right",
+        "expenses:read",
+        "--ttl",
+        "10m",
+    ])
+    .ok()
+    .trim()
+    .to_string();
+    assert_eq!(fx.inspect_json(&token)["root_key_id"], 7);
+    let text = mandate(&["inspect", "--token", &token]);
+    assert!(text.ok().contains("root key:   key id 7"), "{text}");
+    let seven = format!("7={}", fx.root_pub);
+    let args = |trust: &str| {
+        mandate(&[
+            "authorize",
+            "--token",
+            &token,
+            "--root-pub",
+            trust,
+            "--service",
+            "expenses",
+            "--operation",
+            "read",
+            "--resource",
+            "/r",
+        ])
+    };
+    assert!(args(&seven).ok().starts_with("ALLOW"));
+    // The same key under another id is not the key the token names.
+    args(&fx.trust()).error("unknown root key id 7");
+    // Without --key-id the token carries none.
+    let plain = mandate(&[
+        "issue",
+        "--root-key",
+        &key,
+        "--principal",
+        "alice",
+        "--agent",
+        "bot",
+        "--right",
+        "expenses:read",
+        "--ttl",
+        "10m",
+    ])
+    .ok()
+    .trim()
+    .to_string();
+    assert_eq!(fx.inspect_json(&plain)["root_key_id"], Value::Null);
+    let text = mandate(&["inspect", "--token", &plain]);
+    assert!(text.ok().contains("root key:   no key id"), "{text}");
+}
+
+#[test]
+fn issue_bearer_versus_agent_key() {
+    let fx = Fx::new();
+    let bearer = fx.issue(&[]);
+    let json = fx.inspect_json(&bearer);
+    assert_eq!(json["bearer"], true, "{json}");
+    assert_eq!(json["agents"][0]["name"], "bot");
+    assert_eq!(json["agents"][0]["key"], "");
+    let text = mandate(&["inspect", "--token", &bearer]);
+    assert!(
+        text.ok().contains("agent:      bot (no key: bearer token)"),
+        "{text}"
+    );
+
+    // The agent key as a .pub file and as the key itself.
+    for key in [fx.path("agent.key.pub"), fx.agent_pub.clone()] {
+        let bound = fx.issue(&["--agent-key", &key]);
+        let json = fx.inspect_json(&bound);
+        assert_eq!(json["bearer"], false, "{json}");
+        assert_eq!(json["agents"][0]["key"], fx.agent_pub.as_str());
+        let text = mandate(&["inspect", "--token", &bound]);
+        assert!(
+            text.ok()
+                .contains(&format!("agent:      bot ({})", fx.agent_pub)),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn issue_accepts_restriction_flags_from_the_start() {
+    let fx = Fx::new();
+    let token = fx.issue(&[
+        "--operation",
+        "read",
+        "--resource-prefix",
+        "/data/alice",
+        "--attr-in",
+        "region=eu,us",
+        "--attr-max",
+        "amount=100",
+    ]);
+    let ok = |res: &str, region: &str, amount: &str| {
+        fx.authorize(
+            &token,
+            "expenses",
+            "read",
+            res,
+            &[
+                "--attr",
+                &format!("region={region}"),
+                "--attr",
+                &format!("amount={amount}"),
+            ],
+        )
+    };
+    assert!(ok("/data/alice/x", "eu", "100").ok().starts_with("ALLOW"));
+    let deny = ok("/data/alicex", "eu", "5");
+    contains_all(
+        &deny,
+        deny.denied(),
+        &[
+            "of the authority block",
+            r#"failed: check if resource($r), $r == "/data/alice" || $r.starts_with("/data/alice/")"#,
+        ],
+    );
+    let deny = ok("/data/alice/x", "cn", "5");
+    assert!(
+        deny.denied()
+            .contains(r#"check if attr("region", $v), {"eu", "us"}.contains($v)"#),
+        "{deny}"
+    );
+    let deny = ok("/data/alice/x", "us", "101");
+    assert!(
+        deny.denied()
+            .contains(r#"check if attr("amount", $v), $v <= 100"#),
+        "{deny}"
+    );
+    let deny = fx.authorize(
+        &token,
+        "expenses",
+        "submit",
+        "/data/alice/x",
+        &["--attr", "region=eu", "--attr", "amount=1"],
+    );
+    assert!(
+        deny.denied()
+            .contains(r#"check if operation($o), {"read"}.contains($o)"#),
+        "{deny}"
+    );
+}
+
+#[test]
+fn issue_refuses_a_restriction_outside_its_own_rights() {
+    // `issue` takes the same restriction flags as `delegate`, so it refuses
+    // a scope that could never be used, the same way, naming the rights.
+    let fx = Fx::new();
+    let out = fx.path("never.tok");
+    let run = fx.issue_run(&["--operation", "delete", "--out", &out]);
+    run.error("`delete`");
+    run.error(RIGHTS);
+    let run = fx.issue_run(&["--service", "billing", "--out", &out]);
+    run.error("`billing`");
+    run.error(RIGHTS);
+    assert!(!Path::new(&out).exists(), "no token file on error");
+}
+
+// ---------------------------------------------------------------------------
+// 5. delegate
+// ---------------------------------------------------------------------------
+
+#[test]
+fn delegate_narrows_offline_and_the_parent_keeps_its_scope() {
+    let fx = Fx::new();
+    let parent = fx.issue(&[]);
+    let child = fx
+        .delegate(
+            &parent,
+            &[
+                "--operation",
+                "read",
+                "--service",
+                "expenses",
+                "--resource-prefix",
+                "/reports/alice",
+            ],
+        )
+        .ok()
+        .trim()
+        .to_string();
+    assert_ne!(child, parent);
+    let allow = fx.authorize(&child, "expenses", "read", "/reports/alice/q3", &[]);
+    assert!(
+        allow.ok().starts_with("ALLOW: bot acting for alice"),
+        "{allow}"
+    );
+
+    let deny = fx.authorize(&child, "expenses", "submit", "/reports/alice/q3", &[]);
+    assert!(deny.denied().starts_with("DENY"), "{deny}");
+    contains_all(
+        &deny,
+        &deny.stdout,
+        &[
+            "of block 1",
+            r#"failed: check if operation($o), {"read"}.contains($o)"#,
+        ],
+    );
+    let deny = fx.authorize(&child, "payments", "read", "/reports/alice/q3", &[]);
+    contains_all(
+        &deny,
+        deny.denied(),
+        &[
+            "of block 1",
+            r#"failed: check if service($s), {"expenses"}.contains($s)"#,
+        ],
+    );
+    let deny = fx.authorize(&child, "expenses", "read", "/reports/bob", &[]);
+    contains_all(
+        &deny,
+        deny.denied(),
+        &["of block 1", "failed: check if resource($r)"],
+    );
+    // The parent still allows what the child may not.
+    fx.authorize(&parent, "expenses", "submit", "/reports/bob", &[])
+        .ok();
+}
+
+#[test]
+fn delegate_refuses_an_operation_or_service_the_token_does_not_carry() {
+    let fx = Fx::new();
+    let parent = fx.issue(&[]);
+    let err = fx.delegate(&parent, &["--operation", "delete"]);
+    err.error("operation `delete` is not allowed by the parent token");
+    err.error(&format!("it allows {RIGHTS}"));
+    let err = fx.delegate(&parent, &["--service", "billing"]);
+    err.error("service `billing` is not allowed by the parent token");
+    err.error(&format!("it allows {RIGHTS}"));
+    // Nothing written with --out either.
+    let out = fx.path("child.tok");
+    fx.delegate(&parent, &["--operation", "delete", "--out", &out])
+        .error("delete");
+    assert!(!Path::new(&out).exists());
+}
+
+#[test]
+fn delegate_refuses_an_operation_an_earlier_block_already_removed() {
+    // After narrowing to `read`, the token no longer carries `submit`: a
+    // block asking for it could never help and must be refused too.
+    let fx = Fx::new();
+    let parent = fx.issue(&[]);
+    let read_only = fx
+        .delegate(&parent, &["--operation", "read"])
+        .ok()
+        .trim()
+        .to_string();
+    fx.delegate(&read_only, &["--operation", "submit"])
+        .error("operation `submit` is not allowed by the parent token");
+    let payments = fx
+        .delegate(&parent, &["--service", "payments"])
+        .ok()
+        .trim()
+        .to_string();
+    fx.delegate(&payments, &["--service", "expenses"])
+        .error("service `expenses` is not allowed by the parent token");
+}
+
+#[test]
+fn delegate_ttl_cannot_outlive_the_parent_and_shortens_expiry() {
+    let fx = Fx::new();
+    let parent = fx.issue(&[]);
+    let expires = fx.inspect_json(&parent)["expires_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = fx.delegate(&parent, &["--ttl", "1h"]);
+    run.error("is not allowed by the parent token");
+    run.error(&expires);
+    fx.delegate(&parent, &["--ttl", "soon"])
+        .error("invalid duration `soon`");
+
+    let child = fx
+        .delegate(&parent, &["--ttl", "5m"])
+        .ok()
+        .trim()
+        .to_string();
+    // Past the child's 5 minutes but inside the parent's 10: refused, and the
+    // reason names the block-1 expiry check.
+    let deny = fx.authorize(&child, "expenses", "read", "/r", &["--at", &expires]);
+    assert_ne!(deny.code, 0, "{deny}");
+    assert!(
+        format!("{}{}", deny.stdout, deny.stderr).contains("block 1"),
+        "{deny}"
+    );
+    fx.authorize(&parent, "expenses", "read", "/r", &["--at", &expires])
+        .ok();
+    // `inspect` shows the expiry that actually applies: the child's.
+    let left = fx.inspect_json(&child)["expires_in_seconds"]
+        .as_i64()
+        .unwrap();
+    assert!(left <= 300, "child expires in {left}s, after its 5m ttl");
+}
+
+// ---------------------------------------------------------------------------
+// 6. inspect
+// ---------------------------------------------------------------------------
+
+#[test]
+fn inspect_json_shows_claims_expiry_and_every_block_id() {
+    let fx = Fx::new();
+    let parent = fx.issue(&["--agent-key", &fx.agent_pub]);
+    let child = fx
+        .delegate(&parent, &["--operation", "read"])
+        .ok()
+        .trim()
+        .to_string();
+    let json = fx.inspect_json(&child);
+    assert_eq!(json["signature"]["status"], "not_checked");
+    assert_eq!(json["root_key_id"], 1);
+    assert_eq!(json["principal"], "alice");
+    assert_eq!(json["agents"][0]["name"], "bot");
+    assert_eq!(json["agents"][0]["key"], fx.agent_pub.as_str());
+    assert_eq!(json["task"], "t1");
+    assert_eq!(
+        json["rights"],
+        serde_json::json!(["expenses:read", "expenses:submit", "payments:read"])
+    );
+    let expires = json["expires_at"].as_str().unwrap();
+    assert!(expires.len() == 20 && expires.ends_with('Z'), "{expires}");
+    let left = json["expires_in_seconds"].as_i64().unwrap();
+    assert!((590..=600).contains(&left), "expires in {left}s");
+
+    let blocks = json["blocks"].as_array().unwrap();
+    assert_eq!(blocks.len(), 2);
+    assert_eq!(json["root_id"], blocks[0]["id"]);
+    assert_eq!(
+        json["token_id"], blocks[1]["id"],
+        "token id = last block id"
+    );
+    assert_ne!(blocks[0]["id"], blocks[1]["id"]);
+    for block in blocks {
+        assert!(is_hex_id(block["id"].as_str().unwrap()), "{block}");
+    }
+    let authority = blocks[0]["source"].as_str().unwrap();
+    assert!(authority.contains(r#"principal("alice");"#), "{authority}");
+    assert!(
+        authority.contains(r#"right("expenses", "submit");"#),
+        "{authority}"
+    );
+    assert!(
+        authority.contains(&format!("check if time($t), $t <= {expires};")),
+        "{authority}"
+    );
+    let block1 = blocks[1]["source"].as_str().unwrap();
+    assert!(
+        block1
+            .lines()
+            .any(|l| l == r#"check if operation($o), {"read"}.contains($o);"#),
+        "{block1}"
+    );
+    assert!(!block1.contains("principal("), "{block1}");
+    // The parent's token id is its root id, and the child keeps that root.
+    let parent_json = fx.inspect_json(&parent);
+    assert_eq!(parent_json["token_id"], parent_json["root_id"]);
+    assert_eq!(parent_json["root_id"], json["root_id"]);
+}
+
+#[test]
+fn inspect_text_shows_the_same_report() {
+    let fx = Fx::new();
+    let parent = fx.issue(&["--agent-key", &fx.agent_pub]);
+    let child = fx
+        .delegate(&parent, &["--resource-prefix", "/reports/alice"])
+        .ok()
+        .trim()
+        .to_string();
+    let json = fx.inspect_json(&child);
+    let run = mandate(&["inspect", "--token", &child]);
+    let text = run.ok();
+    let s = |k: &str| json[k].as_str().unwrap().to_string();
+    for line in [
+        "signature:  not checked (give --root-pub to verify)".to_string(),
+        "root key:   key id 1".to_string(),
+        "principal:  alice".to_string(),
+        format!("agent:      bot ({})", fx.agent_pub),
+        "task:       t1".to_string(),
+        format!("rights:     {RIGHTS}"),
+        format!("expires:    {} (in ", s("expires_at")),
+        format!("token id:   {}", s("token_id")),
+        format!("root id:    {}", s("root_id")),
+        format!("authority block (id {}", s("root_id")),
+        format!("block 1 (id {}", s("token_id")),
+        r#"    check if resource($r), $r == "/reports/alice" || $r.starts_with("/reports/alice/");"#
+            .to_string(),
+        r#"    principal("alice");"#.to_string(),
+    ] {
+        assert!(text.contains(&line), "missing {line:?}\n{run}");
+    }
+}
+
+#[test]
+fn inspect_with_root_pub_says_whether_signatures_verify() {
+    let fx = Fx::new();
+    let token = fx.issue(&[]);
+    let other = fx.keygen("other.key");
+
+    let run = mandate(&["inspect", "--token", &token, "--root-pub", &fx.trust()]);
+    assert!(run.ok().contains("signature:  valid"), "{run}");
+    let run = mandate(&[
+        "inspect",
+        "--token",
+        &token,
+        "--root-pub",
+        &fx.trust(),
+        "--json",
+    ]);
+    run.ok();
+    assert_eq!(run.json()["signature"]["status"], "valid");
+
+    // Signed by another root: exit 2, and the report says so.
+    let wrong = format!("1={other}");
+    let run = mandate(&["inspect", "--token", &token, "--root-pub", &wrong]);
+    assert_eq!(run.code, 2, "{run}");
+    assert!(
+        run.stdout
+            .contains("signature:  INVALID: invalid token signature"),
+        "{run}"
+    );
+    let run = mandate(&["inspect", "--token", &token, "--root-pub", &wrong, "--json"]);
+    assert_eq!(run.code, 2, "{run}");
+    let json = run.json();
+    assert_eq!(json["signature"]["status"], "invalid");
+    assert!(
+        json["signature"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("signature"),
+        "{json}"
+    );
+}
+
+#[test]
+fn inspect_reports_exactly_what_the_token_says_even_with_quotes() {
+    // A value containing `"` must not change what inspect reports: the
+    // authority block grants expenses:read only.
+    let fx = Fx::new();
+    let principal = r#"a"); right("payments", "refund"#;
+    let key = fx.path("root.key");
+    let run = mandate(&[
+        "issue",
+        "--root-key",
+        &key,
+        "--principal",
+        principal,
+        "--agent",
+        "bot",
+        "--right",
+        "expenses:read",
+        "--ttl",
+        "10m",
+    ]);
+    if run.code == 2 {
+        run.error("principal"); // refusing such a value is also fine
+        return;
+    }
+    let token = run.ok().trim().to_string();
+    let json = fx.inspect_json(&token);
+    assert_eq!(
+        json["rights"],
+        serde_json::json!(["expenses:read"]),
+        "{json}"
+    );
+    assert_eq!(json["principal"], principal, "{json}");
+}
+
+// ---------------------------------------------------------------------------
+// 7. authorize
+// ---------------------------------------------------------------------------
+
+#[test]
+fn authorize_allow_exits_0_with_who_what_and_why() {
+    let fx = Fx::new();
+    let token = fx.issue(&[]);
+    let run = fx.authorize(&token, "expenses", "read", "/reports/a", &[]);
+    let out = run.ok();
+    assert!(
+        out.starts_with("ALLOW: bot acting for alice via bot — expenses read /reports/a"),
+        "{run}"
+    );
+    assert!(out.contains("task t1, token "), "{run}");
+    assert!(
+        out.contains("reason: allowed by `allow if service($s), operation($o), right($s, $o)`"),
+        "{run}"
+    );
+}
+
+#[test]
+fn authorize_deny_exits_1_naming_the_failing_check_and_block() {
+    let fx = Fx::new();
+    let token = fx.issue(&[]);
+    let run = fx.authorize(&token, "expenses", "delete", "/reports/a", &[]);
+    let out = run.denied();
+    assert!(
+        out.starts_with("DENY: bot acting for alice via bot — expenses delete /reports/a"),
+        "{run}"
+    );
+    contains_all(
+        &run,
+        out,
+        &[
+            "reason: check #1 of the authority block",
+            "failed: check if service($s), operation($o), right($s, $o)",
+        ],
+    );
+}
+
+#[test]
+fn authorize_json_has_every_field() {
+    let fx = Fx::new();
+    let token = fx.issue(&[]);
+    let token_id = fx.inspect_json(&token)["token_id"].clone();
+    let run = fx.authorize(&token, "expenses", "read", "/reports/a", &["--json"]);
+    run.ok();
+    let json = run.json();
+    for (field, want) in [
+        ("decision", "allow"),
+        ("principal", "alice"),
+        ("agent", "bot"),
+        ("task", "t1"),
+        ("service", "expenses"),
+        ("operation", "read"),
+        ("resource", "/reports/a"),
+    ] {
+        assert_eq!(json[field], want, "{field} in {json}");
+    }
+    assert_eq!(json["token_id"], token_id);
+    assert!(
+        json["reason"].as_str().unwrap().starts_with("allowed by"),
+        "{json}"
+    );
+
+    let run = fx.authorize(&token, "payments", "write", "/p", &["--json"]);
+    run.denied();
+    let json = run.json();
+    assert_eq!(json["decision"], "deny");
+    assert_eq!(json["service"], "payments");
+    assert_eq!(json["operation"], "write");
+    assert_eq!(json["resource"], "/p");
+    assert_eq!(json["principal"], "alice");
+    assert_eq!(json["token_id"], token_id);
+    let reason = json["reason"].as_str().unwrap();
+    contains_all(
+        &run,
+        reason,
+        &[
+            "check #1 of the authority block",
+            "failed: check if service($s), operation($o), right($s, $o)",
+        ],
+    );
+}
+
+#[test]
+fn authorize_with_a_policy_file() {
+    let fx = Fx::new();
+    let token = fx.issue(&[]);
+    let policy = fx.write(
+        "public.datalog",
+        "// only /public/x\ncheck if time($t);\nallow if resource(\"/public/x\"), service($s), operation($o), right($s, $o);\ndeny if true;\n",
+    );
+    let run = fx.authorize(
+        &token,
+        "expenses",
+        "read",
+        "/public/x",
+        &["--policy", &policy],
+    );
+    assert!(
+        run.ok()
+            .contains(r#"reason: allowed by `allow if resource("/public/x")"#),
+        "{run}"
+    );
+    let run = fx.authorize(
+        &token,
+        "expenses",
+        "read",
+        "/private",
+        &["--policy", &policy],
+    );
+    assert!(
+        run.denied()
+            .contains("reason: denied by policy `deny if true`"),
+        "{run}"
+    );
+    // The default policy allows /private: the file really replaced it.
+    fx.authorize(&token, "expenses", "read", "/private", &[])
+        .ok();
+}
+
+#[test]
+fn authorize_at_injects_the_time() {
+    let fx = Fx::new();
+    let token = fx.issue(&[]);
+    let expires = fx.inspect_json(&token)["expires_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // At the expiry instant itself: still valid.
+    fx.authorize(&token, "expenses", "read", "/r", &["--at", &expires])
+        .ok();
+    // A year later: expired, an error (exit 2) naming the expiry.
+    let year: u32 = expires[..4].parse().unwrap();
+    let later = format!("{}{}", year + 1, &expires[4..]);
+    fx.authorize(&token, "expenses", "read", "/r", &["--at", &later])
+        .error(&format!("token expired at {expires}"));
+    fx.authorize(&token, "expenses", "read", "/r", &["--at", "tomorrow"])
+        .error("invalid time `tomorrow`");
+}
+
+#[test]
+fn authorize_attr_feeds_runtime_conditions() {
+    let fx = Fx::new();
+    let parent = fx.issue(&[]);
+    let token = fx
+        .delegate(
+            &parent,
+            &["--attr-max", "amount=100", "--attr-in", "method=card,iban"],
+        )
+        .ok()
+        .trim()
+        .to_string();
+    let run = |amount: &str, method: &str| {
+        fx.authorize(
+            &token,
+            "expenses",
+            "submit",
+            "/r",
+            &[
+                "--attr",
+                &format!("amount={amount}"),
+                "--attr",
+                &format!("method={method}"),
+            ],
+        )
+    };
+    run("100", "card").ok();
+    run("7", "iban").ok();
+    let deny = run("101", "card");
+    contains_all(
+        &deny,
+        deny.denied(),
+        &[
+            "of block 1",
+            r#"failed: check if attr("amount", $v), $v <= 100"#,
+        ],
+    );
+    let deny = run("5", "cash");
+    contains_all(
+        &deny,
+        deny.denied(),
+        &[
+            "of block 1",
+            r#"failed: check if attr("method", $v), {"card", "iban"}.contains($v)"#,
+        ],
+    );
+    // A missing attribute fails closed.
+    let deny = fx.authorize(
+        &token,
+        "expenses",
+        "submit",
+        "/r",
+        &["--attr", "method=card"],
+    );
+    assert!(deny.denied().contains(r#"attr("amount", $v)"#), "{deny}");
+}
+
+#[test]
+fn authorize_refuses_an_attribute_given_twice() {
+    // `--attr amount=5000 --attr amount=50` must not satisfy "amount at
+    // most 100": one request has one amount.
+    let fx = Fx::new();
+    let token = fx.issue(&["--attr-max", "amount=100"]);
+    let run = fx.authorize(
+        &token,
+        "expenses",
+        "submit",
+        "/r",
+        &["--attr", "amount=5000", "--attr", "amount=50"],
+    );
+    assert_ne!(
+        run.code, 0,
+        "a duplicated attribute bypassed the limit\n{run}"
+    );
+    assert!(
+        format!("{}{}", run.stdout, run.stderr).contains("amount"),
+        "{run}"
+    );
+}
+
+#[test]
+fn authorize_reports_a_run_limit_as_its_own_reason() {
+    let fx = Fx::new();
+    let token = fx.issue(&[]);
+    // 110 × 110 derived facts: more than any sane limit on facts.
+    let mut policy: String = (0..110).map(|i| format!("num({i});\n")).collect();
+    policy.push_str("pair($x, $y) <- num($x), num($y);\n");
+    policy.push_str("allow if service($s), operation($o), right($s, $o);\n");
+    let policy = fx.write("heavy.datalog", &policy);
+    let run = fx.authorize(
+        &token,
+        "expenses",
+        "read",
+        "/r",
+        &["--policy", &policy, "--json"],
+    );
+    run.denied();
+    let json = run.json();
+    assert_eq!(json["decision"], "deny");
+    let reason = json["reason"].as_str().unwrap();
+    assert!(reason.starts_with("evaluation limit reached"), "{json}");
+    assert_eq!(json["principal"], "alice", "{json}");
+    assert!(
+        !reason.contains("check #"),
+        "a limit is not a failed check: {json}"
+    );
+}
+
+#[test]
+fn authorize_bounds_the_time_a_token_borne_check_can_take() {
+    // Anyone holding a token can append a block; a check that joins the
+    // authority facts with themselves ten times (3^10 rows) must not hold the
+    // verifier for seconds: the run limits bound it.
+    let fx = Fx::new();
+    let parent = fx.issue(&[]);
+    let mut check = String::from("check if right($a0, $b0)");
+    for i in 1..10 {
+        check.push_str(&format!(", right($a{i}, $b{i})"));
+    }
+    check.push_str(", $a0 == \"nope\"");
+    let token = fx
+        .delegate(&parent, &["--check", &check])
+        .ok()
+        .trim()
+        .to_string();
+    let start = Instant::now();
+    let run = fx.authorize(&token, "expenses", "read", "/r", &[]);
+    let took = start.elapsed();
+    assert!(run.denied().contains("evaluation limit reached"), "{run}");
+    // The decision still names who it was for.
+    assert!(
+        run.stdout.starts_with("DENY: bot acting for alice"),
+        "{run}"
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "the decision took {took:?} despite the run limits"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 8. token arguments: literal, @FILE, -
+// ---------------------------------------------------------------------------
+
+#[test]
+fn token_argument_accepts_literal_file_and_stdin() {
+    let fx = Fx::new();
+    let token = fx.issue(&[]);
+    let file = fx.write("t.tok", &format!("{token}\n"));
+    let at_file = format!("@{file}");
+    let trust = fx.trust();
+    let authorize = |arg: &str| {
+        let args = [
+            "authorize",
+            "--token",
+            arg,
+            "--root-pub",
+            &trust,
+            "--service",
+            "expenses",
+            "--operation",
+            "read",
+            "--resource",
+            "/r",
+            "--json",
+        ];
+        if arg == "-" {
+            mandate_stdin(&args, &format!("{token}\n"))
+        } else {
+            mandate(&args)
+        }
+    };
+    let ids: Vec<Value> = [token.as_str(), &at_file, "-"]
+        .iter()
+        .map(|arg| {
+            let run = authorize(arg);
+            run.ok();
+            assert_eq!(run.json()["decision"], "allow", "{run}");
+            run.json()["token_id"].clone()
+        })
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+
+    // inspect and delegate read the same forms.
+    let run = mandate_stdin(&["inspect", "--token", "-"], &token);
+    assert!(run.ok().contains("principal:  alice"), "{run}");
+    let run = mandate(&["inspect", "--token", &at_file]);
+    assert!(run.ok().contains("principal:  alice"), "{run}");
+    let child = mandate_stdin(&["delegate", "--token", "-", "--operation", "read"], &token);
+    let child = child.ok().trim().to_string();
+    assert!(fx.authorize(&child, "expenses", "submit", "/r", &[]).code == 1);
+    let child = fx.delegate(&at_file, &["--operation", "read"]);
+    assert!(!child.ok().trim().is_empty());
+
+    // The file or stdin being bad is an error, not a panic.
+    fx.authorize(&format!("@{}", fx.path("missing.tok")), "e", "r", "/r", &[])
+        .error("reading token file");
+    let run = mandate_stdin(
+        &[
+            "authorize",
+            "--token",
+            "-",
+            "--root-pub",
+            &trust,
+            "--service",
+            "e",
+            "--operation",
+            "r",
+            "--resource",
+            "/r",
+        ],
+        "",
+    );
+    run.error("malformed token: empty token");
+}
+
+// ---------------------------------------------------------------------------
+// Key rotation
+// ---------------------------------------------------------------------------
+
+#[test]
+fn rotation_trusts_two_roots_by_key_id() {
+    let fx = Fx::new();
+    let root2 = fx.keygen("root2.key");
+    let t1 = fx.issue(&[]);
+    let key2 = fx.path("root2.key");
+    let t2 = mandate(&[
+        "issue",
+        "--root-key",
+        &key2,
+        "--key-id",
+        "2",
+        "--principal",
+        "bob",
+        "--agent",
+        "bot",
+        "--right",
+        "expenses:read",
+        "--ttl",
+        "10m",
+    ])
+    .ok()
+    .trim()
+    .to_string();
+
+    let req = [
+        "--service",
+        "expenses",
+        "--operation",
+        "read",
+        "--resource",
+        "/r",
+    ];
+    let check = |token: &str, trust: &[&str], who: &str| {
+        let mut args = vec!["authorize", "--token", token];
+        args.extend_from_slice(trust);
+        args.extend_from_slice(&req);
+        let run = mandate(&args);
+        assert!(
+            run.ok()
+                .starts_with(&format!("ALLOW: bot acting for {who}")),
+            "{run}"
+        );
+    };
+    // Repeated --root-pub ID=KEY, with the key itself or its .pub file.
+    let one = fx.trust();
+    let two = format!("2={root2}");
+    let two_file = format!("2={}", fx.path("root2.key.pub"));
+    for trust in [
+        ["--root-pub", one.as_str(), "--root-pub", two.as_str()],
+        ["--root-pub", one.as_str(), "--root-pub", two_file.as_str()],
+    ] {
+        check(&t1, &trust, "alice");
+        check(&t2, &trust, "bob");
+    }
+    // A key-set file.
+    let set = fx.write(
+        "keys.json",
+        &format!(r#"{{"1":"{}","2":"{root2}"}}"#, fx.root_pub),
+    );
+    check(&t1, &["--root-keys", &set], "alice");
+    check(&t2, &["--root-keys", &set], "bob");
+    let run = mandate(&["inspect", "--token", &t2, "--root-keys", &set]);
+    assert!(run.ok().contains("signature:  valid"), "{run}");
+
+    // Only root 1 trusted: a key-id-2 token is an error naming the id.
+    let only_one = fx.write("one.json", &format!(r#"{{"1":"{}"}}"#, fx.root_pub));
+    let mut args = vec!["authorize", "--token", &t2, "--root-keys", &only_one];
+    args.extend_from_slice(&req);
+    mandate(&args).error("unknown root key id 2: trusted ids are 1");
+    let mut args = vec!["authorize", "--token", &t2, "--root-pub", &one];
+    args.extend_from_slice(&req);
+    mandate(&args).error("unknown root key id 2");
+    // Key 2 given under id 1 does not verify a key-id-1 token.
+    let swapped = format!("1={root2}");
+    let mut args = vec!["authorize", "--token", &t1, "--root-pub", &swapped];
+    args.extend_from_slice(&req);
+    mandate(&args).error("invalid token signature");
+}
+
+#[test]
+fn rotation_rejects_bad_key_sets_and_keys() {
+    let fx = Fx::new();
+    let token = fx.issue(&[]);
+    let req = [
+        "--service",
+        "expenses",
+        "--operation",
+        "read",
+        "--resource",
+        "/r",
+    ];
+    let with = |flag: &str, value: &str| {
+        let mut args = vec!["authorize", "--token", &token, flag, value];
+        args.extend_from_slice(&req);
+        mandate(&args)
+    };
+    with("--root-keys", &fx.write("a.json", "not json")).error("is not a key-set file");
+    with("--root-keys", &fx.write("b.json", r#"{"1": 5}"#)).error("is not a key-set file");
+    with(
+        "--root-keys",
+        &fx.write("c.json", &format!(r#"{{"x":"{}"}}"#, fx.root_pub)),
+    )
+    .error("key id `x` is not a non-negative integer");
+    with("--root-keys", &fx.path("missing.json")).error("missing.json");
+    with("--root-pub", "1=ed25519/xyz").error("is not an Ed25519 public key");
+    let mut args = vec!["authorize", "--token", &token];
+    args.extend_from_slice(&req);
+    mandate(&args).error("no trusted root key");
+}
+
+// ---------------------------------------------------------------------------
+// 9. bad input: one clear line, exit 2, no panic, no file written
+// ---------------------------------------------------------------------------
+
+#[test]
+fn bad_token_malformed_base64() {
+    let fx = Fx::new();
+    for bad in ["not base64!!", "%%%%", "ab\u{e9}cd"] {
+        fx.authorize(bad, "expenses", "read", "/r", &[])
+            .error("malformed token: not URL-safe base64");
+        mandate(&["inspect", "--token", bad]).error("malformed token");
+        fx.delegate(bad, &["--operation", "read"])
+            .error("malformed token");
+    }
+    fx.authorize("", "expenses", "read", "/r", &[])
+        .error("malformed token: empty token");
+    // Valid base64 that is not a token.
+    fx.authorize("aGVsbG8gd29ybGQ=", "expenses", "read", "/r", &[])
+        .error("malformed token");
+}
+
+#[test]
+fn bad_token_truncated() {
+    let fx = Fx::new();
+    let token = fx.issue(&[]);
+    let bytes = b64_decode(&token);
+    assert_eq!(b64_encode(&bytes), token, "test codec round-trips");
+    for cut in [1, 10, bytes.len() / 2, bytes.len() - 1] {
+        let short = b64_encode(&bytes[..cut]);
+        fx.authorize(&short, "expenses", "read", "/r", &[])
+            .error("malformed token");
+        mandate(&["inspect", "--token", &short]).error("malformed token");
+    }
+    // Cut in the middle of the text too.
+    fx.authorize(&token[..token.len() / 2], "expenses", "read", "/r", &[])
+        .error("malformed token");
+}
+
+#[test]
+fn bad_token_tampered_claim_is_rejected() {
+    // Rewrite the principal inside the signed bytes: `alice` → `mallo`.
+    let fx = Fx::new();
+    let token = fx.issue(&[]);
+    let mut bytes = b64_decode(&token);
+    let at = bytes
+        .windows(5)
+        .position(|w| w == b"alice")
+        .expect("principal in the bytes");
+    bytes[at..at + 5].copy_from_slice(b"mallo");
+    let forged = b64_encode(&bytes);
+    assert_eq!(fx.inspect_json(&forged)["principal"], "mallo");
+    fx.authorize(&forged, "expenses", "read", "/r", &[])
+        .error("invalid token signature");
+    let run = mandate(&["inspect", "--token", &forged, "--root-pub", &fx.trust()]);
+    assert_eq!(run.code, 2, "{run}");
+    assert!(run.stdout.contains("signature:  INVALID"), "{run}");
+}
+
+#[test]
+fn bad_token_any_tampered_byte_in_the_middle_is_rejected() {
+    let fx = Fx::new();
+    let parent = fx.issue(&[]);
+    let token = fx
+        .delegate(&parent, &["--operation", "read"])
+        .ok()
+        .trim()
+        .to_string();
+    let bytes = b64_decode(&token);
+    let n = bytes.len();
+    for i in (n / 8..n - n / 8).step_by(n / 32) {
+        let mut tampered = bytes.clone();
+        tampered[i] ^= 0x01;
+        let run = fx.authorize(&b64_encode(&tampered), "expenses", "read", "/r", &[]);
+        assert_eq!(run.code, 2, "byte {i} of {n} flipped\n{run}");
+        assert!(
+            run.stderr.contains("signature") || run.stderr.contains("malformed token"),
+            "byte {i} of {n} flipped: the message should say what is wrong\n{run}"
+        );
+        run.error("error: ");
+    }
+}
+
+#[test]
+fn bad_token_signed_by_another_root() {
+    let fx = Fx::new();
+    fx.keygen("evil.key");
+    let key = fx.path("evil.key");
+    let forged = mandate(&[
+        "issue",
+        "--root-key",
+        &key,
+        "--key-id",
+        "1",
+        "--principal",
+        "alice",
+        "--agent",
+        "bot",
+        "--right",
+        "expenses:read",
+        "--ttl",
+        "10m",
+    ])
+    .ok()
+    .trim()
+    .to_string();
+    fx.authorize(&forged, "expenses", "read", "/r", &[])
+        .error("invalid token signature");
+    // A token without a key id, against a root trusted without a key id.
+    let key = fx.path("evil.key");
+    let plain = mandate(&[
+        "issue",
+        "--root-key",
+        &key,
+        "--principal",
+        "alice",
+        "--agent",
+        "bot",
+        "--right",
+        "expenses:read",
+        "--ttl",
+        "10m",
+    ])
+    .ok()
+    .trim()
+    .to_string();
+    let run = mandate(&[
+        "authorize",
+        "--token",
+        &plain,
+        "--root-pub",
+        &fx.root_pub,
+        "--service",
+        "expenses",
+        "--operation",
+        "read",
+        "--resource",
+        "/r",
+    ]);
+    run.error("invalid token signature");
+}
+
+#[test]
+fn bad_token_expired() {
+    let fx = Fx::new();
+    let key = fx.path("root.key");
+    let token = mandate(&[
+        "issue",
+        "--root-key",
+        &key,
+        "--key-id",
+        "1",
+        "--principal",
+        "alice",
+        "--agent",
+        "bot",
+        "--right",
+        "expenses:read",
+        "--ttl",
+        "90s",
+    ])
+    .ok()
+    .trim()
+    .to_string();
+    let expires = fx.inspect_json(&token)["expires_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for extra in [&[][..], &["--json"][..]] {
+        let mut args = vec!["--at", "2099-01-01T00:00:00Z"];
+        args.extend_from_slice(extra);
+        fx.authorize(&token, "expenses", "read", "/r", &args)
+            .error(&format!("token expired at {expires}"));
+    }
+}
+
+#[test]
+fn bad_datalog_in_check_names_the_position_and_writes_nothing() {
+    let fx = Fx::new();
+    let out = fx.path("bad.tok");
+    let run = fx.issue_run(&["--check", "check if foo(", "--out", &out]);
+    let err = run.error("Datalog error at line 1, column ");
+    assert_eq!(position(err), (1, 14), "{run}");
+    assert!(!Path::new(&out).exists(), "no token file on error");
+
+    let parent = fx.issue(&[]);
+    let run = fx.delegate(&parent, &["--check", "check if operation($o), $o =="]);
+    let err = run.error("Datalog error at line 1, column ");
+    assert_eq!(position(err).0, 1, "{run}");
+    fx.delegate(&parent, &["--check", "allow if true"])
+        .error("`allow if true` is not a check");
+}
+
+#[test]
+fn bad_datalog_in_policy_names_the_line_and_column() {
+    let fx = Fx::new();
+    let token = fx.issue(&[]);
+    // Line 3 lacks the comma after `service($s)`, at column 21.
+    let policy = fx.write(
+        "bad.datalog",
+        "// policy\ncheck if time($t);\nallow if service($s) operation($o);\ndeny if true;\n",
+    );
+    let run = fx.authorize(&token, "expenses", "read", "/r", &["--policy", &policy]);
+    let err = run.error("Datalog error at line 3, column ");
+    let (_, column) = position(err);
+    assert!(
+        column == 1 || (21..=22).contains(&column),
+        "column {column} is neither the rule's start nor the error\n{run}"
+    );
+    // An error on the last line, before its `;`.
+    let policy = fx.write("bad2.datalog", "allow if true;\ncheck if foo(;\n");
+    let run = fx.authorize(&token, "expenses", "read", "/r", &["--policy", &policy]);
+    let err = run.error("Datalog error at line 2, column ");
+    let (_, column) = position(err);
+    assert!(
+        column <= 14,
+        "column {column} is past the end of line 2\n{run}"
+    );
+
+    // Parsable but unusable policies are refused too.
+    let policy = fx.write("deny.datalog", "deny if true;\n");
+    fx.authorize(&token, "expenses", "read", "/r", &["--policy", &policy])
+        .error("has no `allow if` policy");
+    let policy = fx.write("forge.datalog", "right(\"x\", \"y\");\nallow if true;\n");
+    fx.authorize(&token, "expenses", "read", "/r", &["--policy", &policy])
+        .error("defines `right`");
+    fx.authorize(
+        &token,
+        "expenses",
+        "read",
+        "/r",
+        &["--policy", &fx.path("none.datalog")],
+    )
+    .error("none.datalog");
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    let fx = Fx::new();
+    let token = fx.issue(&[]);
+    fx.authorize(&token, "expenses", "read", "/r", &["--frobnicate"])
+        .usage_error("unexpected argument '--frobnicate'");
+    fx.issue_run(&["--frobnicate"])
+        .usage_error("unexpected argument '--frobnicate'");
+    mandate(&["inspect", "--token", &token, "--frobnicate"])
+        .usage_error("unexpected argument '--frobnicate'");
+    mandate(&["frobnicate"]).usage_error("unrecognized subcommand 'frobnicate'");
+    let key = fx.path("root.key");
+    mandate(&[
+        "issue",
+        "--root-key",
+        &key,
+        "--principal",
+        "a",
+        "--agent",
+        "b",
+        "--ttl",
+        "1m",
+    ])
+    .usage_error("required arguments were not provided");
+    mandate(&["authorize", "--token", &token, "--root-pub", &fx.trust()])
+        .usage_error("required arguments were not provided");
+}
+
+#[test]
+fn bad_durations_are_refused_and_write_nothing() {
+    let fx = Fx::new();
+    let out = fx.path("t.tok");
+    for (ttl, needle) in [
+        ("soon", "invalid duration `soon` (examples: 90s, 10m, 2h)"),
+        ("5x", "invalid duration `5x`"),
+        ("10", "invalid duration `10`"),
+        ("", "invalid duration ``"),
+        ("0s", "ttl must be between 1s and 30days"),
+        ("31days", "ttl must be between 1s and 30days"),
+    ] {
+        let key = fx.path("root.key");
+        let ttl_arg = format!("--ttl={ttl}");
+        mandate(&[
+            "issue",
+            "--root-key",
+            &key,
+            "--principal",
+            "a",
+            "--agent",
+            "b",
+            "--right",
+            "x:y",
+            &ttl_arg,
+            "--out",
+            &out,
+        ])
+        .error(needle);
+        assert!(!Path::new(&out).exists(), "--ttl {ttl:?} wrote a file");
+    }
+}
+
+#[test]
+fn bad_attributes_are_refused() {
+    let fx = Fx::new();
+    let token = fx.issue(&[]);
+    fx.authorize(&token, "expenses", "read", "/r", &["--attr", "amount"])
+        .error("attribute `amount` is not KEY=VALUE");
+    fx.authorize(&token, "expenses", "read", "/r", &["--attr", "=5"])
+        .error("attribute `=5` has an empty key");
+    fx.issue_run(&["--attr-max", "amount=lots"])
+        .error("`lots` in `amount=lots` is not an integer");
+    fx.issue_run(&["--attr-in", "method"])
+        .error("`method` is not KEY=V1,V2");
+    fx.delegate(&token, &["--attr-max", "amount"])
+        .error("amount");
+}
+
+#[test]
+fn bad_resources_are_refused() {
+    let fx = Fx::new();
+    let token = fx.issue(&[]);
+    for (res, why) in [
+        (
+            "/data/../x",
+            "resource `/data/../x` refused: `.` or `..` segment",
+        ),
+        ("/data/./x", "`.` or `..` segment"),
+        ("/data//x", "empty path segment"),
+        ("/data/%2e%2e/x", "percent-encoding"),
+        ("", "resource `` refused: empty"),
+    ] {
+        fx.authorize(&token, "expenses", "read", res, &[])
+            .error(why);
+    }
+    let out = fx.path("t.tok");
+    fx.issue_run(&["--resource-prefix", "/data/../x", "--out", &out])
+        .error("resource `/data/../x` refused");
+    assert!(!Path::new(&out).exists());
+    fx.delegate(&token, &["--resource-prefix", "/data/../x", "--out", &out])
+        .error("resource `/data/../x` refused");
+    assert!(!Path::new(&out).exists());
+}
+
+#[test]
+fn bad_issue_inputs_write_no_output_file() {
+    let fx = Fx::new();
+    let out = fx.path("t.tok");
+    let out_path = PathBuf::from(&out);
+    let key = fx.path("root.key");
+    let base = |extra: &[&str], root_key: &str| {
+        let mut args = vec![
+            "issue",
+            "--root-key",
+            root_key,
+            "--principal",
+            "alice",
+            "--agent",
+            "bot",
+            "--ttl",
+            "10m",
+            "--out",
+            &out,
+        ];
+        args.extend_from_slice(extra);
+        mandate(&args)
+    };
+    base(&["--right", "expenses"], &key).error("right `expenses` is not SERVICE:OPERATION");
+    base(&["--right", "x:y", "--agent-key", "ed25519/zz"], &key)
+        .error("is not an Ed25519 public key");
+    base(&["--right", "x:y"], &fx.path("missing.key")).error("missing.key");
+    base(&["--right", "x:y"], &fx.path("root.key.pub")).error("is not a private key file");
+    base(&["--right", "x:y", "--check", "check if"], &key).error("Datalog error at line 1");
+    assert!(!out_path.exists(), "a failed issue wrote {out}");
+    // And the same command without the mistake does write it.
+    base(&["--right", "x:y"], &key).ok();
+    assert!(out_path.exists());
+}
+
+// ---------------------------------------------------------------------------
+// demo
+// ---------------------------------------------------------------------------
+
+#[test]
+fn demo_runs_the_offline_flow() {
+    let run = mandate(&["demo"]);
+    let out = run.ok();
+    let verdict = |v: &str| {
+        out.lines()
+            .any(|l| l.trim_start().starts_with(v) && l.contains("acting for alice"))
+    };
+    assert!(verdict("ALLOW: "), "{run}");
+    assert!(verdict("DENY: "), "{run}");
+    contains_all(
+        &run,
+        out,
+        &[r#"failed: check if attr("amount", $v), $v <= 499"#],
+    );
+}
