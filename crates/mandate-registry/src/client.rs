@@ -151,6 +151,29 @@ impl RegistryClient {
         decode(response).await
     }
 
+    /// Reads the whole log into a fresh index, current as of the registry's
+    /// newest entry when the last page was read. For one-shot checks; a
+    /// long-running verifier uses [`RegistryClient::subscribe`].
+    ///
+    /// # Errors
+    /// [`Error::Api`], [`Error::Transport`], or [`Error::SeqGap`].
+    pub async fn snapshot(&self, staleness_bound: Duration) -> Result<SharedIndex> {
+        let index = SharedIndex::new(staleness_bound);
+        let mut after = 0;
+        loop {
+            let page = self.list(after, crate::server::MAX_LIST_LIMIT).await?;
+            for entry in &page.entries {
+                index.apply(entry)?;
+            }
+            if page.entries.is_empty() || page.next_after >= page.current_seq {
+                break;
+            }
+            after = page.next_after;
+        }
+        index.mark_fresh(Instant::now());
+        Ok(index)
+    }
+
     /// One page of entries with `seq > after` (`limit` is 1..=1000).
     ///
     /// # Errors

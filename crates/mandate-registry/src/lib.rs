@@ -70,4 +70,4 @@ pub use server::{
     router, serve, shutdown_signal, RegistryConfig, RegistryState, WriteAuthorizer, WriteDenied,
     DEFAULT_LIST_LIMIT, MAX_BODY_BYTES, MAX_LIST_LIMIT, POP_HEADER,
 };
-pub use store::{MemoryStore, RevocationStore, SledStore};
+pub use store::{load_index, MemoryStore, RevocationStore, SledStore};

@@ -203,3 +203,28 @@ impl RevocationStore for SledStore {
             .map_err(|e| Error::storage("flushing", e))
     }
 }
+
+/// Reads the whole log of `store` into a fresh index. The index counts as
+/// current as of now: it was read from the authoritative store itself. For
+/// a one-shot check in the process that owns the store.
+///
+/// # Errors
+/// [`Error::Storage`] when the store cannot be read, [`Error::SeqGap`] when
+/// the log has a gap.
+pub fn load_index(
+    store: &dyn RevocationStore,
+    staleness_bound: std::time::Duration,
+) -> Result<crate::index::SharedIndex> {
+    let index = crate::index::SharedIndex::new(staleness_bound);
+    let mut after = 0;
+    loop {
+        let page = store.list_after(after, 1000)?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for entry in &page {
+            index.apply(entry)?;
+        }
+    }
+    index.mark_fresh(std::time::Instant::now());
+    Ok(index)
+}
