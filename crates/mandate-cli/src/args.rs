@@ -29,7 +29,16 @@ pub enum Command {
     Authorize(AuthorizeArgs),
     /// Sign a proof of possession for one request with the acting agent's key.
     Pop(PopArgs),
-    /// Run the whole flow once on fresh keys: issue, delegate, allow, deny.
+    /// Revoke (or lift) a token, a whole tree, a principal, an agent or a task.
+    Revoke(RevokeArgs),
+    /// Read the revocation log.
+    #[command(subcommand)]
+    Revocations(RevocationsCommand),
+    /// Run the revocation registry.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+    /// Run the whole flow once on fresh keys: issue, delegate, allow, deny,
+    /// revoke mid-task.
     Demo(DemoArgs),
 }
 
@@ -195,6 +204,112 @@ pub struct AuthorizeArgs {
     /// Print the decision as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub revocations: RevocationSource,
+    /// With --registry: how old the revocation state may be before every
+    /// decision is deny.
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    pub staleness: String,
+}
+
+/// Where revocations are read from.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RevocationSource {
+    /// A revocation registry (`mandate registry serve`), e.g. http://127.0.0.1:7700.
+    #[arg(long, value_name = "URL", conflicts_with = "store")]
+    pub registry: Option<String>,
+    /// A local registry store folder (sled), read directly.
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["id", "token", "principal", "agent", "task"])))]
+pub struct RevokeArgs {
+    /// A block's revocation id (hex): that token and everything delegated from it.
+    #[arg(long, value_name = "HEX")]
+    pub id: Option<String>,
+    /// A token: revokes its own id (its last block), or with --root the whole tree.
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// With --token: revoke the authority block's id, i.e. every token of the tree.
+    #[arg(long, requires = "token")]
+    pub root: bool,
+    /// Every token issued for this principal.
+    #[arg(long, value_name = "P")]
+    pub principal: Option<String>,
+    /// Every token whose chain contains this agent (a name or `ed25519/<hex>`).
+    #[arg(long, value_name = "NAME_OR_KEY")]
+    pub agent: Option<String>,
+    /// Every token of this task.
+    #[arg(long, value_name = "ID")]
+    pub task: Option<String>,
+    /// Why (recorded and shown in denials).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// Lift an earlier principal or agent revocation instead.
+    #[arg(long)]
+    pub lift: bool,
+    #[command(flatten)]
+    pub target: WriteTarget,
+}
+
+/// Where a revocation is written.
+#[derive(Debug, Args, Clone)]
+#[command(group(clap::ArgGroup::new("destination").required(true).args(["registry", "store"])))]
+pub struct WriteTarget {
+    /// A revocation registry URL; needs --auth.
+    #[arg(long, value_name = "URL", requires = "auth")]
+    pub registry: Option<String>,
+    /// A mandate granting registry:revoke (the token, @FILE or -).
+    #[arg(long, value_name = "TOKEN")]
+    pub auth: Option<String>,
+    /// The key of the --auth mandate's acting agent, to sign a proof of possession.
+    #[arg(long = "auth-key", value_name = "FILE")]
+    pub auth_key: Option<PathBuf>,
+    /// A local registry store folder (sled), written directly.
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RevocationsCommand {
+    /// List revocations in sequence order.
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub source: RevocationSource,
+    /// Only entries after this sequence number.
+    #[arg(long, default_value_t = 0)]
+    pub after: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Serve the registry's HTTP API on a sled store.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The sled store folder (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    pub listen: String,
+    /// Roots trusted for write mandates (registry:revoke).
+    #[command(flatten)]
+    pub roots: RootKeyArgs,
+    /// Interval between stream heartbeats.
+    #[arg(long, value_name = "DURATION", default_value = "1s")]
+    pub heartbeat: String,
 }
 
 /// The request a proof of possession is for; must match what `authorize` sees.

@@ -14,7 +14,7 @@ use mandate_verifier::{Policy, Verifier};
 
 use crate::args::{
     AuthorizeArgs, Command, DelegateArgs, InspectArgs, IssueArgs, KeygenArgs, PopArgs,
-    RestrictionArgs, RootKeyArgs,
+    RegistryCommand, RestrictionArgs, RevocationsCommand, RootKeyArgs,
 };
 use crate::output;
 
@@ -37,6 +37,9 @@ pub fn run(command: Command) -> Result<Outcome> {
         Command::Inspect(args) => inspect(&args),
         Command::Authorize(args) => authorize(&args),
         Command::Pop(args) => pop(&args),
+        Command::Revoke(args) => crate::revocation::revoke(&args),
+        Command::Revocations(RevocationsCommand::List(args)) => crate::revocation::list(&args),
+        Command::Registry(RegistryCommand::Serve(args)) => crate::revocation::serve(&args),
         Command::Demo(args) => crate::demo::run(args.dir.as_deref()),
     }
 }
@@ -54,7 +57,7 @@ pub fn read_token(arg: &str) -> Result<UnverifiedMandate> {
 }
 
 /// The text of a token argument, unparsed.
-fn read_token_text(arg: &str) -> Result<String> {
+pub fn read_token_text(arg: &str) -> Result<String> {
     Ok(if arg == "-" {
         let mut text = String::new();
         std::io::stdin()
@@ -242,6 +245,10 @@ fn authorize(args: &AuthorizeArgs) -> Result<Outcome> {
     if let Some(path) = &args.policy {
         verifier = verifier.policy(Policy::from_file(path)?);
     }
+    let staleness = parse_duration(&args.staleness)?;
+    if let Some(index) = crate::revocation::revocation_state(&args.revocations, staleness)? {
+        verifier = verifier.revocation(std::sync::Arc::new(index));
+    }
     let verifier = verifier.build()?;
     let mut request = request(
         &args.service,
@@ -260,13 +267,17 @@ fn authorize(args: &AuthorizeArgs) -> Result<Outcome> {
         principal = %decision.principal,
         "decision"
     );
+    let revocation_checked = verifier.checks_revocation();
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&output::decision_json(&decision))?
-        );
+        let mut json = output::decision_json(&decision);
+        json["revocation_checked"] = serde_json::Value::Bool(revocation_checked);
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print!("{}", output::decision_text(&decision));
+        if !revocation_checked {
+            // Offline decisions say so every time: a revoked token would pass.
+            println!("revocations: NOT CHECKED (offline; give --registry URL or --store DIR)");
+        }
     }
     Ok(if decision.allowed {
         Outcome::Ok

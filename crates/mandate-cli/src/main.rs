@@ -8,6 +8,7 @@ mod args;
 mod commands;
 mod demo;
 mod output;
+mod revocation;
 
 use std::process::ExitCode;
 

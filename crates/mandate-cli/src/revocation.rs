@@ -1,0 +1,223 @@
+//! `mandate revoke`, `mandate revocations list`, `mandate registry serve`, and
+//! the revocation source of `mandate authorize`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context as _, Result};
+use mandate_core::{Proof, SecretKey};
+use mandate_registry::{
+    load_index, MandateWriteAuthorizer, NewRevocation, RegistryClient, RegistryConfig,
+    RegistryState, RevocationEntry, RevocationKind, RevocationStore, SharedIndex, SledStore,
+    WriteAuth,
+};
+use mandate_verifier::Verifier;
+
+use crate::args::{ListArgs, RevocationSource, RevokeArgs, ServeArgs};
+use crate::commands::{parse_duration, read_token, read_token_text, root_keys, Outcome};
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn open_store(dir: &std::path::Path) -> Result<SledStore> {
+    SledStore::open(dir).with_context(|| {
+        format!(
+            "opening store {} (if `mandate registry serve` is using it, pass --registry instead)",
+            dir.display()
+        )
+    })
+}
+
+/// The revocation state `authorize` consults, or `None` without a source.
+pub fn revocation_state(
+    source: &RevocationSource,
+    staleness: Duration,
+) -> Result<Option<SharedIndex>> {
+    if let Some(dir) = &source.store {
+        let store = open_store(dir)?;
+        return Ok(Some(load_index(&store, staleness)?));
+    }
+    if let Some(url) = &source.registry {
+        let client = RegistryClient::new(url)?;
+        let index = runtime()?
+            .block_on(client.snapshot(staleness))
+            .with_context(|| format!("reading revocations from {url}"))?;
+        return Ok(Some(index));
+    }
+    Ok(None)
+}
+
+pub fn revoke(args: &RevokeArgs) -> Result<Outcome> {
+    let (kind, value) = target(args)?;
+    if let Some(dir) = &args.target.store {
+        let store = open_store(dir)?;
+        let actor = format!(
+            "local operator {}",
+            std::env::var("USER").unwrap_or_else(|_| "(unknown)".into())
+        );
+        let new = if args.lift {
+            NewRevocation::lift(kind, value, args.reason.clone(), actor)?
+        } else {
+            NewRevocation::revoke(kind, value, args.reason.clone(), actor)?
+        };
+        let entry = store.append(new)?;
+        println!(
+            "{} (seq {}), written to {}",
+            describe(&entry),
+            entry.seq,
+            dir.display()
+        );
+        return Ok(Outcome::Ok);
+    }
+    let (Some(url), Some(auth)) = (&args.target.registry, &args.target.auth) else {
+        bail!("give --registry URL --auth TOKEN, or --store DIR");
+    };
+    let auth_text = read_token_text(auth)?;
+    let proof = match &args.target.auth_key {
+        Some(path) => {
+            let key = SecretKey::read(path)?;
+            let token = read_token(auth)?;
+            let request = mandate_registry::write_request(SystemTime::now(), None)?;
+            Some(Proof::sign(&key, &token.token_id_hex(), &request, request.time).to_text())
+        }
+        None => None,
+    };
+    let client = RegistryClient::new(url)?;
+    let credentials = WriteAuth {
+        token: auth_text.trim(),
+        proof: proof.as_deref(),
+    };
+    runtime()?.block_on(async {
+        let entry = if args.lift {
+            client.lift(credentials, kind, &value, &args.reason).await
+        } else {
+            client.revoke(credentials, kind, &value, &args.reason).await
+        }
+        .with_context(|| format!("writing to {url}"))?;
+        println!("{} (seq {})", describe(&entry), entry.seq);
+        // Report how many connected verifiers applied it, waiting briefly.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let status = client.status(Some(entry.seq)).await?;
+            if status.applied_by >= status.subscribers || Instant::now() >= deadline {
+                println!(
+                    "applied by {} of {} connected verifiers",
+                    status.applied_by, status.subscribers
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(Outcome::Ok)
+    })
+}
+
+fn target(args: &RevokeArgs) -> Result<(RevocationKind, String)> {
+    Ok(if let Some(id) = &args.id {
+        (RevocationKind::TokenId, id.clone())
+    } else if let Some(token) = &args.token {
+        let token = read_token(token)?;
+        let id = if args.root {
+            token.root_id_hex()
+        } else {
+            token.token_id_hex()
+        };
+        (RevocationKind::TokenId, id)
+    } else if let Some(p) = &args.principal {
+        (RevocationKind::Principal, p.clone())
+    } else if let Some(a) = &args.agent {
+        (RevocationKind::Agent, a.clone())
+    } else if let Some(t) = &args.task {
+        (RevocationKind::Task, t.clone())
+    } else {
+        bail!("nothing to revoke: give --id, --token, --principal, --agent or --task")
+    })
+}
+
+fn describe(entry: &RevocationEntry) -> String {
+    let verb = if entry.lifted { "lifted" } else { "revoked" };
+    format!("{verb} {} {}", entry.kind, entry.value)
+}
+
+pub fn list(args: &ListArgs) -> Result<Outcome> {
+    let entries: Vec<RevocationEntry> = if let Some(dir) = &args.source.store {
+        let store = open_store(dir)?;
+        let mut all = Vec::new();
+        let mut after = args.after;
+        loop {
+            let page = store.list_after(after, 1000)?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            all.extend(page);
+        }
+        all
+    } else if let Some(url) = &args.source.registry {
+        let client = RegistryClient::new(url)?;
+        runtime()?.block_on(async {
+            let mut all = Vec::new();
+            let mut after = args.after;
+            loop {
+                let page = client.list(after, 1000).await?;
+                if page.entries.is_empty() {
+                    break;
+                }
+                after = page.next_after;
+                all.extend(page.entries);
+            }
+            anyhow::Ok(all)
+        })?
+    } else {
+        bail!("give --registry URL or --store DIR");
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+    } else if entries.is_empty() {
+        println!("no revocations");
+    } else {
+        for e in &entries {
+            println!(
+                "#{:<5} {} {:<9} {:<40} by {} — {}",
+                e.seq,
+                humantime::format_rfc3339_seconds(e.at),
+                if e.lifted { "lift" } else { e.kind.as_str() },
+                e.value,
+                e.revoked_by,
+                if e.reason.is_empty() {
+                    "(no reason)"
+                } else {
+                    &e.reason
+                },
+            );
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+pub fn serve(args: &ServeArgs) -> Result<Outcome> {
+    let heartbeat = parse_duration(&args.heartbeat)?;
+    let keys = root_keys(&args.roots)?;
+    let authorizer = MandateWriteAuthorizer::new(Verifier::builder().root_keys(keys))?;
+    let store: Arc<dyn RevocationStore> = Arc::new(open_store(&args.store)?);
+    let config = RegistryConfig {
+        heartbeat_interval: heartbeat,
+        ..RegistryConfig::default()
+    };
+    let state = RegistryState::with_config(store, Arc::new(authorizer), config);
+    runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let address = listener.local_addr()?;
+        // The address on stdout, so scripts and tests can find a port-0 server.
+        println!("registry listening on http://{address}");
+        tracing::info!(%address, store = %args.store.display(), "registry serving");
+        mandate_registry::serve(listener, state, mandate_registry::shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(Outcome::Ok)
+}
