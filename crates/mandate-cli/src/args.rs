@@ -29,6 +29,9 @@ pub enum Command {
     Authorize(AuthorizeArgs),
     /// Sign a proof of possession for one request with the acting agent's key.
     Pop(PopArgs),
+    /// Serve the authorization API (POST /v1/authorize); with --store, also the
+    /// revocation registry, in one process.
+    Serve(VerifierServeArgs),
     /// Revoke (or lift) a token, a whole tree, a principal, an agent or a task.
     Revoke(RevokeArgs),
     /// Read the revocation log.
@@ -308,6 +311,35 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub roots: RootKeyArgs,
     /// Interval between stream heartbeats.
+    #[arg(long, value_name = "DURATION", default_value = "1s")]
+    pub heartbeat: String,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifierServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    pub listen: String,
+    /// Trusted roots, for mandates and for registry write mandates.
+    #[command(flatten)]
+    pub roots: RootKeyArgs,
+    /// A policy file instead of the built-in default policy.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Refuse bearer tokens.
+    #[arg(long = "require-pop")]
+    pub require_pop: bool,
+    /// Accept proofs made this close to the request time.
+    #[arg(long = "pop-window", value_name = "DURATION", default_value = "30s")]
+    pub pop_window: String,
+    /// Revocations: a local sled store (this process is then the registry
+    /// too), or a remote registry to subscribe to. One is required.
+    #[command(flatten)]
+    pub revocations: RevocationSource,
+    /// With --registry: deny everything when no heartbeat arrived for this long.
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    pub staleness: String,
+    /// With --store: interval between registry stream heartbeats.
     #[arg(long, value_name = "DURATION", default_value = "1s")]
     pub heartbeat: String,
 }

@@ -37,6 +37,7 @@ pub fn run(command: Command) -> Result<Outcome> {
         Command::Inspect(args) => inspect(&args),
         Command::Authorize(args) => authorize(&args),
         Command::Pop(args) => pop(&args),
+        Command::Serve(args) => crate::revocation::serve_verifier(&args),
         Command::Revoke(args) => crate::revocation::revoke(&args),
         Command::Revocations(RevocationsCommand::List(args)) => crate::revocation::list(&args),
         Command::Registry(RegistryCommand::Serve(args)) => crate::revocation::serve(&args),
@@ -269,7 +270,7 @@ fn authorize(args: &AuthorizeArgs) -> Result<Outcome> {
     );
     let revocation_checked = verifier.checks_revocation();
     if args.json {
-        let mut json = output::decision_json(&decision);
+        let mut json = mandate_verifier::http::decision_body(&decision);
         json["revocation_checked"] = serde_json::Value::Bool(revocation_checked);
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {

@@ -3,6 +3,7 @@
 //! as the other subcommands.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, Result};
@@ -10,6 +11,9 @@ use mandate_core::{
     KeySet, NextAgent, Proof, Request, ResourcePath, Restrictions, RootKey, SecretKey,
 };
 use mandate_issuer::MintRequest;
+use mandate_registry::{
+    IndexingStore, NewRevocation, RevocationKind, RevocationStore as _, SledStore,
+};
 use mandate_verifier::Verifier;
 
 use crate::commands::Outcome;
@@ -40,7 +44,9 @@ pub fn run(dir: Option<&Path>) -> Result<Outcome> {
         principal: "alice".into(),
         agent: "expense-agent".into(),
         agent_key: Some(agent.public()),
-        task: Some("expense-report-q3".into()),
+        // A fresh task id each run, so a kept --dir (whose store remembers
+        // earlier revocations) runs the demo again from the start.
+        task: None,
         rights: vec!["expenses:read".parse()?, "expenses:submit".parse()?],
         ttl: Duration::from_secs(15 * 60),
         restrictions: Restrictions::default(),
@@ -54,8 +60,9 @@ pub fn run(dir: Option<&Path>) -> Result<Outcome> {
         },
         &request,
     )?;
+    let task = mandate.claims().task;
     println!(
-        "2. issued a mandate: alice → expense-agent, task expense-report-q3,\n   rights expenses:read, expenses:submit, 15 minutes ({} bytes)\n",
+        "2. issued a mandate: alice → expense-agent, task {task},\n   rights expenses:read, expenses:submit, 15 minutes ({} bytes)\n",
         mandate.to_base64()?.len()
     );
 
@@ -89,12 +96,18 @@ pub fn run(dir: Option<&Path>) -> Result<Outcome> {
         narrowed.block_source(1)?.trim().replace('\n', "\n   ")
     );
 
+    // The registry's store (sled) lives in the demo folder; the verifier
+    // consults the same process's index on every call.
+    let store = IndexingStore::new(
+        SledStore::open(&dir.join("revocations")).context("opening the demo's revocation store")?,
+    )?;
     let verifier = Verifier::builder()
         .root_keys({
             let mut keys = KeySet::new();
             keys.insert(Some(1), root_public);
             keys
         })
+        .revocation(Arc::new(store.index()))
         .build()?;
     let token_id = narrowed.token_id_hex();
     let call = |amount: &str, key: &SecretKey| -> Result<Request> {
@@ -119,8 +132,21 @@ pub fn run(dir: Option<&Path>) -> Result<Outcome> {
     println!("\n6. someone who copied the token (but not the key) tries the same call:");
     print!("{}", indent(&output::decision_text(&stolen)));
 
-    if allowed.allowed && !denied.allowed && !stolen.allowed {
-        println!("\nDemo complete: one call allowed, two denied, each with its reason.");
+    let entry = store.append(NewRevocation::revoke(
+        RevocationKind::Task,
+        task.as_str(),
+        "alice cancelled the task",
+        "demo operator",
+    )?)?;
+    let revoked = verifier.authorize(&narrowed_text, &call("120", &helper)?)?;
+    println!(
+        "\n7. an operator revokes the task (revocation #{}); receipts-agent's next call:",
+        entry.seq
+    );
+    print!("{}", indent(&output::decision_text(&revoked)));
+
+    if allowed.allowed && !denied.allowed && !stolen.allowed && !revoked.allowed {
+        println!("\nDemo complete: one call allowed, three denied, each with its reason.");
         Ok(Outcome::Ok)
     } else {
         anyhow::bail!("demo produced unexpected decisions")

@@ -3,8 +3,7 @@
 use std::fmt::Write as _;
 
 use mandate_core::{Inspection, SignatureStatus};
-use mandate_verifier::{Decision, Reason};
-use serde_json::json;
+use mandate_verifier::Decision;
 
 pub fn inspection_text(report: &Inspection) -> String {
     let mut out = String::new();
@@ -106,24 +105,4 @@ pub fn decision_text(decision: &Decision) -> String {
     let _ = writeln!(out, "task {}, token {}", decision.task, decision.token_id);
     let _ = writeln!(out, "reason: {}", decision.reason);
     out
-}
-
-pub fn decision_json(decision: &Decision) -> serde_json::Value {
-    let failed = match &decision.reason {
-        Reason::FailedChecks { checks } => serde_json::to_value(checks).unwrap_or_default(),
-        _ => json!([]),
-    };
-    json!({
-        "decision": if decision.allowed { "allow" } else { "deny" },
-        "principal": decision.principal,
-        "agent": decision.agent,
-        "chain": decision.chain,
-        "task": decision.task,
-        "service": decision.service,
-        "operation": decision.operation,
-        "resource": decision.resource,
-        "token_id": decision.token_id,
-        "reason": decision.reason.to_string(),
-        "failed_checks": failed,
-    })
 }

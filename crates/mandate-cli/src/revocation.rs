@@ -13,7 +13,7 @@ use mandate_registry::{
 };
 use mandate_verifier::Verifier;
 
-use crate::args::{ListArgs, RevocationSource, RevokeArgs, ServeArgs};
+use crate::args::{ListArgs, RevocationSource, RevokeArgs, ServeArgs, VerifierServeArgs};
 use crate::commands::{parse_duration, read_token, read_token_text, root_keys, Outcome};
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -217,6 +217,58 @@ pub fn serve(args: &ServeArgs) -> Result<Outcome> {
         println!("registry listening on http://{address}");
         tracing::info!(%address, store = %args.store.display(), "registry serving");
         mandate_registry::serve(listener, state, mandate_registry::shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(Outcome::Ok)
+}
+
+/// `mandate serve`: the authorization API, with the registry in the same
+/// process (`--store`) or subscribed to a remote one (`--registry`).
+pub fn serve_verifier(args: &VerifierServeArgs) -> Result<Outcome> {
+    let keys = root_keys(&args.roots)?;
+    let mut builder = Verifier::builder()
+        .root_keys(keys.clone())
+        .require_pop(args.require_pop)
+        .pop_window(parse_duration(&args.pop_window)?);
+    if let Some(path) = &args.policy {
+        builder = builder.policy(mandate_verifier::Policy::from_file(path)?);
+    }
+    let staleness = parse_duration(&args.staleness)?;
+    let heartbeat = parse_duration(&args.heartbeat)?;
+    runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let address = listener.local_addr()?;
+        if let Some(dir) = &args.revocations.store {
+            let store = mandate_registry::IndexingStore::new(open_store(dir)?)?;
+            let verifier = builder.revocation(Arc::new(store.index())).build()?;
+            let writes = MandateWriteAuthorizer::new(Verifier::builder().root_keys(keys))?;
+            let config = RegistryConfig {
+                heartbeat_interval: heartbeat,
+                ..RegistryConfig::default()
+            };
+            let state = RegistryState::with_config(Arc::new(store), Arc::new(writes), config);
+            // Authorization routes first; anything else is the registry's.
+            let app = mandate_verifier::http::router(mandate_verifier::http::AuthzState::new(verifier))
+                .fallback_service(mandate_registry::router(state.clone()));
+            println!("serving authorization and registry on http://{address}");
+            mandate_registry::serve_app(listener, state, app, mandate_registry::shutdown_signal())
+                .await?;
+        } else if let Some(url) = &args.revocations.registry {
+            let index = SharedIndex::new(staleness);
+            let client = RegistryClient::new(url)?;
+            let _subscription = client.subscribe(index.clone(), Default::default());
+            let verifier = builder.revocation(Arc::new(index)).build()?;
+            let app = mandate_verifier::http::router(mandate_verifier::http::AuthzState::new(verifier));
+            println!("serving authorization on http://{address}, revocations from {url}");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(mandate_registry::shutdown_signal())
+                .await
+                .context("serving")?;
+        } else {
+            bail!("give --store DIR (registry in this process) or --registry URL: a service never runs without revocations");
+        }
         anyhow::Ok(())
     })?;
     Ok(Outcome::Ok)

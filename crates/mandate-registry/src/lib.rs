@@ -67,7 +67,7 @@ pub use mandate::{
     write_request, MandateWriteAuthorizer, WRITE_OPERATION, WRITE_RESOURCE, WRITE_SERVICE,
 };
 pub use server::{
-    router, serve, shutdown_signal, RegistryConfig, RegistryState, WriteAuthorizer, WriteDenied,
-    DEFAULT_LIST_LIMIT, MAX_BODY_BYTES, MAX_LIST_LIMIT, POP_HEADER,
+    router, serve, serve_app, shutdown_signal, RegistryConfig, RegistryState, WriteAuthorizer,
+    WriteDenied, DEFAULT_LIST_LIMIT, MAX_BODY_BYTES, MAX_LIST_LIMIT, POP_HEADER,
 };
-pub use store::{load_index, MemoryStore, RevocationStore, SledStore};
+pub use store::{load_index, IndexingStore, MemoryStore, RevocationStore, SledStore};

@@ -276,6 +276,24 @@ pub async fn serve<F>(listener: TcpListener, state: RegistryState, shutdown: F) 
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    let app = router(state.clone());
+    serve_app(listener, state, app, shutdown).await
+}
+
+/// As [`serve`], for an `app` that contains `router(state)` among other
+/// routes (one process serving the registry and the authorization API).
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_app<F>(
+    listener: TcpListener,
+    state: RegistryState,
+    app: Router,
+    shutdown: F,
+) -> Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "revocation registry listening");
     }
@@ -287,7 +305,7 @@ where
         streams.shutdown_streams();
         stopping_tx.send_replace(true);
     };
-    let server = axum::serve(listener, router(state.clone()))
+    let server = axum::serve(listener, app)
         .with_graceful_shutdown(signal)
         .into_future();
     let grace = state.inner.config.shutdown_grace;

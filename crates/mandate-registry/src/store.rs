@@ -228,3 +228,58 @@ pub fn load_index(
     index.mark_fresh(std::time::Instant::now());
     Ok(index)
 }
+
+/// A store that also keeps an in-process index current: every acknowledged
+/// append is applied to `index` before `append` returns. For a single
+/// process that is both registry and verifier (`mandate serve --store`),
+/// where the index cannot go stale because the store is local.
+pub struct IndexingStore<S> {
+    inner: S,
+    index: crate::index::SharedIndex,
+    /// Serialises append + apply, so entries reach the index in seq order.
+    order: Mutex<()>,
+}
+
+impl<S: RevocationStore> IndexingStore<S> {
+    /// Loads the whole log of `inner` into a new index that never goes stale
+    /// (the store is in the same process), and keeps it current.
+    ///
+    /// # Errors
+    /// As [`load_index`].
+    pub fn new(inner: S) -> Result<Self> {
+        // `Duration::MAX` as the bound: freshness is guaranteed by `append`,
+        // not by heartbeats.
+        let index = load_index(&inner, std::time::Duration::MAX)?;
+        Ok(IndexingStore {
+            inner,
+            index,
+            order: Mutex::new(()),
+        })
+    }
+
+    /// The index verifiers in this process consult.
+    pub fn index(&self) -> crate::index::SharedIndex {
+        self.index.clone()
+    }
+}
+
+impl<S: RevocationStore> RevocationStore for IndexingStore<S> {
+    fn append(&self, new: NewRevocation) -> Result<RevocationEntry> {
+        let _order = lock(&self.order);
+        let entry = self.inner.append(new)?;
+        self.index.apply(&entry)?;
+        Ok(entry)
+    }
+
+    fn list_after(&self, after_seq: u64, limit: usize) -> Result<Vec<RevocationEntry>> {
+        self.inner.list_after(after_seq, limit)
+    }
+
+    fn current_seq(&self) -> Result<u64> {
+        self.inner.current_seq()
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.inner.flush()
+    }
+}

@@ -13,6 +13,8 @@
 
 mod complexity;
 mod decision;
+#[cfg(feature = "http")]
+pub mod http;
 mod policy;
 mod replay;
 mod revocation;

@@ -1,0 +1,266 @@
+//! The authorization API: `POST /v1/authorize`, a sidecar in the manner of
+//! OPA or Envoy's ext_authz, over the same [`Verifier`] services embed.
+//!
+//! One JSON error shape, `{"error": {"code", "message"}}`: a malformed,
+//! tampered, untrusted or expired token is 401, a trusted token that does
+//! not allow the request is 403 (with the decision), a bad body is 400 (413
+//! when too large). Internal detail is logged, never sent. Every decision is
+//! logged as an audit record (target `mandate::audit`) naming the principal,
+//! the chain, the request and the reason, with the token's fingerprint only.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use mandate_core::{fingerprint, AttrValue, Proof, Request, ResourcePath};
+use serde::{Deserialize, Serialize};
+
+use crate::{Decision, Error, Verifier};
+
+/// Largest request body accepted: a token of [`mandate_core::MAX_TOKEN_LEN`]
+/// plus the request fields.
+pub const MAX_BODY_BYTES: usize = mandate_core::MAX_TOKEN_LEN + 16 * 1024;
+
+/// Body of `POST /v1/authorize`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeRequest {
+    /// The mandate, base64.
+    pub token: String,
+    /// The service being called.
+    pub service: String,
+    /// The operation being called.
+    pub operation: String,
+    /// The resource being called.
+    pub resource: String,
+    /// Runtime conditions: integers or strings.
+    #[serde(default)]
+    pub attrs: BTreeMap<String, AttrJson>,
+    /// The acting agent's proof of possession (`mandate pop`).
+    #[serde(default)]
+    pub pop: Option<String>,
+}
+
+/// An attribute value on the wire.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum AttrJson {
+    /// A JSON integer.
+    Int(i64),
+    /// A JSON string.
+    Str(String),
+}
+
+/// The one error shape.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// See [`ErrorBody`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// A stable machine-readable code.
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+}
+
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        match rejection {
+            JsonRejection::BytesRejection(_) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body larger than {MAX_BODY_BYTES} bytes"),
+            ),
+            other => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", other.body_text()),
+        }
+    }
+}
+
+/// Shared state of the authorization API.
+#[derive(Debug, Clone)]
+pub struct AuthzState {
+    verifier: Arc<Verifier>,
+}
+
+impl AuthzState {
+    /// Serves decisions of `verifier`.
+    pub fn new(verifier: Verifier) -> AuthzState {
+        AuthzState {
+            verifier: Arc::new(verifier),
+        }
+    }
+}
+
+/// The authorization API's routes.
+pub fn router(state: AuthzState) -> Router {
+    // Middleware order, outermost first:
+    // 1. `DefaultBodyLimit` — every body extractor honours it, so an oversized
+    //    body is refused (413) before it is parsed.
+    // 2. Routing, with JSON 404/405 fallbacks so every answer has one shape.
+    Router::new()
+        .route("/v1/authorize", post(authorize))
+        .route("/v1/health", get(health))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn health(State(state): State<AuthzState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": "ok",
+        "revocation_checked": state.verifier.checks_revocation(),
+    }))
+}
+
+async fn authorize(
+    State(state): State<AuthzState>,
+    body: Result<Json<AuthorizeRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    let request = to_request(&body, SystemTime::now())?;
+    let token_fp = fingerprint(&body.token);
+    match state.verifier.authorize(&body.token, &request) {
+        Ok(decision) => {
+            audit(&token_fp, &decision);
+            let status = if decision.allowed {
+                StatusCode::OK
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            Ok((status, Json(decision_body(&decision))).into_response())
+        }
+        Err(Error::Token(e)) => {
+            tracing::info!(target: "mandate::audit", token = %token_fp, error = %e, "refused token");
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                e.to_string(),
+            ))
+        }
+        Err(e @ Error::Expired { .. }) => {
+            tracing::info!(target: "mandate::audit", token = %token_fp, error = %e, "refused token");
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "expired_token",
+                e.to_string(),
+            ))
+        }
+        Err(e) => {
+            tracing::error!(token = %token_fp, error = %e, "authorization failed");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            ))
+        }
+    }
+}
+
+fn to_request(body: &AuthorizeRequest, now: SystemTime) -> Result<Request, ApiError> {
+    let bad = |e: mandate_core::Error| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
+    };
+    if body.attrs.len() > Request::MAX_ATTRS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("at most {} attributes", Request::MAX_ATTRS),
+        ));
+    }
+    let resource = ResourcePath::parse(&body.resource).map_err(bad)?;
+    let mut request = Request::new(&body.service, &body.operation, resource, now);
+    for (key, value) in &body.attrs {
+        let value = match value {
+            AttrJson::Int(n) => AttrValue::Int(*n),
+            AttrJson::Str(s) => AttrValue::Str(s.clone()),
+        };
+        request.attrs.push((key.clone(), value));
+    }
+    if let Some(pop) = &body.pop {
+        request = request.with_proof(Proof::parse(pop).map_err(bad)?);
+    }
+    Ok(request)
+}
+
+/// The JSON form of a decision, shared by the API and the CLI's `--json`.
+pub fn decision_body(decision: &Decision) -> serde_json::Value {
+    let failed = match &decision.reason {
+        crate::Reason::FailedChecks { checks } => serde_json::to_value(checks).unwrap_or_default(),
+        _ => serde_json::json!([]),
+    };
+    serde_json::json!({
+        "decision": if decision.allowed { "allow" } else { "deny" },
+        "principal": decision.principal,
+        "agent": decision.agent,
+        "chain": decision.chain,
+        "task": decision.task,
+        "service": decision.service,
+        "operation": decision.operation,
+        "resource": decision.resource,
+        "token_id": decision.token_id,
+        "reason": decision.reason.to_string(),
+        "failed_checks": failed,
+    })
+}
+
+/// Logs the audit record of one decision.
+pub fn audit(token_fingerprint: &str, decision: &Decision) {
+    tracing::info!(
+        target: "mandate::audit",
+        token = %token_fingerprint,
+        decision = if decision.allowed { "allow" } else { "deny" },
+        principal = %decision.principal,
+        chain = %decision.chain.join(" -> "),
+        task = %decision.task,
+        service = %decision.service,
+        operation = %decision.operation,
+        resource = %decision.resource,
+        reason = %decision.reason,
+        "decision"
+    );
+}
