@@ -8,12 +8,12 @@
 //! A `hop` fact in a block without that signature is never believed; it
 //! breaks the chain.
 
-use biscuit_auth::builder::Term;
+use biscuit_parser::builder::Term;
 
+use crate::blocks::BlockContents;
 use crate::inspect::AuthorityClaims;
 use crate::keys::PublicKey;
 use crate::vocab;
-use crate::Error;
 
 /// One agent in the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,52 +129,20 @@ impl Chain {
     }
 }
 
-/// What chain reconstruction needs to read from a token.
-pub(crate) trait Blocks {
-    fn count(&self) -> usize;
-    fn source(&self, index: usize) -> Result<String, biscuit_auth::error::Token>;
-    fn external_key(&self, index: usize) -> Option<PublicKey>;
-    /// Whether the block may state a `hop` fact. Returning `true` is always
-    /// correct; it only costs a parse.
-    fn may_mention_hop(&self, index: usize) -> bool;
-}
-
-/// Facts of a block, parsed from its printed source.
-pub(crate) fn block_facts(source: &str) -> Result<Vec<(String, Vec<Term>)>, Error> {
-    let block = biscuit_auth::builder::BlockBuilder::new()
-        .code(source)
-        .map_err(|e| Error::from_datalog(source, e))?;
-    Ok(block
-        .facts
-        .into_iter()
-        .map(|f| (f.predicate.name, f.predicate.terms))
-        .collect())
-}
-
-fn facts_of(blocks: &impl Blocks, index: usize) -> Result<Vec<(String, Vec<Term>)>, ChainError> {
-    let unreadable = |reason: String| ChainError::Unreadable {
-        block: index,
-        reason,
-    };
-    let source = blocks
-        .source(index)
-        .map_err(|e| unreadable(e.to_string()))?;
-    block_facts(&source).map_err(|e| unreadable(e.to_string()))
-}
-
-/// Reads the authority block's claims and rebuilds the chain.
-pub(crate) fn read(blocks: &impl Blocks) -> (AuthorityClaims, Result<Chain, ChainError>) {
-    match facts_of(blocks, 0) {
-        Ok(facts) => {
-            let claims = AuthorityClaims::from_facts(&facts);
+/// Reads the authority block's claims and rebuilds the chain from blocks
+/// parsed once ([`crate::blocks::read_all`]).
+pub(crate) fn read(blocks: &[BlockContents]) -> (AuthorityClaims, Result<Chain, ChainError>) {
+    match blocks.first() {
+        Some(authority) => {
+            let claims = AuthorityClaims::from_facts(&authority.facts);
             let chain = rebuild(blocks, &claims);
             (claims, chain)
         }
-        Err(e) => (AuthorityClaims::default(), Err(e)),
+        None => (AuthorityClaims::default(), Err(ChainError::NoAgent)),
     }
 }
 
-fn rebuild(blocks: &impl Blocks, claims: &AuthorityClaims) -> Result<Chain, ChainError> {
+fn rebuild(blocks: &[BlockContents], claims: &AuthorityClaims) -> Result<Chain, ChainError> {
     let Some((name, key)) = claims.agents.first().cloned() else {
         return Err(ChainError::NoAgent);
     };
@@ -197,14 +165,10 @@ fn rebuild(blocks: &impl Blocks, claims: &AuthorityClaims) -> Result<Chain, Chai
         block: 0,
     }];
     let mut authors = vec![Author::Issuer];
-    for index in 1..blocks.count() {
+    for (index, block) in blocks.iter().enumerate().skip(1) {
         let holder = links[links.len() - 1].clone();
-        let signer = blocks.external_key(index);
-        let hops = if signer.is_some() || blocks.may_mention_hop(index) {
-            hops_in(&facts_of(blocks, index)?)
-        } else {
-            Vec::new()
-        };
+        let signer = block.signer;
+        let hops = hops_in(&block.facts);
         match signer {
             None => {
                 if let Some((claimed, _)) = hops.first() {

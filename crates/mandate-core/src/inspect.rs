@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use biscuit_auth::builder::Term;
+use biscuit_parser::builder::Term;
 use serde::Serialize;
 
 use crate::keys::KeySet;
@@ -28,13 +28,6 @@ pub(crate) struct AuthorityClaims {
 }
 
 impl AuthorityClaims {
-    pub(crate) fn read_unverified(token: &UnverifiedMandate) -> Result<AuthorityClaims, Error> {
-        let source = token.block_source(0)?;
-        Ok(AuthorityClaims::from_facts(&crate::chain::block_facts(
-            &source,
-        )?))
-    }
-
     pub(crate) fn from_facts(facts: &[(String, Vec<Term>)]) -> AuthorityClaims {
         let mut claims = AuthorityClaims::default();
         for (name, terms) in facts {
@@ -153,7 +146,11 @@ pub fn inspect(
             },
         },
     };
-    let claims = AuthorityClaims::read_unverified(token)?;
+    let contents = token.blocks()?;
+    let claims = contents
+        .first()
+        .map(|authority| AuthorityClaims::from_facts(&authority.facts))
+        .unwrap_or_default();
     let ids = token.revocation_ids();
     let external = token.external_keys();
     let mut blocks = Vec::with_capacity(token.block_count());
@@ -170,7 +167,7 @@ pub fn inspect(
         });
     }
     let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
-    let effective = crate::restrict::effective_expiry(token)?.or(claims.expires_at);
+    let effective = crate::restrict::effective_expiry(&claims, &contents).or(claims.expires_at);
     let remaining = effective.map(|exp| match exp.duration_since(now) {
         Ok(left) => i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
         Err(past) => -i64::try_from(past.duration().as_secs()).unwrap_or(i64::MAX),

@@ -14,6 +14,7 @@
 //! never reads a claim from an unverified token for any purpose other than a
 //! report that says it is unverified.
 
+pub mod blocks;
 pub mod chain;
 mod error;
 pub mod inspect;
@@ -24,6 +25,7 @@ mod restrict;
 mod token;
 pub mod vocab;
 
+pub use blocks::{BlockContents, Query};
 pub use chain::{Author, Chain, ChainError, Link};
 pub use error::{check_datalog, DatalogKind, Error};
 pub use inspect::{inspect, BlockReport, Inspection, SignatureStatus};

@@ -12,7 +12,10 @@ use std::str::FromStr;
 use std::time::SystemTime;
 
 use biscuit_auth::builder::{self, BlockBuilder, Term};
+use biscuit_parser::builder::Term as ParsedTerm;
 
+use crate::blocks::BlockContents;
+use crate::chain::Chain;
 use crate::inspect::AuthorityClaims;
 use crate::keys::{PublicKey, SecretKey};
 use crate::request::{AttrValue, ResourcePath};
@@ -418,32 +421,33 @@ struct Effective {
 
 /// The expiry that applies after every block's `--ttl`, read unverified
 /// (for reports only).
-pub(crate) fn effective_expiry(token: &UnverifiedMandate) -> Result<Option<SystemTime>, Error> {
-    Ok(Effective::read(token)?.expires_at)
+pub(crate) fn effective_expiry(
+    claims: &AuthorityClaims,
+    blocks: &[BlockContents],
+) -> Option<SystemTime> {
+    Effective::read(claims, blocks).expires_at
 }
 
 impl Effective {
-    fn read(token: &UnverifiedMandate) -> Result<Effective, Error> {
-        let claims = AuthorityClaims::read_unverified(token)?;
+    fn read(claims: &AuthorityClaims, blocks: &[BlockContents]) -> Effective {
         let mut effective = Effective {
-            rights: claims.rights,
+            rights: claims.rights.clone(),
             operations: None,
             services: None,
             expires_at: claims.expires_at,
             max_depth: None,
         };
-        for index in 0..token.block_count() {
-            let source = token.block_source(index)?;
-            for (name, terms) in crate::chain::block_facts(&source)? {
+        for block in blocks {
+            for (name, terms) in &block.facts {
                 if name != vocab::RESTRICTS {
                     continue;
                 }
                 match terms.as_slice() {
-                    [Term::Str(kind), Term::Set(values)] => {
+                    [ParsedTerm::Str(kind), ParsedTerm::Set(values)] => {
                         let values: BTreeSet<String> = values
                             .iter()
                             .filter_map(|t| match t {
-                                Term::Str(s) => Some(s.clone()),
+                                ParsedTerm::Str(s) => Some(s.clone()),
                                 _ => None,
                             })
                             .collect();
@@ -457,18 +461,20 @@ impl Effective {
                             None => values,
                         });
                     }
-                    [Term::Str(kind), Term::Date(at)] if kind == summary::EXPIRES => {
+                    [ParsedTerm::Str(kind), ParsedTerm::Date(at)] if kind == summary::EXPIRES => {
                         let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(*at);
                         effective.expires_at = Some(effective.expires_at.map_or(at, |e| e.min(at)));
                     }
-                    [Term::Str(kind), Term::Integer(n)] if kind == summary::MAX_DEPTH => {
+                    [ParsedTerm::Str(kind), ParsedTerm::Integer(n)]
+                        if kind == summary::MAX_DEPTH =>
+                    {
                         effective.max_depth = Some(effective.max_depth.map_or(*n, |m| m.min(*n)));
                     }
                     _ => {}
                 }
             }
         }
-        Ok(effective)
+        effective
     }
 
     fn allows_service(&self, service: &str) -> bool {
@@ -635,6 +641,14 @@ pub fn check_within_rights(
     effective.check(restrictions, 0)
 }
 
+/// Reads the claimed scope and chain of a token, parsing each block once.
+fn read_unverified(token: &UnverifiedMandate) -> Result<(Effective, Chain), Error> {
+    let blocks = token.blocks()?;
+    let (claims, chain) = crate::chain::read(&blocks);
+    let chain = chain.map_err(Error::Chain)?;
+    Ok((Effective::read(&claims, &blocks), chain))
+}
+
 /// The agent a signed hop hands the authority to.
 #[derive(Debug, Clone)]
 pub struct NextAgent {
@@ -662,10 +676,10 @@ pub fn delegate(
             "nothing to delegate: give at least one restriction".into(),
         ));
     }
-    let chain = token.claimed_chain().map_err(Error::Chain)?;
-    // The scope is read unverified: it only serves to refuse a block that
-    // could never help. The verifier enforces every check either way.
-    Effective::read(token)?.check(restrictions, chain.depth())?;
+    // The chain and scope are read unverified: they only serve to refuse a
+    // block that could never help. The verifier enforces every check anyway.
+    let (effective, chain) = read_unverified(token)?;
+    effective.check(restrictions, chain.depth())?;
     token.append(restrictions.to_block(chain.depth())?)
 }
 
@@ -687,7 +701,7 @@ pub fn delegate_signed(
             "nothing to delegate: give --to or at least one restriction".into(),
         ));
     }
-    let chain = token.claimed_chain().map_err(Error::Chain)?;
+    let (effective, chain) = read_unverified(token)?;
     let holder = chain.holder();
     if holder.key != Some(signer.public()) {
         return Err(Error::NotHolder {
@@ -699,7 +713,7 @@ pub fn delegate_signed(
         });
     }
     let depth_after = chain.depth() + u32::from(to.is_some());
-    Effective::read(token)?.check(restrictions, depth_after)?;
+    effective.check(restrictions, depth_after)?;
     let mut block = BlockBuilder::new();
     if let Some(next) = to {
         check_name("agent name", &next.name)?;

@@ -9,6 +9,7 @@
 use biscuit_auth::{Biscuit, UnverifiedBiscuit};
 use sha2::Digest as _;
 
+use crate::blocks::BlockContents;
 use crate::chain::{self, Chain, ChainError};
 use crate::keys::{KeySet, PublicKey};
 use crate::Error;
@@ -137,7 +138,28 @@ impl UnverifiedMandate {
     /// # Errors
     /// As [`Mandate::chain`].
     pub fn claimed_chain(&self) -> Result<Chain, ChainError> {
-        chain::read(&self.inner).1
+        let blocks = self.blocks().map_err(|e| ChainError::Unreadable {
+            block: 0,
+            reason: e.to_string(),
+        })?;
+        chain::read(&blocks).1
+    }
+
+    /// Every block, parsed once. Unverified: for preparing a delegation or a
+    /// report, never for deciding a request.
+    ///
+    /// # Errors
+    /// [`Error::MalformedToken`] naming a block that does not parse back.
+    pub(crate) fn blocks(&self) -> Result<Vec<BlockContents>, Error> {
+        let external = self.inner.external_public_keys();
+        crate::blocks::read_all(
+            self.inner.block_count(),
+            |i| self.inner.print_block_source(i),
+            |i| signer_of(&external, i),
+        )
+        .map_err(|(block, reason)| Error::MalformedToken {
+            reason: format!("block {block}: {reason}"),
+        })
     }
 
     pub(crate) fn append_third_party(
@@ -185,6 +207,26 @@ pub struct Claims {
     /// The chain from the first agent to the acting agent, or why it is
     /// broken (a broken chain must be denied).
     pub chain: Result<Chain, ChainError>,
+}
+
+impl Claims {
+    fn new(authority: crate::inspect::AuthorityClaims, chain: Result<Chain, ChainError>) -> Claims {
+        Claims {
+            principal: authority.principal.unwrap_or_default(),
+            task: authority.task.unwrap_or_default(),
+            rights: authority.rights,
+            expires_at: authority.expires_at,
+            chain,
+        }
+    }
+}
+
+fn signer_of(external: &[Option<biscuit_auth::PublicKey>], index: usize) -> Option<PublicKey> {
+    external
+        .get(index)
+        .copied()
+        .flatten()
+        .and_then(|k| PublicKey::from_biscuit(k).ok())
 }
 
 /// A token whose every signature verified against a trusted root key.
@@ -292,89 +334,31 @@ impl Mandate {
     /// Reads the verified claims and rebuilds the delegation chain from the
     /// verified signatures.
     pub fn claims(&self) -> Claims {
-        let (authority, chain) = chain::read(&VerifiedBlocks::new(&self.biscuit));
-        Claims {
-            principal: authority.principal.unwrap_or_default(),
-            task: authority.task.unwrap_or_default(),
-            rights: authority.rights,
-            expires_at: authority.expires_at,
-            chain,
+        self.read().0
+    }
+
+    /// Reads every block once: the claims and chain, and each block's
+    /// contents (for a verifier's cost bound). A block that does not parse
+    /// back leaves the chain broken (`ChainError::Unreadable`).
+    pub fn read(&self) -> (Claims, Vec<BlockContents>) {
+        let external = self.biscuit.external_public_keys();
+        let read = crate::blocks::read_all(
+            self.biscuit.block_count(),
+            |i| self.biscuit.print_block_source(i),
+            |i| signer_of(&external, i),
+        );
+        match read {
+            Ok(blocks) => {
+                let (authority, chain) = chain::read(&blocks);
+                (Claims::new(authority, chain), blocks)
+            }
+            Err((block, reason)) => (
+                Claims::new(
+                    Default::default(),
+                    Err(ChainError::Unreadable { block, reason }),
+                ),
+                Vec::new(),
+            ),
         }
-    }
-}
-
-impl chain::Blocks for UnverifiedBiscuit {
-    fn count(&self) -> usize {
-        self.block_count()
-    }
-
-    fn source(&self, index: usize) -> Result<String, biscuit_auth::error::Token> {
-        self.print_block_source(index)
-    }
-
-    fn external_key(&self, index: usize) -> Option<PublicKey> {
-        self.external_public_keys()
-            .get(index)
-            .copied()
-            .flatten()
-            .and_then(|k| PublicKey::from_biscuit(k).ok())
-    }
-
-    fn may_mention_hop(&self, _index: usize) -> bool {
-        true
-    }
-}
-
-/// Reads blocks of a verified token, skipping the parse of unsigned blocks
-/// that cannot state a `hop` fact.
-struct VerifiedBlocks<'a> {
-    biscuit: &'a Biscuit,
-    external: Vec<Option<biscuit_auth::PublicKey>>,
-    /// Index of the first block outside third-party blocks whose symbol
-    /// table introduced `hop`. Unsigned blocks share one symbol table, so from that block on
-    /// a block may use the symbol without listing it.
-    hop_symbol_from: Option<usize>,
-}
-
-impl<'a> VerifiedBlocks<'a> {
-    fn new(biscuit: &'a Biscuit) -> VerifiedBlocks<'a> {
-        let external = biscuit.external_public_keys();
-        // The authority block shares the symbol table too: a principal named
-        // "hop" puts the symbol there, so the search starts at block 0.
-        let hop_symbol_from = (0..biscuit.block_count()).find(|&i| {
-            external.get(i).copied().flatten().is_none()
-                && biscuit
-                    .block_symbols(i)
-                    .map(|symbols| symbols.iter().any(|s| s == crate::vocab::HOP))
-                    // Unreadable symbols: parse everything from here on.
-                    .unwrap_or(true)
-        });
-        VerifiedBlocks {
-            biscuit,
-            external,
-            hop_symbol_from,
-        }
-    }
-}
-
-impl chain::Blocks for VerifiedBlocks<'_> {
-    fn count(&self) -> usize {
-        self.biscuit.block_count()
-    }
-
-    fn source(&self, index: usize) -> Result<String, biscuit_auth::error::Token> {
-        self.biscuit.print_block_source(index)
-    }
-
-    fn external_key(&self, index: usize) -> Option<PublicKey> {
-        self.external
-            .get(index)
-            .copied()
-            .flatten()
-            .and_then(|k| PublicKey::from_biscuit(k).ok())
-    }
-
-    fn may_mention_hop(&self, index: usize) -> bool {
-        self.hop_symbol_from.is_some_and(|from| index >= from)
     }
 }

@@ -11,15 +11,14 @@
 //! counts the facts of every block whatever their scope, and the fact limit
 //! for any predicate a rule can produce.
 //!
-//! The token's shape is parsed once per token id and cached (bounded); the
-//! estimate itself uses the request's real fact counts and costs a few
-//! multiplications per query.
+//! The token's shape is read once per token id and cached (bounded), with
+//! its claims; the estimate itself uses the request's real fact counts and
+//! costs a few multiplications per query.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use biscuit_auth::Biscuit;
-use mandate_core::{vocab, Request};
+use mandate_core::{vocab, BlockContents, Claims, Mandate, Request};
 
 /// Most fact visits one rule body or check query may cost (about 1.5 µs each
 /// when measured, so the budget bounds one query to well under the 50 ms
@@ -46,49 +45,34 @@ pub(crate) struct Shape {
 }
 
 impl Shape {
-    fn read(biscuit: &Biscuit) -> Result<Shape, String> {
-        let count = biscuit.block_count();
-        if count > MAX_BLOCKS {
+    fn read(blocks: &[BlockContents]) -> Result<Shape, String> {
+        if blocks.is_empty() {
+            return Err("the token's blocks cannot be read".into());
+        }
+        if blocks.len() > MAX_BLOCKS {
             return Err(format!(
-                "{count} blocks, more than the {MAX_BLOCKS} accepted"
+                "{} blocks, more than the {MAX_BLOCKS} accepted",
+                blocks.len()
             ));
         }
         let mut shape = Shape::default();
-        for index in 0..count {
-            let source = biscuit
-                .print_block_source(index)
-                .map_err(|e| format!("block {index} cannot be read: {e}"))?;
-            let block = biscuit_parser::parser::parse_block_source(&source)
-                .map_err(|_| format!("block {index} cannot be read back"))?;
-            let statements = block.facts.len() + block.rules.len() + block.checks.len();
-            if statements > MAX_STATEMENTS {
+        for (index, block) in blocks.iter().enumerate() {
+            if block.statements > MAX_STATEMENTS {
                 return Err(format!(
-                    "block {index} holds {statements} statements, more than the {MAX_STATEMENTS} accepted"
+                    "block {index} holds {} statements, more than the {MAX_STATEMENTS} accepted",
+                    block.statements
                 ));
             }
-            for (_, fact) in &block.facts {
-                *shape
-                    .counts
-                    .facts
-                    .entry(fact.predicate.name.clone())
-                    .or_default() += 1;
+            for name in block.fact_names() {
+                *shape.counts.facts.entry(name.to_string()).or_default() += 1;
             }
-            for (_, rule) in &block.rules {
-                shape.counts.heads.insert(rule.head.name.clone());
-            }
+            shape.counts.heads.extend(block.rule_heads.iter().cloned());
             // The authority block is the issuer's; only later blocks are vetted.
-            if index == 0 {
-                continue;
-            }
-            let names = |rule: &biscuit_parser::builder::Rule| -> Vec<String> {
-                rule.body.iter().map(|p| p.name.clone()).collect()
-            };
-            for (text, rule) in &block.rules {
-                shape.queries.push((index, text.to_string(), names(rule)));
-            }
-            for (text, check) in &block.checks {
-                for query in &check.queries {
-                    shape.queries.push((index, text.to_string(), names(query)));
+            if index > 0 {
+                for query in &block.queries {
+                    shape
+                        .queries
+                        .push((index, query.text.clone(), query.predicates.clone()));
                 }
             }
         }
@@ -142,41 +126,55 @@ impl Shape {
     }
 }
 
-/// Token shapes by token id (the last block's signature, which commits to
-/// every block). Bounded: cleared when full.
-#[derive(Debug, Default)]
-pub(crate) struct ShapeCache {
-    shapes: Mutex<HashMap<String, Arc<Result<Shape, String>>>>,
+/// What the verifier keeps per token: its claims and chain, and its shape.
+#[derive(Debug)]
+pub(crate) struct TokenInfo {
+    pub claims: Claims,
+    shape: Result<Shape, String>,
 }
 
-const CACHE_CAPACITY: usize = 10_000;
-
-impl ShapeCache {
+impl TokenInfo {
+    /// Checks the token's queries against the budget for `request`.
     pub(crate) fn vet(
         &self,
-        token_id: &str,
-        biscuit: &Biscuit,
         request: &Request,
         policy: &FactCounts,
         max_facts: u64,
     ) -> Result<(), String> {
-        let lock = || self.shapes.lock().unwrap_or_else(|e| e.into_inner());
-        let cached = lock().get(token_id).cloned();
-        let shape = match cached {
-            Some(shape) => shape,
-            None => {
-                let shape = Arc::new(Shape::read(biscuit));
-                let mut shapes = lock();
-                if shapes.len() >= CACHE_CAPACITY {
-                    shapes.clear();
-                }
-                shapes.insert(token_id.to_string(), Arc::clone(&shape));
-                shape
-            }
-        };
-        match shape.as_ref() {
+        match &self.shape {
             Ok(shape) => shape.check(request, policy, max_facts),
             Err(reason) => Err(reason.clone()),
         }
+    }
+}
+
+/// Token information by token id, so a token used for many calls is read
+/// once. The token id is the last block's signature, which commits to every
+/// block, and entries are only made for tokens whose signatures verified.
+/// Bounded: cleared when full.
+#[derive(Debug, Default)]
+pub(crate) struct TokenCache {
+    tokens: Mutex<HashMap<String, Arc<TokenInfo>>>,
+}
+
+const CACHE_CAPACITY: usize = 10_000;
+
+impl TokenCache {
+    pub(crate) fn get(&self, token_id: &str, mandate: &Mandate) -> Arc<TokenInfo> {
+        let lock = || self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(info) = lock().get(token_id) {
+            return Arc::clone(info);
+        }
+        let (claims, blocks) = mandate.read();
+        let info = Arc::new(TokenInfo {
+            claims,
+            shape: Shape::read(&blocks),
+        });
+        let mut tokens = lock();
+        if tokens.len() >= CACHE_CAPACITY {
+            tokens.clear();
+        }
+        tokens.insert(token_id.to_string(), Arc::clone(&info));
+        info
     }
 }

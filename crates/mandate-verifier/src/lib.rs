@@ -133,7 +133,7 @@ impl VerifierBuilder {
             replay: Arc::new(ReplayCache::new(self.replay_capacity)),
             revocation: self.revocation,
             max_facts: self.limits.max_facts,
-            shapes: Arc::default(),
+            tokens: Arc::default(),
         })
     }
 }
@@ -149,7 +149,7 @@ pub struct Verifier {
     replay: Arc<ReplayCache>,
     revocation: Option<Arc<dyn RevocationCheck>>,
     max_facts: u64,
-    shapes: Arc<complexity::ShapeCache>,
+    tokens: Arc<complexity::TokenCache>,
 }
 
 impl Verifier {
@@ -206,20 +206,21 @@ impl Verifier {
         mandate: &Mandate,
         request: &Request,
     ) -> Result<Decision, Error> {
-        let claims = mandate.claims();
+        let token_id = mandate.token_id_hex();
+        let info = self.tokens.get(&token_id, mandate);
+        let claims = &info.claims;
         if let Some(at) = claims.expires_at {
             if request.time > at {
                 return Err(Error::Expired { at });
             }
         }
-        let token_id = mandate.token_id_hex();
         let chain = match &claims.chain {
             Ok(chain) => chain,
             Err(broken) => {
                 let reason = Reason::ChainBroken {
                     message: broken.to_string(),
                 };
-                return Ok(Decision::new(&token_id, request, &claims, reason));
+                return Ok(Decision::new(&token_id, request, claims, reason));
             }
         };
         if let Some(revocation) = &self.revocation {
@@ -234,27 +235,21 @@ impl Verifier {
                 let reason = Reason::Revoked {
                     message: denial.to_string(),
                 };
-                return Ok(Decision::new(&token_id, request, &claims, reason));
+                return Ok(Decision::new(&token_id, request, claims, reason));
             }
         }
         if let Err(refused) = self.check_possession(chain, &token_id, request) {
             let reason = Reason::ProofOfPossession {
                 message: refused.to_string(),
             };
-            return Ok(Decision::new(&token_id, request, &claims, reason));
+            return Ok(Decision::new(&token_id, request, claims, reason));
         }
 
-        if let Err(message) = self.shapes.vet(
-            &token_id,
-            mandate.biscuit(),
-            request,
-            self.policy.counts(),
-            self.max_facts,
-        ) {
+        if let Err(message) = info.vet(request, self.policy.counts(), self.max_facts) {
             return Ok(Decision::new(
                 &token_id,
                 request,
-                &claims,
+                claims,
                 Reason::TooComplex { message },
             ));
         }
@@ -308,7 +303,7 @@ impl Verifier {
             },
             Err(other) => return Err(Error::Authorizer(other)),
         };
-        Ok(Decision::new(&token_id, request, &claims, reason))
+        Ok(Decision::new(&token_id, request, claims, reason))
     }
 
     /// A chain whose holder has a key needs that key's proof for this very
