@@ -306,6 +306,32 @@ impl Verifier {
         Ok(Decision::new(&token_id, request, claims, reason))
     }
 
+    /// Re-checks only the revocation state for a mandate that was allowed
+    /// earlier: a service calls this before committing the effects of a
+    /// long-running call, so a revocation that lands while the call is in
+    /// flight still stops it. Fails closed when the state is stale.
+    ///
+    /// # Errors
+    /// [`RevocationDenial`] when something the token depends on was revoked
+    /// since, or the state cannot be vouched for; `Ok` when this verifier
+    /// does not consult revocations.
+    pub fn revalidate(&self, mandate: &Mandate) -> Result<(), RevocationDenial> {
+        let Some(revocation) = &self.revocation else {
+            return Ok(());
+        };
+        let token_id = mandate.token_id_hex();
+        let info = self.tokens.get(&token_id, mandate);
+        let claims = &info.claims;
+        let agents = claims.chain.as_ref().map(|c| c.links.as_slice()).unwrap_or(&[]);
+        let ids = mandate.revocation_ids();
+        revocation.check(&RevocationSubject {
+            revocation_ids: &ids,
+            principal: &claims.principal,
+            task: &claims.task,
+            agents,
+        })
+    }
+
     /// A chain whose holder has a key needs that key's proof for this very
     /// request; a bearer chain needs none unless this verifier requires it.
     fn check_possession(
