@@ -78,27 +78,48 @@ pub fn revoke(args: &RevokeArgs) -> Result<Outcome> {
         bail!("give --registry URL --auth TOKEN, or --store DIR");
     };
     let auth_text = read_token_text(auth)?;
-    let proof = match &args.target.auth_key {
-        Some(path) => {
-            let key = SecretKey::read(path)?;
-            let token = read_token(auth)?;
+    let auth_key = args
+        .target
+        .auth_key
+        .as_deref()
+        .map(SecretKey::read)
+        .transpose()?;
+    // The token id is needed only to sign a proof; without --auth-key the
+    // registry alone judges the token (and says 401 if it is garbage).
+    let auth_id = match &auth_key {
+        Some(_) => read_token(auth)?.token_id_hex(),
+        None => String::new(),
+    };
+    // A fresh proof per attempt: the registry accepts each nonce once.
+    let proof = || {
+        auth_key.as_ref().map(|key| {
             let request = mandate_registry::write_request(SystemTime::now(), None)?;
-            Some(Proof::sign(&key, &token.token_id_hex(), &request, request.time).to_text())
-        }
-        None => None,
+            anyhow::Ok(Proof::sign(key, &auth_id, &request, request.time).to_text())
+        })
     };
     let client = RegistryClient::new(url)?;
-    let credentials = WriteAuth {
-        token: auth_text.trim(),
-        proof: proof.as_deref(),
-    };
     runtime()?.block_on(async {
-        let entry = if args.lift {
-            client.lift(credentials, kind, &value, &args.reason).await
-        } else {
-            client.revoke(credentials, kind, &value, &args.reason).await
-        }
-        .with_context(|| format!("writing to {url}"))?;
+        let mut attempt = 0;
+        let entry = loop {
+            attempt += 1;
+            let proof = proof().transpose()?;
+            let credentials = WriteAuth {
+                token: auth_text.trim(),
+                proof: proof.as_deref(),
+            };
+            let written = if args.lift {
+                client.lift(credentials, kind, &value, &args.reason).await
+            } else {
+                client.revoke(credentials, kind, &value, &args.reason).await
+            };
+            match written {
+                // 503: the registry could not judge the write now; retry.
+                Err(mandate_registry::Error::Api { status: 503, .. }) if attempt < 3 => {
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                other => break other.with_context(|| format!("writing to {url}"))?,
+            }
+        };
         println!("{} (seq {})", describe(&entry), entry.seq);
         // Report how many connected verifiers applied it, waiting briefly.
         let deadline = Instant::now() + Duration::from_secs(2);

@@ -24,6 +24,27 @@ pub struct Link {
     pub key: Option<PublicKey>,
     /// The block that named this agent (0: the authority block).
     pub block: usize,
+    /// `key` as `ed25519/<hex>` (empty for none), formatted once: revocation
+    /// checks compare it on every call.
+    key_text: String,
+}
+
+impl Link {
+    /// A link naming `name` with `key`, stated in block `block`.
+    pub fn new(name: String, key: Option<PublicKey>, block: usize) -> Link {
+        let key_text = key.map(|k| k.to_string()).unwrap_or_default();
+        Link {
+            name,
+            key,
+            block,
+            key_text,
+        }
+    }
+
+    /// The key as `ed25519/<hex>`, or `""` for a bearer first agent.
+    pub fn key_text(&self) -> &str {
+        &self.key_text
+    }
 }
 
 /// Who wrote a block, as far as signatures prove it.
@@ -159,11 +180,7 @@ fn rebuild(blocks: &[BlockContents], claims: &AuthorityClaims) -> Result<Chain, 
             }
         }
     };
-    let mut links = vec![Link {
-        name,
-        key,
-        block: 0,
-    }];
+    let mut links = vec![Link::new(name, key, 0)];
     let mut authors = vec![Author::Issuer];
     for (index, block) in blocks.iter().enumerate().skip(1) {
         let holder = links[links.len() - 1].clone();
@@ -195,11 +212,7 @@ fn rebuild(blocks: &[BlockContents], claims: &AuthorityClaims) -> Result<Chain, 
                     [(name, key)] => {
                         let key = key.parse::<PublicKey>().map_err(|e| e.to_string());
                         match key {
-                            Ok(key) => links.push(Link {
-                                name: name.clone(),
-                                key: Some(key),
-                                block: index,
-                            }),
+                            Ok(key) => links.push(Link::new(name.clone(), Some(key), index)),
                             Err(reason) => {
                                 return Err(ChainError::MalformedHop {
                                     block: index,

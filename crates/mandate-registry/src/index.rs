@@ -182,7 +182,8 @@ pub enum Denied {
     },
 }
 
-fn describe_stale(since: Option<Duration>, bound: Duration) -> String {
+/// Why a stale index is stale, without the "revocation state stale" prefix.
+pub fn describe_stale(since: Option<Duration>, bound: Duration) -> String {
     match since {
         Some(since) => format!("last confirmed {since:?} ago, bound {bound:?}"),
         None => "never synced".to_owned(),

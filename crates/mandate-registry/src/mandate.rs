@@ -27,18 +27,12 @@ pub const WRITE_RESOURCE: &str = "/revocations";
 
 impl RevocationCheck for SharedIndex {
     fn check(&self, subject: &RevocationSubject<'_>) -> Result<(), RevocationDenial> {
-        let keys: Vec<String> = subject
-            .agents
-            .iter()
-            .map(|link| link.key.map(|k| k.to_string()).unwrap_or_default())
-            .collect();
         let agents: Vec<AgentRef<'_>> = subject
             .agents
             .iter()
-            .zip(&keys)
-            .map(|(link, key)| AgentRef {
+            .map(|link| AgentRef {
                 name: &link.name,
-                public_key: key,
+                public_key: link.key_text(),
             })
             .collect();
         let subject = Subject {
@@ -59,8 +53,8 @@ impl RevocationCheck for SharedIndex {
                 seq,
                 reason,
             },
-            stale => RevocationDenial::Stale {
-                detail: stale.to_string(),
+            Denied::Stale { since, bound } => RevocationDenial::Stale {
+                detail: crate::index::describe_stale(since, bound),
             },
         })
     }
@@ -108,6 +102,11 @@ impl WriteAuthorizer for MandateWriteAuthorizer {
             .authorize(bearer, &request)
             .map_err(|e| WriteDenied::Unauthenticated(e.to_string()))?;
         if !decision.allowed {
+            // A run limit says nothing about the caller's rights: the write
+            // may succeed when the machine is less busy.
+            if matches!(decision.reason, mandate_verifier::Reason::RunLimit { .. }) {
+                return Err(WriteDenied::Unavailable(decision.reason.to_string()));
+            }
             return Err(WriteDenied::Forbidden(decision.reason.to_string()));
         }
         Ok(format!(

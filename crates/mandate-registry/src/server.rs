@@ -114,6 +114,10 @@ pub enum WriteDenied {
     /// The token is valid but does not allow writing revocations (HTTP 403).
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// The write could not be judged now (an evaluation limit under load);
+    /// the client should retry (HTTP 503).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Shared state of the registry server. Cheap to clone.
@@ -424,6 +428,9 @@ impl From<WriteDenied> for ApiError {
             }
             WriteDenied::Forbidden(message) => {
                 Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+            }
+            WriteDenied::Unavailable(message) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
         }
     }

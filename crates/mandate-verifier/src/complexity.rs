@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use mandate_core::{vocab, BlockContents, Claims, Mandate, Request};
 
 /// Most fact visits one rule body or check query may cost (about 1.5 µs each
-/// when measured, so the budget bounds one query to well under the 50 ms
+/// when measured, so the budget bounds one query to well under the 250 ms
 /// default time limit).
 pub const STEP_BUDGET: u64 = 20_000;
 /// Most blocks a token may have.

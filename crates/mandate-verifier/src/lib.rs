@@ -322,7 +322,11 @@ impl Verifier {
         let token_id = mandate.token_id_hex();
         let info = self.tokens.get(&token_id, mandate);
         let claims = &info.claims;
-        let agents = claims.chain.as_ref().map(|c| c.links.as_slice()).unwrap_or(&[]);
+        let agents = claims
+            .chain
+            .as_ref()
+            .map(|c| c.links.as_slice())
+            .unwrap_or(&[]);
         let ids = mandate.revocation_ids();
         revocation.check(&RevocationSubject {
             revocation_ids: &ids,

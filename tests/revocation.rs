@@ -1,0 +1,1507 @@
+//! Black-box tests of revocation (issue 4): the "Done when" flow through a
+//! registry and a subscribed verifier, the single-process deployment, the
+//! reliability of item 7 (kill -9 mid-stream, reconnect, fail-closed
+//! staleness), and the HTTP contract of the authorization API.
+//!
+//! Everything runs the real `mandate` binary and talks real HTTP on
+//! `127.0.0.1:0`. Every child process lives in a [`Server`] guard that kills
+//! it on drop, so a failing test leaks nothing. Every wait polls in
+//! [`STEP`]s under a [`TIMEOUT`]; nothing sleeps a fixed long time. Every
+//! assertion names the status or exit code *and* the reason text.
+//!
+//! Measured delays are printed on stderr (`-- --nocapture` shows them).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // reason: a test fails loudly.
+
+use std::fs::File;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mandate");
+/// Poll interval of every bounded wait.
+const STEP: Duration = Duration::from_millis(20);
+/// Upper bound of every wait.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// The registries' heartbeat interval in these tests.
+const HEARTBEAT: &str = "200ms";
+/// The subscribed verifiers' staleness bound in these tests.
+const STALENESS: &str = "1s";
+const STALENESS_BOUND: Duration = Duration::from_secs(1);
+
+const SERVICE: &str = "analytics";
+const RESOURCE: &str = "/datasets/q3/sales";
+
+// ---------------------------------------------------------------------------
+// Running the binary
+// ---------------------------------------------------------------------------
+
+/// What one run of `mandate` produced.
+#[derive(Debug)]
+struct Run {
+    cmd: String,
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Asserts exit 0 and returns stdout.
+    #[track_caller]
+    fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "expected success\n{self}");
+        &self.stdout
+    }
+
+    /// Asserts exit `code` and that stdout or stderr contains `needle`.
+    #[track_caller]
+    fn fails(&self, code: i32, needle: &str) {
+        assert_eq!(self.code, code, "expected exit {code}\n{self}");
+        assert!(
+            self.stdout.contains(needle) || self.stderr.contains(needle),
+            "output should contain {needle:?}\n{self}"
+        );
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "$ {}\nexit {}\n--- stdout\n{}--- stderr\n{}",
+            self.cmd, self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+fn mandate<S: AsRef<str>>(args: &[S]) -> Run {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    let output = Command::new(BIN)
+        .args(&args)
+        .env_remove("MANDATE_LOG")
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run mandate");
+    let run = Run {
+        cmd: format!("mandate {}", shorten(&args.join(" "))),
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert!(!run.stderr.contains("panicked"), "mandate panicked\n{run}");
+    run
+}
+
+/// Tokens make command lines long; keep failure messages readable.
+fn shorten(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            if word.chars().count() > 80 {
+                format!("{}…", word.chars().take(40).collect::<String>())
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The seq in a `revoked KIND VALUE (seq N)` line that starts with `prefix`.
+fn seq_of(stdout: &str, prefix: &str) -> Option<u64> {
+    stdout.lines().find_map(|line| {
+        let rest = line.strip_prefix(prefix)?.strip_prefix(" (seq ")?;
+        rest.split(')').next()?.parse().ok()
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Long-running processes
+// ---------------------------------------------------------------------------
+
+/// A `mandate` server process, killed (SIGKILL) and reaped on drop.
+struct Server {
+    name: String,
+    child: Child,
+    /// `http://127.0.0.1:PORT`, from the announcement on stdout.
+    url: String,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Spawns `mandate ARGS` and waits (bounded) for its `... on http://ADDR`
+    /// line. `Err` with its stderr when it exits without announcing.
+    fn start(name: &str, args: &[String], log: PathBuf) -> Result<Server, String> {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env_remove("MANDATE_LOG")
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::create(&log).expect("create log"))
+            .spawn()
+            .expect("spawn mandate");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        // Drains stdout for the child's whole life; ends when the child does.
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            name: name.to_owned(),
+            child,
+            url: String::new(),
+            log,
+        };
+        match rx.recv_timeout(TIMEOUT) {
+            Ok(line) => {
+                let start = line
+                    .find("http://")
+                    .unwrap_or_else(|| panic!("{name}: no URL in {line:?}"));
+                server.url = line[start..]
+                    .split([',', ' '])
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                Ok(server)
+            }
+            Err(_) => {
+                server.kill();
+                Err(format!(
+                    "{name} did not announce its address; stderr:\n{}",
+                    server.stderr()
+                ))
+            }
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, like `kill -9`, then reap.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits (bounded) for a clean exit.
+    fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let (status, _) = poll(&format!("{} to exit after SIGTERM", self.name), || {
+            self.child.try_wait().expect("try_wait")
+        });
+        assert!(
+            status.success(),
+            "{} should exit 0 after SIGTERM, got {status}; stderr:\n{}",
+            self.name,
+            self.stderr()
+        );
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Calls `f` every [`STEP`] until it returns `Some`, at most [`TIMEOUT`].
+/// Returns the value and how long it took.
+#[track_caller]
+fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> (T, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = f() {
+            return (value, start.elapsed());
+        }
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "timed out after {TIMEOUT:?} waiting for {what}"
+        );
+        thread::sleep(STEP);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// HTTP
+// ---------------------------------------------------------------------------
+
+/// An HTTP answer whose body is JSON.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    body: Value,
+}
+
+impl Reply {
+    fn reason(&self) -> &str {
+        self.body["reason"].as_str().unwrap_or_default()
+    }
+
+    fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+
+    fn error_message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or_default()
+    }
+
+    #[track_caller]
+    fn assert_allowed(&self) {
+        assert_eq!(self.status, 200, "expected allow: {}", self.body);
+        assert_eq!(self.body["decision"], "allow", "{}", self.body);
+        assert!(self.reason().starts_with("allowed by"), "{}", self.body);
+    }
+
+    /// Asserts 403 deny whose reason contains `needle`.
+    #[track_caller]
+    fn assert_denied(&self, needle: &str) {
+        assert_eq!(self.status, 403, "expected deny: {}", self.body);
+        assert_eq!(self.body["decision"], "deny", "{}", self.body);
+        assert!(
+            self.reason().contains(needle),
+            "reason should contain {needle:?}: {}",
+            self.body
+        );
+    }
+
+    /// Asserts the one error shape with `status` and `code`.
+    #[track_caller]
+    fn assert_error(&self, status: u16, code: &str, needle: &str) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(self.error_code(), code, "{}", self.body);
+        assert!(
+            self.error_message().contains(needle),
+            "message should contain {needle:?}: {}",
+            self.body
+        );
+    }
+}
+
+/// The `Content-Type` of a JSON body.
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+fn http(method: &str, url: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Reply {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build();
+    let mut request = agent.request(method, url);
+    for (name, value) in headers {
+        request = request.set(name, value);
+    }
+    let result = match body {
+        Some(body) => request.send_string(body),
+        None => request.call(),
+    };
+    let response = match result {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let status = response.status();
+    let text = response.into_string().expect("read body");
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{method} {url} → {status}: body is not JSON ({e}): {text:?}"));
+    Reply { status, body }
+}
+
+/// `POST` to `url` over a plain socket, for bodies the server refuses
+/// before reading them whole: it answers and closes while the client is
+/// still writing, which an HTTP client reports as a broken pipe instead of
+/// the answer. Here write errors are ignored and the answer is read anyway.
+fn post_raw(url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (addr, path) = rest.split_at(rest.find('/').expect("a path"));
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut head = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let _refused_midway = stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body.as_bytes()));
+    let mut response = Vec::new();
+    // A reset after the answer ends the read with an error; what came before counts.
+    let _reset = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response);
+    let (head, text) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP answer: {response:?}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {head:?}"));
+    let body = serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("POST {url} → {status}: body is not JSON ({e}): {text:?}"));
+    Reply { status, body }
+}
+
+fn post(base: &str, body: &str) -> Reply {
+    http("POST", &format!("{base}/v1/authorize"), Some(body), &[JSON])
+}
+
+// ---------------------------------------------------------------------------
+// Keys, tokens and servers
+// ---------------------------------------------------------------------------
+
+/// Who holds a token: its acting agent's key when it has one (else bearer).
+#[derive(Debug, Clone)]
+struct Holder {
+    token: String,
+    key: Option<PathBuf>,
+}
+
+impl Holder {
+    /// The body of `POST /v1/authorize` for `operation` on `resource`, with a
+    /// fresh proof of possession when the token is keyed.
+    fn body(&self, operation: &str, resource: &str) -> String {
+        let mut body = json!({
+            "token": self.token,
+            "service": SERVICE,
+            "operation": operation,
+            "resource": resource,
+        });
+        if let Some(key) = &self.key {
+            let proof = mandate(&[
+                "pop",
+                "--key",
+                key.to_str().unwrap(),
+                "--token",
+                &self.token,
+                "--service",
+                SERVICE,
+                "--operation",
+                operation,
+                "--resource",
+                resource,
+            ]);
+            body["pop"] = json!(proof.ok().trim());
+        }
+        body.to_string()
+    }
+
+    /// Reads [`RESOURCE`] through the authorization API at `base`.
+    fn read(&self, base: &str) -> Reply {
+        post(base, &self.body("read", RESOURCE))
+    }
+}
+
+/// A temporary folder with a root key and the operator's write mandate.
+struct Fixture {
+    dir: TempDir,
+    /// `--root-pub` argument.
+    root_pub: String,
+    /// A bearer mandate granting `registry:revoke`, for `--auth`.
+    ops: String,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("root");
+        mandate(&["keygen", "--out", root.to_str().unwrap()]).ok();
+        let mut fixture = Fixture {
+            root_pub: dir.path().join("root.pub").to_str().unwrap().to_owned(),
+            dir,
+            ops: String::new(),
+        };
+        fixture.ops = fixture.issue(&[
+            "--principal",
+            "ops",
+            "--agent",
+            "operator",
+            "--right",
+            "registry:revoke",
+        ]);
+        fixture
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn path_str(&self, name: &str) -> String {
+        self.path(name).to_str().unwrap().to_owned()
+    }
+
+    /// A key pair: the private key's path and the public key string.
+    fn keygen(&self, name: &str) -> (PathBuf, String) {
+        let key = self.path(name);
+        mandate(&["keygen", "--out", key.to_str().unwrap()]).ok();
+        let public = std::fs::read_to_string(self.path(&format!("{name}.pub"))).unwrap();
+        (key, public.trim().to_owned())
+    }
+
+    /// `mandate issue ARGS` under the root key, valid 10 minutes.
+    fn issue(&self, args: &[&str]) -> String {
+        let root = self.path_str("root");
+        let mut all = vec!["issue", "--root-key", &root];
+        all.extend_from_slice(args);
+        if !args.contains(&"--ttl") {
+            all.extend_from_slice(&["--ttl", "10m"]);
+        }
+        mandate(&all).ok().trim().to_owned()
+    }
+
+    /// A bearer token reading `analytics` for `principal` in `task`.
+    fn bearer(&self, principal: &str, task: &str) -> Holder {
+        let token = self.issue(&[
+            "--principal",
+            principal,
+            "--agent",
+            "reporter",
+            "--task",
+            task,
+            "--right",
+            "analytics:read",
+        ]);
+        Holder { token, key: None }
+    }
+
+    /// Scenario 2's first hop: a parent held by `orchestrator` (keyed) for
+    /// `principal` in `task`, and a child delegated with a signed hop to
+    /// `child_agent`, narrowed to reading `/datasets/q3`.
+    fn delegated(
+        &self,
+        principal: &str,
+        task: &str,
+        orchestrator: &str,
+        child_agent: &str,
+    ) -> (Holder, Holder) {
+        let (orch_key, orch_pub) = self.keygen(&format!("{principal}-{task}-{orchestrator}"));
+        let (child_key, child_pub) = self.keygen(&format!("{principal}-{task}-{child_agent}"));
+        let parent = self.issue(&[
+            "--principal",
+            principal,
+            "--agent",
+            orchestrator,
+            "--agent-key",
+            &orch_pub,
+            "--task",
+            task,
+            "--right",
+            "analytics:read",
+            "--right",
+            "analytics:write",
+        ]);
+        let child = mandate(&[
+            "delegate",
+            "--token",
+            &parent,
+            "--signer-key",
+            orch_key.to_str().unwrap(),
+            "--to",
+            child_agent,
+            "--to-key",
+            &child_pub,
+            "--operation",
+            "read",
+            "--resource-prefix",
+            "/datasets/q3",
+        ])
+        .ok()
+        .trim()
+        .to_owned();
+        (
+            Holder {
+                token: parent,
+                key: Some(orch_key),
+            },
+            Holder {
+                token: child,
+                key: Some(child_key),
+            },
+        )
+    }
+
+    /// `mandate registry serve --store STORE --listen LISTEN`.
+    fn try_registry(&self, store: &str, listen: &str) -> Result<Server, String> {
+        let args = [
+            "registry",
+            "serve",
+            "--store",
+            &self.path_str(store),
+            "--listen",
+            listen,
+            "--heartbeat",
+            HEARTBEAT,
+            "--root-pub",
+            &self.root_pub,
+        ];
+        let log = self.path(&format!("registry-{}.log", unique()));
+        Server::start("registry", &strings(&args), log)
+    }
+
+    fn registry(&self, store: &str) -> Server {
+        self.try_registry(store, "127.0.0.1:0").unwrap()
+    }
+
+    /// `mandate serve --registry URL`: a verifier subscribed to a registry.
+    fn sidecar(&self, registry: &str) -> Server {
+        let args = [
+            "serve",
+            "--registry",
+            registry,
+            "--listen",
+            "127.0.0.1:0",
+            "--staleness",
+            STALENESS,
+            "--root-pub",
+            &self.root_pub,
+        ];
+        let log = self.path(&format!("sidecar-{}.log", unique()));
+        Server::start("sidecar", &strings(&args), log).unwrap()
+    }
+
+    /// `mandate serve --store STORE`: verifier and registry in one process.
+    fn single(&self, store: &str) -> Server {
+        let args = [
+            "serve",
+            "--store",
+            &self.path_str(store),
+            "--listen",
+            "127.0.0.1:0",
+            "--heartbeat",
+            HEARTBEAT,
+            "--root-pub",
+            &self.root_pub,
+        ];
+        let log = self.path(&format!("single-{}.log", unique()));
+        Server::start("serve --store", &strings(&args), log).unwrap()
+    }
+
+    /// `mandate revoke TARGET --registry URL --auth OPS`.
+    fn revoke(&self, registry: &str, target: &[&str]) -> Run {
+        let mut args = vec!["revoke"];
+        args.extend_from_slice(target);
+        args.extend_from_slice(&["--registry", registry, "--auth", &self.ops]);
+        mandate(&args)
+    }
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn unique() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Waits until the sidecar at `base` has synced (it denies as stale until
+/// its first heartbeat) and allows `holder`.
+fn wait_allowed(base: &str, holder: &Holder) -> Duration {
+    let ((), waited) = poll("the verifier to allow", || {
+        (holder.read(base).status == 200).then_some(())
+    });
+    holder.read(base).assert_allowed();
+    waited
+}
+
+/// Revokes through the registry with the CLI, asserts the acknowledgement
+/// (`revoked KIND VALUE (seq N)`, applied by the one subscribed verifier),
+/// then sends the very next request (its proof made beforehand) and returns
+/// it with the delay from starting `revoke` to that answer.
+fn revoke_then_read(
+    fixture: &Fixture,
+    registry: &str,
+    target: &[&str],
+    expect: &str,
+    verifier: &str,
+    holder: &Holder,
+) -> (Reply, Duration) {
+    let body = holder.body("read", RESOURCE);
+    let start = Instant::now();
+    let run = fixture.revoke(registry, target);
+    let revoked_in = start.elapsed();
+    let out = run.ok();
+    assert!(
+        seq_of(out, expect).is_some(),
+        "expected {expect:?} (seq N)\n{run}"
+    );
+    assert!(
+        out.contains("applied by 1 of 1 connected verifiers"),
+        "the subscribed verifier should have applied it\n{run}"
+    );
+    let reply = post(verifier, &body);
+    let delay = start.elapsed();
+    eprintln!(
+        "measured: `revoke {}` took {revoked_in:?}; revoke start → next decision {delay:?}",
+        shorten(&target.join(" "))
+    );
+    (reply, delay)
+}
+
+/// Upper bound on revoke start → denial in the Done-when tests: the CLI
+/// waits for the verifier's acknowledgement, so this is generous.
+const PROPAGATION_BOUND: Duration = Duration::from_secs(2);
+
+// ---------------------------------------------------------------------------
+// 1. Done when: registry + subscribed verifier, each kind of revocation
+// ---------------------------------------------------------------------------
+
+#[test]
+fn revoking_the_principal_denies_the_very_next_call_and_lifting_restores_it() {
+    let fx = Fixture::new();
+    let registry = fx.registry("store");
+    let verifier = fx.sidecar(&registry.url);
+    let (parent, child) = fx.delegated("bob", "q3-report", "orchestrator", "analytics");
+    let other = fx.bearer("carol", "carol-task");
+
+    let synced = wait_allowed(&verifier.url, &child);
+    eprintln!("measured: subscribed verifier first allowed after {synced:?}");
+    parent.read(&verifier.url).assert_allowed();
+
+    let (reply, delay) = revoke_then_read(
+        &fx,
+        &registry.url,
+        &["--principal", "bob", "--reason", "kill switch"],
+        "revoked principal bob",
+        &verifier.url,
+        &child,
+    );
+    reply.assert_denied("revoked: principal bob (revocation #1: kill switch)");
+    assert_eq!(reply.body["principal"], "bob", "{}", reply.body);
+    assert_eq!(
+        reply.body["chain"],
+        json!(["orchestrator", "analytics"]),
+        "{}",
+        reply.body
+    );
+    assert!(delay < PROPAGATION_BOUND, "revocation took {delay:?}");
+    parent
+        .read(&verifier.url)
+        .assert_denied("revoked: principal bob (revocation #1: kill switch)");
+    other.read(&verifier.url).assert_allowed();
+
+    let (reply, delay) = revoke_then_read(
+        &fx,
+        &registry.url,
+        &["--principal", "bob", "--lift", "--reason", "all clear"],
+        "lifted principal bob",
+        &verifier.url,
+        &child,
+    );
+    reply.assert_allowed();
+    assert!(delay < PROPAGATION_BOUND, "lift took {delay:?}");
+    parent.read(&verifier.url).assert_allowed();
+}
+
+#[test]
+fn revoking_the_task_denies_every_token_of_the_task_and_only_those() {
+    let fx = Fixture::new();
+    let registry = fx.registry("store");
+    let verifier = fx.sidecar(&registry.url);
+    let (parent, child) = fx.delegated("bob", "q3-report", "orchestrator", "analytics");
+    let same_principal_other_task = fx.bearer("bob", "q4-report");
+    wait_allowed(&verifier.url, &child);
+
+    let (reply, delay) = revoke_then_read(
+        &fx,
+        &registry.url,
+        &["--task", "q3-report", "--reason", "task cancelled"],
+        "revoked task q3-report",
+        &verifier.url,
+        &child,
+    );
+    reply.assert_denied("revoked: task q3-report (revocation #1: task cancelled)");
+    assert!(delay < PROPAGATION_BOUND, "revocation took {delay:?}");
+    parent
+        .read(&verifier.url)
+        .assert_denied("revoked: task q3-report");
+    same_principal_other_task
+        .read(&verifier.url)
+        .assert_allowed();
+
+    // A task revocation is permanent.
+    let run = fx.revoke(&registry.url, &["--task", "q3-report", "--lift"]);
+    assert_eq!(run.code, 2, "lifting a task must be refused\n{run}");
+    assert!(run.stderr.starts_with("error: "), "{run}");
+    assert!(run.stderr.contains("task"), "{run}");
+    child
+        .read(&verifier.url)
+        .assert_denied("revoked: task q3-report");
+}
+
+#[test]
+fn revoking_an_agent_by_name_or_by_key_denies_chains_that_contain_it() {
+    let fx = Fixture::new();
+    let registry = fx.registry("store");
+    let verifier = fx.sidecar(&registry.url);
+    // Two trees whose first agents share a name but not a key.
+    let (parent_a, child_a) = fx.delegated("bob", "task-a", "orchestrator", "analytics");
+    let (parent_b, child_b) = fx.delegated("bob", "task-b", "orchestrator", "charting");
+    wait_allowed(&verifier.url, &child_a);
+    for holder in [&parent_a, &parent_b, &child_b] {
+        holder.read(&verifier.url).assert_allowed();
+    }
+
+    // By name: the child's agent. The parent's chain does not contain it.
+    let (reply, delay) = revoke_then_read(
+        &fx,
+        &registry.url,
+        &["--agent", "analytics", "--reason", "compromised"],
+        "revoked agent analytics",
+        &verifier.url,
+        &child_a,
+    );
+    reply.assert_denied("revoked: agent analytics (revocation #1: compromised)");
+    assert!(delay < PROPAGATION_BOUND, "revocation took {delay:?}");
+    parent_a.read(&verifier.url).assert_allowed();
+    child_b.read(&verifier.url).assert_allowed();
+
+    // By key: tree b's orchestrator, which holds parent b and signed child b's hop.
+    let orch_b_pub = std::fs::read_to_string(fx.path("bob-task-b-orchestrator.pub")).unwrap();
+    let orch_b_pub = orch_b_pub.trim();
+    let (reply, delay) = revoke_then_read(
+        &fx,
+        &registry.url,
+        &["--agent", orch_b_pub, "--reason", "key leaked"],
+        &format!("revoked agent {orch_b_pub}"),
+        &verifier.url,
+        &child_b,
+    );
+    reply.assert_denied(&format!(
+        "revoked: agent {orch_b_pub} (revocation #2: key leaked)"
+    ));
+    assert!(delay < PROPAGATION_BOUND, "revocation took {delay:?}");
+    parent_b
+        .read(&verifier.url)
+        .assert_denied(&format!("revoked: agent {orch_b_pub}"));
+    // Same name, other key: untouched.
+    parent_a.read(&verifier.url).assert_allowed();
+
+    // Lifting the name restores child a.
+    let (reply, _) = revoke_then_read(
+        &fx,
+        &registry.url,
+        &["--agent", "analytics", "--lift"],
+        "lifted agent analytics",
+        &verifier.url,
+        &child_a,
+    );
+    reply.assert_allowed();
+}
+
+#[test]
+fn revoking_a_token_id_kills_the_child_and_keeps_the_parent_and_root_kills_the_tree() {
+    let fx = Fixture::new();
+    let registry = fx.registry("store");
+    let verifier = fx.sidecar(&registry.url);
+    let (parent, child) = fx.delegated("bob", "q3-report", "orchestrator", "analytics");
+    let (parent2, child2) = fx.delegated("bob", "q3-other", "orchestrator", "analytics");
+    wait_allowed(&verifier.url, &child);
+    let parent_id = parent.read(&verifier.url).body["token_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let child_id = child.read(&verifier.url).body["token_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(parent_id, child_id);
+
+    // `--token CHILD`: the child's own (last block) id.
+    let (reply, delay) = revoke_then_read(
+        &fx,
+        &registry.url,
+        &["--token", &child.token, "--reason", "leaked"],
+        &format!("revoked token_id {child_id}"),
+        &verifier.url,
+        &child,
+    );
+    reply.assert_denied(&format!(
+        "revoked: token_id {child_id} (revocation #1: leaked)"
+    ));
+    assert!(delay < PROPAGATION_BOUND, "revocation took {delay:?}");
+    parent.read(&verifier.url).assert_allowed();
+
+    // `--token PARENT --root`: the authority block id, so the whole tree.
+    let (reply, delay) = revoke_then_read(
+        &fx,
+        &registry.url,
+        &["--token", &parent.token, "--root", "--reason", "tree"],
+        &format!("revoked token_id {parent_id}"),
+        &verifier.url,
+        &parent,
+    );
+    reply.assert_denied(&format!(
+        "revoked: token_id {parent_id} (revocation #2: tree)"
+    ));
+    assert!(delay < PROPAGATION_BOUND, "revocation took {delay:?}");
+    child.read(&verifier.url).assert_denied("revoked: token_id");
+
+    // The other tree of the same principal and agents is untouched, and
+    // `--id HEX` works like `--token`.
+    parent2.read(&verifier.url).assert_allowed();
+    let child2_id = child2.read(&verifier.url).body["token_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (reply, _) = revoke_then_read(
+        &fx,
+        &registry.url,
+        &["--id", &child2_id],
+        &format!("revoked token_id {child2_id}"),
+        &verifier.url,
+        &child2,
+    );
+    reply.assert_denied(&format!("revoked: token_id {child2_id} (revocation #3)"));
+    parent2.read(&verifier.url).assert_allowed();
+}
+
+// ---------------------------------------------------------------------------
+// 2. One process: `mandate serve --store`
+// ---------------------------------------------------------------------------
+
+#[test]
+fn single_process_serve_store_revokes_and_the_store_keeps_it_after_shutdown() {
+    let fx = Fixture::new();
+    let mut server = fx.single("store");
+    let report = fx.bearer("alice", "expenses-1");
+    let untouched = fx.bearer("alice", "expenses-2");
+    wait_allowed(&server.url, &report);
+
+    // Writes need a mandate granting registry:revoke.
+    let run = mandate(&[
+        "revoke",
+        "--task",
+        "expenses-1",
+        "--registry",
+        &server.url,
+        "--auth",
+        &report.token,
+    ]);
+    run.fails(2, "403 forbidden");
+    let run = mandate(&[
+        "revoke",
+        "--task",
+        "expenses-1",
+        "--registry",
+        &server.url,
+        "--auth",
+        "garbage",
+    ]);
+    run.fails(2, "401 unauthenticated");
+    report.read(&server.url).assert_allowed();
+
+    // The store is the server's while it runs.
+    let run = mandate(&["revoke", "--task", "x", "--store", &fx.path_str("store")]);
+    run.fails(2, "pass --registry instead");
+
+    let body = report.body("read", RESOURCE);
+    let start = Instant::now();
+    let run = fx.revoke(
+        &server.url,
+        &["--task", "expenses-1", "--reason", "report filed"],
+    );
+    assert_eq!(
+        seq_of(run.ok(), "revoked task expenses-1"),
+        Some(1),
+        "{run}"
+    );
+    let reply = post(&server.url, &body);
+    eprintln!(
+        "measured: serve --store, revoke start → next decision {:?}",
+        start.elapsed()
+    );
+    reply.assert_denied("revoked: task expenses-1 (revocation #1: report filed)");
+    untouched.read(&server.url).assert_allowed();
+
+    server.terminate();
+
+    // Offline: the store has it.
+    let store = fx.path_str("store");
+    let authorize = |holder: &Holder| {
+        mandate(&[
+            "authorize",
+            "--store",
+            &store,
+            "--root-pub",
+            &fx.root_pub,
+            "--token",
+            &holder.token,
+            "--service",
+            SERVICE,
+            "--operation",
+            "read",
+            "--resource",
+            RESOURCE,
+        ])
+    };
+    let run = authorize(&report);
+    run.fails(1, "revoked: task expenses-1 (revocation #1: report filed)");
+    assert!(run.stdout.starts_with("DENY"), "{run}");
+    let run = authorize(&untouched);
+    assert!(run.ok().starts_with("ALLOW"), "{run}");
+
+    let run = mandate(&["revoke", "--principal", "mallory", "--store", &store]);
+    assert_eq!(
+        seq_of(run.ok(), "revoked principal mallory"),
+        Some(2),
+        "{run}"
+    );
+
+    let run = mandate(&["revocations", "list", "--store", &store, "--json"]);
+    let entries: Value = serde_json::from_str(run.ok()).expect("JSON list");
+    let entries = entries.as_array().expect("an array");
+    assert_eq!(entries.len(), 2, "{run}");
+    let first = &entries[0];
+    assert_eq!(first["seq"], 1, "{run}");
+    assert_eq!(first["kind"], "task", "{run}");
+    assert_eq!(first["value"], "expenses-1", "{run}");
+    assert_eq!(first["reason"], "report filed", "{run}");
+    assert_eq!(first["revoked_by"], "ops via operator", "{run}");
+    assert_eq!(first["lifted"], false, "{run}");
+    assert!(
+        first["at"].as_str().is_some_and(|at| at.ends_with('Z')),
+        "{run}"
+    );
+    let second = &entries[1];
+    assert_eq!(second["seq"], 2, "{run}");
+    assert_eq!(second["kind"], "principal", "{run}");
+    assert_eq!(second["value"], "mallory", "{run}");
+    assert!(
+        second["revoked_by"]
+            .as_str()
+            .is_some_and(|by| by.starts_with("local operator")),
+        "{run}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 3. Reliability (item 7)
+// ---------------------------------------------------------------------------
+
+/// Tells a background thread to stop, also when the test fails first.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Restarts the registry on exactly `port`, retrying while the port is not
+/// yet free.
+fn restart_registry(fx: &Fixture, store: &str, port: u16) -> Server {
+    let listen = format!("127.0.0.1:{port}");
+    let mut refused = 0;
+    let (server, waited) = poll("the registry to bind its old port again", || {
+        let started = fx.try_registry(store, &listen).ok();
+        refused += usize::from(started.is_none());
+        started
+    });
+    eprintln!(
+        "measured: registry restarted on 127.0.0.1:{port} in {waited:?} \
+         ({refused} attempts refused first)"
+    );
+    server
+}
+
+#[test]
+fn kill_9_mid_stream_loses_no_acknowledged_revocation_and_verifiers_fail_closed_then_recover() {
+    let fx = Fixture::new();
+    let mut registry = fx.registry("store");
+    let port = registry.port();
+    let verifier = fx.sidecar(&registry.url);
+    let unrevoked = fx.bearer("bob", "unrevoked");
+    let burst_victim = fx.bearer("bob", "burst-1");
+    let offline_victim = fx.bearer("bob", "offline-task");
+    let live_victim = fx.bearer("bob", "after-restart");
+    wait_allowed(&verifier.url, &unrevoked);
+
+    // A stream of revocations from a background thread; acknowledged means the
+    // registry answered 201, i.e. the CLI printed `(seq N)`.
+    let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+    let writer = {
+        let (acked, stop) = (Arc::clone(&acked), Arc::clone(&stop.0));
+        let (url, ops) = (registry.url.clone(), fx.ops.clone());
+        thread::spawn(move || {
+            let mut attempts = 0u32;
+            while !stop.load(Ordering::SeqCst) {
+                attempts += 1;
+                let task = format!("burst-{attempts}");
+                let run = mandate(&[
+                    "revoke",
+                    "--task",
+                    &task,
+                    "--reason",
+                    "burst",
+                    "--registry",
+                    &url,
+                    "--auth",
+                    &ops,
+                ]);
+                match seq_of(&run.stdout, &format!("revoked task {task}")) {
+                    Some(seq) => acked.lock().unwrap().push((task, seq)),
+                    None => thread::sleep(STEP),
+                }
+            }
+            attempts
+        })
+    };
+    poll("8 acknowledged revocations", || {
+        (acked.lock().unwrap().len() >= 8).then_some(())
+    });
+    burst_victim
+        .read(&verifier.url)
+        .assert_denied("revoked: task burst-1 (revocation #1: burst)");
+
+    // kill -9 while revocations are still being written.
+    unrevoked.read(&verifier.url).assert_allowed();
+    registry.kill();
+    let killed = Instant::now();
+
+    // The verifier keeps allowing within the staleness bound, then denies
+    // everything as stale.
+    let mut allowed_after_kill = 0;
+    let ((stale, stale_after), _) = poll("the verifier to deny as stale", || {
+        let reply = unrevoked.read(&verifier.url);
+        if reply.status == 200 {
+            allowed_after_kill += 1;
+            None
+        } else {
+            Some((reply, killed.elapsed()))
+        }
+    });
+    stale.assert_denied("revocation state stale");
+    assert!(stale.reason().contains("bound 1s"), "{}", stale.body);
+    eprintln!(
+        "measured: verifier denied as stale {stale_after:?} after kill -9 \
+         (bound {STALENESS}, heartbeat {HEARTBEAT}; {allowed_after_kill} calls allowed before)"
+    );
+    assert!(
+        stale_after >= STALENESS_BOUND / 2,
+        "stale too early ({stale_after:?}): the bound is {STALENESS}"
+    );
+    assert!(
+        stale_after <= STALENESS_BOUND + Duration::from_millis(1000),
+        "stale too late ({stale_after:?}): the bound is {STALENESS}"
+    );
+    // Fail closed: it keeps denying while the registry is down.
+    unrevoked
+        .read(&verifier.url)
+        .assert_denied("revocation state stale");
+
+    drop(stop);
+    let attempts = writer.join().expect("writer thread");
+    let acked = acked.lock().unwrap().clone();
+
+    // While the registry is down, an operator writes to its store directly;
+    // the verifier must catch up on it after the restart.
+    let run = mandate(&[
+        "revoke",
+        "--task",
+        "offline-task",
+        "--reason",
+        "written offline",
+        "--store",
+        &fx.path_str("store"),
+    ]);
+    let offline_seq = seq_of(run.ok(), "revoked task offline-task").expect("seq");
+
+    let registry = restart_registry(&fx, "store", port);
+    let restarted = Instant::now();
+    assert_eq!(registry.port(), port);
+
+    // Every acknowledged revocation is present and served, seqs gap-free.
+    let run = mandate(&["revocations", "list", "--registry", &registry.url, "--json"]);
+    let entries: Value = serde_json::from_str(run.ok()).expect("JSON list");
+    let entries = entries.as_array().expect("an array");
+    let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "seqs must be gap-free\n{run}");
+    for (task, seq) in &acked {
+        let entry = entries
+            .iter()
+            .find(|e| e["seq"] == *seq)
+            .unwrap_or_else(|| panic!("acknowledged seq {seq} ({task}) lost\n{run}"));
+        assert_eq!(entry["kind"], "task", "{run}");
+        assert_eq!(entry["value"], task.as_str(), "seq {seq}\n{run}");
+        assert_eq!(entry["reason"], "burst", "{run}");
+    }
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["seq"] == offline_seq && e["value"] == "offline-task"),
+        "{run}"
+    );
+    eprintln!(
+        "measured: {} of {attempts} revokes acknowledged around kill -9; \
+         {} entries after restart (incl. 1 written offline), seqs 1..={} gap-free",
+        acked.len(),
+        entries.len(),
+        seqs.len()
+    );
+
+    // The verifier reconnects to the same address and catches up.
+    let (recovered, _) = poll("the verifier to allow again after the restart", || {
+        (unrevoked.read(&verifier.url).status == 200).then(|| restarted.elapsed())
+    });
+    eprintln!(
+        "measured: verifier allowed again {recovered:?} after the restarted registry \
+         announced its address"
+    );
+    unrevoked.read(&verifier.url).assert_allowed();
+    offline_victim
+        .read(&verifier.url)
+        .assert_denied("revoked: task offline-task");
+    burst_victim
+        .read(&verifier.url)
+        .assert_denied("revoked: task burst-1");
+
+    // Offline checks against the restarted registry see the burst too.
+    let run = mandate(&[
+        "authorize",
+        "--registry",
+        &registry.url,
+        "--root-pub",
+        &fx.root_pub,
+        "--token",
+        &burst_victim.token,
+        "--service",
+        SERVICE,
+        "--operation",
+        "read",
+        "--resource",
+        RESOURCE,
+    ]);
+    run.fails(1, "revoked: task burst-1 (revocation #1: burst)");
+
+    // And live revocations flow again.
+    let (reply, delay) = revoke_then_read(
+        &fx,
+        &registry.url,
+        &["--task", "after-restart"],
+        "revoked task after-restart",
+        &verifier.url,
+        &live_victim,
+    );
+    reply.assert_denied("revoked: task after-restart");
+    assert!(delay < PROPAGATION_BOUND, "revocation took {delay:?}");
+    unrevoked.read(&verifier.url).assert_allowed();
+}
+
+#[test]
+fn a_verifier_that_never_synced_denies_with_one_clear_stale_reason() {
+    let fx = Fixture::new();
+    // A registry address where nothing listens.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let verifier = fx.sidecar(&format!("http://127.0.0.1:{port}"));
+    let holder = fx.bearer("bob", "never-synced");
+
+    let health = http("GET", &format!("{}/v1/health", verifier.url), None, &[]);
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert_eq!(health.body["revocation_checked"], true, "{}", health.body);
+    let missing = http("GET", &format!("{}/v1/nope", verifier.url), None, &[]);
+    missing.assert_error(404, "not_found", "");
+
+    let reply = holder.read(&verifier.url);
+    reply.assert_denied("never synced");
+    let reason = reply.reason();
+    assert!(
+        reason.starts_with("revocation state stale"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(
+        reason.matches("revocation state stale").count(),
+        1,
+        "the reason repeats itself: {reason:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 4. The authorization API's HTTP contract
+// ---------------------------------------------------------------------------
+
+#[test]
+fn authorization_api_answers_each_kind_of_bad_request_with_its_status_and_shape() {
+    let fx = Fixture::new();
+    let server = fx.single("store");
+    let base = server.url.as_str();
+    // Expiry is decided on the wall clock: mint the short-lived token first
+    // and check it last.
+    let short_lived = Holder {
+        token: fx.issue(&[
+            "--principal",
+            "bob",
+            "--agent",
+            "reporter",
+            "--right",
+            "analytics:read",
+            "--ttl",
+            "1s",
+        ]),
+        key: None,
+    };
+    let bearer = fx.bearer("bob", "contract");
+    let (_, child) = fx.delegated("bob", "contract-keyed", "orchestrator", "analytics");
+    wait_allowed(base, &bearer);
+
+    let health = http("GET", &format!("{base}/v1/health"), None, &[]);
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert_eq!(health.body["status"], "ok", "{}", health.body);
+    assert_eq!(health.body["revocation_checked"], true, "{}", health.body);
+
+    let good = json!({
+        "token": bearer.token,
+        "service": SERVICE,
+        "operation": "read",
+        "resource": RESOURCE,
+    });
+    let with = |key: &str, value: Value| {
+        let mut body = good.clone();
+        body[key] = value;
+        body.to_string()
+    };
+    let without = |key: &str| {
+        let mut body = good.clone();
+        body.as_object_mut().unwrap().remove(key);
+        body.to_string()
+    };
+
+    // 400: the body.
+    post(base, &without("service")).assert_error(400, "bad_request", "missing field `service`");
+    post(base, &without("token")).assert_error(400, "bad_request", "missing field `token`");
+    post(base, r#"{"token":"#).assert_error(400, "bad_request", "JSON");
+    post(base, &with("extra", json!(1))).assert_error(400, "bad_request", "unknown field `extra`");
+    post(base, &with("resource", json!("/a/../b"))).assert_error(400, "bad_request", "`/a/../b`");
+    post(base, &with("pop", json!("garbage"))).assert_error(
+        400,
+        "bad_request",
+        "proof of possession",
+    );
+    post(base, &with("attrs", json!({"amount": [1]}))).assert_error(400, "bad_request", "attrs");
+    http(
+        "POST",
+        &format!("{base}/v1/authorize"),
+        Some(&good.to_string()),
+        &[],
+    )
+    .assert_error(400, "bad_request", "Content-Type");
+
+    // 401: the token.
+    post(base, &with("token", json!("garbage"))).assert_error(
+        401,
+        "invalid_token",
+        "malformed token",
+    );
+    let other_root = fx.keygen("other-root").0;
+    let foreign = mandate(&[
+        "issue",
+        "--root-key",
+        other_root.to_str().unwrap(),
+        "--principal",
+        "bob",
+        "--agent",
+        "reporter",
+        "--right",
+        "analytics:read",
+        "--ttl",
+        "10m",
+    ]);
+    post(base, &with("token", json!(foreign.ok().trim()))).assert_error(
+        401,
+        "invalid_token",
+        "signature",
+    );
+
+    // 403: a decision, with the reason and what failed.
+    post(base, &with("resource", json!("/datasets/q4"))).assert_allowed();
+    let reply = post(base, &with("operation", json!("delete")));
+    reply.assert_denied("right($s, $o)");
+    let failed = reply.body["failed_checks"]
+        .as_array()
+        .expect("failed_checks");
+    assert!(!failed.is_empty(), "{}", reply.body);
+    assert!(
+        failed[0]["rule"]
+            .as_str()
+            .is_some_and(|r| r.contains("right($s, $o)")),
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.body["principal"], "bob", "{}", reply.body);
+    assert_eq!(reply.body["chain"], json!(["reporter"]), "{}", reply.body);
+
+    // 403 for the delegated child outside its slice, naming the hop's check.
+    let reply = post(base, &child.body("read", "/datasets/q4"));
+    reply.assert_denied("/datasets/q3");
+    assert!(
+        reply.body["failed_checks"]
+            .as_array()
+            .is_some_and(|checks| checks.iter().any(|c| c["block"] == 1)),
+        "the failing check is block 1's: {}",
+        reply.body
+    );
+    // 403 for a keyed token without, or with a replayed, proof.
+    let mut no_proof: Value = serde_json::from_str(&child.body("read", RESOURCE)).unwrap();
+    let proof = no_proof.as_object_mut().unwrap().remove("pop").unwrap();
+    post(base, &no_proof.to_string())
+        .assert_denied("proof of possession required from agent analytics");
+    no_proof["pop"] = proof;
+    post(base, &no_proof.to_string()).assert_allowed();
+    post(base, &no_proof.to_string()).assert_denied("replayed");
+
+    // 413: the body limit.
+    let huge = with("token", json!("A".repeat(120 * 1024)));
+    post_raw(&format!("{base}/v1/authorize"), &[JSON], &huge).assert_error(
+        413,
+        "body_too_large",
+        "bytes",
+    );
+
+    // 404 / 405: one JSON shape for every route.
+    http("GET", &format!("{base}/v1/nope"), None, &[]).assert_error(404, "not_found", "");
+    http("GET", &format!("{base}/v1/authorize"), None, &[]).assert_error(
+        405,
+        "method_not_allowed",
+        "",
+    );
+
+    // 401 expired_token once the short-lived token's expiry has passed.
+    let (reply, waited) = poll("the 1s token to expire", || {
+        let reply = short_lived.read(base);
+        if reply.status == 200 {
+            None
+        } else {
+            Some(reply)
+        }
+    });
+    reply.assert_error(401, "expired_token", "token expired at");
+    eprintln!("measured: --ttl 1s token refused as expired after a further {waited:?}");
+}
+
+// ---------------------------------------------------------------------------
+// The registry's write API (item 3), as operators and verifiers meet it
+// ---------------------------------------------------------------------------
+
+#[test]
+fn registry_writes_need_a_revoke_mandate_and_bad_bodies_get_the_one_error_shape() {
+    let fx = Fixture::new();
+    let registry = fx.registry("store");
+    let create = format!("{}/v1/revocations", registry.url);
+    let ops = format!("Bearer {}", fx.ops);
+    let reader = fx.bearer("bob", "reader");
+    let reader_auth = format!("Bearer {}", reader.token);
+    let body = json!({"kind": "task", "value": "t-1", "reason": "test"}).to_string();
+    let write = |body: &str, headers: &[(&str, &str)]| http("POST", &create, Some(body), headers);
+
+    write(&body, &[JSON]).assert_error(401, "unauthenticated", "missing Authorization header");
+    write(&body, &[JSON, ("Authorization", "Bearer garbage")]).assert_error(
+        401,
+        "unauthenticated",
+        "malformed token",
+    );
+    write(&body, &[JSON, ("Authorization", &reader_auth)]).assert_error(
+        403,
+        "forbidden",
+        "right($s, $o)",
+    );
+    let bad_kind = json!({"kind": "everything", "value": "x"}).to_string();
+    write(&bad_kind, &[JSON, ("Authorization", &ops)]).assert_error(400, "bad_request", "kind");
+    let bad_id = json!({"kind": "token_id", "value": "not hex"}).to_string();
+    write(&bad_id, &[JSON, ("Authorization", &ops)]).assert_error(400, "invalid_value", "hex");
+    let huge = json!({"kind": "task", "value": "x", "reason": "r".repeat(32 * 1024)}).to_string();
+    post_raw(&create, &[JSON, ("Authorization", &ops)], &huge).assert_error(
+        413,
+        "body_too_large",
+        "",
+    );
+    http(
+        "POST",
+        &format!("{create}/lift"),
+        Some(&body),
+        &[JSON, ("Authorization", &ops)],
+    )
+    .assert_error(400, "not_liftable", "task");
+
+    let created = write(&body, &[JSON, ("Authorization", &ops)]);
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["seq"], 1, "{}", created.body);
+    assert_eq!(created.body["kind"], "task", "{}", created.body);
+    assert_eq!(created.body["value"], "t-1", "{}", created.body);
+    assert_eq!(
+        created.body["revoked_by"], "ops via operator",
+        "{}",
+        created.body
+    );
+
+    // A keyed operator mandate needs its proof of possession (`--auth-key`).
+    let (ops_key, ops_pub) = fx.keygen("keyed-operator");
+    let keyed = fx.issue(&[
+        "--principal=ops",
+        "--agent=keyed-operator",
+        &format!("--agent-key={ops_pub}"),
+        "--right=registry:revoke",
+    ]);
+    let target = [
+        "revoke",
+        "--task=t-2",
+        "--registry",
+        &registry.url,
+        "--auth",
+        &keyed,
+    ];
+    mandate(&target).fails(2, "proof of possession required from agent keyed-operator");
+    let ops_key = ops_key.to_str().unwrap();
+    let run = mandate(&[&target[..], &["--auth-key", ops_key]].concat());
+    assert_eq!(seq_of(run.ok(), "revoked task t-2"), Some(2), "{run}");
+
+    // Reads are open, paged and bounded.
+    let page = http("GET", &format!("{create}?after=0&limit=1"), None, &[]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(
+        page.body["entries"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        page.body
+    );
+    assert_eq!(page.body["next_after"], 1, "{}", page.body);
+    assert_eq!(page.body["current_seq"], 2, "{}", page.body);
+    http("GET", &format!("{create}?limit=0"), None, &[]).assert_error(
+        400,
+        "invalid_limit",
+        "limit",
+    );
+    let status = http("GET", &format!("{}/v1/status", registry.url), None, &[]);
+    assert_eq!(status.status, 200, "{}", status.body);
+    assert_eq!(status.body["current_seq"], 2, "{}", status.body);
+    http("GET", &format!("{}/v1/nope", registry.url), None, &[]).assert_error(404, "not_found", "");
+}
