@@ -99,40 +99,28 @@ pub fn root_keys(args: &RootKeyArgs) -> Result<KeySet> {
     Ok(keys)
 }
 
+/// Parses every value of a repeated flag with `parse`, stopping at the first
+/// bad one.
+fn parse_each<T>(
+    values: &[String],
+    parse: impl Fn(&str) -> Result<T, mandate_core::Error>,
+) -> Result<Vec<T>> {
+    Ok(values
+        .iter()
+        .map(|v| parse(v))
+        .collect::<Result<_, _>>()?)
+}
+
 fn restrictions(args: &RestrictionArgs) -> Result<Restrictions> {
     Ok(Restrictions {
         operations: args.operations.clone(),
         services: args.services.clone(),
-        resource_prefixes: args
-            .resource_prefixes
-            .iter()
-            .map(|p| ResourcePath::parse(p))
-            .collect::<Result<_, _>>()?,
-        resources: args
-            .resources
-            .iter()
-            .map(|p| ResourcePath::parse(p))
-            .collect::<Result<_, _>>()?,
-        attr_range: args
-            .attr_range
-            .iter()
-            .map(|a| Restrictions::parse_attr_range(a))
-            .collect::<Result<_, _>>()?,
-        url_hosts: args
-            .url_hosts
-            .iter()
-            .map(|a| Restrictions::parse_url_hosts(a))
-            .collect::<Result<_, _>>()?,
-        attr_max: args
-            .attr_max
-            .iter()
-            .map(|a| Restrictions::parse_attr_max(a))
-            .collect::<Result<_, _>>()?,
-        attr_in: args
-            .attr_in
-            .iter()
-            .map(|a| Restrictions::parse_attr_in(a))
-            .collect::<Result<_, _>>()?,
+        resource_prefixes: parse_each(&args.resource_prefixes, ResourcePath::parse)?,
+        resources: parse_each(&args.resources, ResourcePath::parse)?,
+        attr_range: parse_each(&args.attr_range, Restrictions::parse_attr_range)?,
+        url_hosts: parse_each(&args.url_hosts, Restrictions::parse_url_hosts)?,
+        attr_max: parse_each(&args.attr_max, Restrictions::parse_attr_max)?,
+        attr_in: parse_each(&args.attr_in, Restrictions::parse_attr_in)?,
         expires_at: None,
         max_depth: args.max_depth,
         checks: args.checks.clone(),
@@ -151,11 +139,7 @@ fn issue(args: &IssueArgs) -> Result<Outcome> {
             .map(mandate_core::PublicKey::from_arg)
             .transpose()?,
         task: args.task.clone(),
-        rights: args
-            .rights
-            .iter()
-            .map(|r| r.parse::<Right>())
-            .collect::<Result<_, _>>()?,
+        rights: parse_each(&args.rights, str::parse::<Right>)?,
         ttl,
         restrictions: restrictions(&args.restrictions)?,
         now: SystemTime::now(),
