@@ -105,10 +105,7 @@ fn parse_each<T>(
     values: &[String],
     parse: impl Fn(&str) -> Result<T, mandate_core::Error>,
 ) -> Result<Vec<T>> {
-    Ok(values
-        .iter()
-        .map(|v| parse(v))
-        .collect::<Result<_, _>>()?)
+    Ok(values.iter().map(|v| parse(v)).collect::<Result<_, _>>()?)
 }
 
 fn restrictions(args: &RestrictionArgs) -> Result<Restrictions> {

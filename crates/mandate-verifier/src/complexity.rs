@@ -11,14 +11,13 @@
 //! counts the facts of every block whatever their scope, and the fact limit
 //! for any predicate a rule can produce.
 //!
-//! The token's shape is read once per token id and cached (bounded), with
-//! its claims; the estimate itself uses the request's real fact counts and
-//! costs a few multiplications per query.
+//! The token's shape is read once per token id and cached (`cache.rs`); the
+//! estimate itself uses the request's real fact counts and costs a few
+//! multiplications per query.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 
-use mandate_core::{vocab, BlockContents, Claims, Mandate, Request};
+use mandate_core::{vocab, BlockContents, Request};
 
 /// Most fact visits one rule body or check query may cost (about 1.5 µs each
 /// when measured, so the budget bounds one query to well under the 250 ms
@@ -45,7 +44,7 @@ pub(crate) struct Shape {
 }
 
 impl Shape {
-    fn read(blocks: &[BlockContents]) -> Result<Shape, String> {
+    pub(crate) fn read(blocks: &[BlockContents]) -> Result<Shape, String> {
         if blocks.is_empty() {
             return Err("the token's blocks cannot be read".into());
         }
@@ -80,7 +79,12 @@ impl Shape {
     }
 
     /// Checks every query of the token against the budget for `request`.
-    fn check(&self, request: &Request, policy: &FactCounts, max_facts: u64) -> Result<(), String> {
+    pub(crate) fn check(
+        &self,
+        request: &Request,
+        policy: &FactCounts,
+        max_facts: u64,
+    ) -> Result<(), String> {
         let attrs = request.attrs.len() as u64;
         let request_facts = |name: &str| -> u64 {
             match name {
@@ -123,58 +127,5 @@ impl Shape {
             }
         }
         Ok(())
-    }
-}
-
-/// What the verifier keeps per token: its claims and chain, and its shape.
-#[derive(Debug)]
-pub(crate) struct TokenInfo {
-    pub claims: Claims,
-    shape: Result<Shape, String>,
-}
-
-impl TokenInfo {
-    /// Checks the token's queries against the budget for `request`.
-    pub(crate) fn vet(
-        &self,
-        request: &Request,
-        policy: &FactCounts,
-        max_facts: u64,
-    ) -> Result<(), String> {
-        match &self.shape {
-            Ok(shape) => shape.check(request, policy, max_facts),
-            Err(reason) => Err(reason.clone()),
-        }
-    }
-}
-
-/// Token information by token id, so a token used for many calls is read
-/// once. The token id is the last block's signature, which commits to every
-/// block, and entries are only made for tokens whose signatures verified.
-/// Bounded: cleared when full.
-#[derive(Debug, Default)]
-pub(crate) struct TokenCache {
-    tokens: Mutex<HashMap<String, Arc<TokenInfo>>>,
-}
-
-const CACHE_CAPACITY: usize = 10_000;
-
-impl TokenCache {
-    pub(crate) fn get(&self, token_id: &str, mandate: &Mandate) -> Arc<TokenInfo> {
-        let lock = || self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(info) = lock().get(token_id) {
-            return Arc::clone(info);
-        }
-        let (claims, blocks) = mandate.read();
-        let info = Arc::new(TokenInfo {
-            claims,
-            shape: Shape::read(&blocks),
-        });
-        let mut tokens = lock();
-        if tokens.len() >= CACHE_CAPACITY {
-            tokens.clear();
-        }
-        tokens.insert(token_id.to_string(), Arc::clone(&info));
-        info
     }
 }

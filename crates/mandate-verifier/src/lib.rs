@@ -11,6 +11,7 @@
 //! [`RunLimits`], set on the authorizer builder before it is built so they
 //! also bound fact generation.
 
+mod cache;
 mod complexity;
 mod decision;
 #[cfg(feature = "http")]
@@ -134,6 +135,7 @@ impl VerifierBuilder {
             revocation: self.revocation,
             max_facts: self.limits.max_facts,
             tokens: Arc::default(),
+            verified: Arc::default(),
         })
     }
 }
@@ -149,7 +151,8 @@ pub struct Verifier {
     replay: Arc<ReplayCache>,
     revocation: Option<Arc<dyn RevocationCheck>>,
     max_facts: u64,
-    tokens: Arc<complexity::TokenCache>,
+    tokens: Arc<cache::TokenCache>,
+    verified: Arc<cache::VerifiedCache>,
 }
 
 impl Verifier {
@@ -191,7 +194,9 @@ impl Verifier {
     /// when it expired. A request the mandate does not allow is not an
     /// error: it is a [`Decision`] with `allowed == false`.
     pub fn authorize(&self, token: &str, request: &Request) -> Result<Decision, Error> {
-        let mandate = self.verify(token)?;
+        let mandate = self
+            .verified
+            .get_or_verify(token, |text| self.verify(text))?;
         self.authorize_mandate(&mandate, request)
     }
 
