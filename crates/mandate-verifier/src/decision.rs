@@ -159,6 +159,10 @@ pub struct Decision {
     pub operation: String,
     /// The request's resource, normalised.
     pub resource: String,
+    /// The request's runtime attributes, as given.
+    pub attrs: Vec<(String, String)>,
+    /// The request time, RFC 3339.
+    pub time: String,
     /// The token id (last block's revocation id, hex).
     pub token_id: String,
     /// Why.
@@ -186,6 +190,12 @@ impl Decision {
             service: request.service.clone(),
             operation: request.operation.clone(),
             resource: request.resource.as_str().to_string(),
+            attrs: request
+                .attrs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect(),
+            time: humantime::format_rfc3339_millis(request.time).to_string(),
             token_id: token_id.to_string(),
             reason,
         }

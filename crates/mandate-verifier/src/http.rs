@@ -242,6 +242,8 @@ pub fn decision_body(decision: &Decision) -> serde_json::Value {
         "service": decision.service,
         "operation": decision.operation,
         "resource": decision.resource,
+        "attrs": decision.attrs.iter().cloned().collect::<BTreeMap<_, _>>(),
+        "time": decision.time,
         "token_id": decision.token_id,
         "reason": decision.reason.to_string(),
         "failed_checks": failed,
@@ -260,6 +262,8 @@ pub fn audit(token_fingerprint: &str, decision: &Decision) {
         service = %decision.service,
         operation = %decision.operation,
         resource = %decision.resource,
+        attrs = ?decision.attrs,
+        time = %decision.time,
         reason = %decision.reason,
         "decision"
     );
