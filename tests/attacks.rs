@@ -11,48 +11,34 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // reason: a test fails loudly.
 
-use std::path::PathBuf;
-use std::process::Command;
+#[path = "common/mod.rs"]
+mod common;
+
 use std::time::{Duration, SystemTime};
 
 use biscuit_auth::builder::BlockBuilder;
 use biscuit_auth::{PrivateKey, UnverifiedBiscuit};
 use serde_json::Value;
 
+use common::{mandate, request_flags, Dir, Run};
+
 const SERVICE: &str = "analytics";
 
 // ---------------------------------------------------------------------------
-// Running the binary
+// Asserting `--json` decisions
 // ---------------------------------------------------------------------------
 
-/// What one run of `mandate` produced.
-#[derive(Debug)]
-struct Run {
-    cmd: String,
-    code: i32,
-    stdout: String,
-    stderr: String,
+/// The `--json` decision of a `mandate authorize` run, asserted.
+trait Decision {
+    /// Asserts exit 0 and returns the `--json` decision, an allow.
+    fn allowed(&self) -> Value;
+
+    /// Asserts a deny (exit 1) whose reason contains `needle`; returns the
+    /// `--json` decision.
+    fn denied_because(&self, needle: &str) -> Value;
 }
 
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "$ mandate {}\nexit {}\n--- stdout\n{}--- stderr\n{}",
-            self.cmd, self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-impl Run {
-    /// Asserts exit 0 and returns stdout, trimmed.
-    #[track_caller]
-    fn ok(&self) -> String {
-        assert_eq!(self.code, 0, "expected success\n{self}");
-        self.stdout.trim().to_string()
-    }
-
-    /// Asserts exit 0 and returns the `--json` decision.
+impl Decision for Run {
     #[track_caller]
     fn allowed(&self) -> Value {
         self.ok();
@@ -61,11 +47,9 @@ impl Run {
         json
     }
 
-    /// Asserts a deny (exit 1) whose reason contains `needle`; returns the
-    /// `--json` decision.
     #[track_caller]
-    fn denied(&self, needle: &str) -> Value {
-        assert_eq!(self.code, 1, "expected a deny (exit 1)\n{self}");
+    fn denied_because(&self, needle: &str) -> Value {
+        self.denied();
         let json = self.json();
         assert_eq!(json["decision"], "deny", "{self}");
         let reason = json["reason"].as_str().unwrap_or_default();
@@ -75,43 +59,6 @@ impl Run {
         );
         json
     }
-
-    /// Asserts an error (exit 2) with `needle` on stderr and nothing on stdout.
-    #[track_caller]
-    fn error(&self, needle: &str) {
-        assert_eq!(self.code, 2, "expected an error (exit 2)\n{self}");
-        assert!(self.stderr.starts_with("error: "), "{self}");
-        assert!(
-            self.stderr.contains(needle),
-            "stderr should contain {needle:?}\n{self}"
-        );
-        assert!(self.stdout.is_empty(), "nothing on stdout on error\n{self}");
-    }
-
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e})\n{self}"))
-    }
-}
-
-#[track_caller]
-fn mandate(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_mandate"))
-        .args(args)
-        .env_remove("MANDATE_LOG")
-        .output()
-        .expect("running mandate");
-    let run = Run {
-        cmd: args.join(" "),
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(
-        !run.stderr.contains("panicked"),
-        "the binary panicked\n{run}"
-    );
-    run
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -124,7 +71,7 @@ fn rfc3339(t: SystemTime) -> String {
 
 /// One root key and the agents' keys, each made with `mandate keygen`.
 struct World {
-    dir: tempfile::TempDir,
+    keys: Dir,
     /// The request time every decision is made at, unless a test moves it.
     now: String,
 }
@@ -141,22 +88,21 @@ struct Chain {
 impl World {
     fn new() -> World {
         let world = World {
-            dir: tempfile::tempdir().unwrap(),
+            keys: Dir::new(),
             now: rfc3339(SystemTime::now()),
         };
         for name in ["root", "orchestrator", "analytics", "charting", "thief"] {
-            mandate(&["keygen", "--out", &world.key(name)]).ok();
+            world.keys.keygen(name);
         }
         world
     }
 
     fn key(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
+        self.keys.path(name)
     }
 
     fn public(&self, name: &str) -> String {
-        let path = PathBuf::from(format!("{}.pub", self.key(name)));
-        std::fs::read_to_string(path).unwrap().trim().to_string()
+        self.keys.public(name)
     }
 
     /// The agent's private key, as biscuit-auth reads it, to craft blocks.
@@ -184,7 +130,7 @@ impl World {
         args.extend(["--right", "analytics:read", "--right", "analytics:write"]);
         args.extend(["--ttl", "1h"]);
         args.extend(extra);
-        mandate(&args).ok()
+        mandate(&args).ok_trimmed()
     }
 
     /// `mandate delegate`: `signer` hands `token` to `to`.
@@ -200,10 +146,10 @@ impl World {
         let orchestrator = self.issue(&[]);
         let analytics = self
             .hop(&orchestrator, "orchestrator", "analytics", &SLICE_Q3)
-            .ok();
+            .ok_trimmed();
         let charting = self
             .hop(&analytics, "analytics", "charting", &SLICE_REVENUE)
-            .ok();
+            .ok_trimmed();
         Chain {
             orchestrator,
             analytics,
@@ -220,7 +166,7 @@ impl World {
         let key = self.key(signer);
         let mut args = vec!["pop", "--key", &key, "--token", token];
         args.extend(request);
-        mandate(&args).ok()
+        mandate(&args).ok_trimmed()
     }
 
     /// `mandate authorize --json` of `request`, with `proof` if given.
@@ -250,16 +196,9 @@ const REVENUE: &str = "/datasets/q3/revenue/jan";
 
 /// The request flags shared by `pop` and `authorize`.
 fn request<'a>(operation: &'a str, resource: &'a str, at: &'a str) -> Vec<&'a str> {
-    vec![
-        "--service",
-        SERVICE,
-        "--operation",
-        operation,
-        "--resource",
-        resource,
-        "--at",
-        at,
-    ]
+    let mut flags = request_flags(SERVICE, operation, resource).to_vec();
+    flags.extend(["--at", at]);
+    flags
 }
 
 /// Appends a block signed by `signer` (a Biscuit third-party block), as
@@ -317,7 +256,7 @@ fn charting_call_with_valid_pop_is_allowed_and_names_the_whole_chain() {
     let mut args = vec!["authorize", "--token", &chain.charting, "--root-pub", &root];
     args.extend(&req);
     args.extend(["--pop", &proof]);
-    let text = mandate(&args).ok();
+    let text = mandate(&args).ok_trimmed();
     assert!(
         text.starts_with("ALLOW: charting acting for bob via orchestrator → analytics → charting"),
         "{text}"
@@ -331,7 +270,7 @@ fn call_outside_the_slice_names_the_failing_check_its_block_and_author() {
 
     // Inside analytics' slice but outside charting's: block 2, by analytics.
     let run = w.call("charting", &chain.charting, "read", "/datasets/q3/costs");
-    let json = run.denied("check #0 of block 2 (by agent analytics) failed");
+    let json = run.denied_because("check #0 of block 2 (by agent analytics) failed");
     assert_eq!(
         json["chain"],
         serde_json::json!(["orchestrator", "analytics", "charting"]),
@@ -345,7 +284,7 @@ fn call_outside_the_slice_names_the_failing_check_its_block_and_author() {
 
     // A write: the orchestrator's read-only restriction in block 1 fails.
     let run = w.call("charting", &chain.charting, "write", REVENUE);
-    let json = run.denied("of block 1 (by agent orchestrator) failed");
+    let json = run.denied_because("of block 1 (by agent orchestrator) failed");
     assert_eq!(json["failed_checks"][0]["block"], 1, "{run}");
     let rule = json["failed_checks"][0]["rule"].as_str().unwrap();
     assert!(rule.contains("operation($o)"), "{run}");
@@ -360,7 +299,7 @@ fn forged_hop_signed_by_an_unrelated_key_is_rejected() {
     let w = World::new();
     let chain = w.chain();
     // Someone other than analytics signs the analytics → charting hop.
-    mandate(&["keygen", "--out", &w.key("mallory")]).ok();
+    w.keys.keygen("mallory");
     let forged = append_signed(
         &chain.analytics,
         &w.private("mallory"),
@@ -371,7 +310,7 @@ fn forged_hop_signed_by_an_unrelated_key_is_rejected() {
         "broken delegation chain: block 2 is signed by {}, not by the holder analytics",
         w.public("mallory")
     );
-    let json = run.denied(&expected);
+    let json = run.denied_because(&expected);
     assert_eq!(json["chain"], serde_json::json!([]), "{run}");
 }
 
@@ -381,7 +320,7 @@ fn thief_appending_an_unsigned_block_naming_itself_is_rejected() {
     let chain = w.chain();
     let stolen = append_unsigned(&chain.charting, &hop_fact("thief", &w.public("thief")));
     let run = w.call("thief", &stolen, "read", REVENUE);
-    run.denied(
+    run.denied_because(
         "broken delegation chain: block 3 names agent thief as the next holder \
          without the holder's signature",
     );
@@ -409,10 +348,12 @@ fn unsigned_hop_is_rejected_even_when_the_authority_block_already_uses_the_word_
         "--ttl",
         "1h",
     ])
-    .ok();
+    .ok_trimmed();
     let stolen = append_unsigned(&token, &hop_fact("thief", &w.public("thief")));
     let run = w.call("thief", &stolen, "read", REVENUE);
-    run.denied("block 1 names agent thief as the next holder without the holder's signature");
+    run.denied_because(
+        "block 1 names agent thief as the next holder without the holder's signature",
+    );
 }
 
 #[test]
@@ -421,7 +362,7 @@ fn thief_appending_an_unsigned_restriction_cannot_act_and_the_holder_still_can()
     let chain = w.chain();
     let narrowed = append_unsigned(&chain.charting, "check if operation(\"read\");");
     let run = w.call("thief", &narrowed, "read", REVENUE);
-    run.denied("proof of possession does not verify for agent charting");
+    run.denied_because("proof of possession does not verify for agent charting");
     // The block only narrowed: charting still holds the authority.
     let json = w.call("charting", &narrowed, "read", REVENUE).allowed();
     assert_eq!(json["agent"], "charting");
@@ -443,7 +384,7 @@ fn block_signed_by_any_key_but_the_holders_is_rejected() {
                 "broken delegation chain: block 3 is signed by {}, not by the holder charting",
                 w.public(signer)
             );
-            run.denied(&expected);
+            run.denied_because(&expected);
         }
     }
 }
@@ -472,7 +413,7 @@ fn token_handed_to_analytics_cannot_be_used_by_charting() {
     let chain = w.chain();
     // orchestrator → analytics; charting presents it with its own key.
     let run = w.call("charting", &chain.analytics, "read", REVENUE);
-    let json = run.denied("proof of possession does not verify for agent analytics");
+    let json = run.denied_because("proof of possession does not verify for agent analytics");
     assert_eq!(json["agent"], "analytics", "{run}");
 }
 
@@ -543,7 +484,7 @@ fn pop_from_the_wrong_key_is_rejected() {
     for signer in ["thief", "analytics", "orchestrator"] {
         let proof = w.pop_with(signer, &chain.charting, &req);
         let run = w.authorize(&chain.charting, &req, Some(&proof), &[]);
-        run.denied("proof of possession does not verify for agent charting");
+        run.denied_because("proof of possession does not verify for agent charting");
     }
 }
 
@@ -567,14 +508,14 @@ fn pop_for_a_different_request_is_rejected() {
             .allowed();
         // ...and for no other.
         let run = w.authorize(&chain.charting, sent, Some(&proof), &[]);
-        run.denied("proof of possession does not verify for agent charting");
+        run.denied_because("proof of possession does not verify for agent charting");
     }
 
     // Nor for another token: the same chain narrowed by one more block.
     let proof = w.pop("charting", &chain.charting, "read", REVENUE, now);
     let narrowed = append_unsigned(&chain.charting, "check if operation(\"read\");");
     let run = w.authorize(&narrowed, &request("read", REVENUE, now), Some(&proof), &[]);
-    run.denied("proof of possession does not verify for agent charting");
+    run.denied_because("proof of possession does not verify for agent charting");
 }
 
 #[test]
@@ -586,7 +527,7 @@ fn pop_outside_the_window_is_rejected() {
         let signed_at = w.at(offset);
         let proof = w.pop("charting", &chain.charting, "read", REVENUE, &signed_at);
         let run = w.authorize(&chain.charting, &req, Some(&proof), &[]);
-        run.denied(
+        run.denied_because(
             "proof of possession is 40000 ms from the request time, outside the 30000 ms window",
         );
         // A verifier configured with a wider window accepts it.
@@ -645,10 +586,10 @@ fn token_with_agent_keys_without_pop_is_denied() {
         (&chain.charting, "charting"),
     ] {
         let run = w.authorize(token, &req, None, &[]);
-        run.denied(&format!("proof of possession required from agent {holder}"));
+        run.denied_because(&format!("proof of possession required from agent {holder}"));
         // Widening the window is no way around it.
         let run = w.authorize(token, &req, None, &["--pop-window", "1000h"]);
-        run.denied(&format!("proof of possession required from agent {holder}"));
+        run.denied_because(&format!("proof of possession required from agent {holder}"));
     }
 }
 
@@ -669,10 +610,10 @@ fn bearer_token_is_refused_by_a_verifier_that_requires_pop() {
         "--ttl",
         "1h",
     ])
-    .ok();
+    .ok_trimmed();
     let req = request("read", REVENUE, &w.now);
     let run = w.authorize(&bearer, &req, None, &["--require-pop"]);
-    run.denied("bearer token refused: this verifier requires proof of possession");
+    run.denied_because("bearer token refused: this verifier requires proof of possession");
     // Without --require-pop the issuer's choice of a bearer token stands.
     w.authorize(&bearer, &req, None, &[]).allowed();
 }
@@ -711,7 +652,7 @@ fn traversal_attempts_on_a_path_prefix_are_refused() {
 
     // A prefix that only matches as a string is denied by the prefix check.
     let run = w.call("analytics", &chain.analytics, "read", "/datasets/q3-old");
-    let json = run.denied("of block 1 (by agent orchestrator) failed");
+    let json = run.denied_because("of block 1 (by agent orchestrator) failed");
     let rule = json["failed_checks"][0]["rule"].as_str().unwrap();
     assert!(rule.contains("\"/datasets/q3/\""), "{run}");
 }
@@ -725,7 +666,9 @@ fn depth_beyond_max_depth_is_refused_by_delegate_and_denied_by_the_verifier() {
         (&[][..], &["--max-depth", "0"][..], 1, "agent orchestrator"),
     ] {
         let mandate = w.issue(issue_flags);
-        let analytics = w.hop(&mandate, "orchestrator", "analytics", hop_flags).ok();
+        let analytics = w
+            .hop(&mandate, "orchestrator", "analytics", hop_flags)
+            .ok_trimmed();
         w.call("analytics", &analytics, "read", REVENUE).allowed();
 
         // The CLI refuses the second hop...
@@ -739,7 +682,7 @@ fn depth_beyond_max_depth_is_refused_by_delegate_and_denied_by_the_verifier() {
             &hop_fact("charting", &w.public("charting")),
         );
         let run = w.call("charting", &deep, "read", REVENUE);
-        let json = run.denied(&format!("(by {author}) failed"));
+        let json = run.denied_because(&format!("(by {author}) failed"));
         assert_eq!(
             json["chain"],
             serde_json::json!(["orchestrator", "analytics", "charting"]),
@@ -758,7 +701,7 @@ fn expired_hop_inside_a_valid_parent_is_denied_naming_its_time_check() {
     let mandate = w.issue(&[]); // lives one hour
     let analytics = w
         .hop(&mandate, "orchestrator", "analytics", &["--ttl", "1m"])
-        .ok();
+        .ok_trimmed();
     let call_at = |at: &str| {
         let req = request("read", REVENUE, at);
         let proof = w.pop_with("analytics", &analytics, &req);
@@ -766,7 +709,7 @@ fn expired_hop_inside_a_valid_parent_is_denied_naming_its_time_check() {
     };
     call_at(&w.at(30)).allowed();
     let run = call_at(&w.at(120));
-    let json = run.denied("check #0 of block 1 (by agent orchestrator) failed");
+    let json = run.denied_because("check #0 of block 1 (by agent orchestrator) failed");
     let rule = json["failed_checks"][0]["rule"].as_str().unwrap();
     assert!(rule.starts_with("check if time($t), $t <= "), "{run}");
 }

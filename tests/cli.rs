@@ -7,137 +7,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // reason: a test fails loudly.
 
-use std::io::Write as _;
+#[path = "common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-// ---------------------------------------------------------------------------
-// Running the binary
-// ---------------------------------------------------------------------------
-
-/// What one run of `mandate` produced.
-#[derive(Debug)]
-struct Run {
-    cmd: String,
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// Asserts exit 0 and returns stdout.
-    #[track_caller]
-    fn ok(&self) -> &str {
-        assert_eq!(self.code, 0, "expected success\n{self}");
-        &self.stdout
-    }
-
-    /// Asserts exit 1 (deny) and returns stdout.
-    #[track_caller]
-    fn denied(&self) -> &str {
-        assert_eq!(self.code, 1, "expected a deny (exit 1)\n{self}");
-        &self.stdout
-    }
-
-    /// Asserts exit 2 with one clear `error:` line on stderr that contains
-    /// `needle`, nothing on stdout, and no cause repeated twice.
-    #[track_caller]
-    fn error(&self, needle: &str) -> &str {
-        assert_eq!(self.code, 2, "expected an error (exit 2)\n{self}");
-        assert!(
-            self.stderr.contains(needle),
-            "stderr should contain {needle:?}\n{self}"
-        );
-        assert_eq!(
-            self.stderr.trim_end().lines().count(),
-            1,
-            "expected one line on stderr\n{self}"
-        );
-        assert!(self.stderr.starts_with("error: "), "{self}");
-        assert!(self.stdout.is_empty(), "nothing on stdout on error\n{self}");
-        let causes: Vec<&str> = self.stderr.trim_end().split(": ").collect();
-        for pair in causes.windows(2) {
-            assert_ne!(pair[0], pair[1], "a cause is printed twice\n{self}");
-        }
-        &self.stderr
-    }
-
-    /// Asserts a clap usage error (exit 2) whose first line contains `needle`.
-    #[track_caller]
-    fn usage_error(&self, needle: &str) {
-        assert_eq!(self.code, 2, "expected a usage error (exit 2)\n{self}");
-        let first = self.stderr.lines().next().unwrap_or_default();
-        assert!(first.starts_with("error: "), "{self}");
-        assert!(
-            first.contains(needle),
-            "first line should name {needle:?}\n{self}"
-        );
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e})\n{self}"))
-    }
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "$ {}\nexit {}\n--- stdout\n{}--- stderr\n{}",
-            self.cmd, self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-fn mandate(args: &[&str]) -> Run {
-    mandate_in(args, None)
-}
-
-fn mandate_stdin(args: &[&str], stdin: &str) -> Run {
-    mandate_in(args, Some(stdin))
-}
-
-fn mandate_in(args: &[&str], stdin: Option<&str>) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mandate"))
-        .args(args)
-        .env_remove("MANDATE_LOG")
-        .env("RUST_BACKTRACE", "0")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run mandate");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    let run = Run {
-        cmd: format!("mandate {}", args.join(" ")),
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    // No input, however bad, may make the binary panic.
-    assert!(
-        !run.stderr.contains("panicked"),
-        "the binary panicked\n{run}"
-    );
-    assert!(run.code >= 0, "killed by a signal\n{run}");
-    run
-}
+use common::{mandate, mandate_stdin, request_flags, Dir, Run};
 
 // ---------------------------------------------------------------------------
 // Fixture: a temporary folder with a root key (id 1) and an agent key
@@ -146,33 +24,27 @@ fn mandate_in(args: &[&str], stdin: Option<&str>) -> Run {
 const RIGHTS: &str = "expenses:read, expenses:submit, payments:read";
 
 struct Fx {
-    dir: tempfile::TempDir,
+    dir: Dir,
     root_pub: String,
     agent_pub: String,
 }
 
 impl Fx {
     fn new() -> Fx {
-        let dir = tempfile::tempdir().unwrap();
-        let mut fx = Fx {
+        let dir = Dir::new();
+        Fx {
+            root_pub: dir.keygen("root.key"),
+            agent_pub: dir.keygen("agent.key"),
             dir,
-            root_pub: String::new(),
-            agent_pub: String::new(),
-        };
-        fx.root_pub = fx.keygen("root.key");
-        fx.agent_pub = fx.keygen("agent.key");
-        fx
+        }
     }
 
     fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
+        self.dir.path(name)
     }
 
     fn keygen(&self, name: &str) -> String {
-        mandate(&["keygen", "--out", &self.path(name)])
-            .ok()
-            .trim()
-            .to_string()
+        self.dir.keygen(name)
     }
 
     fn write(&self, name: &str, contents: &str) -> String {
@@ -188,11 +60,7 @@ impl Fx {
 
     /// Issues alice → bot, task t1, three rights, 10 minutes, key id 1.
     fn issue_run(&self, extra: &[&str]) -> Run {
-        let key = self.path("root.key");
         let mut args = vec![
-            "issue",
-            "--root-key",
-            &key,
             "--key-id",
             "1",
             "--principal",
@@ -211,11 +79,11 @@ impl Fx {
             "10m",
         ];
         args.extend_from_slice(extra);
-        mandate(&args)
+        issue_by(&self.path("root.key"), &args)
     }
 
     fn issue(&self, extra: &[&str]) -> String {
-        self.issue_run(extra).ok().trim().to_string()
+        self.issue_run(extra).ok_trimmed()
     }
 
     fn delegate(&self, token: &str, extra: &[&str]) -> Run {
@@ -227,19 +95,8 @@ impl Fx {
     /// `authorize` against root key 1 with the given request.
     fn authorize(&self, token: &str, service: &str, op: &str, res: &str, extra: &[&str]) -> Run {
         let trust = self.trust();
-        let mut args = vec![
-            "authorize",
-            "--token",
-            token,
-            "--root-pub",
-            &trust,
-            "--service",
-            service,
-            "--operation",
-            op,
-            "--resource",
-            res,
-        ];
+        let mut args = vec!["authorize", "--token", token, "--root-pub", &trust];
+        args.extend(request_flags(service, op, res));
         args.extend_from_slice(extra);
         mandate(&args)
     }
@@ -249,6 +106,45 @@ impl Fx {
         run.ok();
         run.json()
     }
+
+    /// The `expires_at` that `inspect --json` reports for `token`.
+    fn expires_at(&self, token: &str) -> String {
+        self.inspect_json(token)["expires_at"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+/// `mandate issue` of one right, `expenses:read`, from `principal` to bot,
+/// signed with the root key file `key`, under `--key-id` when given.
+fn issue_read(key: &str, key_id: Option<&str>, principal: &str, ttl: &str) -> Run {
+    let mut args = Vec::new();
+    if let Some(id) = key_id {
+        args.extend(["--key-id", id]);
+    }
+    args.extend(["--principal", principal, "--agent", "bot"]);
+    args.extend(["--right", "expenses:read", "--ttl", ttl]);
+    issue_by(key, &args)
+}
+
+/// `mandate issue --root-key KEY ARGS...`.
+fn issue_by(key: &str, args: &[&str]) -> Run {
+    mandate(&[&["issue", "--root-key", key], args].concat())
+}
+
+/// The arguments of `mandate authorize --token TOKEN TRUST...` for the
+/// request `expenses read /r`.
+fn read_request<'a>(token: &'a str, trust: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["authorize", "--token", token];
+    args.extend_from_slice(trust);
+    args.extend(request_flags("expenses", "read", "/r"));
+    args
+}
+
+/// `mandate authorize --token TOKEN TRUST...` of `expenses read /r`.
+fn authorize_read(token: &str, trust: &[&str]) -> Run {
+    mandate(&read_request(token, trust))
 }
 
 /// The `line L, column C` position in a Datalog error message.
@@ -404,22 +300,7 @@ fn issue_without_task_gets_a_fresh_unique_id() {
     let fx = Fx::new();
     let key = fx.path("root.key");
     let task = || {
-        let token = mandate(&[
-            "issue",
-            "--root-key",
-            &key,
-            "--principal",
-            "alice",
-            "--agent",
-            "bot",
-            "--right",
-            "expenses:read",
-            "--ttl",
-            "10m",
-        ])
-        .ok()
-        .trim()
-        .to_string();
+        let token = issue_read(&key, None, "alice", "10m").ok_trimmed();
         fx.inspect_json(&token)["task"]
             .as_str()
             .expect("a task id")
@@ -435,22 +316,7 @@ fn issue_accepts_human_durations() {
     let fx = Fx::new();
     let key = fx.path("root.key");
     for (ttl, secs) in [("90s", 90), ("10m", 600), ("2h", 7200)] {
-        let token = mandate(&[
-            "issue",
-            "--root-key",
-            &key,
-            "--principal",
-            "alice",
-            "--agent",
-            "bot",
-            "--right",
-            "expenses:read",
-            "--ttl",
-            ttl,
-        ])
-        .ok()
-        .trim()
-        .to_string();
+        let token = issue_read(&key, None, "alice", ttl).ok_trimmed();
         let left = fx.inspect_json(&token)["expires_in_seconds"]
             .as_i64()
             .unwrap();
@@ -465,63 +331,17 @@ fn issue_accepts_human_durations() {
 fn issue_key_id_is_written_and_used_to_pick_the_root() {
     let fx = Fx::new();
     let key = fx.path("root.key");
-    let token = mandate(&[
-        "issue",
-        "--root-key",
-        &key,
-        "--key-id",
-        "7",
-        "--principal",
-        "alice",
-        "--agent",
-        "bot",
-        "--right",
-        "expenses:read",
-        "--ttl",
-        "10m",
-    ])
-    .ok()
-    .trim()
-    .to_string();
+    let token = issue_read(&key, Some("7"), "alice", "10m").ok_trimmed();
     assert_eq!(fx.inspect_json(&token)["root_key_id"], 7);
     let text = mandate(&["inspect", "--token", &token]);
     assert!(text.ok().contains("root key:   key id 7"), "{text}");
     let seven = format!("7={}", fx.root_pub);
-    let args = |trust: &str| {
-        mandate(&[
-            "authorize",
-            "--token",
-            &token,
-            "--root-pub",
-            trust,
-            "--service",
-            "expenses",
-            "--operation",
-            "read",
-            "--resource",
-            "/r",
-        ])
-    };
+    let args = |trust: &str| authorize_read(&token, &["--root-pub", trust]);
     assert!(args(&seven).ok().starts_with("ALLOW"));
     // The same key under another id is not the key the token names.
     args(&fx.trust()).error("unknown root key id 7");
     // Without --key-id the token carries none.
-    let plain = mandate(&[
-        "issue",
-        "--root-key",
-        &key,
-        "--principal",
-        "alice",
-        "--agent",
-        "bot",
-        "--right",
-        "expenses:read",
-        "--ttl",
-        "10m",
-    ])
-    .ok()
-    .trim()
-    .to_string();
+    let plain = issue_read(&key, None, "alice", "10m").ok_trimmed();
     assert_eq!(fx.inspect_json(&plain)["root_key_id"], Value::Null);
     let text = mandate(&["inspect", "--token", &plain]);
     assert!(text.ok().contains("root key:   no key id"), "{text}");
@@ -654,9 +474,7 @@ fn delegate_narrows_offline_and_the_parent_keeps_its_scope() {
                 "/reports/alice",
             ],
         )
-        .ok()
-        .trim()
-        .to_string();
+        .ok_trimmed();
     assert_ne!(child, parent);
     let allow = fx.authorize(&child, "expenses", "read", "/reports/alice/q3", &[]);
     assert!(
@@ -717,18 +535,12 @@ fn delegate_refuses_an_operation_an_earlier_block_already_removed() {
     // block asking for it could never help and must be refused too.
     let fx = Fx::new();
     let parent = fx.issue(&[]);
-    let read_only = fx
-        .delegate(&parent, &["--operation", "read"])
-        .ok()
-        .trim()
-        .to_string();
+    let read_only = fx.delegate(&parent, &["--operation", "read"]).ok_trimmed();
     fx.delegate(&read_only, &["--operation", "submit"])
         .error("operation `submit` is not allowed by the parent token");
     let payments = fx
         .delegate(&parent, &["--service", "payments"])
-        .ok()
-        .trim()
-        .to_string();
+        .ok_trimmed();
     fx.delegate(&payments, &["--service", "expenses"])
         .error("service `expenses` is not allowed by the parent token");
 }
@@ -737,21 +549,14 @@ fn delegate_refuses_an_operation_an_earlier_block_already_removed() {
 fn delegate_ttl_cannot_outlive_the_parent_and_shortens_expiry() {
     let fx = Fx::new();
     let parent = fx.issue(&[]);
-    let expires = fx.inspect_json(&parent)["expires_at"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let expires = fx.expires_at(&parent);
     let run = fx.delegate(&parent, &["--ttl", "1h"]);
     run.error("is not allowed by the parent token");
     run.error(&expires);
     fx.delegate(&parent, &["--ttl", "soon"])
         .error("invalid duration `soon`");
 
-    let child = fx
-        .delegate(&parent, &["--ttl", "5m"])
-        .ok()
-        .trim()
-        .to_string();
+    let child = fx.delegate(&parent, &["--ttl", "5m"]).ok_trimmed();
     // Past the child's 5 minutes but inside the parent's 10: refused, and the
     // reason names the block-1 expiry check.
     let deny = fx.authorize(&child, "expenses", "read", "/r", &["--at", &expires]);
@@ -777,11 +582,7 @@ fn delegate_ttl_cannot_outlive_the_parent_and_shortens_expiry() {
 fn inspect_json_shows_claims_expiry_and_every_block_id() {
     let fx = Fx::new();
     let parent = fx.issue(&["--agent-key", &fx.agent_pub]);
-    let child = fx
-        .delegate(&parent, &["--operation", "read"])
-        .ok()
-        .trim()
-        .to_string();
+    let child = fx.delegate(&parent, &["--operation", "read"]).ok_trimmed();
     let json = fx.inspect_json(&child);
     assert_eq!(json["signature"]["status"], "not_checked");
     assert_eq!(json["root_key_id"], 1);
@@ -839,9 +640,7 @@ fn inspect_text_shows_the_same_report() {
     let parent = fx.issue(&["--agent-key", &fx.agent_pub]);
     let child = fx
         .delegate(&parent, &["--resource-prefix", "/reports/alice"])
-        .ok()
-        .trim()
-        .to_string();
+        .ok_trimmed();
     let json = fx.inspect_json(&child);
     let run = mandate(&["inspect", "--token", &child]);
     let text = run.ok();
@@ -914,24 +713,12 @@ fn inspect_reports_exactly_what_the_token_says_even_with_quotes() {
     let fx = Fx::new();
     let principal = r#"a"); right("payments", "refund"#;
     let key = fx.path("root.key");
-    let run = mandate(&[
-        "issue",
-        "--root-key",
-        &key,
-        "--principal",
-        principal,
-        "--agent",
-        "bot",
-        "--right",
-        "expenses:read",
-        "--ttl",
-        "10m",
-    ]);
+    let run = issue_read(&key, None, principal, "10m");
     if run.code == 2 {
         run.error("principal"); // refusing such a value is also fine
         return;
     }
-    let token = run.ok().trim().to_string();
+    let token = run.ok_trimmed();
     let json = fx.inspect_json(&token);
     assert_eq!(
         json["rights"],
@@ -1068,10 +855,7 @@ fn authorize_with_a_policy_file() {
 fn authorize_at_injects_the_time() {
     let fx = Fx::new();
     let token = fx.issue(&[]);
-    let expires = fx.inspect_json(&token)["expires_at"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let expires = fx.expires_at(&token);
     // At the expiry instant itself: still valid.
     fx.authorize(&token, "expenses", "read", "/r", &["--at", &expires])
         .ok();
@@ -1093,9 +877,7 @@ fn authorize_attr_feeds_runtime_conditions() {
             &parent,
             &["--attr-max", "amount=100", "--attr-in", "method=card,iban"],
         )
-        .ok()
-        .trim()
-        .to_string();
+        .ok_trimmed();
     let run = |amount: &str, method: &str| {
         fx.authorize(
             &token,
@@ -1204,11 +986,7 @@ fn authorize_bounds_the_time_a_token_borne_check_can_take() {
         check.push_str(&format!(", right($a{i}, $b{i})"));
     }
     check.push_str(", $a0 == \"nope\"");
-    let token = fx
-        .delegate(&parent, &["--check", &check])
-        .ok()
-        .trim()
-        .to_string();
+    let token = fx.delegate(&parent, &["--check", &check]).ok_trimmed();
     let start = Instant::now();
     let run = fx.authorize(&token, "expenses", "read", "/r", &[]);
     let took = start.elapsed();
@@ -1236,20 +1014,8 @@ fn token_argument_accepts_literal_file_and_stdin() {
     let at_file = format!("@{file}");
     let trust = fx.trust();
     let authorize = |arg: &str| {
-        let args = [
-            "authorize",
-            "--token",
-            arg,
-            "--root-pub",
-            &trust,
-            "--service",
-            "expenses",
-            "--operation",
-            "read",
-            "--resource",
-            "/r",
-            "--json",
-        ];
+        let mut args = read_request(arg, &["--root-pub", &trust]);
+        args.push("--json");
         if arg == "-" {
             mandate_stdin(&args, &format!("{token}\n"))
         } else {
@@ -1273,7 +1039,7 @@ fn token_argument_accepts_literal_file_and_stdin() {
     let run = mandate(&["inspect", "--token", &at_file]);
     assert!(run.ok().contains("principal:  alice"), "{run}");
     let child = mandate_stdin(&["delegate", "--token", "-", "--operation", "read"], &token);
-    let child = child.ok().trim().to_string();
+    let child = child.ok_trimmed();
     assert!(fx.authorize(&child, "expenses", "submit", "/r", &[]).code == 1);
     let child = fx.delegate(&at_file, &["--operation", "read"]);
     assert!(!child.ok().trim().is_empty());
@@ -1310,38 +1076,10 @@ fn rotation_trusts_two_roots_by_key_id() {
     let root2 = fx.keygen("root2.key");
     let t1 = fx.issue(&[]);
     let key2 = fx.path("root2.key");
-    let t2 = mandate(&[
-        "issue",
-        "--root-key",
-        &key2,
-        "--key-id",
-        "2",
-        "--principal",
-        "bob",
-        "--agent",
-        "bot",
-        "--right",
-        "expenses:read",
-        "--ttl",
-        "10m",
-    ])
-    .ok()
-    .trim()
-    .to_string();
+    let t2 = issue_read(&key2, Some("2"), "bob", "10m").ok_trimmed();
 
-    let req = [
-        "--service",
-        "expenses",
-        "--operation",
-        "read",
-        "--resource",
-        "/r",
-    ];
     let check = |token: &str, trust: &[&str], who: &str| {
-        let mut args = vec!["authorize", "--token", token];
-        args.extend_from_slice(trust);
-        args.extend_from_slice(&req);
-        let run = mandate(&args);
+        let run = authorize_read(token, trust);
         assert!(
             run.ok()
                 .starts_with(&format!("ALLOW: bot acting for {who}")),
@@ -1371,36 +1109,19 @@ fn rotation_trusts_two_roots_by_key_id() {
 
     // Only root 1 trusted: a key-id-2 token is an error naming the id.
     let only_one = fx.write("one.json", &format!(r#"{{"1":"{}"}}"#, fx.root_pub));
-    let mut args = vec!["authorize", "--token", &t2, "--root-keys", &only_one];
-    args.extend_from_slice(&req);
-    mandate(&args).error("unknown root key id 2: trusted ids are 1");
-    let mut args = vec!["authorize", "--token", &t2, "--root-pub", &one];
-    args.extend_from_slice(&req);
-    mandate(&args).error("unknown root key id 2");
+    authorize_read(&t2, &["--root-keys", &only_one])
+        .error("unknown root key id 2: trusted ids are 1");
+    authorize_read(&t2, &["--root-pub", &one]).error("unknown root key id 2");
     // Key 2 given under id 1 does not verify a key-id-1 token.
     let swapped = format!("1={root2}");
-    let mut args = vec!["authorize", "--token", &t1, "--root-pub", &swapped];
-    args.extend_from_slice(&req);
-    mandate(&args).error("invalid token signature");
+    authorize_read(&t1, &["--root-pub", &swapped]).error("invalid token signature");
 }
 
 #[test]
 fn rotation_rejects_bad_key_sets_and_keys() {
     let fx = Fx::new();
     let token = fx.issue(&[]);
-    let req = [
-        "--service",
-        "expenses",
-        "--operation",
-        "read",
-        "--resource",
-        "/r",
-    ];
-    let with = |flag: &str, value: &str| {
-        let mut args = vec!["authorize", "--token", &token, flag, value];
-        args.extend_from_slice(&req);
-        mandate(&args)
-    };
+    let with = |flag: &str, value: &str| authorize_read(&token, &[flag, value]);
     with("--root-keys", &fx.write("a.json", "not json")).error("is not a key-set file");
     with("--root-keys", &fx.write("b.json", r#"{"1": 5}"#)).error("is not a key-set file");
     with(
@@ -1410,9 +1131,7 @@ fn rotation_rejects_bad_key_sets_and_keys() {
     .error("key id `x` is not a non-negative integer");
     with("--root-keys", &fx.path("missing.json")).error("missing.json");
     with("--root-pub", "1=ed25519/xyz").error("is not an Ed25519 public key");
-    let mut args = vec!["authorize", "--token", &token];
-    args.extend_from_slice(&req);
-    mandate(&args).error("no trusted root key");
+    authorize_read(&token, &[]).error("no trusted root key");
 }
 
 // ---------------------------------------------------------------------------
@@ -1477,11 +1196,7 @@ fn bad_token_tampered_claim_is_rejected() {
 fn bad_token_any_tampered_byte_in_the_middle_is_rejected() {
     let fx = Fx::new();
     let parent = fx.issue(&[]);
-    let token = fx
-        .delegate(&parent, &["--operation", "read"])
-        .ok()
-        .trim()
-        .to_string();
+    let token = fx.delegate(&parent, &["--operation", "read"]).ok_trimmed();
     let bytes = b64_decode(&token);
     let n = bytes.len();
     for i in (n / 8..n - n / 8).step_by(n / 32) {
@@ -1502,86 +1217,20 @@ fn bad_token_signed_by_another_root() {
     let fx = Fx::new();
     fx.keygen("evil.key");
     let key = fx.path("evil.key");
-    let forged = mandate(&[
-        "issue",
-        "--root-key",
-        &key,
-        "--key-id",
-        "1",
-        "--principal",
-        "alice",
-        "--agent",
-        "bot",
-        "--right",
-        "expenses:read",
-        "--ttl",
-        "10m",
-    ])
-    .ok()
-    .trim()
-    .to_string();
+    let forged = issue_read(&key, Some("1"), "alice", "10m").ok_trimmed();
     fx.authorize(&forged, "expenses", "read", "/r", &[])
         .error("invalid token signature");
     // A token without a key id, against a root trusted without a key id.
-    let key = fx.path("evil.key");
-    let plain = mandate(&[
-        "issue",
-        "--root-key",
-        &key,
-        "--principal",
-        "alice",
-        "--agent",
-        "bot",
-        "--right",
-        "expenses:read",
-        "--ttl",
-        "10m",
-    ])
-    .ok()
-    .trim()
-    .to_string();
-    let run = mandate(&[
-        "authorize",
-        "--token",
-        &plain,
-        "--root-pub",
-        &fx.root_pub,
-        "--service",
-        "expenses",
-        "--operation",
-        "read",
-        "--resource",
-        "/r",
-    ]);
-    run.error("invalid token signature");
+    let plain = issue_read(&key, None, "alice", "10m").ok_trimmed();
+    authorize_read(&plain, &["--root-pub", &fx.root_pub]).error("invalid token signature");
 }
 
 #[test]
 fn bad_token_expired() {
     let fx = Fx::new();
     let key = fx.path("root.key");
-    let token = mandate(&[
-        "issue",
-        "--root-key",
-        &key,
-        "--key-id",
-        "1",
-        "--principal",
-        "alice",
-        "--agent",
-        "bot",
-        "--right",
-        "expenses:read",
-        "--ttl",
-        "90s",
-    ])
-    .ok()
-    .trim()
-    .to_string();
-    let expires = fx.inspect_json(&token)["expires_at"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = issue_read(&key, Some("1"), "alice", "90s").ok_trimmed();
+    let expires = fx.expires_at(&token);
     for extra in [&[][..], &["--json"][..]] {
         let mut args = vec!["--at", "2099-01-01T00:00:00Z"];
         args.extend_from_slice(extra);
@@ -1662,18 +1311,8 @@ fn bad_flags_are_usage_errors() {
         .usage_error("unexpected argument '--frobnicate'");
     mandate(&["frobnicate"]).usage_error("unrecognized subcommand 'frobnicate'");
     let key = fx.path("root.key");
-    mandate(&[
-        "issue",
-        "--root-key",
-        &key,
-        "--principal",
-        "a",
-        "--agent",
-        "b",
-        "--ttl",
-        "1m",
-    ])
-    .usage_error("required arguments were not provided");
+    issue_by(&key, &["--principal", "a", "--agent", "b", "--ttl", "1m"])
+        .usage_error("required arguments were not provided");
     mandate(&["authorize", "--token", &token, "--root-pub", &fx.trust()])
         .usage_error("required arguments were not provided");
 }
@@ -1692,10 +1331,7 @@ fn bad_durations_are_refused_and_write_nothing() {
     ] {
         let key = fx.path("root.key");
         let ttl_arg = format!("--ttl={ttl}");
-        mandate(&[
-            "issue",
-            "--root-key",
-            &key,
+        let args = [
             "--principal",
             "a",
             "--agent",
@@ -1705,8 +1341,8 @@ fn bad_durations_are_refused_and_write_nothing() {
             &ttl_arg,
             "--out",
             &out,
-        ])
-        .error(needle);
+        ];
+        issue_by(&key, &args).error(needle);
         assert!(!Path::new(&out).exists(), "--ttl {ttl:?} wrote a file");
     }
 }
@@ -1760,10 +1396,7 @@ fn bad_issue_inputs_write_no_output_file() {
     let out_path = PathBuf::from(&out);
     let key = fx.path("root.key");
     let base = |extra: &[&str], root_key: &str| {
-        let mut args = vec![
-            "issue",
-            "--root-key",
-            root_key,
+        let args = [
             "--principal",
             "alice",
             "--agent",
@@ -1773,8 +1406,7 @@ fn bad_issue_inputs_write_no_output_file() {
             "--out",
             &out,
         ];
-        args.extend_from_slice(extra);
-        mandate(&args)
+        issue_by(root_key, &[&args[..], extra].concat())
     };
     base(&["--right", "expenses"], &key).error("right `expenses` is not SERVICE:OPERATION");
     base(&["--right", "x:y", "--agent-key", "ed25519/zz"], &key)
