@@ -130,8 +130,8 @@ impl Agent {
 
     /// This agent's proof of possession of `token` for `request`.
     pub fn prove(&self, token: &str, request: &Request) -> Result<Proof> {
-        let token_id = UnverifiedMandate::from_base64(token)?.token_id_hex();
-        Ok(Proof::sign(&self.key, &token_id, request, request.time))
+        let digest = UnverifiedMandate::from_base64(token)?.digest_hex();
+        Ok(Proof::sign(&self.key, &digest, request, request.time))
     }
 
     /// A call as this agent makes it, now: the request with `attrs`

@@ -16,7 +16,7 @@ use crate::args::{
     AuthorizeArgs, Command, DelegateArgs, InspectArgs, IssueArgs, KeygenArgs, PopArgs,
     RegistryCommand, RestrictionArgs, RevocationsCommand, RootKeyArgs,
 };
-use crate::output;
+use crate::output::{self, say, say_raw};
 
 /// How a command ended; the value is the process exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub fn run(command: Command) -> Result<Outcome> {
 fn keygen(args: &KeygenArgs) -> Result<Outcome> {
     let key = SecretKey::generate();
     key.write_new(&args.out)?;
-    println!("{}", key.public());
+    say!("{}", key.public())?;
     Ok(Outcome::Ok)
 }
 
@@ -179,7 +179,7 @@ fn delegate(args: &DelegateArgs) -> Result<Outcome> {
 /// never leaves a partial file behind.
 fn emit_token(token: &str, out: Option<&Path>) -> Result<Outcome> {
     match out {
-        None => println!("{token}"),
+        None => say!("{token}")?,
         Some(path) => write_atomically(path, token)?,
     }
     Ok(Outcome::Ok)
@@ -208,9 +208,9 @@ fn inspect(args: &InspectArgs) -> Result<Outcome> {
     };
     let report = mandate_core::inspect(&token, keys.as_ref(), SystemTime::now())?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        say!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", output::inspection_text(&report));
+        say_raw!("{}", output::inspection_text(&report))?;
     }
     Ok(match report.signature {
         mandate_core::SignatureStatus::Invalid { .. } => Outcome::Error,
@@ -227,7 +227,7 @@ fn authorize(args: &AuthorizeArgs) -> Result<Outcome> {
     if let Some(path) = &args.policy {
         verifier = verifier.policy(Policy::from_file(path)?);
     }
-    let staleness = parse_duration(&args.staleness)?;
+    let staleness = crate::revocation::staleness(&args.staleness)?;
     if let Some(index) = crate::revocation::revocation_state(&args.revocations, staleness)? {
         verifier = verifier.revocation(std::sync::Arc::new(index));
     }
@@ -253,12 +253,12 @@ fn authorize(args: &AuthorizeArgs) -> Result<Outcome> {
     if args.json {
         let mut json = mandate_verifier::http::decision_body(&decision);
         json["revocation_checked"] = serde_json::Value::Bool(revocation_checked);
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        say!("{}", serde_json::to_string_pretty(&json)?)?;
     } else {
-        print!("{}", output::decision_text(&decision));
+        say_raw!("{}", output::decision_text(&decision))?;
         if !revocation_checked {
             // Offline decisions say so every time: a revoked token would pass.
-            println!("revocations: NOT CHECKED (offline; give --registry URL or --store DIR)");
+            say!("revocations: NOT CHECKED (offline; give --registry URL or --store DIR)")?;
         }
     }
     Ok(if decision.allowed {
@@ -280,6 +280,8 @@ fn request(
         Some(at) => parse_time(at)?,
         None => SystemTime::now(),
     };
+    mandate_core::check_name("service", service)?;
+    mandate_core::check_name("operation", operation)?;
     let mut request = Request::new(service, operation, ResourcePath::parse(resource)?, time);
     for attr in attrs {
         request = request.with_attr_arg(attr)?;
@@ -297,7 +299,7 @@ fn pop(args: &PopArgs) -> Result<Outcome> {
         &args.attrs,
         args.at.as_deref(),
     )?;
-    let proof = Proof::sign(&key, &token.token_id_hex(), &request, request.time);
-    println!("{}", proof.to_text());
+    let proof = Proof::sign(&key, &token.digest_hex(), &request, request.time);
+    say!("{}", proof.to_text())?;
     Ok(Outcome::Ok)
 }

@@ -17,7 +17,7 @@ use mandate_registry::{
 use mandate_verifier::Verifier;
 
 use crate::commands::Outcome;
-use crate::output;
+use crate::output::{self, say, say_raw};
 
 pub fn run(dir: Option<&Path>) -> Result<Outcome> {
     let temp;
@@ -31,14 +31,14 @@ pub fn run(dir: Option<&Path>) -> Result<Outcome> {
             temp.path().to_path_buf()
         }
     };
-    println!("Mandate demo (files in {})\n", dir.display());
+    say!("Mandate demo (files in {})\n", dir.display())?;
 
     let root = load_or_create(&dir.join("root.key"))?;
     let agent = load_or_create(&dir.join("expense-agent.key"))?;
     let helper = load_or_create(&dir.join("receipts-agent.key"))?;
-    println!("1. keys: issuer root     {}", root.public());
-    println!("         expense-agent   {}", agent.public());
-    println!("         receipts-agent  {}\n", helper.public());
+    say!("1. keys: issuer root     {}", root.public())?;
+    say!("         expense-agent   {}", agent.public())?;
+    say!("         receipts-agent  {}\n", helper.public())?;
 
     let request = MintRequest {
         principal: "alice".into(),
@@ -61,10 +61,10 @@ pub fn run(dir: Option<&Path>) -> Result<Outcome> {
         &request,
     )?;
     let task = mandate.claims().task;
-    println!(
+    say!(
         "2. issued a mandate: alice → expense-agent, task {task},\n   rights expenses:read, expenses:submit, 15 minutes ({} bytes)\n",
         mandate.to_base64()?.len()
-    );
+    )?;
 
     let narrowed = mandate_core::delegate_signed(
         &mandate.to_unverified()?,
@@ -86,15 +86,15 @@ pub fn run(dir: Option<&Path>) -> Result<Outcome> {
         format!("{narrowed_text}\n"),
     )
     .context("writing receipts-agent.token")?;
-    println!("3. expense-agent hands a narrower mandate to receipts-agent, offline,");
-    println!(
+    say!("3. expense-agent hands a narrower mandate to receipts-agent, offline,")?;
+    say!(
         "   in a block signed with its own key ({} bytes):",
         narrowed_text.len()
-    );
-    println!(
+    )?;
+    say!(
         "   {}\n",
         narrowed.block_source(1)?.trim().replace('\n', "\n   ")
-    );
+    )?;
 
     // The registry's store (sled) lives in the demo folder; the verifier
     // consults the same process's index on every call.
@@ -109,7 +109,7 @@ pub fn run(dir: Option<&Path>) -> Result<Outcome> {
         })
         .revocation(Arc::new(store.index()))
         .build()?;
-    let token_id = narrowed.token_id_hex();
+    let digest = narrowed.digest_hex();
     let call = |amount: &str, key: &SecretKey| -> Result<Request> {
         let request = Request::new(
             "expenses",
@@ -118,19 +118,19 @@ pub fn run(dir: Option<&Path>) -> Result<Outcome> {
             SystemTime::now(),
         )
         .with_attr_arg(&format!("amount={amount}"))?;
-        let proof = Proof::sign(key, &token_id, &request, request.time);
+        let proof = Proof::sign(key, &digest, &request, request.time);
         Ok(request.with_proof(proof))
     };
     let allowed = verifier.authorize(&narrowed_text, &call("120", &helper)?)?;
-    println!("4. receipts-agent submits a report of 120, with its proof of possession:");
-    print!("{}", indent(&output::decision_text(&allowed)));
+    say!("4. receipts-agent submits a report of 120, with its proof of possession:")?;
+    say_raw!("{}", indent(&output::decision_text(&allowed)))?;
     let denied = verifier.authorize(&narrowed_text, &call("900", &helper)?)?;
-    println!("\n5. receipts-agent submits a report of 900:");
-    print!("{}", indent(&output::decision_text(&denied)));
+    say!("\n5. receipts-agent submits a report of 900:")?;
+    say_raw!("{}", indent(&output::decision_text(&denied)))?;
     let thief = SecretKey::generate();
     let stolen = verifier.authorize(&narrowed_text, &call("120", &thief)?)?;
-    println!("\n6. someone who copied the token (but not the key) tries the same call:");
-    print!("{}", indent(&output::decision_text(&stolen)));
+    say!("\n6. someone who copied the token (but not the key) tries the same call:")?;
+    say_raw!("{}", indent(&output::decision_text(&stolen)))?;
 
     let entry = store.append(NewRevocation::revoke(
         RevocationKind::Task,
@@ -139,14 +139,14 @@ pub fn run(dir: Option<&Path>) -> Result<Outcome> {
         "demo operator",
     )?)?;
     let revoked = verifier.authorize(&narrowed_text, &call("120", &helper)?)?;
-    println!(
+    say!(
         "\n7. an operator revokes the task (revocation #{}); receipts-agent's next call:",
         entry.seq
-    );
-    print!("{}", indent(&output::decision_text(&revoked)));
+    )?;
+    say_raw!("{}", indent(&output::decision_text(&revoked)))?;
 
     if allowed.allowed && !denied.allowed && !stolen.allowed && !revoked.allowed {
-        println!("\nDemo complete: one call allowed, three denied, each with its reason.");
+        say!("\nDemo complete: one call allowed, three denied, each with its reason.")?;
         Ok(Outcome::Ok)
     } else {
         anyhow::bail!("demo produced unexpected decisions")

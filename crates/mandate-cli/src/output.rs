@@ -1,4 +1,33 @@
-//! How reports and decisions look on the terminal and in `--json`.
+//! How reports and decisions look on the terminal and in `--json`, and how
+//! they reach stdout.
+
+/// Writes a line to stdout. A closed pipe (`mandate ... | head -1`) is not an
+/// error — the rest of the output is dropped and the command keeps its exit
+/// code — but any other write error (a full disk) is.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// As [`say!`], without the newline.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(&format!($($arg)*))
+    };
+}
+
+pub(crate) use {say, say_raw};
+
+/// Writes `text` to stdout, treating a closed pipe as success.
+pub fn write_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
 
 use std::fmt::Write as _;
 

@@ -15,6 +15,7 @@ use mandate_verifier::Verifier;
 
 use crate::args::{ListArgs, RevocationSource, RevokeArgs, ServeArgs, VerifierServeArgs};
 use crate::commands::{parse_duration, read_token, read_token_text, root_keys, Outcome};
+use crate::output::say;
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -24,14 +25,55 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// Opens an existing store; a mistyped folder is an error, never a fresh
+/// empty store that would revoke nothing.
 fn open_store(dir: &std::path::Path) -> Result<SledStore> {
-    SledStore::open(dir).with_context(|| {
+    SledStore::open_existing(dir).with_context(|| {
         format!(
             "opening store {} (if `mandate registry serve` is using it, pass --registry instead)",
             dir.display()
         )
     })
 }
+
+/// Opens or creates the store a server owns.
+fn create_store(dir: &std::path::Path) -> Result<SledStore> {
+    SledStore::open(dir).with_context(|| format!("opening store {}", dir.display()))
+}
+
+/// A duration flag that must stay within sane bounds.
+fn bounded_duration(flag: &str, text: &str, min: Duration, max: Duration) -> Result<Duration> {
+    let value = parse_duration(text)?;
+    if value < min || value > max {
+        bail!(
+            "{flag} {text} is outside {} ..= {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        );
+    }
+    Ok(value)
+}
+
+/// The verifier that authorizes registry writes: the same roots, the
+/// revocation state of this registry (a revoked operator cannot write, nor
+/// lift its own revocation), and proof of possession when required.
+fn write_authorizer(
+    keys: mandate_core::KeySet,
+    index: SharedIndex,
+    require_pop: bool,
+) -> Result<MandateWriteAuthorizer> {
+    Ok(MandateWriteAuthorizer::new(
+        Verifier::builder()
+            .root_keys(keys)
+            .require_pop(require_pop)
+            .revocation(Arc::new(index)),
+    )?)
+}
+
+const HEARTBEAT_MIN: Duration = Duration::from_millis(10);
+const HEARTBEAT_MAX: Duration = Duration::from_secs(3600);
+const STALENESS_MIN: Duration = Duration::from_millis(100);
+const STALENESS_MAX: Duration = Duration::from_secs(24 * 3600);
 
 /// The revocation state `authorize` consults, or `None` without a source.
 pub fn revocation_state(
@@ -66,12 +108,12 @@ pub fn revoke(args: &RevokeArgs) -> Result<Outcome> {
             NewRevocation::revoke(kind, value, args.reason.clone(), actor)?
         };
         let entry = store.append(new)?;
-        println!(
+        say!(
             "{} (seq {}), written to {}",
             describe(&entry),
             entry.seq,
             dir.display()
-        );
+        )?;
         return Ok(Outcome::Ok);
     }
     let (Some(url), Some(auth)) = (&args.target.registry, &args.target.auth) else {
@@ -87,7 +129,7 @@ pub fn revoke(args: &RevokeArgs) -> Result<Outcome> {
     // The token id is needed only to sign a proof; without --auth-key the
     // registry alone judges the token (and says 401 if it is garbage).
     let auth_id = match &auth_key {
-        Some(_) => read_token(auth)?.token_id_hex(),
+        Some(_) => read_token(auth)?.digest_hex(),
         None => String::new(),
     };
     // A fresh proof per attempt: the registry accepts each nonce once.
@@ -120,19 +162,29 @@ pub fn revoke(args: &RevokeArgs) -> Result<Outcome> {
                 other => break other.with_context(|| format!("writing to {url}"))?,
             }
         };
-        println!("{} (seq {})", describe(&entry), entry.seq);
+        say!("{} (seq {})", describe(&entry), entry.seq)?;
         // Report how many connected verifiers applied it, waiting briefly.
+        // The revocation is recorded already: a failure here is a warning,
+        // never a failed command.
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
-            let status = client.status(Some(entry.seq)).await?;
-            if status.applied_by >= status.subscribers || Instant::now() >= deadline {
-                println!(
-                    "applied by {} of {} connected verifiers",
-                    status.applied_by, status.subscribers
-                );
-                break;
+            match client.status(Some(entry.seq)).await {
+                Ok(status)
+                    if status.applied_by >= status.subscribers || Instant::now() >= deadline =>
+                {
+                    say!(
+                        "applied by {} of {} connected verifiers",
+                        status.applied_by,
+                        status.subscribers
+                    )?;
+                    break;
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(e) => {
+                    eprintln!("warning: recorded, but the registry's status is unavailable: {e}");
+                    break;
+                }
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(Outcome::Ok)
     })
@@ -152,7 +204,16 @@ fn target(args: &RevokeArgs) -> Result<(RevocationKind, String)> {
     } else if let Some(p) = &args.principal {
         (RevocationKind::Principal, p.clone())
     } else if let Some(a) = &args.agent {
-        (RevocationKind::Agent, a.clone())
+        // A key (text or .pub file) is stored in its canonical form, the
+        // form tokens carry; anything else is an agent name.
+        let value = if a.trim().to_ascii_lowercase().starts_with("ed25519/")
+            || std::path::Path::new(a).is_file()
+        {
+            mandate_core::PublicKey::from_arg(a)?.to_string()
+        } else {
+            a.clone()
+        };
+        (RevocationKind::Agent, value)
     } else if let Some(t) = &args.task {
         (RevocationKind::Task, t.clone())
     } else {
@@ -196,12 +257,12 @@ pub fn list(args: &ListArgs) -> Result<Outcome> {
         bail!("give --registry URL or --store DIR");
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
+        say!("{}", serde_json::to_string_pretty(&entries)?)?;
     } else if entries.is_empty() {
-        println!("no revocations");
+        say!("no revocations")?;
     } else {
         for e in &entries {
-            println!(
+            say!(
                 "#{:<5} {} {:<9} {:<40} by {} — {}",
                 e.seq,
                 humantime::format_rfc3339_seconds(e.at),
@@ -213,17 +274,18 @@ pub fn list(args: &ListArgs) -> Result<Outcome> {
                 } else {
                     &e.reason
                 },
-            );
+            )?;
         }
     }
     Ok(Outcome::Ok)
 }
 
 pub fn serve(args: &ServeArgs) -> Result<Outcome> {
-    let heartbeat = parse_duration(&args.heartbeat)?;
+    let heartbeat = bounded_duration("--heartbeat", &args.heartbeat, HEARTBEAT_MIN, HEARTBEAT_MAX)?;
     let keys = root_keys(&args.roots)?;
-    let authorizer = MandateWriteAuthorizer::new(Verifier::builder().root_keys(keys))?;
-    let store: Arc<dyn RevocationStore> = Arc::new(open_store(&args.store)?);
+    let indexed = mandate_registry::IndexingStore::new(create_store(&args.store)?)?;
+    let authorizer = write_authorizer(keys, indexed.index(), false)?;
+    let store: Arc<dyn RevocationStore> = Arc::new(indexed);
     let config = RegistryConfig {
         heartbeat_interval: heartbeat,
         ..RegistryConfig::default()
@@ -235,7 +297,7 @@ pub fn serve(args: &ServeArgs) -> Result<Outcome> {
             .with_context(|| format!("listening on {}", args.listen))?;
         let address = listener.local_addr()?;
         // The address on stdout, so scripts and tests can find a port-0 server.
-        println!("registry listening on http://{address}");
+        say!("registry listening on http://{address}")?;
         tracing::info!(%address, store = %args.store.display(), "registry serving");
         mandate_registry::serve(listener, state, mandate_registry::shutdown_signal()).await?;
         anyhow::Ok(())
@@ -254,17 +316,17 @@ pub fn serve_verifier(args: &VerifierServeArgs) -> Result<Outcome> {
     if let Some(path) = &args.policy {
         builder = builder.policy(mandate_verifier::Policy::from_file(path)?);
     }
-    let staleness = parse_duration(&args.staleness)?;
-    let heartbeat = parse_duration(&args.heartbeat)?;
+    let staleness = bounded_duration("--staleness", &args.staleness, STALENESS_MIN, STALENESS_MAX)?;
+    let heartbeat = bounded_duration("--heartbeat", &args.heartbeat, HEARTBEAT_MIN, HEARTBEAT_MAX)?;
     runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let address = listener.local_addr()?;
         if let Some(dir) = &args.revocations.store {
-            let store = mandate_registry::IndexingStore::new(open_store(dir)?)?;
+            let store = mandate_registry::IndexingStore::new(create_store(dir)?)?;
             let verifier = builder.revocation(Arc::new(store.index())).build()?;
-            let writes = MandateWriteAuthorizer::new(Verifier::builder().root_keys(keys))?;
+            let writes = write_authorizer(keys, store.index(), args.require_pop)?;
             let config = RegistryConfig {
                 heartbeat_interval: heartbeat,
                 ..RegistryConfig::default()
@@ -273,7 +335,7 @@ pub fn serve_verifier(args: &VerifierServeArgs) -> Result<Outcome> {
             // Authorization routes first; anything else is the registry's.
             let app = mandate_verifier::http::router(mandate_verifier::http::AuthzState::new(verifier))
                 .fallback_service(mandate_registry::router(state.clone()));
-            println!("serving authorization and registry on http://{address}");
+            say!("serving authorization and registry on http://{address}")?;
             mandate_registry::serve_app(listener, state, app, mandate_registry::shutdown_signal())
                 .await?;
         } else if let Some(url) = &args.revocations.registry {
@@ -282,7 +344,7 @@ pub fn serve_verifier(args: &VerifierServeArgs) -> Result<Outcome> {
             let _subscription = client.subscribe(index.clone(), Default::default());
             let verifier = builder.revocation(Arc::new(index)).build()?;
             let app = mandate_verifier::http::router(mandate_verifier::http::AuthzState::new(verifier));
-            println!("serving authorization on http://{address}, revocations from {url}");
+            say!("serving authorization on http://{address}, revocations from {url}")?;
             axum::serve(listener, app)
                 .with_graceful_shutdown(mandate_registry::shutdown_signal())
                 .await
@@ -293,4 +355,9 @@ pub fn serve_verifier(args: &VerifierServeArgs) -> Result<Outcome> {
         anyhow::Ok(())
     })?;
     Ok(Outcome::Ok)
+}
+
+/// Parses a `--staleness` bound.
+pub fn staleness(text: &str) -> Result<Duration> {
+    bounded_duration("--staleness", text, STALENESS_MIN, STALENESS_MAX)
 }

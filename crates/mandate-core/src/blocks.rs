@@ -11,13 +11,71 @@ use biscuit_parser::builder::Term;
 
 use crate::keys::PublicKey;
 
-/// One rule body or check query, as the predicates it joins.
+/// One rule body or check query, as the predicates it joins and the size of
+/// its expressions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Query {
-    /// The rule or check as written.
+    /// The start of the rule or check as written (at most 80 characters).
     pub text: String,
     /// The names of the predicates its body joins, in order.
     pub predicates: Vec<String>,
+    /// Closures with parameters (`$x -> ...`) in its expressions: each can
+    /// iterate a collection, and nested ones multiply. (`||` and `&&` are
+    /// parameterless closures in biscuit and are not counted.)
+    pub closures: usize,
+    /// Deepest nesting of closures.
+    pub closure_depth: usize,
+    /// Elements of collection literals (sets, arrays, maps) in its
+    /// expressions.
+    pub literal_elements: usize,
+}
+
+/// Measures the expressions of a rule body.
+fn expression_cost(rule: &biscuit_parser::builder::Rule) -> (usize, usize, usize) {
+    use biscuit_parser::builder::Op;
+    fn term_size(term: &Term) -> usize {
+        match term {
+            Term::Set(items) => items.len() + items.iter().map(term_size).sum::<usize>(),
+            Term::Array(items) => items.len() + items.iter().map(term_size).sum::<usize>(),
+            Term::Map(items) => items.len() + items.values().map(term_size).sum::<usize>(),
+            _ => 0,
+        }
+    }
+    fn walk(ops: &[Op], depth: usize, acc: &mut (usize, usize, usize)) {
+        for op in ops {
+            match op {
+                Op::Value(term) => acc.2 += term_size(term),
+                // `a || b` and `a && b` are parameterless closures (lazy
+                // evaluation); only closures with parameters iterate.
+                Op::Closure(params, inner) if params.is_empty() => walk(inner, depth, acc),
+                Op::Closure(_, inner) => {
+                    acc.0 += 1;
+                    acc.1 = acc.1.max(depth + 1);
+                    walk(inner, depth + 1, acc);
+                }
+                Op::Unary(_) | Op::Binary(_) => {}
+            }
+        }
+    }
+    let mut acc = (0, 0, 0);
+    for expression in &rule.expressions {
+        walk(&expression.ops, 0, &mut acc);
+    }
+    for predicate in &rule.body {
+        acc.2 += predicate.terms.iter().map(term_size).sum::<usize>();
+    }
+    acc
+}
+
+fn query(text: &str, rule: &biscuit_parser::builder::Rule) -> Query {
+    let (closures, closure_depth, literal_elements) = expression_cost(rule);
+    Query {
+        text: text.chars().take(80).collect(),
+        predicates: rule.body.iter().map(|p| p.name.clone()).collect(),
+        closures,
+        closure_depth,
+        literal_elements,
+    }
 }
 
 /// One block of a token, parsed.
@@ -43,22 +101,13 @@ impl BlockContents {
     pub(crate) fn parse(source: &str, signer: Option<PublicKey>) -> Result<BlockContents, String> {
         let parsed = biscuit_parser::parser::parse_block_source(source)
             .map_err(|_| "its Datalog does not parse back".to_string())?;
-        let names = |body: &[biscuit_parser::builder::Predicate]| -> Vec<String> {
-            body.iter().map(|p| p.name.clone()).collect()
-        };
         let mut queries = Vec::new();
         for (text, rule) in &parsed.rules {
-            queries.push(Query {
-                text: text.to_string(),
-                predicates: names(&rule.body),
-            });
+            queries.push(query(text, rule));
         }
         for (text, check) in &parsed.checks {
-            for query in &check.queries {
-                queries.push(Query {
-                    text: text.to_string(),
-                    predicates: names(&query.body),
-                });
+            for q in &check.queries {
+                queries.push(query(text, q));
             }
         }
         Ok(BlockContents {

@@ -1,7 +1,8 @@
 //! Proof of possession: a per-request signature by the acting agent's key.
 //!
-//! A proof signs the token id, the request's service, operation, resource
-//! and attributes, a timestamp and a random nonce. A stolen token is useless
+//! A proof signs the token's digest (every block's signature, see
+//! [`crate::Mandate::digest_hex`]), the request's service, operation,
+//! resource and attributes, a timestamp and a random nonce. A stolen token is useless
 //! without the agent's secret key, and a captured proof is useless for any
 //! other request, any other token, after its window, or a second time (the
 //! verifier keeps the nonces it saw inside the window).
@@ -67,15 +68,15 @@ pub enum PopError {
 }
 
 impl Proof {
-    /// Signs a proof for `request` on the token with id `token_id` (hex of
-    /// the last block's revocation id), at `now`.
-    pub fn sign(key: &SecretKey, token_id: &str, request: &Request, now: SystemTime) -> Proof {
+    /// Signs a proof for `request` on the token whose digest is
+    /// `token_digest` ([`crate::UnverifiedMandate::digest_hex`]), at `now`.
+    pub fn sign(key: &SecretKey, token_digest: &str, request: &Request, now: SystemTime) -> Proof {
         let timestamp_ms = millis(now);
         let mut nonce = [0u8; 16];
         // Without OS randomness the nonce stays zero; the verifier then sees
         // a repeated nonce and refuses the second use, so this fails closed.
         let _ = getrandom::getrandom(&mut nonce);
-        let message = message(token_id, request, timestamp_ms, &nonce);
+        let message = message(token_digest, request, timestamp_ms, &nonce);
         let signature = signing_key(key)
             .map(|k| k.sign(&message).to_bytes().to_vec())
             .unwrap_or_default();
@@ -96,11 +97,11 @@ impl Proof {
         &self,
         agent: &str,
         key: &PublicKey,
-        token_id: &str,
+        token_digest: &str,
         request: &Request,
         window: Duration,
     ) -> Result<(), PopError> {
-        let message = message(token_id, request, self.timestamp_ms, &self.nonce);
+        let message = message(token_digest, request, self.timestamp_ms, &self.nonce);
         let bad = || PopError::BadSignature {
             agent: agent.to_string(),
         };
@@ -181,29 +182,35 @@ fn millis(t: SystemTime) -> u64 {
 
 /// The signed message: every field length-prefixed, so no two different
 /// requests serialise to the same bytes.
-fn message(token_id: &str, request: &Request, timestamp_ms: u64, nonce: &[u8; 16]) -> Vec<u8> {
+fn message(token_digest: &str, request: &Request, timestamp_ms: u64, nonce: &[u8; 16]) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(DOMAIN);
     let mut field = |bytes: &[u8]| {
         out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
         out.extend_from_slice(bytes);
     };
-    field(token_id.as_bytes());
+    field(token_digest.as_bytes());
     field(request.service.as_bytes());
     field(request.operation.as_bytes());
     field(request.resource.as_str().as_bytes());
-    let mut attrs: Vec<String> = request
+    // Key and typed value are separate length-prefixed fields, so no
+    // attribute can be read as another (`a="x=i:5"` is not `"a=s:x"=5`).
+    let mut attrs: Vec<(&str, Vec<u8>)> = request
         .attrs
         .iter()
-        .map(|(k, v)| match v {
-            crate::AttrValue::Int(n) => format!("{k}=i:{n}"),
-            crate::AttrValue::Str(s) => format!("{k}=s:{s}"),
+        .map(|(k, v)| {
+            let value = match v {
+                crate::AttrValue::Int(n) => [b"i".as_slice(), &n.to_be_bytes()].concat(),
+                crate::AttrValue::Str(s) => [b"s".as_slice(), s.as_bytes()].concat(),
+            };
+            (k.as_str(), value)
         })
         .collect();
     attrs.sort();
     field(&(attrs.len() as u64).to_be_bytes());
-    for attr in &attrs {
-        field(attr.as_bytes());
+    for (key, value) in &attrs {
+        field(key.as_bytes());
+        field(value);
     }
     field(&timestamp_ms.to_be_bytes());
     field(nonce);
@@ -249,6 +256,30 @@ mod tests {
             Err(PopError::OutsideWindow { .. })
         ));
         assert_ne!(Proof::sign(&key, "abcd", &req, now).nonce, proof.nonce);
+    }
+
+    #[test]
+    fn attributes_cannot_be_read_as_others() {
+        let key = SecretKey::generate();
+        let now = SystemTime::now();
+        let window = Duration::from_secs(30);
+        let one = request("/a", now).with_attr_arg("a=x=i:5").unwrap();
+        let other = request("/a", now).with_attr_arg("a=s:x=5").unwrap();
+        let proof = Proof::sign(&key, "d", &one, now);
+        assert!(proof.verify("a", &key.public(), "d", &one, window).is_ok());
+        assert!(proof
+            .verify("a", &key.public(), "d", &other, window)
+            .is_err());
+        let int = request("/a", now).with_attr_arg("n=5").unwrap();
+        let text = request("/a", now);
+        let text = Request {
+            attrs: vec![("n".into(), crate::AttrValue::Str("5".into()))],
+            ..text
+        };
+        let proof = Proof::sign(&key, "d", &int, now);
+        assert!(proof
+            .verify("a", &key.public(), "d", &text, window)
+            .is_err());
     }
 
     #[test]

@@ -169,6 +169,14 @@ impl ResourcePath {
         if text.contains(['\\', '"']) || text.chars().any(char::is_control) {
             return Err(bad("quote, backslash or control character"));
         }
+        // Backends disagree about `..;`, fullwidth dots and trailing blanks;
+        // a prefix check is only sound if every backend sees the same path.
+        if !text.is_ascii() {
+            return Err(bad("non-ASCII characters are not accepted"));
+        }
+        if text.contains(';') || text.chars().any(|c| c.is_ascii_whitespace()) {
+            return Err(bad("`;` or whitespace"));
+        }
         let trimmed = if text.len() > 1 {
             text.strip_suffix('/').unwrap_or(text)
         } else {
@@ -228,6 +236,10 @@ mod tests {
             "/data/./x",
             "..",
             "a\\b",
+            "/data/q3/..;/secret",
+            "/data/q3/\u{ff0e}\u{ff0e}/secret",
+            "/data/q3/.. /secret",
+            "/data/q3/x y",
         ] {
             assert!(ResourcePath::parse(bad).is_err(), "{bad:?} accepted");
         }

@@ -359,6 +359,20 @@ impl Restrictions {
                 )));
             }
             crate::error::check_datalog(trimmed, crate::error::DatalogKind::Block)?;
+            // Exactly one check: text after it (`; right("bank", "pay")`)
+            // would otherwise slip facts or rules into the block — into the
+            // authority block when issuing.
+            let parsed = biscuit_parser::parser::parse_block_source(trimmed)
+                .map_err(|_| Error::Invalid(format!("`{trimmed}` is not a check")))?;
+            if parsed.checks.len() != 1
+                || !parsed.facts.is_empty()
+                || !parsed.rules.is_empty()
+                || !parsed.scopes.is_empty()
+            {
+                return Err(Error::Invalid(format!(
+                    "`{trimmed}` must be exactly one check, without facts, rules or scopes"
+                )));
+            }
             block = block
                 .code(trimmed)
                 .map_err(|e| Error::from_datalog(trimmed, e))?;

@@ -82,7 +82,7 @@ impl UnverifiedMandate {
         self.inner
             .clone()
             .verify(*root.as_biscuit())
-            .map(|biscuit| Mandate { biscuit })
+            .map(|biscuit| Mandate { biscuit, root })
             .map_err(|e| Error::from_format(e.into()))
     }
 
@@ -104,6 +104,12 @@ impl UnverifiedMandate {
     /// The token id: the last block's revocation id, in hex.
     pub fn token_id_hex(&self) -> String {
         last_hex(&self.revocation_ids())
+    }
+
+    /// A digest of every block's signature, identifying the whole token;
+    /// what a proof of possession signs (see [`Mandate::digest_hex`]).
+    pub fn digest_hex(&self) -> String {
+        digest_hex(&self.revocation_ids())
     }
 
     /// The root id: the authority block's revocation id, in hex. Every token
@@ -189,6 +195,16 @@ impl UnverifiedMandate {
     }
 }
 
+/// SHA-256 over every revocation id, each length-prefixed.
+fn digest_hex(ids: &[Vec<u8>]) -> String {
+    let mut hasher = sha2::Sha256::new();
+    for id in ids {
+        hasher.update((id.len() as u64).to_be_bytes());
+        hasher.update(id);
+    }
+    hex::encode(hasher.finalize())
+}
+
 fn last_hex(ids: &[Vec<u8>]) -> String {
     ids.last().map(hex::encode).unwrap_or_default()
 }
@@ -236,25 +252,13 @@ fn signer_of(external: &[Option<biscuit_auth::PublicKey>], index: usize) -> Opti
 #[derive(Clone)]
 pub struct Mandate {
     biscuit: Biscuit,
+    /// The root key the signatures verified against (or that signed it).
+    root: PublicKey,
 }
 
 impl std::fmt::Debug for Mandate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Mandate(id: {})", self.token_id_hex())
-    }
-}
-
-struct KeySetProvider<'a>(&'a KeySet);
-
-impl biscuit_auth::RootKeyProvider for KeySetProvider<'_> {
-    fn choose(
-        &self,
-        key_id: Option<u32>,
-    ) -> Result<biscuit_auth::PublicKey, biscuit_auth::error::Format> {
-        self.0
-            .choose(key_id)
-            .map(|k| *k.as_biscuit())
-            .map_err(|_| biscuit_auth::error::Format::UnknownPublicKey)
     }
 }
 
@@ -266,29 +270,83 @@ impl Mandate {
     /// As [`UnverifiedMandate::from_base64`] and [`UnverifiedMandate::verify`].
     pub fn from_base64(text: &str, keys: &KeySet) -> Result<Mandate, Error> {
         let text = check_len(text)?;
-        match Biscuit::from_base64(text, KeySetProvider(keys)) {
-            Ok(biscuit) => Ok(Mandate { biscuit }),
-            Err(biscuit_auth::error::Token::Format(
-                biscuit_auth::error::Format::UnknownPublicKey,
-            )) => {
-                // Re-run the choice to report which id was unknown.
-                let key_id = UnverifiedMandate::from_base64(text)?.root_key_id();
-                Err(keys
-                    .choose(key_id)
-                    .err()
-                    .unwrap_or(Error::InvalidSignature {
-                        reason: "root key not recognised".into(),
-                    }))
-            }
+        let unverified = UnverifiedMandate::from_base64(text)?;
+        let root = *keys.choose(unverified.root_key_id())?;
+        match Biscuit::from_base64(text, *root.as_biscuit()) {
+            Ok(biscuit) => Ok(Mandate { biscuit, root }),
             Err(e) => Err(Error::from_format(e)),
         }
     }
 
-    /// Wraps a biscuit-auth token. biscuit-auth only yields a [`Biscuit`]
-    /// after checking its signatures or after building it with a root key,
-    /// so the wrapper keeps the guarantee.
-    pub fn from_biscuit(biscuit: Biscuit) -> Mandate {
-        Mandate { biscuit }
+    /// Signs a new authority block with `root`: the only way to make a
+    /// `Mandate` without verifying one.
+    ///
+    /// # Errors
+    /// [`Error::Biscuit`] if biscuit-auth cannot build the token.
+    pub fn sign(
+        builder: biscuit_auth::builder::BiscuitBuilder,
+        root: &crate::keys::RootKey,
+    ) -> Result<Mandate, Error> {
+        let builder = match root.key_id {
+            Some(id) => builder.root_key_id(id),
+            None => builder,
+        };
+        builder
+            .build(root.secret.key_pair())
+            .map(|biscuit| Mandate {
+                biscuit,
+                root: root.secret.public(),
+            })
+            .map_err(Error::Biscuit)
+    }
+
+    /// Refuses to print blocks back when that could take far more memory
+    /// than the token: biscuit prints every reference to a symbol in full,
+    /// so a block can reference one long string thousands of times. Each
+    /// reference takes at least one byte of the encoded token, which bounds
+    /// the printed size by `encoded size × (longest symbol + overhead)`.
+    fn check_print_size(&self) -> Result<(), String> {
+        const MAX_PRINTED: usize = 16 * 1024 * 1024;
+        let encoded = self.biscuit.serialized_size().map_err(|e| e.to_string())?;
+        let mut longest = 0;
+        for index in 0..self.biscuit.block_count() {
+            let symbols = self
+                .biscuit
+                .block_symbols(index)
+                .map_err(|e| e.to_string())?;
+            longest = symbols
+                .iter()
+                .map(String::len)
+                .max()
+                .unwrap_or(0)
+                .max(longest);
+        }
+        // Keys and default symbols print as at most ~80 characters.
+        let bound = encoded.saturating_mul(longest.max(80) + 16);
+        if bound > MAX_PRINTED {
+            return Err(format!(
+                "its blocks could print to {bound} bytes ({encoded}-byte token, {longest}-byte strings); at most {MAX_PRINTED} are read"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The root key this mandate's signatures verified against.
+    pub fn root(&self) -> PublicKey {
+        self.root
+    }
+
+    /// The root key id the token names, if any.
+    pub fn root_key_id(&self) -> Option<u32> {
+        self.biscuit.root_key_id()
+    }
+
+    /// A digest of every block's signature: unlike the token id (the last
+    /// block's signature alone, which two tokens ending in the same block
+    /// can share), it identifies the whole token. Proofs of possession sign
+    /// it, and verifiers cache by it.
+    pub fn digest_hex(&self) -> String {
+        digest_hex(&self.revocation_ids())
     }
 
     /// The verified biscuit, for building an authorizer.
@@ -341,6 +399,15 @@ impl Mandate {
     /// contents (for a verifier's cost bound). A block that does not parse
     /// back leaves the chain broken (`ChainError::Unreadable`).
     pub fn read(&self) -> (Claims, Vec<BlockContents>) {
+        if let Err(reason) = self.check_print_size() {
+            return (
+                Claims::new(
+                    Default::default(),
+                    Err(ChainError::Unreadable { block: 0, reason }),
+                ),
+                Vec::new(),
+            );
+        }
         let external = self.biscuit.external_public_keys();
         let read = crate::blocks::read_all(
             self.biscuit.block_count(),

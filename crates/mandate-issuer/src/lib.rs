@@ -128,14 +128,10 @@ pub fn mint(root: &RootKey, request: &MintRequest) -> Result<Mandate, Error> {
         .map_err(Error::Signing)?;
     block = request.restrictions.add_to(block, 0)?;
 
-    let mut authority = biscuit_auth::Biscuit::builder().merge(block);
-    if let Some(id) = root.key_id {
-        authority = authority.root_key_id(id);
-    }
-    authority
-        .build(root.secret.key_pair())
-        .map(Mandate::from_biscuit)
-        .map_err(Error::Signing)
+    Ok(Mandate::sign(
+        biscuit_auth::Biscuit::builder().merge(block),
+        root,
+    )?)
 }
 
 fn check_value(what: &str, value: &str) -> Result<(), Error> {

@@ -9,6 +9,14 @@
 //! without having applied everything the registry vouched for, so a broken subscription
 //! turns into staleness (fail closed), never into a silently outdated index.
 //!
+//! Resuming "after seq N" is only sound against the log that N counts in. The index
+//! records the epoch of the log it was built from ([`SharedIndex::epoch`]); when the
+//! registry announces another epoch (it was restarted on a different, wiped or older
+//! store), or refuses the resume point and reports another epoch, the subscription
+//! [resets](SharedIndex::reset) the index, which is then never-synced (every check denied),
+//! and rebuilds it from seq 0 before it can be marked fresh again. An index that holds
+//! entries but no epoch is treated the same way.
+//!
 //! Bearer tokens are passed through to the `Authorization` header and never logged.
 
 use std::time::{Duration, Instant};
@@ -21,7 +29,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::{
-    events, AckRequest, ErrorBody, Heartbeat, Hello, ListPage, RegistryStatus, RevokeRequest,
+    events, is_valid_epoch, AckRequest, ErrorBody, Heartbeat, Hello, ListPage, RegistryStatus,
+    RevokeRequest,
 };
 use crate::entry::{RevocationEntry, RevocationKind};
 use crate::error::{report, Error, Result};
@@ -32,6 +41,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest error message kept from a registry error body.
 const MAX_ERROR_MESSAGE: usize = 1024;
+/// How often [`RegistryClient::snapshot`] starts over when the registry's log changes
+/// while it reads.
+const SNAPSHOT_ATTEMPTS: usize = 3;
 
 /// A client for one registry.
 #[derive(Debug, Clone)]
@@ -151,17 +163,36 @@ impl RegistryClient {
         decode(response).await
     }
 
-    /// Reads the whole log into a fresh index, current as of the registry's
-    /// newest entry when the last page was read. For one-shot checks; a
-    /// long-running verifier uses [`RegistryClient::subscribe`].
+    /// Reads the whole log into a fresh index bound to the log's epoch, current as of
+    /// the registry's newest entry when the last page was read. For one-shot checks; a
+    /// long-running verifier uses [`RegistryClient::subscribe`] (which may be given the
+    /// snapshot to continue from). Pages from different epochs are never mixed: when the
+    /// registry's log changes mid-read, the snapshot starts over, a few times at most.
     ///
     /// # Errors
-    /// [`Error::Api`], [`Error::Transport`], or [`Error::SeqGap`].
+    /// [`Error::Api`], [`Error::Transport`], [`Error::Protocol`] (a malformed epoch),
+    /// [`Error::SeqGap`], or [`Error::LogChanged`] when the log kept changing.
     pub async fn snapshot(&self, staleness_bound: Duration) -> Result<SharedIndex> {
+        let mut attempt = 1;
+        loop {
+            match self.snapshot_once(staleness_bound).await {
+                Err(Error::LogChanged { .. }) if attempt < SNAPSHOT_ATTEMPTS => {
+                    tracing::info!(registry = %self.base, "registry log changed while reading; starting over");
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn snapshot_once(&self, staleness_bound: Duration) -> Result<SharedIndex> {
         let index = SharedIndex::new(staleness_bound);
         let mut after = 0;
         loop {
             let page = self.list(after, crate::server::MAX_LIST_LIMIT).await?;
+            check_epoch(&page.epoch)?;
+            // The first page binds the index; a later page from another log is refused.
+            index.adopt_epoch(&page.epoch)?;
             for entry in &page.entries {
                 index.apply(entry)?;
             }
@@ -352,6 +383,16 @@ async fn stream_once(
     options: &SubscribeOptions,
     received: &mut bool,
 ) -> Result<()> {
+    if index.epoch().is_none() && index.last_seq() > 0 {
+        // Entries of an unidentified log: resuming from them could skip entries of the
+        // registry's log, so start over.
+        tracing::warn!(
+            registry = %client.base,
+            discarded_seq = index.last_seq(),
+            "index holds entries of an unknown log; discarding them and syncing from seq 0"
+        );
+        index.reset();
+    }
     let after = index.last_seq();
     let response = client
         .http
@@ -361,7 +402,26 @@ async fn stream_once(
         .send()
         .await
         .map_err(|e| Error::transport("opening the revocation stream", e))?;
-    let response = check_status(response).await?;
+    let response = match check_status(response).await {
+        Ok(response) => response,
+        Err(refused @ Error::Api { status: 409, .. }) => {
+            // The registry's log is shorter than what the index holds. If it is another
+            // log, start over; if it is the same log, it lost entries it had
+            // acknowledged: stay stale (fail closed) rather than guess.
+            let status = client.status(None).await?;
+            check_epoch(&status.epoch)?;
+            if index.epoch().as_deref() != Some(status.epoch.as_str()) {
+                let changed = Error::LogChanged {
+                    held: index.epoch(),
+                    registry: status.epoch.clone(),
+                };
+                reset_for_new_log(client, index, &status.epoch);
+                return Err(changed);
+            }
+            return Err(refused);
+        }
+        Err(error) => return Err(error),
+    };
     tracing::debug!(registry = %client.base, after, "revocation stream connected");
     let mut events = response.bytes_stream().eventsource();
 
@@ -372,6 +432,8 @@ async fn stream_once(
         .send_acks
         .then(|| AbortOnDrop(tokio::spawn(send_acks(client.clone(), ack_rx))));
     let mut subscriber_id: Option<String> = None;
+    // The epoch of this connection's log, from `hello`; nothing is applied before it.
+    let mut epoch: Option<String> = None;
     // Set by the first heartbeat, which the registry sends only after the backlog. Until
     // then an entry does not prove the index current, so it does not refresh freshness.
     let mut caught_up = false;
@@ -390,9 +452,26 @@ async fn stream_once(
         match event.event.as_str() {
             events::HELLO => {
                 let hello: Hello = parse(&event.data, "hello event")?;
+                check_epoch(&hello.epoch)?;
+                if epoch.is_some() {
+                    return Err(Error::protocol(
+                        "hello event",
+                        "a second hello on one stream",
+                    ));
+                }
+                if let Err(changed) = index.adopt_epoch(&hello.epoch) {
+                    // This stream resumes after a seq of another log: drop it, discard
+                    // the index and reconnect from seq 0.
+                    reset_for_new_log(client, index, &hello.epoch);
+                    return Err(changed);
+                }
+                epoch = Some(hello.epoch);
                 subscriber_id = Some(hello.subscriber_id);
             }
             events::REVOCATION => {
+                if epoch.is_none() {
+                    return Err(Error::protocol("revocation event", "an entry before hello"));
+                }
                 let entry: RevocationEntry = parse(&event.data, "revocation event")?;
                 // Already applied (an overlap after reconnecting): skip. Anything else out
                 // of order is refused by `apply`, which ends this connection.
@@ -406,6 +485,22 @@ async fn stream_once(
             }
             events::HEARTBEAT => {
                 let heartbeat: Heartbeat = parse(&event.data, "heartbeat event")?;
+                let Some(stream_epoch) = &epoch else {
+                    return Err(Error::protocol(
+                        "heartbeat event",
+                        "a heartbeat before hello",
+                    ));
+                };
+                if heartbeat.epoch != *stream_epoch || index.epoch().as_ref() != Some(stream_epoch)
+                {
+                    // The registry vouches for another log than the one applied here.
+                    let changed = Error::LogChanged {
+                        held: index.epoch(),
+                        registry: heartbeat.epoch.clone(),
+                    };
+                    reset_for_new_log(client, index, &heartbeat.epoch);
+                    return Err(changed);
+                }
                 let applied = index.last_seq();
                 if applied < heartbeat.current_seq {
                     // The registry vouches for entries we do not have: never mark fresh.
@@ -430,6 +525,31 @@ async fn stream_once(
             });
         }
     }
+}
+
+/// Refuses an epoch no registry of ours would send.
+fn check_epoch(epoch: &str) -> Result<()> {
+    if is_valid_epoch(epoch) {
+        Ok(())
+    } else {
+        Err(Error::protocol(
+            "log epoch",
+            "expected 1 to 64 printable ASCII characters",
+        ))
+    }
+}
+
+/// Discards everything `index` holds because the registry serves another log: the index
+/// is never-synced until it has been rebuilt from seq 0.
+fn reset_for_new_log(client: &RegistryClient, index: &SharedIndex, registry_epoch: &str) {
+    tracing::warn!(
+        registry = %client.base,
+        held_epoch = index.epoch().as_deref().unwrap_or("none"),
+        registry_epoch,
+        discarded_seq = index.last_seq(),
+        "registry serves a different revocation log; discarding the index and resyncing from seq 0"
+    );
+    index.reset();
 }
 
 fn parse<T: DeserializeOwned>(data: &str, what: &'static str) -> Result<T> {

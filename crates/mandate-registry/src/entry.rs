@@ -114,7 +114,10 @@ impl RevocationEntry {
     /// Checks the bounds and formats that [`NewRevocation`] enforces on the way in.
     ///
     /// Indexes call this on every entry they apply, because entries also arrive from
-    /// disk and from the network.
+    /// disk and from the network. It deliberately does not re-check that an
+    /// `ed25519/...` agent value is a valid key: logs written before that rule must keep
+    /// loading (an invalid key matches no token, so it is harmless), and refusing one
+    /// entry would leave every verifier stale for good.
     ///
     /// # Errors
     /// [`Error::InvalidValue`], [`Error::TooLong`] or [`Error::NotLiftable`].
@@ -143,7 +146,9 @@ pub struct NewRevocation {
 }
 
 impl NewRevocation {
-    /// A revocation of `value` as `kind`. Token ids are normalised to lowercase hex.
+    /// A revocation of `value` as `kind`. Token ids are normalised to lowercase hex; an
+    /// agent value starting with `ed25519/` (in any case) must be a valid Ed25519 public
+    /// key and is normalised to `ed25519/<lowercase hex>`. Other values are kept as given.
     ///
     /// # Errors
     /// [`Error::InvalidValue`] or [`Error::TooLong`] when a field breaks its bound.
@@ -183,6 +188,11 @@ impl NewRevocation {
             value.make_ascii_lowercase();
         }
         validate_value(kind, &value)?;
+        if kind == RevocationKind::Agent && is_agent_key(&value) {
+            // Tokens print agent keys as `ed25519/<lowercase hex>`; an entry in any other
+            // spelling would silently match nothing.
+            value = parse_agent_key(&value)?.to_string();
+        }
         check_len("reason", &reason, MAX_REASON_LEN)?;
         check_len("revoked_by", &revoked_by, MAX_ACTOR_LEN)?;
         Ok(Self {
@@ -273,6 +283,44 @@ fn validate_value(kind: RevocationKind, value: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The prefix of an agent value that names a key rather than an agent name.
+const AGENT_KEY_PREFIX: &str = "ed25519/";
+
+/// Whether an agent value names a public key (`ed25519/...`, prefix in any case).
+fn is_agent_key(value: &str) -> bool {
+    value
+        .get(..AGENT_KEY_PREFIX.len())
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(AGENT_KEY_PREFIX))
+}
+
+fn parse_agent_key(value: &str) -> Result<mandate_core::PublicKey> {
+    let invalid = Error::InvalidValue {
+        kind: RevocationKind::Agent,
+        problem:
+            "an agent value starting with ed25519/ must be an Ed25519 public key (64 hex digits)",
+    };
+    let Some(hex) = value.get(AGENT_KEY_PREFIX.len()..) else {
+        return Err(invalid);
+    };
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid);
+    }
+    format!("{AGENT_KEY_PREFIX}{}", hex.to_ascii_lowercase())
+        .parse::<mandate_core::PublicKey>()
+        .map_err(|_| invalid)
+}
+
+/// The form an agent value is matched in: key values lowercased, names as they are.
+/// Applied by the index too, so entries stored before values were canonicalised on the
+/// way in still match.
+pub(crate) fn canonical_agent(value: &str) -> std::borrow::Cow<'_, str> {
+    if is_agent_key(value) && value.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(value.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    }
 }
 
 /// Serde adapter: `SystemTime` as an RFC 3339 string with nanosecond precision, so a
@@ -386,6 +434,53 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn agent_keys_must_be_valid_and_are_stored_lowercase() {
+        let key = mandate_core::SecretKey::generate().public().to_string();
+        let hex = key.strip_prefix("ed25519/").unwrap();
+        let shouted = format!("ED25519/{}", hex.to_ascii_uppercase());
+        for spelling in [key.clone(), shouted, format!("Ed25519/{hex}")] {
+            for new in [
+                NewRevocation::revoke(RevocationKind::Agent, spelling.as_str(), "", "ops"),
+                NewRevocation::lift(RevocationKind::Agent, spelling.as_str(), "", "ops"),
+            ] {
+                assert_eq!(new.unwrap().value(), key, "{spelling}");
+            }
+        }
+
+        let not_a_point = format!("ed25519/02{}", "00".repeat(31));
+        let cases = [
+            "ed25519/".to_owned(),
+            "ed25519/abcd".to_owned(),
+            format!("ed25519/{}", "zz".repeat(32)),
+            format!("ED25519/{hex}00"),
+            format!("ed25519/ {}", &hex[1..]),
+            not_a_point,
+        ];
+        for value in cases {
+            match NewRevocation::revoke(RevocationKind::Agent, value.as_str(), "", "ops") {
+                Err(Error::InvalidValue { kind, problem }) => {
+                    assert_eq!(kind, RevocationKind::Agent);
+                    assert!(problem.contains("Ed25519 public key"), "{problem}");
+                }
+                other => panic!("{value:?}: expected InvalidValue, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn agent_names_and_other_kinds_keep_their_spelling() {
+        for (kind, value) in [
+            (RevocationKind::Agent, "Orchestrator"),
+            (RevocationKind::Agent, "ed25519-bot"),
+            (RevocationKind::Principal, "ED25519/Bob"),
+            (RevocationKind::Task, "ED25519/Q3"),
+        ] {
+            let new = NewRevocation::revoke(kind, value, "", "ops").unwrap();
+            assert_eq!(new.value(), value, "{kind}");
+        }
     }
 
     #[test]

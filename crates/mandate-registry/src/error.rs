@@ -5,6 +5,7 @@
 //! transport variants keep their underlying error as `source()` but never name the
 //! backend's type (no sled or reqwest type appears in this enum's public shape).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::entry::RevocationKind;
@@ -80,6 +81,29 @@ pub enum Error {
         /// Why it could not be decoded.
         #[source]
         source: BoxError,
+    },
+
+    /// [`crate::SledStore::open_existing`] found no revocation store at `path`.
+    #[error("no revocation store at {}: {problem}", path.display())]
+    StoreNotFound {
+        /// The directory that was given.
+        path: PathBuf,
+        /// What is missing (the directory, or the database inside it).
+        problem: &'static str,
+    },
+
+    /// The registry serves a different log than the one an index was built from (its
+    /// log epoch differs: the registry was restarted on another, wiped or replaced
+    /// store). Entries of one log must never be applied on top of another's.
+    #[error(
+        "the registry serves log epoch {registry:?}, but the index holds {}",
+        held.as_deref().map_or_else(|| "entries of an unknown log".to_owned(), |e| format!("log epoch {e:?}"))
+    )]
+    LogChanged {
+        /// The epoch of the log the index holds, or `None` when it was never recorded.
+        held: Option<String>,
+        /// The epoch the registry announced.
+        registry: String,
     },
 
     /// The registry URL given to the client is unusable.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
-use crate::entry::{RevocationEntry, RevocationKind};
+use crate::entry::{canonical_agent, RevocationEntry, RevocationKind};
 use crate::error::{Error, Result};
 
 /// One agent in a token's delegation chain.
@@ -102,16 +102,17 @@ impl RevocationIndex {
                     .or_insert_with(|| entry.clone());
             }
             RevocationKind::Principal | RevocationKind::Agent => {
-                let map = if entry.kind == RevocationKind::Principal {
-                    &mut self.principals
+                let (map, key) = if entry.kind == RevocationKind::Principal {
+                    (&mut self.principals, entry.value.clone())
                 } else {
-                    &mut self.agents
+                    // Entries written before agent keys were canonicalised on the way in
+                    // may carry uppercase hex; tokens print keys in lowercase.
+                    (&mut self.agents, canonical_agent(&entry.value).into_owned())
                 };
                 if entry.lifted {
-                    map.remove(&entry.value);
+                    map.remove(&key);
                 } else {
-                    map.entry(entry.value.clone())
-                        .or_insert_with(|| entry.clone());
+                    map.entry(key).or_insert_with(|| entry.clone());
                 }
             }
         }
@@ -205,6 +206,8 @@ impl From<&RevocationEntry> for Denied {
 struct SharedState {
     index: RevocationIndex,
     last_heartbeat: Option<Instant>,
+    /// The epoch of the log the index was built from, once known.
+    epoch: Option<String>,
 }
 
 /// A [`RevocationIndex`] shared between the subscriber that feeds it and the verifiers
@@ -256,6 +259,54 @@ impl SharedIndex {
     /// As [`RevocationIndex::apply`].
     pub fn apply(&self, entry: &RevocationEntry) -> Result<()> {
         self.write().index.apply(entry)
+    }
+
+    /// The epoch of the log this index holds entries of, if it has been recorded
+    /// (see [`SharedIndex::adopt_epoch`]).
+    pub fn epoch(&self) -> Option<String> {
+        self.read().epoch.clone()
+    }
+
+    /// Binds this index to the log `epoch` before entries of that log are applied.
+    ///
+    /// Succeeds when the index already holds `epoch`, or holds no epoch and no entries
+    /// (it then records `epoch`). Anything else means the entries held come from
+    /// another log, or from a log that cannot be identified, and must not be extended
+    /// with entries of this one: the caller should [`SharedIndex::reset`] and resync
+    /// from seq 0.
+    ///
+    /// # Errors
+    /// [`Error::LogChanged`]; the index is then unchanged.
+    pub fn adopt_epoch(&self, epoch: &str) -> Result<()> {
+        let mut state = self.write();
+        match &state.epoch {
+            Some(held) if held == epoch => Ok(()),
+            None if state.index.last_seq() == 0 => {
+                state.epoch = Some(epoch.to_owned());
+                Ok(())
+            }
+            held => Err(Error::LogChanged {
+                held: held.clone(),
+                registry: epoch.to_owned(),
+            }),
+        }
+    }
+
+    /// Empties the index and forgets its epoch and its freshness: it is never-synced
+    /// again, so every check is [`Denied::Stale`] until it has been rebuilt from seq 0
+    /// and confirmed.
+    pub fn reset(&self) {
+        let mut state = self.write();
+        state.index = RevocationIndex::new();
+        state.last_heartbeat = None;
+        state.epoch = None;
+    }
+
+    /// Forgets the last confirmation, keeping the entries: every check is
+    /// [`Denied::Stale`] until the next [`SharedIndex::mark_fresh`]. For an owner that
+    /// can no longer vouch for the index (an entry it could not apply).
+    pub fn mark_stale(&self) {
+        self.write().last_heartbeat = None;
     }
 
     /// Records that the registry confirmed this index current at `at`. Never moves the

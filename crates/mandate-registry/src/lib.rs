@@ -8,7 +8,14 @@
 //! Events stream. Verifiers fail closed: an index that has not heard from the registry
 //! within its staleness bound denies every call ([`Denied::Stale`]).
 //!
-//! This crate must never: drop or reorder a log entry on its way to an index; expose a
+//! Every log has an *epoch*, a random id created with its store and sent with every read.
+//! Sequence numbers only count within one epoch, so a subscriber never resumes a
+//! different log from its last seq: when the registry comes back on another (wiped,
+//! replaced, older) store, the subscriber's index is reset, denies every call as stale,
+//! and is rebuilt from seq 0.
+//!
+//! This crate must never: drop or reorder a log entry on its way to an index; apply an
+//! entry of one log on top of another log's entries; expose a
 //! storage backend type (sled) in a public signature; log a bearer token (only its
 //! fingerprint); or send internal error details to an HTTP client. It knows tokens only as
 //! plain data ([`Subject`]); verifying them is the verifier crate's job, which it

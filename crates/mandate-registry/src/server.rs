@@ -15,6 +15,17 @@
 //! after the stream has caught up with the store, so a verifier may treat it as proof of
 //! freshness.
 //!
+//! Streams are bounded three ways, because anyone may open one: at most
+//! [`RegistryConfig::max_subscribers`] at once, at most
+//! [`RegistryConfig::max_streams_per_peer`] from one client address (IPv6 clients are
+//! grouped by /64; without connection info, as under `oneshot` in tests, all clients share
+//! one group), and a stream whose client does not take an event within
+//! [`RegistryConfig::stream_send_timeout`] is dropped, freeing its slot.
+//!
+//! Every read names the log's epoch ([`RevocationStore::epoch`]): in `hello`, in each
+//! heartbeat, in list pages and in the status, so a subscriber can tell a restarted
+//! registry serving the same log from one serving a different log with overlapping seqs.
+//!
 //! Acknowledgements are deliberately simple: the `hello` event gives each stream a random
 //! subscriber id; the subscriber posts the highest seq it applied to
 //! `POST /v1/subscribers/ack`; the registry keeps the maximum per connected stream and
@@ -23,11 +34,13 @@
 //! "applied by K of N verifiers"), never a security decision.
 
 use std::future::{Future, IntoFuture};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody, JsonRejection, QueryRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
@@ -65,13 +78,49 @@ const STREAM_BUFFER: usize = 64;
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
     /// Interval between stream heartbeats. Verifiers' staleness bounds must be longer.
+    /// [`RegistryState::with_config`] clamps it to
+    /// [`RegistryConfig::MIN_HEARTBEAT_INTERVAL`]`..=`[`RegistryConfig::MAX_HEARTBEAT_INTERVAL`].
     pub heartbeat_interval: Duration,
     /// Most streams open at once; further stream requests get 503.
     pub max_subscribers: usize,
+    /// Most streams open at once from one client address (IPv6: one /64); further
+    /// stream requests from it get 503. At least 1. Clients behind one proxy or NAT
+    /// share an address, so raise it for such deployments.
+    pub max_streams_per_peer: usize,
+    /// A stream whose client has not taken an event for this long is closed, freeing its
+    /// slot. Clamped to at least [`RegistryConfig::MIN_STREAM_SEND_TIMEOUT`].
+    pub stream_send_timeout: Duration,
     /// Live entries buffered per stream before it falls back to reading the store.
     pub broadcast_capacity: usize,
     /// How long [`serve`] lets in-flight requests finish after the shutdown signal.
     pub shutdown_grace: Duration,
+}
+
+impl RegistryConfig {
+    /// Shortest accepted heartbeat interval.
+    pub const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(10);
+    /// Longest accepted heartbeat interval.
+    pub const MAX_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3600);
+    /// Shortest accepted stream send timeout.
+    pub const MIN_STREAM_SEND_TIMEOUT: Duration = Duration::from_millis(10);
+
+    /// This configuration with every value brought into its accepted range.
+    fn clamped(mut self) -> Self {
+        let heartbeat = self
+            .heartbeat_interval
+            .clamp(Self::MIN_HEARTBEAT_INTERVAL, Self::MAX_HEARTBEAT_INTERVAL);
+        if heartbeat != self.heartbeat_interval {
+            tracing::warn!(
+                requested = ?self.heartbeat_interval,
+                used = ?heartbeat,
+                "heartbeat interval out of range; clamped"
+            );
+            self.heartbeat_interval = heartbeat;
+        }
+        self.stream_send_timeout = self.stream_send_timeout.max(Self::MIN_STREAM_SEND_TIMEOUT);
+        self.max_streams_per_peer = self.max_streams_per_peer.max(1);
+        self
+    }
 }
 
 impl Default for RegistryConfig {
@@ -79,6 +128,8 @@ impl Default for RegistryConfig {
         Self {
             heartbeat_interval: Duration::from_millis(1000),
             max_subscribers: 1024,
+            max_streams_per_peer: 64,
+            stream_send_timeout: Duration::from_secs(10),
             broadcast_capacity: 1024,
             shutdown_grace: Duration::from_secs(10),
         }
@@ -131,11 +182,20 @@ struct Inner {
     authorizer: Arc<dyn WriteAuthorizer>,
     /// New entries, for open streams. Streams re-read the store when this lags.
     events: broadcast::Sender<Arc<RevocationEntry>>,
-    /// Connected stream subscribers: id → highest seq applied.
-    subscribers: Mutex<FxHashMap<String, u64>>,
+    /// Connected stream subscribers.
+    subscribers: Mutex<Subscribers>,
     /// Set to `true` to end every open stream (shutdown).
     stop_streams: watch::Sender<bool>,
     config: RegistryConfig,
+}
+
+/// The open streams.
+#[derive(Debug, Default)]
+struct Subscribers {
+    /// Stream id → highest seq applied.
+    applied: FxHashMap<String, u64>,
+    /// Open streams per client address group; `None` when the address is unknown.
+    per_peer: FxHashMap<Option<IpAddr>, usize>,
 }
 
 impl std::fmt::Debug for RegistryState {
@@ -153,12 +213,14 @@ impl RegistryState {
         Self::with_config(store, authorizer, RegistryConfig::default())
     }
 
-    /// State with an explicit configuration.
+    /// State with an explicit configuration. Out-of-range values are clamped (see
+    /// [`RegistryConfig`]); [`RegistryState::config`] shows what is used.
     pub fn with_config(
         store: Arc<dyn RevocationStore>,
         authorizer: Arc<dyn WriteAuthorizer>,
         config: RegistryConfig,
     ) -> Self {
+        let config = config.clamped();
         let (events, _) = broadcast::channel(config.broadcast_capacity.max(1));
         let (stop_streams, _) = watch::channel(false);
         Self {
@@ -177,18 +239,32 @@ impl RegistryState {
     /// write endpoints do after authorization; in-process writers (for example a CLI
     /// running the registry embedded) call it directly.
     ///
+    /// Append and publish run together on a blocking thread that finishes even if this
+    /// future is dropped (a client that disconnects mid-write): a stored entry always
+    /// reaches the open streams at once, not only at their next heartbeat.
+    ///
     /// # Errors
     /// As [`RevocationStore::append`].
     pub async fn append(&self, new: NewRevocation) -> Result<RevocationEntry> {
-        let entry = self.blocking(move |store| store.append(new)).await?;
-        // No receivers just means no stream is open; the entry is in the store regardless.
-        let _receivers = self.inner.events.send(Arc::new(entry.clone()));
-        Ok(entry)
+        let events = self.inner.events.clone();
+        self.blocking(move |store| {
+            let entry = store.append(new)?;
+            // No receivers just means no stream is open; the entry is in the store
+            // regardless.
+            let _receivers = events.send(Arc::new(entry.clone()));
+            Ok(entry)
+        })
+        .await
     }
 
     /// Number of open streams.
     pub fn subscriber_count(&self) -> usize {
-        self.subscribers().len()
+        self.subscribers().applied.len()
+    }
+
+    /// The configuration in use (after clamping).
+    pub fn config(&self) -> &RegistryConfig {
+        &self.inner.config
     }
 
     /// Ends every open stream (their clients will reconnect elsewhere or later). [`serve`]
@@ -198,15 +274,16 @@ impl RegistryState {
         self.inner.stop_streams.send_replace(true);
     }
 
-    fn subscribers(&self) -> MutexGuard<'_, FxHashMap<String, u64>> {
-        // Every critical section on this map is a single insert/update/remove/read.
+    fn subscribers(&self) -> MutexGuard<'_, Subscribers> {
+        // Every critical section on these maps completes its update before it can panic.
         self.inner
             .subscribers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs a store call on the blocking pool: sled flushes to disk on every append.
+    /// Runs a store call on the blocking pool: sled flushes to disk on every append. The
+    /// call runs to completion even if the returned future is dropped.
     async fn blocking<T, F>(&self, call: F) -> Result<T>
     where
         T: Send + 'static,
@@ -218,20 +295,34 @@ impl RegistryState {
             .map_err(|e| Error::storage("running a store call", e))?
     }
 
-    fn register_subscriber(&self, applied: u64) -> std::result::Result<SubscriberGuard, ApiError> {
+    fn register_subscriber(
+        &self,
+        applied: u64,
+        peer: Option<IpAddr>,
+    ) -> std::result::Result<SubscriberGuard, ApiError> {
         let mut subscribers = self.subscribers();
-        if subscribers.len() >= self.inner.config.max_subscribers {
+        if subscribers.applied.len() >= self.inner.config.max_subscribers {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too_many_subscribers",
                 "the registry has reached its stream limit; retry later",
             ));
         }
+        let from_peer = subscribers.per_peer.get(&peer).copied().unwrap_or(0);
+        if from_peer >= self.inner.config.max_streams_per_peer {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_streams_from_peer",
+                "too many streams are open from this address; close one or retry later",
+            ));
+        }
         let id = uuid::Uuid::new_v4().simple().to_string();
-        subscribers.insert(id.clone(), applied);
+        subscribers.applied.insert(id.clone(), applied);
+        *subscribers.per_peer.entry(peer).or_insert(0) += 1;
         Ok(SubscriberGuard {
             state: self.clone(),
             id,
+            peer,
         })
     }
 }
@@ -240,11 +331,52 @@ impl RegistryState {
 struct SubscriberGuard {
     state: RegistryState,
     id: String,
+    peer: Option<IpAddr>,
 }
 
 impl Drop for SubscriberGuard {
     fn drop(&mut self) {
-        self.state.subscribers().remove(&self.id);
+        let mut subscribers = self.state.subscribers();
+        subscribers.applied.remove(&self.id);
+        if let Some(count) = subscribers.per_peer.get_mut(&self.peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                subscribers.per_peer.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// The group a client address counts against [`RegistryConfig::max_streams_per_peer`]
+/// in: the address itself for IPv4 (also when IPv4-mapped), the /64 for IPv6, since one
+/// IPv6 host usually controls a whole /64.
+fn peer_group(addr: IpAddr) -> IpAddr {
+    match addr.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::from(segments)
+        }
+        v4 => v4,
+    }
+}
+
+/// The client's address group, when the server provides connection info
+/// ([`serve`] does); `None` otherwise, so those clients share one group.
+struct Peer(Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        let addr = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
+            .await
+            .ok()
+            .map(|ConnectInfo(addr)| peer_group(addr.ip()));
+        Ok(Peer(addr))
     }
 }
 
@@ -272,7 +404,8 @@ pub fn router(state: RegistryState) -> Router {
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves, then ends open streams,
 /// lets in-flight requests finish (bounded by [`RegistryConfig::shutdown_grace`]) and
-/// flushes the store.
+/// flushes the store. Each request carries its client's address (axum's
+/// `ConnectInfo<SocketAddr>`), which the per-address stream limit uses.
 ///
 /// # Errors
 /// [`Error::Serve`] if the server fails; [`Error::Storage`] if the final flush fails.
@@ -285,7 +418,8 @@ where
 }
 
 /// As [`serve`], for an `app` that contains `router(state)` among other
-/// routes (one process serving the registry and the authorization API).
+/// routes (one process serving the registry and the authorization API). The app is
+/// served with `ConnectInfo<SocketAddr>`, as in [`serve`].
 ///
 /// # Errors
 /// As [`serve`].
@@ -309,9 +443,12 @@ where
         streams.shutdown_streams();
         stopping_tx.send_replace(true);
     };
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(signal)
-        .into_future();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal)
+    .into_future();
     let grace = state.inner.config.shutdown_grace;
     let deadline = async move {
         // An error here means the signal future was dropped, i.e. the server already ended.
@@ -439,10 +576,16 @@ impl From<WriteDenied> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         // axum answers 422 for well-formed JSON of the wrong shape (an unknown `kind`);
-        // this API answers 400 for every malformed body and keeps 413/415 as they are.
-        let (status, code) = match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+        // this API answers 400 for every malformed body, 413 only when the body limit
+        // was hit, and 415 for a missing JSON content type. A body that could not be
+        // read for another reason (the client went away mid-upload) is a 400: matching
+        // the variant, not the status, keeps that distinction explicit.
+        let (status, code) = match &rejection {
+            JsonRejection::BytesRejection(BytesRejection::FailedToBufferBody(
+                FailedToBufferBody::LengthLimitError(_),
+            )) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            JsonRejection::BytesRejection(_) => (StatusCode::BAD_REQUEST, "body_unreadable"),
+            JsonRejection::MissingJsonContentType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             _ => (StatusCode::BAD_REQUEST, "bad_request"),
@@ -572,11 +715,11 @@ async fn list(
             format!("limit must be between 1 and {MAX_LIST_LIMIT}"),
         ));
     }
-    let (entries, current_seq) = state
+    let (entries, current_seq, epoch) = state
         .blocking(move |store| {
             // Read current_seq first, so it never trails the entries returned.
             let current = store.current_seq()?;
-            Ok((store.list_after(after, limit)?, current))
+            Ok((store.list_after(after, limit)?, current, store.epoch()?))
         })
         .await?;
     let next_after = entries.last().map_or(after, |entry| entry.seq);
@@ -584,6 +727,7 @@ async fn list(
         current_seq: current_seq.max(next_after),
         entries,
         next_after,
+        epoch,
     }))
 }
 
@@ -597,14 +741,18 @@ async fn status(
     query: std::result::Result<Query<StatusParams>, QueryRejection>,
 ) -> std::result::Result<Json<RegistryStatus>, ApiError> {
     let Query(params) = query?;
-    let current_seq = state.blocking(|store| store.current_seq()).await?;
+    let (current_seq, epoch) = state
+        .blocking(|store| Ok((store.current_seq()?, store.epoch()?)))
+        .await?;
     let seq = params.seq.unwrap_or(current_seq);
     let subscribers = state.subscribers();
     Ok(Json(RegistryStatus {
         current_seq,
-        subscribers: subscribers.len(),
+        epoch,
+        subscribers: subscribers.applied.len(),
         seq,
         applied_by: subscribers
+            .applied
             .values()
             .filter(|applied| **applied >= seq)
             .count(),
@@ -626,7 +774,7 @@ async fn ack(
             ),
         ));
     }
-    match state.subscribers().get_mut(&request.subscriber_id) {
+    match state.subscribers().applied.get_mut(&request.subscriber_id) {
         Some(applied) => {
             *applied = (*applied).max(request.seq);
             Ok(StatusCode::NO_CONTENT)
@@ -649,6 +797,7 @@ struct StreamParams {
 
 async fn stream(
     State(state): State<RegistryState>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     query: std::result::Result<Query<StreamParams>, QueryRejection>,
 ) -> std::result::Result<Sse<impl Stream<Item = std::result::Result<Event, axum::Error>>>, ApiError>
@@ -670,7 +819,9 @@ async fn stream(
     // Subscribe before reading anything from the store: every entry appended from now on
     // reaches this receiver, and everything before it is in the store.
     let live = state.inner.events.subscribe();
-    let current_seq = state.blocking(|store| store.current_seq()).await?;
+    let (current_seq, epoch) = state
+        .blocking(|store| Ok((store.current_seq()?, store.epoch()?)))
+        .await?;
     if after > current_seq {
         // The subscriber holds entries this registry does not have (a wiped or different
         // store). Streaming would silently skip new entries up to `after`: refuse instead,
@@ -683,14 +834,15 @@ async fn stream(
             ),
         ));
     }
-    let guard = state.register_subscriber(after)?;
+    let guard = state.register_subscriber(after, peer)?;
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-    tracing::debug!(subscriber = %guard.id, after, "revocation stream opened");
+    tracing::debug!(subscriber = %guard.id, ?peer, after, "revocation stream opened");
     tokio::spawn(feed_stream(
         StreamFeed {
             state,
             tx,
             last_sent: after,
+            epoch,
         },
         guard,
         live,
@@ -729,8 +881,11 @@ impl Outgoing {
 }
 
 /// Why a stream task stopped.
+#[derive(Debug)]
 enum StreamEnd {
     ClientGone,
+    /// The client took no event within the send timeout.
+    SlowClient,
     Shutdown,
     Failed(Error),
 }
@@ -740,14 +895,21 @@ struct StreamFeed {
     state: RegistryState,
     tx: mpsc::Sender<Outgoing>,
     last_sent: u64,
+    /// The epoch of the store's log, sent in `hello` and every heartbeat.
+    epoch: String,
 }
 
 impl StreamFeed {
+    /// Queues `outgoing` for the client. A client that lets the queue stay full for the
+    /// send timeout ends the stream: otherwise it would hold its slot for as long as it
+    /// keeps the connection open without reading.
     async fn send(&self, outgoing: Outgoing) -> std::result::Result<(), StreamEnd> {
-        self.tx
-            .send(outgoing)
-            .await
-            .map_err(|_| StreamEnd::ClientGone)
+        let timeout = self.state.inner.config.stream_send_timeout;
+        match tokio::time::timeout(timeout, self.tx.send(outgoing)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(StreamEnd::ClientGone),
+            Err(_) => Err(StreamEnd::SlowClient),
+        }
     }
 
     async fn send_entry(&mut self, entry: RevocationEntry) -> std::result::Result<(), StreamEnd> {
@@ -790,6 +952,7 @@ impl StreamFeed {
     async fn heartbeat(&self) -> std::result::Result<(), StreamEnd> {
         let heartbeat = Heartbeat {
             current_seq: self.last_sent,
+            epoch: self.epoch.clone(),
         };
         self.send(Outgoing::Heartbeat(heartbeat)).await
     }
@@ -805,6 +968,13 @@ async fn feed_stream(
     match end {
         StreamEnd::ClientGone => {
             tracing::debug!(subscriber = %guard.id, "revocation stream closed by client");
+        }
+        StreamEnd::SlowClient => {
+            tracing::info!(
+                subscriber = %guard.id,
+                peer = ?guard.peer,
+                "revocation stream closed: the client stopped reading"
+            );
         }
         StreamEnd::Shutdown => {
             tracing::debug!(subscriber = %guard.id, "revocation stream closed for shutdown");
@@ -830,6 +1000,7 @@ async fn run_stream(
     let hello = Hello {
         subscriber_id: guard.id.clone(),
         current_seq,
+        epoch: feed.epoch.clone(),
     };
     let opening = async {
         feed.send(Outgoing::Hello(hello)).await?;
@@ -839,13 +1010,14 @@ async fn run_stream(
     if let Err(end) = opening.await {
         return end;
     }
-    let interval = feed
-        .state
-        .inner
-        .config
-        .heartbeat_interval
-        .max(Duration::from_millis(10));
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    // `with_config` clamps already; clamp again so that no configuration can make the
+    // ticker's `Instant + Duration` overflow (tokio panics on that).
+    let interval = feed.state.inner.config.heartbeat_interval.clamp(
+        RegistryConfig::MIN_HEARTBEAT_INTERVAL,
+        RegistryConfig::MAX_HEARTBEAT_INTERVAL,
+    );
+    let now = tokio::time::Instant::now();
+    let mut ticker = tokio::time::interval_at(now.checked_add(interval).unwrap_or(now), interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut stop = feed.state.inner.stop_streams.subscribe();
     loop {
@@ -921,6 +1093,7 @@ mod tests {
             state,
             tx,
             last_sent: 1,
+            epoch: "test".to_owned(),
         };
 
         feed.on_live(&entries[1]).await.ok().unwrap();

@@ -1,21 +1,25 @@
 //! Durable, append-only storage for the revocation log.
 //!
 //! [`RevocationStore`] is the only thing the server needs from storage: append an entry and
-//! get its sequence number, read entries after a sequence number, and ask for the newest
-//! sequence number. [`SledStore`] is the embedded default (one directory, no server);
-//! [`MemoryStore`] serves tests and ephemeral deployments.
+//! get its sequence number, read entries after a sequence number, ask for the newest
+//! sequence number, and name the log (its epoch). [`SledStore`] is the embedded default
+//! (one directory, no server); [`MemoryStore`] serves tests and ephemeral deployments.
 //!
 //! Invariants every implementation keeps: sequence numbers start at 1 and increase by
 //! exactly one per append, even under concurrent appends; `append` returns only after the
 //! entry is durable (for sled: after `flush`, so an acknowledged revocation survives
-//! `kill -9`); entries are never rewritten or deleted. No backend type (sled's `Db`, `IVec`,
-//! `Error`) may appear in this module's public signatures. Store methods block: async
-//! callers run them on a blocking thread.
+//! `kill -9`); readers never see an entry before its append has succeeded, and a failed
+//! append never hands its sequence number to a different entry; entries are never
+//! rewritten or deleted; the epoch is created with the store and never changes. No
+//! backend type (sled's `Db`, `IVec`, `Error`) may appear in this module's public
+//! signatures. Store methods block: async callers run them on a blocking thread.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
+use crate::api::is_valid_epoch;
 use crate::entry::{NewRevocation, RevocationEntry};
 use crate::error::{Error, Result};
 
@@ -25,10 +29,12 @@ pub trait RevocationStore: Send + Sync {
     /// The entry is durable when this returns `Ok`.
     ///
     /// # Errors
-    /// [`Error::Storage`] when the backend fails; the entry then has no sequence number.
+    /// [`Error::Storage`] when the backend fails; the entry then has no sequence number
+    /// and is never listed under the one it would have had.
     fn append(&self, new: NewRevocation) -> Result<RevocationEntry>;
 
-    /// Up to `limit` entries with `seq > after_seq`, in sequence order.
+    /// Up to `limit` entries with `seq > after_seq`, in sequence order; only entries whose
+    /// append has returned `Ok`.
     ///
     /// # Errors
     /// [`Error::Storage`] or [`Error::Corrupt`].
@@ -40,6 +46,15 @@ pub trait RevocationStore: Send + Sync {
     /// [`Error::Storage`].
     fn current_seq(&self) -> Result<u64>;
 
+    /// The log's epoch: a random id (1 to 64 printable ASCII characters) created with the
+    /// store and kept for its whole life. Sequence numbers are only comparable within one
+    /// epoch; a store that is wiped, replaced or re-created gets a new one, which tells
+    /// subscribers to discard what they hold and resync from seq 0.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    fn epoch(&self) -> Result<String>;
+
     /// Flushes anything buffered; called on shutdown. Appends are already durable, so the
     /// default does nothing.
     ///
@@ -50,20 +65,36 @@ pub trait RevocationStore: Send + Sync {
     }
 }
 
+/// A fresh log epoch: 32 hex digits from a random (v4) UUID.
+fn new_epoch() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 /// Recovers a poisoned lock. Safe here because every critical section in this module
 /// either completes its update or leaves the protected data unchanged before it can panic.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// An in-memory store. Nothing survives the process; meant for tests and demos.
-#[derive(Debug, Default)]
+/// An in-memory store. Nothing survives the process; meant for tests and demos. Each
+/// instance is its own log with its own random epoch.
+#[derive(Debug)]
 pub struct MemoryStore {
     entries: Mutex<Vec<RevocationEntry>>,
+    epoch: String,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::default(),
+            epoch: new_epoch(),
+        }
+    }
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store with a new epoch.
     pub fn new() -> Self {
         Self::default()
     }
@@ -88,35 +119,65 @@ impl RevocationStore for MemoryStore {
     fn current_seq(&self) -> Result<u64> {
         Ok(lock(&self.entries).len() as u64)
     }
+
+    fn epoch(&self) -> Result<String> {
+        Ok(self.epoch.clone())
+    }
 }
 
 /// The embedded default store: one sled 0.34 database directory.
 ///
 /// Keys are the sequence number as a big-endian `u64` (so sled's key order is log order);
-/// values are the entry as JSON. Every append is flushed before it returns.
+/// values are the entry as JSON. Every append is flushed before it returns. The epoch
+/// lives in a separate tree, written and flushed when the store is first opened.
 pub struct SledStore {
     db: sled::Db,
     log: sled::Tree,
-    /// Serialises appends and holds the newest sequence number.
-    last_seq: Mutex<u64>,
+    epoch: String,
+    /// Serialises appends.
+    writer: Mutex<Writer>,
+    /// The newest committed (flushed and acknowledged) seq. sled makes an insert visible
+    /// before it is flushed, so readers never look past this.
+    committed: AtomicU64,
+}
+
+/// State of the single writer.
+#[derive(Debug)]
+struct Writer {
+    /// The newest committed seq.
+    last_seq: u64,
+    /// An append failed after its entry may have reached the tree. Its seq must not be
+    /// given to a different entry, and what sled holds is uncertain, so the store takes
+    /// no more appends; reopening it reads back whatever was made durable.
+    failed: bool,
 }
 
 impl std::fmt::Debug for SledStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SledStore")
-            .field("last_seq", &*lock(&self.last_seq))
+            .field("epoch", &self.epoch)
+            .field("committed", &self.committed.load(Ordering::Acquire))
             .finish_non_exhaustive()
     }
 }
 
 const LOG_TREE: &str = "revocations";
+/// Store metadata (the epoch), kept apart from the log so that every key of the log
+/// tree is a sequence number.
+const META_TREE: &str = "meta";
+const EPOCH_KEY: &[u8] = b"epoch";
+/// The file sled 0.34 keeps its data in, inside the store directory.
+const SLED_DB_FILE: &str = "db";
 
 impl SledStore {
-    /// Opens (or creates) the store in directory `path`.
+    /// Opens the store in directory `path`, creating the directory and an empty store
+    /// (with a new epoch) when there is none. See [`SledStore::open_existing`] to refuse
+    /// a missing store instead.
     ///
     /// # Errors
     /// [`Error::Storage`] when sled cannot open the directory (for example, another process
-    /// holds it), [`Error::Corrupt`] when the newest key is not a sequence number.
+    /// holds it) or the epoch cannot be written, [`Error::Corrupt`] when the newest key is
+    /// not a sequence number or the stored epoch is malformed.
     pub fn open(path: &Path) -> Result<Self> {
         let db = sled::open(path).map_err(|e| Error::storage("opening the sled database", e))?;
         let log = db
@@ -129,12 +190,116 @@ impl SledStore {
             Some((key, _)) => decode_key(&key)?,
             None => 0,
         };
+        let epoch = load_or_create_epoch(&db, last_seq)?;
         Ok(Self {
             db,
             log,
-            last_seq: Mutex::new(last_seq),
+            epoch,
+            writer: Mutex::new(Writer {
+                last_seq,
+                failed: false,
+            }),
+            committed: AtomicU64::new(last_seq),
         })
     }
+
+    /// Opens the store in directory `path`, which must already hold one; never creates a
+    /// directory or a database. For commands that read or write an existing registry's
+    /// store, where a typo in the path must not silently start an empty log.
+    ///
+    /// # Errors
+    /// [`Error::StoreNotFound`] when `path` is not a directory or holds no sled database;
+    /// otherwise as [`SledStore::open`].
+    pub fn open_existing(path: &Path) -> Result<Self> {
+        let not_found = |problem| Error::StoreNotFound {
+            path: path.to_owned(),
+            problem,
+        };
+        if !path.is_dir() {
+            return Err(not_found("the directory does not exist"));
+        }
+        if !path.join(SLED_DB_FILE).is_file() {
+            return Err(not_found("the directory holds no sled database"));
+        }
+        Self::open(path)
+    }
+
+    /// Appends with `flush` as the durability step (the real one is `Db::flush`; tests
+    /// inject failures).
+    fn append_with(
+        &self,
+        new: NewRevocation,
+        flush: impl FnOnce(&sled::Db) -> sled::Result<()>,
+    ) -> Result<RevocationEntry> {
+        let mut writer = lock(&self.writer);
+        if writer.failed {
+            return Err(Error::storage(
+                "appending an entry",
+                "an earlier append failed part-way; reopen the store (restart the registry)",
+            ));
+        }
+        let seq = writer
+            .last_seq
+            .checked_add(1)
+            .ok_or_else(|| Error::storage("appending an entry", "sequence numbers exhausted"))?;
+        let entry = new.into_entry(seq, SystemTime::now());
+        let value =
+            serde_json::to_vec(&entry).map_err(|e| Error::storage("encoding an entry", e))?;
+        let key = seq.to_be_bytes();
+        let written = self
+            .log
+            .insert(key, value)
+            .map_err(|e| Error::storage("appending an entry", e))
+            .and_then(|_| {
+                flush(&self.db).map_err(|e| Error::storage("flushing an appended entry", e))
+            });
+        if let Err(error) = written {
+            // Not acknowledged, and never listed: readers stop at `committed`. Take it
+            // back out as well, so a later reopen is unlikely to find it; but sled may
+            // already have written it, so this seq is never reused in this process.
+            writer.failed = true;
+            if let Err(remove) = self.log.remove(key) {
+                tracing::error!(seq, error = %remove, "could not remove unflushed revocation entry");
+            }
+            tracing::error!(
+                seq,
+                "revocation append failed; the store refuses further appends until reopened"
+            );
+            return Err(error);
+        }
+        writer.last_seq = seq;
+        self.committed.store(seq, Ordering::Release);
+        Ok(entry)
+    }
+}
+
+/// Reads the store's epoch, or creates and durably writes one: for a new store, and for
+/// a store written before epochs existed (its subscribers then resync once).
+fn load_or_create_epoch(db: &sled::Db, last_seq: u64) -> Result<String> {
+    let meta = db
+        .open_tree(META_TREE)
+        .map_err(|e| Error::storage("opening the metadata tree", e))?;
+    if let Some(stored) = meta
+        .get(EPOCH_KEY)
+        .map_err(|e| Error::storage("reading the log epoch", e))?
+    {
+        return match std::str::from_utf8(&stored) {
+            Ok(epoch) if is_valid_epoch(epoch) => Ok(epoch.to_owned()),
+            _ => Err(Error::Corrupt {
+                key: "meta/epoch".to_owned(),
+                source: "the log epoch is not 1 to 64 printable ASCII characters".into(),
+            }),
+        };
+    }
+    let epoch = new_epoch();
+    meta.insert(EPOCH_KEY, epoch.as_bytes())
+        .map_err(|e| Error::storage("writing the log epoch", e))?;
+    db.flush()
+        .map_err(|e| Error::storage("flushing the log epoch", e))?;
+    if last_seq > 0 {
+        tracing::info!(%epoch, last_seq, "revocation store had no log epoch; created one");
+    }
+    Ok(epoch)
 }
 
 fn decode_key(key: &[u8]) -> Result<u64> {
@@ -147,35 +312,29 @@ fn decode_key(key: &[u8]) -> Result<u64> {
 
 impl RevocationStore for SledStore {
     fn append(&self, new: NewRevocation) -> Result<RevocationEntry> {
-        let mut last_seq = lock(&self.last_seq);
-        let seq = *last_seq + 1;
-        let entry = new.into_entry(seq, SystemTime::now());
-        let value =
-            serde_json::to_vec(&entry).map_err(|e| Error::storage("encoding an entry", e))?;
-        let key = seq.to_be_bytes();
-        self.log
-            .insert(key, value)
-            .map_err(|e| Error::storage("appending an entry", e))?;
-        if let Err(e) = self.db.flush() {
-            // The entry was not acknowledged, so take it back out rather than let a reader
-            // see it; the next append reuses the sequence number either way.
-            if let Err(remove) = self.log.remove(key) {
-                tracing::error!(seq, error = %remove, "could not remove unflushed revocation entry");
-            }
-            return Err(Error::storage("flushing an appended entry", e));
-        }
-        *last_seq = seq;
-        Ok(entry)
+        self.append_with(new, |db| db.flush().map(drop))
     }
 
     fn list_after(&self, after_seq: u64, limit: usize) -> Result<Vec<RevocationEntry>> {
-        let Some(start) = after_seq.checked_add(1) else {
+        // Only committed entries: an insert is visible in sled before its flush returns.
+        let committed = self.committed.load(Ordering::Acquire);
+        if after_seq >= committed || limit == 0 {
             return Ok(Vec::new());
-        };
+        }
+        let start = after_seq + 1;
         let mut out = Vec::with_capacity(limit.min(1024));
-        for item in self.log.range(start.to_be_bytes()..).take(limit) {
+        let range = self
+            .log
+            .range(start.to_be_bytes()..=committed.to_be_bytes());
+        for (expected, item) in (start..).zip(range.take(limit)) {
             let (key, value) = item.map_err(|e| Error::storage("reading entries", e))?;
             let seq = decode_key(&key)?;
+            if seq != expected {
+                return Err(Error::Corrupt {
+                    key: expected.to_string(),
+                    source: "a committed entry is missing from the log".into(),
+                });
+            }
             let entry: RevocationEntry =
                 serde_json::from_slice(&value).map_err(|e| Error::Corrupt {
                     key: seq.to_string(),
@@ -193,7 +352,11 @@ impl RevocationStore for SledStore {
     }
 
     fn current_seq(&self) -> Result<u64> {
-        Ok(*lock(&self.last_seq))
+        Ok(self.committed.load(Ordering::Acquire))
+    }
+
+    fn epoch(&self) -> Result<String> {
+        Ok(self.epoch.clone())
     }
 
     fn flush(&self) -> Result<()> {
@@ -204,9 +367,9 @@ impl RevocationStore for SledStore {
     }
 }
 
-/// Reads the whole log of `store` into a fresh index. The index counts as
-/// current as of now: it was read from the authoritative store itself. For
-/// a one-shot check in the process that owns the store.
+/// Reads the whole log of `store` into a fresh index bound to the store's epoch. The
+/// index counts as current as of now: it was read from the authoritative store itself.
+/// For a one-shot check in the process that owns the store.
 ///
 /// # Errors
 /// [`Error::Storage`] when the store cannot be read, [`Error::SeqGap`] when
@@ -216,6 +379,7 @@ pub fn load_index(
     staleness_bound: std::time::Duration,
 ) -> Result<crate::index::SharedIndex> {
     let index = crate::index::SharedIndex::new(staleness_bound);
+    index.adopt_epoch(&store.epoch()?)?;
     let mut after = 0;
     loop {
         let page = store.list_after(after, 1000)?;
@@ -233,6 +397,10 @@ pub fn load_index(
 /// append is applied to `index` before `append` returns. For a single
 /// process that is both registry and verifier (`mandate serve --store`),
 /// where the index cannot go stale because the store is local.
+///
+/// The index's staleness bound is `Duration::MAX`, so it stays fresh only as long as
+/// every appended entry reached it: when one cannot be applied, the index is marked
+/// stale for good (every check denied) and `append` returns the error.
 pub struct IndexingStore<S> {
     inner: S,
     index: crate::index::SharedIndex,
@@ -267,7 +435,17 @@ impl<S: RevocationStore> RevocationStore for IndexingStore<S> {
     fn append(&self, new: NewRevocation) -> Result<RevocationEntry> {
         let _order = lock(&self.order);
         let entry = self.inner.append(new)?;
-        self.index.apply(&entry)?;
+        if let Err(error) = self.index.apply(&entry) {
+            // The entry is durable but the index lacks it: fail closed rather than let
+            // the index keep vouching for a log it no longer matches.
+            self.index.mark_stale();
+            tracing::error!(
+                seq = entry.seq,
+                error = %crate::error::report(&error),
+                "could not apply an appended revocation to the in-process index; it is now stale"
+            );
+            return Err(error);
+        }
         Ok(entry)
     }
 
@@ -279,7 +457,118 @@ impl<S: RevocationStore> RevocationStore for IndexingStore<S> {
         self.inner.current_seq()
     }
 
+    fn epoch(&self) -> Result<String> {
+        self.inner.epoch()
+    }
+
     fn flush(&self) -> Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::entry::RevocationKind;
+
+    fn task(value: &str) -> NewRevocation {
+        NewRevocation::revoke(RevocationKind::Task, value, "", "ops").unwrap()
+    }
+
+    fn seqs(entries: &[RevocationEntry]) -> Vec<u64> {
+        entries.iter().map(|e| e.seq).collect()
+    }
+
+    /// sled shows an insert to readers before the flush that makes it durable; such an
+    /// entry is not committed and must not be listed or counted.
+    #[test]
+    fn an_inserted_but_uncommitted_entry_is_never_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.append(task("t1")).unwrap();
+        let pending = task("t2").into_entry(2, SystemTime::now());
+        store
+            .log
+            .insert(2u64.to_be_bytes(), serde_json::to_vec(&pending).unwrap())
+            .unwrap();
+
+        assert_eq!(seqs(&store.list_after(0, 10).unwrap()), [1]);
+        assert!(store.list_after(1, 10).unwrap().is_empty());
+        assert_eq!(store.current_seq().unwrap(), 1);
+    }
+
+    /// A failed flush must not leave its entry visible, nor let a later append give the
+    /// same seq to a different entry.
+    #[test]
+    fn a_failed_append_is_not_listed_and_its_seq_is_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.append(task("t1")).unwrap();
+            let failed = store.append_with(task("t2"), |_| {
+                Err(sled::Error::Io(std::io::Error::other("disk full")))
+            });
+            match failed {
+                Err(Error::Storage { operation, .. }) => {
+                    assert_eq!(operation, "flushing an appended entry");
+                }
+                other => panic!("expected a storage error, got {other:?}"),
+            }
+            assert_eq!(seqs(&store.list_after(0, 10).unwrap()), [1]);
+            assert_eq!(store.current_seq().unwrap(), 1);
+
+            match store.append(task("t3")) {
+                Err(Error::Storage { operation, source }) => {
+                    assert_eq!(operation, "appending an entry");
+                    assert!(source.to_string().contains("reopen"), "{source}");
+                }
+                other => panic!("seq 2 must not go to another entry, got {other:?}"),
+            }
+            assert_eq!(seqs(&store.list_after(0, 10).unwrap()), [1]);
+        }
+        // Reopening reads back what is durable; the log is whole and takes appends.
+        let store = SledStore::open(dir.path()).unwrap();
+        let listed = store.list_after(0, 10).unwrap();
+        assert_eq!(seqs(&listed), [1]);
+        assert_eq!(store.append(task("t4")).unwrap().seq, 2);
+    }
+
+    #[test]
+    fn a_store_gets_an_epoch_once_and_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let epoch = SledStore::open(dir.path()).unwrap().epoch().unwrap();
+        assert_eq!(epoch.len(), 32, "{epoch}");
+        assert!(crate::api::is_valid_epoch(&epoch));
+        assert_eq!(SledStore::open(dir.path()).unwrap().epoch().unwrap(), epoch);
+
+        // A store written before epochs existed gets one on its next open, durably.
+        let old = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(old.path()).unwrap();
+            store.append(task("t1")).unwrap();
+            let meta = store.db.open_tree(META_TREE).unwrap();
+            meta.remove(EPOCH_KEY).unwrap();
+            store.db.flush().unwrap();
+        }
+        let first = SledStore::open(old.path()).unwrap().epoch().unwrap();
+        assert_ne!(first, epoch);
+        assert_eq!(SledStore::open(old.path()).unwrap().epoch().unwrap(), first);
+    }
+
+    #[test]
+    fn a_malformed_stored_epoch_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            let meta = store.db.open_tree(META_TREE).unwrap();
+            meta.insert(EPOCH_KEY, &b"not an epoch\n"[..]).unwrap();
+            store.db.flush().unwrap();
+        }
+        assert!(matches!(
+            SledStore::open(dir.path()),
+            Err(Error::Corrupt { key, .. }) if key == "meta/epoch"
+        ));
     }
 }

@@ -4,14 +4,20 @@
 
 mod common;
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
+use axum::extract::ConnectInfo;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
-use common::{memory_state, SseReader, OPERATOR_TOKEN, READER_TOKEN};
+use common::{memory_state, SseReader, TestAuthorizer, OPERATOR_TOKEN, READER_TOKEN};
 use http_body_util::BodyExt;
-use mandate_registry::{router, NewRevocation, RegistryConfig, RevocationKind, RevocationStore};
+use mandate_registry::{
+    router, MandateWriteAuthorizer, MemoryStore, NewRevocation, RegistryConfig, RegistryState,
+    RevocationEntry, RevocationKind, RevocationStore, MAX_ACTOR_LEN,
+};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -202,6 +208,24 @@ async fn malformed_or_invalid_bodies_are_400() {
     assert_eq!(store.current_seq().unwrap(), 0);
 }
 
+/// A body that breaks off mid-upload (the client went away) is not "too large".
+#[tokio::test]
+async fn a_body_that_cannot_be_read_is_400_not_413() {
+    let (app, store) = app();
+    let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+        Ok(Bytes::from_static(br#"{"kind": "task", "#)),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "client went away",
+        )),
+    ];
+    let body = Body::from_stream(futures_util::stream::iter(chunks));
+    let (status, error) = send(&app, post("/v1/revocations", Some(OPERATOR_TOKEN), body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error_code(&error), "body_unreadable");
+    assert_eq!(store.current_seq().unwrap(), 0);
+}
+
 #[tokio::test]
 async fn oversized_bodies_are_413() {
     let (app, store) = app();
@@ -231,6 +255,7 @@ async fn list_pages_through_the_log() {
     let (status, page) = send(&app, get("/v1/revocations?after=0&limit=2")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(seqs(&page), [1, 2]);
+    assert_eq!(page["epoch"], store.epoch().unwrap(), "pages name the log");
     assert_eq!(
         (page["next_after"].as_u64(), page["current_seq"].as_u64()),
         (Some(2), Some(5))
@@ -317,9 +342,11 @@ async fn the_stream_sends_backlog_then_live_entries_without_gaps_or_repeats() {
     );
     let mut events = SseReader::new(response.into_body());
 
+    let epoch = store.epoch().unwrap();
     let hello = events.next(WAIT).await;
     assert_eq!(hello.event, "hello");
     assert_eq!(hello.data["current_seq"], 3);
+    assert_eq!(hello.data["epoch"], epoch, "hello names the log");
     let subscriber_id = hello.data["subscriber_id"].as_str().unwrap().to_owned();
 
     for (seq, value) in [(2, "b"), (3, "c")] {
@@ -337,6 +364,7 @@ async fn the_stream_sends_backlog_then_live_entries_without_gaps_or_repeats() {
         heartbeat.data["current_seq"], 3,
         "heartbeat follows the backlog"
     );
+    assert_eq!(heartbeat.data["epoch"], epoch, "heartbeats name the log");
 
     // Concurrent writers: broadcasts may arrive out of order or overflow the buffer.
     let writers: Vec<_> = (0..30)
@@ -359,6 +387,7 @@ async fn the_stream_sends_backlog_then_live_entries_without_gaps_or_repeats() {
             "revocation" => seen.push(event.data["seq"].as_u64().unwrap()),
             "heartbeat" => {
                 let vouched = event.data["current_seq"].as_u64().unwrap();
+                assert_eq!(event.data["epoch"], epoch);
                 assert_eq!(
                     vouched,
                     seen.last().copied().unwrap_or(3),
@@ -381,7 +410,7 @@ async fn the_stream_sends_backlog_then_live_entries_without_gaps_or_repeats() {
     let (_, status_body) = send(&app, get("/v1/status?seq=33")).await;
     assert_eq!(
         status_body,
-        json!({"current_seq": 33, "subscribers": 1, "seq": 33, "applied_by": 1})
+        json!({"current_seq": 33, "epoch": epoch, "subscribers": 1, "seq": 33, "applied_by": 1})
     );
 
     // Closing the stream forgets the subscriber.
@@ -409,4 +438,292 @@ async fn shutdown_ends_open_streams() {
     })
     .await;
     assert!(ended.is_ok(), "stream did not end after shutdown_streams");
+}
+
+/// Opens a stream; `from` sets the client address as `serve` would.
+async fn open_stream(app: &Router, from: Option<&str>) -> axum::response::Response {
+    let mut request = get("/v1/revocations/stream");
+    if let Some(addr) = from {
+        let addr: SocketAddr = addr.parse().unwrap();
+        request.extensions_mut().insert(ConnectInfo(addr));
+    }
+    app.clone().oneshot(request).await.unwrap()
+}
+
+/// The status and error code of a refused stream request.
+async fn refusal(response: axum::response::Response) -> (StatusCode, String) {
+    let status = response.status();
+    // An accepted stream's body never ends: do not wait for it.
+    assert_ne!(status, StatusCode::OK, "the stream was not refused");
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    (status, error_code(&body).to_owned())
+}
+
+#[tokio::test]
+async fn streams_are_limited_per_client_address() {
+    let config = RegistryConfig {
+        max_streams_per_peer: 2,
+        ..RegistryConfig::default()
+    };
+    let (state, _) = memory_state(config);
+    let app = router(state.clone());
+
+    // Without connection info (`oneshot`), every client is in one group.
+    let first = open_stream(&app, None).await;
+    let second = open_stream(&app, None).await;
+    assert_eq!(
+        (first.status(), second.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    assert_eq!(
+        refusal(open_stream(&app, None).await).await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_streams_from_peer".to_owned()
+        )
+    );
+
+    // Other addresses have their own allowance; one IPv6 /64 is one group.
+    let v4 = open_stream(&app, Some("192.0.2.7:5000")).await;
+    assert_eq!(v4.status(), StatusCode::OK);
+    let mapped = open_stream(&app, Some("[::ffff:192.0.2.7]:5001")).await;
+    assert_eq!(
+        mapped.status(),
+        StatusCode::OK,
+        "IPv4-mapped is the same address"
+    );
+    assert_eq!(
+        refusal(open_stream(&app, Some("192.0.2.7:5002")).await).await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_streams_from_peer".to_owned()
+        )
+    );
+    let v6 = open_stream(&app, Some("[2001:db8:1:2::1]:5000")).await;
+    let v6_same_net = open_stream(&app, Some("[2001:db8:1:2:ffff::9]:5000")).await;
+    assert_eq!(
+        (v6.status(), v6_same_net.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    assert_eq!(
+        refusal(open_stream(&app, Some("[2001:db8:1:2::3]:5000")).await).await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_streams_from_peer".to_owned()
+        )
+    );
+    assert_eq!(state.subscriber_count(), 6);
+
+    // Closing a stream frees its slot.
+    drop(first);
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let again = open_stream(&app, None).await;
+            if again.status() == StatusCode::OK {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("a closed stream's slot is reused");
+}
+
+#[tokio::test]
+async fn the_global_stream_limit_still_applies() {
+    let config = RegistryConfig {
+        max_subscribers: 1,
+        ..RegistryConfig::default()
+    };
+    let (state, _) = memory_state(config);
+    let app = router(state);
+    let _open = open_stream(&app, Some("192.0.2.1:1")).await;
+    assert_eq!(
+        refusal(open_stream(&app, Some("192.0.2.2:1")).await).await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_subscribers".to_owned()
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_stream_whose_client_stops_reading_is_dropped() {
+    let config = RegistryConfig {
+        heartbeat_interval: Duration::from_millis(10),
+        stream_send_timeout: Duration::from_millis(100),
+        ..RegistryConfig::default()
+    };
+    let (state, _) = memory_state(config);
+    let app = router(state.clone());
+    // The response is held but its body never read: heartbeats fill the buffer.
+    let response = open_stream(&app, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(state.subscriber_count(), 1);
+    tokio::time::timeout(WAIT, async {
+        while state.subscriber_count() != 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the stream of a client that does not read is closed");
+    drop(response);
+}
+
+#[tokio::test]
+async fn an_absurd_heartbeat_interval_is_clamped_and_streams_keep_running() {
+    let interval = humantime::parse_duration("500000000000y").unwrap();
+    let (state, _) = memory_state(RegistryConfig {
+        heartbeat_interval: interval,
+        ..RegistryConfig::default()
+    });
+    assert_eq!(
+        state.config().heartbeat_interval,
+        RegistryConfig::MAX_HEARTBEAT_INTERVAL
+    );
+    let app = router(state.clone());
+    let response = open_stream(&app, None).await;
+    let mut events = SseReader::new(response.into_body());
+    assert_eq!(events.next(WAIT).await.event, "hello");
+    assert_eq!(events.next(WAIT).await.event, "heartbeat");
+    // The stream task sets up its ticker after the first heartbeat; it must survive it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        state.subscriber_count(),
+        1,
+        "the stream task is still running"
+    );
+
+    let (tiny, _) = memory_state(RegistryConfig {
+        heartbeat_interval: Duration::from_nanos(1),
+        ..RegistryConfig::default()
+    });
+    assert_eq!(
+        tiny.config().heartbeat_interval,
+        RegistryConfig::MIN_HEARTBEAT_INTERVAL
+    );
+}
+
+/// A store whose appends wait for the test's go-ahead, so a write can be abandoned
+/// while the store is busy with it.
+struct GatedStore {
+    inner: MemoryStore,
+    entered: Mutex<mpsc::Sender<()>>,
+    proceed: Mutex<mpsc::Receiver<()>>,
+}
+
+impl RevocationStore for GatedStore {
+    fn append(&self, new: NewRevocation) -> mandate_registry::Result<RevocationEntry> {
+        self.entered.lock().unwrap().send(()).unwrap();
+        self.proceed.lock().unwrap().recv().unwrap();
+        self.inner.append(new)
+    }
+    fn list_after(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> mandate_registry::Result<Vec<RevocationEntry>> {
+        self.inner.list_after(after_seq, limit)
+    }
+    fn current_seq(&self) -> mandate_registry::Result<u64> {
+        self.inner.current_seq()
+    }
+    fn epoch(&self) -> mandate_registry::Result<String> {
+        self.inner.epoch()
+    }
+}
+
+#[tokio::test]
+async fn an_entry_is_broadcast_even_when_its_writer_disconnects() {
+    let (entered_tx, entered) = mpsc::channel();
+    let (proceed, proceed_rx) = mpsc::channel();
+    let store = Arc::new(GatedStore {
+        inner: MemoryStore::new(),
+        entered: Mutex::new(entered_tx),
+        proceed: Mutex::new(proceed_rx),
+    });
+    // Heartbeats (which also re-read the store) are an hour apart: only the broadcast
+    // can deliver the entry within this test.
+    let config = RegistryConfig {
+        heartbeat_interval: RegistryConfig::MAX_HEARTBEAT_INTERVAL,
+        ..RegistryConfig::default()
+    };
+    let state = RegistryState::with_config(store, Arc::new(TestAuthorizer), config);
+    let app = router(state);
+    let mut events = SseReader::new(open_stream(&app, None).await.into_body());
+    assert_eq!(events.next(WAIT).await.event, "hello");
+    assert_eq!(events.next(WAIT).await.event, "heartbeat");
+
+    let body = json!({"kind": "principal", "value": "bob"}).to_string();
+    let write = tokio::spawn(app.clone().oneshot(post(
+        "/v1/revocations",
+        Some(OPERATOR_TOKEN),
+        body,
+    )));
+    tokio::task::spawn_blocking(move || entered.recv_timeout(WAIT))
+        .await
+        .unwrap()
+        .expect("the write reached the store");
+    // The client disconnects: its handler future is dropped mid-append.
+    write.abort();
+    assert!(write.await.unwrap_err().is_cancelled());
+    proceed.send(()).unwrap();
+
+    let event = events.next(WAIT).await;
+    assert_eq!(event.event, "revocation");
+    assert_eq!(
+        (event.data["seq"].as_u64(), event.data["value"].as_str()),
+        (Some(1), Some("bob"))
+    );
+}
+
+/// Principal and agent names may each be 256 bytes, so `"{principal} via {chain}"` can
+/// exceed the `revoked_by` limit; an authorized write must still succeed.
+#[tokio::test]
+async fn an_authorized_write_with_long_names_is_recorded() {
+    use mandate_core::{KeySet, Restrictions, RootKey, SecretKey};
+
+    let secret = SecretKey::generate();
+    let keys = KeySet::single(secret.public());
+    let root = RootKey {
+        secret,
+        key_id: Some(1),
+    };
+    let principal = "p".repeat(256);
+    let agent = "a".repeat(256);
+    let token = mandate_issuer::mint(
+        &root,
+        &mandate_issuer::MintRequest {
+            principal: principal.clone(),
+            agent: agent.clone(),
+            agent_key: None,
+            task: Some("ops".into()),
+            rights: vec!["registry:revoke".parse().unwrap()],
+            ttl: Duration::from_secs(600),
+            restrictions: Restrictions::default(),
+            now: SystemTime::now(),
+        },
+    )
+    .unwrap()
+    .to_base64()
+    .unwrap();
+    let authorizer =
+        MandateWriteAuthorizer::new(mandate_verifier::Verifier::builder().root_keys(keys)).unwrap();
+    let state = RegistryState::new(Arc::new(MemoryStore::new()), Arc::new(authorizer));
+    let app = router(state);
+
+    let body = json!({"kind": "task", "value": "t1"}).to_string();
+    let (status, entry) = send(&app, post("/v1/revocations", Some(&token), body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{entry}");
+    let revoked_by = entry["revoked_by"].as_str().unwrap();
+    assert!(
+        revoked_by.len() <= MAX_ACTOR_LEN,
+        "{} bytes",
+        revoked_by.len()
+    );
+    assert!(revoked_by.starts_with(&principal[..200]), "{revoked_by}");
+    assert!(revoked_by.contains(" via "), "{revoked_by}");
+    assert!(revoked_by.contains(&agent[..200]), "{revoked_by}");
+    assert!(revoked_by.ends_with('…'), "{revoked_by}");
 }

@@ -46,14 +46,22 @@ fn child_ids() -> Vec<Vec<u8>> {
     ids
 }
 
+/// Valid Ed25519 public keys in the form tokens print them (lowercase hex).
+const ORCHESTRATOR_KEY: &str =
+    "ed25519/3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c";
+const ANALYTICS_KEY: &str =
+    "ed25519/d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+const UNRELATED_KEY: &str =
+    "ed25519/fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025";
+
 const AGENTS: [AgentRef<'static>; 2] = [
     AgentRef {
         name: "orchestrator",
-        public_key: "ed25519/1111",
+        public_key: ORCHESTRATOR_KEY,
     },
     AgentRef {
         name: "analytics",
-        public_key: "ed25519/2222",
+        public_key: ANALYTICS_KEY,
     },
 ];
 
@@ -102,14 +110,14 @@ fn principal_task_and_agent_entries_match_their_fields() {
         (RevocationKind::Task, "q3-report", true),
         (RevocationKind::Task, "q4-report", false),
         (RevocationKind::Agent, "analytics", true),
-        (RevocationKind::Agent, "ed25519/1111", true),
+        (RevocationKind::Agent, ORCHESTRATOR_KEY, true),
     ];
     for (kind, value, matches) in cases {
         let index = index_of(&[(kind, value, false)]);
         let expected = matches.then(|| (kind, value.to_owned(), 1));
         assert_eq!(hit(&index, &subject(&ids)), expected, "{kind} {value}");
     }
-    let index = index_of(&[(RevocationKind::Agent, "ed25519/9999", false)]);
+    let index = index_of(&[(RevocationKind::Agent, UNRELATED_KEY, false)]);
     assert_eq!(hit(&index, &subject(&ids)), None, "unrelated agent key");
 }
 
@@ -244,4 +252,113 @@ fn shared_index_reports_the_revocation_with_its_reason() {
         Err(expected)
     );
     assert_eq!(shared.last_seq(), 2);
+}
+
+#[test]
+fn an_agent_key_revoked_in_uppercase_matches_the_token_key() {
+    let ids = parent_ids();
+    let shouted = ORCHESTRATOR_KEY.to_ascii_uppercase();
+    // Written through validation: stored lowercase.
+    let index = index_of(&[(RevocationKind::Agent, &shouted, false)]);
+    assert_eq!(
+        hit(&index, &subject(&ids)),
+        Some((RevocationKind::Agent, ORCHESTRATOR_KEY.to_owned(), 1))
+    );
+
+    // Already in a log in uppercase (written before values were canonicalised): the
+    // index still matches it, and a lift in either spelling cancels it.
+    let mut old = NewRevocation::revoke(RevocationKind::Agent, "placeholder", "", "ops")
+        .unwrap()
+        .into_entry(1, SystemTime::UNIX_EPOCH);
+    old.value = shouted.clone();
+    let mut index = RevocationIndex::new();
+    index.apply(&old).unwrap();
+    assert_eq!(
+        index.check(&subject(&ids)).map(|e| e.value.as_str()),
+        Some(shouted.as_str())
+    );
+    let lift = NewRevocation::lift(RevocationKind::Agent, ORCHESTRATOR_KEY, "", "ops")
+        .unwrap()
+        .into_entry(2, SystemTime::UNIX_EPOCH);
+    index.apply(&lift).unwrap();
+    assert_eq!(hit(&index, &subject(&ids)), None);
+}
+
+#[test]
+fn an_index_binds_to_one_log_epoch() {
+    let shared = SharedIndex::new(Duration::from_secs(2));
+    assert_eq!(shared.epoch(), None);
+    shared.adopt_epoch("log-a").unwrap();
+    shared.adopt_epoch("log-a").unwrap();
+    assert_eq!(shared.epoch().as_deref(), Some("log-a"));
+    for entry in log(&[(RevocationKind::Task, "t1", false)]) {
+        shared.apply(&entry).unwrap();
+    }
+    match shared.adopt_epoch("log-b") {
+        Err(Error::LogChanged { held, registry }) => {
+            assert_eq!(
+                (held.as_deref(), registry.as_str()),
+                (Some("log-a"), "log-b")
+            );
+        }
+        other => panic!("expected LogChanged, got {other:?}"),
+    }
+    assert_eq!(
+        shared.epoch().as_deref(),
+        Some("log-a"),
+        "unchanged on refusal"
+    );
+    assert_eq!(shared.last_seq(), 1);
+
+    // Entries applied without an epoch belong to no known log.
+    let unbound = SharedIndex::new(Duration::from_secs(2));
+    for entry in log(&[(RevocationKind::Task, "t1", false)]) {
+        unbound.apply(&entry).unwrap();
+    }
+    assert!(matches!(
+        unbound.adopt_epoch("log-a"),
+        Err(Error::LogChanged { held: None, .. })
+    ));
+}
+
+#[test]
+fn reset_empties_the_index_and_makes_it_never_synced() {
+    let ids = child_ids();
+    let shared = SharedIndex::new(Duration::from_secs(2));
+    shared.adopt_epoch("log-a").unwrap();
+    for entry in log(&[(RevocationKind::Principal, "bob", false)]) {
+        shared.apply(&entry).unwrap();
+    }
+    let t0 = Instant::now();
+    shared.mark_fresh(t0);
+    shared.reset();
+    assert_eq!(
+        shared.check(&subject(&ids), t0),
+        Err(Denied::Stale {
+            since: None,
+            bound: Duration::from_secs(2)
+        }),
+        "neither the old revocation nor the old freshness survive"
+    );
+    assert_eq!((shared.last_seq(), shared.epoch()), (0, None));
+    assert_eq!(shared.with_index(RevocationIndex::active_len), 0);
+    shared.adopt_epoch("log-b").unwrap();
+}
+
+#[test]
+fn mark_stale_keeps_entries_but_denies_until_confirmed() {
+    let ids = parent_ids();
+    let shared = SharedIndex::new(Duration::MAX);
+    for entry in log(&[(RevocationKind::Task, "other", false)]) {
+        shared.apply(&entry).unwrap();
+    }
+    let t0 = Instant::now();
+    shared.mark_fresh(t0);
+    assert_eq!(shared.check(&subject(&ids), t0), Ok(()));
+    shared.mark_stale();
+    assert!(matches!(
+        shared.check(&subject(&ids), t0),
+        Err(Denied::Stale { since: None, .. })
+    ));
+    assert_eq!(shared.last_seq(), 1);
 }

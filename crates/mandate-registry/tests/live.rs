@@ -1,5 +1,6 @@
 //! Real sockets on 127.0.0.1:0: a subscribed verifier index sees a revocation written over
-//! HTTP, acknowledges it, and resumes without gaps after the registry restarts.
+//! HTTP, acknowledges it, resumes without gaps after the registry restarts, and starts over
+//! when the registry comes back serving a different log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -57,6 +58,14 @@ async fn start(listener: TcpListener, store: Arc<dyn RevocationStore>) -> Runnin
         heartbeat_interval: Duration::from_millis(50),
         ..RegistryConfig::default()
     };
+    start_with(listener, store, config).await
+}
+
+async fn start_with(
+    listener: TcpListener,
+    store: Arc<dyn RevocationStore>,
+    config: RegistryConfig,
+) -> Running {
     let state = RegistryState::with_config(store, Arc::new(TestAuthorizer), config);
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -193,5 +202,185 @@ async fn the_subscription_resumes_without_gaps_after_a_registry_restart() {
         }
         other => panic!("expected the agent revocation, got {other:?}"),
     }
+    running.stop().await;
+}
+
+fn task(value: &str) -> NewRevocation {
+    NewRevocation::revoke(RevocationKind::Task, value, "", "ops").unwrap()
+}
+
+fn principal(value: &str) -> NewRevocation {
+    NewRevocation::revoke(RevocationKind::Principal, value, "left", "ops").unwrap()
+}
+
+/// A new sled store (its own log and epoch) holding `entries`.
+fn sled_store_with(entries: Vec<NewRevocation>) -> (tempfile::TempDir, Arc<dyn RevocationStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn RevocationStore> = Arc::new(SledStore::open(dir.path()).unwrap());
+    for new in entries {
+        store.append(new).unwrap();
+    }
+    (dir, store)
+}
+
+/// Registry A's log: three tasks. Nothing in it concerns bob.
+fn log_a() -> Vec<NewRevocation> {
+    vec![task("t1"), task("t2"), task("t3")]
+}
+
+/// Waits until `index` was confirmed by the registry after `since` and holds `seq`,
+/// then checks that it holds registry B's log (`b_epoch`, bob revoked at `bob_seq`) and
+/// nothing of A's.
+async fn assert_rebuilt_from_b(
+    index: &SharedIndex,
+    since: Instant,
+    seq: u64,
+    b_epoch: &str,
+    bob_seq: u64,
+) {
+    eventually("the index to be confirmed by registry B", || async {
+        index.last_seq() == seq
+            && index.last_heartbeat().is_some_and(|at| at > since)
+            && index.freshness(Instant::now()).is_ok()
+    })
+    .await;
+    let ids = vec![vec![9]];
+    match index.check(&bobs_call(&ids), Instant::now()) {
+        Err(Denied::Revoked {
+            kind,
+            value,
+            seq: revoked_at,
+            ..
+        }) => assert_eq!(
+            (kind, value.as_str(), revoked_at),
+            (RevocationKind::Principal, "bob", bob_seq),
+            "B's revocation of bob applies"
+        ),
+        other => panic!("bob must be denied by B's log, got {other:?}"),
+    }
+    let a_task = Subject {
+        revocation_ids: &ids,
+        principal: "alice",
+        task: "t1",
+        agents: &[],
+    };
+    assert_eq!(
+        index.check(&a_task, Instant::now()),
+        Ok(()),
+        "nothing of A's log is left"
+    );
+    assert_eq!(index.epoch().as_deref(), Some(b_epoch));
+}
+
+/// Registry A (seqs 1..=3) is replaced by registry B on another store whose log is longer
+/// and revokes bob at seq 2. Resuming "after 3" would apply only B's seq 4 on top of A's
+/// state and leave bob allowed; the subscriber must notice the new epoch and rebuild.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_rebuilds_its_index_when_the_registry_serves_another_log() {
+    let (_a_dir, a) = sled_store_with(log_a());
+    let a_epoch = a.epoch().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let running = start(listener, a).await;
+    let client = RegistryClient::new(&format!("http://{addr}")).unwrap();
+    let index = SharedIndex::new(Duration::from_secs(2));
+    let _subscription = client.subscribe(index.clone(), options());
+    eventually("A's log applied", || async {
+        index.last_seq() == 3 && index.freshness(Instant::now()).is_ok()
+    })
+    .await;
+    assert_eq!(index.epoch(), Some(a_epoch));
+    running.stop().await;
+
+    let (_b_dir, b) = sled_store_with(vec![task("x1"), principal("bob"), task("x3"), task("x4")]);
+    let b_epoch = b.epoch().unwrap();
+    let b_started = Instant::now();
+    let running = start(TcpListener::bind(addr).await.unwrap(), b).await;
+    assert_rebuilt_from_b(&index, b_started, 4, &b_epoch, 2).await;
+    running.stop().await;
+}
+
+/// As above, but B's log is shorter than what the subscriber holds, so B refuses the
+/// resume point (409); the subscriber must learn B's epoch and start over instead of
+/// staying stale for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_ahead_of_a_different_log_starts_over() {
+    let (_a_dir, a) = sled_store_with(log_a());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let running = start(listener, a).await;
+    let client = RegistryClient::new(&format!("http://{addr}")).unwrap();
+    let index = SharedIndex::new(Duration::from_secs(2));
+    let _subscription = client.subscribe(index.clone(), options());
+    eventually("A's log applied", || async { index.last_seq() == 3 }).await;
+    running.stop().await;
+
+    let (_b_dir, b) = sled_store_with(vec![principal("bob"), task("x2")]);
+    let b_epoch = b.epoch().unwrap();
+    let b_started = Instant::now();
+    let running = start(TcpListener::bind(addr).await.unwrap(), b).await;
+    assert_rebuilt_from_b(&index, b_started, 2, &b_epoch, 1).await;
+    running.stop().await;
+}
+
+/// A snapshot records the log it was read from, so a subscription continuing from it
+/// after the registry changed logs starts over too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_records_its_epoch_and_a_later_subscription_checks_it() {
+    let (_a_dir, a) = sled_store_with(log_a());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let running = start(listener, Arc::clone(&a)).await;
+    let client = RegistryClient::new(&format!("http://{addr}")).unwrap();
+
+    let index = client.snapshot(Duration::from_secs(2)).await.unwrap();
+    assert_eq!(index.last_seq(), 3);
+    assert_eq!(index.epoch(), Some(a.epoch().unwrap()));
+    let status = client.status(None).await.unwrap();
+    assert_eq!(status.epoch, a.epoch().unwrap(), "the status names the log");
+    running.stop().await;
+
+    let (_b_dir, b) = sled_store_with(vec![task("x1"), principal("bob"), task("x3"), task("x4")]);
+    let b_epoch = b.epoch().unwrap();
+    let b_started = Instant::now();
+    let running = start(TcpListener::bind(addr).await.unwrap(), b).await;
+    let _subscription = client.subscribe(index.clone(), options());
+    assert_rebuilt_from_b(&index, b_started, 4, &b_epoch, 2).await;
+    running.stop().await;
+}
+
+/// `serve` tells handlers the client's address, so the per-address stream limit
+/// separates clients (127.0.0.2 is a different address on Linux's loopback).
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_limits_streams_per_client_address() {
+    let config = RegistryConfig {
+        max_streams_per_peer: 1,
+        ..RegistryConfig::default()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let running = start_with(
+        listener,
+        Arc::new(mandate_registry::MemoryStore::new()),
+        config,
+    )
+    .await;
+    let url = format!("http://{addr}/v1/revocations/stream");
+    let open = |from: &str| {
+        let client = reqwest::Client::builder()
+            .local_address(from.parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap();
+        let url = url.clone();
+        async move { client.get(url).send().await.unwrap() }
+    };
+    let first = open("127.0.0.1").await;
+    assert_eq!(first.status(), 200);
+    let second = open("127.0.0.1").await;
+    assert_eq!(second.status(), 503, "one stream per address");
+    let other = open("127.0.0.2").await;
+    assert_eq!(other.status(), 200, "another address has its own allowance");
+    drop((first, other));
     running.stop().await;
 }

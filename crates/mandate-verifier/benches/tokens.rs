@@ -24,7 +24,7 @@
 //! - `authorize_pop/N`: base64 text → decision for a keyed mandate after N
 //!   signed hops, with a proof of possession by the acting agent. Both sides
 //!   read the *same* token text. Raw biscuit-auth does the authorization
-//!   above plus the raw equivalent of the proof check: derive the token id,
+//!   above plus the raw equivalent of the proof check: derive the token digest,
 //!   rebuild the signed message, one Ed25519 `verify_strict`, the window
 //!   check. Raw is told the acting agent's name and key; Mandate rebuilds
 //!   them from the chain's signatures, which raw does not do. Ours is
@@ -69,6 +69,7 @@ use mandate_core::{
 };
 use mandate_issuer::MintRequest;
 use mandate_verifier::{Decision, Policy, Reason, Verifier};
+use sha2::{Digest as _, Sha256};
 
 const POLICY: &str = include_str!("../../../datalog/policies/default.datalog");
 const ROOT_KEY_ID: u32 = 1;
@@ -348,18 +349,22 @@ fn pop_message(token_id: &str, request: &Request, timestamp_ms: u64, nonce: &[u8
     field(request.service.as_bytes());
     field(request.operation.as_bytes());
     field(request.resource.as_str().as_bytes());
-    let mut attrs: Vec<String> = request
+    let mut attrs: Vec<(&str, Vec<u8>)> = request
         .attrs
         .iter()
-        .map(|(k, v)| match v {
-            AttrValue::Int(n) => format!("{k}=i:{n}"),
-            AttrValue::Str(s) => format!("{k}=s:{s}"),
+        .map(|(k, v)| {
+            let value = match v {
+                AttrValue::Int(n) => [b"i".as_slice(), &n.to_be_bytes()].concat(),
+                AttrValue::Str(s) => [b"s".as_slice(), s.as_bytes()].concat(),
+            };
+            (k.as_str(), value)
         })
         .collect();
     attrs.sort();
     field(&(attrs.len() as u64).to_be_bytes());
-    for attr in &attrs {
-        field(attr.as_bytes());
+    for (key, value) in &attrs {
+        field(key.as_bytes());
+        field(value);
     }
     field(&timestamp_ms.to_be_bytes());
     field(nonce);
@@ -367,7 +372,7 @@ fn pop_message(token_id: &str, request: &Request, timestamp_ms: u64, nonce: &[u8
 }
 
 /// The raw equivalent of the verifier's proof check: one Ed25519
-/// verification over the token id and the request, and the window.
+/// verification over the token digest and the request, and the window.
 fn verify_pop_raw(
     biscuit: &Biscuit,
     key: &[u8; 32],
@@ -375,9 +380,13 @@ fn verify_pop_raw(
     signature: &[u8; 64],
 ) -> Result<(), String> {
     let proof = request.proof.as_ref().ok_or("no proof")?;
-    let ids = biscuit.revocation_identifiers();
-    let token_id = hex::encode(ids.last().ok_or("no block")?);
-    let message = pop_message(&token_id, request, proof.timestamp_ms, &proof.nonce);
+    let mut digest = Sha256::new();
+    for id in biscuit.revocation_identifiers() {
+        digest.update((id.len() as u64).to_be_bytes());
+        digest.update(&id);
+    }
+    let token_digest = hex::encode(digest.finalize());
+    let message = pop_message(&token_digest, request, proof.timestamp_ms, &proof.nonce);
     VerifyingKey::from_bytes(key)
         .and_then(|k| k.verify_strict(&message, &Signature::from_bytes(signature)))
         .map_err(|e| e.to_string())?;
@@ -580,7 +589,7 @@ fn fixture() -> Fixture {
         .map(|&hops| PopToken {
             hops,
             text: signed.ours[hops].to_base64().unwrap(),
-            id: signed.ours[hops].token_id_hex(),
+            id: signed.ours[hops].digest_hex(),
         })
         .collect();
 

@@ -1,6 +1,6 @@
 //! What a verifier remembers between calls, all bounded and all safe to
 //! share: verified tokens by the hash of their text, and each token's claims
-//! and cost shape by token id.
+//! and cost shape by its digest.
 //!
 //! Nothing here can turn a deny into an allow: entries are made only after
 //! signatures verified, are pure functions of the token's bytes and the
@@ -36,10 +36,11 @@ impl TokenInfo {
     }
 }
 
-/// Token information by token id, so a token used for many calls is read
-/// once. The token id is the last block's signature, which commits to every
-/// block, and entries are only made for tokens whose signatures verified.
-/// Bounded: cleared when full.
+/// Token information by token digest (a hash of every block's signature,
+/// [`Mandate::digest_hex`]), so a token used for many calls is read once.
+/// Not by token id: the last block's signature alone does not identify a
+/// token (two tokens can end in the same block). Entries are made only for
+/// tokens whose signatures verified. Bounded: cleared when full.
 #[derive(Debug, Default)]
 pub(crate) struct TokenCache {
     tokens: Mutex<HashMap<String, Arc<TokenInfo>>>,
@@ -48,9 +49,9 @@ pub(crate) struct TokenCache {
 const CACHE_CAPACITY: usize = 10_000;
 
 impl TokenCache {
-    pub(crate) fn get(&self, token_id: &str, mandate: &Mandate) -> Arc<TokenInfo> {
+    pub(crate) fn get(&self, digest: &str, mandate: &Mandate) -> Arc<TokenInfo> {
         let lock = || self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(info) = lock().get(token_id) {
+        if let Some(info) = lock().get(digest) {
             return Arc::clone(info);
         }
         let (claims, blocks) = mandate.read();
@@ -62,7 +63,7 @@ impl TokenCache {
         if tokens.len() >= CACHE_CAPACITY {
             tokens.clear();
         }
-        tokens.insert(token_id.to_string(), Arc::clone(&info));
+        tokens.insert(digest.to_string(), Arc::clone(&info));
         info
     }
 }

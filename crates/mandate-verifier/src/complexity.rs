@@ -7,7 +7,10 @@
 //! how many fact visits every rule body and check query of every block after
 //! the authority block could cost: biscuit scans all visible facts for each
 //! predicate of a join, so a query costs about `facts × Π matches(predicate)`.
-//! Tokens over [`STEP_BUDGET`] are denied. The estimate is conservative: it
+//! Tokens over [`STEP_BUDGET`] are denied, and so are delegated blocks with
+//! closures (`.any($x -> ...)`, which iterate inside one step) or more than
+//! [`MAX_LITERAL_ELEMENTS`] collection elements in a query. The estimate is
+//! conservative: it
 //! counts the facts of every block whatever their scope, and the fact limit
 //! for any predicate a rule can produce.
 //!
@@ -23,6 +26,8 @@ use mandate_core::{vocab, BlockContents, Request};
 /// when measured, so the budget bounds one query to well under the 250 ms
 /// default time limit).
 pub const STEP_BUDGET: u64 = 20_000;
+/// Most elements of collection literals in one query of a delegated block.
+pub const MAX_LITERAL_ELEMENTS: usize = 256;
 /// Most blocks a token may have.
 pub const MAX_BLOCKS: usize = 64;
 /// Most facts, rules and checks one block may hold.
@@ -69,6 +74,21 @@ impl Shape {
             // The authority block is the issuer's; only later blocks are vetted.
             if index > 0 {
                 for query in &block.queries {
+                    // Closures iterate collections inside one evaluation step,
+                    // where biscuit never checks its time limit; delegated
+                    // blocks have no use for them.
+                    if query.closures > 0 {
+                        return Err(format!(
+                            "block {index} uses a closure (`$x -> ...`) in `{}`; delegated blocks may not",
+                            query.text
+                        ));
+                    }
+                    if query.literal_elements > MAX_LITERAL_ELEMENTS {
+                        return Err(format!(
+                            "block {index} has {} collection elements in `{}`, more than the {MAX_LITERAL_ELEMENTS} accepted",
+                            query.literal_elements, query.text
+                        ));
+                    }
                     shape
                         .queries
                         .push((index, query.text.clone(), query.predicates.clone()));

@@ -27,8 +27,8 @@ use crate::{Decision, Error, Verifier};
 /// plus the request fields.
 pub const MAX_BODY_BYTES: usize = mandate_core::MAX_TOKEN_LEN + 16 * 1024;
 
-/// Body of `POST /v1/authorize`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// Body of `POST /v1/authorize`. `Debug` shows the token's fingerprint only.
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorizeRequest {
     /// The mandate, base64.
@@ -45,6 +45,19 @@ pub struct AuthorizeRequest {
     /// The acting agent's proof of possession (`mandate pop`).
     #[serde(default)]
     pub pop: Option<String>,
+}
+
+impl std::fmt::Debug for AuthorizeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizeRequest")
+            .field("token", &fingerprint(&self.token))
+            .field("service", &self.service)
+            .field("operation", &self.operation)
+            .field("resource", &self.resource)
+            .field("attrs", &self.attrs)
+            .field("pop", &self.pop.as_ref().map(|_| "<proof>"))
+            .finish()
+    }
 }
 
 /// An attribute value on the wire.
@@ -103,14 +116,22 @@ impl IntoResponse for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> ApiError {
-        match rejection {
-            JsonRejection::BytesRejection(_) => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
+        // axum knows which rejections are about size (413) and which are a
+        // malformed or interrupted body (4xx); keep its status.
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(
+                status,
                 "body_too_large",
                 format!("request body larger than {MAX_BODY_BYTES} bytes"),
-            ),
-            other => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", other.body_text()),
+            );
         }
+        let status = if status.is_client_error() {
+            StatusCode::BAD_REQUEST
+        } else {
+            status
+        };
+        ApiError::new(status, "bad_request", rejection.body_text())
     }
 }
 
@@ -212,6 +233,12 @@ fn to_request(body: &AuthorizeRequest, now: SystemTime) -> Result<Request, ApiEr
             format!("at most {} attributes", Request::MAX_ATTRS),
         ));
     }
+    // Names reach decisions and audit records: no control characters.
+    mandate_core::check_name("service", &body.service).map_err(bad)?;
+    mandate_core::check_name("operation", &body.operation).map_err(bad)?;
+    for key in body.attrs.keys() {
+        mandate_core::check_name("attribute name", key).map_err(bad)?;
+    }
     let resource = ResourcePath::parse(&body.resource).map_err(bad)?;
     let mut request = Request::new(&body.service, &body.operation, resource, now);
     for (key, value) in &body.attrs {
@@ -256,15 +283,17 @@ pub fn audit(token_fingerprint: &str, decision: &Decision) {
         target: "mandate::audit",
         token = %token_fingerprint,
         decision = if decision.allowed { "allow" } else { "deny" },
-        principal = %decision.principal,
-        chain = %decision.chain.join(" -> "),
-        task = %decision.task,
-        service = %decision.service,
-        operation = %decision.operation,
-        resource = %decision.resource,
+        // Debug formatting quotes and escapes: a name with a newline
+        // cannot forge a second record.
+        principal = ?decision.principal,
+        chain = ?decision.chain,
+        task = ?decision.task,
+        service = ?decision.service,
+        operation = ?decision.operation,
+        resource = ?decision.resource,
         attrs = ?decision.attrs,
         time = %decision.time,
-        reason = %decision.reason,
+        reason = ?decision.reason.to_string(),
         "decision"
     );
 }

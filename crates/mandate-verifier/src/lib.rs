@@ -211,8 +211,21 @@ impl Verifier {
         mandate: &Mandate,
         request: &Request,
     ) -> Result<Decision, Error> {
+        // A `Mandate` made by another verifier (or signed by an untrusted
+        // root) is not trusted here just because it is a `Mandate`.
+        if self.keys.choose(mandate.root_key_id()).ok() != Some(&mandate.root()) {
+            return Err(Error::Token(mandate_core::Error::InvalidSignature {
+                reason: "the mandate was verified under a root this verifier does not trust".into(),
+            }));
+        }
+        if request.time < std::time::UNIX_EPOCH {
+            return Err(Error::Token(mandate_core::Error::Invalid(
+                "request time before 1970".into(),
+            )));
+        }
         let token_id = mandate.token_id_hex();
-        let info = self.tokens.get(&token_id, mandate);
+        let digest = mandate.digest_hex();
+        let info = self.tokens.get(&digest, mandate);
         let claims = &info.claims;
         if let Some(at) = claims.expires_at {
             if request.time > at {
@@ -243,7 +256,7 @@ impl Verifier {
                 return Ok(Decision::new(&token_id, request, claims, reason));
             }
         }
-        if let Err(refused) = self.check_possession(chain, &token_id, request) {
+        if let Err(refused) = self.check_possession(chain, &digest, request) {
             let reason = Reason::ProofOfPossession {
                 message: refused.to_string(),
             };
@@ -324,8 +337,7 @@ impl Verifier {
         let Some(revocation) = &self.revocation else {
             return Ok(());
         };
-        let token_id = mandate.token_id_hex();
-        let info = self.tokens.get(&token_id, mandate);
+        let info = self.tokens.get(&mandate.digest_hex(), mandate);
         let claims = &info.claims;
         let agents = claims
             .chain
@@ -346,7 +358,7 @@ impl Verifier {
     fn check_possession(
         &self,
         chain: &Chain,
-        token_id: &str,
+        token_digest: &str,
         request: &Request,
     ) -> Result<(), PopError> {
         let holder = chain.holder();
@@ -360,7 +372,7 @@ impl Verifier {
         let proof = request.proof.as_ref().ok_or_else(|| PopError::Missing {
             agent: holder.name.clone(),
         })?;
-        proof.verify(&holder.name, &key, token_id, request, self.pop_window)?;
+        proof.verify(&holder.name, &key, token_digest, request, self.pop_window)?;
         let now_ms = millis(request.time);
         let window_ms = u64::try_from(self.pop_window.as_millis()).unwrap_or(u64::MAX);
         let forget_after = now_ms.max(proof.timestamp_ms).saturating_add(window_ms);

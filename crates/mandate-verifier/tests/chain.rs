@@ -62,7 +62,7 @@ fn fixture() -> Fixture {
         verifier: Verifier::builder().root_keys(keys.clone()).build().unwrap(),
         keys,
         token: hop.to_base64().unwrap(),
-        token_id: hop.token_id_hex(),
+        token_id: hop.digest_hex(),
         holder: analytics,
     }
 }

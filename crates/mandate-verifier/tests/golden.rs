@@ -296,7 +296,7 @@ fn describe(
         .remove("expires_in_seconds");
 
     let text = token.to_base64().unwrap();
-    let token_id = token.token_id_hex();
+    let token_id = token.digest_hex();
     let policy = Policy::from_file(&policies_dir().join(spec.policy)).unwrap();
     let verifier = Verifier::builder()
         .root_keys(keys)

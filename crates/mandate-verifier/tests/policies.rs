@@ -490,7 +490,7 @@ fn check(verifier: &Verifier, root: &RootKey, row: &Row) -> Result<(), String> {
     }
     let text = token.to_base64().unwrap();
     let request = parse_request(request_text);
-    let proof = Proof::sign(&holder, &token.token_id_hex(), &request, request.time);
+    let proof = Proof::sign(&holder, &token.digest_hex(), &request, request.time);
     let request = request.with_proof(proof);
 
     let (outcome, reason) = match verifier.authorize(&text, &request) {
