@@ -68,6 +68,14 @@ pub fn inspection_text(report: &Inspection) -> String {
         "task:       {}",
         report.task.clone().unwrap_or_else(none)
     );
+    match &report.chain_error {
+        Some(error) => {
+            let _ = writeln!(out, "chain:      BROKEN: {error}");
+        }
+        None => {
+            let _ = writeln!(out, "chain:      {}", report.chain.join(" → "));
+        }
+    }
     let _ = writeln!(out, "rights:     {}", report.rights.join(", "));
     let _ = writeln!(
         out,

@@ -95,6 +95,11 @@ pub struct Inspection {
     pub agents: Vec<AgentReport>,
     /// True when the first agent has no key: whoever holds the token can use it.
     pub bearer: bool,
+    /// The delegation chain as the signatures state it, first agent to
+    /// holder (verified only when `signature` is valid).
+    pub chain: Vec<String>,
+    /// Why the chain is broken, if it is (a verifier would deny).
+    pub chain_error: Option<String>,
     /// `task(Id)`.
     pub task: Option<String>,
     /// `right(S, O)` facts as `S:O`.
@@ -151,6 +156,10 @@ pub fn inspect(
         .first()
         .map(|authority| AuthorityClaims::from_facts(&authority.facts))
         .unwrap_or_default();
+    let (chain, chain_error) = match crate::chain::read(&contents).1 {
+        Ok(chain) => (chain.names(), None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
     let ids = token.revocation_ids();
     let external = token.external_keys();
     let mut blocks = Vec::with_capacity(token.block_count());
@@ -176,6 +185,8 @@ pub fn inspect(
         signature,
         root_key_id: token.root_key_id(),
         bearer: claims.agents.first().is_none_or(|(_, key)| key.is_empty()),
+        chain,
+        chain_error,
         principal: claims.principal,
         agents: claims
             .agents
