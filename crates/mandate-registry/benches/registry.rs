@@ -34,7 +34,8 @@ use mandate_core::{KeySet, Link, Restrictions, RootKey, SecretKey};
 use mandate_issuer::MintRequest;
 use mandate_registry::{
     serve, AgentRef, MandateWriteAuthorizer, MemoryStore, NewRevocation, RegistryClient,
-    RegistryState, RevocationKind, RevocationStore, SharedIndex, SledStore, Subject,
+    RegistryState, RevocationEntry, RevocationKind, RevocationStore, SharedIndex, SledStore,
+    Subject,
 };
 use mandate_verifier::{RevocationCheck, RevocationSubject, Verifier};
 
@@ -102,9 +103,17 @@ fn build_index(entries: usize, fixture: &Fixture) -> SharedIndex {
     let mut seq = 0;
     let mut push = |kind, value: String| {
         seq += 1;
-        let entry = NewRevocation::revoke(kind, value, "", "bench")
-            .unwrap()
-            .into_entry(seq, at);
+        // Built directly: the filler keys are random bytes, not curve points,
+        // which `NewRevocation` would refuse; the index only compares text.
+        let entry = RevocationEntry {
+            seq,
+            kind,
+            value,
+            reason: String::new(),
+            revoked_by: "bench".into(),
+            at,
+            lifted: false,
+        };
         index.apply(&entry).unwrap();
     };
     // The three values the hit subjects need, then filler up to `entries`.
