@@ -177,18 +177,8 @@ pub struct AuthorizeArgs {
     pub token: String,
     #[command(flatten)]
     pub roots: RootKeyArgs,
-    /// The service being called.
-    #[arg(long)]
-    pub service: String,
-    /// The operation being called.
-    #[arg(long)]
-    pub operation: String,
-    /// The resource being called.
-    #[arg(long)]
-    pub resource: String,
-    /// A request attribute KEY=VALUE (repeatable); integers compare as numbers.
-    #[arg(long = "attr", value_name = "KEY=VALUE")]
-    pub attrs: Vec<String>,
+    #[command(flatten)]
+    pub request: RequestArgs,
     /// A policy file instead of the built-in default policy.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
@@ -201,9 +191,6 @@ pub struct AuthorizeArgs {
     /// Accept proofs made this close to the request time.
     #[arg(long = "pop-window", value_name = "DURATION", default_value = "30s")]
     pub pop_window: String,
-    /// Decide as of this time (RFC 3339) instead of now.
-    #[arg(long, value_name = "RFC3339")]
-    pub at: Option<String>,
     /// Print the decision as JSON.
     #[arg(long)]
     pub json: bool,
@@ -353,6 +340,13 @@ pub struct PopArgs {
     /// The token: the text itself, @FILE, or - for stdin.
     #[arg(long)]
     pub token: String,
+    #[command(flatten)]
+    pub request: RequestArgs,
+}
+
+/// One request: what `authorize` decides and what `pop` signs.
+#[derive(Debug, Args)]
+pub struct RequestArgs {
     /// The service being called.
     #[arg(long)]
     pub service: String,
@@ -362,10 +356,10 @@ pub struct PopArgs {
     /// The resource being called.
     #[arg(long)]
     pub resource: String,
-    /// A request attribute KEY=VALUE (repeatable).
+    /// A request attribute KEY=VALUE (repeatable); integers compare as numbers.
     #[arg(long = "attr", value_name = "KEY=VALUE")]
     pub attrs: Vec<String>,
-    /// Sign as of this time (RFC 3339) instead of now.
+    /// The request time (RFC 3339) instead of now.
     #[arg(long, value_name = "RFC3339")]
     pub at: Option<String>,
 }

@@ -14,7 +14,7 @@ use mandate_verifier::{Policy, Verifier};
 
 use crate::args::{
     AuthorizeArgs, Command, DelegateArgs, InspectArgs, IssueArgs, KeygenArgs, PopArgs,
-    RegistryCommand, RestrictionArgs, RevocationsCommand, RootKeyArgs,
+    RegistryCommand, RequestArgs, RestrictionArgs, RevocationsCommand, RootKeyArgs,
 };
 use crate::output::{self, say, say_raw};
 
@@ -232,13 +232,7 @@ fn authorize(args: &AuthorizeArgs) -> Result<Outcome> {
         verifier = verifier.revocation(std::sync::Arc::new(index));
     }
     let verifier = verifier.build()?;
-    let mut request = request(
-        &args.service,
-        &args.operation,
-        &args.resource,
-        &args.attrs,
-        args.at.as_deref(),
-    )?;
+    let mut request = request(&args.request)?;
     if let Some(proof) = &args.pop {
         request = request.with_proof(Proof::parse(proof)?);
     }
@@ -269,21 +263,16 @@ fn authorize(args: &AuthorizeArgs) -> Result<Outcome> {
 }
 
 /// Builds the request a verifier decides (and a proof signs).
-fn request(
-    service: &str,
-    operation: &str,
-    resource: &str,
-    attrs: &[String],
-    at: Option<&str>,
-) -> Result<Request> {
-    let time = match at {
+fn request(args: &RequestArgs) -> Result<Request> {
+    let time = match &args.at {
         Some(at) => parse_time(at)?,
         None => SystemTime::now(),
     };
-    mandate_core::check_name("service", service)?;
-    mandate_core::check_name("operation", operation)?;
-    let mut request = Request::new(service, operation, ResourcePath::parse(resource)?, time);
-    for attr in attrs {
+    mandate_core::check_name("service", &args.service)?;
+    mandate_core::check_name("operation", &args.operation)?;
+    let resource = ResourcePath::parse(&args.resource)?;
+    let mut request = Request::new(&args.service, &args.operation, resource, time);
+    for attr in &args.attrs {
         request = request.with_attr_arg(attr)?;
     }
     Ok(request)
@@ -292,13 +281,7 @@ fn request(
 fn pop(args: &PopArgs) -> Result<Outcome> {
     let key = SecretKey::read(&args.key)?;
     let token = read_token(&args.token)?;
-    let request = request(
-        &args.service,
-        &args.operation,
-        &args.resource,
-        &args.attrs,
-        args.at.as_deref(),
-    )?;
+    let request = request(&args.request)?;
     let proof = Proof::sign(&key, &token.digest_hex(), &request, request.time);
     say!("{}", proof.to_text())?;
     Ok(Outcome::Ok)
