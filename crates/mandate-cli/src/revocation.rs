@@ -177,6 +177,11 @@ pub fn revoke(args: &RevokeArgs) -> Result<Outcome> {
                         status.applied_by,
                         status.subscribers
                     )?;
+                    if status.subscribers == 0 {
+                        // `mandate serve --store` applies it in-process before
+                        // answering; remote verifiers catch up when they connect.
+                        say!("(no verifier is subscribed to the stream; one serving from the registry's own store applied it already)")?;
+                    }
                     break;
                 }
                 Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
