@@ -179,8 +179,8 @@ pub fn revoke(args: &RevokeArgs) -> Result<Outcome> {
                     )?;
                     if status.subscribers == 0 {
                         // `mandate serve --store` applies it in-process before
-                        // answering; remote verifiers catch up when they connect.
-                        say!("(no verifier is subscribed to the stream; one serving from the registry's own store applied it already)")?;
+                        // answering; stream subscribers catch up when they connect.
+                        say!("(no verifier is subscribed right now; verifiers that connect later catch up from the log)")?;
                     }
                     break;
                 }
