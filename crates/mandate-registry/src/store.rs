@@ -179,7 +179,7 @@ impl SledStore {
     /// holds it) or the epoch cannot be written, [`Error::Corrupt`] when the newest key is
     /// not a sequence number or the stored epoch is malformed.
     pub fn open(path: &Path) -> Result<Self> {
-        let db = sled::open(path).map_err(|e| Error::storage("opening the sled database", e))?;
+        let db = open_sled(path).map_err(|e| Error::storage("opening the sled database", e))?;
         let log = db
             .open_tree(LOG_TREE)
             .map_err(|e| Error::storage("opening the revocation tree", e))?;
@@ -364,6 +364,30 @@ impl RevocationStore for SledStore {
             .flush()
             .map(drop)
             .map_err(|e| Error::storage("flushing", e))
+    }
+}
+
+/// How long `open` waits for another holder of the folder's lock to let go.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Opens the sled database in `path`. sled's background threads keep a
+/// dropped database (and its file lock) alive for a moment, so a store
+/// reopened in the same process, or right after another process exited, can
+/// find the lock still held: wait for it briefly before reporting it in use.
+fn open_sled(path: &Path) -> std::result::Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        // No background flusher: every append flushes before it is
+        // acknowledged anyway.
+        match sled::Config::new().path(path).flush_every_ms(None).open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
 
