@@ -233,31 +233,10 @@ fn describe(entry: &RevocationEntry) -> String {
 
 pub fn list(args: &ListArgs) -> Result<Outcome> {
     let entries: Vec<RevocationEntry> = if let Some(dir) = &args.source.store {
-        let store = open_store(dir)?;
-        let mut all = Vec::new();
-        let mut after = args.after;
-        loop {
-            let page = store.list_after(after, 1000)?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            all.extend(page);
-        }
-        all
+        mandate_registry::entries_after(&open_store(dir)?, args.after)?
     } else if let Some(url) = &args.source.registry {
         let client = RegistryClient::new(url)?;
-        runtime()?.block_on(async {
-            let mut all = Vec::new();
-            let mut after = args.after;
-            loop {
-                let page = client.list(after, 1000).await?;
-                if page.entries.is_empty() {
-                    break;
-                }
-                after = page.next_after;
-                all.extend(page.entries);
-            }
-            anyhow::Ok(all)
-        })?
+        runtime()?.block_on(client.list_all(args.after))?
     } else {
         bail!("give --registry URL or --store DIR");
     };

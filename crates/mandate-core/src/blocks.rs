@@ -23,15 +23,14 @@ pub struct Query {
     /// iterate a collection, and nested ones multiply. (`||` and `&&` are
     /// parameterless closures in biscuit and are not counted.)
     pub closures: usize,
-    /// Deepest nesting of closures.
-    pub closure_depth: usize,
     /// Elements of collection literals (sets, arrays, maps) in its
     /// expressions.
     pub literal_elements: usize,
 }
 
-/// Measures the expressions of a rule body.
-fn expression_cost(rule: &biscuit_parser::builder::Rule) -> (usize, usize, usize) {
+/// Measures the expressions of a rule body: (closures with parameters,
+/// collection-literal elements).
+fn expression_cost(rule: &biscuit_parser::builder::Rule) -> (usize, usize) {
     use biscuit_parser::builder::Op;
     fn term_size(term: &Term) -> usize {
         match term {
@@ -41,39 +40,36 @@ fn expression_cost(rule: &biscuit_parser::builder::Rule) -> (usize, usize, usize
             _ => 0,
         }
     }
-    fn walk(ops: &[Op], depth: usize, acc: &mut (usize, usize, usize)) {
+    fn walk(ops: &[Op], acc: &mut (usize, usize)) {
         for op in ops {
             match op {
-                Op::Value(term) => acc.2 += term_size(term),
+                Op::Value(term) => acc.1 += term_size(term),
                 // `a || b` and `a && b` are parameterless closures (lazy
                 // evaluation); only closures with parameters iterate.
-                Op::Closure(params, inner) if params.is_empty() => walk(inner, depth, acc),
-                Op::Closure(_, inner) => {
-                    acc.0 += 1;
-                    acc.1 = acc.1.max(depth + 1);
-                    walk(inner, depth + 1, acc);
+                Op::Closure(params, inner) => {
+                    acc.0 += usize::from(!params.is_empty());
+                    walk(inner, acc);
                 }
                 Op::Unary(_) | Op::Binary(_) => {}
             }
         }
     }
-    let mut acc = (0, 0, 0);
+    let mut acc = (0, 0);
     for expression in &rule.expressions {
-        walk(&expression.ops, 0, &mut acc);
+        walk(&expression.ops, &mut acc);
     }
     for predicate in &rule.body {
-        acc.2 += predicate.terms.iter().map(term_size).sum::<usize>();
+        acc.1 += predicate.terms.iter().map(term_size).sum::<usize>();
     }
     acc
 }
 
 fn query(text: &str, rule: &biscuit_parser::builder::Rule) -> Query {
-    let (closures, closure_depth, literal_elements) = expression_cost(rule);
+    let (closures, literal_elements) = expression_cost(rule);
     Query {
         text: text.chars().take(80).collect(),
         predicates: rule.body.iter().map(|p| p.name.clone()).collect(),
         closures,
-        closure_depth,
         literal_elements,
     }
 }

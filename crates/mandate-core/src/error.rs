@@ -96,15 +96,18 @@ pub enum DatalogKind {
     Policy,
 }
 
-/// Parses `source` and reports the first error with its exact line and
-/// column.
+/// Parses `source` once and, on failure, reports the first error with its
+/// exact line and column.
 ///
 /// # Errors
 /// [`Error::Datalog`].
-pub fn check_datalog(source: &str, kind: DatalogKind) -> Result<(), Error> {
+pub fn parse_datalog(
+    source: &str,
+    kind: DatalogKind,
+) -> Result<biscuit_parser::parser::SourceResult<'_>, Error> {
     let result = match kind {
-        DatalogKind::Block => biscuit_parser::parser::parse_block_source(source).map(|_| ()),
-        DatalogKind::Policy => biscuit_parser::parser::parse_source(source).map(|_| ()),
+        DatalogKind::Block => biscuit_parser::parser::parse_block_source(source),
+        DatalogKind::Policy => biscuit_parser::parser::parse_source(source),
     };
     result.map_err(|errors| {
         let first = errors.first();
@@ -132,32 +135,26 @@ pub fn check_datalog(source: &str, kind: DatalogKind) -> Result<(), Error> {
     })
 }
 
+/// Checks that `source` parses; see [`parse_datalog`].
+///
+/// # Errors
+/// [`Error::Datalog`].
+pub fn check_datalog(source: &str, kind: DatalogKind) -> Result<(), Error> {
+    parse_datalog(source, kind).map(|_| ())
+}
+
 impl Error {
-    /// Converts a Datalog parse failure in `source` into [`Error::Datalog`],
-    /// with the position of the first error.
+    /// Converts an error biscuit-auth reported for Datalog `source`. A
+    /// parse error is located by parsing `source` again ([`parse_datalog`]:
+    /// biscuit-auth's own error keeps only a copy of the rest of the line).
     pub fn from_datalog(source: &str, err: biscuit_auth::error::Token) -> Error {
         use biscuit_auth::error::Token;
         use biscuit_parser::error::LanguageError;
         match err {
-            Token::Language(LanguageError::ParseError(errors)) => {
-                let first = errors.errors.first();
-                // The parser reports the unparsed remainder of the input; its
-                // length tells where the error starts.
-                let offset = first
-                    .map(|e| source.len().saturating_sub(e.input.len()))
-                    .unwrap_or(0);
-                let (line, column) = line_column(source, offset);
-                let message = first.and_then(|e| e.message.clone()).unwrap_or_else(|| {
-                    let near: String = source[offset.min(source.len())..]
-                        .chars()
-                        .take(24)
-                        .collect();
-                    format!("unexpected input near `{}`", near.trim_end())
-                });
-                Error::Datalog {
-                    line,
-                    column,
-                    message,
+            Token::Language(LanguageError::ParseError(_)) => {
+                match parse_datalog(source, DatalogKind::Policy) {
+                    Err(located) => located,
+                    Ok(_) => Error::Invalid(format!("`{source}` is not accepted here")),
                 }
             }
             Token::Language(LanguageError::Parameters {
@@ -183,27 +180,11 @@ impl Error {
             Token::Format(Format::SealedSignature) => Error::InvalidSignature {
                 reason: "sealed signature does not verify".into(),
             },
-            Token::Format(
-                e @ (Format::DeserializationError(_)
-                | Format::BlockDeserializationError(_)
-                | Format::Version { .. }
-                | Format::InvalidKeySize(_)
-                | Format::InvalidSignatureSize(_)
-                | Format::SignatureDeserializationError(_)
-                | Format::BlockSignatureDeserializationError(_)
-                | Format::UnknownSymbol(_)
-                | Format::SymbolTableOverlap
-                | Format::PublicKeyTableOverlap
-                | Format::EmptyKeys
-                | Format::InvalidBlockId(_)),
-            ) => Error::MalformedToken {
-                reason: format_detail(&e),
-            },
             Token::Format(Format::UnknownPublicKey) => Error::InvalidSignature {
                 reason: "the root public key was not recognised".into(),
             },
             // Every other format error means the bytes are not a token we can
-            // read; the variant names are biscuit's, the detail is ours.
+            // read (truncated, garbled, an unsupported version...).
             Token::Format(e) => Error::MalformedToken {
                 reason: format_detail(&e),
             },

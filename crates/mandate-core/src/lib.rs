@@ -27,7 +27,7 @@ pub mod vocab;
 
 pub use blocks::{BlockContents, Query};
 pub use chain::{Author, Chain, ChainError, Link};
-pub use error::{check_datalog, DatalogKind, Error};
+pub use error::{check_datalog, parse_datalog, DatalogKind, Error};
 pub use inspect::{inspect, BlockReport, Inspection, SignatureStatus};
 pub use keys::{KeySet, PublicKey, RootKey, SecretKey};
 pub use pop::{PopError, Proof};

@@ -278,60 +278,45 @@ impl Restrictions {
             )?;
         }
         for (key, min, max) in &self.attr_range {
-            check_name("attribute name", key)?;
-            let mut params = HashMap::new();
-            params.insert("key".to_string(), builder::string(key));
-            params.insert("min".to_string(), builder::int(*min));
-            params.insert("max".to_string(), builder::int(*max));
-            block = code(
+            block = attr_check(
                 block,
+                key,
                 &format!(
                     "check if {}({{key}}, $v), $v >= {{min}}, $v <= {{max}}",
                     vocab::ATTR
                 ),
-                params,
+                [("min", builder::int(*min)), ("max", builder::int(*max))],
             )?;
         }
         for (key, hosts) in &self.url_hosts {
-            check_name("attribute name", key)?;
-            let mut params = HashMap::new();
-            params.insert("key".to_string(), builder::string(key));
-            params.insert("allowed".to_string(), string_set(hosts));
-            block = code(
+            block = attr_check(
                 block,
+                key,
                 &format!(
                     "check if {}({{key}}, $h), {{allowed}}.contains($h)",
                     vocab::ATTR_HOST
                 ),
-                params,
+                [("allowed", string_set(hosts))],
             )?;
         }
         for (key, max) in &self.attr_max {
-            check_name("attribute name", key)?;
-            let mut params = HashMap::new();
-            params.insert("key".to_string(), builder::string(key));
-            params.insert("max".to_string(), builder::int(*max));
-            block = code(
+            block = attr_check(
                 block,
+                key,
                 &format!("check if {}({{key}}, $v), $v <= {{max}}", vocab::ATTR),
-                params,
+                [("max", builder::int(*max))],
             )?;
         }
         for (key, values) in &self.attr_in {
-            check_name("attribute name", key)?;
-            let mut params = HashMap::new();
-            params.insert("key".to_string(), builder::string(key));
-            params.insert(
-                "allowed".to_string(),
-                Term::Set(values.iter().map(AttrValue::to_term).collect()),
-            );
-            block = code(
+            let allowed = Term::Set(values.iter().map(AttrValue::to_term).collect());
+            block = attr_check(
                 block,
+                key,
                 &format!(
                     "check if {}({{key}}, $v), {{allowed}}.contains($v)",
                     vocab::ATTR
                 ),
-                params,
+                [("allowed", allowed)],
             )?;
         }
         if let Some(at) = self.expires_at {
@@ -352,18 +337,15 @@ impl Restrictions {
         }
         for check in &self.checks {
             let trimmed = check.trim().trim_end_matches(';');
-            if !trimmed.trim_start().starts_with("check ") {
+            if !trimmed.starts_with("check ") {
                 return Err(Error::Invalid(format!(
-                    "`{}` is not a check (raw restrictions start with `check if`)",
-                    trimmed
+                    "`{trimmed}` is not a check (raw restrictions start with `check if`)"
                 )));
             }
-            crate::error::check_datalog(trimmed, crate::error::DatalogKind::Block)?;
             // Exactly one check: text after it (`; right("bank", "pay")`)
             // would otherwise slip facts or rules into the block — into the
             // authority block when issuing.
-            let parsed = biscuit_parser::parser::parse_block_source(trimmed)
-                .map_err(|_| Error::Invalid(format!("`{trimmed}` is not a check")))?;
+            let parsed = crate::error::parse_datalog(trimmed, crate::error::DatalogKind::Block)?;
             if parsed.checks.len() != 1
                 || !parsed.facts.is_empty()
                 || !parsed.rules.is_empty()
@@ -601,9 +583,23 @@ fn with_param(
     name: &str,
     value: Term,
 ) -> Result<BlockBuilder, Error> {
-    let mut params = HashMap::new();
-    params.insert(name.to_string(), value);
-    code(block, source, params)
+    code(block, source, HashMap::from([(name.to_string(), value)]))
+}
+
+/// A check on attribute `key`: `source` names it `{key}`, plus `params`.
+fn attr_check<const N: usize>(
+    block: BlockBuilder,
+    key: &str,
+    source: &str,
+    params: [(&str, Term); N],
+) -> Result<BlockBuilder, Error> {
+    check_name("attribute name", key)?;
+    let mut all: HashMap<String, Term> = params
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect();
+    all.insert("key".to_string(), builder::string(key));
+    code(block, source, all)
 }
 
 /// `check if resource($r), $r == P0 || $r.starts_with(P0/) or resource($r), ...`

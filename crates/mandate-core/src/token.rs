@@ -4,7 +4,8 @@
 //! (as an explicitly unverified report), attenuated offline and re-encoded,
 //! but it offers no accessor for a principal, an agent or a right.
 //! [`Mandate`] exists only after [`UnverifiedMandate::verify`] or
-//! [`Mandate::from_base64`] checked every signature against a trusted root.
+//! [`Mandate::from_base64`] checked every signature against a trusted root,
+//! or after [`Mandate::sign`] signed a new one; it remembers that root.
 
 use biscuit_auth::{Biscuit, UnverifiedBiscuit};
 use sha2::Digest as _;
@@ -78,9 +79,16 @@ impl UnverifiedMandate {
     /// [`Error::UnknownKeyId`] when no trusted key has the token's key id,
     /// [`Error::InvalidSignature`] when a signature does not verify.
     pub fn verify(&self, keys: &KeySet) -> Result<Mandate, Error> {
+        self.clone().into_verified(keys)
+    }
+
+    /// As [`UnverifiedMandate::verify`], consuming the token (no copy).
+    ///
+    /// # Errors
+    /// As [`UnverifiedMandate::verify`].
+    pub fn into_verified(self, keys: &KeySet) -> Result<Mandate, Error> {
         let root = *keys.choose(self.inner.root_key_id())?;
         self.inner
-            .clone()
             .verify(*root.as_biscuit())
             .map(|biscuit| Mandate { biscuit, root })
             .map_err(|e| Error::from_format(e.into()))
@@ -131,10 +139,9 @@ impl UnverifiedMandate {
 
     /// For each block, the key that signed it as a third-party block, if any.
     pub fn external_keys(&self) -> Vec<Option<PublicKey>> {
-        self.inner
-            .external_public_keys()
-            .into_iter()
-            .map(|k| k.and_then(|k| PublicKey::from_biscuit(k).ok()))
+        let external = self.inner.external_public_keys();
+        (0..external.len())
+            .map(|i| signer_of(&external, i))
             .collect()
     }
 
@@ -142,7 +149,8 @@ impl UnverifiedMandate {
     /// never to decide a request.
     ///
     /// # Errors
-    /// As [`Mandate::chain`].
+    /// [`ChainError`] when a hop is unsigned, signed by the wrong key,
+    /// malformed, or a block cannot be read back.
     pub fn claimed_chain(&self) -> Result<Chain, ChainError> {
         let blocks = self.blocks().map_err(|e| ChainError::Unreadable {
             block: 0,
@@ -269,13 +277,9 @@ impl Mandate {
     /// # Errors
     /// As [`UnverifiedMandate::from_base64`] and [`UnverifiedMandate::verify`].
     pub fn from_base64(text: &str, keys: &KeySet) -> Result<Mandate, Error> {
-        let text = check_len(text)?;
-        let unverified = UnverifiedMandate::from_base64(text)?;
-        let root = *keys.choose(unverified.root_key_id())?;
-        match Biscuit::from_base64(text, *root.as_biscuit()) {
-            Ok(biscuit) => Ok(Mandate { biscuit, root }),
-            Err(e) => Err(Error::from_format(e)),
-        }
+        // Parsed once: the root key id is read from the parsed token, then
+        // the same bytes are verified.
+        UnverifiedMandate::from_base64(text)?.into_verified(keys)
     }
 
     /// Signs a new authority block with `root`: the only way to make a

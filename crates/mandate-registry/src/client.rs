@@ -205,6 +205,24 @@ impl RegistryClient {
         Ok(index)
     }
 
+    /// Every entry with `seq > after`, in order, read page by page.
+    ///
+    /// # Errors
+    /// As [`RegistryClient::list`].
+    pub async fn list_all(&self, after: u64) -> Result<Vec<RevocationEntry>> {
+        let mut all = Vec::new();
+        let mut after = after;
+        loop {
+            let page = self.list(after, crate::server::MAX_LIST_LIMIT).await?;
+            if page.entries.is_empty() {
+                break;
+            }
+            after = page.next_after;
+            all.extend(page.entries);
+        }
+        Ok(all)
+    }
+
     /// One page of entries with `seq > after` (`limit` is 1..=1000).
     ///
     /// # Errors

@@ -77,4 +77,6 @@ pub use server::{
     router, serve, serve_app, shutdown_signal, RegistryConfig, RegistryState, WriteAuthorizer,
     WriteDenied, DEFAULT_LIST_LIMIT, MAX_BODY_BYTES, MAX_LIST_LIMIT, POP_HEADER,
 };
-pub use store::{load_index, IndexingStore, MemoryStore, RevocationStore, SledStore};
+pub use store::{
+    entries_after, load_index, IndexingStore, MemoryStore, RevocationStore, SledStore,
+};

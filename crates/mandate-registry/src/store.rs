@@ -404,17 +404,27 @@ pub fn load_index(
 ) -> Result<crate::index::SharedIndex> {
     let index = crate::index::SharedIndex::new(staleness_bound);
     index.adopt_epoch(&store.epoch()?)?;
-    let mut after = 0;
+    for entry in entries_after(store, 0)? {
+        index.apply(&entry)?;
+    }
+    index.mark_fresh(std::time::Instant::now());
+    Ok(index)
+}
+
+/// Every entry of `store` with `seq > after`, in order, read page by page.
+///
+/// # Errors
+/// As [`RevocationStore::list_after`].
+pub fn entries_after(store: &dyn RevocationStore, after: u64) -> Result<Vec<RevocationEntry>> {
+    let mut all = Vec::new();
+    let mut after = after;
     loop {
         let page = store.list_after(after, 1000)?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        for entry in &page {
-            index.apply(entry)?;
-        }
+        all.extend(page);
     }
-    index.mark_fresh(std::time::Instant::now());
-    Ok(index)
+    Ok(all)
 }
 
 /// A store that also keeps an in-process index current: every acknowledged

@@ -36,35 +36,71 @@ impl TokenInfo {
     }
 }
 
+/// A map that is cleared when it reaches its capacity: what a cache of
+/// input-derived entries needs to stay bounded without bookkeeping.
+#[derive(Debug)]
+struct Bounded<K, V> {
+    capacity: usize,
+    map: Mutex<HashMap<K, Arc<V>>>,
+}
+
+impl<K: std::hash::Hash + Eq, V> Bounded<K, V> {
+    fn new(capacity: usize) -> Self {
+        Bounded {
+            capacity,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The entry for `key`, made with `make` (outside the lock) if absent.
+    fn get_or_try_insert<E>(
+        &self,
+        key: K,
+        make: impl FnOnce() -> Result<V, E>,
+    ) -> Result<Arc<V>, E> {
+        // A poisoned lock only means another thread panicked between two
+        // consistent states of the map; keep using it.
+        let lock = || self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(value) = lock().get(&key) {
+            return Ok(Arc::clone(value));
+        }
+        let value = Arc::new(make()?);
+        let mut map = lock();
+        if map.len() >= self.capacity {
+            map.clear();
+        }
+        map.insert(key, Arc::clone(&value));
+        Ok(value)
+    }
+}
+
 /// Token information by token digest (a hash of every block's signature,
 /// [`Mandate::digest_hex`]), so a token used for many calls is read once.
 /// Not by token id: the last block's signature alone does not identify a
 /// token (two tokens can end in the same block). Entries are made only for
-/// tokens whose signatures verified. Bounded: cleared when full.
-#[derive(Debug, Default)]
-pub(crate) struct TokenCache {
-    tokens: Mutex<HashMap<String, Arc<TokenInfo>>>,
-}
+/// tokens whose signatures verified.
+#[derive(Debug)]
+pub(crate) struct TokenCache(Bounded<String, TokenInfo>);
 
-const CACHE_CAPACITY: usize = 10_000;
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache(Bounded::new(10_000))
+    }
+}
 
 impl TokenCache {
     pub(crate) fn get(&self, digest: &str, mandate: &Mandate) -> Arc<TokenInfo> {
-        let lock = || self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(info) = lock().get(digest) {
-            return Arc::clone(info);
-        }
-        let (claims, blocks) = mandate.read();
-        let info = Arc::new(TokenInfo {
-            claims,
-            shape: Shape::read(&blocks),
+        let made = self.0.get_or_try_insert(digest.to_string(), || {
+            let (claims, blocks) = mandate.read();
+            Ok::<_, std::convert::Infallible>(TokenInfo {
+                claims,
+                shape: Shape::read(&blocks),
+            })
         });
-        let mut tokens = lock();
-        if tokens.len() >= CACHE_CAPACITY {
-            tokens.clear();
+        match made {
+            Ok(info) => info,
+            Err(never) => match never {},
         }
-        tokens.insert(digest.to_string(), Arc::clone(&info));
-        info
     }
 }
 
@@ -72,14 +108,15 @@ impl TokenCache {
 /// skips signature verification (the costliest step: two Ed25519 checks per
 /// signed hop). Sound because verification is a pure function of the text
 /// and this verifier's fixed root keys; expiry, revocation, proof of
-/// possession and the Datalog checks still run on every call. Bounded:
-/// cleared when full.
-#[derive(Debug, Default)]
-pub(crate) struct VerifiedCache {
-    tokens: Mutex<HashMap<[u8; 32], Arc<Mandate>>>,
-}
+/// possession and the Datalog checks still run on every call.
+#[derive(Debug)]
+pub(crate) struct VerifiedCache(Bounded<[u8; 32], Mandate>);
 
-const VERIFIED_CAPACITY: usize = 4_096;
+impl Default for VerifiedCache {
+    fn default() -> Self {
+        VerifiedCache(Bounded::new(4_096))
+    }
+}
 
 impl VerifiedCache {
     pub(crate) fn get_or_verify(
@@ -89,16 +126,6 @@ impl VerifiedCache {
     ) -> Result<Arc<Mandate>, crate::Error> {
         use sha2::Digest as _;
         let key: [u8; 32] = sha2::Sha256::digest(text.trim().as_bytes()).into();
-        let lock = || self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(mandate) = lock().get(&key) {
-            return Ok(Arc::clone(mandate));
-        }
-        let mandate = Arc::new(verify(text)?);
-        let mut tokens = lock();
-        if tokens.len() >= VERIFIED_CAPACITY {
-            tokens.clear();
-        }
-        tokens.insert(key, Arc::clone(&mandate));
-        Ok(mandate)
+        self.0.get_or_try_insert(key, || verify(text))
     }
 }

@@ -241,20 +241,11 @@ impl Verifier {
                 return Ok(Decision::new(&token_id, request, claims, reason));
             }
         };
-        if let Some(revocation) = &self.revocation {
-            let ids = mandate.revocation_ids();
-            let subject = RevocationSubject {
-                revocation_ids: &ids,
-                principal: &claims.principal,
-                task: &claims.task,
-                agents: &chain.links,
+        if let Err(denial) = self.check_revocation(mandate, claims, &chain.links) {
+            let reason = Reason::Revoked {
+                message: denial.to_string(),
             };
-            if let Err(denial) = revocation.check(&subject) {
-                let reason = Reason::Revoked {
-                    message: denial.to_string(),
-                };
-                return Ok(Decision::new(&token_id, request, claims, reason));
-            }
+            return Ok(Decision::new(&token_id, request, claims, reason));
         }
         if let Err(refused) = self.check_possession(chain, &digest, request) {
             let reason = Reason::ProofOfPossession {
@@ -334,9 +325,9 @@ impl Verifier {
     /// since, or the state cannot be vouched for; `Ok` when this verifier
     /// does not consult revocations.
     pub fn revalidate(&self, mandate: &Mandate) -> Result<(), RevocationDenial> {
-        let Some(revocation) = &self.revocation else {
+        if self.revocation.is_none() {
             return Ok(());
-        };
+        }
         let info = self.tokens.get(&mandate.digest_hex(), mandate);
         let claims = &info.claims;
         let agents = claims
@@ -344,6 +335,19 @@ impl Verifier {
             .as_ref()
             .map(|c| c.links.as_slice())
             .unwrap_or(&[]);
+        self.check_revocation(mandate, claims, agents)
+    }
+
+    /// Consults the revocation state, if this verifier has one.
+    fn check_revocation(
+        &self,
+        mandate: &Mandate,
+        claims: &mandate_core::Claims,
+        agents: &[mandate_core::Link],
+    ) -> Result<(), RevocationDenial> {
+        let Some(revocation) = &self.revocation else {
+            return Ok(());
+        };
         let ids = mandate.revocation_ids();
         revocation.check(&RevocationSubject {
             revocation_ids: &ids,

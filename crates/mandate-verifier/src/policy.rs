@@ -54,11 +54,7 @@ impl Policy {
     /// [`Error::Token`] wrapping [`mandate_core::Error::Datalog`] (with line
     /// and column) or [`mandate_core::Error::Invalid`].
     pub fn from_source(name: &str, source: &str) -> Result<Policy, Error> {
-        mandate_core::check_datalog(source, mandate_core::DatalogKind::Policy)?;
-        let parsed = biscuit_parser::parser::parse_source(source).map_err(|errors| {
-            let language: biscuit_parser::error::LanguageError = errors.into();
-            mandate_core::Error::from_datalog(source, language.into())
-        })?;
+        let parsed = mandate_core::parse_datalog(source, mandate_core::DatalogKind::Policy)?;
         let invalid = |msg: String| Error::Token(mandate_core::Error::Invalid(msg));
         let defined = parsed
             .facts
