@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use common::{mandate, request_flags, shorten, Dir, Run};
+use common::{mandate, mandate_stdin, request_flags, shorten, Dir, Run};
 
 /// Poll interval of every bounded wait.
 const STEP: Duration = Duration::from_millis(20);
@@ -1346,4 +1346,21 @@ fn registry_writes_need_a_revoke_mandate_and_bad_bodies_get_the_one_error_shape(
     assert_eq!(status.status, 200, "{}", status.body);
     assert_eq!(status.body["current_seq"], 2, "{}", status.body);
     http("GET", &format!("{}/v1/nope", registry.url), None, &[]).assert_error(404, "not_found", "");
+
+    // A keyed operator's mandate on stdin (`--auth -`) is read once, and its
+    // proof signed over it.
+    let run = mandate_stdin(
+        &[
+            "revoke",
+            "--task=t-3",
+            "--registry",
+            &registry.url,
+            "--auth",
+            "-",
+            "--auth-key",
+            ops_key,
+        ],
+        &keyed,
+    );
+    assert_eq!(seq_of(run.ok(), "revoked task t-3"), Some(3), "{run}");
 }

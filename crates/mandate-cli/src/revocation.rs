@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context as _, Result};
-use mandate_core::{Proof, SecretKey};
+use mandate_core::{Proof, SecretKey, UnverifiedMandate};
 use mandate_registry::{
     load_index, MandateWriteAuthorizer, NewRevocation, RegistryClient, RegistryConfig,
     RegistryState, RevocationEntry, RevocationKind, RevocationStore, SharedIndex, SledStore,
@@ -126,10 +126,11 @@ pub fn revoke(args: &RevokeArgs) -> Result<Outcome> {
         .as_deref()
         .map(SecretKey::read)
         .transpose()?;
-    // The token id is needed only to sign a proof; without --auth-key the
-    // registry alone judges the token (and says 401 if it is garbage).
+    // The digest is needed only to sign a proof; without --auth-key the
+    // registry alone judges the token (and says 401 if it is garbage). The
+    // text is parsed, not read again: `--auth -` is stdin, read once.
     let auth_id = match &auth_key {
-        Some(_) => read_token(auth)?.digest_hex(),
+        Some(_) => UnverifiedMandate::from_base64(&auth_text)?.digest_hex(),
         None => String::new(),
     };
     // A fresh proof per attempt: the registry accepts each nonce once.
