@@ -113,21 +113,8 @@ pub(crate) fn is_valid_epoch(epoch: &str) -> bool {
     !epoch.is_empty() && epoch.len() <= MAX_EPOCH_LEN && epoch.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// The one error shape of the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// Inside [`ErrorBody`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorDetail {
-    /// Stable, machine-readable code (for example `unauthenticated`, `invalid_value`).
-    pub code: String,
-    /// Human-readable message; never contains internal details.
-    pub message: String,
-}
+/// The one error shape, shared with the authorization API.
+pub use mandate_verifier::{ErrorBody, ErrorDetail};
 
 /// SSE event names used on the stream.
 pub mod events {

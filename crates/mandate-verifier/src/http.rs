@@ -21,7 +21,7 @@ use axum::{Json, Router};
 use mandate_core::{fingerprint, AttrValue, Proof, Request, ResourcePath};
 use serde::{Deserialize, Serialize};
 
-use crate::{Decision, Error, Verifier};
+use crate::{Decision, Error, ErrorBody, ErrorDetail, Verifier};
 
 /// Largest request body accepted: a token of [`mandate_core::MAX_TOKEN_LEN`]
 /// plus the request fields.
@@ -68,22 +68,6 @@ pub enum AttrJson {
     Int(i64),
     /// A JSON string.
     Str(String),
-}
-
-/// The one error shape.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// What went wrong.
-    pub error: ErrorDetail,
-}
-
-/// See [`ErrorBody`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorDetail {
-    /// A stable machine-readable code.
-    pub code: String,
-    /// A sentence for people.
-    pub message: String,
 }
 
 struct ApiError {

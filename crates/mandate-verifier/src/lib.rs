@@ -31,6 +31,23 @@ use replay::ReplayCache;
 
 pub use complexity::{MAX_BLOCKS, MAX_STATEMENTS, STEP_BUDGET};
 pub use decision::{Decision, FailedCheck, Reason};
+
+/// The one JSON error shape of every Mandate HTTP API (the authorization API
+/// here, the revocation registry), `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// Inside [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorDetail {
+    /// A stable machine-readable code (`invalid_token`, `bad_request`, ...).
+    pub code: String,
+    /// A sentence for people; never internal detail.
+    pub message: String,
+}
 pub use policy::Policy;
 pub use revocation::{RevocationCheck, RevocationDenial, RevocationSubject};
 
