@@ -420,7 +420,7 @@ fn check(outcome: &Outcome) -> Result<()> {
     for run in &outcome.agents {
         let denied = &run.denied;
         ensure!(
-            matches!(&denied.reason, Reason::Revoked { message } if *message == expected),
+            matches!(&denied.reason, Reason::Revoked { denial } if denial.to_string() == expected),
             "{} was denied for another reason: {}",
             denied.agent,
             denied.reason

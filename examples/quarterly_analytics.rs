@@ -13,7 +13,7 @@
 pub mod common;
 
 use anyhow::{ensure, Result};
-use biscuit_auth::builder::{fact, string, BlockBuilder};
+use biscuit_auth::builder::{bytes, fact, string, BlockBuilder};
 use biscuit_auth::UnverifiedBiscuit;
 use common::{audit, expect_allowed, expect_denied, Agent, Issuer, Service};
 use mandate_core::{vocab, ResourcePath, Restrictions};
@@ -87,7 +87,7 @@ fn forge_hop(token: &str, forger: &Agent) -> Result<String> {
     let token = UnverifiedBiscuit::from_base64(token)?;
     let claim = fact(
         vocab::HOP,
-        &[string(&forger.name), string(&forger.public().to_string())],
+        &[string(&forger.name), bytes(&forger.public().to_bytes())],
     );
     let block = token
         .third_party_request()?

@@ -226,8 +226,10 @@ fn append_unsigned(token: &str, datalog: &str) -> String {
     token.append(block).unwrap().to_base64().unwrap()
 }
 
+/// `hop(Name, Key)` as Mandate writes it: the key as 32 bytes.
 fn hop_fact(name: &str, key: &str) -> String {
-    format!("hop(\"{name}\", \"{key}\");")
+    let hex = key.trim_start_matches("ed25519/");
+    format!("hop(\"{name}\", hex:{hex});")
 }
 
 // ---------------------------------------------------------------------------
@@ -321,7 +323,7 @@ fn thief_appending_an_unsigned_block_naming_itself_is_rejected() {
     let stolen = append_unsigned(&chain.charting, &hop_fact("thief", &w.public("thief")));
     let run = w.call("thief", &stolen, "read", REVENUE);
     run.denied_because(
-        "broken delegation chain: block 3 names agent thief as the next holder \
+        "broken delegation chain: block 3 names agent \"thief\" as the next holder \
          without the holder's signature",
     );
 }
@@ -352,7 +354,7 @@ fn unsigned_hop_is_rejected_even_when_the_authority_block_already_uses_the_word_
     let stolen = append_unsigned(&token, &hop_fact("thief", &w.public("thief")));
     let run = w.call("thief", &stolen, "read", REVENUE);
     run.denied_because(
-        "block 1 names agent thief as the next holder without the holder's signature",
+        "block 1 names agent \"thief\" as the next holder without the holder's signature",
     );
 }
 
@@ -422,17 +424,17 @@ fn hop_edited_to_name_another_key_fails_the_signature() {
     let w = World::new();
     let chain = w.chain();
     // Swap the key the signed hop names for the thief's (same length).
-    let hex = |name: &str| w.public(name).trim_start_matches("ed25519/").to_string();
+    let raw = |name: &str| hex::decode(w.public(name).trim_start_matches("ed25519/")).unwrap();
     let mut bytes = UnverifiedBiscuit::from_base64(&chain.analytics)
         .unwrap()
         .to_vec()
         .unwrap();
-    let (from, to) = (hex("analytics"), hex("thief"));
+    let (from, to) = (raw("analytics"), raw("thief"));
     let at = bytes
         .windows(from.len())
-        .position(|w| w == from.as_bytes())
+        .position(|w| w == &from[..])
         .expect("the hop names analytics' key");
-    bytes[at..at + to.len()].copy_from_slice(to.as_bytes());
+    bytes[at..at + to.len()].copy_from_slice(&to);
     let edited = UnverifiedBiscuit::from(&bytes)
         .unwrap()
         .to_base64()

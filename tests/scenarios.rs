@@ -147,10 +147,14 @@ fn charting_agent_stays_in_its_slice_and_a_forged_hop_is_rejected() {
 
     assert!(!outcome.forged.allowed);
     match &outcome.forged.reason {
-        Reason::ChainBroken { message } => assert!(
-            message.starts_with("block 2 is signed by ed25519/")
-                && message.ends_with("not by the holder analytics-agent"),
-            "{message}"
+        Reason::ChainBroken { error } => assert!(
+            error
+                .to_string()
+                .starts_with("block 2 is signed by ed25519/")
+                && error
+                    .to_string()
+                    .ends_with("not by the holder analytics-agent"),
+            "{error}"
         ),
         other => panic!("expected a broken chain, got {other:?}"),
     }
@@ -255,12 +259,8 @@ fn kill_switch_stops_every_agent_and_the_call_in_flight_within_the_bound() {
     for run in &outcome.agents {
         assert!(run.allowed >= 1 && run.first_allowed.allowed);
         assert_eq!(run.denied.principal, "bob");
-        assert_eq!(
-            run.denied.reason,
-            Reason::Revoked {
-                message: expected.clone()
-            }
-        );
+        assert!(matches!(run.denied.reason, Reason::Revoked { .. }));
+        assert_eq!(run.denied.reason.to_string(), expected);
         assert!(
             run.denied_after <= kill_switch::BOUND,
             "{} denied after {:?}",

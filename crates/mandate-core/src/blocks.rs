@@ -1,21 +1,130 @@
-//! A token's blocks read back once: their facts, the shape of their rules
-//! and checks, and who signed them.
+//! A token's blocks read from their signed protobuf encoding: facts, the
+//! shape of rules and checks, and who signed each block.
 //!
-//! biscuit-auth keeps block contents private, so blocks are printed as
-//! Datalog and parsed again. Names that could print ambiguously (quotes,
-//! backslashes) are refused when mandates are built, so the round trip is
-//! faithful for every block Mandate writes; a foreign block that does not
-//! parse back makes the token unreadable, which verifiers deny.
+//! This is the only place Mandate reads what a block says. It decodes the
+//! same bytes biscuit-auth evaluates (`format::schema`) and resolves symbols
+//! with the same tables biscuit-auth builds (the token's table for the
+//! authority block and unsigned blocks; the block's own table for a
+//! third-party block), so what Mandate reports is exactly what biscuit
+//! decides on. It never prints a block and parses the text back.
+//!
+//! Everything here walks attacker-shaped data, so every walk is bounded
+//! before it starts: the structural limits in [`bounds`] are checked first,
+//! iteratively, and a block over any of them makes the token unreadable
+//! (verifiers deny it). The only recursion left (closure bodies, nested
+//! collections) is capped by those limits, far below what a 2 MiB thread
+//! stack survives.
 
-use biscuit_parser::builder::Term;
+use prost::Message as _;
+
+use biscuit_auth::format::schema;
 
 use crate::keys::PublicKey;
+use crate::print;
 
-/// One rule body or check query, as the predicates it joins and the size of
-/// its expressions.
+/// Structural limits on a token's blocks, checked before anything walks
+/// them. They are far above what Mandate itself writes (a hop block holds a
+/// dozen statements of depth 2) and far below what would strain memory or
+/// a thread stack.
+pub mod bounds {
+    /// Most blocks a token may have, the authority block included.
+    pub const MAX_BLOCKS: usize = 64;
+    /// Most facts, rules and checks one block may hold.
+    pub const MAX_STATEMENTS: usize = 256;
+    /// Most symbols one block may define.
+    pub const MAX_SYMBOLS: usize = 1024;
+    /// Longest symbol (string) in bytes.
+    pub const MAX_SYMBOL_LEN: usize = 4096;
+    /// Most terms one predicate may have.
+    pub const MAX_TERMS: usize = 16;
+    /// Most predicates one rule body or check query may join.
+    pub const MAX_BODY: usize = 16;
+    /// Most queries (`or` alternatives) one check may have.
+    pub const MAX_QUERIES: usize = 16;
+    /// Most expressions one rule body or check query may hold.
+    pub const MAX_EXPRESSIONS: usize = 32;
+    /// Most operations one expression may hold, closure bodies included.
+    pub const MAX_OPS: usize = 256;
+    /// Deepest nesting of closures (`$x -> ...`, and the right side of `&&`
+    /// and `||`, which biscuit encodes as closures).
+    pub const MAX_CLOSURE_DEPTH: usize = 8;
+    /// Deepest nesting of collections (a set inside an array inside a map).
+    pub const MAX_TERM_DEPTH: usize = 4;
+    /// Most collection elements one statement may hold, nested ones included.
+    pub const MAX_ELEMENTS: usize = 1024;
+}
+
+/// The default symbols of the Biscuit format (spec: "Symbols"), which every
+/// symbol table starts with; indices from [`SYMBOL_OFFSET`] name a token's
+/// own symbols. biscuit-auth keeps its copy private.
+const DEFAULT_SYMBOLS: [&str; 28] = [
+    "read",
+    "write",
+    "resource",
+    "operation",
+    "right",
+    "time",
+    "role",
+    "owner",
+    "tenant",
+    "namespace",
+    "user",
+    "team",
+    "service",
+    "admin",
+    "email",
+    "group",
+    "member",
+    "ip_address",
+    "client",
+    "client_ip",
+    "domain",
+    "path",
+    "version",
+    "cluster",
+    "node",
+    "hostname",
+    "nonce",
+    "query",
+];
+const SYMBOL_OFFSET: u64 = 1024;
+
+/// A term of a fact, as far as Mandate reads it. Collections are kept one
+/// level deep; anything deeper is [`Value::Nested`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// A string.
+    Str(String),
+    /// An integer.
+    Int(i64),
+    /// A date, in seconds since the Unix epoch.
+    Date(u64),
+    /// A byte string.
+    Bytes(Vec<u8>),
+    /// A boolean.
+    Bool(bool),
+    /// `null`.
+    Null,
+    /// A set of plain values.
+    Set(Vec<Value>),
+    /// A variable, an array, a map, or a collection inside a collection.
+    Nested,
+}
+
+/// A fact: a predicate name and its terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fact {
+    /// The predicate name.
+    pub name: String,
+    /// Its terms.
+    pub terms: Vec<Value>,
+}
+
+/// One rule body or check query, as the predicates it joins and what its
+/// expressions may cost.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Query {
-    /// The start of the rule or check as written (at most 80 characters).
+    /// The rule or check as Datalog, escaped and shortened: for messages only.
     pub text: String,
     /// The names of the predicates its body joins, in order.
     pub predicates: Vec<String>,
@@ -23,66 +132,27 @@ pub struct Query {
     /// iterate a collection, and nested ones multiply. (`||` and `&&` are
     /// parameterless closures in biscuit and are not counted.)
     pub closures: usize,
-    /// Elements of collection literals (sets, arrays, maps) in its
-    /// expressions.
+    /// Elements of collection literals in its body and expressions.
     pub literal_elements: usize,
+    /// Regular-expression matches (`.matches(...)`) in its expressions:
+    /// biscuit compiles each pattern on every evaluation.
+    pub regexes: usize,
 }
 
-/// Measures the expressions of a rule body: (closures with parameters,
-/// collection-literal elements).
-fn expression_cost(rule: &biscuit_parser::builder::Rule) -> (usize, usize) {
-    use biscuit_parser::builder::Op;
-    fn term_size(term: &Term) -> usize {
-        match term {
-            Term::Set(items) => items.len() + items.iter().map(term_size).sum::<usize>(),
-            Term::Array(items) => items.len() + items.iter().map(term_size).sum::<usize>(),
-            Term::Map(items) => items.len() + items.values().map(term_size).sum::<usize>(),
-            _ => 0,
-        }
-    }
-    fn walk(ops: &[Op], acc: &mut (usize, usize)) {
-        for op in ops {
-            match op {
-                Op::Value(term) => acc.1 += term_size(term),
-                // `a || b` and `a && b` are parameterless closures (lazy
-                // evaluation); only closures with parameters iterate.
-                Op::Closure(params, inner) => {
-                    acc.0 += usize::from(!params.is_empty());
-                    walk(inner, acc);
-                }
-                Op::Unary(_) | Op::Binary(_) => {}
-            }
-        }
-    }
-    let mut acc = (0, 0);
-    for expression in &rule.expressions {
-        walk(&expression.ops, &mut acc);
-    }
-    for predicate in &rule.body {
-        acc.1 += predicate.terms.iter().map(term_size).sum::<usize>();
-    }
-    acc
-}
-
-fn query(text: &str, rule: &biscuit_parser::builder::Rule) -> Query {
-    let (closures, literal_elements) = expression_cost(rule);
-    Query {
-        text: text.chars().take(80).collect(),
-        predicates: rule.body.iter().map(|p| p.name.clone()).collect(),
-        closures,
-        literal_elements,
-    }
-}
-
-/// One block of a token, parsed.
+/// One block of a token, read structurally.
 #[derive(Debug, Clone, Default)]
 pub struct BlockContents {
-    /// Facts as (predicate name, terms).
-    pub(crate) facts: Vec<(String, Vec<Term>)>,
+    /// The block's facts.
+    pub facts: Vec<Fact>,
     /// Heads of the block's rules.
     pub rule_heads: Vec<String>,
     /// Rule bodies and check queries.
     pub queries: Vec<Query>,
+    /// Each check as escaped Datalog, in block order (what a failed check
+    /// reports).
+    pub checks: Vec<String>,
+    /// The whole block as escaped Datalog, for display only.
+    pub source: String,
     /// Facts + rules + checks.
     pub statements: usize,
     /// The agent key that signed the block, for a third-party block.
@@ -90,56 +160,424 @@ pub struct BlockContents {
 }
 
 impl BlockContents {
-    /// Parses a block printed by biscuit-auth.
-    ///
-    /// # Errors
-    /// A description of the parse failure.
-    pub(crate) fn parse(source: &str, signer: Option<PublicKey>) -> Result<BlockContents, String> {
-        let parsed = biscuit_parser::parser::parse_block_source(source)
-            .map_err(|_| "its Datalog does not parse back".to_string())?;
-        let mut queries = Vec::new();
-        for (text, rule) in &parsed.rules {
-            queries.push(query(text, rule));
-        }
-        for (text, check) in &parsed.checks {
-            for q in &check.queries {
-                queries.push(query(text, q));
-            }
-        }
-        Ok(BlockContents {
-            statements: parsed.facts.len() + parsed.rules.len() + parsed.checks.len(),
-            rule_heads: parsed
-                .rules
-                .iter()
-                .map(|(_, r)| r.head.name.clone())
-                .collect(),
-            facts: parsed
-                .facts
-                .into_iter()
-                .map(|(_, f)| (f.predicate.name, f.predicate.terms))
-                .collect(),
-            queries,
-            signer,
-        })
-    }
-
     /// The names of the block's facts, one per fact.
     pub fn fact_names(&self) -> impl Iterator<Item = &str> {
-        self.facts.iter().map(|(name, _)| name.as_str())
+        self.facts.iter().map(|f| f.name.as_str())
+    }
+
+    /// The facts named `name`.
+    pub fn facts_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Fact> + 'a {
+        self.facts.iter().filter(move |f| f.name == name)
     }
 }
 
-/// Reads every block of a token: `source(i)` prints block `i`, `signer(i)`
-/// is its third-party signer.
-pub(crate) fn read_all(
-    count: usize,
-    source: impl Fn(usize) -> Result<String, biscuit_auth::error::Token>,
-    signer: impl Fn(usize) -> Option<PublicKey>,
-) -> Result<Vec<BlockContents>, (usize, String)> {
-    (0..count)
-        .map(|index| {
-            let text = source(index).map_err(|e| (index, e.to_string()))?;
-            BlockContents::parse(&text, signer(index)).map_err(|e| (index, e))
-        })
-        .collect()
+/// Why a token's blocks could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// A block exceeds one of the structural [`bounds`].
+    #[error("block {block} exceeds a limit: {what}")]
+    OverLimit {
+        /// The block (0: the authority block).
+        block: usize,
+        /// Which limit, with the value found.
+        what: String,
+    },
+    /// A block's bytes are not a Biscuit block Mandate can read.
+    #[error("block {block} is malformed: {what}")]
+    Malformed {
+        /// The block (0: the authority block).
+        block: usize,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+/// Reads every block of a serialized token, checking the structural bounds
+/// first. `token` is biscuit-auth's protobuf view of the container.
+///
+/// # Errors
+/// [`ReadError`] naming the first block that is over a bound or malformed.
+pub(crate) fn read_all(token: &schema::Biscuit) -> Result<Vec<BlockContents>, ReadError> {
+    let count = 1 + token.blocks.len();
+    if count > bounds::MAX_BLOCKS {
+        return Err(ReadError::OverLimit {
+            block: count - 1,
+            what: format!("{count} blocks, at most {}", bounds::MAX_BLOCKS),
+        });
+    }
+    let signed = std::iter::once(&token.authority).chain(token.blocks.iter());
+    let mut decoded = Vec::with_capacity(count);
+    for (index, block) in signed.enumerate() {
+        let proto = schema::Block::decode(&block.block[..]).map_err(|e| ReadError::Malformed {
+            block: index,
+            what: e.to_string(),
+        })?;
+        let signer = match &block.external_signature {
+            None => None,
+            Some(external) => Some(signer_key(index, &external.public_key)?),
+        };
+        check_bounds(index, &proto)?;
+        decoded.push((proto, signer));
+    }
+    // The token's symbol table, as biscuit-auth builds it: the defaults,
+    // then the symbols of the authority block and of every block without an
+    // external signature, in order. A third-party block resolves against the
+    // defaults and its own symbols only.
+    let token_symbols: Vec<&str> = decoded
+        .iter()
+        .enumerate()
+        .filter(|(index, (_, signer))| *index == 0 || signer.is_none())
+        .flat_map(|(_, (proto, _))| proto.symbols.iter().map(String::as_str))
+        .collect();
+    let mut blocks = Vec::with_capacity(count);
+    for (index, (proto, signer)) in decoded.iter().enumerate() {
+        let own: Vec<&str>;
+        let symbols = if index == 0 || signer.is_none() {
+            Symbols(&token_symbols)
+        } else {
+            own = proto.symbols.iter().map(String::as_str).collect();
+            Symbols(&own)
+        };
+        blocks.push(read_block(index, proto, *signer, symbols)?);
+    }
+    Ok(blocks)
+}
+
+fn signer_key(index: usize, key: &schema::PublicKey) -> Result<PublicKey, ReadError> {
+    let malformed = |what: String| ReadError::Malformed { block: index, what };
+    if key.algorithm != schema::public_key::Algorithm::Ed25519 as i32 {
+        return Err(malformed(
+            "a block is signed with a key that is not Ed25519".into(),
+        ));
+    }
+    PublicKey::from_bytes(&key.key).map_err(|e| malformed(e.to_string()))
+}
+
+/// A symbol table: the default symbols, then `0`.
+#[derive(Clone, Copy)]
+pub(crate) struct Symbols<'a>(&'a [&'a str]);
+
+impl<'a> Symbols<'a> {
+    /// The string at `index`, if the table has one.
+    pub(crate) fn get(&self, index: u64) -> Option<&'a str> {
+        if index < SYMBOL_OFFSET {
+            usize::try_from(index)
+                .ok()
+                .and_then(|i| DEFAULT_SYMBOLS.get(i).copied())
+        } else {
+            usize::try_from(index - SYMBOL_OFFSET)
+                .ok()
+                .and_then(|i| self.0.get(i).copied())
+        }
+    }
+}
+
+/// Checks every structural bound of one block, without recursion: nested
+/// closures and collections are walked with an explicit work list.
+fn check_bounds(index: usize, block: &schema::Block) -> Result<(), ReadError> {
+    let limit = |what: String| ReadError::OverLimit { block: index, what };
+    let over = |what: String| Err(limit(what));
+    let statements = block.facts.len() + block.rules.len() + block.checks.len();
+    if statements > bounds::MAX_STATEMENTS {
+        return over(format!(
+            "{statements} statements, at most {}",
+            bounds::MAX_STATEMENTS
+        ));
+    }
+    if block.symbols.len() > bounds::MAX_SYMBOLS {
+        return over(format!(
+            "{} symbols, at most {}",
+            block.symbols.len(),
+            bounds::MAX_SYMBOLS
+        ));
+    }
+    if let Some(long) = block
+        .symbols
+        .iter()
+        .find(|s| s.len() > bounds::MAX_SYMBOL_LEN)
+    {
+        return over(format!(
+            "a {}-byte string, at most {}",
+            long.len(),
+            bounds::MAX_SYMBOL_LEN
+        ));
+    }
+    let mut rules: Vec<&schema::Rule> = block.rules.iter().collect();
+    for check in &block.checks {
+        if check.queries.len() > bounds::MAX_QUERIES {
+            return over(format!(
+                "a check with {} alternatives, at most {}",
+                check.queries.len(),
+                bounds::MAX_QUERIES
+            ));
+        }
+        rules.extend(check.queries.iter());
+    }
+    for fact in &block.facts {
+        check_predicate(&fact.predicate).map_err(limit)?;
+    }
+    for rule in rules {
+        if rule.body.len() > bounds::MAX_BODY {
+            return over(format!(
+                "a rule joining {} predicates, at most {}",
+                rule.body.len(),
+                bounds::MAX_BODY
+            ));
+        }
+        if rule.expressions.len() > bounds::MAX_EXPRESSIONS {
+            return over(format!(
+                "{} expressions in one rule, at most {}",
+                rule.expressions.len(),
+                bounds::MAX_EXPRESSIONS
+            ));
+        }
+        let mut elements = 0;
+        for predicate in std::iter::once(&rule.head).chain(rule.body.iter()) {
+            elements += check_predicate(predicate).map_err(limit)?;
+        }
+        for expression in &rule.expressions {
+            elements += check_expression(expression).map_err(limit)?;
+        }
+        if elements > bounds::MAX_ELEMENTS {
+            return over(format!(
+                "{elements} collection elements in one rule, at most {}",
+                bounds::MAX_ELEMENTS
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a predicate's arity and its terms' nesting; returns the number of
+/// collection elements it holds.
+fn check_predicate(predicate: &schema::Predicate) -> Result<usize, String> {
+    if predicate.terms.len() > bounds::MAX_TERMS {
+        return Err(format!(
+            "a predicate with {} terms, at most {}",
+            predicate.terms.len(),
+            bounds::MAX_TERMS
+        ));
+    }
+    let mut elements = 0;
+    for term in &predicate.terms {
+        elements += check_term(term)?;
+    }
+    Ok(elements)
+}
+
+/// Checks a term's collection nesting with a work list; returns the number
+/// of collection elements inside it.
+fn check_term(term: &schema::Term) -> Result<usize, String> {
+    use schema::term::Content;
+    let mut elements = 0usize;
+    let mut work: Vec<(&schema::Term, usize)> = vec![(term, 0)];
+    while let Some((term, depth)) = work.pop() {
+        let children: Vec<&schema::Term> = match &term.content {
+            Some(Content::Set(set)) => set.set.iter().collect(),
+            Some(Content::Array(array)) => array.array.iter().collect(),
+            Some(Content::Map(map)) => map.entries.iter().map(|e| &e.value).collect(),
+            _ => continue,
+        };
+        if depth + 1 > bounds::MAX_TERM_DEPTH {
+            return Err(format!(
+                "collections nested deeper than {}",
+                bounds::MAX_TERM_DEPTH
+            ));
+        }
+        elements += children.len();
+        if elements > bounds::MAX_ELEMENTS {
+            return Err(format!(
+                "more than {} collection elements",
+                bounds::MAX_ELEMENTS
+            ));
+        }
+        work.extend(children.into_iter().map(|c| (c, depth + 1)));
+    }
+    Ok(elements)
+}
+
+/// Checks an expression's size and closure nesting with a work list;
+/// returns the number of collection elements in its literals.
+fn check_expression(expression: &schema::Expression) -> Result<usize, String> {
+    use schema::op::Content;
+    let mut ops = 0usize;
+    let mut elements = 0usize;
+    let mut work: Vec<(&[schema::Op], usize)> = vec![(&expression.ops, 0)];
+    while let Some((list, depth)) = work.pop() {
+        ops += list.len();
+        if ops > bounds::MAX_OPS {
+            return Err(format!(
+                "an expression of more than {} operations",
+                bounds::MAX_OPS
+            ));
+        }
+        for op in list {
+            match &op.content {
+                Some(Content::Value(term)) => elements += check_term(term)?,
+                Some(Content::Closure(closure)) => {
+                    if depth + 1 > bounds::MAX_CLOSURE_DEPTH {
+                        return Err(format!(
+                            "closures nested deeper than {}",
+                            bounds::MAX_CLOSURE_DEPTH
+                        ));
+                    }
+                    work.push((&closure.ops, depth + 1));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(elements)
+}
+
+/// Reads one block whose bounds were checked.
+fn read_block(
+    index: usize,
+    block: &schema::Block,
+    signer: Option<PublicKey>,
+    symbols: Symbols<'_>,
+) -> Result<BlockContents, ReadError> {
+    let malformed = |what: String| ReadError::Malformed { block: index, what };
+    let name = |i: u64| {
+        symbols
+            .get(i)
+            .map(str::to_string)
+            .ok_or_else(|| malformed(format!("unknown symbol {i}")))
+    };
+    let mut facts = Vec::with_capacity(block.facts.len());
+    for fact in &block.facts {
+        let terms = fact
+            .predicate
+            .terms
+            .iter()
+            .map(|t| value(t, symbols))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| malformed("a fact names an unknown symbol".into()))?;
+        facts.push(Fact {
+            name: name(fact.predicate.name)?,
+            terms,
+        });
+    }
+    let printer = print::Printer::new(symbols);
+    let mut queries = Vec::new();
+    let mut rule_heads = Vec::with_capacity(block.rules.len());
+    for rule in &block.rules {
+        rule_heads.push(name(rule.head.name)?);
+        queries.push(query(rule, printer.rule(rule), symbols).map_err(malformed)?);
+    }
+    let mut checks = Vec::with_capacity(block.checks.len());
+    for check in &block.checks {
+        let text = printer.check(check);
+        for rule in &check.queries {
+            queries.push(query(rule, text.clone(), symbols).map_err(malformed)?);
+        }
+        checks.push(text);
+    }
+    Ok(BlockContents {
+        statements: block.facts.len() + block.rules.len() + block.checks.len(),
+        source: printer.block(block),
+        facts,
+        rule_heads,
+        queries,
+        checks,
+        signer,
+    })
+}
+
+/// A fact's term; `None` for a symbol the table lacks.
+fn value(term: &schema::Term, symbols: Symbols<'_>) -> Option<Value> {
+    use schema::term::Content;
+    Some(match &term.content {
+        Some(Content::String(i)) => Value::Str(symbols.get(*i)?.to_string()),
+        Some(Content::Integer(n)) => Value::Int(*n),
+        Some(Content::Date(d)) => Value::Date(*d),
+        Some(Content::Bytes(b)) => Value::Bytes(b.clone()),
+        Some(Content::Bool(b)) => Value::Bool(*b),
+        Some(Content::Null(_)) => Value::Null,
+        Some(Content::Set(set)) => Value::Set(
+            set.set
+                .iter()
+                .map(|t| match &t.content {
+                    Some(Content::Set(_) | Content::Array(_) | Content::Map(_)) => {
+                        Some(Value::Nested)
+                    }
+                    _ => value(t, symbols),
+                })
+                .collect::<Option<_>>()?,
+        ),
+        Some(Content::Variable(_) | Content::Array(_) | Content::Map(_)) | None => Value::Nested,
+    })
+}
+
+/// Measures one rule body or check query (bounds already checked, so the
+/// walks are short).
+fn query(rule: &schema::Rule, text: String, symbols: Symbols<'_>) -> Result<Query, String> {
+    use schema::op::Content;
+    use schema::op_binary::Kind;
+    let mut predicates = Vec::with_capacity(rule.body.len());
+    let mut literal_elements = 0;
+    for predicate in &rule.body {
+        let name = symbols
+            .get(predicate.name)
+            .ok_or_else(|| format!("unknown symbol {}", predicate.name))?;
+        predicates.push(name.to_string());
+        for term in &predicate.terms {
+            literal_elements += check_term(term)?;
+        }
+    }
+    let (mut closures, mut regexes) = (0, 0);
+    let mut work: Vec<&[schema::Op]> = rule.expressions.iter().map(|e| &e.ops[..]).collect();
+    while let Some(ops) = work.pop() {
+        for op in ops {
+            match &op.content {
+                Some(Content::Value(term)) => literal_elements += check_term(term)?,
+                Some(Content::Closure(closure)) => {
+                    closures += usize::from(!closure.params.is_empty());
+                    work.push(&closure.ops);
+                }
+                Some(Content::Binary(binary)) if binary.kind == Kind::Regex as i32 => regexes += 1,
+                _ => {}
+            }
+        }
+    }
+    Ok(Query {
+        text,
+        predicates,
+        closures,
+        literal_elements,
+        regexes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn default_symbols_match_biscuit() {
+        // biscuit-auth interns the default symbols without adding them to a
+        // block's table: a block naming only defaults defines no symbols,
+        // and its fact reads back with the default names.
+        let root = biscuit_auth::KeyPair::new();
+        let mut builder = biscuit_auth::Biscuit::builder();
+        for name in DEFAULT_SYMBOLS {
+            builder = builder
+                .fact(biscuit_auth::builder::fact(
+                    name,
+                    &[biscuit_auth::builder::string(name)],
+                ))
+                .unwrap();
+        }
+        let token = builder.build(&root).unwrap();
+        let proto = token.container().to_proto();
+        let blocks = read_all(&proto).unwrap();
+        let names: Vec<&str> = blocks[0].fact_names().collect();
+        assert_eq!(names, DEFAULT_SYMBOLS);
+        assert_eq!(token.block_symbols(0).unwrap(), Vec::<String>::new());
+        for fact in &blocks[0].facts {
+            assert_eq!(fact.terms, vec![Value::Str(fact.name.clone())]);
+        }
+    }
 }

@@ -8,10 +8,8 @@
 //! A `hop` fact in a block without that signature is never believed; it
 //! breaks the chain.
 
-use biscuit_parser::builder::Term;
-
-use crate::blocks::BlockContents;
-use crate::inspect::AuthorityClaims;
+use crate::blocks::{BlockContents, Fact, ReadError, Value};
+use crate::claims::{agent_key, AuthorityClaims};
 use crate::keys::PublicKey;
 use crate::vocab;
 
@@ -66,11 +64,12 @@ impl std::fmt::Display for Author {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Author::Issuer => f.write_str("the issuer"),
-            Author::Agent(name) => write!(f, "agent {name}"),
+            Author::Agent(name) => write!(f, "agent {}", crate::print::escape(name)),
             Author::Unsigned { holder } => {
                 write!(
                     f,
-                    "an unsigned block appended while {holder} held the token"
+                    "an unsigned block appended while {} held the token",
+                    crate::print::escape(holder)
                 )
             }
         }
@@ -86,19 +85,17 @@ pub enum ChainError {
     WrongSigner {
         /// The block.
         block: usize,
-        /// The key that signed it.
+        /// The key that signed it, `ed25519/<hex>`.
         signer: String,
         /// The agent holding the authority before that block.
         holder: String,
     },
     /// A block states a hop without the holder's signature.
-    #[error(
-        "block {block} names agent {claimed} as the next holder without the holder's signature"
-    )]
+    #[error("block {block} names agent \"{}\" as the next holder without the holder's signature", crate::print::escape(.claimed))]
     UnsignedHop {
         /// The block.
         block: usize,
-        /// The name the block claims.
+        /// The name the block claims (empty when the hop is malformed).
         claimed: String,
     },
     /// A hop block that does not name exactly one next agent with a valid key.
@@ -112,14 +109,16 @@ pub enum ChainError {
     /// The authority block names no agent.
     #[error("the authority block names no agent")]
     NoAgent,
-    /// A block could not be read back.
-    #[error("block {block} cannot be read: {reason}")]
-    Unreadable {
-        /// The block.
-        block: usize,
-        /// What failed.
+    /// The authority block states a vocabulary fact twice or with the wrong
+    /// shape.
+    #[error("the authority block is malformed: {reason}")]
+    MalformedAuthority {
+        /// What is wrong.
         reason: String,
     },
+    /// The token's blocks could not be read.
+    #[error("the token cannot be read: {0}")]
+    Unreadable(#[source] ReadError),
 }
 
 /// The rebuilt chain and each block's author.
@@ -151,7 +150,7 @@ impl Chain {
 }
 
 /// Reads the authority block's claims and rebuilds the chain from blocks
-/// parsed once ([`crate::blocks::read_all`]).
+/// read once ([`crate::blocks`]).
 pub(crate) fn read(blocks: &[BlockContents]) -> (AuthorityClaims, Result<Chain, ChainError>) {
     match blocks.first() {
         Some(authority) => {
@@ -164,84 +163,63 @@ pub(crate) fn read(blocks: &[BlockContents]) -> (AuthorityClaims, Result<Chain, 
 }
 
 fn rebuild(blocks: &[BlockContents], claims: &AuthorityClaims) -> Result<Chain, ChainError> {
-    let Some((name, key)) = claims.agents.first().cloned() else {
+    if let Some(reason) = &claims.malformed {
+        return Err(ChainError::MalformedAuthority {
+            reason: reason.clone(),
+        });
+    }
+    let Some((name, key)) = claims.agents.first() else {
         return Err(ChainError::NoAgent);
     };
-    let key = if key.is_empty() {
-        None
-    } else {
-        match key.parse::<PublicKey>() {
-            Ok(key) => Some(key),
-            Err(e) => {
-                return Err(ChainError::MalformedHop {
-                    block: 0,
-                    reason: e.to_string(),
-                })
-            }
-        }
-    };
-    let mut links = vec![Link::new(name, key, 0)];
+    let key = key
+        .clone()
+        .map_err(|reason| ChainError::MalformedHop { block: 0, reason })?;
+    let mut links = vec![Link::new(name.clone(), key, 0)];
     let mut authors = vec![Author::Issuer];
     for (index, block) in blocks.iter().enumerate().skip(1) {
-        let holder = links[links.len() - 1].clone();
-        let signer = block.signer;
-        let hops = hops_in(&block.facts);
-        match signer {
-            None => {
-                if let Some((claimed, _)) = hops.first() {
-                    return Err(ChainError::UnsignedHop {
-                        block: index,
-                        claimed: claimed.clone(),
-                    });
-                }
-                authors.push(Author::Unsigned {
-                    holder: holder.name.clone(),
+        let holder = &links[links.len() - 1];
+        let hops: Vec<&Fact> = block.facts_named(vocab::HOP).collect();
+        let Some(signer) = block.signer else {
+            if let Some(hop) = hops.first() {
+                let claimed = match hop.terms.first() {
+                    Some(Value::Str(name)) => name.clone(),
+                    _ => String::new(),
+                };
+                return Err(ChainError::UnsignedHop {
+                    block: index,
+                    claimed,
                 });
             }
-            Some(signer) => {
-                if holder.key != Some(signer) {
-                    return Err(ChainError::WrongSigner {
-                        block: index,
-                        signer: signer.to_string(),
-                        holder: holder.name.clone(),
-                    });
-                }
-                authors.push(Author::Agent(holder.name.clone()));
-                match hops.as_slice() {
-                    [] => {}
-                    [(name, key)] => {
-                        let key = key.parse::<PublicKey>().map_err(|e| e.to_string());
-                        match key {
-                            Ok(key) => links.push(Link::new(name.clone(), Some(key), index)),
-                            Err(reason) => {
-                                return Err(ChainError::MalformedHop {
-                                    block: index,
-                                    reason,
-                                })
-                            }
-                        }
-                    }
-                    _ => {
-                        return Err(ChainError::MalformedHop {
-                            block: index,
-                            reason: "it names more than one next agent".into(),
-                        })
-                    }
-                }
-            }
+            authors.push(Author::Unsigned {
+                holder: holder.name.clone(),
+            });
+            continue;
+        };
+        // The block's external signature verified against `signer`; it
+        // counts only if `signer` is the key the previous link named.
+        if holder.key != Some(signer) {
+            return Err(ChainError::WrongSigner {
+                block: index,
+                signer: signer.to_string(),
+                holder: holder.name.clone(),
+            });
+        }
+        authors.push(Author::Agent(holder.name.clone()));
+        let malformed = |reason: String| ChainError::MalformedHop {
+            block: index,
+            reason,
+        };
+        match hops.as_slice() {
+            [] => {}
+            [hop] => match hop.terms.as_slice() {
+                [Value::Str(name), key] => match agent_key(key).map_err(malformed)? {
+                    Some(key) => links.push(Link::new(name.clone(), Some(key), index)),
+                    None => return Err(malformed("the next agent has no key".into())),
+                },
+                _ => return Err(malformed("`hop` is not (name, key bytes)".into())),
+            },
+            _ => return Err(malformed("it names more than one next agent".into())),
         }
     }
     Ok(Chain { links, authors })
-}
-
-fn hops_in(facts: &[(String, Vec<Term>)]) -> Vec<(String, String)> {
-    facts
-        .iter()
-        .filter(|(name, _)| name == vocab::HOP)
-        .map(|(_, terms)| match terms.as_slice() {
-            [Term::Str(name), Term::Str(key)] => (name.clone(), key.clone()),
-            // A hop fact of another shape still claims a hop; report it.
-            other => (format!("{other:?}"), String::new()),
-        })
-        .collect()
 }

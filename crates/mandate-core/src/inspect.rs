@@ -5,54 +5,15 @@
 //! caller supplied root keys and they verified; [`SignatureStatus`] says
 //! which. Nothing here decides a request.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use biscuit_parser::builder::Term;
 use serde::Serialize;
 
+use crate::claims::AuthorityClaims;
 use crate::keys::KeySet;
 use crate::restrict::Right;
 use crate::token::UnverifiedMandate;
-use crate::vocab;
 use crate::Error;
-
-/// What the authority block states, read without verifying it.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct AuthorityClaims {
-    pub principal: Option<String>,
-    pub agents: Vec<(String, String)>,
-    pub task: Option<String>,
-    pub rights: Vec<Right>,
-    pub issued_at: Option<SystemTime>,
-    pub expires_at: Option<SystemTime>,
-}
-
-impl AuthorityClaims {
-    pub(crate) fn from_facts(facts: &[(String, Vec<Term>)]) -> AuthorityClaims {
-        let mut claims = AuthorityClaims::default();
-        for (name, terms) in facts {
-            match (name.as_str(), terms.as_slice()) {
-                (vocab::PRINCIPAL, [Term::Str(p)]) => claims.principal = Some(p.clone()),
-                (vocab::AGENT, [Term::Str(name), Term::Str(key)]) => {
-                    claims.agents.push((name.clone(), key.clone()))
-                }
-                (vocab::TASK, [Term::Str(t)]) => claims.task = Some(t.clone()),
-                (vocab::RIGHT, [Term::Str(s), Term::Str(o)]) => claims.rights.push(Right {
-                    service: s.clone(),
-                    operation: o.clone(),
-                }),
-                (vocab::ISSUED_AT, [Term::Date(t)]) => claims.issued_at = Some(date(*t)),
-                (vocab::EXPIRES_AT, [Term::Date(t)]) => claims.expires_at = Some(date(*t)),
-                _ => {}
-            }
-        }
-        claims
-    }
-}
-
-fn date(secs: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(secs)
-}
 
 /// Whether the report's claims are backed by verified signatures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -78,7 +39,7 @@ pub struct BlockReport {
     pub id: String,
     /// The agent key that signed the block, for a signed hop.
     pub signed_by: Option<String>,
-    /// The block as Datalog.
+    /// The block as escaped Datalog, for people (never parsed back).
     pub source: String,
 }
 
@@ -127,7 +88,8 @@ pub struct Inspection {
 pub struct AgentReport {
     /// The agent's name.
     pub name: String,
-    /// Its public key, empty for a bearer mandate.
+    /// Its public key, empty for a bearer mandate, or why the bytes are not
+    /// a key.
     pub key: String,
 }
 
@@ -161,22 +123,18 @@ pub fn inspect(
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
     let ids = token.revocation_ids();
-    let external = token.external_keys();
-    let mut blocks = Vec::with_capacity(token.block_count());
-    for index in 0..token.block_count() {
-        blocks.push(BlockReport {
+    let blocks = contents
+        .iter()
+        .enumerate()
+        .map(|(index, block)| BlockReport {
             index,
             id: ids.get(index).map(hex::encode).unwrap_or_default(),
-            signed_by: external
-                .get(index)
-                .copied()
-                .flatten()
-                .map(|k| k.to_string()),
-            source: token.block_source(index)?,
-        });
-    }
+            signed_by: block.signer.map(|k| k.to_string()),
+            source: block.source.clone(),
+        })
+        .collect();
     let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
-    let effective = crate::restrict::effective_expiry(&claims, &contents).or(claims.expires_at);
+    let effective = crate::scope::effective_expiry(&claims, &contents).or(claims.expires_at);
     let remaining = effective.map(|exp| match exp.duration_since(now) {
         Ok(left) => i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
         Err(past) => -i64::try_from(past.duration().as_secs()).unwrap_or(i64::MAX),
@@ -184,14 +142,24 @@ pub fn inspect(
     Ok(Inspection {
         signature,
         root_key_id: token.root_key_id(),
-        bearer: claims.agents.first().is_none_or(|(_, key)| key.is_empty()),
+        bearer: claims
+            .agents
+            .first()
+            .is_none_or(|(_, key)| matches!(key, Ok(None))),
         chain,
         chain_error,
         principal: claims.principal,
         agents: claims
             .agents
             .into_iter()
-            .map(|(name, key)| AgentReport { name, key })
+            .map(|(name, key)| AgentReport {
+                name,
+                key: match key {
+                    Ok(Some(key)) => key.to_string(),
+                    Ok(None) => String::new(),
+                    Err(why) => format!("<{why}>"),
+                },
+            })
             .collect(),
         task: claims.task,
         rights: claims.rights.iter().map(Right::to_string).collect(),

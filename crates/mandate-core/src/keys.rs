@@ -25,6 +25,23 @@ impl PublicKey {
         &self.0
     }
 
+    /// Reads 32 bytes of Ed25519 public key.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] when the bytes are not an Ed25519 point.
+    pub fn from_bytes(bytes: &[u8]) -> Result<PublicKey, Error> {
+        biscuit_auth::PublicKey::from_bytes(bytes, Algorithm::Ed25519)
+            .map(PublicKey)
+            .map_err(|_| Error::InvalidKey {
+                reason: format!("{} bytes are not an Ed25519 public key", bytes.len()),
+            })
+    }
+
+    /// The key's 32 bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.0.to_bytes()
+    }
+
     pub(crate) fn from_biscuit(key: biscuit_auth::PublicKey) -> Result<PublicKey, Error> {
         match key.algorithm() {
             biscuit_auth::format::schema::public_key::Algorithm::Ed25519 => Ok(PublicKey(key)),

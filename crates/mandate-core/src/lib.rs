@@ -5,9 +5,10 @@
 //! expiry. This crate owns the names of those facts ([`vocab`]), the key
 //! types ([`keys`]), the split between bytes that were merely parsed
 //! ([`UnverifiedMandate`]) and a token whose root signature was checked
-//! ([`Mandate`]), the restriction builders that compile to Datalog checks
-//! ([`Restrictions`]), offline delegation ([`delegate`]) and inspection
-//! ([`inspect`]).
+//! ([`Mandate`]), the structural reader of a token's signed blocks
+//! ([`blocks`]) and its escaped display ([`print`]), the restriction
+//! builders that compile to Datalog checks ([`Restrictions`]), offline
+//! delegation ([`delegate`]) and inspection ([`inspect`]).
 //!
 //! This crate never decides a request (that is `mandate-verifier`), never
 //! performs network or storage I/O beyond reading and writing key files, and
@@ -16,26 +17,31 @@
 
 pub mod blocks;
 pub mod chain;
+mod claims;
+mod delegate;
 mod error;
 pub mod inspect;
 pub mod keys;
 mod pop;
+pub mod print;
 mod request;
 mod restrict;
+mod scope;
 mod token;
 pub mod vocab;
 
-pub use blocks::{BlockContents, Query};
+pub use blocks::{BlockContents, Query, ReadError};
 pub use chain::{Author, Chain, ChainError, Link};
+pub use claims::Claims;
+pub use delegate::{delegate, delegate_signed, NextAgent};
 pub use error::{check_datalog, parse_datalog, DatalogKind, Error};
 pub use inspect::{inspect, BlockReport, Inspection, SignatureStatus};
 pub use keys::{KeySet, PublicKey, RootKey, SecretKey};
 pub use pop::{PopError, Proof};
 pub use request::{url_host, AttrValue, Request, ResourcePath};
-pub use restrict::{
-    check_name, check_within_rights, delegate, delegate_signed, NextAgent, Restrictions, Right,
-};
-pub use token::{fingerprint, Claims, Mandate, UnverifiedMandate, MAX_TOKEN_LEN};
+pub use restrict::{check_name, Restrictions, Right};
+pub use scope::check_within_rights;
+pub use token::{fingerprint, Mandate, UnverifiedMandate, MAX_TOKEN_LEN};
 
 /// The Datalog engine limits every evaluation in Mandate runs under, unless a
 /// caller chooses others.

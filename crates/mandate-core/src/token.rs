@@ -12,6 +12,7 @@ use sha2::Digest as _;
 
 use crate::blocks::BlockContents;
 use crate::chain::{self, Chain, ChainError};
+use crate::claims::Claims;
 use crate::keys::{KeySet, PublicKey};
 use crate::Error;
 
@@ -129,12 +130,19 @@ impl UnverifiedMandate {
             .unwrap_or_default()
     }
 
-    /// Block `index` as Datalog source, as biscuit prints it.
+    /// Block `index` as escaped Datalog, for display only (never parse it).
     ///
     /// # Errors
-    /// [`Error::Biscuit`] for an index past the last block.
+    /// [`Error::MalformedToken`] when the blocks cannot be read or `index`
+    /// is past the last block.
     pub fn block_source(&self, index: usize) -> Result<String, Error> {
-        self.inner.print_block_source(index).map_err(Error::Biscuit)
+        self.blocks()?
+            .into_iter()
+            .nth(index)
+            .map(|b| b.source)
+            .ok_or_else(|| Error::MalformedToken {
+                reason: format!("no block {index}"),
+            })
     }
 
     /// For each block, the key that signed it as a third-party block, if any.
@@ -150,30 +158,39 @@ impl UnverifiedMandate {
     ///
     /// # Errors
     /// [`ChainError`] when a hop is unsigned, signed by the wrong key,
-    /// malformed, or a block cannot be read back.
+    /// malformed, or the blocks cannot be read.
     pub fn claimed_chain(&self) -> Result<Chain, ChainError> {
-        let blocks = self.blocks().map_err(|e| ChainError::Unreadable {
-            block: 0,
-            reason: e.to_string(),
-        })?;
+        let blocks = self.read_blocks().map_err(ChainError::Unreadable)?;
         chain::read(&blocks).1
     }
 
-    /// Every block, parsed once. Unverified: for preparing a delegation or a
+    /// Every block, read once. Unverified: for preparing a delegation or a
     /// report, never for deciding a request.
     ///
     /// # Errors
-    /// [`Error::MalformedToken`] naming a block that does not parse back.
+    /// [`Error::MalformedToken`] naming a block that cannot be read.
     pub(crate) fn blocks(&self) -> Result<Vec<BlockContents>, Error> {
-        let external = self.inner.external_public_keys();
-        crate::blocks::read_all(
-            self.inner.block_count(),
-            |i| self.inner.print_block_source(i),
-            |i| signer_of(&external, i),
-        )
-        .map_err(|(block, reason)| Error::MalformedToken {
-            reason: format!("block {block}: {reason}"),
+        self.read_blocks().map_err(|e| Error::MalformedToken {
+            reason: e.to_string(),
         })
+    }
+
+    fn read_blocks(&self) -> Result<Vec<BlockContents>, crate::blocks::ReadError> {
+        use prost::Message as _;
+        let bytes = self
+            .inner
+            .to_vec()
+            .map_err(|e| crate::blocks::ReadError::Malformed {
+                block: 0,
+                what: e.to_string(),
+            })?;
+        let proto = biscuit_auth::format::schema::Biscuit::decode(&bytes[..]).map_err(|e| {
+            crate::blocks::ReadError::Malformed {
+                block: 0,
+                what: e.to_string(),
+            }
+        })?;
+        crate::blocks::read_all(&proto)
     }
 
     pub(crate) fn append_third_party(
@@ -215,34 +232,6 @@ fn digest_hex(ids: &[Vec<u8>]) -> String {
 
 fn last_hex(ids: &[Vec<u8>]) -> String {
     ids.last().map(hex::encode).unwrap_or_default()
-}
-
-/// What a verified mandate states, and its delegation chain.
-#[derive(Debug, Clone)]
-pub struct Claims {
-    /// `principal(P)`.
-    pub principal: String,
-    /// `task(Id)`.
-    pub task: String,
-    /// `right(S, O)` facts.
-    pub rights: Vec<crate::Right>,
-    /// `expires_at(T)`.
-    pub expires_at: Option<std::time::SystemTime>,
-    /// The chain from the first agent to the acting agent, or why it is
-    /// broken (a broken chain must be denied).
-    pub chain: Result<Chain, ChainError>,
-}
-
-impl Claims {
-    fn new(authority: crate::inspect::AuthorityClaims, chain: Result<Chain, ChainError>) -> Claims {
-        Claims {
-            principal: authority.principal.unwrap_or_default(),
-            task: authority.task.unwrap_or_default(),
-            rights: authority.rights,
-            expires_at: authority.expires_at,
-            chain,
-        }
-    }
 }
 
 fn signer_of(external: &[Option<biscuit_auth::PublicKey>], index: usize) -> Option<PublicKey> {
@@ -302,43 +291,6 @@ impl Mandate {
                 root: root.secret.public(),
             })
             .map_err(Error::Biscuit)
-    }
-
-    /// Refuses to print blocks back when that could take far more memory
-    /// than the token: biscuit prints every reference to a symbol in full,
-    /// so a block can reference one long string thousands of times. Each
-    /// reference takes at least one byte of the encoded token, which bounds
-    /// the printed size by `encoded size × (longest symbol + overhead)`.
-    fn check_print_size(&self) -> Result<(), String> {
-        const MAX_PRINTED: usize = 16 * 1024 * 1024;
-        let mut longest = 0;
-        for index in 0..self.biscuit.block_count() {
-            let symbols = self
-                .biscuit
-                .block_symbols(index)
-                .map_err(|e| e.to_string())?;
-            longest = symbols
-                .iter()
-                .map(String::len)
-                .max()
-                .unwrap_or(0)
-                .max(longest);
-        }
-        // Keys and default symbols print as at most ~80 characters.
-        let per_reference = longest.max(80) + 16;
-        // Any token we accept encodes to at most MAX_TOKEN_LEN bytes, so short
-        // symbols are always fine and the token need not be re-encoded.
-        if MAX_TOKEN_LEN.saturating_mul(per_reference) <= MAX_PRINTED {
-            return Ok(());
-        }
-        let encoded = self.biscuit.serialized_size().map_err(|e| e.to_string())?;
-        let bound = encoded.saturating_mul(per_reference);
-        if bound > MAX_PRINTED {
-            return Err(format!(
-                "its blocks could print to {bound} bytes ({encoded}-byte token, {longest}-byte strings); at most {MAX_PRINTED} are read"
-            ));
-        }
-        Ok(())
     }
 
     /// The root key this mandate's signatures verified against.
@@ -405,35 +357,19 @@ impl Mandate {
         self.read().0
     }
 
-    /// Reads every block once: the claims and chain, and each block's
-    /// contents (for a verifier's cost bound). A block that does not parse
-    /// back leaves the chain broken (`ChainError::Unreadable`).
+    /// Reads every block once, structurally: the claims and chain, and each
+    /// block's contents (for a verifier's cost bound). A token whose blocks
+    /// exceed a structural bound or cannot be read has no claims and a
+    /// broken chain (`ChainError::Unreadable`), which verifiers deny.
     pub fn read(&self) -> (Claims, Vec<BlockContents>) {
-        if let Err(reason) = self.check_print_size() {
-            return (
-                Claims::new(
-                    Default::default(),
-                    Err(ChainError::Unreadable { block: 0, reason }),
-                ),
-                Vec::new(),
-            );
-        }
-        let external = self.biscuit.external_public_keys();
-        let read = crate::blocks::read_all(
-            self.biscuit.block_count(),
-            |i| self.biscuit.print_block_source(i),
-            |i| signer_of(&external, i),
-        );
-        match read {
+        let proto = self.biscuit.container().to_proto();
+        match crate::blocks::read_all(&proto) {
             Ok(blocks) => {
                 let (authority, chain) = chain::read(&blocks);
                 (Claims::new(authority, chain), blocks)
             }
-            Err((block, reason)) => (
-                Claims::new(
-                    Default::default(),
-                    Err(ChainError::Unreadable { block, reason }),
-                ),
+            Err(error) => (
+                Claims::unreadable(ChainError::Unreadable(error)),
                 Vec::new(),
             ),
         }

@@ -6,8 +6,8 @@
 
 /// `principal(P)`: the person (or system) the mandate acts for. Authority block.
 pub const PRINCIPAL: &str = "principal";
-/// `agent(Name, Key)`: the first agent; `Key` is `ed25519/<hex>`, or `""` for a
-/// bearer mandate. Authority block.
+/// `agent(Name, Key)`: the first agent; `Key` is the 32 bytes of its Ed25519
+/// public key, or empty bytes for a bearer mandate. Authority block.
 pub const AGENT: &str = "agent";
 /// `task(Id)`: the task the mandate was minted for. Authority block.
 pub const TASK: &str = "task";
@@ -19,7 +19,7 @@ pub const ISSUED_AT: &str = "issued_at";
 pub const EXPIRES_AT: &str = "expires_at";
 
 /// `hop(Name, Key)`: in a block signed by the current holder's agent key,
-/// hands the authority to agent `Name` with public key `Key`.
+/// hands the authority to agent `Name` with public key `Key` (32 bytes).
 pub const HOP: &str = "hop";
 
 /// `restricts(Kind, Value)`: an informational summary of a block's

@@ -81,13 +81,15 @@ pub fn mint(root: &RootKey, request: &MintRequest) -> Result<Mandate, Error> {
     let expires_at = request.now + request.ttl;
     mandate_core::check_within_rights(&request.restrictions, &request.rights, expires_at)?;
 
-    let agent_key = request.agent_key.map(|k| k.to_string()).unwrap_or_default();
+    // The agent key as 32 bytes (no bytes for a bearer mandate): the
+    // verifier compares it with hop signers' keys as bytes, never as text.
+    let agent_key = request.agent_key.map(|k| k.to_bytes()).unwrap_or_default();
     let mut block = BlockBuilder::new();
     let facts = [
         builder::fact(vocab::PRINCIPAL, &[builder::string(&request.principal)]),
         builder::fact(
             vocab::AGENT,
-            &[builder::string(&request.agent), builder::string(&agent_key)],
+            &[builder::string(&request.agent), builder::bytes(&agent_key)],
         ),
         builder::fact(vocab::TASK, &[builder::string(&task)]),
         builder::fact(vocab::ISSUED_AT, &[builder::date(&request.now)]),

@@ -547,7 +547,8 @@ fn child(url: &str) -> ExitCode {
             let decision = verifier.authorize(token, &request()).unwrap();
             calls += 1;
             if !decision.allowed {
-                if let Reason::Revoked { message } = &decision.reason {
+                if let Reason::Revoked { denial } = &decision.reason {
+                    let message = denial.to_string();
                     if message.starts_with("revoked:") && message.contains(&expected) {
                         println!("{i} {}", now_ns());
                         break;

@@ -18,10 +18,20 @@ use crate::complexity::{FactCounts, Shape};
 #[derive(Debug)]
 pub(crate) struct TokenInfo {
     pub claims: Claims,
+    /// Each block's checks as escaped Datalog, for failed-check reasons.
+    checks: Vec<Vec<String>>,
     shape: Result<Shape, String>,
 }
 
 impl TokenInfo {
+    /// Check `check` of block `block` as escaped Datalog, if there is one.
+    pub(crate) fn check_text(&self, block: u32, check: u32) -> Option<&str> {
+        self.checks
+            .get(usize::try_from(block).ok()?)?
+            .get(usize::try_from(check).ok()?)
+            .map(String::as_str)
+    }
+
     /// Checks the token's queries against the budget for `request`.
     pub(crate) fn vet(
         &self,
@@ -94,6 +104,7 @@ impl TokenCache {
             let (claims, blocks) = mandate.read();
             Ok::<_, std::convert::Infallible>(TokenInfo {
                 claims,
+                checks: blocks.iter().map(|b| b.checks.clone()).collect(),
                 shape: Shape::read(&blocks),
             })
         });

@@ -4,8 +4,18 @@
 //! principal, the agent chain, the task, the request and the token id, and a
 //! denial carries the failing checks with the block each came from.
 
-use mandate_core::{Claims, Request};
+use mandate_core::{ChainError, Claims, PopError, Request};
 use serde::Serialize;
+
+use crate::revocation::RevocationDenial;
+
+/// Serializes a typed cause as its message, the wire form of a reason.
+fn as_message<T: std::fmt::Display, S: serde::Serializer>(
+    cause: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(cause)
+}
 
 /// One check that did not pass.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -15,7 +25,7 @@ pub struct FailedCheck {
     pub block: Option<u32>,
     /// The check's index within its block or policy.
     pub check: u32,
-    /// The check as Datalog.
+    /// The check as escaped Datalog (for people; never parsed back).
     pub rule: String,
     /// Who wrote the block, as far as signatures prove it.
     pub author: String,
@@ -84,21 +94,26 @@ pub enum Reason {
     },
     /// Every check passed but no policy matched.
     NoMatchingPolicy,
-    /// The delegation chain is broken: a forged, unsigned or misdirected hop.
+    /// The delegation chain is broken: a forged, unsigned or misdirected
+    /// hop, or blocks that cannot be read.
     ChainBroken {
-        /// Which block and why.
-        message: String,
+        /// Which block and why (serialized as its message).
+        #[serde(rename = "message", serialize_with = "as_message")]
+        error: ChainError,
     },
     /// Something the token depends on is revoked, or the revocation state is
     /// stale.
     Revoked {
-        /// The revocation, or why the state is unknown.
-        message: String,
+        /// The revocation, or why the state is unknown (serialized as its
+        /// message).
+        #[serde(rename = "message", serialize_with = "as_message")]
+        denial: RevocationDenial,
     },
     /// The proof of possession is missing, invalid, stale or replayed.
     ProofOfPossession {
-        /// Why it was refused.
-        message: String,
+        /// Why it was refused (serialized as its message).
+        #[serde(rename = "message", serialize_with = "as_message")]
+        error: PopError,
     },
     /// The token asks for more evaluation work than the verifier accepts.
     TooComplex {
@@ -127,9 +142,9 @@ impl std::fmt::Display for Reason {
             }
             Reason::DenyPolicy { policy } => write!(f, "denied by policy `{policy}`"),
             Reason::NoMatchingPolicy => f.write_str("no policy matched"),
-            Reason::ChainBroken { message } => write!(f, "broken delegation chain: {message}"),
-            Reason::ProofOfPossession { message } => f.write_str(message),
-            Reason::Revoked { message } => f.write_str(message),
+            Reason::ChainBroken { error } => write!(f, "broken delegation chain: {error}"),
+            Reason::ProofOfPossession { error } => write!(f, "{error}"),
+            Reason::Revoked { denial } => write!(f, "{denial}"),
             Reason::TooComplex { message } => write!(f, "evaluation limit reached: {message}"),
             Reason::RunLimit { limit } => write!(f, "evaluation limit reached: {limit}"),
             Reason::Evaluation { message } => write!(f, "evaluation error: {message}"),

@@ -29,8 +29,9 @@ use biscuit_auth::error::{Logic, Token};
 use mandate_core::{vocab, Chain, KeySet, Mandate, PopError, Request};
 use replay::ReplayCache;
 
-pub use complexity::{MAX_BLOCKS, MAX_STATEMENTS, STEP_BUDGET};
+pub use complexity::{MAX_LITERAL_ELEMENTS, MAX_REGEXES, STEP_BUDGET};
 pub use decision::{Decision, FailedCheck, Reason};
+pub use mandate_core::blocks::bounds::{MAX_BLOCKS, MAX_STATEMENTS};
 
 /// The one JSON error shape of every Mandate HTTP API (the authorization API
 /// here, the revocation registry), `{"error": {"code", "message"}}`.
@@ -253,21 +254,17 @@ impl Verifier {
             Ok(chain) => chain,
             Err(broken) => {
                 let reason = Reason::ChainBroken {
-                    message: broken.to_string(),
+                    error: broken.clone(),
                 };
                 return Ok(Decision::new(&token_id, request, claims, reason));
             }
         };
         if let Err(denial) = self.check_revocation(mandate, claims, &chain.links) {
-            let reason = Reason::Revoked {
-                message: denial.to_string(),
-            };
+            let reason = Reason::Revoked { denial };
             return Ok(Decision::new(&token_id, request, claims, reason));
         }
         if let Err(refused) = self.check_possession(chain, &digest, request) {
-            let reason = Reason::ProofOfPossession {
-                message: refused.to_string(),
-            };
+            let reason = Reason::ProofOfPossession { error: refused };
             return Ok(Decision::new(&token_id, request, claims, reason));
         }
 
@@ -294,6 +291,11 @@ impl Verifier {
                 .map(|c| {
                     let mut check = FailedCheck::from(c);
                     check.author = author(check.block);
+                    // A token's check is reported as Mandate prints it
+                    // (escaped), not as biscuit does.
+                    if let Some(text) = check.block.and_then(|b| info.check_text(b, check.check)) {
+                        check.rule = text.to_string();
+                    }
                     check
                 })
                 .collect()

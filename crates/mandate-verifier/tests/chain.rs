@@ -108,7 +108,12 @@ fn a_replayed_proof_is_denied_even_by_a_clone() {
         let again = verifier.authorize(&f.token, &request).unwrap();
         assert!(!again.allowed);
         assert!(
-            matches!(&again.reason, Reason::ProofOfPossession { message } if message.contains("replayed")),
+            matches!(
+                &again.reason,
+                Reason::ProofOfPossession {
+                    error: mandate_core::PopError::Replayed
+                }
+            ),
             "{:?}",
             again.reason
         );

@@ -510,12 +510,21 @@ fn normalise_keys(sources: &[String]) -> Vec<String> {
         .map(|source| {
             let mut out = String::new();
             let mut rest = source.as_str();
-            while let Some(at) = rest.find("ed25519/") {
+            // Keys print as `ed25519/<hex>` (reports) or `hex:<hex>` (a key
+            // fact's bytes in block sources).
+            let next = |rest: &str| {
+                [rest.find("ed25519/"), rest.find("hex:")]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            };
+            while let Some(at) = next(rest) {
                 out.push_str(&rest[..at]);
-                let len = rest[at + 8..]
+                let prefix = if rest[at..].starts_with("hex:") { 4 } else { 8 };
+                let len = rest[at + prefix..]
                     .find(|c: char| !c.is_ascii_hexdigit())
-                    .unwrap_or(rest.len() - at - 8);
-                let key = rest[at..at + 8 + len].to_string();
+                    .unwrap_or(rest.len() - at - prefix);
+                let key = rest[at..at + prefix + len].to_string();
                 let n = match seen.iter().position(|k| *k == key) {
                     Some(n) => n,
                     None => {
@@ -524,7 +533,7 @@ fn normalise_keys(sources: &[String]) -> Vec<String> {
                     }
                 };
                 out.push_str(&format!("<key {n}>"));
-                rest = &rest[at + 8 + len..];
+                rest = &rest[at + prefix + len..];
             }
             out.push_str(rest);
             out

@@ -83,11 +83,14 @@ fn a_cached_token_is_denied_on_its_next_call_after_revocation() {
     *switch.revoked_principal.lock().unwrap() = Some("bob".into());
     let denied = verifier.authorize(&token, &read()).unwrap();
     assert!(!denied.allowed);
+    assert!(
+        matches!(denied.reason, Reason::Revoked { .. }),
+        "{:?}",
+        denied.reason
+    );
     assert_eq!(
-        denied.reason,
-        Reason::Revoked {
-            message: "revoked: principal bob (revocation #7: kill switch)".into()
-        }
+        denied.reason.to_string(),
+        "revoked: principal bob (revocation #7: kill switch)"
     );
     assert_eq!(denied.principal, "bob");
 }

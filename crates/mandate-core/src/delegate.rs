@@ -1,0 +1,107 @@
+//! Offline delegation: appending a block that narrows a mandate, unsigned
+//! or signed by the current holder's agent key (a hop when it names the
+//! next agent).
+//!
+//! Delegation reads the token unverified, to refuse a block that could
+//! never help (a widening, a signer that is not the holder); the verifier
+//! enforces every check anyway. No network, no issuer.
+
+use biscuit_auth::builder::{self, BlockBuilder};
+
+use crate::chain::Chain;
+use crate::keys::{PublicKey, SecretKey};
+use crate::restrict::{check_name, Restrictions};
+use crate::scope::Effective;
+use crate::token::UnverifiedMandate;
+use crate::vocab;
+use crate::Error;
+
+/// Reads the claimed scope and chain of a token, parsing each block once.
+fn read_unverified(token: &UnverifiedMandate) -> Result<(Effective, Chain), Error> {
+    let blocks = token.blocks()?;
+    let (claims, chain) = crate::chain::read(&blocks);
+    let chain = chain.map_err(Error::Chain)?;
+    Ok((Effective::read(&claims, &blocks), chain))
+}
+
+/// The agent a signed hop hands the authority to.
+#[derive(Debug, Clone)]
+pub struct NextAgent {
+    /// Its name.
+    pub name: String,
+    /// Its public key; only the holder of the matching secret key can use or
+    /// pass on the delegated token.
+    pub key: PublicKey,
+}
+
+/// Narrows a mandate offline: appends one unsigned block of restrictions.
+///
+/// Needs no key and no network, and never changes who holds the authority.
+///
+/// # Errors
+/// [`Error::Invalid`] when `restrictions` is empty, [`Error::NotInParent`]
+/// when it asks for more than the parent has, and the errors of
+/// [`Restrictions::to_block`].
+pub fn delegate(
+    token: &UnverifiedMandate,
+    restrictions: &Restrictions,
+) -> Result<UnverifiedMandate, Error> {
+    if restrictions.is_empty() {
+        return Err(Error::Invalid(
+            "nothing to delegate: give at least one restriction".into(),
+        ));
+    }
+    // The chain and scope are read unverified: they only serve to refuse a
+    // block that could never help. The verifier enforces every check anyway.
+    let (effective, chain) = read_unverified(token)?;
+    effective.check(restrictions, chain.depth())?;
+    token.append(restrictions.to_block(chain.depth())?)
+}
+
+/// Appends a block signed by the current holder's key: a hop to `to` when
+/// given (the next agent then holds the authority), otherwise restrictions
+/// that provably come from the holder.
+///
+/// # Errors
+/// [`Error::NotHolder`] when `signer` is not the current holder's key, and
+/// the errors of [`delegate`].
+pub fn delegate_signed(
+    token: &UnverifiedMandate,
+    signer: &SecretKey,
+    to: Option<&NextAgent>,
+    restrictions: &Restrictions,
+) -> Result<UnverifiedMandate, Error> {
+    if to.is_none() && restrictions.is_empty() {
+        return Err(Error::Invalid(
+            "nothing to delegate: give --to or at least one restriction".into(),
+        ));
+    }
+    let (effective, chain) = read_unverified(token)?;
+    let holder = chain.holder();
+    if holder.key != Some(signer.public()) {
+        return Err(Error::NotHolder {
+            signer: signer.public().to_string(),
+            holder: holder.name.clone(),
+            holder_key: holder
+                .key
+                .map_or_else(|| "none (bearer token)".to_string(), |k| k.to_string()),
+        });
+    }
+    let depth_after = chain.depth() + u32::from(to.is_some());
+    effective.check(restrictions, depth_after)?;
+    let mut block = BlockBuilder::new();
+    if let Some(next) = to {
+        check_name("agent name", &next.name)?;
+        block = block
+            .fact(builder::fact(
+                vocab::HOP,
+                &[
+                    builder::string(&next.name),
+                    builder::bytes(&next.key.to_bytes()),
+                ],
+            ))
+            .map_err(Error::Biscuit)?;
+    }
+    let block = restrictions.add_to(block, depth_after)?;
+    token.append_third_party(signer, block)
+}

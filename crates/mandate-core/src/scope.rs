@@ -1,0 +1,189 @@
+//! The effective scope of a token: what it still allows after every block's
+//! structured restrictions, read from the `restricts(Kind, Value)` summaries
+//! earlier blocks left.
+//!
+//! Read unverified, it serves only to refuse a delegation that would widen
+//! (or could never help); it never decides a request — the verifier
+//! evaluates every check whatever the summaries say.
+
+use std::collections::BTreeSet;
+use std::time::SystemTime;
+
+use crate::blocks::{BlockContents, Value};
+use crate::claims::AuthorityClaims;
+use crate::restrict::{summary, Restrictions, Right};
+use crate::vocab;
+use crate::Error;
+
+/// What a token allows after every block, as far as its structured
+/// restrictions say. Read unverified: it serves to refuse a delegation that
+/// would widen (or could never help), never to decide a request.
+#[derive(Debug, Clone)]
+pub(crate) struct Effective {
+    rights: Vec<Right>,
+    operations: Option<BTreeSet<String>>,
+    services: Option<BTreeSet<String>>,
+    expires_at: Option<SystemTime>,
+    max_depth: Option<i64>,
+}
+
+/// The expiry that applies after every block's `--ttl`, read unverified
+/// (for reports only).
+pub(crate) fn effective_expiry(
+    claims: &AuthorityClaims,
+    blocks: &[BlockContents],
+) -> Option<SystemTime> {
+    Effective::read(claims, blocks).expires_at
+}
+
+impl Effective {
+    pub(crate) fn read(claims: &AuthorityClaims, blocks: &[BlockContents]) -> Effective {
+        let mut effective = Effective {
+            rights: claims.rights.clone(),
+            operations: None,
+            services: None,
+            expires_at: claims.expires_at,
+            max_depth: None,
+        };
+        for block in blocks {
+            for fact in block.facts_named(vocab::RESTRICTS) {
+                match fact.terms.as_slice() {
+                    [Value::Str(kind), Value::Set(values)] => {
+                        let values: BTreeSet<String> = values
+                            .iter()
+                            .filter_map(|t| match t {
+                                Value::Str(s) => Some(s.clone()),
+                                _ => None,
+                            })
+                            .collect();
+                        let slot = match kind.as_str() {
+                            summary::OPERATIONS => &mut effective.operations,
+                            summary::SERVICES => &mut effective.services,
+                            _ => continue,
+                        };
+                        *slot = Some(match slot.take() {
+                            Some(prev) => prev.intersection(&values).cloned().collect(),
+                            None => values,
+                        });
+                    }
+                    [Value::Str(kind), Value::Date(at)] if kind == summary::EXPIRES => {
+                        let at = std::time::UNIX_EPOCH
+                            .checked_add(std::time::Duration::from_secs(*at))
+                            .unwrap_or(std::time::UNIX_EPOCH);
+                        effective.expires_at = Some(effective.expires_at.map_or(at, |e| e.min(at)));
+                    }
+                    [Value::Str(kind), Value::Int(n)] if kind == summary::MAX_DEPTH => {
+                        effective.max_depth = Some(effective.max_depth.map_or(*n, |m| m.min(*n)));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        effective
+    }
+
+    fn allows_service(&self, service: &str) -> bool {
+        self.rights.iter().any(|r| r.service == service)
+            && self.services.as_ref().is_none_or(|s| s.contains(service))
+    }
+
+    fn allows_operation(&self, operation: &str, services: &[String]) -> bool {
+        self.rights.iter().any(|r| {
+            r.operation == operation
+                && (services.is_empty() || services.contains(&r.service))
+                && self.allows_service(&r.service)
+        }) && self
+            .operations
+            .as_ref()
+            .is_none_or(|o| o.contains(operation))
+    }
+
+    fn describe(&self) -> String {
+        let rights: Vec<String> = self
+            .rights
+            .iter()
+            .filter(|r| {
+                self.allows_service(&r.service)
+                    && self
+                        .operations
+                        .as_ref()
+                        .is_none_or(|o| o.contains(&r.operation))
+            })
+            .map(Right::to_string)
+            .collect();
+        if rights.is_empty() {
+            "nothing".into()
+        } else {
+            rights.join(", ")
+        }
+    }
+
+    /// Refuses restrictions that ask for more than the token has, or that
+    /// would let the chain grow past an earlier depth limit.
+    pub(crate) fn check(&self, asked: &Restrictions, depth_after: u32) -> Result<(), Error> {
+        for service in &asked.services {
+            if !self.allows_service(service) {
+                return Err(Error::NotInParent {
+                    requested: format!("service `{service}`"),
+                    allowed: self.describe(),
+                });
+            }
+        }
+        for operation in &asked.operations {
+            if !self.allows_operation(operation, &asked.services) {
+                return Err(Error::NotInParent {
+                    requested: format!("operation `{operation}`"),
+                    allowed: self.describe(),
+                });
+            }
+        }
+        let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+        if let (Some(asked), Some(parent)) = (asked.expires_at, self.expires_at) {
+            if asked > parent {
+                return Err(Error::NotInParent {
+                    requested: format!("expiry {}", rfc3339(asked)),
+                    allowed: format!("an expiry no later than {}", rfc3339(parent)),
+                });
+            }
+        }
+        if let Some(max) = self.max_depth {
+            if i64::from(depth_after) > max {
+                return Err(Error::NotInParent {
+                    requested: format!("delegation depth {depth_after}"),
+                    allowed: format!("a depth of at most {max}"),
+                });
+            }
+            if let Some(further) = asked.max_depth {
+                let asked_abs = i64::from(depth_after) + i64::from(further);
+                if asked_abs > max {
+                    return Err(Error::NotInParent {
+                        requested: format!("--max-depth {further} (depth {asked_abs})"),
+                        allowed: format!("a depth of at most {max}"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Refuses restrictions minted into a new mandate that name an operation or
+/// service outside `rights`, or an expiry after `expires_at`: such a mandate
+/// could never be used as asked.
+///
+/// # Errors
+/// [`Error::NotInParent`] naming what the rights allow.
+pub fn check_within_rights(
+    restrictions: &Restrictions,
+    rights: &[Right],
+    expires_at: SystemTime,
+) -> Result<(), Error> {
+    let effective = Effective {
+        rights: rights.to_vec(),
+        operations: None,
+        services: None,
+        expires_at: Some(expires_at),
+        max_depth: None,
+    };
+    effective.check(restrictions, 0)
+}
