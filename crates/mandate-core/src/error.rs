@@ -105,6 +105,7 @@ pub fn parse_datalog(
     source: &str,
     kind: DatalogKind,
 ) -> Result<biscuit_parser::parser::SourceResult<'_>, Error> {
+    check_nesting(source)?;
     let result = match kind {
         DatalogKind::Block => biscuit_parser::parser::parse_block_source(source),
         DatalogKind::Policy => biscuit_parser::parser::parse_source(source),
@@ -133,6 +134,46 @@ pub fn parse_datalog(
             message,
         }
     })
+}
+
+/// Deepest bracket nesting accepted in Datalog text. biscuit's parser
+/// recurses once per bracket, so deeper text could exhaust a thread's stack
+/// before it reports an error.
+const MAX_TEXT_NESTING: usize = 64;
+
+/// Refuses text nested deeper than [`MAX_TEXT_NESTING`], scanning once,
+/// before the recursive parser sees it. Brackets inside string literals do
+/// not count.
+fn check_nesting(source: &str) -> Result<(), Error> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (offset, c) in source.char_indices() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '(' | '[' | '{' => {
+                depth += 1;
+                if depth > MAX_TEXT_NESTING {
+                    let (line, column) = line_column(source, offset);
+                    return Err(Error::Datalog {
+                        line,
+                        column,
+                        message: format!("brackets nested deeper than {MAX_TEXT_NESTING}"),
+                    });
+                }
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Checks that `source` parses; see [`parse_datalog`].
@@ -238,6 +279,29 @@ mod tests {
             other => panic!("expected a Datalog error, got {other:?}"),
         }
         assert!(check_datalog("check if true;", DatalogKind::Block).is_ok());
+    }
+
+    #[test]
+    fn deep_brackets_are_refused_before_the_parser_recurses() {
+        let deep = format!(
+            "check if {}true{};",
+            "(".repeat(100_000),
+            ")".repeat(100_000)
+        );
+        match check_datalog(&deep, DatalogKind::Block) {
+            Err(Error::Datalog {
+                line,
+                column,
+                message,
+            }) => {
+                assert_eq!((line, column), (1, 10 + MAX_TEXT_NESTING));
+                assert!(message.contains("nested deeper"), "{message}");
+            }
+            other => panic!("expected a Datalog error, got {other:?}"),
+        }
+        // Brackets inside strings do not count.
+        let quoted = format!("check if resource(\"{}\");", "(".repeat(1_000));
+        assert!(check_datalog(&quoted, DatalogKind::Block).is_ok());
     }
 
     #[test]

@@ -238,3 +238,64 @@ fn a_block_over_the_structural_bounds_is_refused_before_anything_walks_it() {
         d.reason
     );
 }
+
+/// The deepest nesting a token can carry (biscuit's decoder stops at 100
+/// nested protobuf messages, two per closure level) is decided on a thread
+/// with an eighth of the 2 MiB default stack: verification, the structural
+/// read and the denial together stay far inside the stack a server thread
+/// has.
+#[test]
+fn the_deepest_token_is_decided_on_a_quarter_megabyte_stack() {
+    use biscuit_auth::builder::{self, Binary, Check, CheckKind, Expression, Op, Rule, Term};
+    let root = root(SecretKey::generate());
+    let verifier = Verifier::builder()
+        .root_keys(KeySet::single(root.secret.public()))
+        .build()
+        .unwrap();
+    let agent = SecretKey::generate();
+    let mandate = minted(&root, "p", &agent);
+    let mut ops = vec![Op::Value(Term::Bool(true))];
+    for _ in 0..45 {
+        ops = vec![
+            Op::Value(Term::Bool(true)),
+            Op::Closure(vec![], ops),
+            Op::Binary(Binary::LazyAnd),
+        ];
+    }
+    let check = Check {
+        queries: vec![Rule::new(
+            builder::pred::<Term>("query", &[]),
+            vec![],
+            vec![Expression { ops }],
+            vec![],
+        )],
+        kind: CheckKind::One,
+    };
+    let token = mandate
+        .biscuit()
+        .append_with_keypair(&KeyPair::new(), BlockBuilder::new().check(check).unwrap())
+        .unwrap()
+        .to_base64()
+        .unwrap();
+    let request = signed(&agent, &token, transfer(SystemTime::now()));
+    let decision = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || verifier.authorize(&token, &request).unwrap())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(!decision.allowed);
+    assert!(
+        matches!(
+            &decision.reason,
+            Reason::ChainBroken {
+                error: mandate_core::ChainError::Unreadable(mandate_core::ReadError::OverLimit {
+                    block: 1,
+                    ..
+                })
+            }
+        ),
+        "{:?}",
+        decision.reason
+    );
+}

@@ -1,0 +1,327 @@
+//! Blocks a token holder can append to crash, stall or mislead a verifier,
+//! black-box through the `mandate` binary and the authorization API over
+//! real HTTP: deep nesting, strings that would print as other statements,
+//! joins hidden from a text-based cost bound, costly regular expressions.
+//!
+//! Each hostile block is appended with biscuit-auth directly, as anyone
+//! holding the token bytes can (no agent key needed). Every test asserts
+//! the outcome *and* the reason, and that the process survived.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // reason: a test fails loudly.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use biscuit_auth::builder::{self, BlockBuilder, Check, CheckKind, Expression, Op, Rule, Term};
+use biscuit_auth::UnverifiedBiscuit;
+use serde_json::{json, Value};
+
+use common::{mandate, request_flags, Dir, Run};
+
+const SERVICE: &str = "analytics";
+const RESOURCE: &str = "/datasets/q3";
+
+/// A root key and a bearer mandate for bob (`analytics:read`).
+struct World {
+    dir: Dir,
+    root_pub: String,
+    token: String,
+}
+
+impl World {
+    fn new(extra: &[&str]) -> World {
+        let dir = Dir::new();
+        let root_pub = dir.keygen("root.key");
+        let key = dir.path("root.key");
+        let mut args = vec![
+            "issue",
+            "--root-key",
+            &key,
+            "--principal",
+            "bob",
+            "--agent",
+            "orchestrator",
+            "--task",
+            "q3",
+            "--right",
+            "analytics:read",
+            "--ttl",
+            "1h",
+        ];
+        args.extend(extra);
+        let token = mandate(&args).ok_trimmed();
+        World {
+            dir,
+            root_pub,
+            token,
+        }
+    }
+
+    fn authorize(&self, token: &str) -> Run {
+        let mut args = vec!["authorize", "--json", "--root-pub", &self.root_pub];
+        args.extend(["--token", token]);
+        args.extend(request_flags(SERVICE, "read", RESOURCE));
+        mandate(&args)
+    }
+
+    fn inspect(&self, token: &str) -> Run {
+        mandate(&[
+            "inspect",
+            "--json",
+            "--root-pub",
+            &self.root_pub,
+            "--token",
+            token,
+        ])
+    }
+}
+
+fn append(token: &str, block: BlockBuilder) -> String {
+    let token = UnverifiedBiscuit::from_base64(token).unwrap();
+    token.append(block).unwrap().to_base64().unwrap()
+}
+
+fn append_code(token: &str, datalog: &str) -> String {
+    append(token, BlockBuilder::new().code(datalog).unwrap())
+}
+
+/// `check if <expression>` built from operations, without the parser (which
+/// would itself recurse on deep text).
+fn check_of(ops: Vec<Op>) -> BlockBuilder {
+    let rule = Rule::new(
+        builder::pred::<Term>("query", &[]),
+        vec![],
+        vec![Expression { ops }],
+        vec![],
+    );
+    let check = Check {
+        queries: vec![rule],
+        kind: CheckKind::One,
+    };
+    BlockBuilder::new().check(check).unwrap()
+}
+
+/// `((((true))))`, `depth` parentheses deep.
+fn deep_parens(depth: usize) -> Vec<Op> {
+    let mut ops = vec![Op::Value(Term::Bool(true))];
+    ops.extend((0..depth).map(|_| Op::Unary(builder::Unary::Parens)));
+    ops
+}
+
+/// `true && (true && (true && ...))`, `depth` closures deep.
+fn deep_closures(depth: usize) -> Vec<Op> {
+    let mut ops = vec![Op::Value(Term::Bool(true))];
+    for _ in 0..depth {
+        ops = vec![
+            Op::Value(Term::Bool(true)),
+            Op::Closure(vec![], ops),
+            Op::Binary(builder::Binary::LazyAnd),
+        ];
+    }
+    ops
+}
+
+fn deny_json(run: &Run) -> Value {
+    assert_eq!(run.code, 1, "expected a denial (exit 1)\n{run}");
+    let json = run.json();
+    assert_eq!(json["decision"], "deny", "{run}");
+    json
+}
+
+fn reason_text(json: &Value) -> String {
+    json["reason"].to_string()
+}
+
+#[test]
+fn deeply_nested_expressions_are_denied_and_inspected_without_crashing() {
+    let w = World::new(&[]);
+    for (what, ops) in [
+        ("parentheses", deep_parens(5_000)),
+        ("negations", {
+            let mut ops = vec![Op::Value(Term::Bool(false))];
+            ops.extend((0..5_001).map(|_| Op::Unary(builder::Unary::Negate)));
+            ops
+        }),
+        // 45 is about the deepest a token can carry: biscuit's decoder stops
+        // at 100 nested protobuf messages (two per closure level).
+        ("closures", deep_closures(45)),
+    ] {
+        let hostile = append(&w.token, check_of(ops));
+        let run = w.authorize(&hostile);
+        let json = deny_json(&run);
+        let reason = reason_text(&json);
+        assert!(reason.contains("exceeds a limit"), "{what}: {run}");
+        // Nobody is named from a token that cannot be read.
+        assert_eq!(json["chain"], json!([]), "{what}: {run}");
+        // Inspection refuses to walk it: one clear error, exit 2.
+        w.inspect(&hostile).error("exceeds a limit");
+    }
+}
+
+#[test]
+fn a_string_that_prints_as_other_statements_cannot_change_the_principal() {
+    // The issuer's own --check holds a string with escaped quotes: printed
+    // unescaped and parsed back, it used to read as `principal("alice")`.
+    let w = World::new(&[
+        "--check",
+        r#"check if resource($r), $r != "x\"); principal(\"alice\"); task(\"other\"); check if true; //""#,
+    ]);
+    let inspected = w.inspect(&w.token);
+    assert_eq!(inspected.code, 0, "{inspected}");
+    let report = inspected.json();
+    assert_eq!(report["principal"], "bob", "{inspected}");
+    assert_eq!(report["task"], "q3", "{inspected}");
+    assert_eq!(report["signature"]["status"], "valid", "{inspected}");
+    // The display escapes the string: no unescaped quote inside it.
+    let source = report["blocks"][0]["source"].as_str().unwrap();
+    assert!(
+        source.contains(r#"\"); principal(\"alice\"); task(\"other\")"#),
+        "{source}"
+    );
+
+    let run = w.authorize(&w.token);
+    assert_eq!(run.code, 0, "{run}");
+    let json = run.json();
+    assert_eq!(json["principal"], "bob", "{run}");
+    assert_eq!(json["task"], "q3", "{run}");
+
+    // The same trick in a block a holder appends changes nothing either.
+    let hostile = append_code(
+        &w.token,
+        r#"check if resource($r), $r != "\"); principal(\"alice\"); //";"#,
+    );
+    let run = w.authorize(&hostile);
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(run.json()["principal"], "bob", "{run}");
+}
+
+#[test]
+fn a_join_hidden_in_strings_is_still_costed() {
+    let w = World::new(&[]);
+    // Printed unescaped, `x"); /*` ... `*/ check if true; //` used to comment
+    // the join out of the text the cost bound read; the structure keeps it.
+    let mut facts = String::new();
+    for i in 0..100 {
+        facts.push_str(&format!("f({i});\n"));
+    }
+    let hostile = append_code(
+        &w.token,
+        &format!(
+            "{facts}check if resource($r), $r != \"x\\\"); /*\";\n\
+             check if f($a), f($b), f($c), $a + $b + $c == -1 or resource(\"*/ check if true; //\");"
+        ),
+    );
+    let run = w.authorize(&hostile);
+    let json = deny_json(&run);
+    let reason = reason_text(&json);
+    assert!(reason.contains("too costly"), "{run}");
+    assert!(reason.contains("f($a), f($b), f($c)"), "{run}");
+}
+
+#[test]
+fn regular_expressions_in_appended_blocks_are_refused() {
+    let w = World::new(&[]);
+    let mut checks = String::new();
+    for _ in 0..200 {
+        checks.push_str("check if \"a\".matches(\"(?:.{100}){200}\") || true;\n");
+    }
+    let hostile = append_code(&w.token, &checks);
+    let run = w.authorize(&hostile);
+    let json = deny_json(&run);
+    assert!(
+        reason_text(&json).contains("matches a regular expression"),
+        "{run}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Over HTTP: the authorization API survives and keeps answering
+// ---------------------------------------------------------------------------
+
+/// `mandate serve` on 127.0.0.1:0, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(root_pub: &str, store: &str) -> Server {
+        let mut child = common::command(&[
+            "serve",
+            "--store",
+            store,
+            "--listen",
+            "127.0.0.1:0",
+            "--root-pub",
+            root_pub,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        let start = line.find("http://").unwrap();
+        let url = line[start..].split([',', ' ']).next().unwrap().to_string();
+        Server { child, url }
+    }
+
+    fn authorize(&self, token: &str) -> (u16, Value) {
+        let body = json!({
+            "token": token,
+            "service": SERVICE,
+            "operation": "read",
+            "resource": RESOURCE,
+        });
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(10))
+            .build();
+        let result = agent
+            .post(&format!("{}/v1/authorize", self.url))
+            .set("Content-Type", "application/json")
+            .send_string(&body.to_string());
+        let response = match result {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("POST /v1/authorize: {e}"),
+        };
+        let status = response.status();
+        (status, response.into_json().unwrap())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_authorization_api_survives_every_hostile_block() {
+    let w = World::new(&[]);
+    let server = Server::start(&w.root_pub, &w.dir.path("store"));
+    let hostile = [
+        append(&w.token, check_of(deep_parens(5_000))),
+        append(&w.token, check_of(deep_closures(45))),
+        append_code(&w.token, "check if \"a\".matches(\"(?:.{100}){200}\");"),
+    ];
+    for token in &hostile {
+        let (status, body) = server.authorize(token);
+        assert!(matches!(status, 401 | 403), "{status} {body}");
+        let (status, body) = server.authorize(&w.token);
+        assert_eq!(status, 200, "the server still decides: {body}");
+        assert_eq!(body["principal"], "bob", "{body}");
+    }
+    drop(w.dir);
+}
