@@ -84,12 +84,16 @@ impl Default for EvalPool {
     /// As many workers as the machine has cores (at least one), four waiting
     /// requests per worker, a deadline of two seconds.
     fn default() -> EvalPool {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        EvalPool::new(cores, DEFAULT_DEADLINE)
+        EvalPool::new(EvalPool::default_workers(), DEFAULT_DEADLINE)
     }
 }
 
 impl EvalPool {
+    /// The default number of workers: the machine's cores, at least one.
+    pub fn default_workers() -> usize {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    }
+
     /// A pool running at most `workers` evaluations at once (at least one),
     /// with [`DEFAULT_QUEUE_PER_WORKER`] waiting requests per worker, each
     /// request answered or refused within `deadline`.
