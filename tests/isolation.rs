@@ -11,6 +11,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // reason: a test fails loudly.
 
+#[allow(dead_code)] // reason: this file uses only part of the shared harness.
 #[path = "common/mod.rs"]
 mod common;
 
