@@ -300,6 +300,8 @@ pub struct ServeArgs {
     /// Interval between stream heartbeats.
     #[arg(long, value_name = "DURATION", default_value = "1s")]
     pub heartbeat: String,
+    #[command(flatten)]
+    pub eval: EvalArgs,
 }
 
 #[derive(Debug, Args)]
@@ -329,6 +331,8 @@ pub struct VerifierServeArgs {
     /// With --store: interval between registry stream heartbeats.
     #[arg(long, value_name = "DURATION", default_value = "1s")]
     pub heartbeat: String,
+    #[command(flatten)]
+    pub eval: EvalArgs,
 }
 
 /// The request a proof of possession is for; must match what `authorize` sees.
@@ -369,4 +373,16 @@ pub struct DemoArgs {
     /// Keep keys and tokens in DIR instead of a temporary folder.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+}
+
+/// The evaluation pool of a server: tokens are evaluated off the async runtime.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Tokens evaluated at once (default: the number of cores); further
+    /// requests wait briefly, then get 503 with Retry-After.
+    #[arg(long = "eval-workers", value_name = "N")]
+    pub workers: Option<usize>,
+    /// Deadline per request for waiting and evaluating; past it, 503.
+    #[arg(long = "eval-deadline", value_name = "DURATION", default_value = "2s")]
+    pub deadline: String,
 }

@@ -11,9 +11,10 @@ use mandate_registry::{
     RegistryState, RevocationEntry, RevocationKind, RevocationStore, SharedIndex, SledStore,
     WriteAuth,
 };
+use mandate_verifier::pool::EvalPool;
 use mandate_verifier::Verifier;
 
-use crate::args::{ListArgs, RevocationSource, RevokeArgs, ServeArgs, VerifierServeArgs};
+use crate::args::{EvalArgs, ListArgs, RevocationSource, RevokeArgs, ServeArgs, VerifierServeArgs};
 use crate::commands::{parse_duration, read_token, read_token_text, root_keys, Outcome};
 use crate::output::say;
 
@@ -74,6 +75,24 @@ const HEARTBEAT_MIN: Duration = Duration::from_millis(10);
 const HEARTBEAT_MAX: Duration = Duration::from_secs(3600);
 const STALENESS_MIN: Duration = Duration::from_millis(100);
 const STALENESS_MAX: Duration = Duration::from_secs(24 * 3600);
+const EVAL_DEADLINE_MIN: Duration = Duration::from_millis(10);
+const EVAL_DEADLINE_MAX: Duration = Duration::from_secs(60);
+const EVAL_WORKERS_MAX: usize = 1024;
+
+/// The pool a server evaluates tokens on, from `--eval-workers` and `--eval-deadline`.
+fn eval_pool(args: &EvalArgs) -> Result<EvalPool> {
+    let deadline = bounded_duration(
+        "--eval-deadline",
+        &args.deadline,
+        EVAL_DEADLINE_MIN,
+        EVAL_DEADLINE_MAX,
+    )?;
+    Ok(match args.workers {
+        None => EvalPool::new(EvalPool::default_workers(), deadline),
+        Some(n) if (1..=EVAL_WORKERS_MAX).contains(&n) => EvalPool::new(n, deadline),
+        Some(n) => bail!("--eval-workers {n} is outside 1 ..= {EVAL_WORKERS_MAX}"),
+    })
+}
 
 /// The revocation state `authorize` consults, or `None` without a source.
 pub fn revocation_state(
@@ -273,6 +292,7 @@ pub fn serve(args: &ServeArgs) -> Result<Outcome> {
     let store: Arc<dyn RevocationStore> = Arc::new(indexed);
     let config = RegistryConfig {
         heartbeat_interval: heartbeat,
+        eval_pool: eval_pool(&args.eval)?,
         ..RegistryConfig::default()
     };
     let state = RegistryState::with_config(store, Arc::new(authorizer), config);
@@ -303,6 +323,8 @@ pub fn serve_verifier(args: &VerifierServeArgs) -> Result<Outcome> {
     }
     let staleness = bounded_duration("--staleness", &args.staleness, STALENESS_MIN, STALENESS_MAX)?;
     let heartbeat = bounded_duration("--heartbeat", &args.heartbeat, HEARTBEAT_MIN, HEARTBEAT_MAX)?;
+    // One pool per process: registry writes and authorizations share its workers.
+    let pool = eval_pool(&args.eval)?;
     runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
@@ -314,11 +336,12 @@ pub fn serve_verifier(args: &VerifierServeArgs) -> Result<Outcome> {
             let writes = write_authorizer(keys, store.index(), args.require_pop)?;
             let config = RegistryConfig {
                 heartbeat_interval: heartbeat,
+                eval_pool: pool.clone(),
                 ..RegistryConfig::default()
             };
             let state = RegistryState::with_config(Arc::new(store), Arc::new(writes), config);
             // Authorization routes first; anything else is the registry's.
-            let app = mandate_verifier::http::router(mandate_verifier::http::AuthzState::new(verifier))
+            let app = mandate_verifier::http::router(mandate_verifier::http::AuthzState::with_pool(verifier, pool))
                 .fallback_service(mandate_registry::router(state.clone()));
             say!("serving authorization and registry on http://{address}")?;
             mandate_registry::serve_app(listener, state, app, mandate_registry::shutdown_signal())
@@ -328,7 +351,7 @@ pub fn serve_verifier(args: &VerifierServeArgs) -> Result<Outcome> {
             let client = RegistryClient::new(url)?;
             let _subscription = client.subscribe(index.clone(), Default::default());
             let verifier = builder.revocation(Arc::new(index)).build()?;
-            let app = mandate_verifier::http::router(mandate_verifier::http::AuthzState::new(verifier));
+            let app = mandate_verifier::http::router(mandate_verifier::http::AuthzState::with_pool(verifier, pool));
             say!("serving authorization on http://{address}, revocations from {url}")?;
             axum::serve(listener, app)
                 .with_graceful_shutdown(mandate_registry::shutdown_signal())

@@ -47,6 +47,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::Stream;
+use mandate_verifier::pool::{EvalPool, PoolError, RETRY_AFTER_SECS};
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -94,6 +95,10 @@ pub struct RegistryConfig {
     pub broadcast_capacity: usize,
     /// How long [`serve`] lets in-flight requests finish after the shutdown signal.
     pub shutdown_grace: Duration,
+    /// Where write mandates are evaluated: bounded blocking workers with a deadline,
+    /// never the runtime's threads (overload or deadline → 503 with `Retry-After`).
+    /// Share one pool with the authorization API when both run in one process.
+    pub eval_pool: EvalPool,
 }
 
 impl RegistryConfig {
@@ -132,6 +137,7 @@ impl Default for RegistryConfig {
             stream_send_timeout: Duration::from_secs(10),
             broadcast_capacity: 1024,
             shutdown_grace: Duration::from_secs(10),
+            eval_pool: EvalPool::default(),
         }
     }
 }
@@ -389,7 +395,9 @@ pub fn router(state: RegistryState) -> Router {
     // 2. Routing, with JSON `fallback` (404) and `method_not_allowed_fallback` (405) so
     //    even unknown paths answer in the one error shape.
     // Authentication is deliberately not a layer: only the two write handlers need it,
-    // and they call the `WriteAuthorizer` before touching the body.
+    // and they call the `WriteAuthorizer` before touching the body, on the config's
+    // `EvalPool` (bounded blocking workers, one deadline), so evaluating a write mandate
+    // never holds a runtime thread that streams and heartbeats need.
     Router::new()
         .route("/v1/revocations", post(create).get(list))
         .route("/v1/revocations/lift", post(lift))
@@ -510,6 +518,8 @@ struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Sent as `Retry-After` (seconds) when the refusal is about load.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -518,6 +528,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -534,7 +545,34 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<PoolError> for ApiError {
+    fn from(error: PoolError) -> Self {
+        match error {
+            PoolError::Failed => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            ),
+            // Overload and deadline say nothing about the writer: refuse, retryably.
+            _ => Self {
+                retry_after: Some(RETRY_AFTER_SECS),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    error.code(),
+                    error.to_string(),
+                )
+            },
+        }
     }
 }
 
@@ -666,10 +704,21 @@ async fn write(
     // about validation.
     let token = bearer_token(headers)?;
     let proof = headers.get(POP_HEADER).and_then(|v| v.to_str().ok());
+    let (authorizer, bearer, pop) = (
+        Arc::clone(&state.inner.authorizer),
+        token.to_owned(),
+        proof.map(str::to_owned),
+    );
     let actor = state
         .inner
-        .authorizer
-        .authorize_write(token, proof)
+        .config
+        .eval_pool
+        .run(move || authorizer.authorize_write(&bearer, pop.as_deref()))
+        .await
+        .map_err(|error| {
+            tracing::warn!(token = %fingerprint(token), %error, "revocation write not evaluated");
+            ApiError::from(error)
+        })?
         .map_err(|denied| {
             tracing::warn!(token = %fingerprint(token), %denied, "revocation write refused");
             ApiError::from(denied)

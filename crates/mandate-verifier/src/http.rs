@@ -7,6 +7,11 @@
 //! when too large). Internal detail is logged, never sent. Every decision is
 //! logged as an audit record (target `mandate::audit`) naming the principal,
 //! the chain, the request and the reason, with the token's fingerprint only.
+//!
+//! Tokens are evaluated on an [`EvalPool`], never on the async runtime's
+//! threads: a request the pool cannot take (overloaded) or cannot finish in
+//! time (deadline) is answered 503 with `Retry-After` — never allowed — and
+//! the audit log says so.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,13 +19,14 @@ use std::time::SystemTime;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mandate_core::{fingerprint, AttrValue, Proof, Request, ResourcePath};
 use serde::{Deserialize, Serialize};
 
+use crate::pool::{EvalPool, PoolError, RETRY_AFTER_SECS};
 use crate::{Decision, Error, ErrorBody, ErrorDetail, Verifier};
 
 /// Largest request body accepted: a token of [`mandate_core::MAX_TOKEN_LEN`]
@@ -74,6 +80,8 @@ struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Sent as `Retry-After` (seconds) when the refusal is about load.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -82,6 +90,29 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl From<PoolError> for ApiError {
+    fn from(error: PoolError) -> ApiError {
+        match error {
+            PoolError::Failed => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            ),
+            // Overload and deadline say nothing about the token: fail closed
+            // with a retryable answer.
+            _ => ApiError {
+                retry_after: Some(RETRY_AFTER_SECS),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    error.code(),
+                    error.to_string(),
+                )
+            },
         }
     }
 }
@@ -94,7 +125,13 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -123,13 +160,21 @@ impl From<JsonRejection> for ApiError {
 #[derive(Debug, Clone)]
 pub struct AuthzState {
     verifier: Arc<Verifier>,
+    pool: EvalPool,
 }
 
 impl AuthzState {
-    /// Serves decisions of `verifier`.
+    /// Serves decisions of `verifier`, evaluated on a default [`EvalPool`].
     pub fn new(verifier: Verifier) -> AuthzState {
+        AuthzState::with_pool(verifier, EvalPool::default())
+    }
+
+    /// Serves decisions of `verifier`, evaluated on `pool` (which may be
+    /// shared with other servers of the process).
+    pub fn with_pool(verifier: Verifier, pool: EvalPool) -> AuthzState {
         AuthzState {
             verifier: Arc::new(verifier),
+            pool,
         }
     }
 }
@@ -140,6 +185,11 @@ pub fn router(state: AuthzState) -> Router {
     // 1. `DefaultBodyLimit` — every body extractor honours it, so an oversized
     //    body is refused (413) before it is parsed.
     // 2. Routing, with JSON 404/405 fallbacks so every answer has one shape.
+    // 3. In the `authorize` handler, after the body is parsed on the runtime:
+    //    the `EvalPool` (bounded workers, bounded queue, one deadline) runs
+    //    signature verification and Datalog on blocking threads, so a costly
+    //    token never holds a runtime thread. It is not a layer because only
+    //    this route evaluates; health checks never wait for it.
     Router::new()
         .route("/v1/authorize", post(authorize))
         .route("/v1/health", get(health))
@@ -169,7 +219,23 @@ async fn authorize(
     let Json(body) = body?;
     let request = to_request(&body, SystemTime::now())?;
     let token_fp = fingerprint(&body.token);
-    match state.verifier.authorize(&body.token, &request) {
+    let verifier = Arc::clone(&state.verifier);
+    let token = body.token;
+    let evaluated = state
+        .pool
+        .run(move || verifier.authorize(&token, &request))
+        .await
+        .map_err(|error| {
+            tracing::warn!(
+                target: "mandate::audit",
+                token = %token_fp,
+                outcome = error.code(),
+                %error,
+                "not evaluated"
+            );
+            ApiError::from(error)
+        })?;
+    match evaluated {
         Ok(decision) => {
             audit(&token_fp, &decision);
             let status = if decision.allowed {

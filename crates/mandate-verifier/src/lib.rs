@@ -17,6 +17,8 @@ mod decision;
 #[cfg(feature = "http")]
 pub mod http;
 mod policy;
+#[cfg(feature = "http")]
+pub mod pool;
 mod replay;
 mod revocation;
 
