@@ -223,7 +223,7 @@ fn params(pairs: &[(&str, builder::Term)]) -> HashMap<String, builder::Term> {
 }
 
 /// The authority block `mandate_issuer::mint` writes for [`mint_request`].
-fn mint_raw(root: &KeyPair, agent_key: &str) -> Biscuit {
+fn mint_raw(root: &KeyPair, agent_key: &[u8]) -> Biscuit {
     let now = now();
     let expires = now + Duration::from_secs(3600);
     Biscuit::builder()
@@ -231,7 +231,7 @@ fn mint_raw(root: &KeyPair, agent_key: &str) -> Biscuit {
         .unwrap()
         .fact(builder::fact(
             "agent",
-            &[builder::string("expense-agent"), builder::string(agent_key)],
+            &[builder::string("expense-agent"), builder::bytes(agent_key)],
         ))
         .unwrap()
         .fact(builder::fact(
@@ -317,7 +317,7 @@ fn append_hop_raw(
         "hop",
         &[
             builder::string(&next.name),
-            builder::string(&next.key.to_string()),
+            builder::bytes(&next.key.to_bytes()),
         ],
     );
     let block = scope.raw(BlockBuilder::new().fact(hop).unwrap());
@@ -560,7 +560,7 @@ fn fixture() -> Fixture {
         .to_unverified()
         .unwrap();
     let minted_raw = UnverifiedBiscuit::from_base64(
-        mint_raw(root.secret.key_pair(), &agents[0].key.public().to_string())
+        mint_raw(root.secret.key_pair(), &agents[0].key.public().to_bytes())
             .to_base64()
             .unwrap(),
     )
@@ -781,7 +781,7 @@ impl Fixture {
     fn mint_raw(&self) -> impl Sized {
         mint_raw(
             self.root.secret.key_pair(),
-            &self.agents[0].key.public().to_string(),
+            &self.agents[0].key.public().to_bytes(),
         )
     }
 
