@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context as _, Result};
-use mandate_core::{Proof, SecretKey, UnverifiedMandate};
+use mandate_core::{display_name, Proof, SecretKey, UnverifiedMandate};
 use mandate_registry::{
     load_index, MandateWriteAuthorizer, NewRevocation, RegistryClient, RegistryConfig,
     RegistryState, RevocationEntry, RevocationKind, RevocationStore, SharedIndex, SledStore,
@@ -96,6 +96,13 @@ pub fn revocation_state(
 
 pub fn revoke(args: &RevokeArgs) -> Result<Outcome> {
     let (kind, value) = target(args)?;
+    // Judge the value as the registry will, before any key is read or request
+    // sent: `revoke --principal "dave "` fails here, with the registry's message.
+    if args.lift {
+        NewRevocation::lift(kind, value.as_str(), "", "")?;
+    } else {
+        NewRevocation::revoke(kind, value.as_str(), "", "")?;
+    }
     if let Some(dir) = &args.target.store {
         let store = open_store(dir)?;
         let actor = format!(
@@ -229,7 +236,7 @@ fn target(args: &RevokeArgs) -> Result<(RevocationKind, String)> {
 
 fn describe(entry: &RevocationEntry) -> String {
     let verb = if entry.lifted { "lifted" } else { "revoked" };
-    format!("{verb} {} {}", entry.kind, entry.value)
+    format!("{verb} {} {}", entry.kind, display_name(&entry.value))
 }
 
 pub fn list(args: &ListArgs) -> Result<Outcome> {
@@ -252,7 +259,7 @@ pub fn list(args: &ListArgs) -> Result<Outcome> {
                 e.seq,
                 humantime::format_rfc3339_seconds(e.at),
                 if e.lifted { "lift" } else { e.kind.as_str() },
-                e.value,
+                display_name(&e.value),
                 e.revoked_by,
                 if e.reason.is_empty() {
                     "(no reason)"

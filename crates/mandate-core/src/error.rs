@@ -48,6 +48,18 @@ pub enum Error {
     /// A restriction or claim value is not acceptable.
     #[error("{0}")]
     Invalid(String),
+    /// A name (principal, agent, task, service, attribute...) is not in its
+    /// canonical form; see [`crate::name`].
+    #[error("{what} `{name}` {problem}")]
+    InvalidName {
+        /// What was named (`principal`, `agent name`, ...).
+        what: String,
+        /// The name as given, escaped with [`crate::name::display_name`]
+        /// (and cut to 64 characters).
+        name: String,
+        /// The rule it breaks.
+        problem: crate::name::NameProblem,
+    },
     /// A restriction would widen, or could never match, what the parent allows.
     #[error("{requested} is not allowed by the parent token; it allows {allowed}")]
     NotInParent {

@@ -19,6 +19,7 @@ pub mod chain;
 mod error;
 pub mod inspect;
 pub mod keys;
+pub mod name;
 mod pop;
 mod request;
 mod restrict;
@@ -30,10 +31,11 @@ pub use chain::{Author, Chain, ChainError, Link};
 pub use error::{check_datalog, parse_datalog, DatalogKind, Error};
 pub use inspect::{inspect, BlockReport, Inspection, SignatureStatus};
 pub use keys::{KeySet, PublicKey, RootKey, SecretKey};
+pub use name::{check_name, display_name, NameKind};
 pub use pop::{PopError, Proof};
 pub use request::{url_host, AttrValue, Request, ResourcePath};
 pub use restrict::{
-    check_name, check_within_rights, delegate, delegate_signed, NextAgent, Restrictions, Right,
+    check_within_rights, delegate, delegate_signed, NextAgent, Restrictions, Right,
 };
 pub use token::{fingerprint, Claims, Mandate, UnverifiedMandate, MAX_TOKEN_LEN};
 
