@@ -14,7 +14,9 @@ use mandate_registry::{
 use mandate_verifier::Verifier;
 
 use crate::args::{ListArgs, RevocationSource, RevokeArgs, ServeArgs, VerifierServeArgs};
-use crate::commands::{parse_duration, read_token, read_token_text, root_keys, Outcome};
+use crate::commands::{
+    bounded_duration, pop_window, read_token, read_token_text, root_keys, Outcome,
+};
 use crate::output::say;
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -39,19 +41,6 @@ fn open_store(dir: &std::path::Path) -> Result<SledStore> {
 /// Opens or creates the store a server owns.
 fn create_store(dir: &std::path::Path) -> Result<SledStore> {
     SledStore::open(dir).with_context(|| format!("opening store {}", dir.display()))
-}
-
-/// A duration flag that must stay within sane bounds.
-fn bounded_duration(flag: &str, text: &str, min: Duration, max: Duration) -> Result<Duration> {
-    let value = parse_duration(text)?;
-    if value < min || value > max {
-        bail!(
-            "{flag} {text} is outside {} ..= {}",
-            humantime::format_duration(min),
-            humantime::format_duration(max)
-        );
-    }
-    Ok(value)
 }
 
 /// The verifier that authorizes registry writes: the same roots, the
@@ -219,7 +208,11 @@ fn target(args: &RevokeArgs) -> Result<(RevocationKind, String)> {
     } else if let Some(a) = &args.agent {
         // A key (text or .pub file) is stored in its canonical form, the
         // form tokens carry; anything else is an agent name.
-        let value = if a.trim().to_ascii_lowercase().starts_with("ed25519/")
+        // A private key given by mistake goes to the key parser too, which
+        // refuses it without echoing it (it must never reach the log).
+        let lower = a.trim().to_ascii_lowercase();
+        let value = if lower.starts_with("ed25519/")
+            || lower.starts_with("ed25519-private/")
             || std::path::Path::new(a).is_file()
         {
             mandate_core::PublicKey::from_arg(a)?.to_string()
@@ -304,7 +297,7 @@ pub fn serve_verifier(args: &VerifierServeArgs) -> Result<Outcome> {
     let mut builder = Verifier::builder()
         .root_keys(keys.clone())
         .require_pop(args.require_pop)
-        .pop_window(parse_duration(&args.pop_window)?);
+        .pop_window(pop_window(&args.pop_window)?);
     if let Some(path) = &args.policy {
         builder = builder.policy(mandate_verifier::Policy::from_file(path)?);
     }

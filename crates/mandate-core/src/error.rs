@@ -35,6 +35,17 @@ pub enum Error {
         /// Why the key was refused.
         reason: String,
     },
+    /// A private key file may be read or written by its group or others.
+    #[error(
+        "permissions {mode:04o} for {} are too open: a private key must be readable by its owner only (chmod 600)",
+        .path.display()
+    )]
+    KeyPermissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// Datalog text (a policy, a `--check`) does not parse.
     #[error("Datalog error at line {line}, column {column}: {message}")]
     Datalog {

@@ -47,6 +47,14 @@ impl PublicKey {
                 path: trimmed.into(),
                 source,
             })?;
+            if looks_private(&contents) {
+                return Err(Error::InvalidKey {
+                    reason: format!(
+                        "{trimmed} looks like a private key; give the public key (`{}`)",
+                        public_key_path(Path::new(trimmed)).display()
+                    ),
+                });
+            }
             return contents.trim().parse();
         }
         trimmed.parse()
@@ -57,16 +65,27 @@ impl FromStr for PublicKey {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if looks_private(s) {
+            return Err(Error::InvalidKey {
+                reason: "this looks like a private key; give the public key (`.pub` file)".into(),
+            });
+        }
         let hex = s
             .trim()
             .strip_prefix("ed25519/")
             .ok_or_else(|| Error::InvalidKey {
-                reason: format!("expected `ed25519/<hex>`, got `{}`", shorten(s)),
+                reason: format!("expected `ed25519/<hex>`, got {}", describe_arg(s)),
             })?;
+        // The hex is not echoed: a secret pasted after the public prefix must
+        // not reach a terminal or a log either.
         biscuit_auth::PublicKey::from_bytes_hex(hex, Algorithm::Ed25519)
             .map(PublicKey)
-            .map_err(|e| Error::InvalidKey {
-                reason: format!("`{}` is not an Ed25519 public key ({e})", shorten(s)),
+            .map_err(|_| Error::InvalidKey {
+                reason: format!(
+                    "the {} characters after `ed25519/` are not an Ed25519 public key \
+                     (expected 64 hex digits naming a curve point)",
+                    hex.chars().count()
+                ),
             })
     }
 }
@@ -105,16 +124,37 @@ impl SecretKey {
     /// Reads a key file written by [`SecretKey::write_new`]
     /// (`ed25519-private/<hex>`).
     ///
+    /// Like ssh, refuses a key file that its group or others may read or
+    /// write: a secret others can read is no longer a secret, and the refusal
+    /// is how its owner finds out.
+    ///
     /// # Errors
-    /// [`Error::Io`] when the file cannot be read, [`Error::InvalidKey`] when it
-    /// does not hold an Ed25519 private key. The message never contains the
-    /// file's contents.
+    /// [`Error::Io`] when the file cannot be read, [`Error::KeyPermissions`]
+    /// when it is open to group or others, [`Error::InvalidKey`] when it does
+    /// not hold an Ed25519 private key. The message never contains the file's
+    /// contents.
     pub fn read(path: &Path) -> Result<SecretKey, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        let io = |source| Error::Io {
             action: "reading",
             path: path.into(),
             source,
-        })?;
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        // The mode of the file that was opened, not of whatever the path
+        // names a moment later.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = file.metadata().map_err(io)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(Error::KeyPermissions {
+                    path: path.into(),
+                    mode,
+                });
+            }
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).map_err(io)?;
         let hex = text
             .trim()
             .strip_prefix("ed25519-private/")
@@ -245,7 +285,7 @@ impl KeySet {
         let (id, key) = match arg.split_once('=') {
             Some((id, key)) => {
                 let id = id.trim().parse::<u32>().map_err(|_| Error::InvalidKey {
-                    reason: format!("key id `{id}` is not a non-negative integer"),
+                    reason: format!("key id {} is not a non-negative integer", describe_arg(id)),
                 })?;
                 (Some(id), key)
             }
@@ -268,9 +308,14 @@ impl KeySet {
         })?;
         let map: BTreeMap<String, String> =
             serde_json::from_str(&text).map_err(|e| Error::InvalidKey {
+                // Only the position: serde's message can quote the file's
+                // text, and the file may be a private key given by mistake.
                 reason: format!(
-                    "{} is not a key-set file (a JSON object of id to key): {e}",
-                    path.display()
+                    "{} is not a key-set file (a JSON object of id to key): \
+                     error at line {}, column {}",
+                    path.display(),
+                    e.line(),
+                    e.column()
                 ),
             })?;
         let mut set = KeySet::new();
@@ -314,12 +359,31 @@ impl KeySet {
     }
 }
 
-fn shorten(s: &str) -> String {
-    let mut out: String = s.chars().take(40).collect();
-    if s.chars().count() > 40 {
-        out.push('…');
+/// Whether `text` holds private key material: Mandate's private key form
+/// (`ed25519-private/...`, any case) or any other text naming a private key.
+fn looks_private(text: &str) -> bool {
+    text.to_ascii_lowercase().contains("private")
+}
+
+/// An argument that is not a public key, for an error message: echoed only
+/// when it cannot be key material (a mistyped path or flag), described by
+/// its length otherwise. A run of 16 or more hex digits may be a secret
+/// pasted in the wrong place, so it is never printed, not even in part.
+fn describe_arg(text: &str) -> String {
+    let mut run = 0usize;
+    let mut longest = 0usize;
+    for ch in text.chars() {
+        run = if ch.is_ascii_hexdigit() { run + 1 } else { 0 };
+        longest = longest.max(run);
     }
-    out
+    if longest >= 16 || text.chars().count() > 80 {
+        format!(
+            "{} characters of other text (not shown)",
+            text.chars().count()
+        )
+    } else {
+        format!("`{}`", crate::name::display_name(text))
+    }
 }
 
 #[cfg(test)]

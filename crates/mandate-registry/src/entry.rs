@@ -190,13 +190,28 @@ impl NewRevocation {
         if kind == RevocationKind::TokenId {
             value.make_ascii_lowercase();
         }
+        if kind == RevocationKind::Agent
+            && value
+                .get(..PRIVATE_KEY_PREFIX.len())
+                .is_some_and(|prefix| prefix.eq_ignore_ascii_case(PRIVATE_KEY_PREFIX))
+        {
+            // Entries are public to every verifier: a private key pasted in
+            // place of a public one must never enter the log.
+            return Err(Error::InvalidValue {
+                kind,
+                problem: "this looks like a private key; give the public key (`.pub` file)",
+            });
+        }
+        let is_key = kind == RevocationKind::Agent && is_agent_key(&value);
+        if !is_key && !value.is_empty() {
+            // Names first, so `revoke` words a refusal exactly as `issue` does.
+            check_name(kind, &value)?;
+        }
         validate_value(kind, &value)?;
-        if kind == RevocationKind::Agent && is_agent_key(&value) {
+        if is_key {
             // Tokens print agent keys as `ed25519/<lowercase hex>`; an entry in any other
             // spelling would silently match nothing.
             value = parse_agent_key(&value)?.to_string();
-        } else {
-            check_name(kind, &value)?;
         }
         check_len("reason", &reason, MAX_REASON_LEN)?;
         check_len("revoked_by", &revoked_by, MAX_ACTOR_LEN)?;
@@ -313,6 +328,8 @@ fn check_name(kind: RevocationKind, value: &str) -> Result<()> {
 
 /// The prefix of an agent value that names a key rather than an agent name.
 const AGENT_KEY_PREFIX: &str = "ed25519/";
+/// The prefix of a private key's text form, refused as an agent value.
+const PRIVATE_KEY_PREFIX: &str = "ed25519-private/";
 
 /// Whether an agent value names a public key (`ed25519/...`, prefix in any case).
 fn is_agent_key(value: &str) -> bool {
@@ -429,26 +446,34 @@ mod tests {
 
     #[test]
     fn values_are_bounded_and_clean() {
-        let long = "a".repeat(MAX_VALUE_LEN + 1);
+        let long = "ab".repeat(MAX_VALUE_LEN / 2 + 1);
         assert!(matches!(
-            NewRevocation::revoke(RevocationKind::Principal, long, "", "ops"),
+            NewRevocation::revoke(RevocationKind::TokenId, long, "", "ops"),
             Err(Error::TooLong {
                 field: "value",
-                len: 513,
+                len: 514,
                 max: 512
+            })
+        ));
+        // Names break the rules `mandate issue` applies, worded as it words them.
+        assert!(matches!(
+            NewRevocation::revoke(RevocationKind::Principal, "a".repeat(257), "", "ops"),
+            Err(Error::InvalidName {
+                problem: mandate_core::name::NameProblem::TooLong { len: 257 },
+                ..
             })
         ));
         assert!(matches!(
             NewRevocation::revoke(RevocationKind::Agent, " bot", "", "ops"),
-            Err(Error::InvalidValue {
-                problem: "value has leading or trailing whitespace",
+            Err(Error::InvalidName {
+                problem: mandate_core::name::NameProblem::SurroundingWhitespace,
                 ..
             })
         ));
         assert!(matches!(
             NewRevocation::revoke(RevocationKind::Task, "t\n1", "", "ops"),
-            Err(Error::InvalidValue {
-                problem: "value contains control characters",
+            Err(Error::InvalidName {
+                problem: mandate_core::name::NameProblem::ControlOrWhitespace { .. },
                 ..
             })
         ));
