@@ -110,7 +110,8 @@ pub fn pop_window(text: &str) -> Result<Duration> {
     bounded_duration("--pop-window", text, POP_WINDOW_MIN, POP_WINDOW_MAX)
 }
 
-/// Parses a token lifetime (`--ttl`): at most what the issuer mints.
+/// Parses `delegate --ttl`: at most what the issuer mints (and never a
+/// lifetime that would overflow the clock).
 fn ttl(text: &str) -> Result<Duration> {
     bounded_duration(
         "--ttl",
@@ -166,7 +167,8 @@ fn restrictions(args: &RestrictionArgs) -> Result<Restrictions> {
 }
 
 fn issue(args: &IssueArgs) -> Result<Outcome> {
-    let ttl = ttl(&args.ttl)?;
+    // `mint` bounds the lifetime (1s ..= MAX_TTL) and says so.
+    let ttl = parse_duration(&args.ttl)?;
     let secret = SecretKey::read(&args.root_key)?;
     let request = MintRequest {
         principal: args.principal.clone(),

@@ -82,7 +82,7 @@ impl FromStr for PublicKey {
             .map(PublicKey)
             .map_err(|_| Error::InvalidKey {
                 reason: format!(
-                    "the {} characters after `ed25519/` are not an Ed25519 public key \
+                    "`ed25519/` followed by {} characters is not an Ed25519 public key \
                      (expected 64 hex digits naming a curve point)",
                     hex.chars().count()
                 ),
@@ -142,19 +142,11 @@ impl SecretKey {
         let mut file = std::fs::File::open(path).map_err(io)?;
         // The mode of the file that was opened, not of whatever the path
         // names a moment later.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mode = file.metadata().map_err(io)?.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(Error::KeyPermissions {
-                    path: path.into(),
-                    mode,
-                });
-            }
-        }
+        let metadata = file.metadata().map_err(io)?;
         let mut text = String::new();
         std::io::Read::read_to_string(&mut file, &mut text).map_err(io)?;
+        // A public key file given by mistake is named as such first; its
+        // mode does not matter.
         let hex = text
             .trim()
             .strip_prefix("ed25519-private/")
@@ -164,6 +156,19 @@ impl SecretKey {
                     path.display()
                 ),
             })?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = metadata.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(Error::KeyPermissions {
+                    path: path.into(),
+                    mode,
+                });
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = metadata;
         let key =
             biscuit_auth::PrivateKey::from_bytes_hex(hex, Algorithm::Ed25519).map_err(|_| {
                 Error::InvalidKey {
@@ -417,6 +422,39 @@ mod tests {
         let public = PublicKey::from_arg(public_key_path(&path).to_str().unwrap()).unwrap();
         assert_eq!(public, key.public());
         assert!(matches!(key.write_new(&path), Err(Error::Io { .. })));
+    }
+
+    #[test]
+    fn key_errors_never_echo_key_material() {
+        let key = SecretKey::generate();
+        let secret_hex = key.0.private().to_bytes_hex();
+        for arg in [
+            key.0.private().to_prefixed_string(),
+            secret_hex.clone(),
+            format!("ed25519/{secret_hex}00"),
+        ] {
+            let message = arg.parse::<PublicKey>().unwrap_err().to_string();
+            assert!(!message.contains(&secret_hex[..8]), "{message}");
+        }
+        // A mistyped path is still shown, so the person can see the typo.
+        let message = "./root.pbu".parse::<PublicKey>().unwrap_err().to_string();
+        assert!(message.contains("`./root.pbu`"), "{message}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_files_open_to_others_are_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        SecretKey::generate().write_new(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            SecretKey::read(&path),
+            Err(Error::KeyPermissions { mode: 0o644, .. })
+        ));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(SecretKey::read(&path).is_ok());
     }
 
     #[test]
