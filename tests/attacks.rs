@@ -590,7 +590,7 @@ fn token_with_agent_keys_without_pop_is_denied() {
         let run = w.authorize(token, &req, None, &[]);
         run.denied_because(&format!("proof of possession required from agent {holder}"));
         // Widening the window is no way around it.
-        let run = w.authorize(token, &req, None, &["--pop-window", "1000h"]);
+        let run = w.authorize(token, &req, None, &["--pop-window", "10m"]);
         run.denied_because(&format!("proof of possession required from agent {holder}"));
     }
 }

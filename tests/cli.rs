@@ -708,24 +708,26 @@ fn inspect_with_root_pub_says_whether_signatures_verify() {
 
 #[test]
 fn inspect_reports_exactly_what_the_token_says_even_with_quotes() {
-    // A value containing `"` must not change what inspect reports: the
-    // authority block grants expenses:read only.
+    // A name holding `"` is refused outright...
     let fx = Fx::new();
     let principal = r#"a"); right("payments", "refund"#;
     let key = fx.path("root.key");
-    let run = issue_read(&key, None, principal, "10m");
-    if run.code == 2 {
-        run.error("principal"); // refusing such a value is also fine
-        return;
-    }
-    let token = run.ok_trimmed();
+    issue_read(&key, None, principal, "10m").error("principal");
+    // ...and a quote inside a check's string changes nothing inspect
+    // reports: the authority block grants exactly what `issue` was given.
+    let token = fx.issue(&[
+        "--check",
+        r#"check if resource($r), $r != "a\"); right(\"payments\", \"refund\")""#,
+    ]);
     let json = fx.inspect_json(&token);
     assert_eq!(
         json["rights"],
-        serde_json::json!(["expenses:read"]),
+        serde_json::json!(["expenses:read", "expenses:submit", "payments:read"]),
         "{json}"
     );
-    assert_eq!(json["principal"], principal, "{json}");
+    assert_eq!(json["principal"], "alice", "{json}");
+    let source = json["blocks"][0]["source"].as_str().unwrap();
+    assert!(source.contains(r#"\"); right(\"payments\""#), "{source}");
 }
 
 // ---------------------------------------------------------------------------

@@ -79,6 +79,48 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
         .with_context(|| format!("invalid duration `{text}` (examples: 90s, 10m, 2h)"))
 }
 
+/// A duration flag that must stay within sane bounds; the error names the
+/// bound that was crossed.
+pub fn bounded_duration(flag: &str, text: &str, min: Duration, max: Duration) -> Result<Duration> {
+    let value = parse_duration(text)?;
+    if value < min {
+        bail!(
+            "{flag} {text} is too short: the minimum is {}",
+            humantime::format_duration(min)
+        );
+    }
+    if value > max {
+        bail!(
+            "{flag} {text} is too long: the maximum is {}",
+            humantime::format_duration(max)
+        );
+    }
+    Ok(value)
+}
+
+/// The widest `--pop-window`: a proof is a signature over one request, and a
+/// window of hours would let a captured proof be replayed long after the
+/// replay cache forgot its nonce.
+pub const POP_WINDOW_MAX: Duration = Duration::from_secs(10 * 60);
+/// The narrowest `--pop-window`: below a second, clock skew alone denies.
+pub const POP_WINDOW_MIN: Duration = Duration::from_secs(1);
+
+/// Parses `--pop-window`.
+pub fn pop_window(text: &str) -> Result<Duration> {
+    bounded_duration("--pop-window", text, POP_WINDOW_MIN, POP_WINDOW_MAX)
+}
+
+/// Parses `delegate --ttl`: at most what the issuer mints (and never a
+/// lifetime that would overflow the clock).
+fn ttl(text: &str) -> Result<Duration> {
+    bounded_duration(
+        "--ttl",
+        text,
+        Duration::from_secs(1),
+        mandate_issuer::MAX_TTL,
+    )
+}
+
 fn parse_time(text: &str) -> Result<SystemTime> {
     humantime::parse_rfc3339_weak(text).with_context(|| {
         format!("invalid time `{text}` (expected RFC 3339, e.g. 2026-11-28T10:00:00Z)")
@@ -125,6 +167,7 @@ fn restrictions(args: &RestrictionArgs) -> Result<Restrictions> {
 }
 
 fn issue(args: &IssueArgs) -> Result<Outcome> {
+    // `mint` bounds the lifetime (1s ..= MAX_TTL) and says so.
     let ttl = parse_duration(&args.ttl)?;
     let secret = SecretKey::read(&args.root_key)?;
     let request = MintRequest {
@@ -154,7 +197,7 @@ fn delegate(args: &DelegateArgs) -> Result<Outcome> {
     let token = read_token(&args.token)?;
     let mut restrictions = restrictions(&args.restrictions)?;
     if let Some(ttl) = &args.ttl {
-        restrictions.expires_at = Some(SystemTime::now() + parse_duration(ttl)?);
+        restrictions.expires_at = Some(SystemTime::now() + self::ttl(ttl)?);
     }
     let child = match &args.signer_key {
         Some(path) => {
@@ -223,7 +266,7 @@ fn authorize(args: &AuthorizeArgs) -> Result<Outcome> {
     let mut verifier = Verifier::builder()
         .root_keys(root_keys(&args.roots)?)
         .require_pop(args.require_pop)
-        .pop_window(parse_duration(&args.pop_window)?);
+        .pop_window(pop_window(&args.pop_window)?);
     if let Some(path) = &args.policy {
         verifier = verifier.policy(Policy::from_file(path)?);
     }

@@ -1,5 +1,10 @@
 //! How reports and decisions look on the terminal and in `--json`, and how
 //! they reach stdout.
+//!
+//! Names (principal, agents, task, chain) are printed through
+//! [`display_name`]: every non-ASCII character shows as `\u{XXXX}`, so a
+//! Cyrillic `а` never passes for a Latin `a` on the terminal. JSON output
+//! keeps the exact strings; JSON escaping is unambiguous already.
 
 /// Writes a line to stdout. A closed pipe (`mandate ... | head -1`) is not an
 /// error — the rest of the output is dropped and the command keeps its exit
@@ -31,7 +36,7 @@ pub fn write_stdout(text: &str) -> std::io::Result<()> {
 
 use std::fmt::Write as _;
 
-use mandate_core::{Inspection, SignatureStatus};
+use mandate_core::{display_name, Inspection, SignatureStatus};
 use mandate_verifier::Decision;
 
 pub fn inspection_text(report: &Inspection) -> String {
@@ -53,7 +58,7 @@ pub fn inspection_text(report: &Inspection) -> String {
     let _ = writeln!(
         out,
         "principal:  {}",
-        report.principal.clone().unwrap_or_else(none)
+        report.principal.as_deref().map_or_else(none, display_name)
     );
     for agent in &report.agents {
         let key = if agent.key.is_empty() {
@@ -61,19 +66,19 @@ pub fn inspection_text(report: &Inspection) -> String {
         } else {
             agent.key.clone()
         };
-        let _ = writeln!(out, "agent:      {} ({key})", agent.name);
+        let _ = writeln!(out, "agent:      {} ({key})", display_name(&agent.name));
     }
     let _ = writeln!(
         out,
         "task:       {}",
-        report.task.clone().unwrap_or_else(none)
+        report.task.as_deref().map_or_else(none, display_name)
     );
     match &report.chain_error {
         Some(error) => {
             let _ = writeln!(out, "chain:      BROKEN: {error}");
         }
         None => {
-            let _ = writeln!(out, "chain:      {}", report.chain.join(" → "));
+            let _ = writeln!(out, "chain:      {}", display_chain(&report.chain));
         }
     }
     let _ = writeln!(out, "rights:     {}", report.rights.join(", "));
@@ -132,14 +137,28 @@ pub fn decision_text(decision: &Decision) -> String {
     let verdict = if decision.allowed { "ALLOW" } else { "DENY" };
     let mut out = format!(
         "{verdict}: {} acting for {} via {} — {} {} {}\n",
-        decision.agent,
-        decision.principal,
-        decision.chain.join(" → "),
+        display_name(&decision.agent),
+        display_name(&decision.principal),
+        display_chain(&decision.chain),
         decision.service,
         decision.operation,
         decision.resource,
     );
-    let _ = writeln!(out, "task {}, token {}", decision.task, decision.token_id);
+    let _ = writeln!(
+        out,
+        "task {}, token {}",
+        display_name(&decision.task),
+        decision.token_id
+    );
     let _ = writeln!(out, "reason: {}", decision.reason);
     out
+}
+
+/// The chain of agent names, escaped, joined with arrows.
+fn display_chain(chain: &[String]) -> String {
+    chain
+        .iter()
+        .map(|name| display_name(name))
+        .collect::<Vec<_>>()
+        .join(" → ")
 }

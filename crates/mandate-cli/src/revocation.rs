@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context as _, Result};
-use mandate_core::{Proof, SecretKey, UnverifiedMandate};
+use mandate_core::{display_name, Proof, SecretKey, UnverifiedMandate};
 use mandate_registry::{
     load_index, MandateWriteAuthorizer, NewRevocation, RegistryClient, RegistryConfig,
     RegistryState, RevocationEntry, RevocationKind, RevocationStore, SharedIndex, SledStore,
@@ -15,7 +15,9 @@ use mandate_verifier::pool::EvalPool;
 use mandate_verifier::Verifier;
 
 use crate::args::{EvalArgs, ListArgs, RevocationSource, RevokeArgs, ServeArgs, VerifierServeArgs};
-use crate::commands::{parse_duration, read_token, read_token_text, root_keys, Outcome};
+use crate::commands::{
+    bounded_duration, pop_window, read_token, read_token_text, root_keys, Outcome,
+};
 use crate::output::say;
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -40,19 +42,6 @@ fn open_store(dir: &std::path::Path) -> Result<SledStore> {
 /// Opens or creates the store a server owns.
 fn create_store(dir: &std::path::Path) -> Result<SledStore> {
     SledStore::open(dir).with_context(|| format!("opening store {}", dir.display()))
-}
-
-/// A duration flag that must stay within sane bounds.
-fn bounded_duration(flag: &str, text: &str, min: Duration, max: Duration) -> Result<Duration> {
-    let value = parse_duration(text)?;
-    if value < min || value > max {
-        bail!(
-            "{flag} {text} is outside {} ..= {}",
-            humantime::format_duration(min),
-            humantime::format_duration(max)
-        );
-    }
-    Ok(value)
 }
 
 /// The verifier that authorizes registry writes: the same roots, the
@@ -115,6 +104,13 @@ pub fn revocation_state(
 
 pub fn revoke(args: &RevokeArgs) -> Result<Outcome> {
     let (kind, value) = target(args)?;
+    // Judge the value as the registry will, before any key is read or request
+    // sent: `revoke --principal "dave "` fails here, with the registry's message.
+    if args.lift {
+        NewRevocation::lift(kind, value.as_str(), "", "")?;
+    } else {
+        NewRevocation::revoke(kind, value.as_str(), "", "")?;
+    }
     if let Some(dir) = &args.target.store {
         let store = open_store(dir)?;
         let actor = format!(
@@ -231,7 +227,11 @@ fn target(args: &RevokeArgs) -> Result<(RevocationKind, String)> {
     } else if let Some(a) = &args.agent {
         // A key (text or .pub file) is stored in its canonical form, the
         // form tokens carry; anything else is an agent name.
-        let value = if a.trim().to_ascii_lowercase().starts_with("ed25519/")
+        // A private key given by mistake goes to the key parser too, which
+        // refuses it without echoing it (it must never reach the log).
+        let lower = a.trim().to_ascii_lowercase();
+        let value = if lower.starts_with("ed25519/")
+            || lower.starts_with("ed25519-private/")
             || std::path::Path::new(a).is_file()
         {
             mandate_core::PublicKey::from_arg(a)?.to_string()
@@ -248,7 +248,7 @@ fn target(args: &RevokeArgs) -> Result<(RevocationKind, String)> {
 
 fn describe(entry: &RevocationEntry) -> String {
     let verb = if entry.lifted { "lifted" } else { "revoked" };
-    format!("{verb} {} {}", entry.kind, entry.value)
+    format!("{verb} {} {}", entry.kind, display_name(&entry.value))
 }
 
 pub fn list(args: &ListArgs) -> Result<Outcome> {
@@ -271,7 +271,7 @@ pub fn list(args: &ListArgs) -> Result<Outcome> {
                 e.seq,
                 humantime::format_rfc3339_seconds(e.at),
                 if e.lifted { "lift" } else { e.kind.as_str() },
-                e.value,
+                display_name(&e.value),
                 e.revoked_by,
                 if e.reason.is_empty() {
                     "(no reason)"
@@ -317,7 +317,7 @@ pub fn serve_verifier(args: &VerifierServeArgs) -> Result<Outcome> {
     let mut builder = Verifier::builder()
         .root_keys(keys.clone())
         .require_pop(args.require_pop)
-        .pop_window(parse_duration(&args.pop_window)?);
+        .pop_window(pop_window(&args.pop_window)?);
     if let Some(path) = &args.policy {
         builder = builder.policy(mandate_verifier::Policy::from_file(path)?);
     }

@@ -11,6 +11,7 @@
 use crate::blocks::{BlockContents, Fact, ReadError, Value};
 use crate::claims::{agent_key, AuthorityClaims};
 use crate::keys::PublicKey;
+use crate::name::NameKind;
 use crate::vocab;
 
 /// One agent in the chain.
@@ -171,6 +172,25 @@ fn rebuild(blocks: &[BlockContents], claims: &AuthorityClaims) -> Result<Chain, 
     let Some((name, key)) = claims.agents.first() else {
         return Err(ChainError::NoAgent);
     };
+    // Names are compared byte for byte by revocation; a spelling the issuer
+    // would never write (padding, another case, a confusable script) could
+    // slip past a revocation of the canonical one, so it is not believed.
+    let names = [
+        (
+            "principal",
+            NameKind::Principal,
+            claims.principal.as_deref(),
+        ),
+        ("task", NameKind::Task, claims.task.as_deref()),
+        ("agent", NameKind::Agent, Some(name.as_str())),
+    ];
+    for (what, kind, value) in names {
+        if let Some(problem) = value.and_then(|v| crate::name::problem(kind, v)) {
+            return Err(ChainError::MalformedAuthority {
+                reason: format!("the {what} name is not canonical: {problem}"),
+            });
+        }
+    }
     let key = key
         .clone()
         .map_err(|reason| ChainError::MalformedHop { block: 0, reason })?;
@@ -212,6 +232,12 @@ fn rebuild(blocks: &[BlockContents], claims: &AuthorityClaims) -> Result<Chain, 
         match hops.as_slice() {
             [] => {}
             [hop] => match hop.terms.as_slice() {
+                [Value::Str(name), _] if !crate::name::is_canonical(NameKind::Agent, name) => {
+                    return Err(malformed(format!(
+                        "the next agent's name \"{}\" is not canonical",
+                        crate::print::escape(name)
+                    )))
+                }
                 [Value::Str(name), key] => match agent_key(key).map_err(malformed)? {
                     Some(key) => links.push(Link::new(name.clone(), Some(key), index)),
                     None => return Err(malformed("the next agent has no key".into())),

@@ -10,7 +10,8 @@ use biscuit_auth::builder::{self, BlockBuilder};
 
 use crate::chain::Chain;
 use crate::keys::{PublicKey, SecretKey};
-use crate::restrict::{check_name, Restrictions};
+use crate::name::check_name;
+use crate::restrict::Restrictions;
 use crate::scope::Effective;
 use crate::token::UnverifiedMandate;
 use crate::vocab;

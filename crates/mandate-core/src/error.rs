@@ -35,6 +35,17 @@ pub enum Error {
         /// Why the key was refused.
         reason: String,
     },
+    /// A private key file may be read or written by its group or others.
+    #[error(
+        "permissions {mode:04o} for {} are too open: a private key must be readable by its owner only (chmod 600)",
+        .path.display()
+    )]
+    KeyPermissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// Datalog text (a policy, a `--check`) does not parse.
     #[error("Datalog error at line {line}, column {column}: {message}")]
     Datalog {
@@ -48,6 +59,18 @@ pub enum Error {
     /// A restriction or claim value is not acceptable.
     #[error("{0}")]
     Invalid(String),
+    /// A name (principal, agent, task, service, attribute...) is not in its
+    /// canonical form; see [`crate::name`].
+    #[error("{what} `{name}` {problem}")]
+    InvalidName {
+        /// What was named (`principal`, `agent name`, ...).
+        what: String,
+        /// The name as given, escaped with [`crate::name::display_name`]
+        /// (and cut to 64 characters).
+        name: String,
+        /// The rule it breaks.
+        problem: crate::name::NameProblem,
+    },
     /// A restriction would widen, or could never match, what the parent allows.
     #[error("{requested} is not allowed by the parent token; it allows {allowed}")]
     NotInParent {

@@ -64,6 +64,14 @@ impl PublicKey {
                 path: trimmed.into(),
                 source,
             })?;
+            if looks_private(&contents) {
+                return Err(Error::InvalidKey {
+                    reason: format!(
+                        "{trimmed} looks like a private key; give the public key (`{}`)",
+                        public_key_path(Path::new(trimmed)).display()
+                    ),
+                });
+            }
             return contents.trim().parse();
         }
         trimmed.parse()
@@ -74,16 +82,27 @@ impl FromStr for PublicKey {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if looks_private(s) {
+            return Err(Error::InvalidKey {
+                reason: "this looks like a private key; give the public key (`.pub` file)".into(),
+            });
+        }
         let hex = s
             .trim()
             .strip_prefix("ed25519/")
             .ok_or_else(|| Error::InvalidKey {
-                reason: format!("expected `ed25519/<hex>`, got `{}`", shorten(s)),
+                reason: format!("expected `ed25519/<hex>`, got {}", describe_arg(s)),
             })?;
+        // The hex is not echoed: a secret pasted after the public prefix must
+        // not reach a terminal or a log either.
         biscuit_auth::PublicKey::from_bytes_hex(hex, Algorithm::Ed25519)
             .map(PublicKey)
-            .map_err(|e| Error::InvalidKey {
-                reason: format!("`{}` is not an Ed25519 public key ({e})", shorten(s)),
+            .map_err(|_| Error::InvalidKey {
+                reason: format!(
+                    "`ed25519/` followed by {} characters is not an Ed25519 public key \
+                     (expected 64 hex digits naming a curve point)",
+                    hex.chars().count()
+                ),
             })
     }
 }
@@ -122,16 +141,29 @@ impl SecretKey {
     /// Reads a key file written by [`SecretKey::write_new`]
     /// (`ed25519-private/<hex>`).
     ///
+    /// Like ssh, refuses a key file that its group or others may read or
+    /// write: a secret others can read is no longer a secret, and the refusal
+    /// is how its owner finds out.
+    ///
     /// # Errors
-    /// [`Error::Io`] when the file cannot be read, [`Error::InvalidKey`] when it
-    /// does not hold an Ed25519 private key. The message never contains the
-    /// file's contents.
+    /// [`Error::Io`] when the file cannot be read, [`Error::KeyPermissions`]
+    /// when it is open to group or others, [`Error::InvalidKey`] when it does
+    /// not hold an Ed25519 private key. The message never contains the file's
+    /// contents.
     pub fn read(path: &Path) -> Result<SecretKey, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        let io = |source| Error::Io {
             action: "reading",
             path: path.into(),
             source,
-        })?;
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        // The mode of the file that was opened, not of whatever the path
+        // names a moment later.
+        let metadata = file.metadata().map_err(io)?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).map_err(io)?;
+        // A public key file given by mistake is named as such first; its
+        // mode does not matter.
         let hex = text
             .trim()
             .strip_prefix("ed25519-private/")
@@ -141,6 +173,19 @@ impl SecretKey {
                     path.display()
                 ),
             })?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = metadata.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(Error::KeyPermissions {
+                    path: path.into(),
+                    mode,
+                });
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = metadata;
         let key =
             biscuit_auth::PrivateKey::from_bytes_hex(hex, Algorithm::Ed25519).map_err(|_| {
                 Error::InvalidKey {
@@ -262,7 +307,7 @@ impl KeySet {
         let (id, key) = match arg.split_once('=') {
             Some((id, key)) => {
                 let id = id.trim().parse::<u32>().map_err(|_| Error::InvalidKey {
-                    reason: format!("key id `{id}` is not a non-negative integer"),
+                    reason: format!("key id {} is not a non-negative integer", describe_arg(id)),
                 })?;
                 (Some(id), key)
             }
@@ -285,9 +330,14 @@ impl KeySet {
         })?;
         let map: BTreeMap<String, String> =
             serde_json::from_str(&text).map_err(|e| Error::InvalidKey {
+                // Only the position: serde's message can quote the file's
+                // text, and the file may be a private key given by mistake.
                 reason: format!(
-                    "{} is not a key-set file (a JSON object of id to key): {e}",
-                    path.display()
+                    "{} is not a key-set file (a JSON object of id to key): \
+                     error at line {}, column {}",
+                    path.display(),
+                    e.line(),
+                    e.column()
                 ),
             })?;
         let mut set = KeySet::new();
@@ -331,12 +381,31 @@ impl KeySet {
     }
 }
 
-fn shorten(s: &str) -> String {
-    let mut out: String = s.chars().take(40).collect();
-    if s.chars().count() > 40 {
-        out.push('…');
+/// Whether `text` holds private key material: Mandate's private key form
+/// (`ed25519-private/...`, any case) or any other text naming a private key.
+fn looks_private(text: &str) -> bool {
+    text.to_ascii_lowercase().contains("private")
+}
+
+/// An argument that is not a public key, for an error message: echoed only
+/// when it cannot be key material (a mistyped path or flag), described by
+/// its length otherwise. A run of 16 or more hex digits may be a secret
+/// pasted in the wrong place, so it is never printed, not even in part.
+fn describe_arg(text: &str) -> String {
+    let mut run = 0usize;
+    let mut longest = 0usize;
+    for ch in text.chars() {
+        run = if ch.is_ascii_hexdigit() { run + 1 } else { 0 };
+        longest = longest.max(run);
     }
-    out
+    if longest >= 16 || text.chars().count() > 80 {
+        format!(
+            "{} characters of other text (not shown)",
+            text.chars().count()
+        )
+    } else {
+        format!("`{}`", crate::name::display_name(text))
+    }
 }
 
 #[cfg(test)]
@@ -370,6 +439,39 @@ mod tests {
         let public = PublicKey::from_arg(public_key_path(&path).to_str().unwrap()).unwrap();
         assert_eq!(public, key.public());
         assert!(matches!(key.write_new(&path), Err(Error::Io { .. })));
+    }
+
+    #[test]
+    fn key_errors_never_echo_key_material() {
+        let key = SecretKey::generate();
+        let secret_hex = key.0.private().to_bytes_hex();
+        for arg in [
+            key.0.private().to_prefixed_string(),
+            secret_hex.clone(),
+            format!("ed25519/{secret_hex}00"),
+        ] {
+            let message = arg.parse::<PublicKey>().unwrap_err().to_string();
+            assert!(!message.contains(&secret_hex[..8]), "{message}");
+        }
+        // A mistyped path is still shown, so the person can see the typo.
+        let message = "./root.pbu".parse::<PublicKey>().unwrap_err().to_string();
+        assert!(message.contains("`./root.pbu`"), "{message}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_files_open_to_others_are_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        SecretKey::generate().write_new(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            SecretKey::read(&path),
+            Err(Error::KeyPermissions { mode: 0o644, .. })
+        ));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(SecretKey::read(&path).is_ok());
     }
 
     #[test]

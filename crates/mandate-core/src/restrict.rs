@@ -13,42 +13,10 @@ use std::time::SystemTime;
 
 use biscuit_auth::builder::{self, BlockBuilder, Term};
 
+use crate::name::check_name;
 use crate::request::{AttrValue, ResourcePath};
 use crate::vocab;
 use crate::Error;
-
-/// The longest service, operation, principal, agent or task name accepted.
-pub const MAX_NAME_LEN: usize = 256;
-
-/// Checks a name used as a Datalog string (principal, agent, task, service,
-/// operation, attribute...).
-///
-/// # Errors
-/// [`Error::Invalid`] for an empty or overlong name, or one holding a quote,
-/// a backslash or a control character.
-pub fn check_name(what: &str, name: &str) -> Result<(), Error> {
-    if name.is_empty() {
-        return Err(Error::Invalid(format!("{what} is empty")));
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(Error::Invalid(format!(
-            "{what} is longer than {MAX_NAME_LEN} bytes"
-        )));
-    }
-    if name
-        .chars()
-        .any(|c| c.is_control() || c == '"' || c == '\\')
-    {
-        // biscuit prints strings without escaping quotes, and inspection and
-        // chain reconstruction read printed blocks back: refuse what would
-        // print ambiguously.
-        return Err(Error::Invalid(format!(
-            "{what} `{}` contains a quote, a backslash or a control character",
-            name.escape_debug()
-        )));
-    }
-    Ok(())
-}
 
 /// Checks a service or operation name: letters, digits, `_`, `-`, `.`.
 fn check_ident(what: &str, name: &str) -> Result<(), Error> {

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use biscuit_auth::builder::{self, BlockBuilder};
+use mandate_core::name::{self, NameKind};
 use mandate_core::vocab;
 use mandate_core::{Mandate, PublicKey, Restrictions, Right, RootKey};
 
@@ -35,7 +36,8 @@ pub const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Everything the issuer binds into a mandate.
 #[derive(Debug, Clone)]
 pub struct MintRequest {
-    /// Who the agent acts for.
+    /// Who the agent acts for, in canonical spelling (lower case, NFC; see
+    /// [`mandate_core::name`]): `mint` refuses any other.
     pub principal: String,
     /// The first agent's name.
     pub agent: String,
@@ -57,8 +59,9 @@ pub struct MintRequest {
 /// Mints a mandate signed by `root`.
 ///
 /// # Errors
-/// [`Error::Invalid`] for a missing right, an empty name or a lifetime that
-/// is zero or beyond [`MAX_TTL`]; [`Error::Core`] for a bad restriction.
+/// [`Error::Invalid`] for a missing right or a lifetime that is zero or
+/// beyond [`MAX_TTL`]; [`Error::Core`] for a bad restriction or a principal,
+/// agent or task name that is not canonical (see [`mandate_core::name`]).
 pub fn mint(root: &RootKey, request: &MintRequest) -> Result<Mandate, Error> {
     if request.rights.is_empty() {
         return Err(Error::Invalid("a mandate needs at least one right".into()));
@@ -69,11 +72,13 @@ pub fn mint(root: &RootKey, request: &MintRequest) -> Result<Mandate, Error> {
             humantime::format_duration(MAX_TTL)
         )));
     }
-    check_value("principal", &request.principal)?;
-    check_value("agent", &request.agent)?;
+    // The same rules revoke and lift apply, so the spelling minted here is
+    // the one an operator can revoke.
+    name::check(NameKind::Principal, &request.principal)?;
+    name::check(NameKind::Agent, &request.agent)?;
     let task = match &request.task {
         Some(task) => {
-            check_value("task", task)?;
+            name::check(NameKind::Task, task)?;
             task.clone()
         }
         None => format!("task-{}", uuid::Uuid::new_v4()),
@@ -134,11 +139,4 @@ pub fn mint(root: &RootKey, request: &MintRequest) -> Result<Mandate, Error> {
         biscuit_auth::Biscuit::builder().merge(block),
         root,
     )?)
-}
-
-fn check_value(what: &str, value: &str) -> Result<(), Error> {
-    if value.trim().is_empty() {
-        return Err(Error::Invalid(format!("{what} is empty")));
-    }
-    Ok(mandate_core::check_name(what, value)?)
 }

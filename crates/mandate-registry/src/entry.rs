@@ -15,6 +15,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::SystemTime;
 
+use mandate_core::name::{display_name, NameKind};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -148,10 +149,12 @@ pub struct NewRevocation {
 impl NewRevocation {
     /// A revocation of `value` as `kind`. Token ids are normalised to lowercase hex; an
     /// agent value starting with `ed25519/` (in any case) must be a valid Ed25519 public
-    /// key and is normalised to `ed25519/<lowercase hex>`. Other values are kept as given.
+    /// key and is normalised to `ed25519/<lowercase hex>`. Principal, agent and task
+    /// names must be canonical exactly as `mandate issue` requires (never rewritten).
     ///
     /// # Errors
-    /// [`Error::InvalidValue`] or [`Error::TooLong`] when a field breaks its bound.
+    /// [`Error::InvalidValue`] or [`Error::TooLong`] when a field breaks its bound,
+    /// [`Error::InvalidName`] for a name that is not canonical.
     pub fn revoke(
         kind: RevocationKind,
         value: impl Into<String>,
@@ -187,8 +190,25 @@ impl NewRevocation {
         if kind == RevocationKind::TokenId {
             value.make_ascii_lowercase();
         }
+        if kind == RevocationKind::Agent
+            && value
+                .get(..PRIVATE_KEY_PREFIX.len())
+                .is_some_and(|prefix| prefix.eq_ignore_ascii_case(PRIVATE_KEY_PREFIX))
+        {
+            // Entries are public to every verifier: a private key pasted in
+            // place of a public one must never enter the log.
+            return Err(Error::InvalidValue {
+                kind,
+                problem: "this looks like a private key; give the public key (`.pub` file)",
+            });
+        }
+        let is_key = kind == RevocationKind::Agent && is_agent_key(&value);
+        if !is_key && !value.is_empty() {
+            // Names first, so `revoke` words a refusal exactly as `issue` does.
+            check_name(kind, &value)?;
+        }
         validate_value(kind, &value)?;
-        if kind == RevocationKind::Agent && is_agent_key(&value) {
+        if is_key {
             // Tokens print agent keys as `ed25519/<lowercase hex>`; an entry in any other
             // spelling would silently match nothing.
             value = parse_agent_key(&value)?.to_string();
@@ -285,8 +305,31 @@ fn validate_value(kind: RevocationKind, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a principal, agent or task name that `mandate issue` would refuse: the same
+/// function decides both, so a revocation compares exactly as the token's name was
+/// minted (principals in lower case, see `mandate_core::name`). Only new entries are
+/// checked; entries already in a log keep loading (see [`RevocationEntry::validate`]).
+fn check_name(kind: RevocationKind, value: &str) -> Result<()> {
+    let name_kind = match kind {
+        RevocationKind::Principal => NameKind::Principal,
+        RevocationKind::Agent => NameKind::Agent,
+        RevocationKind::Task => NameKind::Task,
+        RevocationKind::TokenId => return Ok(()),
+    };
+    match mandate_core::name::problem(name_kind, value) {
+        None => Ok(()),
+        Some(problem) => Err(Error::InvalidName {
+            kind,
+            name: display_name(value.chars().take(64).collect::<String>().as_str()),
+            problem,
+        }),
+    }
+}
+
 /// The prefix of an agent value that names a key rather than an agent name.
 const AGENT_KEY_PREFIX: &str = "ed25519/";
+/// The prefix of a private key's text form, refused as an agent value.
+const PRIVATE_KEY_PREFIX: &str = "ed25519-private/";
 
 /// Whether an agent value names a public key (`ed25519/...`, prefix in any case).
 fn is_agent_key(value: &str) -> bool {
@@ -403,26 +446,34 @@ mod tests {
 
     #[test]
     fn values_are_bounded_and_clean() {
-        let long = "a".repeat(MAX_VALUE_LEN + 1);
+        let long = "ab".repeat(MAX_VALUE_LEN / 2 + 1);
         assert!(matches!(
-            NewRevocation::revoke(RevocationKind::Principal, long, "", "ops"),
+            NewRevocation::revoke(RevocationKind::TokenId, long, "", "ops"),
             Err(Error::TooLong {
                 field: "value",
-                len: 513,
+                len: 514,
                 max: 512
+            })
+        ));
+        // Names break the rules `mandate issue` applies, worded as it words them.
+        assert!(matches!(
+            NewRevocation::revoke(RevocationKind::Principal, "a".repeat(257), "", "ops"),
+            Err(Error::InvalidName {
+                problem: mandate_core::name::NameProblem::TooLong { len: 257 },
+                ..
             })
         ));
         assert!(matches!(
             NewRevocation::revoke(RevocationKind::Agent, " bot", "", "ops"),
-            Err(Error::InvalidValue {
-                problem: "value has leading or trailing whitespace",
+            Err(Error::InvalidName {
+                problem: mandate_core::name::NameProblem::SurroundingWhitespace,
                 ..
             })
         ));
         assert!(matches!(
             NewRevocation::revoke(RevocationKind::Task, "t\n1", "", "ops"),
-            Err(Error::InvalidValue {
-                problem: "value contains control characters",
+            Err(Error::InvalidName {
+                problem: mandate_core::name::NameProblem::ControlOrWhitespace { .. },
                 ..
             })
         ));
@@ -475,12 +526,53 @@ mod tests {
         for (kind, value) in [
             (RevocationKind::Agent, "Orchestrator"),
             (RevocationKind::Agent, "ed25519-bot"),
-            (RevocationKind::Principal, "ED25519/Bob"),
+            (RevocationKind::Principal, "ed25519/bob"),
             (RevocationKind::Task, "ED25519/Q3"),
         ] {
             let new = NewRevocation::revoke(kind, value, "", "ops").unwrap();
             assert_eq!(new.value(), value, "{kind}");
         }
+    }
+
+    #[test]
+    fn names_must_be_canonical_as_issue_requires() {
+        let cases = [
+            (RevocationKind::Principal, "Erin@x.com", "use `erin@x.com`"),
+            (
+                RevocationKind::Principal,
+                "\u{430}lice",
+                "mixes letters of scripts",
+            ),
+            (RevocationKind::Agent, "da\u{200D}ve", "invisible character"),
+            (
+                RevocationKind::Task,
+                "jose\u{301}",
+                "write it as `jos\\u{00E9}`",
+            ),
+        ];
+        for (kind, value, expected) in cases {
+            for new in [
+                NewRevocation::revoke(kind, value, "", "ops"),
+                NewRevocation::lift(kind, value, "", "ops"),
+            ] {
+                match new {
+                    Err(Error::NotLiftable { .. }) => assert!(!kind.is_liftable()),
+                    Err(error @ Error::InvalidName { kind: refused, .. }) => {
+                        assert_eq!(refused, kind);
+                        let message = error.to_string();
+                        assert!(message.contains(expected), "{message}");
+                        assert!(message.is_ascii(), "{message}");
+                    }
+                    other => panic!("{kind} {value:?}: expected InvalidName, got {other:?}"),
+                }
+            }
+        }
+        // Entries already in a log are not re-judged: a verifier must keep loading them.
+        let mut entry = NewRevocation::revoke(RevocationKind::Principal, "erin", "", "ops")
+            .unwrap()
+            .into_entry(1, SystemTime::UNIX_EPOCH);
+        entry.value = "Erin".into();
+        assert!(entry.validate().is_ok());
     }
 
     #[test]

@@ -36,6 +36,19 @@ pub enum Error {
         problem: &'static str,
     },
 
+    /// A principal, agent or task value is not a canonical name: the rules
+    /// `mandate issue` applies (`mandate_core::name`), so a revocation can
+    /// only name what a token could carry.
+    #[error("invalid {kind} `{name}`: {problem}")]
+    InvalidName {
+        /// The kind whose value was rejected.
+        kind: RevocationKind,
+        /// The value, escaped for display and cut to 64 characters.
+        name: String,
+        /// The rule it breaks.
+        problem: mandate_core::name::NameProblem,
+    },
+
     /// A bounded field is longer than its limit.
     #[error("{field} is {len} bytes, over the limit of {max}")]
     TooLong {

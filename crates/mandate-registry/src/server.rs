@@ -579,9 +579,10 @@ impl From<PoolError> for ApiError {
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         match &error {
-            Error::UnknownKind { .. } | Error::InvalidValue { .. } | Error::TooLong { .. } => {
-                Self::bad_request("invalid_value", error.to_string())
-            }
+            Error::UnknownKind { .. }
+            | Error::InvalidValue { .. }
+            | Error::InvalidName { .. }
+            | Error::TooLong { .. } => Self::bad_request("invalid_value", error.to_string()),
             Error::NotLiftable { .. } => Self::bad_request("not_liftable", error.to_string()),
             _ => {
                 tracing::error!(error = %report(&error), "registry request failed");

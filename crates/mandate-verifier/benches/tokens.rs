@@ -570,7 +570,7 @@ fn fixture() -> Fixture {
         .unwrap()
         .to_unverified()
         .unwrap();
-    let bearer_raw = mint_raw(root.secret.key_pair(), "");
+    let bearer_raw = mint_raw(root.secret.key_pair(), &[]);
     let tokens = BLOCK_COUNTS
         .iter()
         .map(|&n| {

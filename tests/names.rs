@@ -1,0 +1,264 @@
+//! Black-box tests of names through the `mandate` binary: `issue`,
+//! `delegate --to`, `revoke` and `lift` accept exactly the same canonical
+//! names (no padding, no invisible or confusable characters, NFC, principals
+//! in lower case), so what an operator revokes is what a token carries; and
+//! the terminal shows every non-ASCII character escaped.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // reason: a test fails loudly.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{mandate, request_flags, Dir, Run};
+
+/// A key folder with a root key and one agent key.
+struct Fx {
+    dir: Dir,
+    root_pub: String,
+}
+
+impl Fx {
+    fn new() -> Fx {
+        let dir = Dir::new();
+        let root_pub = dir.keygen("root.key");
+        dir.keygen("agent.key");
+        Fx { dir, root_pub }
+    }
+
+    /// `mandate issue` of `expenses:read` for 10 minutes, with `extra` flags.
+    fn issue(&self, principal: &str, agent: &str, extra: &[&str]) -> Run {
+        let root = self.dir.path("root.key");
+        let mut args = vec![
+            "issue",
+            "--root-key",
+            &root,
+            "--principal",
+            principal,
+            "--agent",
+            agent,
+            "--right",
+            "expenses:read",
+            "--ttl",
+            "10m",
+        ];
+        args.extend_from_slice(extra);
+        mandate(&args)
+    }
+
+    /// `mandate authorize` of reading `/reports/1` on `expenses`.
+    fn authorize(&self, token: &str, extra: &[&str]) -> Run {
+        let mut args = vec!["authorize", "--root-pub", &self.root_pub, "--token", token];
+        args.extend(request_flags("expenses", "read", "/reports/1"));
+        args.extend_from_slice(extra);
+        mandate(&args)
+    }
+}
+
+/// Padded, invisible, decomposed or confusable names: the name, how
+/// messages show it, and the rule it breaks.
+const REFUSED: &[(&str, &str, &str)] = &[
+    ("dave ", "dave ", "has leading or trailing whitespace"),
+    (" dave", " dave", "has leading or trailing whitespace"),
+    ("da\tve", "da\\u{0009}ve", "contains `\\u{0009}`"),
+    (
+        "da\u{200D}ve",
+        "da\\u{200D}ve",
+        "contains the invisible character `\\u{200D}`",
+    ),
+    (
+        "jose\u{301}",
+        "jose\\u{0301}",
+        "is not in Unicode NFC; write it as `jos\\u{00E9}`",
+    ),
+    ("\u{430}lice", "\\u{0430}lice", "mixes letters of scripts"),
+];
+
+#[test]
+fn issue_refuses_names_that_are_not_canonical_with_one_clear_error() {
+    let fx = Fx::new();
+    for (name, shown, problem) in REFUSED {
+        fx.issue(name, "bot", &[])
+            .error(&format!("error: principal `{shown}` {problem}"));
+        fx.issue("dave", name, &[])
+            .error(&format!("error: agent `{shown}` {problem}"));
+        fx.issue("dave", "bot", &["--task", name])
+            .error(&format!("error: task `{shown}` {problem}"));
+    }
+    // Principals are case-insensitive: only the lower-case spelling is taken,
+    // and the refusal says which it is.
+    fx.issue("Erin@x.com", "bot", &[]).error(
+        "principal `Erin@x.com` is not canonical: principals are case-insensitive \
+         and written in lower case; use `erin@x.com`",
+    );
+    // Agents and tasks are case-sensitive.
+    fx.issue("erin@x.com", "Planner", &["--task", "Q3"])
+        .ok_trimmed();
+}
+
+#[test]
+fn delegate_refuses_a_next_agent_that_issue_would_refuse() {
+    let fx = Fx::new();
+    let agent_pub = fx.dir.path("agent.key.pub");
+    let parent = fx
+        .issue("dave", "bot", &["--agent-key", &agent_pub])
+        .ok_trimmed();
+    let next = fx.dir.keygen("next.key");
+    let signer = fx.dir.path("agent.key");
+    for (name, shown, problem) in REFUSED {
+        mandate(&[
+            "delegate",
+            "--token",
+            &parent,
+            "--signer-key",
+            &signer,
+            "--to",
+            name,
+            "--to-key",
+            &next,
+        ])
+        .error(&format!("error: agent name `{shown}` {problem}"));
+    }
+}
+
+#[test]
+fn revoke_and_lift_refuse_what_issue_refuses() {
+    let fx = Fx::new();
+    let store = fx.dir.path("no-store-needed");
+    for (name, shown, problem) in REFUSED {
+        for flag in ["--principal", "--agent", "--task"] {
+            let kind = flag.trim_start_matches("--");
+            mandate(&["revoke", flag, name, "--store", &store])
+                .error(&format!("error: invalid {kind} `{shown}`: {problem}"));
+        }
+        mandate(&["revoke", "--principal", name, "--lift", "--store", &store])
+            .error(&format!("error: invalid principal `{shown}`: {problem}"));
+    }
+    mandate(&["revoke", "--principal", "Erin@x.com", "--store", &store])
+        .error("invalid principal `Erin@x.com`: is not canonical");
+}
+
+/// `mandate serve --store DIR`, which creates the store; stopped with SIGTERM
+/// on drop so the store is released for the offline commands.
+struct Serve(Child);
+
+impl Serve {
+    fn start(fx: &Fx, store: &str) -> Serve {
+        let mut child = common::command(&[
+            "serve",
+            "--store",
+            store,
+            "--listen",
+            "127.0.0.1:0",
+            "--root-pub",
+            &fx.root_pub,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn mandate serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("serve announces its address");
+        assert!(line.contains("http://127.0.0.1:"), "{line}");
+        Serve(child)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn revoking_a_principal_compares_exactly_as_issue_spelled_it() {
+    let fx = Fx::new();
+    let store = fx.dir.path("store");
+    drop(Serve::start(&fx, &store));
+    let from_store = ["--store", store.as_str()];
+
+    let token = fx.issue("erin@x.com", "bot", &[]).ok_trimmed();
+    assert!(fx.authorize(&token, &from_store).ok().starts_with("ALLOW"));
+
+    // Another case is refused, not silently rewritten, and revokes nothing.
+    mandate(&["revoke", "--principal", "Erin@x.com", "--store", &store]).error("use `erin@x.com`");
+    assert!(fx.authorize(&token, &from_store).ok().starts_with("ALLOW"));
+
+    // The canonical spelling revokes the token issue minted.
+    let run = mandate(&["revoke", "--principal", "erin@x.com", "--store", &store]);
+    assert!(
+        run.ok().starts_with("revoked principal erin@x.com (seq 1)"),
+        "{run}"
+    );
+    let run = fx.authorize(&token, &from_store);
+    run.fails(1, "revoked: principal erin@x.com (revocation #1");
+    assert!(run.stdout.starts_with("DENY"), "{run}");
+
+    // Lifting takes the same spelling.
+    mandate(&[
+        "revoke",
+        "--principal",
+        "ERIN@x.com",
+        "--lift",
+        "--store",
+        &store,
+    ])
+    .error("use `erin@x.com`");
+    let run = mandate(&[
+        "revoke",
+        "--principal",
+        "erin@x.com",
+        "--lift",
+        "--store",
+        &store,
+    ]);
+    assert!(
+        run.ok().starts_with("lifted principal erin@x.com (seq 2)"),
+        "{run}"
+    );
+    assert!(fx.authorize(&token, &from_store).ok().starts_with("ALLOW"));
+}
+
+#[test]
+fn terminal_output_escapes_every_non_ascii_character_and_json_keeps_the_name() {
+    let fx = Fx::new();
+    let token = fx
+        .issue(
+            "jos\u{e9}@x.es",
+            "\u{43f}\u{43e}\u{43c}\u{43e}\u{449}\u{43d}\u{438}\u{43a}",
+            &["--task", "\u{5c71}\u{7530}"],
+        )
+        .ok_trimmed();
+    let run = mandate(&["inspect", "--token", &token, "--root-pub", &fx.root_pub]);
+    let text = run.ok();
+    assert!(text.contains("principal:  jos\\u{00E9}@x.es\n"), "{run}");
+    assert!(
+        text.contains("agent:      \\u{043F}\\u{043E}\\u{043C}\\u{043E}\\u{0449}\\u{043D}\\u{0438}\\u{043A} (no key: bearer token)"),
+        "{run}"
+    );
+    assert!(text.contains("task:       \\u{5C71}\\u{7530}\n"), "{run}");
+
+    let run = fx.authorize(&token, &[]);
+    let first = run.ok().lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("ALLOW: \\u{043F}\\u{043E}\\u{043C}\\u{043E}\\u{0449}\\u{043D}\\u{0438}\\u{043A} acting for jos\\u{00E9}@x.es"),
+        "{run}"
+    );
+    let run = fx.authorize(&token, &["--json"]);
+    assert_eq!(run.json()["principal"], "jos\u{e9}@x.es", "{run}");
+}

@@ -1,0 +1,210 @@
+//! Black-box tests of secrets and bounds through the `mandate` binary: key
+//! material is never echoed, not even in part; a private key file others can
+//! read is refused, as ssh does; duration flags stay within stated maxima.
+//! Every refusal is exit 2 with one `error:` line.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // reason: a test fails loudly.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{mandate, request_flags, Dir, Run};
+
+/// The hex digits of a private key file (`ed25519-private/<hex>`).
+fn private_hex(dir: &Dir, name: &str) -> String {
+    let text = std::fs::read_to_string(dir.file(name)).unwrap();
+    text.trim()
+        .strip_prefix("ed25519-private/")
+        .expect("a private key file")
+        .to_owned()
+}
+
+/// Asserts that no 8 consecutive hex digits of `secret` appear in the run's
+/// output.
+#[track_caller]
+fn assert_not_echoed(run: &Run, secret: &str) {
+    for start in 0..=secret.len() - 8 {
+        let window = &secret[start..start + 8];
+        assert!(
+            !run.stderr.contains(window) && !run.stdout.contains(window),
+            "key material {window} echoed\n{run}"
+        );
+    }
+}
+
+#[test]
+fn a_private_key_given_where_a_public_key_is_expected_is_never_echoed() {
+    let dir = Dir::new();
+    dir.keygen("root.key");
+    dir.keygen("agent.key");
+    let secret = private_hex(&dir, "agent.key");
+    let text = format!("ed25519-private/{secret}");
+    let file = dir.path("agent.key");
+    let root = dir.path("root.key");
+    let issue = |agent_key: &str| {
+        mandate(&[
+            "issue",
+            "--root-key",
+            &root,
+            "--principal",
+            "dave",
+            "--agent",
+            "bot",
+            "--agent-key",
+            agent_key,
+            "--right",
+            "expenses:read",
+            "--ttl",
+            "10m",
+        ])
+    };
+    let run = issue(&text);
+    run.error("this looks like a private key; give the public key (`.pub` file)");
+    assert_not_echoed(&run, &secret);
+    let run = issue(&file);
+    run.error(&format!(
+        "{file} looks like a private key; give the public key (`{file}.pub`)"
+    ));
+    assert_not_echoed(&run, &secret);
+    // Bare hex, or hex after the public prefix, is not echoed either.
+    for arg in [secret.clone(), format!("ed25519/{secret}00")] {
+        let run = issue(&arg);
+        run.error("invalid key");
+        assert_not_echoed(&run, &secret);
+    }
+
+    let token = issue(&dir.path("agent.key.pub")).ok_trimmed();
+    for root_pub in [text.as_str(), file.as_str(), &format!("7={text}")] {
+        let mut args = vec!["authorize", "--root-pub", root_pub, "--token", &token];
+        args.extend(request_flags("expenses", "read", "/r"));
+        let run = mandate(&args);
+        run.error("looks like a private key");
+        assert_not_echoed(&run, &secret);
+    }
+
+    // A revocation names an agent by its public key; a private key is
+    // refused before anything is written anywhere.
+    let run = mandate(&["revoke", "--agent", &text, "--store", &dir.path("store")]);
+    run.error("looks like a private key");
+    assert_not_echoed(&run, &secret);
+}
+
+#[test]
+fn a_private_key_file_readable_by_group_or_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = Dir::new();
+    dir.keygen("root.key");
+    let secret = private_hex(&dir, "root.key");
+    let root = dir.path("root.key");
+    let issue = || {
+        mandate(&[
+            "issue",
+            "--root-key",
+            &root,
+            "--principal",
+            "dave",
+            "--agent",
+            "bot",
+            "--right",
+            "expenses:read",
+            "--ttl",
+            "10m",
+        ])
+    };
+    for mode in [0o644, 0o640, 0o604, 0o660] {
+        std::fs::set_permissions(dir.file("root.key"), std::fs::Permissions::from_mode(mode))
+            .unwrap();
+        let run = issue();
+        run.error(&format!(
+            "permissions {mode:04o} for {root} are too open: a private key must be \
+             readable by its owner only (chmod 600)"
+        ));
+        assert_not_echoed(&run, &secret);
+    }
+    std::fs::set_permissions(dir.file("root.key"), std::fs::Permissions::from_mode(0o400)).unwrap();
+    let token = issue().ok_trimmed();
+
+    // Every command that reads a private key applies the same rule.
+    std::fs::set_permissions(dir.file("root.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut args = vec!["pop", "--key", &root, "--token", &token];
+    args.extend(request_flags("expenses", "read", "/r"));
+    mandate(&args).error("are too open");
+    mandate(&[
+        "delegate",
+        "--token",
+        &token,
+        "--signer-key",
+        &root,
+        "--operation",
+        "read",
+    ])
+    .error("are too open");
+}
+
+#[test]
+fn duration_flags_are_capped_with_an_error_naming_the_maximum() {
+    let dir = Dir::new();
+    let root_pub = dir.keygen("root.key");
+    let root = dir.path("root.key");
+    let issue = |ttl: &str| {
+        mandate(&[
+            "issue",
+            "--root-key",
+            &root,
+            "--principal",
+            "dave",
+            "--agent",
+            "bot",
+            "--right",
+            "expenses:read",
+            "--ttl",
+            ttl,
+        ])
+    };
+    issue("100years").error("ttl must be between 1s and 30days");
+    issue("0s").error("ttl must be between 1s and 30days");
+    let token = issue("10m").ok_trimmed();
+
+    // A huge delegated lifetime is refused, never an overflow.
+    mandate(&["delegate", "--token", &token, "--ttl", "500000000000years"])
+        .error("--ttl 500000000000years is too long: the maximum is 30days");
+    mandate(&["delegate", "--token", &token, "--ttl", "31days"])
+        .error("--ttl 31days is too long: the maximum is 30days");
+
+    let authorize = |flags: &[&str]| {
+        let mut args = vec!["authorize", "--root-pub", &root_pub, "--token", &token];
+        args.extend(request_flags("expenses", "read", "/r"));
+        args.extend_from_slice(flags);
+        mandate(&args)
+    };
+    authorize(&["--pop-window", "100years"])
+        .error("--pop-window 100years is too long: the maximum is 10m");
+    authorize(&["--pop-window", "11m"]).error("the maximum is 10m");
+    authorize(&["--pop-window", "0s"]).error("--pop-window 0s is too short: the minimum is 1s");
+    assert!(authorize(&["--pop-window", "10m"])
+        .ok()
+        .starts_with("ALLOW"));
+    authorize(&["--staleness", "100years"])
+        .error("--staleness 100years is too long: the maximum is 1day");
+
+    // The servers refuse before they listen.
+    let store = dir.path("store");
+    for flags in [
+        ["--pop-window", "100years"],
+        ["--staleness", "2days"],
+        ["--heartbeat", "2h"],
+    ] {
+        let mut args = vec![
+            "serve",
+            "--store",
+            &store,
+            "--listen",
+            "127.0.0.1:0",
+            "--root-pub",
+            &root_pub,
+        ];
+        args.extend_from_slice(&flags);
+        mandate(&args).error(&format!("{} {} is too long", flags[0], flags[1]));
+    }
+}
