@@ -1,8 +1,10 @@
 //! Scenario 5, kill switch mid-task: while bob's three agents from scenario 2
 //! keep calling the datasets service (three replicas, each subscribed to a
 //! revocation registry over HTTP on 127.0.0.1) and a long export is in
-//! flight, an operator revokes bob through the registry's API with a mandate
-//! granting `registry:revoke`. Every agent's next call, and the export at
+//! flight, an operator revokes bob through the registry's API with a keyed
+//! mandate granting `registry:revoke`, its proof bound to that one write; the
+//! replicas read the registry's stream with a mandate granting `registry:read`.
+//! Every agent's next call, and the export at
 //! its next chunk, is denied with the revocation as the reason; the delay is
 //! measured and must stay within [`BOUND`].
 //!
@@ -16,14 +18,14 @@ mod quarterly_analytics;
 use std::path::Path;
 use std::sync::{mpsc, Arc, OnceLock};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context as _, Result};
 use mandate_core::Restrictions;
 use mandate_registry::{
-    serve, write_request, MandateWriteAuthorizer, RegistryClient, RegistryConfig, RegistryState,
+    serve, MandateWriteAuthorizer, RegistryAuth, RegistryClient, RegistryConfig, RegistryState,
     RevocationEntry, RevocationKind, RevocationStore, SharedIndex, SledStore, SubscribeOptions,
-    Subscription, WriteAuth,
+    Subscription,
 };
 use mandate_verifier::{Decision, Policy, Reason, RevocationDenial, Verifier};
 use quarterly_analytics::common::{audit, Agent, Issuer, Service};
@@ -115,7 +117,18 @@ pub fn run() -> Result<Outcome> {
 
 /// Everything between starting the registry and stopping it.
 fn drive(runtime: &Runtime, url: &str, issuer: &Issuer) -> Result<Outcome> {
-    let client = RegistryClient::new(url)?;
+    // The replicas read the registry with their own keyed read mandate; each
+    // request carries a fresh proof bound to it.
+    let replica = Agent::new("datasets-replicas");
+    let read_token = issuer.mint(
+        "datasets-service",
+        &replica,
+        "revocation-feed",
+        &["registry:read"],
+        Restrictions::default(),
+    )?;
+    let client = RegistryClient::new(url)?
+        .with_auth(RegistryAuth::keyed(read_token, replica.into_secret_key())?);
     let chain = quarterly_analytics::delegate_chain(issuer)?;
     let operator = Agent::new("operator");
     let ops_token = issuer.mint(
@@ -125,6 +138,7 @@ fn drive(runtime: &Runtime, url: &str, issuer: &Issuer) -> Result<Outcome> {
         &["registry:revoke"],
         Restrictions::default(),
     )?;
+    let operator = RegistryAuth::keyed(ops_token, operator.into_secret_key())?;
 
     // One replica of the datasets service per agent, each with its own
     // index kept current by its own subscription to the registry.
@@ -188,7 +202,7 @@ fn drive(runtime: &Runtime, url: &str, issuer: &Issuer) -> Result<Outcome> {
 
         let now = Instant::now();
         let _ = sent.set(now);
-        let revocation = runtime.block_on(revoke(&client, &operator, &ops_token))?;
+        let revocation = runtime.block_on(revoke(&client, &operator))?;
         let acknowledged = now.elapsed();
 
         let agents = loops
@@ -351,20 +365,11 @@ fn long_export(
 }
 
 /// The operator's call: revoke principal bob through the registry's HTTP
-/// API, with the ops mandate and the operator's proof of possession.
-async fn revoke(
-    client: &RegistryClient,
-    operator: &Agent,
-    ops_token: &str,
-) -> Result<RevocationEntry> {
-    let request = write_request(SystemTime::now(), None)?;
-    let proof = operator.prove(ops_token, &request)?.to_text();
-    let auth = WriteAuth {
-        token: ops_token,
-        proof: Some(&proof),
-    };
+/// API, with the ops mandate; the client signs the operator's proof of
+/// possession over this write's method, path and body.
+async fn revoke(client: &RegistryClient, operator: &RegistryAuth) -> Result<RevocationEntry> {
     Ok(client
-        .revoke(auth, RevocationKind::Principal, "bob", REASON)
+        .revoke(operator, RevocationKind::Principal, "bob", REASON)
         .await?)
 }
 
@@ -446,7 +451,8 @@ fn check(outcome: &Outcome) -> Result<()> {
 }
 
 /// A registry serving a sled log in `folder` on 127.0.0.1, port chosen by
-/// the system; writes need a mandate granting `registry:revoke`.
+/// the system; writes need a keyed mandate granting `registry:revoke`, reads
+/// one granting `registry:read`.
 struct Registry {
     url: String,
     stop: oneshot::Sender<()>,

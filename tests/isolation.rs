@@ -198,6 +198,10 @@ struct Fixture {
     /// request whose attributes they join.
     costly: String,
     costly_token: String,
+    /// A keyed mandate granting `registry:read`, for the sidecar's
+    /// `--registry-auth`, and its key file.
+    reader: String,
+    reader_key: String,
 }
 
 impl Fixture {
@@ -232,8 +236,27 @@ impl Fixture {
             .map(|n| (format!("k{n}"), json!(n)))
             .collect();
         let costly = body(&costly_token, &attrs);
+        let reader_pub = dir.keygen("verifier.key");
+        let reader = mandate(&[
+            "issue",
+            "--root-key",
+            &root_key,
+            "--principal",
+            "verifiers",
+            "--agent",
+            "verifier",
+            "--agent-key",
+            &reader_pub,
+            "--right",
+            "registry:read",
+            "--ttl",
+            "10m",
+        ])
+        .ok_trimmed();
         Fixture {
             root_pub: dir.path("root.pub"),
+            reader,
+            reader_key: dir.path("verifier.key"),
             dir,
             legit,
             costly,
@@ -328,6 +351,10 @@ fn a_flood_of_costly_tokens_leaves_the_sidecar_fresh_and_legitimate_calls_prompt
             "serve",
             "--registry",
             &registry.url,
+            "--registry-auth",
+            &fx.reader,
+            "--registry-auth-key",
+            &fx.reader_key,
             "--listen",
             "127.0.0.1:0",
             "--staleness",

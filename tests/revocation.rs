@@ -338,13 +338,20 @@ impl Holder {
     }
 }
 
-/// A temporary folder with a root key and the operator's write mandate.
+/// A temporary folder with a root key, the operator's mandate and the
+/// verifiers' read mandate.
 struct Fixture {
     dir: Dir,
     /// `--root-pub` argument.
     root_pub: String,
-    /// A bearer mandate granting `registry:revoke`, for `--auth`.
+    /// A keyed mandate granting `registry:revoke` and `registry:read`, for
+    /// `--auth` with `--auth-key` [`Fixture::ops_key`].
     ops: String,
+    ops_key: String,
+    /// A keyed mandate granting `registry:read`, for `--registry-auth` with
+    /// `--registry-auth-key` [`Fixture::reader_key`].
+    reader: String,
+    reader_key: String,
 }
 
 impl Fixture {
@@ -355,16 +362,49 @@ impl Fixture {
             root_pub: dir.path("root.pub"),
             dir,
             ops: String::new(),
+            ops_key: String::new(),
+            reader: String::new(),
+            reader_key: String::new(),
         };
+        let (ops_key, ops_pub) = fixture.keygen("operator");
         fixture.ops = fixture.issue(&[
             "--principal",
             "ops",
             "--agent",
             "operator",
+            "--agent-key",
+            &ops_pub,
             "--right",
             "registry:revoke",
+            "--right",
+            "registry:read",
         ]);
+        fixture.ops_key = ops_key.to_str().unwrap().to_owned();
+        let (reader_key, reader_pub) = fixture.keygen("verifier");
+        fixture.reader = fixture.issue(&[
+            "--principal",
+            "verifiers",
+            "--agent",
+            "verifier",
+            "--agent-key",
+            &reader_pub,
+            "--right",
+            "registry:read",
+        ]);
+        fixture.reader_key = reader_key.to_str().unwrap().to_owned();
         fixture
+    }
+
+    /// `--registry URL` with the verifiers' keyed read mandate.
+    fn registry_source<'a>(&'a self, url: &'a str) -> [&'a str; 6] {
+        [
+            "--registry",
+            url,
+            "--registry-auth",
+            &self.reader,
+            "--registry-auth-key",
+            &self.reader_key,
+        ]
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -464,9 +504,20 @@ impl Fixture {
 
     /// `mandate registry serve --store STORE --listen LISTEN`.
     fn try_registry(&self, store: &str, listen: &str) -> Result<Server, String> {
+        self.try_registry_with(store, listen, &[])
+    }
+
+    /// As [`Fixture::try_registry`], with `extra` flags.
+    fn try_registry_with(
+        &self,
+        store: &str,
+        listen: &str,
+        extra: &[&str],
+    ) -> Result<Server, String> {
         let store = self.path_str(store);
         let mut args = vec!["registry", "serve", "--store", &store, "--listen", listen];
         args.extend(["--heartbeat", HEARTBEAT]);
+        args.extend_from_slice(extra);
         self.spawn("registry", "registry", &args)
     }
 
@@ -476,7 +527,8 @@ impl Fixture {
 
     /// `mandate serve --registry URL`: a verifier subscribed to a registry.
     fn sidecar(&self, registry: &str) -> Server {
-        let mut args = vec!["serve", "--registry", registry, "--listen", "127.0.0.1:0"];
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend(self.registry_source(registry));
         args.extend(["--staleness", STALENESS]);
         self.spawn("sidecar", "sidecar", &args).unwrap()
     }
@@ -513,6 +565,7 @@ impl Fixture {
         let mut args = vec!["revoke"];
         args.extend_from_slice(target);
         args.extend_from_slice(&["--registry", registry, "--auth", &self.ops]);
+        args.extend_from_slice(&["--auth-key", &self.ops_key]);
         mandate(&args)
     }
 }
@@ -790,9 +843,9 @@ fn single_process_serve_store_revokes_and_the_store_keeps_it_after_shutdown() {
     let untouched = fx.bearer("alice", "expenses-2");
     wait_allowed(&server.url, &report);
 
-    // Writes need a mandate granting registry:revoke.
-    let revoke_as = |auth: &str| {
-        mandate(&[
+    // Writes need a keyed mandate granting registry:revoke, with its proof.
+    let revoke_as = |auth: &str, key: &[&str]| {
+        let mut args = vec![
             "revoke",
             "--task",
             "expenses-1",
@@ -800,10 +853,13 @@ fn single_process_serve_store_revokes_and_the_store_keeps_it_after_shutdown() {
             &server.url,
             "--auth",
             auth,
-        ])
+        ];
+        args.extend_from_slice(key);
+        mandate(&args)
     };
-    revoke_as(&report.token).fails(2, "403 forbidden");
-    revoke_as("garbage").fails(2, "401 unauthenticated");
+    revoke_as(&fx.reader, &["--auth-key", &fx.reader_key]).fails(2, "403 forbidden");
+    revoke_as(&report.token, &[]).fails(2, "401 unauthenticated: bearer token refused");
+    revoke_as("garbage", &[]).fails(2, "401 unauthenticated");
     report.read(&server.url).assert_allowed();
 
     // The store is the server's while it runs.
@@ -923,6 +979,7 @@ fn kill_9_mid_stream_loses_no_acknowledged_revocation_and_verifiers_fail_closed_
     let writer = {
         let (acked, stop) = (Arc::clone(&acked), Arc::clone(&stop.0));
         let (url, ops) = (registry.url.clone(), fx.ops.clone());
+        let ops_key = fx.ops_key.clone();
         thread::spawn(move || {
             let mut attempts = 0u32;
             while !stop.load(Ordering::SeqCst) {
@@ -938,6 +995,8 @@ fn kill_9_mid_stream_loses_no_acknowledged_revocation_and_verifiers_fail_closed_
                     &url,
                     "--auth",
                     &ops,
+                    "--auth-key",
+                    &ops_key,
                 ]);
                 match seq_of(&run.stdout, &format!("revoked task {task}")) {
                     Some(seq) => acked.lock().unwrap().push((task, seq)),
@@ -1012,7 +1071,9 @@ fn kill_9_mid_stream_loses_no_acknowledged_revocation_and_verifiers_fail_closed_
     assert_eq!(registry.port(), port);
 
     // Every acknowledged revocation is present and served, seqs gap-free.
-    let run = mandate(&["revocations", "list", "--registry", &registry.url, "--json"]);
+    let mut args = vec!["revocations", "list", "--json"];
+    args.extend(fx.registry_source(&registry.url));
+    let run = mandate(&args);
     let entries: Value = serde_json::from_str(run.ok()).expect("JSON list");
     let entries = entries.as_array().expect("an array");
     let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
@@ -1058,7 +1119,7 @@ fn kill_9_mid_stream_loses_no_acknowledged_revocation_and_verifiers_fail_closed_
         .assert_denied("revoked: task burst-1");
 
     // Offline checks against the restarted registry see the burst too.
-    let run = fx.authorize(&["--registry", &registry.url], &burst_victim);
+    let run = fx.authorize(&fx.registry_source(&registry.url), &burst_victim);
     run.fails(1, "revoked: task burst-1 (revocation #1: burst)");
 
     // And live revocations flow again.
@@ -1257,9 +1318,21 @@ fn authorization_api_answers_each_kind_of_bad_request_with_its_status_and_shape(
 #[test]
 fn registry_writes_need_a_revoke_mandate_and_bad_bodies_get_the_one_error_shape() {
     let fx = Fixture::new();
-    let registry = fx.registry("store");
+    // Bearer operator mandates write only where the registry was started with
+    // --allow-bearer-writes, which says so loudly.
+    let mut registry = fx
+        .try_registry_with("store", "127.0.0.1:0", &["--allow-bearer-writes"])
+        .unwrap();
+    let bearer_ops = fx.issue(&[
+        "--principal",
+        "ops",
+        "--agent",
+        "operator",
+        "--right",
+        "registry:revoke",
+    ]);
     let create = format!("{}/v1/revocations", registry.url);
-    let ops = format!("Bearer {}", fx.ops);
+    let ops = format!("Bearer {bearer_ops}");
     let reader = fx.bearer("bob", "reader");
     let reader_auth = format!("Bearer {}", reader.token);
     let body = json!({"kind": "task", "value": "t-1", "reason": "test"}).to_string();
@@ -1304,6 +1377,35 @@ fn registry_writes_need_a_revoke_mandate_and_bad_bodies_get_the_one_error_shape(
         "{}",
         created.body
     );
+    let stderr = registry.stderr();
+    assert!(
+        stderr.contains("DANGER") && stderr.contains("--allow-bearer-writes"),
+        "the opt-out is logged at start-up: {stderr}"
+    );
+    // The same store, served again with the default.
+    registry.terminate();
+    drop(registry);
+
+    // By default the same bearer operator mandate is refused, with the reason.
+    let registry = fx.registry("store");
+    let create = format!("{}/v1/revocations", registry.url);
+    let body = json!({"kind": "task", "value": "t-2", "reason": "test"}).to_string();
+    http(
+        "POST",
+        &create,
+        Some(&body),
+        &[JSON, ("Authorization", &ops)],
+    )
+    .assert_error(401, "unauthenticated", "bearer token refused");
+    mandate(&[
+        "revoke",
+        "--task=t-2",
+        "--registry",
+        &registry.url,
+        "--auth",
+        &bearer_ops,
+    ])
+    .fails(2, "bearer token refused");
 
     // A keyed operator mandate needs its proof of possession (`--auth-key`).
     let (ops_key, ops_pub) = fx.keygen("keyed-operator");
@@ -1326,8 +1428,35 @@ fn registry_writes_need_a_revoke_mandate_and_bad_bodies_get_the_one_error_shape(
     let run = mandate(&[&target[..], &["--auth-key", ops_key]].concat());
     assert_eq!(seq_of(run.ok(), "revoked task t-2"), Some(2), "{run}");
 
-    // Reads are open, paged and bounded.
-    let page = http("GET", &format!("{create}?after=0&limit=1"), None, &[]);
+    // Reads need a mandate granting registry:read: without one, 401, for the
+    // list, the status and the stream alike.
+    for path in ["/v1/revocations", "/v1/status", "/v1/revocations/stream"] {
+        let url = format!("{}{path}", registry.url);
+        http("GET", &url, None, &[]).assert_error(
+            401,
+            "unauthenticated",
+            "missing Authorization header",
+        );
+    }
+    // The operator's keyed mandate without its proof is refused for reads too.
+    let keyed_ops = format!("Bearer {keyed}");
+    http("GET", &create, None, &[("Authorization", &keyed_ops)]).assert_error(
+        401,
+        "unauthenticated",
+        "proof of possession required from agent keyed-operator",
+    );
+    // With one (a bearer read mandate here), reads are paged and bounded.
+    let read_only = fx.issue(&[
+        "--principal",
+        "dashboards",
+        "--agent",
+        "dashboard",
+        "--right",
+        "registry:read",
+    ]);
+    let read_auth = format!("Bearer {read_only}");
+    let read = [("Authorization", read_auth.as_str())];
+    let page = http("GET", &format!("{create}?after=0&limit=1"), None, &read);
     assert_eq!(page.status, 200, "{}", page.body);
     assert_eq!(
         page.body["entries"].as_array().map(Vec::len),
@@ -1337,12 +1466,12 @@ fn registry_writes_need_a_revoke_mandate_and_bad_bodies_get_the_one_error_shape(
     );
     assert_eq!(page.body["next_after"], 1, "{}", page.body);
     assert_eq!(page.body["current_seq"], 2, "{}", page.body);
-    http("GET", &format!("{create}?limit=0"), None, &[]).assert_error(
+    http("GET", &format!("{create}?limit=0"), None, &read).assert_error(
         400,
         "invalid_limit",
         "limit",
     );
-    let status = http("GET", &format!("{}/v1/status", registry.url), None, &[]);
+    let status = http("GET", &format!("{}/v1/status", registry.url), None, &read);
     assert_eq!(status.status, 200, "{}", status.body);
     assert_eq!(status.body["current_seq"], 2, "{}", status.body);
     http("GET", &format!("{}/v1/nope", registry.url), None, &[]).assert_error(404, "not_found", "");
@@ -1363,4 +1492,22 @@ fn registry_writes_need_a_revoke_mandate_and_bad_bodies_get_the_one_error_shape(
         &keyed,
     );
     assert_eq!(seq_of(run.ok(), "revoked task t-3"), Some(3), "{run}");
+
+    // `revocations list` reads with --registry-auth, and never without it.
+    let run = mandate(&["revocations", "list", "--registry", &registry.url]);
+    run.fails(2, "--registry-auth");
+    let mut args = vec!["revocations", "list", "--json"];
+    args.extend(fx.registry_source(&registry.url));
+    let run = mandate(&args);
+    let entries: Value = serde_json::from_str(run.ok()).expect("JSON list");
+    assert_eq!(entries.as_array().map(Vec::len), Some(3), "{run}");
+    let run = mandate(&[
+        "revocations",
+        "list",
+        "--registry",
+        &registry.url,
+        "--registry-auth",
+        &fx.reader,
+    ]);
+    run.fails(2, "proof of possession required from agent verifier");
 }

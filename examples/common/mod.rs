@@ -105,6 +105,12 @@ impl Agent {
         &self.key
     }
 
+    /// The agent's key, for a client that signs its own proofs (the
+    /// registry client signs one per request).
+    pub fn into_secret_key(self) -> SecretKey {
+        self.key
+    }
+
     /// Hands `token` on to `next`, offline: a hop signed with this agent's
     /// key, narrowed by `restrictions`. Only `next` can use the result.
     pub fn hand_to(

@@ -205,9 +205,27 @@ pub struct AuthorizeArgs {
 /// Where revocations are read from.
 #[derive(Debug, Args, Clone, Default)]
 pub struct RevocationSource {
-    /// A revocation registry (`mandate registry serve`), e.g. http://127.0.0.1:7700.
-    #[arg(long, value_name = "URL", conflicts_with = "store")]
+    /// A revocation registry (`mandate registry serve`), e.g. http://127.0.0.1:7700;
+    /// needs --registry-auth.
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "store",
+        requires = "registry_auth"
+    )]
     pub registry: Option<String>,
+    /// A mandate granting registry:read, to read the registry's log and stream
+    /// (the token, @FILE or -).
+    #[arg(long = "registry-auth", value_name = "TOKEN", requires = "registry")]
+    pub registry_auth: Option<String>,
+    /// The key of the --registry-auth mandate's acting agent, to sign a proof of
+    /// possession for each request.
+    #[arg(
+        long = "registry-auth-key",
+        value_name = "FILE",
+        requires = "registry_auth"
+    )]
+    pub registry_auth_key: Option<PathBuf>,
     /// A local registry store folder (sled), read directly.
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
@@ -251,10 +269,12 @@ pub struct WriteTarget {
     /// A revocation registry URL; needs --auth.
     #[arg(long, value_name = "URL", requires = "auth")]
     pub registry: Option<String>,
-    /// A mandate granting registry:revoke (the token, @FILE or -).
+    /// A mandate granting registry:revoke (the token, @FILE or -); with
+    /// registry:read too, `revoke` also reports how many verifiers applied it.
     #[arg(long, value_name = "TOKEN")]
     pub auth: Option<String>,
-    /// The key of the --auth mandate's acting agent, to sign a proof of possession.
+    /// The key of the --auth mandate's acting agent, to sign a proof of possession
+    /// bound to the write (required unless the registry allows bearer writes).
     #[arg(long = "auth-key", value_name = "FILE")]
     pub auth_key: Option<PathBuf>,
     /// A local registry store folder (sled), written directly.
@@ -294,7 +314,8 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7700")]
     pub listen: String,
-    /// Roots trusted for write mandates (registry:revoke).
+    /// Roots trusted for write mandates (registry:revoke) and read mandates
+    /// (registry:read).
     #[command(flatten)]
     pub roots: RootKeyArgs,
     /// Interval between stream heartbeats.
@@ -302,6 +323,10 @@ pub struct ServeArgs {
     pub heartbeat: String,
     #[command(flatten)]
     pub eval: EvalArgs,
+    /// DANGEROUS: accept operator mandates without an agent key (bearer tokens) for
+    /// writes. Anyone who obtains a copy can then revoke or lift anything.
+    #[arg(long = "allow-bearer-writes")]
+    pub allow_bearer_writes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -333,6 +358,10 @@ pub struct VerifierServeArgs {
     pub heartbeat: String,
     #[command(flatten)]
     pub eval: EvalArgs,
+    /// DANGEROUS, with --store: accept operator mandates without an agent key
+    /// (bearer tokens) for registry writes.
+    #[arg(long = "allow-bearer-writes", requires = "store")]
+    pub allow_bearer_writes: bool,
 }
 
 /// The request a proof of possession is for; must match what `authorize` sees.

@@ -12,7 +12,8 @@ use mandate_core::{
 };
 use mandate_issuer::MintRequest;
 use mandate_registry::{
-    IndexingStore, NewRevocation, RevocationKind, RevocationStore as _, SledStore,
+    registry_request, Access, HttpBinding, IndexingStore, MandateWriteAuthorizer, NewRevocation,
+    RevocationKind, RevocationStore as _, RevokeRequest, SledStore, WriteAuthorizer as _,
 };
 use mandate_verifier::Verifier;
 
@@ -53,13 +54,11 @@ pub fn run(dir: Option<&Path>) -> Result<Outcome> {
         now: SystemTime::now(),
     };
     let root_public = root.public();
-    let mandate = mandate_issuer::mint(
-        &RootKey {
-            secret: root,
-            key_id: Some(1),
-        },
-        &request,
-    )?;
+    let root = RootKey {
+        secret: root,
+        key_id: Some(1),
+    };
+    let mandate = mandate_issuer::mint(&root, &request)?;
     let task = mandate.claims().task;
     say!(
         "2. issued a mandate: alice → expense-agent, task {task},\n   rights expenses:read, expenses:submit, 15 minutes ({} bytes)\n",
@@ -132,15 +131,58 @@ pub fn run(dir: Option<&Path>) -> Result<Outcome> {
     say!("\n6. someone who copied the token (but not the key) tries the same call:")?;
     say_raw!("{}", indent(&output::decision_text(&stolen)))?;
 
+    // The operator's own mandate is keyed: the registry accepts a write only with a
+    // proof of possession that covers this write's method, path and body bytes.
+    let operator = load_or_create(&dir.join("operator.key"))?;
+    let ops = mandate_issuer::mint(
+        &root,
+        &MintRequest {
+            principal: "ops".into(),
+            agent: "operator".into(),
+            agent_key: Some(operator.public()),
+            task: None,
+            rights: vec!["registry:revoke".parse()?],
+            ttl: Duration::from_secs(15 * 60),
+            restrictions: Restrictions::default(),
+            now: SystemTime::now(),
+        },
+    )?;
+    let writes = MandateWriteAuthorizer::new(
+        Verifier::builder()
+            .root_keys(KeySet::single(root_public))
+            .revocation(Arc::new(store.index())),
+    )?;
+    let reason = "alice cancelled the task";
+    let body = serde_json::to_vec(&RevokeRequest {
+        kind: RevocationKind::Task,
+        value: task.clone(),
+        reason: reason.into(),
+    })?;
+    let write = HttpBinding {
+        method: "POST",
+        path: "/v1/revocations",
+        body: &body,
+    };
+    let now = SystemTime::now();
+    let proof = Proof::sign(
+        &operator,
+        &ops.digest_hex(),
+        &registry_request(Access::Write, &write, now, None)?,
+        now,
+    )
+    .to_text();
+    let actor = writes
+        .authorize_write(&ops.to_base64()?, Some(&proof), &write)
+        .context("the registry refused the operator's write")?;
     let entry = store.append(NewRevocation::revoke(
         RevocationKind::Task,
         task.as_str(),
-        "alice cancelled the task",
-        "demo operator",
+        reason,
+        actor.clone(),
     )?)?;
     let revoked = verifier.authorize(&narrowed_text, &call("120", &helper)?)?;
     say!(
-        "\n7. an operator revokes the task (revocation #{}); receipts-agent's next call:",
+        "\n7. an operator ({actor}, keyed, its proof bound to this write) revokes the task\n   (revocation #{}); receipts-agent's next call:",
         entry.seq
     )?;
     say_raw!("{}", indent(&output::decision_text(&revoked)))?;

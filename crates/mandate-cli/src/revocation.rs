@@ -1,15 +1,20 @@
 //! `mandate revoke`, `mandate revocations list`, `mandate registry serve`, and
 //! the revocation source of `mandate authorize`.
+//!
+//! Every registry call presents a mandate (`--auth` for writes, `--registry-auth` for
+//! reads) and, when a key is given, signs a proof of possession per request; this module
+//! must never print or log a token, only its fingerprint.
 
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use mandate_core::{display_name, Proof, SecretKey, UnverifiedMandate};
+use mandate_core::{display_name, SecretKey};
 use mandate_registry::{
-    load_index, MandateWriteAuthorizer, NewRevocation, RegistryClient, RegistryConfig,
-    RegistryState, RevocationEntry, RevocationKind, RevocationStore, SharedIndex, SledStore,
-    WriteAuth,
+    load_index, MandateWriteAuthorizer, NewRevocation, RegistryAuth, RegistryClient,
+    RegistryConfig, RegistryState, RevocationEntry, RevocationKind, RevocationStore, SharedIndex,
+    SledStore,
 };
 use mandate_verifier::pool::EvalPool;
 use mandate_verifier::Verifier;
@@ -44,20 +49,50 @@ fn create_store(dir: &std::path::Path) -> Result<SledStore> {
     SledStore::open(dir).with_context(|| format!("opening store {}", dir.display()))
 }
 
-/// The verifier that authorizes registry writes: the same roots, the
+/// The verifier that authorizes registry writes and reads: the same roots, the
 /// revocation state of this registry (a revoked operator cannot write, nor
-/// lift its own revocation), and proof of possession when required.
+/// lift its own revocation), keyed operator mandates unless bearer writes are
+/// allowed, and proofs on reads too when `require_pop`.
 fn write_authorizer(
     keys: mandate_core::KeySet,
     index: SharedIndex,
     require_pop: bool,
+    allow_bearer_writes: bool,
 ) -> Result<MandateWriteAuthorizer> {
-    Ok(MandateWriteAuthorizer::new(
-        Verifier::builder()
-            .root_keys(keys)
-            .require_pop(require_pop)
-            .revocation(Arc::new(index)),
-    )?)
+    let builder = Verifier::builder()
+        .root_keys(keys)
+        .require_pop(require_pop)
+        .revocation(Arc::new(index));
+    Ok(if allow_bearer_writes {
+        // Logs its own warning; this one names the flag an operator has to remove.
+        tracing::warn!("--allow-bearer-writes: operator mandates without an agent key can write to the registry");
+        MandateWriteAuthorizer::allowing_bearer_writes(builder)?
+    } else {
+        MandateWriteAuthorizer::new(builder)?
+    })
+}
+
+/// A mandate (`TOKEN`, `@FILE` or `-`) and, when `key` is given, its holder's key, as
+/// registry credentials.
+fn registry_auth(token: &str, key: Option<&Path>) -> Result<RegistryAuth> {
+    registry_auth_from_text(read_token_text(token)?, key)
+}
+
+/// As [`registry_auth`], for a token already read.
+fn registry_auth_from_text(token: String, key: Option<&Path>) -> Result<RegistryAuth> {
+    Ok(match key {
+        Some(path) => RegistryAuth::keyed(token, SecretKey::read(path)?)?,
+        None => RegistryAuth::bearer(token),
+    })
+}
+
+/// A client for `--registry URL` presenting `--registry-auth` on reads.
+fn registry_client(source: &RevocationSource, url: &str) -> Result<RegistryClient> {
+    let Some(auth) = &source.registry_auth else {
+        bail!("--registry needs --registry-auth TOKEN: a mandate granting registry:read");
+    };
+    let auth = registry_auth(auth, source.registry_auth_key.as_deref())?;
+    Ok(RegistryClient::new(url)?.with_auth(auth))
 }
 
 const HEARTBEAT_MIN: Duration = Duration::from_millis(10);
@@ -93,7 +128,7 @@ pub fn revocation_state(
         return Ok(Some(load_index(&store, staleness)?));
     }
     if let Some(url) = &source.registry {
-        let client = RegistryClient::new(url)?;
+        let client = registry_client(source, url)?;
         let index = runtime()?
             .block_on(client.snapshot(staleness))
             .with_context(|| format!("reading revocations from {url}"))?;
@@ -134,41 +169,23 @@ pub fn revoke(args: &RevokeArgs) -> Result<Outcome> {
     let (Some(url), Some(auth)) = (&args.target.registry, &args.target.auth) else {
         bail!("give --registry URL --auth TOKEN, or --store DIR");
     };
-    let auth_text = read_token_text(auth)?;
-    let auth_key = args
-        .target
-        .auth_key
-        .as_deref()
-        .map(SecretKey::read)
-        .transpose()?;
-    // The digest is needed only to sign a proof; without --auth-key the
-    // registry alone judges the token (and says 401 if it is garbage). The
-    // text is parsed, not read again: `--auth -` is stdin, read once.
-    let auth_id = match &auth_key {
-        Some(_) => UnverifiedMandate::from_base64(&auth_text)?.digest_hex(),
-        None => String::new(),
-    };
-    // A fresh proof per attempt: the registry accepts each nonce once.
-    let proof = || {
-        auth_key.as_ref().map(|key| {
-            let request = mandate_registry::write_request(SystemTime::now(), None)?;
-            anyhow::Ok(Proof::sign(key, &auth_id, &request, request.time).to_text())
-        })
-    };
-    let client = RegistryClient::new(url)?;
+    // Read once (`--auth -` is stdin); without --auth-key the registry alone judges
+    // the token, and refuses a bearer one unless it allows bearer writes. The client
+    // signs a fresh proof per request: the registry accepts each nonce once, and each
+    // proof covers that request's method, path and body.
+    let token = read_token_text(auth)?;
+    let key = args.target.auth_key.as_deref();
+    let write_auth = registry_auth_from_text(token.clone(), key)?;
+    // The same mandate reads the status afterwards (if it also grants registry:read).
+    let client = RegistryClient::new(url)?.with_auth(registry_auth_from_text(token, key)?);
     runtime()?.block_on(async {
         let mut attempt = 0;
         let entry = loop {
             attempt += 1;
-            let proof = proof().transpose()?;
-            let credentials = WriteAuth {
-                token: auth_text.trim(),
-                proof: proof.as_deref(),
-            };
             let written = if args.lift {
-                client.lift(credentials, kind, &value, &args.reason).await
+                client.lift(&write_auth, kind, &value, &args.reason).await
             } else {
-                client.revoke(credentials, kind, &value, &args.reason).await
+                client.revoke(&write_auth, kind, &value, &args.reason).await
             };
             match written {
                 // 503: the registry could not judge the write now; retry.
@@ -255,7 +272,7 @@ pub fn list(args: &ListArgs) -> Result<Outcome> {
     let entries: Vec<RevocationEntry> = if let Some(dir) = &args.source.store {
         mandate_registry::entries_after(&open_store(dir)?, args.after)?
     } else if let Some(url) = &args.source.registry {
-        let client = RegistryClient::new(url)?;
+        let client = registry_client(&args.source, url)?;
         runtime()?.block_on(client.list_all(args.after))?
     } else {
         bail!("give --registry URL or --store DIR");
@@ -288,7 +305,7 @@ pub fn serve(args: &ServeArgs) -> Result<Outcome> {
     let heartbeat = bounded_duration("--heartbeat", &args.heartbeat, HEARTBEAT_MIN, HEARTBEAT_MAX)?;
     let keys = root_keys(&args.roots)?;
     let indexed = mandate_registry::IndexingStore::new(create_store(&args.store)?)?;
-    let authorizer = write_authorizer(keys, indexed.index(), false)?;
+    let authorizer = write_authorizer(keys, indexed.index(), false, args.allow_bearer_writes)?;
     let store: Arc<dyn RevocationStore> = Arc::new(indexed);
     let config = RegistryConfig {
         heartbeat_interval: heartbeat,
@@ -333,7 +350,12 @@ pub fn serve_verifier(args: &VerifierServeArgs) -> Result<Outcome> {
         if let Some(dir) = &args.revocations.store {
             let store = mandate_registry::IndexingStore::new(create_store(dir)?)?;
             let verifier = builder.revocation(Arc::new(store.index())).build()?;
-            let writes = write_authorizer(keys, store.index(), args.require_pop)?;
+            let writes = write_authorizer(
+                keys,
+                store.index(),
+                args.require_pop,
+                args.allow_bearer_writes,
+            )?;
             let config = RegistryConfig {
                 heartbeat_interval: heartbeat,
                 eval_pool: pool.clone(),
@@ -348,7 +370,7 @@ pub fn serve_verifier(args: &VerifierServeArgs) -> Result<Outcome> {
                 .await?;
         } else if let Some(url) = &args.revocations.registry {
             let index = SharedIndex::new(staleness);
-            let client = RegistryClient::new(url)?;
+            let client = registry_client(&args.revocations, url)?;
             let _subscription = client.subscribe(index.clone(), Default::default());
             let verifier = builder.revocation(Arc::new(index)).build()?;
             let app = mandate_verifier::http::router(mandate_verifier::http::AuthzState::with_pool(verifier, pool));

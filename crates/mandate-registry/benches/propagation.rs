@@ -3,8 +3,9 @@
 //!
 //! The parent process runs a registry in-process (`serve` on `127.0.0.1:0`, a `SledStore`
 //! that flushes every append, writes authorized by a `MandateWriteAuthorizer` trusting a
-//! fresh root key), mints one bearer mandate per principal `p0..pN` plus an operator
-//! mandate granting `registry:revoke`, and starts `MANDATE_BENCH_VERIFIERS` (default 8)
+//! fresh root key), mints one bearer mandate per principal `p0..pN`, a keyed operator
+//! mandate granting `registry:revoke` (each write carries its proof) and a bearer
+//! `registry:read` mandate for the verifiers' streams, and starts `MANDATE_BENCH_VERIFIERS` (default 8)
 //! child processes of this same executable. Each child subscribes a `SharedIndex`
 //! (staleness bound 3 s) to the registry, builds a `Verifier` with that index as its
 //! revocation check, and calls `Verifier::authorize(token_i, request)` in a tight loop until
@@ -47,14 +48,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mandate_core::{KeySet, PublicKey, Request, ResourcePath, Restrictions, RootKey, SecretKey};
 use mandate_issuer::MintRequest;
 use mandate_registry::{
-    serve, MandateWriteAuthorizer, RegistryClient, RegistryConfig, RegistryState, RevocationKind,
-    SharedIndex, SledStore, SubscribeOptions,
+    serve, MandateWriteAuthorizer, RegistryAuth, RegistryClient, RegistryConfig, RegistryState,
+    RevocationKind, SharedIndex, SledStore, SubscribeOptions,
 };
 use mandate_verifier::{Reason, Verifier};
 
 /// Set (to the registry URL) in a child's environment: run as a verifier.
 const CHILD_URL_ENV: &str = "MANDATE_BENCH_PROPAGATION_URL";
-/// The file with the root public key (first line) and the tokens (one per line).
+/// The file with the root public key (first line), the verifiers' read mandate (second)
+/// and the tokens (one per line).
 const CHILD_TOKENS_ENV: &str = "MANDATE_BENCH_PROPAGATION_TOKENS";
 
 /// Microseconds each verifier sleeps between calls; 0 (the default) is a tight loop.
@@ -173,10 +175,20 @@ struct Samples {
 }
 
 fn mint_bearer(root: &RootKey, principal: &str, agent: &str, right: &str) -> String {
+    mint(root, principal, agent, None, right)
+}
+
+fn mint(
+    root: &RootKey,
+    principal: &str,
+    agent: &str,
+    key: Option<&SecretKey>,
+    right: &str,
+) -> String {
     let request = MintRequest {
         principal: principal.into(),
         agent: agent.into(),
-        agent_key: None,
+        agent_key: key.map(SecretKey::public),
         task: Some(format!("task-{principal}")),
         rights: vec![right.parse().unwrap()],
         ttl: Duration::from_secs(3600),
@@ -201,9 +213,20 @@ fn parent(verifiers: usize, revocations: usize, benching: bool) -> Result<(), St
     let tokens: Vec<String> = (0..revocations)
         .map(|i| mint_bearer(&root, &format!("p{i}"), &format!("agent-{i}"), "svc:read"))
         .collect();
-    let operator = mint_bearer(&root, "operator", "ops-console", "registry:revoke");
+    // The operator is keyed, as the registry requires by default: each write carries a
+    // proof bound to it. Verifiers read the log with a bearer read mandate (line 2).
+    let operator_key = SecretKey::generate();
+    let operator = mint(
+        &root,
+        "operator",
+        "ops-console",
+        Some(&operator_key),
+        "registry:revoke",
+    );
+    let operator = RegistryAuth::keyed(operator, operator_key).map_err(|e| e.to_string())?;
+    let reader = mint_bearer(&root, "verifiers", "verifier", "registry:read");
     let tokens_path = tmp.path().join("tokens.txt");
-    let mut file_text = format!("{root_public}\n");
+    let mut file_text = format!("{root_public}\n{reader}\n");
     for token in &tokens {
         file_text.push_str(token);
         file_text.push('\n');
@@ -275,7 +298,7 @@ fn parent(verifiers: usize, revocations: usize, benching: bool) -> Result<(), St
         let t0 = now_ns();
         runtime
             .block_on(client.revoke(
-                operator.as_str(),
+                &operator,
                 RevocationKind::Principal,
                 &principal,
                 "propagation bench",
@@ -503,6 +526,7 @@ fn child(url: &str) -> ExitCode {
     let text = std::fs::read_to_string(path).expect("reading the tokens file");
     let mut lines = text.lines();
     let root: PublicKey = lines.next().expect("root key line").parse().unwrap();
+    let reader = lines.next().expect("read mandate line");
     let tokens: Vec<&str> = lines.collect();
 
     // One worker thread runs the subscription; the main thread is the service calling
@@ -514,7 +538,9 @@ fn child(url: &str) -> ExitCode {
         .unwrap();
     let _entered = runtime.enter();
     let index = SharedIndex::new(STALENESS_BOUND);
-    let client = RegistryClient::new(url).unwrap();
+    let client = RegistryClient::new(url)
+        .unwrap()
+        .with_auth(RegistryAuth::bearer(reader));
     let _subscription = client.subscribe(index.clone(), SubscribeOptions::default());
     let verifier = Verifier::builder()
         .root_keys(KeySet::single(root))

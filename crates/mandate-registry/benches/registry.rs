@@ -33,9 +33,9 @@ use criterion::Criterion;
 use mandate_core::{KeySet, Link, Restrictions, RootKey, SecretKey};
 use mandate_issuer::MintRequest;
 use mandate_registry::{
-    serve, AgentRef, MandateWriteAuthorizer, MemoryStore, NewRevocation, RegistryClient,
-    RegistryState, RevocationEntry, RevocationKind, RevocationStore, SharedIndex, SledStore,
-    Subject,
+    serve, AgentRef, MandateWriteAuthorizer, MemoryStore, NewRevocation, RegistryAuth,
+    RegistryClient, RegistryState, RevocationEntry, RevocationKind, RevocationStore, SharedIndex,
+    SledStore, Subject,
 };
 use mandate_verifier::{RevocationCheck, RevocationSubject, Verifier};
 
@@ -287,12 +287,14 @@ fn write_throughput(direct: usize, http: usize) {
         secret,
         key_id: Some(1),
     };
+    // Keyed, as the registry requires by default: each write signs a proof bound to it.
+    let operator_key = SecretKey::generate();
     let operator = mandate_issuer::mint(
         &root,
         &MintRequest {
             principal: "operator".into(),
             agent: "ops-console".into(),
-            agent_key: None,
+            agent_key: Some(operator_key.public()),
             task: Some("bench".into()),
             rights: vec!["registry:revoke".parse().unwrap()],
             ttl: Duration::from_secs(3600),
@@ -303,6 +305,7 @@ fn write_throughput(direct: usize, http: usize) {
     .unwrap()
     .to_base64()
     .unwrap();
+    let operator = RegistryAuth::keyed(operator, operator_key).unwrap();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -335,12 +338,7 @@ fn write_throughput(direct: usize, http: usize) {
         let client = RegistryClient::new(&url).unwrap();
         rows.push(timed(path, http, |i| {
             runtime
-                .block_on(client.revoke(
-                    operator.as_str(),
-                    RevocationKind::Principal,
-                    &format!("h{i}"),
-                    "",
-                ))
+                .block_on(client.revoke(&operator, RevocationKind::Principal, &format!("h{i}"), ""))
                 .unwrap();
         }));
         let _ = stop.send(());

@@ -17,9 +17,17 @@
 //! and rebuilds it from seq 0 before it can be marked fresh again. An index that holds
 //! entries but no epoch is treated the same way.
 //!
-//! Bearer tokens are passed through to the `Authorization` header and never logged.
+//! Every call but acks carries a mandate ([`RegistryAuth`]): the one given to
+//! [`RegistryClient::with_auth`] for reads (list, status, stream; it needs
+//! `registry:read`), the one given to [`RegistryClient::revoke`] and
+//! [`RegistryClient::lift`] for writes (`registry:revoke`). A keyed mandate signs a
+//! fresh proof of possession for each request, over the method, the API path and the
+//! exact body bytes sent ([`crate::registry_request`]), so a reconnecting stream signs
+//! anew and a proof seen on the wire authorizes nothing else. Tokens are passed through
+//! to the `Authorization` header and never logged.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
@@ -35,6 +43,8 @@ use crate::api::{
 use crate::entry::{RevocationEntry, RevocationKind};
 use crate::error::{report, Error, Result};
 use crate::index::SharedIndex;
+use crate::mandate::{registry_request, Access};
+use crate::server::{HttpBinding, POP_HEADER};
 
 /// Timeout for the operator calls (everything but the stream).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,27 +55,93 @@ const MAX_ERROR_MESSAGE: usize = 1024;
 /// while it reads.
 const SNAPSHOT_ATTEMPTS: usize = 3;
 
+/// The API paths, as signed in proofs of possession (independent of any path prefix
+/// in the base URL, which a proxy in front of the registry strips).
+const REVOCATIONS: &str = "/v1/revocations";
+const LIFT: &str = "/v1/revocations/lift";
+const STREAM: &str = "/v1/revocations/stream";
+const STATUS: &str = "/v1/status";
+const ACK: &str = "/v1/subscribers/ack";
+
 /// A client for one registry.
 #[derive(Debug, Clone)]
 pub struct RegistryClient {
     /// Base URL without a trailing slash, e.g. `http://127.0.0.1:7700`.
     base: String,
     http: reqwest::Client,
+    /// The mandate for reads (list, status, stream), if any.
+    auth: Option<Arc<RegistryAuth>>,
 }
 
-/// Credentials for a write: the mandate, and the acting agent's proof of
-/// possession when the mandate names an agent key.
-#[derive(Debug, Clone, Copy)]
-pub struct WriteAuth<'a> {
+/// A mandate presented to the registry, with its holder's key when it is keyed: each
+/// request then carries a fresh proof of possession bound to that request.
+pub struct RegistryAuth {
     /// The mandate (base64), sent as `Authorization: Bearer`.
-    pub token: &'a str,
-    /// The proof of possession, sent as the `Mandate-PoP` header.
-    pub proof: Option<&'a str>,
+    token: String,
+    /// The holder's key and the token's digest (what a proof signs), for a keyed mandate.
+    key: Option<(mandate_core::SecretKey, String)>,
 }
 
-impl<'a> From<&'a str> for WriteAuth<'a> {
-    fn from(token: &'a str) -> Self {
-        WriteAuth { token, proof: None }
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token itself: a bearer mandate is a credential.
+        f.debug_struct("RegistryAuth")
+            .field("token", &mandate_core::fingerprint(&self.token))
+            .field("keyed", &self.key.is_some())
+            .finish()
+    }
+}
+
+impl RegistryAuth {
+    /// A mandate presented without a proof. The registry refuses it for writes unless
+    /// it was started with bearer writes allowed; a mandate that names an agent key is
+    /// refused everywhere without that key's proof.
+    pub fn bearer(token: impl Into<String>) -> Self {
+        Self {
+            token: token.into().trim().to_owned(),
+            key: None,
+        }
+    }
+
+    /// A mandate held by the agent whose secret key is `key`: every request is sent
+    /// with that agent's proof of possession.
+    ///
+    /// # Errors
+    /// [`Error::Credentials`] when `token` is not a mandate (its digest, which the proof
+    /// signs, cannot be read).
+    pub fn keyed(token: impl Into<String>, key: mandate_core::SecretKey) -> Result<Self> {
+        let token = token.into().trim().to_owned();
+        let digest = mandate_core::UnverifiedMandate::from_base64(&token)
+            .map_err(|source| Error::Credentials { source })?
+            .digest_hex();
+        Ok(Self {
+            token,
+            key: Some((key, digest)),
+        })
+    }
+
+    /// Whether requests carry a proof of possession.
+    pub fn is_keyed(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// Adds the `Authorization` header and, for a keyed mandate, a proof of possession
+    /// for exactly `http`, to `request`.
+    fn apply(
+        &self,
+        request: reqwest::RequestBuilder,
+        access: Access,
+        http: &HttpBinding<'_>,
+    ) -> Result<reqwest::RequestBuilder> {
+        let request = request.bearer_auth(&self.token);
+        let Some((key, digest)) = &self.key else {
+            return Ok(request);
+        };
+        let now = SystemTime::now();
+        let decided = registry_request(access, http, now, None)
+            .map_err(|source| Error::Credentials { source })?;
+        let proof = mandate_core::Proof::sign(key, digest, &decided, now);
+        Ok(request.header(POP_HEADER, proof.to_text()))
     }
 }
 
@@ -94,7 +170,31 @@ impl RegistryClient {
         Ok(Self {
             base: url.as_str().trim_end_matches('/').to_owned(),
             http,
+            auth: None,
         })
+    }
+
+    /// This client, presenting `auth` (a mandate granting `registry:read`) on every read:
+    /// list, status and the stream. Without it the registry answers reads with 401.
+    pub fn with_auth(mut self, auth: RegistryAuth) -> Self {
+        self.auth = Some(Arc::new(auth));
+        self
+    }
+
+    /// A GET of `path` with the read mandate, if any.
+    fn read_request(&self, path: &str) -> Result<reqwest::RequestBuilder> {
+        let request = self.http.get(self.url(path));
+        match &self.auth {
+            Some(auth) => {
+                let http = HttpBinding {
+                    method: "GET",
+                    path,
+                    body: &[],
+                };
+                auth.apply(request, Access::Read, &http)
+            }
+            None => Ok(request),
+        }
     }
 
     /// The registry's base URL.
@@ -106,41 +206,40 @@ impl RegistryClient {
         format!("{}{path}", self.base)
     }
 
-    /// Revokes `value` as `kind`, authenticated by `bearer`. Returns the stored entry.
+    /// Revokes `value` as `kind`, authenticated by `auth` (a mandate granting
+    /// `registry:revoke`). Returns the stored entry.
     ///
     /// # Errors
     /// [`Error::Api`] with status 400/401/403 when the registry refuses;
     /// [`Error::Transport`] when it cannot be reached.
-    pub async fn revoke<'a>(
+    pub async fn revoke(
         &self,
-        bearer: impl Into<WriteAuth<'a>>,
+        auth: &RegistryAuth,
         kind: RevocationKind,
         value: &str,
         reason: &str,
     ) -> Result<RevocationEntry> {
-        self.write("/v1/revocations", bearer.into(), kind, value, reason)
-            .await
+        self.write(REVOCATIONS, auth, kind, value, reason).await
     }
 
     /// Lifts earlier `principal` or `agent` revocations of `value`.
     ///
     /// # Errors
     /// As [`RegistryClient::revoke`]; lifting `token_id` or `task` is refused with 400.
-    pub async fn lift<'a>(
+    pub async fn lift(
         &self,
-        bearer: impl Into<WriteAuth<'a>>,
+        auth: &RegistryAuth,
         kind: RevocationKind,
         value: &str,
         reason: &str,
     ) -> Result<RevocationEntry> {
-        self.write("/v1/revocations/lift", bearer.into(), kind, value, reason)
-            .await
+        self.write(LIFT, auth, kind, value, reason).await
     }
 
     async fn write(
         &self,
         path: &str,
-        auth: WriteAuth<'_>,
+        auth: &RegistryAuth,
         kind: RevocationKind,
         value: &str,
         reason: &str,
@@ -150,12 +249,17 @@ impl RegistryClient {
             value: value.to_owned(),
             reason: reason.to_owned(),
         };
-        let mut request = self.http.post(self.url(path)).bearer_auth(auth.token);
-        if let Some(proof) = auth.proof {
-            request = request.header(crate::server::POP_HEADER, proof);
-        }
+        // Serialised here, once: the proof covers these exact bytes.
+        let body = serde_json::to_vec(&body).map_err(|e| Error::protocol("revocation body", e))?;
+        let http = HttpBinding {
+            method: "POST",
+            path,
+            body: &body,
+        };
+        let request = auth.apply(self.http.post(self.url(path)), Access::Write, &http)?;
         let response = request
-            .json(&body)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
             .timeout(REQUEST_TIMEOUT)
             .send()
             .await
@@ -229,8 +333,7 @@ impl RegistryClient {
     /// [`Error::Api`] or [`Error::Transport`].
     pub async fn list(&self, after: u64, limit: usize) -> Result<ListPage> {
         let response = self
-            .http
-            .get(self.url("/v1/revocations"))
+            .read_request(REVOCATIONS)?
             .query(&[("after", after), ("limit", limit as u64)])
             .timeout(REQUEST_TIMEOUT)
             .send()
@@ -245,10 +348,7 @@ impl RegistryClient {
     /// # Errors
     /// [`Error::Api`] or [`Error::Transport`].
     pub async fn status(&self, seq: Option<u64>) -> Result<RegistryStatus> {
-        let mut request = self
-            .http
-            .get(self.url("/v1/status"))
-            .timeout(REQUEST_TIMEOUT);
+        let mut request = self.read_request(STATUS)?.timeout(REQUEST_TIMEOUT);
         if let Some(seq) = seq {
             request = request.query(&[("seq", seq)]);
         }
@@ -270,7 +370,7 @@ impl RegistryClient {
         };
         let response = self
             .http
-            .post(self.url("/v1/subscribers/ack"))
+            .post(self.url(ACK))
             .json(&body)
             .timeout(REQUEST_TIMEOUT)
             .send()
@@ -412,9 +512,9 @@ async fn stream_once(
         index.reset();
     }
     let after = index.last_seq();
+    // A fresh proof per connection: each is accepted once.
     let response = client
-        .http
-        .get(client.url("/v1/revocations/stream"))
+        .read_request(STREAM)?
         .query(&[("after", after)])
         .header(ACCEPT, "text/event-stream")
         .send()

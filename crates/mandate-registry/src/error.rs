@@ -167,6 +167,15 @@ pub enum Error {
         idle: Duration,
     },
 
+    /// The mandate given to authenticate to the registry cannot be used: it is
+    /// not a token, or a proof of possession cannot be made for it.
+    #[error("the registry mandate cannot be used")]
+    Credentials {
+        /// Why.
+        #[source]
+        source: mandate_core::Error,
+    },
+
     /// The HTTP server failed.
     #[error("registry server failed")]
     Serve {

@@ -33,10 +33,14 @@
 //! ```no_run
 //! # async fn demo() -> mandate_registry::Result<()> {
 //! use std::time::{Duration, Instant};
-//! use mandate_registry::{AgentRef, RegistryClient, SharedIndex, Subject, SubscribeOptions};
+//! use mandate_registry::{
+//!     AgentRef, RegistryAuth, RegistryClient, SharedIndex, Subject, SubscribeOptions,
+//! };
 //!
 //! let index = SharedIndex::new(Duration::from_secs(3));
-//! let client = RegistryClient::new("http://127.0.0.1:7700")?;
+//! // A mandate granting `registry:read` (here a bearer one; a keyed one adds its key).
+//! let client = RegistryClient::new("http://127.0.0.1:7700")?
+//!     .with_auth(RegistryAuth::bearer("<read mandate>"));
 //! let _subscription = client.subscribe(index.clone(), SubscribeOptions::default());
 //!
 //! // Per call, from the verified token:
@@ -63,7 +67,7 @@ pub use api::{
     events, AckRequest, ErrorBody, ErrorDetail, Heartbeat, Hello, ListPage, RegistryStatus,
     RevokeRequest,
 };
-pub use client::{RegistryClient, SubscribeOptions, Subscription, WriteAuth};
+pub use client::{RegistryAuth, RegistryClient, SubscribeOptions, Subscription};
 pub use entry::{
     NewRevocation, RevocationEntry, RevocationKind, MAX_ACTOR_LEN, MAX_REASON_LEN,
     MAX_TOKEN_ID_BYTES, MAX_VALUE_LEN,
@@ -71,11 +75,12 @@ pub use entry::{
 pub use error::{BoxError, Error, Result};
 pub use index::{AgentRef, Denied, RevocationIndex, SharedIndex, Subject};
 pub use mandate::{
-    write_request, MandateWriteAuthorizer, WRITE_OPERATION, WRITE_RESOURCE, WRITE_SERVICE,
+    registry_request, Access, MandateWriteAuthorizer, ATTR_BODY_SHA256, ATTR_HTTP_METHOD,
+    ATTR_HTTP_PATH, READ_OPERATION, WRITE_OPERATION, WRITE_RESOURCE, WRITE_SERVICE,
 };
 pub use server::{
-    router, serve, serve_app, shutdown_signal, RegistryConfig, RegistryState, WriteAuthorizer,
-    WriteDenied, DEFAULT_LIST_LIMIT, MAX_BODY_BYTES, MAX_LIST_LIMIT, POP_HEADER,
+    router, serve, serve_app, shutdown_signal, HttpBinding, RegistryConfig, RegistryState,
+    WriteAuthorizer, WriteDenied, DEFAULT_LIST_LIMIT, MAX_BODY_BYTES, MAX_LIST_LIMIT, POP_HEADER,
 };
 pub use store::{
     entries_after, load_index, IndexingStore, MemoryStore, RevocationStore, SledStore,

@@ -1,20 +1,33 @@
 //! Glue between the registry and the verifier: the subscribed index as the
-//! verifier's revocation check, and write authorization by mandate.
+//! verifier's revocation check, and read and write authorization by mandate.
 //!
 //! The registry eats its own cooking: creating or lifting a revocation needs
-//! a mandate granting `registry:revoke`, verified with the same verifier and
-//! the policy in `datalog/policies/registry.datalog`.
+//! a mandate granting `registry:revoke`, and listing, reading the status or
+//! streaming the log needs one granting `registry:read`, verified with the same
+//! verifier and the policy in `datalog/policies/registry.datalog`.
+//!
+//! Each HTTP request is decided as one [`Request`] ([`registry_request`]) whose
+//! attributes are the method, the path and the SHA-256 of the exact body bytes,
+//! built by the server from what it received and by the client from what it
+//! sends. A proof of possession signs those attributes, so it authorizes that
+//! one request and no other. Writes require a keyed mandate and its proof unless
+//! the registry was started with bearer writes allowed, which is logged loudly.
+//!
+//! This module must never build the decided request from anything the client
+//! merely claims (a header naming the path or the digest): only from the
+//! request as received.
 
 use std::time::{Instant, SystemTime};
 
-use mandate_core::{Proof, Request, ResourcePath};
+use mandate_core::{AttrValue, Proof, Request, ResourcePath};
 use mandate_verifier::{
     Policy, RevocationCheck, RevocationDenial, RevocationSubject, Verifier, VerifierBuilder,
 };
+use sha2::{Digest, Sha256};
 
 use crate::entry::MAX_ACTOR_LEN;
 use crate::index::{AgentRef, Denied, SharedIndex, Subject};
-use crate::server::{WriteAuthorizer, WriteDenied};
+use crate::server::{HttpBinding, WriteAuthorizer, WriteDenied};
 
 /// The registry's write policy, compiled in.
 const REGISTRY_POLICY: &str = include_str!("../../../datalog/policies/registry.datalog");
@@ -23,8 +36,26 @@ const REGISTRY_POLICY: &str = include_str!("../../../datalog/policies/registry.d
 pub const WRITE_SERVICE: &str = "registry";
 /// See [`WRITE_SERVICE`].
 pub const WRITE_OPERATION: &str = "revoke";
-/// See [`WRITE_SERVICE`].
+/// See [`WRITE_SERVICE`]; reads are decided on the same resource.
 pub const WRITE_RESOURCE: &str = "/revocations";
+/// The operation a read (list, status, stream) is decided as.
+pub const READ_OPERATION: &str = "read";
+/// Request attribute: the HTTP method (`POST`, `GET`).
+pub const ATTR_HTTP_METHOD: &str = "http_method";
+/// Request attribute: the path of the registry API, without the query.
+pub const ATTR_HTTP_PATH: &str = "http_path";
+/// Request attribute: the SHA-256 of the exact body bytes, lowercase hex.
+pub const ATTR_BODY_SHA256: &str = "body_sha256";
+
+/// What a registry request does, which decides the operation it needs a right for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Access {
+    /// Create or lift a revocation (`registry:revoke`).
+    Write,
+    /// List, read the status, or stream (`registry:read`).
+    Read,
+}
 
 impl RevocationCheck for SharedIndex {
     fn check(&self, subject: &RevocationSubject<'_>) -> Result<(), RevocationDenial> {
@@ -61,56 +92,147 @@ impl RevocationCheck for SharedIndex {
     }
 }
 
-/// The request a write is decided as, at `now`, with an optional proof.
+/// The request an HTTP request to the registry is decided as, at `now`, with an
+/// optional proof: `registry` `revoke` or `read` on `/revocations`, with the
+/// attributes [`ATTR_HTTP_METHOD`], [`ATTR_HTTP_PATH`] and [`ATTR_BODY_SHA256`] taken
+/// from `http`. The server calls it with the request it received, a client with the
+/// request it is about to send, and a proof signed over the client's request verifies
+/// only if the two agree on every byte.
 ///
 /// # Errors
 /// [`mandate_core::Error`] for a malformed proof.
-pub fn write_request(now: SystemTime, proof: Option<&str>) -> Result<Request, mandate_core::Error> {
+pub fn registry_request(
+    access: Access,
+    http: &HttpBinding<'_>,
+    now: SystemTime,
+    proof: Option<&str>,
+) -> Result<Request, mandate_core::Error> {
     let resource = ResourcePath::parse(WRITE_RESOURCE)?;
-    let request = Request::new(WRITE_SERVICE, WRITE_OPERATION, resource, now);
+    let operation = match access {
+        Access::Write => WRITE_OPERATION,
+        Access::Read => READ_OPERATION,
+    };
+    let mut request = Request::new(WRITE_SERVICE, operation, resource, now);
+    // Built as strings on purpose: `AttrValue::parse` would turn a digest or path that
+    // happens to be all digits into an integer, and the two ends must agree exactly.
+    request.attrs = vec![
+        (
+            ATTR_HTTP_METHOD.to_owned(),
+            AttrValue::Str(http.method.to_owned()),
+        ),
+        (
+            ATTR_HTTP_PATH.to_owned(),
+            AttrValue::Str(http.path.to_owned()),
+        ),
+        (
+            ATTR_BODY_SHA256.to_owned(),
+            AttrValue::Str(hex::encode(Sha256::digest(http.body))),
+        ),
+    ];
     Ok(match proof {
         Some(text) => request.with_proof(Proof::parse(text)?),
         None => request,
     })
 }
 
-/// Authorizes writes with a mandate granting `registry:revoke`.
+/// Authorizes registry requests by mandate: writes with `registry:revoke`, reads with
+/// `registry:read`. Writes need a keyed mandate and its proof of possession unless built
+/// with [`MandateWriteAuthorizer::allowing_bearer_writes`].
 #[derive(Debug, Clone)]
 pub struct MandateWriteAuthorizer {
-    verifier: Verifier,
+    writes: Verifier,
+    reads: Verifier,
 }
 
 impl MandateWriteAuthorizer {
     /// Builds the authorizer from a verifier builder that already trusts the
-    /// issuer's root keys; the registry policy replaces its policy.
+    /// issuer's root keys; the registry policy replaces its policy. Writes need a
+    /// mandate whose holder has an agent key, with a proof of possession; reads accept
+    /// a bearer read mandate unless `builder` requires proofs.
     ///
     /// # Errors
     /// [`mandate_verifier::Error`] when no root key is trusted.
     pub fn new(builder: VerifierBuilder) -> Result<Self, mandate_verifier::Error> {
+        Self::build(builder, false)
+    }
+
+    /// **Dangerous.** As [`MandateWriteAuthorizer::new`], but a bearer operator mandate
+    /// (no agent key, no proof) may write: anyone who sees it once, in a log, a shell
+    /// history or on the wire, can revoke any principal or lift any revocation until it
+    /// expires. Logs a warning when called.
+    ///
+    /// # Errors
+    /// As [`MandateWriteAuthorizer::new`].
+    pub fn allowing_bearer_writes(
+        builder: VerifierBuilder,
+    ) -> Result<Self, mandate_verifier::Error> {
+        tracing::warn!(
+            "DANGER: the registry accepts bearer operator mandates for writes; \
+             anyone holding a copy of one can revoke or lift without a key"
+        );
+        Self::build(builder, true)
+    }
+
+    fn build(
+        builder: VerifierBuilder,
+        bearer_writes: bool,
+    ) -> Result<Self, mandate_verifier::Error> {
         let policy = Policy::from_source("registry", REGISTRY_POLICY)?;
+        let builder = builder.policy(policy);
         Ok(MandateWriteAuthorizer {
-            verifier: builder.policy(policy).build()?,
+            writes: builder.clone().require_pop(!bearer_writes).build()?,
+            reads: builder.build()?,
         })
+    }
+
+    fn decide(
+        verifier: &Verifier,
+        access: Access,
+        bearer: &str,
+        proof: Option<&str>,
+        http: &HttpBinding<'_>,
+    ) -> Result<String, WriteDenied> {
+        let request = registry_request(access, http, SystemTime::now(), proof)
+            .map_err(|e| WriteDenied::Unauthenticated(e.to_string()))?;
+        let decision = verifier
+            .authorize(bearer, &request)
+            .map_err(|e| WriteDenied::Unauthenticated(e.to_string()))?;
+        if !decision.allowed {
+            return Err(match decision.reason {
+                // A run limit says nothing about the caller's rights: the request
+                // may succeed when the machine is less busy.
+                mandate_verifier::Reason::RunLimit { .. } => {
+                    WriteDenied::Unavailable(decision.reason.to_string())
+                }
+                // A missing or wrong proof, or a bearer mandate where a key is
+                // required: who is calling is not established.
+                mandate_verifier::Reason::ProofOfPossession { .. } => {
+                    WriteDenied::Unauthenticated(decision.reason.to_string())
+                }
+                _ => WriteDenied::Forbidden(decision.reason.to_string()),
+            });
+        }
+        Ok(actor_name(&decision.principal, &decision.chain))
     }
 }
 
 impl WriteAuthorizer for MandateWriteAuthorizer {
-    fn authorize_write(&self, bearer: &str, proof: Option<&str>) -> Result<String, WriteDenied> {
-        let request = write_request(SystemTime::now(), proof)
-            .map_err(|e| WriteDenied::Unauthenticated(e.to_string()))?;
-        let decision = self
-            .verifier
-            .authorize(bearer, &request)
-            .map_err(|e| WriteDenied::Unauthenticated(e.to_string()))?;
-        if !decision.allowed {
-            // A run limit says nothing about the caller's rights: the write
-            // may succeed when the machine is less busy.
-            if matches!(decision.reason, mandate_verifier::Reason::RunLimit { .. }) {
-                return Err(WriteDenied::Unavailable(decision.reason.to_string()));
-            }
-            return Err(WriteDenied::Forbidden(decision.reason.to_string()));
-        }
-        Ok(actor_name(&decision.principal, &decision.chain))
+    fn authorize_write(
+        &self,
+        bearer: &str,
+        proof: Option<&str>,
+        request: &HttpBinding<'_>,
+    ) -> Result<String, WriteDenied> {
+        Self::decide(&self.writes, Access::Write, bearer, proof, request)
+    }
+
+    fn authorize_read(
+        &self,
+        bearer: &str,
+        proof: Option<&str>,
+        request: &HttpBinding<'_>,
+    ) -> Result<String, WriteDenied> {
+        Self::decide(&self.reads, Access::Read, bearer, proof, request)
     }
 }
 

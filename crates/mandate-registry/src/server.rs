@@ -1,11 +1,17 @@
 //! The registry's HTTP API (axum 0.8): write revocations, list them, stream them to
 //! verifiers, and report how many connected verifiers have applied them.
 //!
-//! Writes need `Authorization: Bearer <token>` and go through a [`WriteAuthorizer`] (the
-//! real one verifies a mandate carrying `registry:revoke`; it lives elsewhere). Reads and
-//! the stream are open: revocation entries are meant for every verifier. Every error uses
-//! one JSON shape ([`crate::api::ErrorBody`]); internal details are logged, never sent.
-//! Bearer tokens are never logged; a short SHA-256 fingerprint is logged instead.
+//! Every request but acks carries a mandate, `Authorization: Bearer <token>` (or the
+//! `Mandate` scheme), and, when the mandate names an agent key, that agent's proof of
+//! possession in the `Mandate-PoP` header. Writes and reads go through a
+//! [`WriteAuthorizer`] (the real one verifies a mandate carrying `registry:revoke` for
+//! writes and `registry:read` for the list, the status and the stream; it lives
+//! elsewhere). The request it decides is built here from what was actually received
+//! ([`HttpBinding`]: the method, the path and the exact body bytes), so a proof captured
+//! from one request authorizes no other. Revocation entries name principals and carry
+//! reasons: they are for verifiers, not for anyone who can reach the port. Every error
+//! uses one JSON shape ([`crate::api::ErrorBody`]); internal details are logged, never
+//! sent. Bearer tokens are never logged; a short SHA-256 fingerprint is logged instead.
 //!
 //! Streams (`GET /v1/revocations/stream`) never skip or repeat an entry: each stream
 //! subscribes to the live broadcast *before* reading its backlog from the store, skips
@@ -15,7 +21,10 @@
 //! after the stream has caught up with the store, so a verifier may treat it as proof of
 //! freshness.
 //!
-//! Streams are bounded three ways, because anyone may open one: at most
+//! A stream is authenticated before it takes a slot: an unauthenticated or refused
+//! attempt is answered 401/403 at once and never counts against any limit, so a flood of
+//! them from one address cannot keep an authenticated verifier behind the same address
+//! from subscribing. Authenticated streams are bounded three ways: at most
 //! [`RegistryConfig::max_subscribers`] at once, at most
 //! [`RegistryConfig::max_streams_per_peer`] from one client address (IPv6 clients are
 //! grouped by /64; without connection info, as under `oneshot` in tests, all clients share
@@ -27,7 +36,8 @@
 //! registry serving the same log from one serving a different log with overlapping seqs.
 //!
 //! Acknowledgements are deliberately simple: the `hello` event gives each stream a random
-//! subscriber id; the subscriber posts the highest seq it applied to
+//! subscriber id (sent only on an authenticated stream); the subscriber posts the
+//! highest seq it applied to
 //! `POST /v1/subscribers/ack`; the registry keeps the maximum per connected stream and
 //! forgets it when the stream closes. `GET /v1/status?seq=N` counts how many connected
 //! subscribers have applied `N`. Acks are unauthenticated diagnostics (they feed the CLI's
@@ -38,10 +48,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FailedToBufferBody, JsonRejection, QueryRejection};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Query, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -142,23 +153,50 @@ impl Default for RegistryConfig {
     }
 }
 
-/// Decides who may write to the registry.
+/// The HTTP request a mandate is presented with, as the registry received it. A proof of
+/// possession must cover all of it ([`crate::registry_request`]), so one captured from
+/// a revoke authorizes neither a lift, nor a revoke of another value, nor a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpBinding<'a> {
+    /// The method, e.g. `POST`.
+    pub method: &'a str,
+    /// The path of the registry API, without the query, e.g. `/v1/revocations/lift`.
+    pub path: &'a str,
+    /// The exact body bytes (empty for a `GET`).
+    pub body: &'a [u8],
+}
+
+/// Decides who may write to, and read from, the registry.
 pub trait WriteAuthorizer: Send + Sync {
-    /// Checks the bearer token of a write request and returns the actor name recorded as
-    /// `revoked_by`.
+    /// Checks the mandate of a write request and returns the actor name recorded as
+    /// `revoked_by`. `proof` is the `Mandate-PoP` header; `request` is what it must cover.
     ///
     /// # Errors
     /// [`WriteDenied::Unauthenticated`] (HTTP 401) for a malformed, unverifiable or expired
-    /// token; [`WriteDenied::Forbidden`] (HTTP 403) for a valid token without the right.
-    /// The message is sent to the client, so it must not contain secrets.
+    /// token, or a missing or wrong proof; [`WriteDenied::Forbidden`] (HTTP 403) for a
+    /// valid token without the right. The message is sent to the client, so it must not
+    /// contain secrets.
     fn authorize_write(
         &self,
         bearer: &str,
         proof: Option<&str>,
+        request: &HttpBinding<'_>,
+    ) -> std::result::Result<String, WriteDenied>;
+
+    /// Checks the mandate of a read (list, status, stream) and returns who reads, for
+    /// logs.
+    ///
+    /// # Errors
+    /// As [`WriteAuthorizer::authorize_write`], for the right to read.
+    fn authorize_read(
+        &self,
+        bearer: &str,
+        proof: Option<&str>,
+        request: &HttpBinding<'_>,
     ) -> std::result::Result<String, WriteDenied>;
 }
 
-/// The header carrying the acting agent's proof of possession on writes.
+/// The header carrying the acting agent's proof of possession.
 pub const POP_HEADER: &str = "mandate-pop";
 
 /// Why a write was refused. A decision, not a failure of this crate.
@@ -394,10 +432,12 @@ pub fn router(state: RegistryState) -> Router {
     //    handler parses it.
     // 2. Routing, with JSON `fallback` (404) and `method_not_allowed_fallback` (405) so
     //    even unknown paths answer in the one error shape.
-    // Authentication is deliberately not a layer: only the two write handlers need it,
-    // and they call the `WriteAuthorizer` before touching the body, on the config's
-    // `EvalPool` (bounded blocking workers, one deadline), so evaluating a write mandate
-    // never holds a runtime thread that streams and heartbeats need.
+    // Authentication is deliberately not a layer: the proof of a write covers its body,
+    // so each handler authenticates with what it received (`HttpBinding`), before it
+    // parses the body, reads the store or takes a stream slot. The mandate is evaluated
+    // on the config's `EvalPool` (bounded blocking workers, one deadline), so checking
+    // a mandate never holds a runtime thread that streams and heartbeats need. Acks are
+    // open: their subscriber id is known only to the authenticated stream it names.
     Router::new()
         .route("/v1/revocations", post(create).get(list))
         .route("/v1/revocations/lift", post(lift))
@@ -660,6 +700,87 @@ fn fingerprint(token: &str) -> String {
     format!("sha256:{}", hex::encode(&digest[..8]))
 }
 
+/// The mandate of a request (`Authorization: Bearer <token>` or `Mandate <token>`) and
+/// its proof of possession, if any.
+fn credentials(headers: &HeaderMap) -> std::result::Result<(&str, Option<&str>), ApiError> {
+    let token = bearer_token(headers)?;
+    let proof = match headers.get(POP_HEADER) {
+        Some(value) => Some(value.to_str().map_err(|_| {
+            ApiError::from(WriteDenied::Unauthenticated(
+                "Mandate-PoP header is not ASCII".to_owned(),
+            ))
+        })?),
+        None => None,
+    };
+    Ok((token, proof))
+}
+
+/// Authenticates a read (list, status, stream) made with `method` on `uri`.
+async fn authorize_read(
+    state: &RegistryState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> std::result::Result<(), ApiError> {
+    let credentials = credentials(headers)?;
+    let reader = evaluate(state, credentials, method, uri, &[], Access::Read).await?;
+    tracing::debug!(%reader, path = uri.path(), "registry read");
+    Ok(())
+}
+
+/// Which registry right a request needs.
+#[derive(Debug, Clone, Copy)]
+enum Access {
+    Read,
+    Write,
+}
+
+/// Checks the mandate of one request on the evaluation pool, bound to the
+/// request's method, path and exact body; returns the actor's name.
+async fn evaluate(
+    state: &RegistryState,
+    (token, proof): (&str, Option<&str>),
+    method: &Method,
+    uri: &Uri,
+    body: &[u8],
+    access: Access,
+) -> std::result::Result<String, ApiError> {
+    let authorizer = Arc::clone(&state.inner.authorizer);
+    let (bearer, pop) = (token.to_owned(), proof.map(str::to_owned));
+    let (verb, path, bytes) = (
+        method.as_str().to_owned(),
+        uri.path().to_owned(),
+        body.to_vec(),
+    );
+    let outcome = state
+        .inner
+        .config
+        .eval_pool
+        .run(move || {
+            let binding = HttpBinding {
+                method: &verb,
+                path: &path,
+                body: &bytes,
+            };
+            match access {
+                Access::Read => authorizer.authorize_read(&bearer, pop.as_deref(), &binding),
+                Access::Write => authorizer.authorize_write(&bearer, pop.as_deref(), &binding),
+            }
+        })
+        .await;
+    match outcome {
+        Ok(Ok(actor)) => Ok(actor),
+        Ok(Err(denied)) => {
+            tracing::info!(token = %fingerprint(token), path = uri.path(), ?access, %denied, "registry request refused");
+            Err(ApiError::from(denied))
+        }
+        Err(error) => {
+            tracing::warn!(token = %fingerprint(token), path = uri.path(), ?access, %error, "registry request not evaluated");
+            Err(ApiError::from(error))
+        }
+    }
+}
+
 fn bearer_token(headers: &HeaderMap) -> std::result::Result<&str, ApiError> {
     let unauthenticated =
         |message: &str| ApiError::from(WriteDenied::Unauthenticated(message.to_owned()));
@@ -671,7 +792,9 @@ fn bearer_token(headers: &HeaderMap) -> std::result::Result<&str, ApiError> {
         .map_err(|_| unauthenticated("Authorization header is not ASCII"))?;
     match value.split_once(' ') {
         Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+            if (scheme.eq_ignore_ascii_case("bearer")
+                || scheme.eq_ignore_ascii_case("mandate"))
+                && !token.trim().is_empty() =>
         {
             Ok(token.trim())
         }
@@ -681,50 +804,54 @@ fn bearer_token(headers: &HeaderMap) -> std::result::Result<&str, ApiError> {
 
 async fn create(
     State(state): State<RegistryState>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
-    body: std::result::Result<Json<RevokeRequest>, JsonRejection>,
+    body: std::result::Result<Bytes, BytesRejection>,
 ) -> std::result::Result<(StatusCode, Json<RevocationEntry>), ApiError> {
-    write(&state, &headers, body, false).await
+    write(&state, &method, &uri, &headers, body, false).await
 }
 
 async fn lift(
     State(state): State<RegistryState>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
-    body: std::result::Result<Json<RevokeRequest>, JsonRejection>,
+    body: std::result::Result<Bytes, BytesRejection>,
 ) -> std::result::Result<(StatusCode, Json<RevocationEntry>), ApiError> {
-    write(&state, &headers, body, true).await
+    write(&state, &method, &uri, &headers, body, true).await
+}
+
+/// Parses a write body with axum's own JSON rules (content type, then syntax, then
+/// shape), after its raw bytes were authenticated.
+async fn revoke_body(
+    headers: &HeaderMap,
+    bytes: Bytes,
+) -> std::result::Result<RevokeRequest, ApiError> {
+    let mut request = axum::extract::Request::new(axum::body::Body::from(bytes));
+    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+        request
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type.clone());
+    }
+    let Json(body) = Json::<RevokeRequest>::from_request(request, &()).await?;
+    Ok(body)
 }
 
 async fn write(
     state: &RegistryState,
+    method: &Method,
+    uri: &Uri,
     headers: &HeaderMap,
-    body: std::result::Result<Json<RevokeRequest>, JsonRejection>,
+    body: std::result::Result<Bytes, BytesRejection>,
     lifted: bool,
 ) -> std::result::Result<(StatusCode, Json<RevocationEntry>), ApiError> {
-    // Authenticate before looking at the body, so an anonymous caller learns nothing
-    // about validation.
-    let token = bearer_token(headers)?;
-    let proof = headers.get(POP_HEADER).and_then(|v| v.to_str().ok());
-    let (authorizer, bearer, pop) = (
-        Arc::clone(&state.inner.authorizer),
-        token.to_owned(),
-        proof.map(str::to_owned),
-    );
-    let actor = state
-        .inner
-        .config
-        .eval_pool
-        .run(move || authorizer.authorize_write(&bearer, pop.as_deref()))
-        .await
-        .map_err(|error| {
-            tracing::warn!(token = %fingerprint(token), %error, "revocation write not evaluated");
-            ApiError::from(error)
-        })?
-        .map_err(|denied| {
-            tracing::warn!(token = %fingerprint(token), %denied, "revocation write refused");
-            ApiError::from(denied)
-        })?;
-    let Json(request) = body?;
+    // Authenticate before parsing the body, so an anonymous caller learns nothing about
+    // validation; the proof covers the exact bytes received, so they are read first.
+    let (token, proof) = credentials(headers)?;
+    let bytes = body.map_err(|rejection| ApiError::from(JsonRejection::from(rejection)))?;
+    let actor = evaluate(state, (token, proof), method, uri, &bytes, Access::Write).await?;
+    let request = revoke_body(headers, bytes).await?;
     let new = if lifted {
         NewRevocation::lift(request.kind, request.value, request.reason, actor)
     } else {
@@ -754,8 +881,12 @@ struct ListParams {
 
 async fn list(
     State(state): State<RegistryState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
     query: std::result::Result<Query<ListParams>, QueryRejection>,
 ) -> std::result::Result<Json<ListPage>, ApiError> {
+    authorize_read(&state, &method, &uri, &headers).await?;
     let Query(params) = query?;
     let after = params.after.unwrap_or(0);
     let limit = params.limit.unwrap_or(DEFAULT_LIST_LIMIT);
@@ -788,8 +919,12 @@ struct StatusParams {
 
 async fn status(
     State(state): State<RegistryState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
     query: std::result::Result<Query<StatusParams>, QueryRejection>,
 ) -> std::result::Result<Json<RegistryStatus>, ApiError> {
+    authorize_read(&state, &method, &uri, &headers).await?;
     let Query(params) = query?;
     let (current_seq, epoch) = state
         .blocking(|store| Ok((store.current_seq()?, store.epoch()?)))
@@ -848,10 +983,15 @@ struct StreamParams {
 async fn stream(
     State(state): State<RegistryState>,
     Peer(peer): Peer,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     query: std::result::Result<Query<StreamParams>, QueryRejection>,
 ) -> std::result::Result<Sse<impl Stream<Item = std::result::Result<Event, axum::Error>>>, ApiError>
 {
+    // Authenticate before anything else, in particular before a slot is taken: a
+    // refused attempt holds nothing and counts against no limit.
+    authorize_read(&state, &method, &uri, &headers).await?;
     let Query(params) = query?;
     let after = match params.after {
         Some(after) => after,
@@ -1111,8 +1251,18 @@ mod tests {
             &self,
             _: &str,
             _: Option<&str>,
+            _: &HttpBinding<'_>,
         ) -> std::result::Result<String, WriteDenied> {
             Err(WriteDenied::Forbidden("read-only".to_owned()))
+        }
+
+        fn authorize_read(
+            &self,
+            _: &str,
+            _: Option<&str>,
+            _: &HttpBinding<'_>,
+        ) -> std::result::Result<String, WriteDenied> {
+            Ok("reader".to_owned())
         }
     }
 

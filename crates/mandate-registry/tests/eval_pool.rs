@@ -12,8 +12,8 @@ use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use mandate_registry::{
-    router, MemoryStore, RegistryConfig, RegistryState, RevocationStore, WriteAuthorizer,
-    WriteDenied,
+    router, HttpBinding, MemoryStore, RegistryConfig, RegistryState, RevocationStore,
+    WriteAuthorizer, WriteDenied,
 };
 use mandate_verifier::pool::EvalPool;
 use serde_json::{json, Value};
@@ -30,7 +30,21 @@ const DEADLINE: Duration = Duration::from_millis(50);
 struct SlowAuthorizer;
 
 impl WriteAuthorizer for SlowAuthorizer {
-    fn authorize_write(&self, bearer: &str, _proof: Option<&str>) -> Result<String, WriteDenied> {
+    fn authorize_read(
+        &self,
+        bearer: &str,
+        proof: Option<&str>,
+        request: &HttpBinding<'_>,
+    ) -> Result<String, WriteDenied> {
+        self.authorize_write(bearer, proof, request)
+    }
+
+    fn authorize_write(
+        &self,
+        bearer: &str,
+        _proof: Option<&str>,
+        _request: &HttpBinding<'_>,
+    ) -> Result<String, WriteDenied> {
         match bearer {
             SLOW_TOKEN => {
                 std::thread::sleep(SLOW);

@@ -47,7 +47,17 @@ fn post(uri: &str, token: Option<&str>, body: impl Into<Body>) -> Request<Body> 
     request.body(body.into()).unwrap()
 }
 
+/// A read with the reader's mandate.
 fn get(uri: &str) -> Request<Body> {
+    Request::builder()
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {READER_TOKEN}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// A read without any mandate.
+fn get_anonymous(uri: &str) -> Request<Body> {
     Request::builder().uri(uri).body(Body::empty()).unwrap()
 }
 
@@ -708,8 +718,11 @@ async fn an_authorized_write_with_long_names_is_recorded() {
     .unwrap()
     .to_base64()
     .unwrap();
-    let authorizer =
-        MandateWriteAuthorizer::new(mandate_verifier::Verifier::builder().root_keys(keys)).unwrap();
+    // A bearer operator mandate: this test is about the length of names, not keys.
+    let authorizer = MandateWriteAuthorizer::allowing_bearer_writes(
+        mandate_verifier::Verifier::builder().root_keys(keys),
+    )
+    .unwrap();
     let state = RegistryState::new(Arc::new(MemoryStore::new()), Arc::new(authorizer));
     let app = router(state);
 
@@ -726,4 +739,60 @@ async fn an_authorized_write_with_long_names_is_recorded() {
     assert!(revoked_by.contains(" via "), "{revoked_by}");
     assert!(revoked_by.contains(&agent[..200]), "{revoked_by}");
     assert!(revoked_by.ends_with('…'), "{revoked_by}");
+}
+
+/// Revocation entries name principals and carry reasons: reading them needs a mandate,
+/// and an attempt without one is refused before it can take a stream slot.
+#[tokio::test]
+async fn reads_without_a_mandate_are_401_and_take_no_stream_slot() {
+    let config = RegistryConfig {
+        max_streams_per_peer: 1,
+        max_subscribers: 1,
+        ..RegistryConfig::default()
+    };
+    let (state, _) = memory_state(config);
+    let app = router(state.clone());
+    for uri in [
+        "/v1/revocations",
+        "/v1/status",
+        "/v1/revocations/stream",
+        "/v1/revocations/stream?after=0",
+    ] {
+        let (status, error) = send(&app, get_anonymous(uri)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}: {error}");
+        assert_eq!(error_code(&error), "unauthenticated", "{uri}");
+        assert_eq!(
+            error["error"]["message"], "missing Authorization header",
+            "{uri}"
+        );
+        let mut forged = get_anonymous(uri);
+        forged
+            .headers_mut()
+            .insert(header::AUTHORIZATION, "Bearer forged".parse().unwrap());
+        let (status, error) = send(&app, forged).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}: {error}");
+        assert_eq!(error["error"]["message"], "token not recognised", "{uri}");
+    }
+    assert_eq!(
+        state.subscriber_count(),
+        0,
+        "no refused attempt holds a slot"
+    );
+
+    let (status, page) = send(&app, get("/v1/revocations")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let (status, body) = send(&app, get("/v1/status")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The `Mandate` scheme is accepted as well as `Bearer`.
+    let mut scheme = get_anonymous("/v1/status");
+    scheme.headers_mut().insert(
+        header::AUTHORIZATION,
+        format!("Mandate {READER_TOKEN}").parse().unwrap(),
+    );
+    let (status, body) = send(&app, scheme).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The one slot (global and per address) is still free for a reader.
+    let stream = open_stream(&app, None).await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert_eq!(state.subscriber_count(), 1);
 }

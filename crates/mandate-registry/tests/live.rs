@@ -10,10 +10,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TestAuthorizer, OPERATOR_TOKEN};
+use common::{TestAuthorizer, OPERATOR_TOKEN, READER_TOKEN};
 use mandate_registry::{
-    serve, AgentRef, Denied, Error, NewRevocation, RegistryClient, RegistryConfig, RegistryState,
-    RevocationKind, RevocationStore, SharedIndex, SledStore, Subject, SubscribeOptions,
+    serve, AgentRef, Denied, Error, NewRevocation, RegistryAuth, RegistryClient, RegistryConfig,
+    RegistryState, RevocationKind, RevocationStore, SharedIndex, SledStore, Subject,
+    SubscribeOptions,
 };
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -75,6 +76,13 @@ async fn start_with(
     Running { addr, stop, server }
 }
 
+/// A client that reads with the reader's mandate.
+fn reader(url: &str) -> RegistryClient {
+    RegistryClient::new(url)
+        .unwrap()
+        .with_auth(RegistryAuth::bearer(READER_TOKEN))
+}
+
 fn options() -> SubscribeOptions {
     SubscribeOptions {
         idle_timeout: Duration::from_secs(1),
@@ -103,7 +111,7 @@ async fn a_revocation_over_http_reaches_a_subscribed_index() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn RevocationStore> = Arc::new(SledStore::open(dir.path()).unwrap());
     let running = start(TcpListener::bind("127.0.0.1:0").await.unwrap(), store).await;
-    let client = RegistryClient::new(&format!("http://{}", running.addr)).unwrap();
+    let client = reader(&format!("http://{}", running.addr));
 
     let index = SharedIndex::new(Duration::from_secs(2));
     let ids = vec![vec![1, 2, 3]];
@@ -118,7 +126,12 @@ async fn a_revocation_over_http_reaches_a_subscribed_index() {
     .await;
 
     let refused = client
-        .revoke("forged", RevocationKind::Principal, "bob", "x")
+        .revoke(
+            &RegistryAuth::bearer("forged"),
+            RevocationKind::Principal,
+            "bob",
+            "x",
+        )
         .await
         .unwrap_err();
     assert!(
@@ -128,7 +141,7 @@ async fn a_revocation_over_http_reaches_a_subscribed_index() {
 
     let entry = client
         .revoke(
-            OPERATOR_TOKEN,
+            &RegistryAuth::bearer(OPERATOR_TOKEN),
             RevocationKind::Principal,
             "bob",
             "kill switch",
@@ -169,12 +182,17 @@ async fn the_subscription_resumes_without_gaps_after_a_registry_restart() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let running = start(listener, Arc::clone(&store)).await;
-    let client = RegistryClient::new(&format!("http://{addr}")).unwrap();
+    let client = reader(&format!("http://{addr}"));
 
     let index = SharedIndex::new(Duration::from_secs(2));
     let _subscription = client.subscribe(index.clone(), options());
     client
-        .revoke(OPERATOR_TOKEN, RevocationKind::Task, "t1", "")
+        .revoke(
+            &RegistryAuth::bearer(OPERATOR_TOKEN),
+            RevocationKind::Task,
+            "t1",
+            "",
+        )
         .await
         .unwrap();
     eventually("entry 1 applied", || async { index.last_seq() == 1 }).await;
@@ -188,7 +206,12 @@ async fn the_subscription_resumes_without_gaps_after_a_registry_restart() {
     }
     let running = start(TcpListener::bind(addr).await.unwrap(), Arc::clone(&store)).await;
     client
-        .revoke(OPERATOR_TOKEN, RevocationKind::Agent, "orchestrator", "")
+        .revoke(
+            &RegistryAuth::bearer(OPERATOR_TOKEN),
+            RevocationKind::Agent,
+            "orchestrator",
+            "",
+        )
         .await
         .unwrap();
 
@@ -282,7 +305,7 @@ async fn a_subscriber_rebuilds_its_index_when_the_registry_serves_another_log() 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let running = start(listener, a).await;
-    let client = RegistryClient::new(&format!("http://{addr}")).unwrap();
+    let client = reader(&format!("http://{addr}"));
     let index = SharedIndex::new(Duration::from_secs(2));
     let _subscription = client.subscribe(index.clone(), options());
     eventually("A's log applied", || async {
@@ -309,7 +332,7 @@ async fn a_subscriber_ahead_of_a_different_log_starts_over() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let running = start(listener, a).await;
-    let client = RegistryClient::new(&format!("http://{addr}")).unwrap();
+    let client = reader(&format!("http://{addr}"));
     let index = SharedIndex::new(Duration::from_secs(2));
     let _subscription = client.subscribe(index.clone(), options());
     eventually("A's log applied", || async { index.last_seq() == 3 }).await;
@@ -331,7 +354,7 @@ async fn a_snapshot_records_its_epoch_and_a_later_subscription_checks_it() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let running = start(listener, Arc::clone(&a)).await;
-    let client = RegistryClient::new(&format!("http://{addr}")).unwrap();
+    let client = reader(&format!("http://{addr}"));
 
     let index = client.snapshot(Duration::from_secs(2)).await.unwrap();
     assert_eq!(index.last_seq(), 3);
@@ -373,7 +396,14 @@ async fn serve_limits_streams_per_client_address() {
             .build()
             .unwrap();
         let url = url.clone();
-        async move { client.get(url).send().await.unwrap() }
+        async move {
+            client
+                .get(url)
+                .bearer_auth(READER_TOKEN)
+                .send()
+                .await
+                .unwrap()
+        }
     };
     let first = open("127.0.0.1").await;
     assert_eq!(first.status(), 200);
@@ -382,5 +412,82 @@ async fn serve_limits_streams_per_client_address() {
     let other = open("127.0.0.2").await;
     assert_eq!(other.status(), 200, "another address has its own allowance");
     drop((first, other));
+    running.stop().await;
+}
+
+/// A flood of unauthenticated stream attempts from one address, some held open, does
+/// not keep an authenticated verifier behind the same address from subscribing: a
+/// refused attempt never takes a slot, even with one stream allowed per address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unauthenticated_stream_flood_does_not_keep_a_verifier_out() {
+    let config = RegistryConfig {
+        heartbeat_interval: Duration::from_millis(50),
+        max_streams_per_peer: 1,
+        max_subscribers: 2,
+        ..RegistryConfig::default()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let running = start_with(
+        listener,
+        Arc::new(mandate_registry::MemoryStore::new()),
+        config,
+    )
+    .await;
+    let url = format!("http://{addr}/v1/revocations/stream");
+    let raw = reqwest::Client::new();
+    let attempt = move |i: usize| {
+        let request = raw.get(&url);
+        // Anonymous, forged, and a non-mandate scheme, in turn.
+        let request = match i % 3 {
+            0 => request,
+            1 => request.bearer_auth("forged"),
+            _ => request.header("authorization", "Basic b3A6cHc="),
+        };
+        async move { request.send().await.unwrap() }
+    };
+    // The flood's responses are held, as a client keeping its connections would.
+    let held = futures_util::future::join_all((0..60).map(attempt.clone())).await;
+    let statuses: Vec<u16> = held.iter().map(|r| r.status().as_u16()).collect();
+    assert!(
+        statuses.iter().all(|status| *status == 401),
+        "every unauthenticated attempt is refused: {statuses:?}"
+    );
+
+    // More keep coming while the verifier subscribes.
+    let flooding = tokio::spawn({
+        let attempt = attempt.clone();
+        async move {
+            for i in 0.. {
+                let _ = attempt(i).await;
+            }
+        }
+    });
+    let client = reader(&format!("http://{addr}"));
+    let index = SharedIndex::new(Duration::from_secs(2));
+    let _subscription = client.subscribe(index.clone(), options());
+    let ids = vec![vec![7u8]];
+    eventually("the verifier to sync despite the flood", || async {
+        index.check(&bobs_call(&ids), Instant::now()).is_ok()
+    })
+    .await;
+    client
+        .revoke(
+            &RegistryAuth::bearer(OPERATOR_TOKEN),
+            RevocationKind::Principal,
+            "bob",
+            "flood",
+        )
+        .await
+        .unwrap();
+    eventually("the verifier to apply the revocation", || async {
+        matches!(
+            index.check(&bobs_call(&ids), Instant::now()),
+            Err(Denied::Revoked { .. })
+        )
+    })
+    .await;
+    flooding.abort();
+    drop(held);
     running.stop().await;
 }

@@ -278,8 +278,37 @@ const REGISTRY: &[Row] = &[
         "registry revoke /revocations",
         Allow(r#"allowed by `allow if operation("revoke"), right("registry", "revoke")`"#),
     ),
-    // A registry right that is not revoke passes the token's checks but no
-    // allow policy of the registry.
+    // Reads (list, status, stream) need registry:read, with the request's
+    // HTTP attributes as the registry supplies them.
+    (
+        &["registry:read"],
+        &[],
+        "registry read /revocations http_method=GET http_path=/v1/revocations/stream",
+        Allow(r#"allowed by `allow if operation("read"), right("registry", "read")`"#),
+    ),
+    // The operator's revoke right does not read the log, nor the reader's
+    // right write it.
+    (
+        &["registry:revoke"],
+        &[],
+        "registry read /revocations",
+        Deny(NO_RIGHT),
+    ),
+    (
+        &["registry:read"],
+        &[],
+        "registry revoke /revocations http_method=POST",
+        Deny(NO_RIGHT),
+    ),
+    // One mandate may carry both.
+    (
+        &["registry:revoke", "registry:read"],
+        &[],
+        "registry read /revocations",
+        Allow(r#"allowed by `allow if operation("read"), right("registry", "read")`"#),
+    ),
+    // A registry right that is neither revoke nor read passes the token's
+    // checks but no allow policy of the registry.
     (
         &["registry:list"],
         &[],

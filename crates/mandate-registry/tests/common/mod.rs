@@ -4,19 +4,39 @@
 use std::sync::Arc;
 
 use mandate_registry::{
-    MemoryStore, RegistryConfig, RegistryState, RevocationStore, WriteAuthorizer, WriteDenied,
+    HttpBinding, MemoryStore, RegistryConfig, RegistryState, RevocationStore, WriteAuthorizer,
+    WriteDenied,
 };
 
 /// The only token allowed to write.
 pub const OPERATOR_TOKEN: &str = "operator-token";
-/// A valid token without the right to write.
+/// A valid token that may read but not write.
 pub const READER_TOKEN: &str = "reader-token";
 
 /// Stand-in for the mandate-based authorizer: two known tokens, everything else unknown.
 pub struct TestAuthorizer;
 
 impl WriteAuthorizer for TestAuthorizer {
-    fn authorize_write(&self, bearer: &str, _proof: Option<&str>) -> Result<String, WriteDenied> {
+    fn authorize_read(
+        &self,
+        bearer: &str,
+        _proof: Option<&str>,
+        _request: &HttpBinding<'_>,
+    ) -> Result<String, WriteDenied> {
+        match bearer {
+            OPERATOR_TOKEN | READER_TOKEN => Ok("reader".to_owned()),
+            _ => Err(WriteDenied::Unauthenticated(
+                "token not recognised".to_owned(),
+            )),
+        }
+    }
+
+    fn authorize_write(
+        &self,
+        bearer: &str,
+        _proof: Option<&str>,
+        _request: &HttpBinding<'_>,
+    ) -> Result<String, WriteDenied> {
         match bearer {
             OPERATOR_TOKEN => Ok("operator".to_owned()),
             READER_TOKEN => Err(WriteDenied::Forbidden(
