@@ -449,10 +449,13 @@ async fn an_unauthenticated_stream_flood_does_not_keep_a_verifier_out() {
     // The flood's responses are held, as a client keeping its connections would.
     let held = futures_util::future::join_all((0..60).map(attempt.clone())).await;
     let statuses: Vec<u16> = held.iter().map(|r| r.status().as_u16()).collect();
+    // Refused as unauthenticated (401), or as overloaded (503) when the flood
+    // fills the evaluation pool's queue first; never admitted to a stream.
     assert!(
-        statuses.iter().all(|status| *status == 401),
+        statuses.iter().all(|status| matches!(*status, 401 | 503)),
         "every unauthenticated attempt is refused: {statuses:?}"
     );
+    assert!(statuses.contains(&401), "{statuses:?}");
 
     // More keep coming while the verifier subscribes.
     let flooding = tokio::spawn({
@@ -471,7 +474,10 @@ async fn an_unauthenticated_stream_flood_does_not_keep_a_verifier_out() {
         index.check(&bobs_call(&ids), Instant::now()).is_ok()
     })
     .await;
-    client
+    // The flood competes for the evaluation pool: a write may be answered
+    // 503 (overloaded) and retried, as `mandate revoke` does.
+    let mut tries = 0;
+    while let Err(error) = client
         .revoke(
             &RegistryAuth::bearer(OPERATOR_TOKEN),
             RevocationKind::Principal,
@@ -479,7 +485,11 @@ async fn an_unauthenticated_stream_flood_does_not_keep_a_verifier_out() {
             "flood",
         )
         .await
-        .unwrap();
+    {
+        tries += 1;
+        assert!(tries < 50, "the revocation never got through: {error}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     eventually("the verifier to apply the revocation", || async {
         matches!(
             index.check(&bobs_call(&ids), Instant::now()),
