@@ -311,14 +311,20 @@ fn request(args: &RequestArgs) -> Result<Request> {
         Some(at) => parse_time(at)?,
         None => SystemTime::now(),
     };
-    mandate_core::check_name("service", &args.service)?;
-    mandate_core::check_name("operation", &args.operation)?;
-    let resource = ResourcePath::parse(&args.resource)?;
-    let mut request = Request::new(&args.service, &args.operation, resource, time);
-    for attr in &args.attrs {
-        request = request.with_attr_arg(attr)?;
+    let mut attrs = Vec::with_capacity(args.attrs.len());
+    for arg in &args.attrs {
+        let (key, value) = arg
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("attribute `{arg}` is not KEY=VALUE"))?;
+        attrs.push((key.to_string(), mandate_core::AttrValue::parse(value)));
     }
-    Ok(request)
+    Ok(Request::validated(
+        &args.service,
+        &args.operation,
+        &args.resource,
+        attrs,
+        time,
+    )?)
 }
 
 fn pop(args: &PopArgs) -> Result<Outcome> {

@@ -48,6 +48,54 @@ impl Request {
         }
     }
 
+    /// The one validating constructor, used by the CLI and the HTTP API
+    /// alike: checks the service and operation names, normalises the
+    /// resource, and refuses an empty, badly named or repeated attribute key
+    /// and more than [`Request::MAX_ATTRS`] attributes.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] or [`Error::InvalidName`] naming what is wrong.
+    pub fn validated(
+        service: &str,
+        operation: &str,
+        resource: &str,
+        attrs: impl IntoIterator<Item = (String, AttrValue)>,
+        time: SystemTime,
+    ) -> Result<Request, Error> {
+        crate::check_name("service", service)?;
+        crate::check_name("operation", operation)?;
+        let resource = ResourcePath::parse(resource)?;
+        let mut request = Request::new(service, operation, resource, time);
+        for (key, value) in attrs {
+            request = request.with_attr(key, value)?;
+        }
+        Ok(request)
+    }
+
+    /// Adds one attribute.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for an empty, badly named or repeated key, or too
+    /// many attributes.
+    pub fn with_attr(mut self, key: String, value: AttrValue) -> Result<Request, Error> {
+        if key.is_empty() {
+            return Err(Error::Invalid("an attribute has an empty key".into()));
+        }
+        crate::check_name("attribute name", &key)?;
+        if self.attrs.iter().any(|(k, _)| *k == key) {
+            // Two values for one key would let a check pass on either.
+            return Err(Error::Invalid(format!("attribute `{key}` given twice")));
+        }
+        if self.attrs.len() >= Request::MAX_ATTRS {
+            return Err(Error::Invalid(format!(
+                "a request carries at most {} attributes",
+                Request::MAX_ATTRS
+            )));
+        }
+        self.attrs.push((key, value));
+        Ok(self)
+    }
+
     /// Attaches a proof of possession.
     pub fn with_proof(mut self, proof: crate::Proof) -> Request {
         self.proof = Some(proof);
@@ -59,7 +107,7 @@ impl Request {
     /// # Errors
     /// [`Error::Invalid`] for a missing `=`, an empty or repeated key, or too
     /// many attributes.
-    pub fn with_attr_arg(mut self, arg: &str) -> Result<Request, Error> {
+    pub fn with_attr_arg(self, arg: &str) -> Result<Request, Error> {
         let (key, value) = arg
             .split_once('=')
             .ok_or_else(|| Error::Invalid(format!("attribute `{arg}` is not KEY=VALUE")))?;
@@ -68,18 +116,7 @@ impl Request {
                 "attribute `{arg}` has an empty key"
             )));
         }
-        if self.attrs.iter().any(|(k, _)| k == key) {
-            // Two values for one key would let a check pass on either.
-            return Err(Error::Invalid(format!("attribute `{key}` given twice")));
-        }
-        if self.attrs.len() >= Request::MAX_ATTRS {
-            return Err(Error::Invalid(format!(
-                "a request carries at most {} attributes",
-                Request::MAX_ATTRS
-            )));
-        }
-        self.attrs.push((key.to_string(), AttrValue::parse(value)));
-        Ok(self)
+        self.with_attr(key.to_string(), AttrValue::parse(value))
     }
 }
 

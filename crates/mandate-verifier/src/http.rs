@@ -23,7 +23,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use mandate_core::{fingerprint, AttrValue, Proof, Request, ResourcePath};
+use mandate_core::{fingerprint, AttrValue, Proof, Request};
 use serde::{Deserialize, Serialize};
 
 use crate::pool::{EvalPool, PoolError, RETRY_AFTER_SECS};
@@ -276,28 +276,16 @@ fn to_request(body: &AuthorizeRequest, now: SystemTime) -> Result<Request, ApiEr
     let bad = |e: mandate_core::Error| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
     };
-    if body.attrs.len() > Request::MAX_ATTRS {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("at most {} attributes", Request::MAX_ATTRS),
-        ));
-    }
-    // Names reach decisions and audit records: no control characters.
-    mandate_core::check_name("service", &body.service).map_err(bad)?;
-    mandate_core::check_name("operation", &body.operation).map_err(bad)?;
-    for key in body.attrs.keys() {
-        mandate_core::check_name("attribute name", key).map_err(bad)?;
-    }
-    let resource = ResourcePath::parse(&body.resource).map_err(bad)?;
-    let mut request = Request::new(&body.service, &body.operation, resource, now);
-    for (key, value) in &body.attrs {
+    let attrs = body.attrs.iter().map(|(key, value)| {
         let value = match value {
             AttrJson::Int(n) => AttrValue::Int(*n),
             AttrJson::Str(s) => AttrValue::Str(s.clone()),
         };
-        request.attrs.push((key.clone(), value));
-    }
+        (key.clone(), value)
+    });
+    let mut request =
+        Request::validated(&body.service, &body.operation, &body.resource, attrs, now)
+            .map_err(bad)?;
     if let Some(pop) = &body.pop {
         request = request.with_proof(Proof::parse(pop).map_err(bad)?);
     }
