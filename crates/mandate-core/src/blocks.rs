@@ -19,7 +19,7 @@ use prost::Message as _;
 
 use biscuit_auth::format::schema;
 
-use crate::keys::PublicKey;
+use crate::keys::AgentKey;
 use crate::print;
 
 /// Structural limits on a token's blocks, checked before anything walks
@@ -156,7 +156,7 @@ pub struct BlockContents {
     /// Facts + rules + checks.
     pub statements: usize,
     /// The agent key that signed the block, for a third-party block.
-    pub signer: Option<PublicKey>,
+    pub signer: Option<AgentKey>,
 }
 
 impl BlockContents {
@@ -193,12 +193,26 @@ pub enum ReadError {
     },
 }
 
+/// How much of a block to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Facts and the shape of rules and checks: what claims, chains, scopes
+    /// and cost bounds need. No display text (`source`, `checks` and query
+    /// texts stay empty), so deciding a request prints nothing.
+    Structure,
+    /// Also the escaped display text of every statement.
+    Text,
+}
+
 /// Reads every block of a serialized token, checking the structural bounds
 /// first. `token` is biscuit-auth's protobuf view of the container.
 ///
 /// # Errors
 /// [`ReadError`] naming the first block that is over a bound or malformed.
-pub(crate) fn read_all(token: &schema::Biscuit) -> Result<Vec<BlockContents>, ReadError> {
+pub(crate) fn read_all(
+    token: &schema::Biscuit,
+    detail: Detail,
+) -> Result<Vec<BlockContents>, ReadError> {
     let count = 1 + token.blocks.len();
     if count > bounds::MAX_BLOCKS {
         return Err(ReadError::OverLimit {
@@ -239,19 +253,21 @@ pub(crate) fn read_all(token: &schema::Biscuit) -> Result<Vec<BlockContents>, Re
             own = proto.symbols.iter().map(String::as_str).collect();
             Symbols(&own)
         };
-        blocks.push(read_block(index, proto, *signer, symbols)?);
+        blocks.push(read_block(index, proto, *signer, symbols, detail)?);
     }
     Ok(blocks)
 }
 
-fn signer_key(index: usize, key: &schema::PublicKey) -> Result<PublicKey, ReadError> {
+fn signer_key(index: usize, key: &schema::PublicKey) -> Result<AgentKey, ReadError> {
     let malformed = |what: String| ReadError::Malformed { block: index, what };
     if key.algorithm != schema::public_key::Algorithm::Ed25519 as i32 {
         return Err(malformed(
             "a block is signed with a key that is not Ed25519".into(),
         ));
     }
-    PublicKey::from_bytes(&key.key).map_err(|e| malformed(e.to_string()))
+    // biscuit-auth verified the block's signature with this key; its bytes
+    // are what the chain compares.
+    AgentKey::from_slice(&key.key).map_err(|e| malformed(e.to_string()))
 }
 
 /// A symbol table: the default symbols, then `0`.
@@ -435,8 +451,9 @@ fn check_expression(expression: &schema::Expression) -> Result<usize, String> {
 fn read_block(
     index: usize,
     block: &schema::Block,
-    signer: Option<PublicKey>,
+    signer: Option<AgentKey>,
     symbols: Symbols<'_>,
+    detail: Detail,
 ) -> Result<BlockContents, ReadError> {
     let malformed = |what: String| ReadError::Malformed { block: index, what };
     let name = |i: u64| {
@@ -459,24 +476,39 @@ fn read_block(
             terms,
         });
     }
-    let printer = print::Printer::new(symbols);
+    // With text, every statement is printed once; the block's source joins
+    // them.
+    let printer = (detail == Detail::Text).then(|| print::Printer::new(symbols));
+    let mut source = String::new();
+    if let Some(printer) = &printer {
+        for fact in &block.facts {
+            print::push_statement(&mut source, printer.fact(fact));
+        }
+    }
     let mut queries = Vec::new();
     let mut rule_heads = Vec::with_capacity(block.rules.len());
     for rule in &block.rules {
         rule_heads.push(name(rule.head.name)?);
-        queries.push(query(rule, printer.rule(rule), symbols).map_err(malformed)?);
+        let text = printer.as_ref().map(|p| p.rule(rule)).unwrap_or_default();
+        if printer.is_some() {
+            print::push_statement(&mut source, text.clone());
+        }
+        queries.push(query(rule, text, symbols).map_err(malformed)?);
     }
     let mut checks = Vec::with_capacity(block.checks.len());
     for check in &block.checks {
-        let text = printer.check(check);
+        let text = printer.as_ref().map(|p| p.check(check)).unwrap_or_default();
         for rule in &check.queries {
             queries.push(query(rule, text.clone(), symbols).map_err(malformed)?);
         }
-        checks.push(text);
+        if printer.is_some() {
+            print::push_statement(&mut source, text.clone());
+            checks.push(text);
+        }
     }
     Ok(BlockContents {
         statements: block.facts.len() + block.rules.len() + block.checks.len(),
-        source: printer.block(block),
+        source,
         facts,
         rule_heads,
         queries,
@@ -572,7 +604,7 @@ mod tests {
         }
         let token = builder.build(&root).unwrap();
         let proto = token.container().to_proto();
-        let blocks = read_all(&proto).unwrap();
+        let blocks = read_all(&proto, Detail::Text).unwrap();
         let names: Vec<&str> = blocks[0].fact_names().collect();
         assert_eq!(names, DEFAULT_SYMBOLS);
         assert_eq!(token.block_symbols(0).unwrap(), Vec::<String>::new());

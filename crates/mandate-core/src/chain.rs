@@ -10,7 +10,7 @@
 
 use crate::blocks::{BlockContents, Fact, ReadError, Value};
 use crate::claims::{agent_key, AuthorityClaims};
-use crate::keys::PublicKey;
+use crate::keys::AgentKey;
 use crate::name::NameKind;
 use crate::vocab;
 
@@ -20,7 +20,7 @@ pub struct Link {
     /// The agent's name.
     pub name: String,
     /// The agent's key; `None` for the first agent of a bearer mandate.
-    pub key: Option<PublicKey>,
+    pub key: Option<AgentKey>,
     /// The block that named this agent (0: the authority block).
     pub block: usize,
     /// `key` as `ed25519/<hex>` (empty for none), formatted once: revocation
@@ -30,7 +30,7 @@ pub struct Link {
 
 impl Link {
     /// A link naming `name` with `key`, stated in block `block`.
-    pub fn new(name: String, key: Option<PublicKey>, block: usize) -> Link {
+    pub fn new(name: String, key: Option<AgentKey>, block: usize) -> Link {
         let key_text = key.map(|k| k.to_string()).unwrap_or_default();
         Link {
             name,

@@ -12,16 +12,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::blocks::{Fact, Value};
 use crate::chain::{Chain, ChainError};
-use crate::keys::PublicKey;
+use crate::keys::AgentKey;
 use crate::restrict::Right;
 use crate::vocab;
 
 /// An agent key as the authority block or a hop states it: 32 bytes of
 /// Ed25519 public key, or no bytes for a bearer first agent.
-pub(crate) fn agent_key(value: &Value) -> Result<Option<PublicKey>, String> {
+pub(crate) fn agent_key(value: &Value) -> Result<Option<AgentKey>, String> {
     match value {
         Value::Bytes(bytes) if bytes.is_empty() => Ok(None),
-        Value::Bytes(bytes) => PublicKey::from_bytes(bytes)
+        Value::Bytes(bytes) => AgentKey::from_slice(bytes)
             .map(Some)
             .map_err(|e| e.to_string()),
         _ => Err("the agent key is not a byte string".into()),
@@ -35,7 +35,7 @@ pub(crate) struct AuthorityClaims {
     pub principal: Option<String>,
     /// Every `agent(Name, Key)` fact: the name and its key, or why the key
     /// is not one.
-    pub agents: Vec<(String, Result<Option<PublicKey>, String>)>,
+    pub agents: Vec<(String, Result<Option<AgentKey>, String>)>,
     pub task: Option<String>,
     pub rights: Vec<Right>,
     pub issued_at: Option<SystemTime>,

@@ -9,7 +9,7 @@
 use biscuit_auth::builder::{self, BlockBuilder};
 
 use crate::chain::Chain;
-use crate::keys::{PublicKey, SecretKey};
+use crate::keys::{AgentKey, PublicKey, SecretKey};
 use crate::name::check_name;
 use crate::restrict::Restrictions;
 use crate::scope::Effective;
@@ -79,7 +79,7 @@ pub fn delegate_signed(
     }
     let (effective, chain) = read_unverified(token)?;
     let holder = chain.holder();
-    if holder.key != Some(signer.public()) {
+    if holder.key != Some(AgentKey::from(signer.public())) {
         return Err(Error::NotHolder {
             signer: signer.public().to_string(),
             holder: holder.name.clone(),

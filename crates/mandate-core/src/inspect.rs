@@ -113,7 +113,7 @@ pub fn inspect(
             },
         },
     };
-    let contents = token.blocks()?;
+    let contents = token.blocks_with_text()?;
     let claims = contents
         .first()
         .map(|authority| AuthorityClaims::from_facts(&authority.facts))

@@ -119,6 +119,69 @@ impl fmt::Debug for PublicKey {
     }
 }
 
+/// An agent's Ed25519 public key as its 32 bytes, as tokens carry it.
+///
+/// Chains are rebuilt by comparing these bytes with the bytes of the key
+/// that signed each hop, so reading a chain never decompresses a curve point
+/// (the costliest part of reading a key). A point is decompressed only where
+/// a signature is checked ([`AgentKey::verifying_key`]); bytes that are not a
+/// valid point then fail that check, which denies.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AgentKey([u8; 32]);
+
+impl AgentKey {
+    /// Reads 32 bytes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] for any other length.
+    pub fn from_slice(bytes: &[u8]) -> Result<AgentKey, Error> {
+        <[u8; 32]>::try_from(bytes)
+            .map(AgentKey)
+            .map_err(|_| Error::InvalidKey {
+                reason: format!("an Ed25519 key has 32 bytes, not {}", bytes.len()),
+            })
+    }
+
+    /// The 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The key as a curve point, for checking a signature.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] when the bytes are not an Ed25519 point.
+    pub fn verifying_key(&self) -> Result<ed25519_dalek::VerifyingKey, Error> {
+        ed25519_dalek::VerifyingKey::from_bytes(&self.0).map_err(|_| Error::InvalidKey {
+            reason: "the agent key is not an Ed25519 point".into(),
+        })
+    }
+}
+
+impl From<PublicKey> for AgentKey {
+    fn from(key: PublicKey) -> AgentKey {
+        let mut bytes = [0u8; 32];
+        let raw = key.0.to_bytes();
+        // An Ed25519 `PublicKey` (the only kind Mandate accepts) is 32 bytes.
+        if raw.len() == 32 {
+            bytes.copy_from_slice(&raw);
+        }
+        AgentKey(bytes)
+    }
+}
+
+impl fmt::Display for AgentKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ed25519/{}", hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for AgentKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AgentKey({self})")
+    }
+}
+
 /// An Ed25519 secret key. `Debug` prints only the public half.
 pub struct SecretKey(biscuit_auth::KeyPair);
 

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 
-use crate::keys::{PublicKey, SecretKey};
+use crate::keys::SecretKey;
 use crate::request::Request;
 use crate::Error;
 
@@ -96,7 +96,7 @@ impl Proof {
     pub fn verify(
         &self,
         agent: &str,
-        key: &PublicKey,
+        key: &VerifyingKey,
         token_digest: &str,
         request: &Request,
         window: Duration,
@@ -106,10 +106,7 @@ impl Proof {
             agent: agent.to_string(),
         };
         let signature = ed25519_dalek::Signature::from_slice(&self.signature).map_err(|_| bad())?;
-        let public: [u8; 32] = key.as_biscuit().to_bytes().try_into().map_err(|_| bad())?;
-        VerifyingKey::from_bytes(&public)
-            .and_then(|k| k.verify_strict(&message, &signature))
-            .map_err(|_| bad())?;
+        key.verify_strict(&message, &signature).map_err(|_| bad())?;
         let at = millis(request.time);
         let age_ms = at.abs_diff(self.timestamp_ms);
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
@@ -221,6 +218,10 @@ fn message(token_digest: &str, request: &Request, timestamp_ms: u64, nonce: &[u8
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn vk(key: &crate::PublicKey) -> VerifyingKey {
+        crate::AgentKey::from(*key).verifying_key().unwrap()
+    }
     use crate::ResourcePath;
 
     fn request(resource: &str, at: SystemTime) -> Request {
@@ -237,22 +238,22 @@ mod tests {
         let parsed = Proof::parse(&proof.to_text()).unwrap();
         assert_eq!(parsed, proof);
         assert!(proof
-            .verify("a", &key.public(), "abcd", &req, window)
+            .verify("a", &vk(&key.public()), "abcd", &req, window)
             .is_ok());
         let other = SecretKey::generate().public();
         assert!(matches!(
-            proof.verify("a", &other, "abcd", &req, window),
+            proof.verify("a", &vk(&other), "abcd", &req, window),
             Err(PopError::BadSignature { .. })
         ));
         assert!(proof
-            .verify("a", &key.public(), "abce", &req, window)
+            .verify("a", &vk(&key.public()), "abce", &req, window)
             .is_err());
         assert!(proof
-            .verify("a", &key.public(), "abcd", &request("/b", now), window)
+            .verify("a", &vk(&key.public()), "abcd", &request("/b", now), window)
             .is_err());
         let later = request("/a", now + Duration::from_secs(31));
         assert!(matches!(
-            proof.verify("a", &key.public(), "abcd", &later, window),
+            proof.verify("a", &vk(&key.public()), "abcd", &later, window),
             Err(PopError::OutsideWindow { .. })
         ));
         assert_ne!(Proof::sign(&key, "abcd", &req, now).nonce, proof.nonce);
@@ -266,9 +267,11 @@ mod tests {
         let one = request("/a", now).with_attr_arg("a=x=i:5").unwrap();
         let other = request("/a", now).with_attr_arg("a=s:x=5").unwrap();
         let proof = Proof::sign(&key, "d", &one, now);
-        assert!(proof.verify("a", &key.public(), "d", &one, window).is_ok());
         assert!(proof
-            .verify("a", &key.public(), "d", &other, window)
+            .verify("a", &vk(&key.public()), "d", &one, window)
+            .is_ok());
+        assert!(proof
+            .verify("a", &vk(&key.public()), "d", &other, window)
             .is_err());
         let int = request("/a", now).with_attr_arg("n=5").unwrap();
         let text = request("/a", now);
@@ -278,7 +281,7 @@ mod tests {
         };
         let proof = Proof::sign(&key, "d", &int, now);
         assert!(proof
-            .verify("a", &key.public(), "d", &text, window)
+            .verify("a", &vk(&key.public()), "d", &text, window)
             .is_err());
     }
 

@@ -266,21 +266,23 @@ impl<'a> Printer<'a> {
         shorten(format!("{kind} {}", queries.join(" or ")), MAX_STATEMENT)
     }
 
-    /// A whole block, one statement per line.
-    pub(crate) fn block(&self, block: &schema::Block) -> String {
-        let mut out = String::new();
-        for fact in &block.facts {
-            let line = shorten(self.predicate(&fact.predicate), MAX_STATEMENT);
-            let _ = writeln!(out, "{line};");
-        }
-        for rule in &block.rules {
-            let _ = writeln!(out, "{};", self.rule(rule));
-        }
-        for check in &block.checks {
-            let _ = writeln!(out, "{};", self.check(check));
-        }
-        shorten(out, MAX_BLOCK)
+    /// A fact.
+    pub(crate) fn fact(&self, fact: &schema::Fact) -> String {
+        shorten(self.predicate(&fact.predicate), MAX_STATEMENT)
     }
+}
+
+/// Appends one printed statement to a block's source, one per line, the
+/// whole source bounded by [`MAX_BLOCK`].
+pub(crate) fn push_statement(source: &mut String, statement: String) {
+    if source.len() >= MAX_BLOCK {
+        if !source.ends_with('…') {
+            source.push('…');
+        }
+        return;
+    }
+    source.push_str(&statement);
+    source.push_str(";\n");
 }
 
 fn scope(scope: &schema::Scope) -> String {

@@ -10,7 +10,7 @@
 use biscuit_auth::{Biscuit, UnverifiedBiscuit};
 use sha2::Digest as _;
 
-use crate::blocks::BlockContents;
+use crate::blocks::{BlockContents, Detail};
 use crate::chain::{self, Chain, ChainError};
 use crate::claims::Claims;
 use crate::keys::{KeySet, PublicKey};
@@ -136,7 +136,7 @@ impl UnverifiedMandate {
     /// [`Error::MalformedToken`] when the blocks cannot be read or `index`
     /// is past the last block.
     pub fn block_source(&self, index: usize) -> Result<String, Error> {
-        self.blocks()?
+        self.blocks_with_text()?
             .into_iter()
             .nth(index)
             .map(|b| b.source)
@@ -160,7 +160,9 @@ impl UnverifiedMandate {
     /// [`ChainError`] when a hop is unsigned, signed by the wrong key,
     /// malformed, or the blocks cannot be read.
     pub fn claimed_chain(&self) -> Result<Chain, ChainError> {
-        let blocks = self.read_blocks().map_err(ChainError::Unreadable)?;
+        let blocks = self
+            .read_blocks(Detail::Structure)
+            .map_err(ChainError::Unreadable)?;
         chain::read(&blocks).1
     }
 
@@ -170,12 +172,24 @@ impl UnverifiedMandate {
     /// # Errors
     /// [`Error::MalformedToken`] naming a block that cannot be read.
     pub(crate) fn blocks(&self) -> Result<Vec<BlockContents>, Error> {
-        self.read_blocks().map_err(|e| Error::MalformedToken {
-            reason: e.to_string(),
-        })
+        self.read_blocks(Detail::Structure)
+            .map_err(|e| Error::MalformedToken {
+                reason: e.to_string(),
+            })
     }
 
-    fn read_blocks(&self) -> Result<Vec<BlockContents>, crate::blocks::ReadError> {
+    /// Every block with its display text, for reports.
+    ///
+    /// # Errors
+    /// [`Error::MalformedToken`] naming a block that cannot be read.
+    pub(crate) fn blocks_with_text(&self) -> Result<Vec<BlockContents>, Error> {
+        self.read_blocks(Detail::Text)
+            .map_err(|e| Error::MalformedToken {
+                reason: e.to_string(),
+            })
+    }
+
+    fn read_blocks(&self, detail: Detail) -> Result<Vec<BlockContents>, crate::blocks::ReadError> {
         use prost::Message as _;
         let bytes = self
             .inner
@@ -190,7 +204,7 @@ impl UnverifiedMandate {
                 what: e.to_string(),
             }
         })?;
-        crate::blocks::read_all(&proto)
+        crate::blocks::read_all(&proto, detail)
     }
 
     pub(crate) fn append_third_party(
@@ -363,7 +377,7 @@ impl Mandate {
     /// broken chain (`ChainError::Unreadable`), which verifiers deny.
     pub fn read(&self) -> (Claims, Vec<BlockContents>) {
         let proto = self.biscuit.container().to_proto();
-        match crate::blocks::read_all(&proto) {
+        match crate::blocks::read_all(&proto, Detail::Structure) {
             Ok(blocks) => {
                 let (authority, chain) = chain::read(&blocks);
                 (Claims::new(authority, chain), blocks)
@@ -373,5 +387,13 @@ impl Mandate {
                 Vec::new(),
             ),
         }
+    }
+
+    /// Every block with its escaped display text (what failed checks and
+    /// cost refusals quote). Deciding a request reads without text
+    /// ([`Mandate::read`]); this is for explaining a denial.
+    pub fn read_text(&self) -> Vec<BlockContents> {
+        let proto = self.biscuit.container().to_proto();
+        crate::blocks::read_all(&proto, Detail::Text).unwrap_or_default()
     }
 }

@@ -93,7 +93,11 @@ struct Fixture {
 }
 
 fn link(name: &str, block: usize) -> Link {
-    Link::new(name.into(), Some(SecretKey::generate().public()), block)
+    Link::new(
+        name.into(),
+        Some(SecretKey::generate().public().into()),
+        block,
+    )
 }
 
 fn build_index(entries: usize, fixture: &Fixture) -> SharedIndex {

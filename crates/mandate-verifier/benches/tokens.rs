@@ -414,7 +414,7 @@ struct RawVerifier {
 /// The claims a decision carries, read by queries.
 type RawClaims = (
     Vec<(String,)>,
-    Vec<(String, String)>,
+    Vec<(String, Vec<u8>)>,
     Vec<(String,)>,
     Vec<(SystemTime,)>,
 );

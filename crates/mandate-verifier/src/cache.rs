@@ -8,9 +8,9 @@
 //! proof of possession, Datalog) still runs on every call.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use mandate_core::{Claims, Mandate, Request};
+use mandate_core::{BlockContents, Claims, Mandate, Request};
 
 use crate::complexity::{FactCounts, Shape};
 
@@ -18,16 +18,26 @@ use crate::complexity::{FactCounts, Shape};
 #[derive(Debug)]
 pub(crate) struct TokenInfo {
     pub claims: Claims,
-    /// Each block's checks as escaped Datalog, for failed-check reasons.
-    checks: Vec<Vec<String>>,
+    /// The acting agent's key as a curve point, decompressed once per token
+    /// (`None` for a bearer chain or a broken one; `Err` when the bytes are
+    /// not a point, which fails every proof).
+    pub holder_key: Option<Result<ed25519_dalek::VerifyingKey, ()>>,
     shape: Result<Shape, String>,
+    /// The blocks with their display text, read only when a denial quotes a
+    /// check or a query (deciding prints nothing).
+    text: OnceLock<Vec<BlockContents>>,
 }
 
 impl TokenInfo {
+    fn text(&self, mandate: &Mandate) -> &[BlockContents] {
+        self.text.get_or_init(|| mandate.read_text())
+    }
+
     /// Check `check` of block `block` as escaped Datalog, if there is one.
-    pub(crate) fn check_text(&self, block: u32, check: u32) -> Option<&str> {
-        self.checks
+    pub(crate) fn check_text(&self, mandate: &Mandate, block: u32, check: u32) -> Option<&str> {
+        self.text(mandate)
             .get(usize::try_from(block).ok()?)?
+            .checks
             .get(usize::try_from(check).ok()?)
             .map(String::as_str)
     }
@@ -35,14 +45,23 @@ impl TokenInfo {
     /// Checks the token's queries against the budget for `request`.
     pub(crate) fn vet(
         &self,
+        mandate: &Mandate,
         request: &Request,
         policy: &FactCounts,
         max_facts: u64,
     ) -> Result<(), String> {
-        match &self.shape {
+        let refused = match &self.shape {
             Ok(shape) => shape.check(request, policy, max_facts),
             Err(reason) => Err(reason.clone()),
-        }
+        };
+        // The shape was read without text; the same judgement on the blocks
+        // read with text names the query in the refusal.
+        refused.map_err(|reason| {
+            Shape::read(self.text(mandate))
+                .and_then(|shape| shape.check(request, policy, max_facts))
+                .err()
+                .unwrap_or(reason)
+        })
     }
 }
 
@@ -102,10 +121,17 @@ impl TokenCache {
     pub(crate) fn get(&self, digest: &str, mandate: &Mandate) -> Arc<TokenInfo> {
         let made = self.0.get_or_try_insert(digest.to_string(), || {
             let (claims, blocks) = mandate.read();
+            let holder_key = claims
+                .chain
+                .as_ref()
+                .ok()
+                .and_then(|chain| chain.holder().key)
+                .map(|key| key.verifying_key().map_err(|_| ()));
             Ok::<_, std::convert::Infallible>(TokenInfo {
+                holder_key,
                 claims,
-                checks: blocks.iter().map(|b| b.checks.clone()).collect(),
                 shape: Shape::read(&blocks),
+                text: OnceLock::new(),
             })
         });
         match made {

@@ -265,12 +265,14 @@ impl Verifier {
             let reason = Reason::Revoked { denial };
             return Ok(Decision::new(&token_id, request, claims, reason));
         }
-        if let Err(refused) = self.check_possession(chain, &digest, request) {
+        if let Err(refused) =
+            self.check_possession(chain, info.holder_key.as_ref(), &digest, request)
+        {
             let reason = Reason::ProofOfPossession { error: refused };
             return Ok(Decision::new(&token_id, request, claims, reason));
         }
 
-        if let Err(message) = info.vet(request, self.policy.counts(), self.max_facts) {
+        if let Err(message) = info.vet(mandate, request, self.policy.counts(), self.max_facts) {
             return Ok(Decision::new(
                 &token_id,
                 request,
@@ -295,7 +297,10 @@ impl Verifier {
                     check.author = author(check.block);
                     // A token's check is reported as Mandate prints it
                     // (escaped), not as biscuit does.
-                    if let Some(text) = check.block.and_then(|b| info.check_text(b, check.check)) {
+                    if let Some(text) = check
+                        .block
+                        .and_then(|b| info.check_text(mandate, b, check.check))
+                    {
                         check.rule = text.to_string();
                     }
                     check
@@ -383,11 +388,12 @@ impl Verifier {
     fn check_possession(
         &self,
         chain: &Chain,
+        holder_key: Option<&Result<ed25519_dalek::VerifyingKey, ()>>,
         token_digest: &str,
         request: &Request,
     ) -> Result<(), PopError> {
         let holder = chain.holder();
-        let Some(key) = holder.key else {
+        let Some(key) = holder_key else {
             return if self.require_pop {
                 Err(PopError::BearerRefused)
             } else {
@@ -397,7 +403,11 @@ impl Verifier {
         let proof = request.proof.as_ref().ok_or_else(|| PopError::Missing {
             agent: holder.name.clone(),
         })?;
-        proof.verify(&holder.name, &key, token_digest, request, self.pop_window)?;
+        let bad = || PopError::BadSignature {
+            agent: holder.name.clone(),
+        };
+        let key = key.as_ref().map_err(|()| bad())?;
+        proof.verify(&holder.name, key, token_digest, request, self.pop_window)?;
         let now_ms = millis(request.time);
         let window_ms = u64::try_from(self.pop_window.as_millis()).unwrap_or(u64::MAX);
         let forget_after = now_ms.max(proof.timestamp_ms).saturating_add(window_ms);
