@@ -587,6 +587,110 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    use biscuit_auth::builder::{self as b, BlockBuilder};
+
+    fn root_token(block: BlockBuilder) -> biscuit_auth::Biscuit {
+        let root = biscuit_auth::KeyPair::new();
+        biscuit_auth::Biscuit::builder()
+            .merge(block)
+            .build(&root)
+            .unwrap()
+    }
+
+    fn read(token: &biscuit_auth::Biscuit) -> Result<Vec<BlockContents>, ReadError> {
+        read_all(&token.container().to_proto(), Detail::Text)
+    }
+
+    #[test]
+    fn strings_read_back_exactly_and_print_escaped() {
+        let hostile = r#"x"); principal("alice"); //"#;
+        let token = root_token(
+            BlockBuilder::new()
+                .fact(b::fact("principal", &[b::string("bob")]))
+                .unwrap()
+                .fact(b::fact("note", &[b::string(hostile)]))
+                .unwrap(),
+        );
+        let blocks = read(&token).unwrap();
+        let facts = &blocks[0].facts;
+        assert_eq!(facts.len(), 2);
+        assert_eq!(facts[1].terms, vec![Value::Str(hostile.into())]);
+        assert_eq!(blocks[0].facts_named("principal").count(), 1);
+        assert!(
+            blocks[0]
+                .source
+                .contains(r#"note("x\"); principal(\"alice\"); //");"#),
+            "{}",
+            blocks[0].source
+        );
+    }
+
+    #[test]
+    fn a_third_party_block_resolves_its_own_symbols() {
+        let token = root_token(
+            BlockBuilder::new()
+                .fact(b::fact("principal", &[b::string("bob")]))
+                .unwrap(),
+        );
+        let agent = biscuit_auth::KeyPair::new();
+        let block = BlockBuilder::new()
+            .fact(b::fact("hop", &[b::string("next"), b::bytes(&[7; 32])]))
+            .unwrap();
+        let request = token.third_party_request().unwrap();
+        let signed = request.create_block(&agent.private(), block).unwrap();
+        let token = token.append_third_party(agent.public(), signed).unwrap();
+        let blocks = read(&token).unwrap();
+        assert_eq!(blocks[1].facts[0].name, "hop");
+        assert_eq!(
+            blocks[1].facts[0].terms,
+            vec![Value::Str("next".into()), Value::Bytes(vec![7; 32])]
+        );
+        assert_eq!(
+            blocks[1].signer.map(|k| k.as_bytes().to_vec()),
+            Some(agent.public().to_bytes())
+        );
+        assert_eq!(blocks[0].signer, None);
+    }
+
+    #[test]
+    fn blocks_over_a_bound_are_refused_before_they_are_read() {
+        let over = |block: BlockBuilder| match read(&root_token(block)) {
+            Err(ReadError::OverLimit { block: 0, what }) => what,
+            other => panic!("expected a bound to refuse it, got {other:?}"),
+        };
+        let mut many = BlockBuilder::new();
+        for i in 0..=bounds::MAX_STATEMENTS {
+            many = many.fact(b::fact("f", &[b::int(i as i64)])).unwrap();
+        }
+        assert!(over(many).contains("statements"));
+
+        let mut ops = vec![b::Op::Value(b::Term::Bool(true))];
+        ops.extend((0..bounds::MAX_OPS).map(|_| b::Op::Unary(b::Unary::Parens)));
+        let check = b::Check {
+            queries: vec![b::Rule::new(
+                b::pred::<b::Term>("q", &[]),
+                vec![],
+                vec![b::Expression { ops }],
+                vec![],
+            )],
+            kind: b::CheckKind::One,
+        };
+        assert!(over(BlockBuilder::new().check(check).unwrap()).contains("operations"));
+
+        let mut term = b::int(1);
+        for _ in 0..=bounds::MAX_TERM_DEPTH {
+            term = b::Term::Array(vec![term]);
+        }
+        let nested = BlockBuilder::new().fact(b::fact("f", &[term])).unwrap();
+        assert!(over(nested).contains("nested deeper"));
+
+        let long = "x".repeat(bounds::MAX_SYMBOL_LEN + 1);
+        let block = BlockBuilder::new()
+            .fact(b::fact("f", &[b::string(&long)]))
+            .unwrap();
+        assert!(over(block).contains("-byte string"));
+    }
+
     #[test]
     fn default_symbols_match_biscuit() {
         // biscuit-auth interns the default symbols without adding them to a

@@ -249,3 +249,133 @@ fn rebuild(blocks: &[BlockContents], claims: &AuthorityClaims) -> Result<Chain, 
     }
     Ok(Chain { links, authors })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::blocks::{read_all, Detail};
+    use biscuit_auth::builder::{self as b, BlockBuilder};
+    use biscuit_auth::{Biscuit, KeyPair};
+
+    fn key_bytes(key: &KeyPair) -> Vec<u8> {
+        key.public().to_bytes()
+    }
+
+    /// A token for bob whose first agent `a` holds `first`, plus `extra`
+    /// authority facts.
+    fn minted(first: &KeyPair, extra: &[b::Fact]) -> Biscuit {
+        let mut block = BlockBuilder::new()
+            .fact(b::fact("principal", &[b::string("bob")]))
+            .unwrap()
+            .fact(b::fact("task", &[b::string("t")]))
+            .unwrap()
+            .fact(b::fact(
+                "agent",
+                &[b::string("a"), b::bytes(&key_bytes(first))],
+            ))
+            .unwrap();
+        for fact in extra {
+            block = block.fact(fact.clone()).unwrap();
+        }
+        Biscuit::builder()
+            .merge(block)
+            .build(&KeyPair::new())
+            .unwrap()
+    }
+
+    fn hop(name: &str, to: &KeyPair) -> b::Fact {
+        b::fact("hop", &[b::string(name), b::bytes(&key_bytes(to))])
+    }
+
+    fn signed(token: &Biscuit, by: &KeyPair, facts: &[b::Fact]) -> Biscuit {
+        let mut block = BlockBuilder::new();
+        for fact in facts {
+            block = block.fact(fact.clone()).unwrap();
+        }
+        let request = token.third_party_request().unwrap();
+        let made = request.create_block(&by.private(), block).unwrap();
+        token.append_third_party(by.public(), made).unwrap()
+    }
+
+    fn chain_of(token: &Biscuit) -> Result<Chain, ChainError> {
+        let blocks = read_all(&token.container().to_proto(), Detail::Structure).unwrap();
+        read(&blocks).1
+    }
+
+    #[test]
+    fn a_hop_signed_by_the_holder_extends_the_chain() {
+        let (a, b_key) = (KeyPair::new(), KeyPair::new());
+        let token = signed(&minted(&a, &[]), &a, &[hop("b", &b_key)]);
+        let chain = chain_of(&token).unwrap();
+        assert_eq!(chain.names(), vec!["a", "b"]);
+        assert_eq!(chain.depth(), 1);
+        assert_eq!(
+            chain.holder().key.map(|k| k.as_bytes().to_vec()),
+            Some(key_bytes(&b_key))
+        );
+        assert_eq!(
+            chain.authors,
+            vec![Author::Issuer, Author::Agent("a".into())]
+        );
+    }
+
+    #[test]
+    fn a_hop_signed_by_another_key_breaks_the_chain() {
+        let (a, b_key, mallory) = (KeyPair::new(), KeyPair::new(), KeyPair::new());
+        let token = signed(&minted(&a, &[]), &mallory, &[hop("b", &b_key)]);
+        assert!(matches!(
+            chain_of(&token),
+            Err(ChainError::WrongSigner { block: 1, ref holder, .. }) if holder == "a"
+        ));
+    }
+
+    #[test]
+    fn an_unsigned_hop_breaks_the_chain() {
+        let (a, thief) = (KeyPair::new(), KeyPair::new());
+        let token = minted(&a, &[])
+            .append(BlockBuilder::new().fact(hop("thief", &thief)).unwrap())
+            .unwrap();
+        assert_eq!(
+            chain_of(&token),
+            Err(ChainError::UnsignedHop {
+                block: 1,
+                claimed: "thief".into()
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_hops_break_the_chain() {
+        let (a, b_key, c_key) = (KeyPair::new(), KeyPair::new(), KeyPair::new());
+        let two = signed(&minted(&a, &[]), &a, &[hop("b", &b_key), hop("c", &c_key)]);
+        assert!(matches!(
+            chain_of(&two),
+            Err(ChainError::MalformedHop { block: 1, .. })
+        ));
+        let padded = signed(&minted(&a, &[]), &a, &[hop("b ", &b_key)]);
+        assert!(matches!(
+            chain_of(&padded),
+            Err(ChainError::MalformedHop { block: 1, .. })
+        ));
+        let short = b::fact("hop", &[b::string("b"), b::bytes(&[1, 2, 3])]);
+        let short = signed(&minted(&a, &[]), &a, &[short]);
+        assert!(matches!(
+            chain_of(&short),
+            Err(ChainError::MalformedHop { block: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn an_authority_block_stating_a_claim_twice_is_malformed() {
+        let a = KeyPair::new();
+        let twice = minted(&a, &[b::fact("principal", &[b::string("alice")])]);
+        assert!(matches!(
+            chain_of(&twice),
+            Err(ChainError::MalformedAuthority { ref reason }) if reason.contains("principal")
+        ));
+        let once = minted(&a, &[]);
+        let blocks = read_all(&once.container().to_proto(), Detail::Structure).unwrap();
+        assert!(read(&blocks).1.is_ok());
+    }
+}

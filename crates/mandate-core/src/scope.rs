@@ -187,3 +187,82 @@ pub fn check_within_rights(
     };
     effective.check(restrictions, 0)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::blocks::{read_all, Detail};
+    use biscuit_auth::builder::{self as b, BlockBuilder};
+
+    /// Compiles `restrictions` into an unsigned block after an authority
+    /// block granting `rights`, and reads the effective scope back.
+    fn scope_after(rights: &[&str], restrictions: &[Restrictions]) -> Effective {
+        let mut authority = BlockBuilder::new();
+        for right in rights {
+            let right: Right = right.parse().unwrap();
+            authority = authority
+                .fact(b::fact(
+                    vocab::RIGHT,
+                    &[b::string(&right.service), b::string(&right.operation)],
+                ))
+                .unwrap();
+        }
+        let mut token = biscuit_auth::Biscuit::builder()
+            .merge(authority)
+            .build(&biscuit_auth::KeyPair::new())
+            .unwrap();
+        for r in restrictions {
+            token = token.append(r.to_block(0).unwrap()).unwrap();
+        }
+        let blocks = read_all(&token.container().to_proto(), Detail::Structure).unwrap();
+        let claims = AuthorityClaims::from_facts(&blocks[0].facts);
+        Effective::read(&claims, &blocks)
+    }
+
+    fn ops(list: &[&str]) -> Restrictions {
+        Restrictions {
+            operations: list.iter().map(|s| s.to_string()).collect(),
+            ..Restrictions::default()
+        }
+    }
+
+    #[test]
+    fn restrictions_compile_to_summaries_the_scope_reads_back() {
+        let scope = scope_after(
+            &["data:read", "data:write", "data:delete"],
+            &[ops(&["read", "write"]), ops(&["read", "delete"])],
+        );
+        // Each block narrows: only the intersection is left.
+        assert_eq!(scope.operations, Some(BTreeSet::from(["read".to_string()])));
+        assert!(scope.check(&ops(&["read"]), 0).is_ok());
+        assert!(matches!(
+            scope.check(&ops(&["write"]), 0),
+            Err(Error::NotInParent { .. })
+        ));
+    }
+
+    #[test]
+    fn a_later_expiry_or_a_deeper_chain_is_refused() {
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        let first = Restrictions {
+            expires_at: Some(now),
+            max_depth: Some(1),
+            ..Restrictions::default()
+        };
+        let scope = scope_after(&["data:read"], &[first]);
+        let later = Restrictions {
+            expires_at: Some(now + std::time::Duration::from_secs(1)),
+            ..Restrictions::default()
+        };
+        assert!(matches!(
+            scope.check(&later, 0),
+            Err(Error::NotInParent { .. })
+        ));
+        assert!(matches!(
+            scope.check(&Restrictions::default(), 2),
+            Err(Error::NotInParent { .. })
+        ));
+        assert!(scope.check(&Restrictions::default(), 1).is_ok());
+    }
+}
