@@ -15,7 +15,7 @@
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use mandate_fuzz::block_grammar::{finding_block, Appended};
-use mandate_fuzz::harness;
+use mandate_fuzz::{harness, on_server_stack};
 
 const FINDING: u8 = 0xF5;
 
@@ -30,7 +30,9 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => return,
         },
     };
-    if let Err(violation) = harness().check(&appended) {
-        panic!("{violation}\n{appended:#?}");
-    }
+    on_server_stack(|| {
+        if let Err(violation) = harness().check(&appended) {
+            panic!("{violation}\n{appended:#?}");
+        }
+    });
 });

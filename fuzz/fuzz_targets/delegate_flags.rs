@@ -19,7 +19,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use mandate_core::{delegate, delegate_signed, NextAgent, ResourcePath, Restrictions};
 use mandate_fuzz::block_grammar::{request_time, HOSTILE_STRINGS, REQUESTS};
-use mandate_fuzz::{harness, next_agent_key};
+use mandate_fuzz::{harness, next_agent_key, on_server_stack};
 
 #[derive(Debug, Arbitrary)]
 enum CheckText {
@@ -117,6 +117,10 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => return,
         },
     };
+    on_server_stack(|| check(&flags));
+});
+
+fn check(flags: &Flags) {
     let h = harness();
     let mut r = Restrictions {
         operations: flags.operations.clone(),
@@ -186,4 +190,4 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(d.principal, h.reported.principal, "{}", d.reason);
         assert_eq!(d.task, h.reported.task, "{}", d.reason);
     }
-});
+}

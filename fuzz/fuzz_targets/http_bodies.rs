@@ -16,7 +16,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use libfuzzer_sys::fuzz_target;
-use mandate_fuzz::{harness, runtime};
+use mandate_fuzz::{harness, on_server_stack, runtime};
 use mandate_registry::{MandateWriteAuthorizer, MemoryStore, RegistryState};
 use mandate_verifier::http::AuthzState;
 use mandate_verifier::Verifier;
@@ -96,9 +96,11 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     let Ok(request) = request else { return };
-    let response = runtime()
-        .block_on(router.oneshot(request))
-        .unwrap_or_else(|never| match never {});
+    let response = on_server_stack(|| {
+        runtime()
+            .block_on(router.oneshot(request))
+            .unwrap_or_else(|never| match never {})
+    });
     let status = response.status();
     assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "500 for {data:?}");
     if authorize {

@@ -9,9 +9,11 @@ use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
 use mandate_core::{inspect, UnverifiedMandate};
 use mandate_fuzz::block_grammar::{request_time, REQUESTS};
-use mandate_fuzz::harness;
+use mandate_fuzz::{harness, on_server_stack};
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(|data: &[u8]| on_server_stack(|| check(data)));
+
+fn check(data: &[u8]) {
     let h = harness();
     let mut texts = vec![base64::engine::general_purpose::URL_SAFE.encode(data)];
     if let Ok(text) = std::str::from_utf8(data) {
@@ -27,4 +29,4 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(d.service, REQUESTS[0].0);
         }
     }
-});
+}

@@ -38,3 +38,23 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
             .expect("a current-thread runtime")
     })
 }
+
+/// The stack a Tokio worker or a spawned Rust thread gets by default. The
+/// findings' crashes happened on such threads; libFuzzer's main thread has
+/// 8 MiB and would hide them.
+pub const SERVER_STACK: usize = 2 * 1024 * 1024;
+
+/// Runs `f` on a thread with [`SERVER_STACK`] bytes of stack, re-raising its
+/// panic, so a stack overflow or a failed assertion is a crash of the target.
+pub fn on_server_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .stack_size(SERVER_STACK)
+            .spawn_scoped(scope, f)
+            .expect("spawning a thread");
+        match handle.join() {
+            Ok(value) => value,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
