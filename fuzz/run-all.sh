@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for SECONDS (default 60) on its committed corpus and
+# prints one line per target: `target: N execs, crashes: K`.
+#
+#   fuzz/run-all.sh 60                  # smoke run
+#   fuzz/run-all.sh 3600                # long run (aim for >= 10M execs each)
+#   TARGETS="http_bodies" fuzz/run-all.sh 600
+#   JOBS=2 fuzz/run-all.sh 3600         # libFuzzer fork mode: keeps going
+#                                       # past crashes and counts them all
+#
+# Crash inputs land in fuzz/artifacts/<target>/; new coverage in a scratch
+# copy of the corpus (the committed seeds are never modified). Logs are in
+# fuzz/logs/<target>.log. Exits 1 when any target crashed.
+set -u
+cd "$(dirname "$0")"
+SECONDS_PER_TARGET="${1:-60}"
+TARGETS="${TARGETS:-token_authorize appended_block delegate_flags http_bodies}"
+JOBS="${JOBS:-0}"
+RSS_MB="${RSS_MB:-2048}"
+
+cargo +nightly fuzz build --release >/dev/null || { echo "build failed"; exit 2; }
+mkdir -p logs
+status=0
+for target in $TARGETS; do
+    scratch="$(mktemp -d)"
+    cp -r "corpus/$target/." "$scratch/" 2>/dev/null || true
+    mkdir -p "artifacts/$target"
+    before="$(find "artifacts/$target" -type f | wc -l)"
+    extra=()
+    if [ "$JOBS" -gt 0 ]; then
+        extra=(-fork="$JOBS" -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1)
+    fi
+    cargo +nightly fuzz run --release "$target" "$scratch" -- \
+        -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb="$RSS_MB" -timeout=30 \
+        -print_final_stats=1 "${extra[@]}" >"logs/$target.log" 2>&1
+    after="$(find "artifacts/$target" -type f | wc -l)"
+    crashes=$((after - before))
+    # Non-fork runs end with `stat::number_of_executed_units: N`; fork mode
+    # prints `#N: ... ` progress lines.
+    execs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "logs/$target.log" \
+        | grep -o '[0-9]*$' | awk '{s+=$1} END {print s+0}')"
+    if [ "$execs" = "0" ]; then
+        execs="$(grep -o '^#[0-9]*' "logs/$target.log" | tail -1 | tr -d '#')"
+    fi
+    echo "$target: ${execs:-0} execs, crashes: $crashes"
+    [ "$crashes" -gt 0 ] && status=1
+    rm -rf "$scratch"
+done
+exit $status
