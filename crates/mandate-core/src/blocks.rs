@@ -204,6 +204,15 @@ pub enum Detail {
     Text,
 }
 
+impl ReadError {
+    /// The block that could not be read (0: the authority block).
+    pub fn block(&self) -> usize {
+        match self {
+            ReadError::OverLimit { block, .. } | ReadError::Malformed { block, .. } => *block,
+        }
+    }
+}
+
 /// Reads every block of a serialized token, checking the structural bounds
 /// first. `token` is biscuit-auth's protobuf view of the container.
 ///

@@ -133,7 +133,7 @@ pub fn inspect(
             source: block.source.clone(),
         })
         .collect();
-    let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    let rfc3339 = crate::print::rfc3339;
     let effective = crate::scope::effective_expiry(&claims, &contents).or(claims.expires_at);
     let remaining = effective.map(|exp| match exp.duration_since(now) {
         Ok(left) => i64::try_from(left.as_secs()).unwrap_or(i64::MAX),

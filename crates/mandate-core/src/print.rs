@@ -20,6 +20,21 @@ pub const MAX_STATEMENT: usize = 1024;
 /// Longest printed block, in bytes; longer ones end in `…`.
 pub const MAX_BLOCK: usize = 64 * 1024;
 
+/// A time as RFC 3339 (seconds), or `<date N>` with N seconds since the Unix
+/// epoch when it lies beyond what RFC 3339 can write (year 9999): dates in a
+/// token are the token writer's choice, and a formatter that fails would
+/// turn a report into a crash.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    const MAX_RFC3339: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(since) if since.as_secs() <= MAX_RFC3339 => {
+            humantime::format_rfc3339_seconds(t).to_string()
+        }
+        Ok(since) => format!("<date {}>", since.as_secs()),
+        Err(_) => "<date before 1970>".into(),
+    }
+}
+
 /// Escapes `text` so it prints on one line and unambiguously: quotes,
 /// backslashes, control and non-ASCII characters become escapes.
 pub fn escape(text: &str) -> String {
@@ -83,10 +98,7 @@ impl<'a> Printer<'a> {
             Some(Content::String(i)) => format!("\"{}\"", self.symbol(*i)),
             Some(Content::Date(d)) => std::time::UNIX_EPOCH
                 .checked_add(std::time::Duration::from_secs(*d))
-                .map_or_else(
-                    || format!("<date {d}>"),
-                    |t| humantime::format_rfc3339_seconds(t).to_string(),
-                ),
+                .map_or_else(|| format!("<date {d}>"), rfc3339),
             Some(Content::Bytes(bytes)) => format!("hex:{}", hex::encode(bytes)),
             Some(Content::Bool(b)) => b.to_string(),
             Some(Content::Null(_)) => "null".into(),
@@ -310,6 +322,14 @@ mod tests {
             r#"x\"); principal(\"alice"#
         );
         assert_eq!(escape("\u{430}lice\n"), "\\u{430}lice\\n");
+    }
+
+    #[test]
+    fn dates_beyond_rfc3339_print_as_numbers() {
+        let far = std::time::UNIX_EPOCH + std::time::Duration::from_secs(300_000_000_000);
+        assert_eq!(rfc3339(far), "<date 300000000000>");
+        let near = std::time::UNIX_EPOCH + std::time::Duration::from_secs(86_400);
+        assert_eq!(rfc3339(near), "1970-01-02T00:00:00Z");
     }
 
     #[test]

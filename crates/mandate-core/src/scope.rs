@@ -137,7 +137,7 @@ impl Effective {
                 });
             }
         }
-        let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+        let rfc3339 = crate::print::rfc3339;
         if let (Some(asked), Some(parent)) = (asked.expires_at, self.expires_at) {
             if asked > parent {
                 return Err(Error::NotInParent {

@@ -382,10 +382,22 @@ impl Mandate {
                 let (authority, chain) = chain::read(&blocks);
                 (Claims::new(authority, chain), blocks)
             }
-            Err(error) => (
-                Claims::unreadable(ChainError::Unreadable(error)),
-                Vec::new(),
-            ),
+            Err(error) => {
+                // A later block the verifier will refuse does not hide whom
+                // the token was minted for: the authority block alone, signed
+                // by the issuer, still names the principal and task of the
+                // denial (and its expiry still applies).
+                let mut authority_only = proto;
+                authority_only.blocks.clear();
+                let claims = match crate::blocks::read_all(&authority_only, Detail::Structure) {
+                    Ok(authority) if error.block() > 0 => {
+                        let (claims, _) = chain::read(&authority);
+                        Claims::new(claims, Err(ChainError::Unreadable(error)))
+                    }
+                    _ => Claims::unreadable(ChainError::Unreadable(error)),
+                };
+                (claims, Vec::new())
+            }
         }
     }
 

@@ -62,7 +62,7 @@ pub enum Error {
     #[error(transparent)]
     Token(#[from] mandate_core::Error),
     /// The mandate expired before the request time.
-    #[error("token expired at {}", humantime::format_rfc3339_seconds(*.at))]
+    #[error("token expired at {}", mandate_core::print::rfc3339(*.at))]
     Expired {
         /// The authority block's `expires_at`.
         at: SystemTime,

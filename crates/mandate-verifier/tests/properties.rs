@@ -19,7 +19,7 @@ use block_grammar::{
     request_time, Appended, BlockAst, BodyAst, CheckAst, ExprAst, FlatOpAst, Harness, KeyAst,
     LeafAst, NameAst, OpAst, PredAst, RuleAst, StrAst, TermAst, HOSTILE_STRINGS, REQUESTS,
 };
-use mandate_core::{Restrictions, ResourcePath};
+use mandate_core::{ResourcePath, Restrictions};
 use mandate_issuer::{mint, MintRequest};
 use proptest::prelude::*;
 use proptest::test_runner::Config;

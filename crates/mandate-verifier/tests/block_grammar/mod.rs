@@ -19,10 +19,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use biscuit_auth::builder::{Binary, Unary};
 use biscuit_auth::builder::{
     BlockBuilder, Check, CheckKind, Expression, Fact, MapKey, Op, Predicate, Rule, Scope, Term,
 };
-use biscuit_auth::builder::{Binary, Unary};
 use biscuit_auth::Biscuit;
 use mandate_core::{
     delegate, inspect, KeySet, Mandate, Proof, Request, ResourcePath, Restrictions, RootKey,
@@ -134,7 +134,11 @@ pub enum TermAst {
     Array(Vec<LeafAst>),
     Map(Vec<(KeyAst, LeafAst)>),
     /// `leaf` wrapped `depth` times in sets (0), arrays (1) or maps (2).
-    Nested { kind: u8, depth: u16, leaf: LeafAst },
+    Nested {
+        kind: u8,
+        depth: u16,
+        leaf: LeafAst,
+    },
 }
 
 /// An expression operation that holds no closure.
@@ -152,13 +156,22 @@ pub enum FlatOpAst {
 pub enum OpAst {
     Flat(FlatOpAst),
     /// `$p -> body` (then usually `.any` or `.all`).
-    Closure { params: Vec<u8>, body: Vec<FlatOpAst> },
+    Closure {
+        params: Vec<u8>,
+        body: Vec<FlatOpAst>,
+    },
     /// A well-formed value nested `depth` deep; `shape` picks how
     /// (see [`deep_ops`]).
-    Deep { shape: u8, depth: u16 },
+    Deep {
+        shape: u8,
+        depth: u16,
+    },
     /// `subject.matches(pattern)`, with `pattern` from [`PATTERNS`] or any
     /// string.
-    Regex { subject: StrAst, pattern: Result<u8, StrAst> },
+    Regex {
+        subject: StrAst,
+        pattern: Result<u8, StrAst>,
+    },
 }
 
 /// An expression: a list of operations.
@@ -396,11 +409,7 @@ pub fn deep_ops(shape: u8, depth: usize) -> Vec<Op> {
         _ => {
             let mut inner = vec![t()];
             for _ in 0..depth {
-                inner = vec![
-                    t(),
-                    Op::Closure(vec![], inner),
-                    Op::Binary(Binary::LazyAnd),
-                ];
+                inner = vec![t(), Op::Closure(vec![], inner), Op::Binary(Binary::LazyAnd)];
             }
             ops = inner;
         }
@@ -577,7 +586,10 @@ pub fn finding_block(which: u8, size: u16) -> BlockAst {
                     OpAst::Flat(FlatOpAst::Binary(22)),
                 ],
             };
-            vec![check(vec![eq(1)], vec![time()]), check(vec![eq(2)], vec![time()])]
+            vec![
+                check(vec![eq(1)], vec![time()]),
+                check(vec![eq(2)], vec![time()]),
+            ]
         }
         3 => {
             let one = OpAst::Regex {
@@ -625,13 +637,16 @@ pub fn request_time() -> SystemTime {
 /// A secret key from a fixed seed, through the key-file reader (the only
 /// public way to load a given key).
 pub fn fixed_key(seed: u8) -> SecretKey {
-    let dir = std::env::temp_dir().join(format!(
-        "mandate-grammar-{}-{seed}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("mandate-grammar-{}-{seed}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join("key");
     let _ = std::fs::write(&path, format!("ed25519-private/{}\n", hex32(seed)));
+    // Key files readable by others are refused, as ssh refuses them.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
     let key = SecretKey::read(&path).unwrap_or_else(|e| panic!("fixed key {seed}: {e}"));
     let _ = std::fs::remove_dir_all(&dir);
     key
@@ -703,7 +718,9 @@ impl Harness {
                 agent_key: Some(agent.public()),
                 task: Some("expenses-q3".into()),
                 rights: vec![
-                    "payments:transfer".parse().unwrap_or_else(|_| unreachable!()),
+                    "payments:transfer"
+                        .parse()
+                        .unwrap_or_else(|_| unreachable!()),
                     "ledger:read".parse().unwrap_or_else(|_| unreachable!()),
                 ],
                 ttl: Duration::from_secs(3_600),
@@ -768,6 +785,22 @@ impl Harness {
     /// Appends `block` to the parent (signed by the holder's key when
     /// `signed`). `None` when biscuit-auth refuses to build it.
     pub fn append(&self, appended: &Appended) -> Option<String> {
+        // The attacker's side: biscuit's own builder converts nested terms
+        // recursively, so a block hundreds of levels deep is built on a large
+        // stack. Mandate's side (verify, authorize, inspect, delegate) then
+        // runs on the caller's ordinary thread.
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .stack_size(512 * 1024 * 1024)
+                .spawn_scoped(scope, || self.append_here(appended))
+                .ok()?
+                .join()
+                .ok()
+                .flatten()
+        })
+    }
+
+    fn append_here(&self, appended: &Appended) -> Option<String> {
         let biscuit: &Biscuit = self.parent.biscuit();
         let holder = self.agent.public();
         let block = appended.block.builder(holder.as_biscuit());
@@ -860,12 +893,12 @@ impl Harness {
             };
             if let Ok(child) = delegate(&unverified, &narrower) {
                 if let Ok(child) = child.to_base64() {
-                    for i in 0..REQUESTS.len() {
+                    for (i, request) in REQUESTS.iter().enumerate() {
                         if let Ok(d) = self.decide(&child, i) {
                             if d.allowed && !self.parent_allows[i] {
                                 return Err(format!(
-                                    "request {:?} denied by the parent is allowed after delegating: {}",
-                                    REQUESTS[i], d.reason
+                                    "request {request:?} denied by the parent is allowed after delegating: {}",
+                                    d.reason
                                 ));
                             }
                             if d.principal != self.reported.principal {
