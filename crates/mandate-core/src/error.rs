@@ -159,17 +159,27 @@ pub fn parse_datalog(
     })
 }
 
-/// Deepest bracket nesting accepted in Datalog text. biscuit's parser
-/// recurses once per bracket, so deeper text could exhaust a thread's stack
-/// before it reports an error.
+/// Deepest nesting accepted in Datalog text, counting brackets and prefix
+/// negations (`!!!x`). biscuit's parser recurses once for each, so deeper
+/// text could exhaust a thread's stack before it reports an error.
 const MAX_TEXT_NESTING: usize = 64;
 
 /// Refuses text nested deeper than [`MAX_TEXT_NESTING`], scanning once,
 /// before the recursive parser sees it. Brackets inside string literals do
-/// not count.
+/// not count; a run of prefix negations counts one level each.
 fn check_nesting(source: &str) -> Result<(), Error> {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for (offset, c) in source.char_indices() {
+    let mut negations = 0usize;
+    let too_deep = |offset: usize| {
+        let (line, column) = line_column(source, offset);
+        Err(Error::Datalog {
+            line,
+            column,
+            message: format!("expression nested deeper than {MAX_TEXT_NESTING}"),
+        })
+    };
+    let mut chars = source.char_indices().peekable();
+    while let Some((offset, c)) = chars.next() {
         if in_string {
             match (escaped, c) {
                 (true, _) => escaped = false,
@@ -180,20 +190,28 @@ fn check_nesting(source: &str) -> Result<(), Error> {
             continue;
         }
         match c {
-            '"' => in_string = true,
-            '(' | '[' | '{' => {
-                depth += 1;
-                if depth > MAX_TEXT_NESTING {
-                    let (line, column) = line_column(source, offset);
-                    return Err(Error::Datalog {
-                        line,
-                        column,
-                        message: format!("brackets nested deeper than {MAX_TEXT_NESTING}"),
-                    });
+            '!' if chars.peek().map(|(_, next)| *next) != Some('=') => {
+                negations += 1;
+                if depth + negations > MAX_TEXT_NESTING {
+                    return too_deep(offset);
                 }
             }
-            ')' | ']' | '}' => depth = depth.saturating_sub(1),
-            _ => {}
+            c if c.is_whitespace() => {}
+            '"' => {
+                in_string = true;
+                negations = 0;
+            }
+            '(' | '[' | '{' => {
+                depth += 1;
+                if depth + negations > MAX_TEXT_NESTING {
+                    return too_deep(offset);
+                }
+            }
+            ')' | ']' | '}' => {
+                depth = depth.saturating_sub(1);
+                negations = 0;
+            }
+            _ => negations = 0,
         }
     }
     Ok(())
@@ -322,6 +340,13 @@ mod tests {
             }
             other => panic!("expected a Datalog error, got {other:?}"),
         }
+        let negations = format!("check if {}true;", "!".repeat(100_000));
+        assert!(matches!(
+            check_datalog(&negations, DatalogKind::Block),
+            Err(Error::Datalog { .. })
+        ));
+        // `!=` is not a negation, and short runs are fine.
+        assert!(check_datalog("check if !!true, 1 != 2;", DatalogKind::Block).is_ok());
         // Brackets inside strings do not count.
         let quoted = format!("check if resource(\"{}\");", "(".repeat(1_000));
         assert!(check_datalog(&quoted, DatalogKind::Block).is_ok());

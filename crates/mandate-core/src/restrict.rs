@@ -18,6 +18,11 @@ use crate::request::{AttrValue, ResourcePath};
 use crate::vocab;
 use crate::Error;
 
+/// The longest raw `--check` accepted, in bytes: a check is a line of
+/// Datalog, and biscuit's parser builds a tree as deep as the longest
+/// operator chain in it.
+pub const MAX_CHECK_LEN: usize = 4096;
+
 /// Checks a service or operation name: letters, digits, `_`, `-`, `.`.
 fn check_ident(what: &str, name: &str) -> Result<(), Error> {
     check_name(what, name)?;
@@ -299,6 +304,11 @@ impl Restrictions {
         }
         for check in &self.checks {
             let trimmed = check.trim().trim_end_matches(';');
+            if trimmed.len() > MAX_CHECK_LEN {
+                return Err(Error::Invalid(format!(
+                    "a raw check is longer than {MAX_CHECK_LEN} bytes"
+                )));
+            }
             if !trimmed.starts_with("check ") {
                 return Err(Error::Invalid(format!(
                     "`{trimmed}` is not a check (raw restrictions start with `check if`)"
