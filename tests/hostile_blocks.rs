@@ -12,15 +12,13 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use biscuit_auth::builder::{self, BlockBuilder, Check, CheckKind, Expression, Op, Rule, Term};
 use biscuit_auth::UnverifiedBiscuit;
 use serde_json::{json, Value};
 
+use common::server::Server;
 use common::{mandate, request_flags, Dir, Run};
 
 const SERVICE: &str = "analytics";
@@ -243,83 +241,56 @@ fn regular_expressions_in_appended_blocks_are_refused() {
 // Over HTTP: the authorization API survives and keeps answering
 // ---------------------------------------------------------------------------
 
-/// `mandate serve` on 127.0.0.1:0, killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(root_pub: &str, store: &str) -> Server {
-        let mut child = common::command(&[
-            "serve",
-            "--store",
-            store,
-            "--listen",
-            "127.0.0.1:0",
-            "--root-pub",
-            root_pub,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap();
-        let start = line.find("http://").unwrap();
-        let url = line[start..].split([',', ' ']).next().unwrap().to_string();
-        Server { child, url }
-    }
-
-    fn authorize(&self, token: &str) -> (u16, Value) {
-        let body = json!({
-            "token": token,
-            "service": SERVICE,
-            "operation": "read",
-            "resource": RESOURCE,
-        });
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(10))
-            .build();
-        let result = agent
-            .post(&format!("{}/v1/authorize", self.url))
-            .set("Content-Type", "application/json")
-            .send_string(&body.to_string());
-        let response = match result {
-            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("POST /v1/authorize: {e}"),
-        };
-        let status = response.status();
-        (status, response.into_json().unwrap())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `POST /v1/authorize` reading [`RESOURCE`] with `token`: status and body.
+fn authorize_http(server: &Server, token: &str) -> (u16, Value) {
+    let body = json!({
+        "token": token,
+        "service": SERVICE,
+        "operation": "read",
+        "resource": RESOURCE,
+    });
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    let result = agent
+        .post(&format!("{}/v1/authorize", server.url))
+        .set("Content-Type", "application/json")
+        .send_string(&body.to_string());
+    let response = match result {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("POST /v1/authorize: {e}"),
+    };
+    let status = response.status();
+    (status, response.into_json().unwrap())
 }
 
 #[test]
 fn the_authorization_api_survives_every_hostile_block() {
     let w = World::new(&[]);
-    let server = Server::start(&w.root_pub, &w.dir.path("store"));
+    let store = w.dir.path("store");
+    let server = Server::start(
+        "serve --store",
+        &[
+            "serve",
+            "--store",
+            &store,
+            "--listen",
+            "127.0.0.1:0",
+            "--root-pub",
+            &w.root_pub,
+        ],
+        w.dir.file("serve.log"),
+    )
+    .unwrap();
     let hostile = [
         append(&w.token, check_of(deep_parens(5_000))),
         append(&w.token, check_of(deep_closures(45))),
         append_code(&w.token, "check if \"a\".matches(\"(?:.{100}){200}\");"),
     ];
     for token in &hostile {
-        let (status, body) = server.authorize(token);
+        let (status, body) = authorize_http(&server, token);
         assert!(matches!(status, 401 | 403), "{status} {body}");
-        let (status, body) = server.authorize(&w.token);
+        let (status, body) = authorize_http(&server, &w.token);
         assert_eq!(status, 200, "the server still decides: {body}");
         assert_eq!(body["principal"], "bob", "{body}");
     }

@@ -16,15 +16,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use common::server::Server;
 use common::{mandate, Dir};
 
 /// Upper bound of every wait for a server.
@@ -54,65 +51,6 @@ const COSTLY_CHECK: &str = "check all attr($a, $x), attr($b, $y), attr($c, $z), 
 // ---------------------------------------------------------------------------
 // Servers and HTTP
 // ---------------------------------------------------------------------------
-
-/// A `mandate` server process, killed and reaped on drop.
-struct Server {
-    child: Child,
-    /// `http://127.0.0.1:PORT`, from the announcement on stdout.
-    url: String,
-    log: std::path::PathBuf,
-}
-
-impl Server {
-    /// Spawns `mandate ARGS` and waits (bounded) for its `... on http://ADDR` line.
-    fn start(args: &[&str], log: std::path::PathBuf) -> Server {
-        let mut child = common::command(args)
-            .stdout(Stdio::piped())
-            .stderr(File::create(&log).expect("create log"))
-            .spawn()
-            .expect("spawn mandate");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        // Drains stdout for the child's whole life.
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut server = Server {
-            child,
-            url: String::new(),
-            log,
-        };
-        let line = rx.recv_timeout(TIMEOUT).unwrap_or_else(|_| {
-            panic!(
-                "mandate {} did not announce its address; stderr:\n{}",
-                common::shorten(&args.join(" ")),
-                server.stderr()
-            )
-        });
-        let start = line.find("http://").expect("a URL in the announcement");
-        server.url = line[start..]
-            .split([',', ' '])
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        server
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// An HTTP answer: status, `Retry-After`, JSON body, and how long it took.
 #[derive(Debug)]
@@ -267,7 +205,8 @@ impl Fixture {
     /// `mandate ARGS --root-pub ROOT`, its stderr in `LOG.log`.
     fn spawn(&self, log: &str, args: &[&str]) -> Server {
         let args = [args, &["--root-pub", &self.root_pub]].concat();
-        Server::start(&args, self.dir.file(&format!("{log}.log")))
+        Server::start(log, &args, self.dir.file(&format!("{log}.log")))
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 

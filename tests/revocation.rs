@@ -16,24 +16,19 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::fs::File;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use common::server::{poll, Server, STEP};
 use common::{mandate, mandate_stdin, request_flags, shorten, Dir, Run};
 
-/// Poll interval of every bounded wait.
-const STEP: Duration = Duration::from_millis(20);
-/// Upper bound of every wait.
-const TIMEOUT: Duration = Duration::from_secs(10);
 /// The registries' heartbeat interval in these tests.
 const HEARTBEAT: &str = "200ms";
 /// The subscribed verifiers' staleness bound in these tests.
@@ -58,119 +53,6 @@ fn seq_of(stdout: &str, prefix: &str) -> Option<u64> {
 // ---------------------------------------------------------------------------
 // Long-running processes
 // ---------------------------------------------------------------------------
-
-/// A `mandate` server process, killed (SIGKILL) and reaped on drop.
-struct Server {
-    name: String,
-    child: Child,
-    /// `http://127.0.0.1:PORT`, from the announcement on stdout.
-    url: String,
-    log: PathBuf,
-}
-
-impl Server {
-    /// Spawns `mandate ARGS` and waits (bounded) for its `... on http://ADDR`
-    /// line. `Err` with its stderr when it exits without announcing.
-    fn start(name: &str, args: &[&str], log: PathBuf) -> Result<Server, String> {
-        let mut child = common::command(args)
-            .stdout(Stdio::piped())
-            .stderr(File::create(&log).expect("create log"))
-            .spawn()
-            .expect("spawn mandate");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        // Drains stdout for the child's whole life; ends when the child does.
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut server = Server {
-            name: name.to_owned(),
-            child,
-            url: String::new(),
-            log,
-        };
-        match rx.recv_timeout(TIMEOUT) {
-            Ok(line) => {
-                let start = line
-                    .find("http://")
-                    .unwrap_or_else(|| panic!("{name}: no URL in {line:?}"));
-                server.url = line[start..]
-                    .split([',', ' '])
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                Ok(server)
-            }
-            Err(_) => {
-                server.kill();
-                Err(format!(
-                    "{name} did not announce its address; stderr:\n{}",
-                    server.stderr()
-                ))
-            }
-        }
-    }
-
-    fn port(&self) -> u16 {
-        self.url.rsplit(':').next().unwrap().parse().unwrap()
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGKILL, like `kill -9`, then reap.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, then waits (bounded) for a clean exit.
-    fn terminate(&mut self) {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -TERM {pid} failed");
-        let (status, _) = poll(&format!("{} to exit after SIGTERM", self.name), || {
-            self.child.try_wait().expect("try_wait")
-        });
-        assert!(
-            status.success(),
-            "{} should exit 0 after SIGTERM, got {status}; stderr:\n{}",
-            self.name,
-            self.stderr()
-        );
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Calls `f` every [`STEP`] until it returns `Some`, at most [`TIMEOUT`].
-/// Returns the value and how long it took.
-#[track_caller]
-fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> (T, Duration) {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = f() {
-            return (value, start.elapsed());
-        }
-        assert!(
-            start.elapsed() < TIMEOUT,
-            "timed out after {TIMEOUT:?} waiting for {what}"
-        );
-        thread::sleep(STEP);
-    }
-}
 
 // ---------------------------------------------------------------------------
 // HTTP

@@ -5,6 +5,8 @@
 //! so each is its own crate using only part of it: the items some files do
 //! not use carry `#[allow(dead_code)]`.
 
+pub mod server;
+
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
