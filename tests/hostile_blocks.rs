@@ -296,3 +296,30 @@ fn the_authorization_api_survives_every_hostile_block() {
     }
     drop(w.dir);
 }
+
+#[test]
+fn string_concatenation_across_many_fact_pairs_is_costed_before_evaluation() {
+    // Found by review: 400 fact pairs, each concatenating a 4,000-byte
+    // string 120 times in four expressions, ran 22 s on one call, although
+    // the pairs alone are far under the fact-visit budget.
+    let w = World::new(&[]);
+    let chain = vec!["$s"; 120].join(" + ");
+    let mut expressions = vec![format!("({chain}).length() > 0"); 4];
+    expressions.push("$i == -1".into());
+    let facts: String = (0..20).map(|i| format!("n({i});\n")).collect();
+    let code = format!(
+        "big(\"{}\");\n{facts}check if big($s), n($i), n($j), {};",
+        "a".repeat(4000),
+        expressions.join(", ")
+    );
+    let hostile = append_code(&w.token, &code);
+    let started = std::time::Instant::now();
+    let run = w.authorize(&hostile);
+    let json = deny_json(&run);
+    let reason = reason_text(&json);
+    assert!(reason.contains("bytes of strings"), "{run}");
+    assert_eq!(json["principal"], "bob", "{run}");
+    // Not a timing assertion on speed: the old behaviour took 20 s; a denial
+    // before evaluation returns at once even on a loaded machine.
+    assert!(started.elapsed() < Duration::from_secs(10), "{run}");
+}

@@ -137,6 +137,12 @@ pub struct Query {
     /// Regular-expression matches (`.matches(...)`) in its expressions:
     /// biscuit compiles each pattern on every evaluation.
     pub regexes: usize,
+    /// Operations in its expressions, closure bodies included: what one
+    /// evaluation of the query's constraints costs at least.
+    pub ops: usize,
+    /// Additions among them: each can concatenate strings, so a chain of
+    /// them builds a string as long as all its operands together.
+    pub adds: usize,
 }
 
 /// One block of a token, read structurally.
@@ -155,6 +161,8 @@ pub struct BlockContents {
     pub source: String,
     /// Facts + rules + checks.
     pub statements: usize,
+    /// The longest string the block defines, in bytes.
+    pub longest_string: usize,
     /// The agent key that signed the block, for a third-party block.
     pub signer: Option<AgentKey>,
 }
@@ -517,6 +525,7 @@ fn read_block(
     }
     Ok(BlockContents {
         statements: block.facts.len() + block.rules.len() + block.checks.len(),
+        longest_string: block.symbols.iter().map(String::len).max().unwrap_or(0),
         source,
         facts,
         rule_heads,
@@ -567,9 +576,10 @@ fn query(rule: &schema::Rule, text: String, symbols: Symbols<'_>) -> Result<Quer
             literal_elements += check_term(term)?;
         }
     }
-    let (mut closures, mut regexes) = (0, 0);
+    let (mut closures, mut regexes, mut count, mut adds) = (0, 0, 0, 0);
     let mut work: Vec<&[schema::Op]> = rule.expressions.iter().map(|e| &e.ops[..]).collect();
     while let Some(ops) = work.pop() {
+        count += ops.len();
         for op in ops {
             match &op.content {
                 Some(Content::Value(term)) => literal_elements += check_term(term)?,
@@ -578,6 +588,7 @@ fn query(rule: &schema::Rule, text: String, symbols: Symbols<'_>) -> Result<Quer
                     work.push(&closure.ops);
                 }
                 Some(Content::Binary(binary)) if binary.kind == Kind::Regex as i32 => regexes += 1,
+                Some(Content::Binary(binary)) if binary.kind == Kind::Add as i32 => adds += 1,
                 _ => {}
             }
         }
@@ -588,6 +599,8 @@ fn query(rule: &schema::Rule, text: String, symbols: Symbols<'_>) -> Result<Quer
         closures,
         literal_elements,
         regexes,
+        ops: count,
+        adds,
     })
 }
 

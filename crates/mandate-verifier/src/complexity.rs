@@ -7,6 +7,11 @@
 //! how many fact visits every rule body and check query of every block after
 //! the authority block could cost: biscuit scans all visible facts for each
 //! predicate of a join, so a query costs about `facts × Π matches(predicate)`.
+//! Each visit also evaluates the query's expressions, and biscuit never
+//! interrupts one query: a chain of additions concatenating a long string
+//! for every visited pair held a verifier for twenty seconds. So the bytes of
+//! strings a query's expressions may process are bounded too
+//! ([`BYTE_BUDGET`]).
 //! Tokens over [`STEP_BUDGET`] are denied, and so are delegated blocks with
 //! closures (`.any($x -> ...)`, which iterate inside one step), regular
 //! expressions ([`MAX_REGEXES`]) or more than [`MAX_LITERAL_ELEMENTS`]
@@ -27,6 +32,12 @@ use mandate_core::{vocab, BlockContents, Request};
 /// when measured, so the budget bounds one query to well under the 250 ms
 /// default time limit).
 pub const STEP_BUDGET: u64 = 20_000;
+/// Most bytes of strings the expressions of one query may process, over all
+/// the fact combinations it visits (64 MiB: tens of milliseconds). Each visit
+/// evaluates every operation, and a chain of additions can concatenate
+/// strings into one as long as all its operands, so the estimate is
+/// `visits × operations × (additions + 1) × longest string`.
+pub const BYTE_BUDGET: u64 = 64 * 1024 * 1024;
 /// Most elements of collection literals in one query of a delegated block.
 pub const MAX_LITERAL_ELEMENTS: usize = 256;
 /// Regular-expression matches a delegated block may use: none. biscuit
@@ -43,12 +54,23 @@ pub(crate) struct FactCounts {
     pub heads: HashSet<String>,
 }
 
+/// What the estimate needs to know of one query of a delegated block.
+#[derive(Debug)]
+struct QueryCost {
+    block: usize,
+    text: String,
+    predicates: Vec<String>,
+    ops: u64,
+    adds: u64,
+}
+
 /// What the estimate needs to know of a token.
 #[derive(Debug, Default)]
 pub(crate) struct Shape {
     counts: FactCounts,
-    /// (block, query text, predicate names of the body)
-    queries: Vec<(usize, String, Vec<String>)>,
+    queries: Vec<QueryCost>,
+    /// The longest string any block defines.
+    longest_string: u64,
 }
 
 impl Shape {
@@ -60,6 +82,7 @@ impl Shape {
         }
         let mut shape = Shape::default();
         for (index, block) in blocks.iter().enumerate() {
+            shape.longest_string = shape.longest_string.max(block.longest_string as u64);
             for name in block.fact_names() {
                 *shape.counts.facts.entry(name.to_string()).or_default() += 1;
             }
@@ -88,9 +111,13 @@ impl Shape {
                             query.literal_elements, query.text
                         ));
                     }
-                    shape
-                        .queries
-                        .push((index, query.text.clone(), query.predicates.clone()));
+                    shape.queries.push(QueryCost {
+                        block: index,
+                        text: query.text.clone(),
+                        predicates: query.predicates.clone(),
+                        ops: query.ops as u64,
+                        adds: query.adds as u64,
+                    });
                 }
             }
         }
@@ -133,15 +160,46 @@ impl Shape {
         if !self.counts.heads.is_empty() || !policy.heads.is_empty() {
             visible = visible.saturating_add(max_facts);
         }
-        for (block, text, body) in &self.queries {
-            let steps = body
+        // The longest string an expression can start from: the token's, the
+        // request's, or a short literal of the policy.
+        let longest = request
+            .attrs
+            .iter()
+            .map(|(key, value)| key.len() + value.to_string().len())
+            .chain([
+                request.resource.as_str().len(),
+                request.service.len(),
+                request.operation.len(),
+                64,
+            ])
+            .max()
+            .unwrap_or(64) as u64;
+        let longest = longest.max(self.longest_string);
+        for query in &self.queries {
+            let steps = query
+                .predicates
                 .iter()
                 .map(|name| cardinality(name).max(1))
                 .fold(visible, u64::saturating_mul);
+            let text = || -> String { query.text.chars().take(80).collect() };
             if steps > STEP_BUDGET {
-                let text: String = text.chars().take(80).collect();
                 return Err(format!(
-                    "block {block} is too costly to evaluate: `{text}` may visit {steps} facts, more than the {STEP_BUDGET} accepted"
+                    "block {} is too costly to evaluate: `{}` may visit {steps} facts, more than the {STEP_BUDGET} accepted",
+                    query.block,
+                    text()
+                ));
+            }
+            // Every visit may evaluate every operation, and each operation
+            // may touch a string as long as all additions can make it.
+            let bytes = steps
+                .saturating_mul(query.ops)
+                .saturating_mul(query.adds.saturating_add(1))
+                .saturating_mul(longest);
+            if bytes > BYTE_BUDGET {
+                return Err(format!(
+                    "block {} is too costly to evaluate: `{}` may process {bytes} bytes of strings, more than the {BYTE_BUDGET} accepted",
+                    query.block,
+                    text()
                 ));
             }
         }

@@ -31,7 +31,7 @@ use biscuit_auth::error::{Logic, Token};
 use mandate_core::{vocab, Chain, KeySet, Mandate, PopError, Request};
 use replay::ReplayCache;
 
-pub use complexity::{MAX_LITERAL_ELEMENTS, MAX_REGEXES, STEP_BUDGET};
+pub use complexity::{BYTE_BUDGET, MAX_LITERAL_ELEMENTS, MAX_REGEXES, STEP_BUDGET};
 pub use decision::{Decision, FailedCheck, Reason};
 pub use mandate_core::blocks::bounds::{MAX_BLOCKS, MAX_STATEMENTS};
 
