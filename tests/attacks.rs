@@ -1,4 +1,4 @@
-//! Attack tests of issue 3 (item 7 and "Done when"), black-box through the
+//! Attack tests, black-box through the
 //! `mandate` binary: the three-agent chain of scenario 2, then every attack
 //! on signed hops, proof of possession and path constraints, each asserting
 //! the exit code *and* the reason.

@@ -1,4 +1,4 @@
-//! Black-box tests of the `mandate` binary (issue 2, items 3–9): keygen,
+//! Black-box tests of the `mandate` binary: keygen,
 //! issue, delegate, inspect, authorize, token arguments, key rotation and
 //! every bad-input case, each asserting the exit code *and* the message.
 //!

@@ -1,4 +1,4 @@
-//! Black-box tests of revocation (issue 4): the "Done when" flow through a
+//! Black-box tests of revocation the "Done when" flow through a
 //! registry and a subscribed verifier, the single-process deployment, the
 //! reliability of item 7 (kill -9 mid-stream, reconnect, fail-closed
 //! staleness), and the HTTP contract of the authorization API.
