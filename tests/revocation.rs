@@ -1,7 +1,7 @@
-//! Black-box tests of revocation the "Done when" flow through a
-//! registry and a subscribed verifier, the single-process deployment, the
-//! reliability of item 7 (kill -9 mid-stream, reconnect, fail-closed
-//! staleness), and the HTTP contract of the authorization API.
+//! Black-box tests of revocation: the end-to-end flow through a registry
+//! and a subscribed verifier, the single-process deployment, reliability
+//! (kill -9 mid-stream, reconnect, fail-closed staleness), and the HTTP
+//! contract of the authorization API.
 //!
 //! Everything runs the real `mandate` binary and talks real HTTP on
 //! `127.0.0.1:0`. Every child process lives in a [`Server`] guard that kills
