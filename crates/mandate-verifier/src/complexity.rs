@@ -165,7 +165,14 @@ impl Shape {
         let longest = request
             .attrs
             .iter()
-            .map(|(key, value)| key.len() + value.to_string().len())
+            .map(|(key, value)| {
+                key.len()
+                    + match value {
+                        mandate_core::AttrValue::Str(text) => text.len(),
+                        // An integer prints in at most 20 characters.
+                        mandate_core::AttrValue::Int(_) => 20,
+                    }
+            })
             .chain([
                 request.resource.as_str().len(),
                 request.service.len(),

@@ -53,6 +53,18 @@ fn signed(key: &SecretKey, token: &str, request: Request) -> Request {
     request.with_proof(proof)
 }
 
+/// A verifier trusting a fresh root, and a mandate for `p` held by `agent`.
+fn fixture() -> (Verifier, SecretKey, Mandate) {
+    let root = root(SecretKey::generate());
+    let verifier = Verifier::builder()
+        .root_keys(KeySet::single(root.secret.public()))
+        .build()
+        .unwrap();
+    let agent = SecretKey::generate();
+    let mandate = minted(&root, "p", &agent);
+    (verifier, agent, mandate)
+}
+
 /// Appends the same two blocks, signed with the same fixed key pairs, so
 /// both tokens end in an identical last block (and share a token id).
 fn with_shared_tail(mandate: &Mandate, first: &KeyPair, second: &KeyPair) -> String {
@@ -193,13 +205,7 @@ fn raw_checks_cannot_smuggle_facts_or_rules() {
 
 #[test]
 fn a_block_over_the_structural_bounds_is_refused_before_anything_walks_it() {
-    let root = root(SecretKey::generate());
-    let verifier = Verifier::builder()
-        .root_keys(KeySet::single(root.secret.public()))
-        .build()
-        .unwrap();
-    let agent = SecretKey::generate();
-    let mandate = minted(&root, "p", &agent);
+    let (verifier, agent, mandate) = fixture();
     // One 10 KB string (over the 4 KiB symbol bound) referenced 1 000 times
     // (over the 256-statement bound).
     let big = "x".repeat(10_000);
@@ -247,13 +253,7 @@ fn a_block_over_the_structural_bounds_is_refused_before_anything_walks_it() {
 #[test]
 fn the_deepest_token_is_decided_on_a_quarter_megabyte_stack() {
     use biscuit_auth::builder::{self, Binary, Check, CheckKind, Expression, Op, Rule, Term};
-    let root = root(SecretKey::generate());
-    let verifier = Verifier::builder()
-        .root_keys(KeySet::single(root.secret.public()))
-        .build()
-        .unwrap();
-    let agent = SecretKey::generate();
-    let mandate = minted(&root, "p", &agent);
+    let (verifier, agent, mandate) = fixture();
     let mut ops = vec![Op::Value(Term::Bool(true))];
     for _ in 0..45 {
         ops = vec![
