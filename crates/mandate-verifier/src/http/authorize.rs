@@ -19,15 +19,16 @@ use std::time::SystemTime;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mandate_core::{fingerprint, AttrValue, Proof, Request};
 use serde::{Deserialize, Serialize};
 
-use crate::pool::{EvalPool, PoolError, RETRY_AFTER_SECS};
-use crate::{Decision, Error, ErrorBody, ErrorDetail, Verifier};
+use super::error::{method_not_allowed, not_found, ApiError};
+use crate::pool::EvalPool;
+use crate::{Decision, Error, Verifier};
 
 /// Largest request body accepted: a token of [`mandate_core::MAX_TOKEN_LEN`]
 /// plus the request fields.
@@ -76,86 +77,6 @@ pub enum AttrJson {
     Str(String),
 }
 
-struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    /// Sent as `Retry-After` (seconds) when the refusal is about load.
-    retry_after: Option<u64>,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-}
-
-impl From<PoolError> for ApiError {
-    fn from(error: PoolError) -> ApiError {
-        match error {
-            PoolError::Failed => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            ),
-            // Overload and deadline say nothing about the token: fail closed
-            // with a retryable answer.
-            _ => ApiError {
-                retry_after: Some(RETRY_AFTER_SECS),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    error.code(),
-                    error.to_string(),
-                )
-            },
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.to_string(),
-                message: self.message,
-            },
-        };
-        let mut response = (self.status, Json(body)).into_response();
-        if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> ApiError {
-        // axum knows which rejections are about size (413) and which are a
-        // malformed or interrupted body (4xx); keep its status.
-        let status = rejection.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            return ApiError::new(
-                status,
-                "body_too_large",
-                format!("request body larger than {MAX_BODY_BYTES} bytes"),
-            );
-        }
-        let status = if status.is_client_error() {
-            StatusCode::BAD_REQUEST
-        } else {
-            status
-        };
-        ApiError::new(status, "bad_request", rejection.body_text())
-    }
-}
-
 /// Shared state of the authorization API.
 #[derive(Debug, Clone)]
 pub struct AuthzState {
@@ -193,14 +114,8 @@ pub fn router(state: AuthzState) -> Router {
     Router::new()
         .route("/v1/authorize", post(authorize))
         .route("/v1/health", get(health))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed on this route",
-            )
-        })
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -263,19 +178,13 @@ async fn authorize(
         }
         Err(e) => {
             tracing::error!(token = %token_fp, error = %e, "authorization failed");
-            Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            ))
+            Err(ApiError::internal())
         }
     }
 }
 
 fn to_request(body: &AuthorizeRequest, now: SystemTime) -> Result<Request, ApiError> {
-    let bad = |e: mandate_core::Error| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
-    };
+    let bad = |e: mandate_core::Error| ApiError::bad_request("bad_request", e.to_string());
     let attrs = body.attrs.iter().map(|(key, value)| {
         let value = match value {
             AttrJson::Int(n) => AttrValue::Int(*n),

@@ -1,0 +1,204 @@
+//! The registry's HTTP API (axum 0.8): write revocations, list them, stream them to
+//! verifiers, and report how many connected verifiers have applied them.
+//!
+//! Every request but acks carries a mandate, `Authorization: Bearer <token>` (or the
+//! `Mandate` scheme), and, when the mandate names an agent key, that agent's proof of
+//! possession in the `Mandate-PoP` header. Writes and reads go through a
+//! [`WriteAuthorizer`] (the real one verifies a mandate carrying `registry:revoke` for
+//! writes and `registry:read` for the list, the status and the stream; it lives
+//! elsewhere). The request it decides is built here from what was actually received
+//! ([`HttpBinding`]: the method, the path and the exact body bytes), so a proof captured
+//! from one request authorizes no other. Revocation entries name principals and carry
+//! reasons: they are for verifiers, not for anyone who can reach the port. Every error
+//! uses one JSON shape ([`crate::api::ErrorBody`]); internal details are logged, never
+//! sent. Bearer tokens are never logged; a short SHA-256 fingerprint is logged instead.
+//!
+//! Streams (`GET /v1/revocations/stream`) never skip or repeat an entry: each stream
+//! subscribes to the live broadcast *before* reading its backlog from the store, skips
+//! anything at or below the last seq it sent, and re-reads the store whenever the
+//! broadcast lags or shows a gap (two writers can broadcast out of order). A heartbeat
+//! means "every entry up to `current_seq` has been sent on this stream"; it is sent only
+//! after the stream has caught up with the store, so a verifier may treat it as proof of
+//! freshness.
+//!
+//! A stream is authenticated before it takes a slot: an unauthenticated or refused
+//! attempt is answered 401/403 at once and never counts against any limit, so a flood of
+//! them from one address cannot keep an authenticated verifier behind the same address
+//! from subscribing. Authenticated streams are bounded three ways: at most
+//! [`RegistryConfig::max_subscribers`] at once, at most
+//! [`RegistryConfig::max_streams_per_peer`] from one client address (IPv6 clients are
+//! grouped by /64; without connection info, as under `oneshot` in tests, all clients share
+//! one group), and a stream whose client does not take an event within
+//! [`RegistryConfig::stream_send_timeout`] is dropped, freeing its slot.
+//!
+//! Every read names the log's epoch ([`RevocationStore::epoch`]): in `hello`, in each
+//! heartbeat, in list pages and in the status, so a subscriber can tell a restarted
+//! registry serving the same log from one serving a different log with overlapping seqs.
+//!
+//! Acknowledgements are deliberately simple: the `hello` event gives each stream a random
+//! subscriber id (sent only on an authenticated stream); the subscriber posts the
+//! highest seq it applied to
+//! `POST /v1/subscribers/ack`; the registry keeps the maximum per connected stream and
+//! forgets it when the stream closes. `GET /v1/status?seq=N` counts how many connected
+//! subscribers have applied `N`. Acks are unauthenticated diagnostics (they feed the CLI's
+//! "applied by K of N verifiers"), never a security decision.
+
+mod auth;
+mod errors;
+mod reads;
+mod state;
+mod stream;
+mod writes;
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use mandate_verifier::http::{method_not_allowed, not_found};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::error::{report, Error, Result};
+use reads::{ack, list, status};
+use writes::{create, lift};
+
+pub use auth::{HttpBinding, WriteAuthorizer, WriteDenied, POP_HEADER};
+pub use state::{RegistryConfig, RegistryState};
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Largest `limit` accepted by `GET /v1/revocations`.
+pub const MAX_LIST_LIMIT: usize = 1000;
+/// `limit` used when the request gives none.
+pub const DEFAULT_LIST_LIMIT: usize = 100;
+/// Entries read from the store per page while a stream catches up.
+pub(super) const STREAM_PAGE: usize = 500;
+/// Events buffered per stream before the stream task waits for the client.
+pub(super) const STREAM_BUFFER: usize = 64;
+
+/// Builds the registry's router.
+pub fn router(state: RegistryState) -> Router {
+    // Middleware order, outermost first:
+    // 1. `DefaultBodyLimit` (16 KiB) — not a service wrapper but a request extension that
+    //    every body extractor honours, so an oversized body is refused (413) before any
+    //    handler parses it.
+    // 2. Routing, with JSON `fallback` (404) and `method_not_allowed_fallback` (405) so
+    //    even unknown paths answer in the one error shape.
+    // Authentication is deliberately not a layer: the proof of a write covers its body,
+    // so each handler authenticates with what it received (`HttpBinding`), before it
+    // parses the body, reads the store or takes a stream slot. The mandate is evaluated
+    // on the config's `EvalPool` (bounded blocking workers, one deadline), so checking
+    // a mandate never holds a runtime thread that streams and heartbeats need. Acks are
+    // open: their subscriber id is known only to the authenticated stream it names.
+    Router::new()
+        .route("/v1/revocations", post(create).get(list))
+        .route("/v1/revocations/lift", post(lift))
+        .route("/v1/revocations/stream", get(stream::stream))
+        .route("/v1/subscribers/ack", post(ack))
+        .route("/v1/status", get(status))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` resolves, then ends open streams,
+/// lets in-flight requests finish (bounded by [`RegistryConfig::shutdown_grace`]) and
+/// flushes the store. Each request carries its client's address (axum's
+/// `ConnectInfo<SocketAddr>`), which the per-address stream limit uses.
+///
+/// # Errors
+/// [`Error::Serve`] if the server fails; [`Error::Storage`] if the final flush fails.
+pub async fn serve<F>(listener: TcpListener, state: RegistryState, shutdown: F) -> Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let app = router(state.clone());
+    serve_app(listener, state, app, shutdown).await
+}
+
+/// As [`serve`], for an `app` that contains `router(state)` among other
+/// routes (one process serving the registry and the authorization API). The app is
+/// served with `ConnectInfo<SocketAddr>`, as in [`serve`].
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_app<F>(
+    listener: TcpListener,
+    state: RegistryState,
+    app: Router,
+    shutdown: F,
+) -> Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "revocation registry listening");
+    }
+    let (stopping_tx, mut stopping_rx) = watch::channel(false);
+    let streams = state.clone();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing revocation streams, finishing requests");
+        streams.shutdown_streams();
+        stopping_tx.send_replace(true);
+    };
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal)
+    .into_future();
+    let grace = state.inner.config.shutdown_grace;
+    let deadline = async move {
+        // An error here means the signal future was dropped, i.e. the server already ended.
+        if stopping_rx.wait_for(|stopping| *stopping).await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let outcome = tokio::select! {
+        result = server => result.map_err(|source| Error::Serve { source }),
+        () = deadline => {
+            tracing::warn!(?grace, "in-flight requests did not finish in time; closing anyway");
+            Ok(())
+        }
+    };
+    let flushed = state.blocking(|store| store.flush()).await;
+    if let Err(error) = &flushed {
+        tracing::error!(error = %report(error), "flushing the revocation store on shutdown failed");
+    }
+    outcome.and(flushed)
+}
+
+/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM: the usual `shutdown` for [`serve`].
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}

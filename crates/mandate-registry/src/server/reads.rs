@@ -1,0 +1,112 @@
+//! Reads: the revocation list, the status and subscribers' acknowledgements.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::Json;
+use mandate_verifier::http::ApiError;
+use serde::Deserialize;
+
+use super::auth::authorize_read;
+use super::state::RegistryState;
+use super::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+use crate::api::{AckRequest, ListPage, RegistryStatus};
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ListParams {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+pub(super) async fn list(
+    State(state): State<RegistryState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    query: std::result::Result<Query<ListParams>, QueryRejection>,
+) -> std::result::Result<Json<ListPage>, ApiError> {
+    authorize_read(&state, &method, &uri, &headers).await?;
+    let Query(params) = query?;
+    let after = params.after.unwrap_or(0);
+    let limit = params.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if !(1..=MAX_LIST_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {MAX_LIST_LIMIT}"),
+        ));
+    }
+    let (entries, current_seq, epoch) = state
+        .blocking(move |store| {
+            // Read current_seq first, so it never trails the entries returned.
+            let current = store.current_seq()?;
+            Ok((store.list_after(after, limit)?, current, store.epoch()?))
+        })
+        .await?;
+    let next_after = entries.last().map_or(after, |entry| entry.seq);
+    Ok(Json(ListPage {
+        current_seq: current_seq.max(next_after),
+        entries,
+        next_after,
+        epoch,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct StatusParams {
+    seq: Option<u64>,
+}
+
+pub(super) async fn status(
+    State(state): State<RegistryState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    query: std::result::Result<Query<StatusParams>, QueryRejection>,
+) -> std::result::Result<Json<RegistryStatus>, ApiError> {
+    authorize_read(&state, &method, &uri, &headers).await?;
+    let Query(params) = query?;
+    let (current_seq, epoch) = state
+        .blocking(|store| Ok((store.current_seq()?, store.epoch()?)))
+        .await?;
+    let seq = params.seq.unwrap_or(current_seq);
+    let subscribers = state.subscribers();
+    Ok(Json(RegistryStatus {
+        current_seq,
+        epoch,
+        subscribers: subscribers.applied.len(),
+        seq,
+        applied_by: subscribers
+            .applied
+            .values()
+            .filter(|applied| **applied >= seq)
+            .count(),
+    }))
+}
+
+pub(super) async fn ack(
+    State(state): State<RegistryState>,
+    body: std::result::Result<Json<AckRequest>, JsonRejection>,
+) -> std::result::Result<StatusCode, ApiError> {
+    let Json(request) = body?;
+    let current_seq = state.blocking(|store| store.current_seq()).await?;
+    if request.seq > current_seq {
+        return Err(ApiError::bad_request(
+            "seq_ahead",
+            format!(
+                "seq {} is beyond the newest entry {current_seq}",
+                request.seq
+            ),
+        ));
+    }
+    match state.subscribers().applied.get_mut(&request.subscriber_id) {
+        Some(applied) => {
+            *applied = (*applied).max(request.seq);
+            Ok(StatusCode::NO_CONTENT)
+        }
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_subscriber",
+            "no open stream has this subscriber id",
+        )),
+    }
+}
