@@ -1115,7 +1115,7 @@ fn authorization_api_answers_each_kind_of_bad_request_with_its_status_and_shape(
         Some(&good.to_string()),
         &[],
     )
-    .assert_error(400, "bad_request", "Content-Type");
+    .assert_error(415, "unsupported_media_type", "Content-Type");
 
     // 401: the token.
     post(base, &with("token", json!("garbage"))).assert_error(

@@ -20,7 +20,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Server {
     pub name: String,
     pub child: Child,
-    /// `http://127.0.0.1:PORT`, from the announcement on stdout.
+    /// `http://127.0.0.1:PORT` (or `https://`), from the announcement on stdout.
     pub url: String,
     pub log: PathBuf,
 }
@@ -29,7 +29,12 @@ impl Server {
     /// Spawns `mandate ARGS` and waits (bounded) for its `... on http://ADDR`
     /// line. `Err` with its stderr when it exits without announcing.
     pub fn start(name: &str, args: &[&str], log: PathBuf) -> Result<Server, String> {
-        let mut child = super::command(args)
+        Server::spawn(name, super::command(args), log)
+    }
+
+    /// As [`Server::start`], for a prepared command (extra environment, say).
+    pub fn spawn(name: &str, mut command: Command, log: PathBuf) -> Result<Server, String> {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(File::create(&log).expect("create log"))
             .spawn()
@@ -54,6 +59,7 @@ impl Server {
             Ok(line) => {
                 let start = line
                     .find("http://")
+                    .or_else(|| line.find("https://"))
                     .unwrap_or_else(|| panic!("{name}: no URL in {line:?}"));
                 server.url = line[start..]
                     .split([',', ' '])

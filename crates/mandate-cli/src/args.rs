@@ -45,6 +45,16 @@ pub enum Command {
     Demo(DemoArgs),
 }
 
+impl Command {
+    /// Whether this command runs a server (which sets up its own logs).
+    pub fn is_server(&self) -> bool {
+        matches!(
+            self,
+            Command::Serve(_) | Command::Registry(RegistryCommand::Serve(_))
+        )
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
     /// Where to write the private key; the public key goes to PATH.pub.
@@ -306,62 +316,112 @@ pub enum RegistryCommand {
     Serve(ServeArgs),
 }
 
+/// Settings every server command shares. Each flag also reads a `MANDATE_*`
+/// environment variable, and both override the `--config` file.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// A TOML configuration file (see the README); flags and MANDATE_*
+    /// variables override what it sets.
+    #[arg(long, value_name = "FILE", env = "MANDATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7700].
+    #[arg(long, value_name = "ADDR", env = "MANDATE_LISTEN")]
+    pub listen: Option<String>,
+    /// Trusted roots, for mandates and for registry mandates.
+    #[command(flatten)]
+    pub roots: RootKeyArgs,
+    /// Interval between registry stream heartbeats [default: 1s].
+    #[arg(long, value_name = "DURATION", env = "MANDATE_HEARTBEAT")]
+    pub heartbeat: Option<String>,
+    #[command(flatten)]
+    pub eval: EvalArgs,
+    /// DANGEROUS, with a store: accept operator mandates without an agent key
+    /// (bearer tokens) for registry writes.
+    #[arg(long = "allow-bearer-writes", env = "MANDATE_ALLOW_BEARER_WRITES")]
+    pub allow_bearer_writes: bool,
+    /// Serve TLS with this PEM certificate chain (needs --tls-key).
+    #[arg(long = "tls-cert", value_name = "FILE", env = "MANDATE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long = "tls-key", value_name = "FILE", env = "MANDATE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Log format on stderr: text or json [default: text].
+    #[arg(long = "log-format", value_name = "FORMAT", env = "MANDATE_LOG_FORMAT")]
+    pub log_format: Option<mandate_server::LogFormat>,
+    /// How long in-flight requests may finish after SIGTERM [default: 10s].
+    #[arg(
+        long = "shutdown-grace",
+        value_name = "DURATION",
+        env = "MANDATE_SHUTDOWN_GRACE"
+    )]
+    pub shutdown_grace: Option<String>,
+}
+
+/// `mandate registry serve`: the registry alone, on its own store.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The sled store folder (created if missing).
-    #[arg(long, value_name = "DIR")]
-    pub store: PathBuf,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:7700")]
-    pub listen: String,
-    /// Roots trusted for write mandates (registry:revoke) and read mandates
-    /// (registry:read).
+    #[arg(long, value_name = "DIR", env = "MANDATE_STORE")]
+    pub store: Option<PathBuf>,
     #[command(flatten)]
-    pub roots: RootKeyArgs,
-    /// Interval between stream heartbeats.
-    #[arg(long, value_name = "DURATION", default_value = "1s")]
-    pub heartbeat: String,
-    #[command(flatten)]
-    pub eval: EvalArgs,
-    /// DANGEROUS: accept operator mandates without an agent key (bearer tokens) for
-    /// writes. Anyone who obtains a copy can then revoke or lift anything.
-    #[arg(long = "allow-bearer-writes")]
-    pub allow_bearer_writes: bool,
+    pub server: ServerArgs,
 }
 
+/// `mandate serve`: the authorization API, with the registry in this process
+/// or subscribed to one.
 #[derive(Debug, Args)]
 pub struct VerifierServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:7700")]
-    pub listen: String,
-    /// Trusted roots, for mandates and for registry write mandates.
     #[command(flatten)]
-    pub roots: RootKeyArgs,
+    pub server: ServerArgs,
     /// A policy file instead of the built-in default policy.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "MANDATE_POLICY")]
     pub policy: Option<PathBuf>,
     /// Refuse bearer tokens.
-    #[arg(long = "require-pop")]
+    #[arg(long = "require-pop", env = "MANDATE_REQUIRE_POP")]
     pub require_pop: bool,
-    /// Accept proofs made this close to the request time.
-    #[arg(long = "pop-window", value_name = "DURATION", default_value = "30s")]
-    pub pop_window: String,
-    /// Revocations: a local sled store (this process is then the registry
-    /// too), or a remote registry to subscribe to. One is required.
-    #[command(flatten)]
-    pub revocations: RevocationSource,
-    /// With --registry: deny everything when no heartbeat arrived for this long.
-    #[arg(long, value_name = "DURATION", default_value = "5s")]
-    pub staleness: String,
-    /// With --store: interval between registry stream heartbeats.
-    #[arg(long, value_name = "DURATION", default_value = "1s")]
-    pub heartbeat: String,
-    #[command(flatten)]
-    pub eval: EvalArgs,
-    /// DANGEROUS, with --store: accept operator mandates without an agent key
-    /// (bearer tokens) for registry writes.
-    #[arg(long = "allow-bearer-writes", requires = "store")]
-    pub allow_bearer_writes: bool,
+    /// Accept proofs made this close to the request time [default: 30s].
+    #[arg(
+        long = "pop-window",
+        value_name = "DURATION",
+        env = "MANDATE_POP_WINDOW"
+    )]
+    pub pop_window: Option<String>,
+    /// A local sled store: this process is the registry too.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "MANDATE_STORE",
+        conflicts_with = "registry"
+    )]
+    pub store: Option<PathBuf>,
+    /// A revocation registry to subscribe to (needs --registry-auth).
+    #[arg(long, value_name = "URL", env = "MANDATE_REGISTRY")]
+    pub registry: Option<String>,
+    /// A mandate granting registry:read (the token, or @FILE).
+    #[arg(
+        long = "registry-auth",
+        value_name = "TOKEN",
+        env = "MANDATE_REGISTRY_AUTH"
+    )]
+    pub registry_auth: Option<String>,
+    /// The key of the --registry-auth mandate's acting agent.
+    #[arg(
+        long = "registry-auth-key",
+        value_name = "FILE",
+        env = "MANDATE_REGISTRY_AUTH_KEY"
+    )]
+    pub registry_auth_key: Option<PathBuf>,
+    /// With --registry: deny everything when no heartbeat arrived for this
+    /// long [default: 5s].
+    #[arg(long, value_name = "DURATION", env = "MANDATE_STALENESS")]
+    pub staleness: Option<String>,
+    /// Serve the proxy endpoint /v1/ext_authz with this mapping file.
+    #[arg(
+        long = "ext-authz-mapping",
+        value_name = "FILE",
+        env = "MANDATE_EXT_AUTHZ_MAPPING"
+    )]
+    pub ext_authz_mapping: Option<PathBuf>,
 }
 
 /// The request a proof of possession is for; must match what `authorize` sees.
@@ -407,11 +467,15 @@ pub struct DemoArgs {
 /// The evaluation pool of a server: tokens are evaluated off the async runtime.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Tokens evaluated at once (default: the number of cores); further
+    /// Tokens evaluated at once [default: the number of cores]; further
     /// requests wait briefly, then get 503 with Retry-After.
-    #[arg(long = "eval-workers", value_name = "N")]
+    #[arg(long = "eval-workers", value_name = "N", env = "MANDATE_EVAL_WORKERS")]
     pub workers: Option<usize>,
-    /// Deadline per request for waiting and evaluating; past it, 503.
-    #[arg(long = "eval-deadline", value_name = "DURATION", default_value = "2s")]
-    pub deadline: String,
+    /// Deadline per request for waiting and evaluating; past it, 503 [default: 2s].
+    #[arg(
+        long = "eval-deadline",
+        value_name = "DURATION",
+        env = "MANDATE_EVAL_DEADLINE"
+    )]
+    pub deadline: Option<String>,
 }

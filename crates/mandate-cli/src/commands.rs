@@ -29,7 +29,7 @@ pub enum Outcome {
     Error = 2,
 }
 
-pub fn run(command: Command) -> Result<Outcome> {
+pub fn run(command: Command, verbose: u8) -> Result<Outcome> {
     match command {
         Command::Keygen(args) => keygen(&args),
         Command::Issue(args) => issue(&args),
@@ -37,10 +37,10 @@ pub fn run(command: Command) -> Result<Outcome> {
         Command::Inspect(args) => inspect(&args),
         Command::Authorize(args) => authorize(&args),
         Command::Pop(args) => pop(&args),
-        Command::Serve(args) => crate::revocation::serve_verifier(&args),
+        Command::Serve(args) => crate::revocation::serve_verifier(&args, verbose),
         Command::Revoke(args) => crate::revocation::revoke(&args),
         Command::Revocations(RevocationsCommand::List(args)) => crate::revocation::list(&args),
-        Command::Registry(RegistryCommand::Serve(args)) => crate::revocation::serve(&args),
+        Command::Registry(RegistryCommand::Serve(args)) => crate::revocation::serve(&args, verbose),
         Command::Demo(args) => crate::demo::run(args.dir.as_deref()),
     }
 }
@@ -101,9 +101,9 @@ pub fn bounded_duration(flag: &str, text: &str, min: Duration, max: Duration) ->
 /// The widest `--pop-window`: a proof is a signature over one request, and a
 /// window of hours would let a captured proof be replayed long after the
 /// replay cache forgot its nonce.
-pub const POP_WINDOW_MAX: Duration = Duration::from_secs(10 * 60);
+pub const POP_WINDOW_MAX: Duration = mandate_server::config::bounds::POP_WINDOW.1;
 /// The narrowest `--pop-window`: below a second, clock skew alone denies.
-pub const POP_WINDOW_MIN: Duration = Duration::from_secs(1);
+pub const POP_WINDOW_MIN: Duration = mandate_server::config::bounds::POP_WINDOW.0;
 
 /// Parses `--pop-window`.
 pub fn pop_window(text: &str) -> Result<Duration> {

@@ -16,8 +16,11 @@ use clap::Parser as _;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    init_tracing(cli.verbose);
-    match commands::run(cli.command) {
+    // Servers install their own subscriber, in the format their configuration asks for.
+    if !cli.command.is_server() {
+        mandate_server::logging::init(mandate_server::LogFormat::Text, log_level(cli.verbose));
+    }
+    match commands::run(cli.command, cli.verbose) {
         Ok(outcome) => ExitCode::from(outcome as u8),
         Err(err) => {
             // `{:#}` prints every cause on one line: "reading key: No such file".
@@ -27,17 +30,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(verbose: u8) {
-    let default = match verbose {
+/// The log level of `-v` flags, unless `MANDATE_LOG` says otherwise.
+fn log_level(verbose: u8) -> &'static str {
+    match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MANDATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    }
 }

@@ -6,23 +6,20 @@
 //! must never print or log a token, only its fingerprint.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use mandate_core::{display_name, SecretKey};
 use mandate_registry::{
-    load_index, MandateWriteAuthorizer, NewRevocation, RegistryAuth, RegistryClient,
-    RegistryConfig, RegistryState, RevocationEntry, RevocationKind, RevocationStore, SharedIndex,
-    SledStore,
+    load_index, write_confirmed, NewRevocation, RegistryAuth, RegistryClient, RevocationEntry,
+    RevocationKind, RevocationStore, SharedIndex, SledStore, WriteKind,
 };
-use mandate_verifier::pool::EvalPool;
-use mandate_verifier::Verifier;
+use mandate_server::{ServerConfig, Source};
 
-use crate::args::{EvalArgs, ListArgs, RevocationSource, RevokeArgs, ServeArgs, VerifierServeArgs};
-use crate::commands::{
-    bounded_duration, pop_window, read_token, read_token_text, root_keys, Outcome,
+use crate::args::{
+    ListArgs, RevocationSource, RevokeArgs, ServeArgs, ServerArgs, VerifierServeArgs,
 };
+use crate::commands::{bounded_duration, pop_window, read_token, read_token_text, Outcome};
 use crate::output::say;
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -41,34 +38,6 @@ fn open_store(dir: &std::path::Path) -> Result<SledStore> {
             "opening store {} (if `mandate registry serve` is using it, pass --registry instead)",
             dir.display()
         )
-    })
-}
-
-/// Opens or creates the store a server owns.
-fn create_store(dir: &std::path::Path) -> Result<SledStore> {
-    SledStore::open(dir).with_context(|| format!("opening store {}", dir.display()))
-}
-
-/// The verifier that authorizes registry writes and reads: the same roots, the
-/// revocation state of this registry (a revoked operator cannot write, nor
-/// lift its own revocation), keyed operator mandates unless bearer writes are
-/// allowed, and proofs on reads too when `require_pop`.
-fn write_authorizer(
-    keys: mandate_core::KeySet,
-    index: SharedIndex,
-    require_pop: bool,
-    allow_bearer_writes: bool,
-) -> Result<MandateWriteAuthorizer> {
-    let builder = Verifier::builder()
-        .root_keys(keys)
-        .require_pop(require_pop)
-        .revocation(Arc::new(index));
-    Ok(if allow_bearer_writes {
-        // Logs its own warning; this one names the flag an operator has to remove.
-        tracing::warn!("--allow-bearer-writes: operator mandates without an agent key can write to the registry");
-        MandateWriteAuthorizer::allowing_bearer_writes(builder)?
-    } else {
-        MandateWriteAuthorizer::new(builder)?
     })
 }
 
@@ -95,28 +64,8 @@ fn registry_client(source: &RevocationSource, url: &str) -> Result<RegistryClien
     Ok(RegistryClient::new(url)?.with_auth(auth))
 }
 
-const HEARTBEAT_MIN: Duration = Duration::from_millis(10);
-const HEARTBEAT_MAX: Duration = Duration::from_secs(3600);
-const STALENESS_MIN: Duration = Duration::from_millis(100);
-const STALENESS_MAX: Duration = Duration::from_secs(24 * 3600);
-const EVAL_DEADLINE_MIN: Duration = Duration::from_millis(10);
-const EVAL_DEADLINE_MAX: Duration = Duration::from_secs(60);
-const EVAL_WORKERS_MAX: usize = 1024;
-
-/// The pool a server evaluates tokens on, from `--eval-workers` and `--eval-deadline`.
-fn eval_pool(args: &EvalArgs) -> Result<EvalPool> {
-    let deadline = bounded_duration(
-        "--eval-deadline",
-        &args.deadline,
-        EVAL_DEADLINE_MIN,
-        EVAL_DEADLINE_MAX,
-    )?;
-    Ok(match args.workers {
-        None => EvalPool::new(EvalPool::default_workers(), deadline),
-        Some(n) if (1..=EVAL_WORKERS_MAX).contains(&n) => EvalPool::new(n, deadline),
-        Some(n) => bail!("--eval-workers {n} is outside 1 ..= {EVAL_WORKERS_MAX}"),
-    })
-}
+const STALENESS_MIN: Duration = mandate_server::config::bounds::STALENESS.0;
+const STALENESS_MAX: Duration = mandate_server::config::bounds::STALENESS.1;
 
 /// The revocation state `authorize` consults, or `None` without a source.
 pub fn revocation_state(
@@ -178,54 +127,41 @@ pub fn revoke(args: &RevokeArgs) -> Result<Outcome> {
     let write_auth = registry_auth_from_text(token.clone(), key)?;
     // The same mandate reads the status afterwards (if it also grants registry:read).
     let client = RegistryClient::new(url)?.with_auth(registry_auth_from_text(token, key)?);
-    runtime()?.block_on(async {
-        let mut attempt = 0;
-        let entry = loop {
-            attempt += 1;
-            let written = if args.lift {
-                client.lift(&write_auth, kind, &value, &args.reason).await
-            } else {
-                client.revoke(&write_auth, kind, &value, &args.reason).await
-            };
-            match written {
-                // 503: the registry could not judge the write now; retry.
-                Err(mandate_registry::Error::Api { status: 503, .. }) if attempt < 3 => {
-                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-                }
-                other => break other.with_context(|| format!("writing to {url}"))?,
-            }
-        };
-        say!("{} (seq {})", describe(&entry), entry.seq)?;
-        // Report how many connected verifiers applied it, waiting briefly.
-        // The revocation is recorded already: a failure here is a warning,
-        // never a failed command.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            match client.status(Some(entry.seq)).await {
-                Ok(status)
-                    if status.applied_by >= status.subscribers || Instant::now() >= deadline =>
-                {
-                    say!(
-                        "applied by {} of {} connected verifiers",
-                        status.applied_by,
-                        status.subscribers
-                    )?;
-                    if status.subscribers == 0 {
-                        // `mandate serve --store` applies it in-process before
-                        // answering; stream subscribers catch up when they connect.
-                        say!("(no verifier is subscribed right now; verifiers that connect later catch up from the log)")?;
-                    }
-                    break;
-                }
-                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-                Err(e) => {
-                    eprintln!("warning: recorded, but the registry's status is unavailable: {e}");
-                    break;
-                }
+    let write = if args.lift {
+        WriteKind::Lift
+    } else {
+        WriteKind::Revoke
+    };
+    let confirmed = runtime()?
+        .block_on(write_confirmed(
+            &client,
+            &write_auth,
+            write,
+            kind,
+            &value,
+            &args.reason,
+            Duration::from_secs(2),
+        ))
+        .with_context(|| format!("writing to {url}"))?;
+    let entry = &confirmed.entry;
+    say!("{} (seq {})", describe(entry), entry.seq)?;
+    match confirmed.applied {
+        Ok(applied) => {
+            say!(
+                "applied by {} of {} connected verifiers",
+                applied.by,
+                applied.of
+            )?;
+            if applied.of == 0 {
+                // `mandate serve --store` applies it in-process before answering;
+                // stream subscribers catch up when they connect.
+                say!("(no verifier is subscribed right now; verifiers that connect later catch up from the log)")?;
             }
         }
-        Ok(Outcome::Ok)
-    })
+        // The revocation is recorded: a status that cannot be read is a warning.
+        Err(e) => eprintln!("warning: recorded, but the registry's status is unavailable: {e}"),
+    }
+    Ok(Outcome::Ok)
 }
 
 fn target(args: &RevokeArgs) -> Result<(RevocationKind, String)> {
@@ -301,88 +237,122 @@ pub fn list(args: &ListArgs) -> Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-pub fn serve(args: &ServeArgs) -> Result<Outcome> {
-    let heartbeat = bounded_duration("--heartbeat", &args.heartbeat, HEARTBEAT_MIN, HEARTBEAT_MAX)?;
-    let keys = root_keys(&args.roots)?;
-    let indexed = mandate_registry::IndexingStore::new(create_store(&args.store)?)?;
-    let authorizer = write_authorizer(keys, indexed.index(), false, args.allow_bearer_writes)?;
-    let store: Arc<dyn RevocationStore> = Arc::new(indexed);
-    let config = RegistryConfig {
-        heartbeat_interval: heartbeat,
-        eval_pool: eval_pool(&args.eval)?,
-        ..RegistryConfig::default()
-    };
-    let state = RegistryState::with_config(store, Arc::new(authorizer), config);
-    runtime()?.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("listening on {}", args.listen))?;
-        let address = listener.local_addr()?;
-        // The address on stdout, so scripts and tests can find a port-0 server.
-        say!("registry listening on http://{address}")?;
-        tracing::info!(%address, store = %args.store.display(), "registry serving");
-        mandate_registry::serve(listener, state, mandate_registry::shutdown_signal()).await?;
-        anyhow::Ok(())
-    })?;
-    Ok(Outcome::Ok)
+/// `mandate registry serve`: the registry alone.
+pub fn serve(args: &ServeArgs, verbose: u8) -> Result<Outcome> {
+    let mut config = server_config(&args.server)?;
+    if args.store.is_some() {
+        config.revocations.store.clone_from(&args.store);
+    }
+    config.authorize.enabled = Some(false);
+    run_server(&config, verbose, "registry")
 }
 
 /// `mandate serve`: the authorization API, with the registry in the same
 /// process (`--store`) or subscribed to a remote one (`--registry`).
-pub fn serve_verifier(args: &VerifierServeArgs) -> Result<Outcome> {
-    let keys = root_keys(&args.roots)?;
-    let mut builder = Verifier::builder()
-        .root_keys(keys.clone())
-        .require_pop(args.require_pop)
-        .pop_window(pop_window(&args.pop_window)?);
-    if let Some(path) = &args.policy {
-        builder = builder.policy(mandate_verifier::Policy::from_file(path)?);
+pub fn serve_verifier(args: &VerifierServeArgs, verbose: u8) -> Result<Outcome> {
+    let mut config = server_config(&args.server)?;
+    let authorize = &mut config.authorize;
+    if args.policy.is_some() {
+        authorize.policy.clone_from(&args.policy);
     }
-    let staleness = bounded_duration("--staleness", &args.staleness, STALENESS_MIN, STALENESS_MAX)?;
-    let heartbeat = bounded_duration("--heartbeat", &args.heartbeat, HEARTBEAT_MIN, HEARTBEAT_MAX)?;
-    // One pool per process: registry writes and authorizations share its workers.
-    let pool = eval_pool(&args.eval)?;
+    authorize.require_pop |= args.require_pop;
+    if let Some(text) = &args.pop_window {
+        authorize.pop_window = Some(pop_window(text)?);
+    }
+    let revocations = &mut config.revocations;
+    if args.store.is_some() || args.registry.is_some() {
+        // A source given on the command line replaces the file's.
+        revocations.store.clone_from(&args.store);
+        revocations.registry.clone_from(&args.registry);
+    }
+    if args.registry_auth.is_some() {
+        revocations.registry_auth.clone_from(&args.registry_auth);
+    }
+    if args.registry_auth_key.is_some() {
+        revocations
+            .registry_auth_key
+            .clone_from(&args.registry_auth_key);
+    }
+    if let Some(text) = &args.staleness {
+        revocations.staleness = Some(staleness(text)?);
+    }
+    if let Some(token) = &revocations.registry_auth {
+        // `-` (stdin) and @FILE are read here, once, like every other token flag.
+        revocations.registry_auth = Some(read_token_text(token)?);
+    }
+    if args.ext_authz_mapping.is_some() {
+        config.ext_authz.mapping.clone_from(&args.ext_authz_mapping);
+    }
+    run_server(&config, verbose, "authorization")
+}
+
+/// The configuration file, overridden by the flags (and their `MANDATE_*`
+/// variables), each flag checked against its bound under its own name.
+fn server_config(args: &ServerArgs) -> Result<ServerConfig> {
+    use mandate_server::config::bounds;
+    let mut config = match &args.config {
+        Some(path) => ServerConfig::from_file(path)?,
+        None => ServerConfig::default(),
+    };
+    if let Some(listen) = &args.listen {
+        config.listen = Some(listen.parse().with_context(|| {
+            format!("--listen {listen}: expected HOST:PORT, e.g. 127.0.0.1:7700")
+        })?);
+    }
+    if !args.roots.root_pub.is_empty() || args.roots.root_keys.is_some() {
+        config.roots.keys.clone_from(&args.roots.root_pub);
+        config.roots.key_set.clone_from(&args.roots.root_keys);
+    }
+    let bounded = |flag: &str, text: &str, (min, max): (Duration, Duration)| {
+        bounded_duration(flag, text, min, max)
+    };
+    if let Some(text) = &args.heartbeat {
+        config.revocations.heartbeat = Some(bounded("--heartbeat", text, bounds::HEARTBEAT)?);
+    }
+    if let Some(workers) = args.eval.workers {
+        config.eval.workers = Some(workers);
+    }
+    if let Some(text) = &args.eval.deadline {
+        config.eval.deadline = Some(bounded("--eval-deadline", text, bounds::EVAL_DEADLINE)?);
+    }
+    config.revocations.allow_bearer_writes |= args.allow_bearer_writes;
+    if args.tls_cert.is_some() || args.tls_key.is_some() {
+        config.tls.cert.clone_from(&args.tls_cert);
+        config.tls.key.clone_from(&args.tls_key);
+    }
+    if let Some(format) = args.log_format {
+        config.log_format = format;
+    }
+    if let Some(text) = &args.shutdown_grace {
+        config.shutdown_grace = Some(bounded("--shutdown-grace", text, bounds::SHUTDOWN_GRACE)?);
+    }
+    Ok(config)
+}
+
+/// Validates, binds, prints the address and serves until SIGTERM or Ctrl-C.
+fn run_server(config: &ServerConfig, verbose: u8, what: &str) -> Result<Outcome> {
+    let settings = config.validate()?;
+    mandate_server::logging::init(config.log_format, crate::log_level(verbose));
+    if settings.allow_bearer_writes {
+        tracing::warn!(
+            "--allow-bearer-writes: operator mandates without an agent key can write to the registry"
+        );
+    }
     runtime()?.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("listening on {}", args.listen))?;
-        let address = listener.local_addr()?;
-        if let Some(dir) = &args.revocations.store {
-            let store = mandate_registry::IndexingStore::new(create_store(dir)?)?;
-            let verifier = builder.revocation(Arc::new(store.index())).build()?;
-            let writes = write_authorizer(
-                keys,
-                store.index(),
-                args.require_pop,
-                args.allow_bearer_writes,
-            )?;
-            let config = RegistryConfig {
-                heartbeat_interval: heartbeat,
-                eval_pool: pool.clone(),
-                ..RegistryConfig::default()
-            };
-            let state = RegistryState::with_config(Arc::new(store), Arc::new(writes), config);
-            // Authorization routes first; anything else is the registry's.
-            let app = mandate_verifier::http::router(mandate_verifier::http::AuthzState::with_pool(verifier, pool))
-                .fallback_service(mandate_registry::router(state.clone()));
-            say!("serving authorization and registry on http://{address}")?;
-            mandate_registry::serve_app(listener, state, app, mandate_registry::shutdown_signal())
-                .await?;
-        } else if let Some(url) = &args.revocations.registry {
-            let index = SharedIndex::new(staleness);
-            let client = registry_client(&args.revocations, url)?;
-            let _subscription = client.subscribe(index.clone(), Default::default());
-            let verifier = builder.revocation(Arc::new(index)).build()?;
-            let app = mandate_verifier::http::router(mandate_verifier::http::AuthzState::with_pool(verifier, pool));
-            say!("serving authorization on http://{address}, revocations from {url}")?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(mandate_registry::shutdown_signal())
-                .await
-                .context("serving")?;
-        } else {
-            bail!("give --store DIR (registry in this process) or --registry URL: a service never runs without revocations");
+        let server = mandate_server::bind(&settings).await?;
+        let scheme = if server.is_tls() { "https" } else { "http" };
+        let address = server.local_addr();
+        // The address on stdout, so scripts and tests can find a port-0 server.
+        match (&settings.source, what) {
+            (_, "registry") => say!("registry listening on {scheme}://{address}")?,
+            (Source::Store(_), _) => {
+                say!("serving authorization and registry on {scheme}://{address}")?;
+            }
+            (Source::Registry { url, .. }, _) => {
+                say!("serving authorization on {scheme}://{address}, revocations from {url}")?;
+            }
         }
-        anyhow::Ok(())
+        server.run(mandate_server::shutdown_signal()).await
     })?;
     Ok(Outcome::Ok)
 }

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::entry::{RevocationEntry, RevocationKind};
 
 /// Body of `POST /v1/revocations` and `POST /v1/revocations/lift`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
     /// What to revoke.
@@ -46,7 +46,7 @@ pub struct RevokeRequest {
 }
 
 /// One page of `GET /v1/revocations`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ListPage {
     /// Entries with `seq > after`, in order.
     pub entries: Vec<RevocationEntry>,
@@ -59,7 +59,7 @@ pub struct ListPage {
 }
 
 /// Body of `GET /v1/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegistryStatus {
     /// The newest seq in the log.
     pub current_seq: u64,
@@ -75,7 +75,7 @@ pub struct RegistryStatus {
 }
 
 /// Body of `POST /v1/subscribers/ack`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AckRequest {
     /// The id the stream's `hello` event gave this subscriber.
@@ -85,7 +85,7 @@ pub struct AckRequest {
 }
 
 /// Data of the stream's first event, `hello`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Hello {
     /// Identifies this connection in acks; valid while the stream is open.
     pub subscriber_id: String,
@@ -97,7 +97,7 @@ pub struct Hello {
 }
 
 /// Data of a `heartbeat` event: the registry has sent every entry up to `current_seq`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Heartbeat {
     /// Every entry up to this seq has been sent on this stream.
     pub current_seq: u64,

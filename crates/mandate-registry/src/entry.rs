@@ -30,7 +30,7 @@ pub const MAX_ACTOR_LEN: usize = 512;
 pub const MAX_TOKEN_ID_BYTES: usize = 128;
 
 /// What a revocation entry names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RevocationKind {
@@ -90,7 +90,7 @@ impl FromStr for RevocationKind {
 }
 
 /// One record of the revocation log, as stored and as sent to verifiers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RevocationEntry {
     /// Position in the log: 1 for the first entry, increasing by one per entry.
     pub seq: u64,
@@ -105,6 +105,7 @@ pub struct RevocationEntry {
     pub revoked_by: String,
     /// When the store recorded the entry (RFC 3339 on the wire).
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: SystemTime,
     /// `true` when this entry lifts earlier revocations of the same kind and value.
     #[serde(default)]

@@ -56,6 +56,7 @@
 
 mod api;
 mod client;
+mod confirm;
 mod entry;
 mod error;
 mod index;
@@ -68,6 +69,7 @@ pub use api::{
     RevokeRequest,
 };
 pub use client::{RegistryAuth, RegistryClient, SubscribeOptions, Subscription};
+pub use confirm::{write_confirmed, Applied, Confirmed, WriteKind};
 pub use entry::{
     NewRevocation, RevocationEntry, RevocationKind, MAX_ACTOR_LEN, MAX_REASON_LEN,
     MAX_TOKEN_ID_BYTES, MAX_VALUE_LEN,
@@ -79,8 +81,9 @@ pub use mandate::{
     ATTR_HTTP_PATH, READ_OPERATION, WRITE_OPERATION, WRITE_RESOURCE, WRITE_SERVICE,
 };
 pub use server::{
-    router, serve, serve_app, shutdown_signal, HttpBinding, RegistryConfig, RegistryState,
-    WriteAuthorizer, WriteDenied, DEFAULT_LIST_LIMIT, MAX_BODY_BYTES, MAX_LIST_LIMIT, POP_HEADER,
+    openapi, router, routes, serve, serve_app, shutdown_signal, HttpBinding, RegistryConfig,
+    RegistryState, WriteAuthorizer, WriteDenied, DEFAULT_LIST_LIMIT, MAX_BODY_BYTES,
+    MAX_LIST_LIMIT, POP_HEADER,
 };
 pub use store::{
     entries_after, load_index, IndexingStore, MemoryStore, RevocationStore, SledStore,

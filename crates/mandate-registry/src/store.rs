@@ -63,6 +63,15 @@ pub trait RevocationStore: Send + Sync {
     fn flush(&self) -> Result<()> {
         Ok(())
     }
+
+    /// Whether an append would be accepted now: readiness probes ask it. The default
+    /// (a store in memory) always can.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the backend cannot take a write.
+    fn check_writable(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A fresh log epoch: 32 hex digits from a random (v4) UUID.
@@ -365,7 +374,31 @@ impl RevocationStore for SledStore {
             .map(drop)
             .map_err(|e| Error::storage("flushing", e))
     }
+
+    /// Writes and flushes a probe key outside the log: the disk takes writes and no
+    /// earlier append failed part-way.
+    fn check_writable(&self) -> Result<()> {
+        if lock(&self.writer).failed {
+            return Err(Error::storage(
+                "checking the store",
+                "an earlier append failed part-way; reopen the store (restart the registry)",
+            ));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.db
+            .insert(PROBE_KEY, &now.to_be_bytes())
+            .map_err(|e| Error::storage("writing the readiness probe", e))?;
+        self.db
+            .flush()
+            .map(drop)
+            .map_err(|e| Error::storage("flushing the readiness probe", e))
+    }
 }
+
+/// The key readiness probes write, in the database's default tree (never the log).
+const PROBE_KEY: &[u8] = b"readiness-probe";
 
 /// How long `open` waits for another holder of the folder's lock to let go.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -497,6 +530,10 @@ impl<S: RevocationStore> RevocationStore for IndexingStore<S> {
 
     fn flush(&self) -> Result<()> {
         self.inner.flush()
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        self.inner.check_writable()
     }
 }
 

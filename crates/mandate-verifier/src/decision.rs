@@ -19,6 +19,7 @@ fn as_message<T: std::fmt::Display, S: serde::Serializer>(
 
 /// One check that did not pass.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub struct FailedCheck {
     /// The block the check came from (0 = authority); `None` for a check of
     /// the service policy.
@@ -130,6 +131,30 @@ pub enum Reason {
         /// What failed.
         message: String,
     },
+}
+
+impl Reason {
+    /// The reason's kind, a stable label for metrics and logs: `allowed`,
+    /// `failed_checks`, `deny_policy`, `no_matching_policy`, `chain_broken`,
+    /// `revoked`, `stale`, `proof_of_possession`, `too_complex`, `run_limit`,
+    /// `evaluation`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reason::Allowed { .. } => "allowed",
+            Reason::FailedChecks { .. } => "failed_checks",
+            Reason::DenyPolicy { .. } => "deny_policy",
+            Reason::NoMatchingPolicy => "no_matching_policy",
+            Reason::ChainBroken { .. } => "chain_broken",
+            Reason::Revoked {
+                denial: RevocationDenial::Stale { .. },
+            } => "stale",
+            Reason::Revoked { .. } => "revoked",
+            Reason::ProofOfPossession { .. } => "proof_of_possession",
+            Reason::TooComplex { .. } => "too_complex",
+            Reason::RunLimit { .. } => "run_limit",
+            Reason::Evaluation { .. } => "evaluation",
+        }
+    }
 }
 
 impl std::fmt::Display for Reason {

@@ -38,6 +38,7 @@ pub use mandate_core::blocks::bounds::{MAX_BLOCKS, MAX_STATEMENTS};
 /// The one JSON error shape of every Mandate HTTP API (the authorization API
 /// here, the revocation registry), `{"error": {"code", "message"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// What went wrong.
     pub error: ErrorDetail,
@@ -45,6 +46,7 @@ pub struct ErrorBody {
 
 /// Inside [`ErrorBody`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// A stable machine-readable code (`invalid_token`, `bad_request`, ...).
     pub code: String,

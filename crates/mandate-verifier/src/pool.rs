@@ -135,6 +135,17 @@ impl EvalPool {
         self.deadline
     }
 
+    /// Evaluations running now.
+    pub fn running(&self) -> usize {
+        self.worker_count
+            .saturating_sub(self.workers.available_permits())
+    }
+
+    /// Requests admitted now: running or waiting for a worker.
+    pub fn admitted(&self) -> usize {
+        (self.worker_count + self.queue).saturating_sub(self.admitted.available_permits())
+    }
+
     /// Runs `f` on a blocking thread once a worker is free, and returns its
     /// result if it arrives within the deadline.
     ///

@@ -78,8 +78,16 @@ pub(super) const STREAM_PAGE: usize = 500;
 /// Events buffered per stream before the stream task waits for the client.
 pub(super) const STREAM_BUFFER: usize = 64;
 
-/// Builds the registry's router.
+/// The registry's API, served alone: [`routes`] with JSON 404 and 405 fallbacks.
 pub fn router(state: RegistryState) -> Router {
+    routes(state)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// The registry's routes, without fallbacks, to merge into a larger server
+/// (which sets its own).
+pub fn routes(state: RegistryState) -> Router {
     // Middleware order, outermost first:
     // 1. `DefaultBodyLimit` (16 KiB) — not a service wrapper but a request extension that
     //    every body extractor honours, so an oversized body is refused (413) before any
@@ -98,10 +106,48 @@ pub fn router(state: RegistryState) -> Router {
         .route("/v1/revocations/stream", get(stream::stream))
         .route("/v1/subscribers/ack", post(ack))
         .route("/v1/status", get(status))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// The registry's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+    use utoipa::OpenApi as _;
+
+    /// Names the `Authorization` header scheme every registry call but acks uses.
+    struct MandateScheme;
+
+    impl utoipa::Modify for MandateScheme {
+        fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+            let components = openapi.components.get_or_insert_with(Default::default);
+            components.add_security_scheme(
+                "mandate",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    "Authorization",
+                    "`Mandate <token>` (or `Bearer <token>`); when the mandate names an agent \
+                     key, a proof of possession over the method, path and body in `Mandate-PoP`",
+                ))),
+            );
+        }
+    }
+
+    #[derive(utoipa::OpenApi)]
+    #[openapi(
+        paths(
+            writes::create,
+            writes::lift,
+            reads::list,
+            reads::status,
+            reads::ack,
+            stream::stream
+        ),
+        components(schemas(crate::RevocationKind, crate::Hello, crate::Heartbeat)),
+        modifiers(&MandateScheme),
+        tags((name = "registry", description = "The revocation log: write, list, stream"))
+    )]
+    struct RegistryApi;
+    RegistryApi::openapi()
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves, then ends open streams,

@@ -12,12 +12,23 @@ use super::state::RegistryState;
 use super::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 use crate::api::{AckRequest, ListPage, RegistryStatus};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub(super) struct ListParams {
+    /// Entries after this sequence number (default 0).
     after: Option<u64>,
+    /// At most this many (default 100, at most 1000).
     limit: Option<usize>,
 }
 
+/// Lists revocation entries in sequence order, a page at a time.
+#[utoipa::path(get, path = "/v1/revocations", tag = "registry", params(ListParams),
+    security(("mandate" = [])),
+    responses(
+        (status = 200, description = "A page", body = ListPage),
+        (status = 400, description = "Bad query", body = crate::ErrorBody),
+        (status = 401, description = "No mandate, or one that cannot be trusted", body = crate::ErrorBody),
+        (status = 403, description = "The mandate does not grant this", body = crate::ErrorBody),
+        (status = 503, description = "Cannot judge the mandate now; retry after Retry-After", body = crate::ErrorBody)))]
 pub(super) async fn list(
     State(state): State<RegistryState>,
     method: Method,
@@ -51,11 +62,20 @@ pub(super) async fn list(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub(super) struct StatusParams {
+    /// Count the subscribers that applied this entry (default: the newest).
     seq: Option<u64>,
 }
 
+/// The log's head and how many connected verifiers applied an entry.
+#[utoipa::path(get, path = "/v1/status", tag = "registry", params(StatusParams),
+    security(("mandate" = [])),
+    responses(
+        (status = 200, description = "The status", body = RegistryStatus),
+        (status = 401, description = "No mandate, or one that cannot be trusted", body = crate::ErrorBody),
+        (status = 403, description = "The mandate does not grant this", body = crate::ErrorBody),
+        (status = 503, description = "Cannot judge the mandate now; retry after Retry-After", body = crate::ErrorBody)))]
 pub(super) async fn status(
     State(state): State<RegistryState>,
     method: Method,
@@ -83,6 +103,12 @@ pub(super) async fn status(
     }))
 }
 
+/// A subscriber reports the newest entry it applied (diagnostics only).
+#[utoipa::path(post, path = "/v1/subscribers/ack", tag = "registry", request_body = AckRequest,
+    responses(
+        (status = 204, description = "Recorded"),
+        (status = 400, description = "Bad body or a seq beyond the log", body = crate::ErrorBody),
+        (status = 404, description = "No such subscriber", body = crate::ErrorBody)))]
 pub(super) async fn ack(
     State(state): State<RegistryState>,
     body: std::result::Result<Json<AckRequest>, JsonRejection>,

@@ -181,6 +181,30 @@ impl RegistryState {
         &self.inner.config
     }
 
+    /// Flushes the store (the server does this on shutdown).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the flush fails.
+    pub async fn flush(&self) -> Result<()> {
+        self.blocking(|store| store.flush()).await
+    }
+
+    /// Whether the store would take a write now (readiness probes).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when it would not.
+    pub async fn check_writable(&self) -> Result<()> {
+        self.blocking(|store| store.check_writable()).await
+    }
+
+    /// The newest entry's sequence number.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub async fn current_seq(&self) -> Result<u64> {
+        self.blocking(|store| store.current_seq()).await
+    }
+
     /// Ends every open stream (their clients will reconnect elsewhere or later). [`serve`]
     /// calls this when its shutdown signal fires, since graceful shutdown waits for open
     /// responses and a stream never ends by itself.

@@ -21,11 +21,21 @@ use crate::api::{events, Heartbeat, Hello};
 use crate::entry::RevocationEntry;
 use crate::error::{report, Error};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub(super) struct StreamParams {
+    /// Entries after this sequence number (default 0).
     after: Option<u64>,
 }
 
+/// Every entry after `after`, then live entries and heartbeats, as server-sent events
+/// (`hello`, `revocation`, `heartbeat`).
+#[utoipa::path(get, path = "/v1/revocations/stream", tag = "registry", params(StreamParams),
+    security(("mandate" = [])),
+    responses(
+        (status = 200, description = "An event stream", content_type = "text/event-stream"),
+        (status = 401, description = "No mandate, or one that cannot be trusted", body = crate::ErrorBody),
+        (status = 403, description = "The mandate does not grant this", body = crate::ErrorBody),
+        (status = 503, description = "Cannot judge the mandate now; retry after Retry-After", body = crate::ErrorBody)))]
 pub(super) async fn stream(
     State(state): State<RegistryState>,
     Peer(peer): Peer,
@@ -287,10 +297,10 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::server::auth::{HttpBinding, WriteAuthorizer, WriteDenied};
     use crate::entry::{NewRevocation, RevocationKind};
-    use crate::store::RevocationStore;
+    use crate::server::auth::{HttpBinding, WriteAuthorizer, WriteDenied};
     use crate::store::MemoryStore;
+    use crate::store::RevocationStore;
 
     struct NoWrites;
 

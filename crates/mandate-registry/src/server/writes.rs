@@ -14,6 +14,16 @@ use crate::api::RevokeRequest;
 use crate::entry::{NewRevocation, RevocationEntry};
 use axum::extract::rejection::BytesRejection;
 
+/// Revokes a token, principal, agent or task.
+#[utoipa::path(post, path = "/v1/revocations", tag = "registry",
+    request_body = crate::RevokeRequest,
+    security(("mandate" = [])),
+    responses(
+        (status = 201, description = "Recorded", body = RevocationEntry),
+        (status = 400, description = "Invalid value or body", body = crate::ErrorBody),
+        (status = 401, description = "No mandate, or one that cannot be trusted", body = crate::ErrorBody),
+        (status = 403, description = "The mandate does not grant this", body = crate::ErrorBody),
+        (status = 503, description = "Cannot judge the mandate now; retry after Retry-After", body = crate::ErrorBody)))]
 pub(super) async fn create(
     State(state): State<RegistryState>,
     method: Method,
@@ -24,6 +34,16 @@ pub(super) async fn create(
     write(&state, &method, &uri, &headers, body, false).await
 }
 
+/// Lifts earlier revocations of one kind and value.
+#[utoipa::path(post, path = "/v1/revocations/lift", tag = "registry",
+    request_body = crate::RevokeRequest,
+    security(("mandate" = [])),
+    responses(
+        (status = 201, description = "Recorded", body = RevocationEntry),
+        (status = 400, description = "Invalid value or body", body = crate::ErrorBody),
+        (status = 401, description = "No mandate, or one that cannot be trusted", body = crate::ErrorBody),
+        (status = 403, description = "The mandate does not grant this", body = crate::ErrorBody),
+        (status = 503, description = "Cannot judge the mandate now; retry after Retry-After", body = crate::ErrorBody)))]
 pub(super) async fn lift(
     State(state): State<RegistryState>,
     method: Method,

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, State};
@@ -27,6 +27,7 @@ use mandate_core::{fingerprint, AttrValue, Proof, Request};
 use serde::{Deserialize, Serialize};
 
 use super::error::{method_not_allowed, not_found, ApiError};
+use super::observe;
 use crate::pool::EvalPool;
 use crate::{Decision, Error, Verifier};
 
@@ -35,7 +36,7 @@ use crate::{Decision, Error, Verifier};
 pub const MAX_BODY_BYTES: usize = mandate_core::MAX_TOKEN_LEN + 16 * 1024;
 
 /// Body of `POST /v1/authorize`. `Debug` shows the token's fingerprint only.
-#[derive(Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorizeRequest {
     /// The mandate, base64.
@@ -68,7 +69,7 @@ impl std::fmt::Debug for AuthorizeRequest {
 }
 
 /// An attribute value on the wire.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum AttrJson {
     /// A JSON integer.
@@ -76,6 +77,9 @@ pub enum AttrJson {
     /// A JSON string.
     Str(String),
 }
+
+/// The API label of this endpoint's metrics.
+const API: &str = "authorize";
 
 /// Shared state of the authorization API.
 #[derive(Debug, Clone)]
@@ -100,8 +104,17 @@ impl AuthzState {
     }
 }
 
-/// The authorization API's routes.
+/// The authorization API, served alone: [`routes`] with JSON 404 and 405
+/// fallbacks.
 pub fn router(state: AuthzState) -> Router {
+    routes(state)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// The authorization API's routes, without fallbacks, to merge into a larger
+/// server (which sets its own).
+pub fn routes(state: AuthzState) -> Router {
     // Middleware order, outermost first:
     // 1. `DefaultBodyLimit` — every body extractor honours it, so an oversized
     //    body is refused (413) before it is parsed.
@@ -114,19 +127,41 @@ pub fn router(state: AuthzState) -> Router {
     Router::new()
         .route("/v1/authorize", post(authorize))
         .route("/v1/health", get(health))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
-async fn health(State(state): State<AuthzState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
-        "status": "ok",
-        "revocation_checked": state.verifier.checks_revocation(),
-    }))
+/// The body of `GET /v1/health`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AuthzHealth {
+    /// Always `ok`.
+    pub status: &'static str,
+    /// Whether decisions consult revocation state.
+    pub revocation_checked: bool,
 }
 
+/// The authorization API answers (kept for existing clients; operators use
+/// `/healthz` and `/readyz`).
+#[utoipa::path(get, path = "/v1/health", tag = "authorization",
+    responses((status = 200, description = "The API answers", body = AuthzHealth)))]
+async fn health(State(state): State<AuthzState>) -> Json<AuthzHealth> {
+    Json(AuthzHealth {
+        status: "ok",
+        revocation_checked: state.verifier.checks_revocation(),
+    })
+}
+
+/// Decides one request: may this mandate's acting agent do this?
+#[utoipa::path(post, path = "/v1/authorize", tag = "authorization",
+    request_body = AuthorizeRequest,
+    responses(
+        (status = 200, description = "Allowed", body = DecisionBody),
+        (status = 403, description = "Denied: the reason names the failing check and its block", body = DecisionBody),
+        (status = 400, description = "Malformed request", body = crate::ErrorBody),
+        (status = 401, description = "Malformed, tampered, untrusted or expired token", body = crate::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::ErrorBody),
+        (status = 415, description = "Not JSON", body = crate::ErrorBody),
+        (status = 503, description = "Overloaded or past the evaluation deadline; retry after Retry-After", body = crate::ErrorBody)))]
 async fn authorize(
     State(state): State<AuthzState>,
     body: Result<Json<AuthorizeRequest>, JsonRejection>,
@@ -136,11 +171,13 @@ async fn authorize(
     let token_fp = fingerprint(&body.token);
     let verifier = Arc::clone(&state.verifier);
     let token = body.token;
+    let started = Instant::now();
     let evaluated = state
         .pool
         .run(move || verifier.authorize(&token, &request))
         .await
         .map_err(|error| {
+            observe::not_decided(API, error.code(), started);
             tracing::warn!(
                 target: "mandate::audit",
                 token = %token_fp,
@@ -152,6 +189,7 @@ async fn authorize(
         })?;
     match evaluated {
         Ok(decision) => {
+            observe::decided(API, &decision, started);
             audit(&token_fp, &decision);
             let status = if decision.allowed {
                 StatusCode::OK
@@ -161,6 +199,7 @@ async fn authorize(
             Ok((status, Json(decision_body(&decision))).into_response())
         }
         Err(Error::Token(e)) => {
+            observe::not_decided(API, "invalid_token", started);
             tracing::info!(target: "mandate::audit", token = %token_fp, error = %e, "refused token");
             Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -169,6 +208,7 @@ async fn authorize(
             ))
         }
         Err(e @ Error::Expired { .. }) => {
+            observe::not_decided(API, "expired_token", started);
             tracing::info!(target: "mandate::audit", token = %token_fp, error = %e, "refused token");
             Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -177,6 +217,7 @@ async fn authorize(
             ))
         }
         Err(e) => {
+            observe::not_decided(API, "internal", started);
             tracing::error!(token = %token_fp, error = %e, "authorization failed");
             Err(ApiError::internal())
         }
@@ -202,26 +243,78 @@ fn to_request(body: &AuthorizeRequest, now: SystemTime) -> Result<Request, ApiEr
 }
 
 /// The JSON form of a decision, shared by the API and the CLI's `--json`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DecisionBody {
+    /// `allow` or `deny`.
+    pub decision: &'static str,
+    /// The principal the mandate acts for.
+    pub principal: String,
+    /// The acting agent.
+    pub agent: String,
+    /// Every agent of the chain, first to acting.
+    pub chain: Vec<String>,
+    /// The task.
+    pub task: String,
+    /// The request's service.
+    pub service: String,
+    /// The request's operation.
+    pub operation: String,
+    /// The request's resource.
+    pub resource: String,
+    /// The request's attributes, as Datalog terms.
+    pub attrs: BTreeMap<String, String>,
+    /// The time the request was decided at (RFC 3339).
+    pub time: String,
+    /// The token's id (its last block's revocation id, hex).
+    pub token_id: String,
+    /// Why, for people.
+    pub reason: String,
+    /// The reason's kind (`allowed`, `failed_checks`, `revoked`, ...).
+    pub reason_kind: &'static str,
+    /// The checks that failed, each with its block and author.
+    pub failed_checks: Vec<crate::FailedCheck>,
+}
+
+impl From<&Decision> for DecisionBody {
+    fn from(decision: &Decision) -> DecisionBody {
+        let failed_checks = match &decision.reason {
+            crate::Reason::FailedChecks { checks } => checks.clone(),
+            _ => Vec::new(),
+        };
+        DecisionBody {
+            decision: if decision.allowed { "allow" } else { "deny" },
+            principal: decision.principal.clone(),
+            agent: decision.agent.clone(),
+            chain: decision.chain.clone(),
+            task: decision.task.clone(),
+            service: decision.service.clone(),
+            operation: decision.operation.clone(),
+            resource: decision.resource.clone(),
+            attrs: decision.attrs.iter().cloned().collect(),
+            time: decision.time.clone(),
+            token_id: decision.token_id.clone(),
+            reason: decision.reason.to_string(),
+            reason_kind: decision.reason.kind(),
+            failed_checks,
+        }
+    }
+}
+
+/// The JSON value of [`DecisionBody`] (the CLI adds fields to it).
 pub fn decision_body(decision: &Decision) -> serde_json::Value {
-    let failed = match &decision.reason {
-        crate::Reason::FailedChecks { checks } => serde_json::to_value(checks).unwrap_or_default(),
-        _ => serde_json::json!([]),
-    };
-    serde_json::json!({
-        "decision": if decision.allowed { "allow" } else { "deny" },
-        "principal": decision.principal,
-        "agent": decision.agent,
-        "chain": decision.chain,
-        "task": decision.task,
-        "service": decision.service,
-        "operation": decision.operation,
-        "resource": decision.resource,
-        "attrs": decision.attrs.iter().cloned().collect::<BTreeMap<_, _>>(),
-        "time": decision.time,
-        "token_id": decision.token_id,
-        "reason": decision.reason.to_string(),
-        "failed_checks": failed,
-    })
+    serde_json::to_value(DecisionBody::from(decision)).unwrap_or_default()
+}
+
+/// The authorization API's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    #[derive(utoipa::OpenApi)]
+    #[openapi(
+        paths(authorize, health),
+        tags((name = "authorization", description = "Decisions on one request"))
+    )]
+    struct AuthorizationApi;
+    AuthorizationApi::openapi()
 }
 
 /// Logs the audit record of one decision.

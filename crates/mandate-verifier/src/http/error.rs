@@ -140,7 +140,12 @@ impl From<JsonRejection> for ApiError {
             }
             _ => (StatusCode::BAD_REQUEST, "bad_request"),
         };
-        ApiError::new(status, code, rejection.body_text())
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "request body larger than this endpoint accepts (its limit is in bytes, see the API document)".to_owned()
+        } else {
+            rejection.body_text()
+        };
+        ApiError::new(status, code, message)
     }
 }
 

@@ -1,0 +1,565 @@
+//! What a Mandate server runs with: one [`ServerConfig`], read from a TOML
+//! file, then overridden by `MANDATE_*` environment variables and flags (the
+//! binary does the overriding; this module owns the shape, the defaults and
+//! the bounds).
+//!
+//! Every duration is written as humantime text (`"5s"`, `"250ms"`) and is
+//! checked against a bound by [`ServerConfig::validate`]: a setting out of
+//! range is an error naming the setting, never silently clamped. Unknown keys
+//! are refused, so a misspelt `[tls]` section is not a server without TLS.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this shape.
+    #[error("config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, with the line.
+        message: String,
+    },
+    /// A setting is missing, out of range or contradicts another.
+    #[error("{setting}: {message}")]
+    Invalid {
+        /// The setting, as written in the file (`revocations.staleness`).
+        setting: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        message: message.into(),
+    }
+}
+
+/// Everything a server runs with.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on (default `127.0.0.1:7700`).
+    pub listen: Option<SocketAddr>,
+    /// `text` (default) or `json` logs on stderr.
+    pub log_format: LogFormat,
+    /// How long in-flight requests may finish after SIGTERM (default 10 s).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Option<Duration>,
+    /// Trusted root keys.
+    pub roots: RootsConfig,
+    /// The authorization API (`POST /v1/authorize`).
+    pub authorize: AuthorizeConfig,
+    /// Where revocations come from.
+    pub revocations: RevocationsConfig,
+    /// The evaluation pool.
+    pub eval: EvalConfig,
+    /// TLS, when both a certificate and a key are given.
+    pub tls: TlsConfig,
+    /// The proxy endpoint (`/v1/ext_authz`), served when a mapping is given.
+    pub ext_authz: ExtAuthzConfig,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<LogFormat, String> {
+        match text {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "unknown log format `{other}` (expected text or json)"
+            )),
+        }
+    }
+}
+
+/// Trusted roots.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RootsConfig {
+    /// Root public keys: `ed25519/<hex>`, `ID=ed25519/<hex>`, or `ID=FILE.pub`.
+    pub keys: Vec<String>,
+    /// A key-set file: a JSON object mapping key ids to public keys.
+    pub key_set: Option<PathBuf>,
+}
+
+/// The authorization API.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthorizeConfig {
+    /// Serve `POST /v1/authorize` (default true; `mandate registry serve`
+    /// turns it off).
+    pub enabled: Option<bool>,
+    /// A policy file instead of the built-in default policy.
+    pub policy: Option<PathBuf>,
+    /// Refuse bearer tokens.
+    pub require_pop: bool,
+    /// How far a proof's time may be from the server's (default 30 s).
+    #[serde(with = "humantime_serde")]
+    pub pop_window: Option<Duration>,
+}
+
+/// Where revocations come from: exactly one of `store` and `registry`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RevocationsConfig {
+    /// A sled folder: this process is the registry too.
+    pub store: Option<PathBuf>,
+    /// A registry to subscribe to.
+    pub registry: Option<String>,
+    /// With `registry`: a mandate granting `registry:read` (`TOKEN`, `@FILE`).
+    pub registry_auth: Option<String>,
+    /// With `registry`: the key of that mandate's acting agent.
+    pub registry_auth_key: Option<PathBuf>,
+    /// With `registry`: deny everything when no heartbeat came for this long
+    /// (default 5 s).
+    #[serde(with = "humantime_serde")]
+    pub staleness: Option<Duration>,
+    /// With `store`: interval between stream heartbeats (default 1 s).
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Option<Duration>,
+    /// DANGEROUS, with `store`: accept bearer operator mandates for writes.
+    pub allow_bearer_writes: bool,
+}
+
+/// The evaluation pool.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Evaluations at once (default: the number of cores).
+    pub workers: Option<usize>,
+    /// Deadline per request for waiting and evaluating (default 2 s).
+    #[serde(with = "humantime_serde")]
+    pub deadline: Option<Duration>,
+}
+
+/// TLS (rustls).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+}
+
+/// The proxy endpoint.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExtAuthzConfig {
+    /// The mapping file: original request → (service, operation, resource, attrs).
+    pub mapping: Option<PathBuf>,
+}
+
+/// Bounds of the durations a configuration may set.
+pub mod bounds {
+    use std::time::Duration;
+
+    /// `revocations.heartbeat`.
+    pub const HEARTBEAT: (Duration, Duration) =
+        (Duration::from_millis(10), Duration::from_secs(3600));
+    /// `revocations.staleness`.
+    pub const STALENESS: (Duration, Duration) =
+        (Duration::from_millis(100), Duration::from_secs(24 * 3600));
+    /// `eval.deadline`.
+    pub const EVAL_DEADLINE: (Duration, Duration) =
+        (Duration::from_millis(10), Duration::from_secs(60));
+    /// `eval.workers`.
+    pub const EVAL_WORKERS: (usize, usize) = (1, 1024);
+    /// `authorize.pop_window`: below a second clock skew alone denies; a window
+    /// of hours would let a captured proof outlive the replay cache.
+    pub const POP_WINDOW: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(600));
+    /// `shutdown_grace`.
+    pub const SHUTDOWN_GRACE: (Duration, Duration) =
+        (Duration::from_millis(0), Duration::from_secs(600));
+}
+
+/// Defaults of the optional settings.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// `listen`.
+    pub const LISTEN: &str = "127.0.0.1:7700";
+    /// `revocations.heartbeat`.
+    pub const HEARTBEAT: Duration = Duration::from_secs(1);
+    /// `revocations.staleness`.
+    pub const STALENESS: Duration = Duration::from_secs(5);
+    /// `eval.deadline`.
+    pub const EVAL_DEADLINE: Duration = Duration::from_secs(2);
+    /// `authorize.pop_window`.
+    pub const POP_WINDOW: Duration = Duration::from_secs(30);
+    /// `shutdown_grace`.
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+}
+
+fn within(
+    setting: &'static str,
+    value: Option<Duration>,
+    default: Duration,
+    (min, max): (Duration, Duration),
+) -> Result<Duration, ConfigError> {
+    let value = value.unwrap_or(default);
+    if value < min || value > max {
+        return Err(invalid(
+            setting,
+            format!(
+                "{} is outside {} ..= {}",
+                humantime::format_duration(value),
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+impl ServerConfig {
+    /// Reads a TOML file.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or [`ConfigError::Parse`] (unknown keys included).
+    pub fn from_file(path: &Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        ServerConfig::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses TOML text.
+    ///
+    /// # Errors
+    /// The parser's message, naming the line and the key.
+    pub fn from_toml(text: &str) -> Result<ServerConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
+    /// The address to listen on.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7700)))
+    }
+
+    /// The settings with every default applied and every bound checked.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first setting that cannot be used.
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
+        let r = &self.revocations;
+        let source = match (&r.store, &r.registry) {
+            (Some(dir), None) => Source::Store(dir.clone()),
+            (None, Some(url)) => {
+                let Some(auth) = r.registry_auth.clone() else {
+                    return Err(invalid(
+                        "revocations.registry_auth",
+                        "a registry needs a mandate granting registry:read",
+                    ));
+                };
+                Source::Registry {
+                    url: url.clone(),
+                    auth,
+                    auth_key: r.registry_auth_key.clone(),
+                }
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid("revocations", "give store or registry, not both"))
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "revocations",
+                    "give store (registry in this process) or registry (subscribe): \
+                     a service never runs without revocations",
+                ))
+            }
+        };
+        if r.allow_bearer_writes && !matches!(source, Source::Store(_)) {
+            return Err(invalid(
+                "revocations.allow_bearer_writes",
+                "only applies with a store (this process being the registry)",
+            ));
+        }
+        if self.roots.keys.is_empty() && self.roots.key_set.is_none() {
+            return Err(invalid(
+                "roots",
+                "no trusted root key: give roots.keys or roots.key_set",
+            ));
+        }
+        let workers = match self.eval.workers {
+            None => None,
+            Some(n) if (bounds::EVAL_WORKERS.0..=bounds::EVAL_WORKERS.1).contains(&n) => Some(n),
+            Some(n) => {
+                return Err(invalid(
+                    "eval.workers",
+                    format!(
+                        "{n} is outside {} ..= {}",
+                        bounds::EVAL_WORKERS.0,
+                        bounds::EVAL_WORKERS.1
+                    ),
+                ))
+            }
+        };
+        let tls = match (&self.tls.cert, &self.tls.key) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            (None, None) => None,
+            _ => return Err(invalid("tls", "give both cert and key")),
+        };
+        let authorize = self.authorize.enabled.unwrap_or(true);
+        if !authorize && self.ext_authz.mapping.is_some() {
+            return Err(invalid(
+                "ext_authz.mapping",
+                "the proxy endpoint needs the authorization API",
+            ));
+        }
+        if !authorize && !matches!(source, Source::Store(_)) {
+            return Err(invalid(
+                "authorize.enabled",
+                "a server without the authorization API must hold the registry's store",
+            ));
+        }
+        Ok(Settings {
+            listen: self.listen_addr(),
+            shutdown_grace: within(
+                "shutdown_grace",
+                self.shutdown_grace,
+                defaults::SHUTDOWN_GRACE,
+                bounds::SHUTDOWN_GRACE,
+            )?,
+            root_keys: self.roots.keys.clone(),
+            root_key_set: self.roots.key_set.clone(),
+            authorize,
+            policy: self.authorize.policy.clone(),
+            require_pop: self.authorize.require_pop,
+            pop_window: within(
+                "authorize.pop_window",
+                self.authorize.pop_window,
+                defaults::POP_WINDOW,
+                bounds::POP_WINDOW,
+            )?,
+            source,
+            staleness: within(
+                "revocations.staleness",
+                r.staleness,
+                defaults::STALENESS,
+                bounds::STALENESS,
+            )?,
+            heartbeat: within(
+                "revocations.heartbeat",
+                r.heartbeat,
+                defaults::HEARTBEAT,
+                bounds::HEARTBEAT,
+            )?,
+            allow_bearer_writes: r.allow_bearer_writes,
+            eval_workers: workers,
+            eval_deadline: within(
+                "eval.deadline",
+                self.eval.deadline,
+                defaults::EVAL_DEADLINE,
+                bounds::EVAL_DEADLINE,
+            )?,
+            tls,
+            ext_authz_mapping: self.ext_authz.mapping.clone(),
+        })
+    }
+}
+
+/// Where a validated server reads revocations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A sled store this process owns (and serves as the registry).
+    Store(PathBuf),
+    /// A registry this process subscribes to.
+    Registry {
+        /// Its base URL.
+        url: String,
+        /// A mandate granting `registry:read` (`TOKEN` or `@FILE`).
+        auth: String,
+        /// That mandate's acting agent's key.
+        auth_key: Option<PathBuf>,
+    },
+}
+
+/// A validated configuration: every default applied, every bound checked.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Time in-flight requests get after the shutdown signal.
+    pub shutdown_grace: Duration,
+    /// Root keys as written.
+    pub root_keys: Vec<String>,
+    /// A key-set file.
+    pub root_key_set: Option<PathBuf>,
+    /// Serve the authorization API.
+    pub authorize: bool,
+    /// A policy file.
+    pub policy: Option<PathBuf>,
+    /// Refuse bearer tokens.
+    pub require_pop: bool,
+    /// Proof time window.
+    pub pop_window: Duration,
+    /// Where revocations come from.
+    pub source: Source,
+    /// Staleness bound of a subscribed index.
+    pub staleness: Duration,
+    /// Heartbeat interval of the registry's streams.
+    pub heartbeat: Duration,
+    /// Accept bearer operator mandates for registry writes.
+    pub allow_bearer_writes: bool,
+    /// Evaluation workers (`None`: one per core).
+    pub eval_workers: Option<usize>,
+    /// Evaluation deadline.
+    pub eval_deadline: Duration,
+    /// Certificate and key files.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// The proxy endpoint's mapping file.
+    pub ext_authz_mapping: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    const FULL: &str = r#"
+        listen = "127.0.0.1:0"
+        log_format = "json"
+        shutdown_grace = "3s"
+        [roots]
+        keys = ["1=ed25519/00"]
+        [authorize]
+        require_pop = true
+        pop_window = "1m"
+        [revocations]
+        store = "/var/lib/mandate"
+        heartbeat = "250ms"
+        [eval]
+        workers = 4
+        deadline = "500ms"
+    "#;
+
+    #[test]
+    fn a_full_file_parses_and_validates() {
+        let config = ServerConfig::from_toml(FULL).unwrap();
+        assert_eq!(config.log_format, LogFormat::Json);
+        let settings = config.validate().unwrap();
+        assert_eq!(settings.heartbeat, Duration::from_millis(250));
+        assert_eq!(settings.pop_window, Duration::from_secs(60));
+        assert_eq!(settings.eval_workers, Some(4));
+        assert_eq!(settings.source, Source::Store("/var/lib/mandate".into()));
+        assert!(settings.require_pop && settings.authorize);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let err = ServerConfig::from_toml("[tsl]\ncert = \"a\"\n").unwrap_err();
+        assert!(err.contains("tsl"), "{err}");
+        let err = ServerConfig::from_toml("[revocations]\nstor = \"a\"\n").unwrap_err();
+        assert!(err.contains("stor"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_durations_name_the_setting() {
+        let text = FULL.replace("\"250ms\"", "\"1ms\"");
+        let err = ServerConfig::from_toml(&text)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("revocations.heartbeat:"),
+            "{err}"
+        );
+        let text = FULL.replace("\"1m\"", "\"2h\"");
+        let err = ServerConfig::from_toml(&text)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("authorize.pop_window:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_server_needs_exactly_one_revocation_source_and_roots() {
+        let none = ServerConfig {
+            roots: RootsConfig {
+                keys: vec!["ed25519/00".into()],
+                key_set: None,
+            },
+            ..ServerConfig::default()
+        };
+        assert!(none
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("revocations:"));
+        let mut both = none.clone();
+        both.revocations.store = Some("a".into());
+        both.revocations.registry = Some("http://x".into());
+        both.revocations.registry_auth = Some("t".into());
+        assert!(both.validate().is_err());
+        let mut no_auth = none.clone();
+        no_auth.revocations.registry = Some("http://x".into());
+        assert!(no_auth.validate().is_err());
+        let mut no_roots = none;
+        no_roots.roots.keys.clear();
+        no_roots.revocations.store = Some("a".into());
+        assert!(no_roots
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("roots:"));
+    }
+
+    #[test]
+    fn the_documented_example_parses_and_validates() {
+        let text = include_str!("../../../docs/mandate.example.toml");
+        let settings = ServerConfig::from_toml(text).unwrap().validate().unwrap();
+        assert_eq!(settings.listen, "127.0.0.1:7700".parse().unwrap());
+        assert_eq!(settings.eval_deadline, defaults::EVAL_DEADLINE);
+    }
+
+    #[test]
+    fn half_a_tls_pair_is_refused() {
+        let mut config = ServerConfig::from_toml(FULL).unwrap();
+        config.tls.cert = Some("cert.pem".into());
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("tls:"));
+    }
+}

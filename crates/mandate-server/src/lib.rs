@@ -1,0 +1,27 @@
+//! Mandate's servers, composed from one configuration.
+//!
+//! The binary parses flags and calls this crate; everything a deployment
+//! runs is built here: the authorization API and proxy endpoint (from the
+//! verifier crate), the revocation registry (from the registry crate), and
+//! the operations surface an operator expects of any service — health,
+//! readiness, Prometheus metrics, an OpenAPI document, TLS, JSON logs and a
+//! graceful shutdown.
+//!
+//! - [`config`]: the TOML configuration, its defaults and bounds.
+//! - [`serve`]: [`bind`] then [`Server::run`].
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
+//! - [`metrics`], [`openapi`], [`tls`], [`logging`]: one concern each.
+//!
+//! This crate composes and reports like a binary: its errors are `anyhow`
+//! with context, because every caller prints them and exits.
+
+pub mod config;
+pub mod logging;
+pub mod metrics;
+pub mod openapi;
+pub mod ops;
+pub mod serve;
+pub mod tls;
+
+pub use config::{ConfigError, LogFormat, ServerConfig, Settings, Source};
+pub use serve::{bind, registry_auth, root_keys, shutdown_signal, Server};

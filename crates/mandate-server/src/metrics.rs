@@ -1,0 +1,111 @@
+//! Prometheus metrics, through the `metrics` facade.
+//!
+//! The libraries record what they decide (`mandate_decisions_total` by API,
+//! outcome and reason kind, `mandate_decision_seconds`, token cache hits and
+//! misses); this module installs the process's recorder, times every HTTP
+//! request by route and status, and sets the state gauges (revocation
+//! sequence and staleness, stream subscribers, pool saturation) when
+//! `/metrics` is scraped. Metrics are per process: several servers in one
+//! process share them, as Prometheus expects of one target.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use mandate_registry::SharedIndex;
+use mandate_verifier::pool::EvalPool;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets in seconds: 50 µs to 5 s.
+const BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process's recorder (once; later calls do nothing). When
+/// another recorder is already installed, `/metrics` renders nothing and a
+/// warning says why.
+pub fn install() {
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), BUCKETS)
+            .map(PrometheusBuilder::build_recorder);
+        let recorder = match recorder {
+            Ok(recorder) => recorder,
+            Err(error) => {
+                tracing::warn!(%error, "metrics disabled");
+                return None;
+            }
+        };
+        let handle = recorder.handle();
+        match metrics::set_global_recorder(recorder) {
+            Ok(()) => Some(handle),
+            Err(error) => {
+                tracing::warn!(%error, "another metrics recorder is installed; /metrics is empty");
+                None
+            }
+        }
+    });
+}
+
+/// The current metrics in the Prometheus text format.
+pub fn render() -> String {
+    match HANDLE.get() {
+        Some(Some(handle)) => {
+            handle.run_upkeep();
+            handle.render()
+        }
+        _ => String::new(),
+    }
+}
+
+/// Sets the gauges that describe state rather than events.
+pub fn observe_state(
+    index: &SharedIndex,
+    pool: &EvalPool,
+    subscribers: Option<usize>,
+    authorize: bool,
+) {
+    // Gauges hold f64; these counts are far below 2^53.
+    #[allow(clippy::cast_precision_loss)]
+    {
+        metrics::gauge!("mandate_revocation_seq").set(index.last_seq() as f64);
+        if authorize {
+            let staleness = index
+                .last_heartbeat()
+                .map_or(f64::INFINITY, |at| at.elapsed().as_secs_f64());
+            metrics::gauge!("mandate_revocation_staleness_seconds").set(staleness);
+            metrics::gauge!("mandate_revocation_staleness_bound_seconds")
+                .set(index.staleness_bound().as_secs_f64());
+        }
+        if let Some(count) = subscribers {
+            metrics::gauge!("mandate_stream_subscribers").set(count as f64);
+        }
+        metrics::gauge!("mandate_eval_pool_workers").set(pool.workers() as f64);
+        metrics::gauge!("mandate_eval_pool_running").set(pool.running() as f64);
+        metrics::gauge!("mandate_eval_pool_admitted").set(pool.admitted() as f64);
+        metrics::gauge!("mandate_eval_pool_capacity").set((pool.workers() + pool.queue()) as f64);
+    }
+}
+
+/// Counts and times every request by route template (never the raw path: a
+/// client must not be able to create series) and status.
+pub async fn track_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("mandate_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("mandate_http_request_seconds", "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,167 @@
+//! The operations endpoints: `GET /healthz` (the process answers),
+//! `GET /readyz` (it can decide correctly now), `GET /metrics` (Prometheus)
+//! and `GET /openapi.json`.
+//!
+//! Readiness fails closed, like the decisions it vouches for: not ready when
+//! the revocation state is stale or was never synced, when the store would
+//! not take a write, or when no root key is loaded. A load balancer that
+//! honours it sends no traffic to a replica that would deny everything.
+//! These routes never wait for the evaluation pool.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use mandate_registry::{RegistryState, SharedIndex};
+use mandate_verifier::pool::EvalPool;
+use serde::Serialize;
+
+/// What the operations endpoints look at.
+#[derive(Debug, Clone)]
+pub struct OpsState {
+    index: SharedIndex,
+    registry: Option<RegistryState>,
+    pool: EvalPool,
+    root_keys: usize,
+    authorize: bool,
+}
+
+impl OpsState {
+    /// The state of one server: its revocation index, its registry (when it
+    /// holds the store), its pool and how many root keys it trusts.
+    pub fn new(
+        index: SharedIndex,
+        registry: Option<RegistryState>,
+        pool: EvalPool,
+        root_keys: usize,
+        authorize: bool,
+    ) -> OpsState {
+        OpsState {
+            index,
+            registry,
+            pool,
+            root_keys,
+            authorize,
+        }
+    }
+}
+
+/// The operations routes.
+pub fn router(state: OpsState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .with_state(state)
+}
+
+/// One readiness check.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Check {
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was seen.
+    pub detail: String,
+}
+
+/// The body of `/readyz`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// Every check passed.
+    pub ready: bool,
+    /// The revocation state is fresh.
+    pub revocations: Check,
+    /// The store takes writes (servers holding the registry's store).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<Check>,
+    /// Root keys are loaded.
+    pub keys: Check,
+}
+
+/// The body of `/healthz`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process answers", body = Health)))]
+pub(crate) async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// The server can decide correctly now.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "Ready", body = Readiness),
+    (status = 503, description = "Not ready: the failing check says why", body = Readiness)))]
+pub(crate) async fn readyz(State(state): State<OpsState>) -> Response {
+    let revocations = match state.index.freshness(Instant::now()) {
+        Ok(()) => Check {
+            ok: true,
+            detail: format!("fresh at revocation #{}", state.index.last_seq()),
+        },
+        Err(denied) => Check {
+            ok: false,
+            detail: denied.to_string(),
+        },
+    };
+    let store = match &state.registry {
+        Some(registry) => Some(match registry.check_writable().await {
+            Ok(()) => Check {
+                ok: true,
+                detail: "writable".to_owned(),
+            },
+            Err(error) => {
+                tracing::warn!(%error, "not ready: the store does not take writes");
+                Check {
+                    ok: false,
+                    detail: "the store does not take writes (see the server's log)".to_owned(),
+                }
+            }
+        }),
+        None => None,
+    };
+    let keys = Check {
+        ok: state.root_keys > 0,
+        detail: format!("{} root key(s)", state.root_keys),
+    };
+    let ready = revocations.ok && keys.ok && store.as_ref().is_none_or(|s| s.ok);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = Readiness {
+        ready,
+        revocations,
+        store,
+        keys,
+    };
+    (status, Json(body)).into_response()
+}
+
+/// Prometheus metrics, text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+pub(crate) async fn metrics(State(state): State<OpsState>) -> Response {
+    let subscribers = state.registry.as_ref().map(RegistryState::subscriber_count);
+    crate::metrics::observe_state(&state.index, &state.pool, subscribers, state.authorize);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(),
+    )
+        .into_response()
+}
+
+/// This API, as OpenAPI 3.1.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+pub(crate) async fn openapi() -> Response {
+    Json(crate::openapi::document()).into_response()
+}

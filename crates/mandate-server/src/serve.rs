@@ -1,0 +1,299 @@
+//! Composition: from validated [`Settings`] to a listening server.
+//!
+//! One process serves, on one port:
+//! - the authorization API (`/v1/authorize`, and `/v1/ext_authz` when a
+//!   mapping is configured), unless turned off;
+//! - with a store: the revocation registry (`/v1/revocations...`), its index
+//!   consulted in-process; with a registry URL: nothing of the registry, the
+//!   index fed by a subscription to it;
+//! - the operations endpoints (`/healthz`, `/readyz`, `/metrics`,
+//!   `/openapi.json`), which never touch the evaluation pool.
+//!
+//! [`bind`] does everything that can fail on configuration (keys, policy,
+//! store, mapping, certificate, port) before anything is served, so a bad
+//! setting is an error at start, never a half-started server. [`Server::run`]
+//! serves until the shutdown future resolves (SIGTERM or Ctrl-C in the
+//! binary), then stops accepting, ends revocation streams so subscribers move
+//! on, lets in-flight requests finish within the grace period and flushes the
+//! store.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _, Result};
+use axum::Router;
+use mandate_core::{KeySet, SecretKey};
+use mandate_registry::{
+    IndexingStore, MandateWriteAuthorizer, RegistryAuth, RegistryClient, RegistryConfig,
+    RegistryState, SharedIndex, SledStore, Subscription,
+};
+use mandate_verifier::http::{method_not_allowed, not_found, AuthzState};
+use mandate_verifier::pool::EvalPool;
+use mandate_verifier::{Policy, Verifier, VerifierBuilder};
+
+use crate::config::{Settings, Source};
+use crate::ops::{self, OpsState};
+
+/// A server that holds its port and is ready to [`Server::run`].
+pub struct Server {
+    listener: std::net::TcpListener,
+    address: SocketAddr,
+    app: Router,
+    registry: Option<RegistryState>,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    grace: std::time::Duration,
+    /// Keeps the subscription to a remote registry alive.
+    _subscription: Option<Subscription>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("address", &self.address)
+            .field("registry", &self.registry.is_some())
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The trusted roots of `settings`.
+///
+/// # Errors
+/// A key that cannot be read, or no key at all.
+pub fn root_keys(keys: &[String], key_set: Option<&Path>) -> Result<KeySet> {
+    let mut set = match key_set {
+        Some(path) => KeySet::read_file(path)?,
+        None => KeySet::new(),
+    };
+    for key in keys {
+        set.add_arg(key)?;
+    }
+    if set.is_empty() {
+        bail!("no trusted root key: give --root-pub KEY or --root-keys FILE");
+    }
+    Ok(set)
+}
+
+/// Registry credentials: a mandate (`TOKEN` or `@FILE`) and, when given, its
+/// holder's key, so each request carries a fresh proof.
+///
+/// # Errors
+/// A file that cannot be read, or a key that is not a private key.
+pub fn registry_auth(token: &str, key: Option<&Path>) -> Result<RegistryAuth> {
+    let token = read_token_arg(token)?;
+    Ok(match key {
+        Some(path) => RegistryAuth::keyed(token, SecretKey::read(path)?)?,
+        None => RegistryAuth::bearer(token),
+    })
+}
+
+/// A token given as text or as `@FILE`.
+fn read_token_arg(arg: &str) -> Result<String> {
+    match arg.strip_prefix('@') {
+        Some(path) => Ok(std::fs::read_to_string(path)
+            .with_context(|| format!("reading token file {path}"))?
+            .trim()
+            .to_owned()),
+        None => Ok(arg.trim().to_owned()),
+    }
+}
+
+/// The verifier that authorizes registry writes and reads: the same roots, the
+/// registry's own revocation state (a revoked operator can neither write nor
+/// lift its own revocation), keyed operator mandates unless bearer writes are
+/// allowed.
+fn write_authorizer(
+    keys: KeySet,
+    index: SharedIndex,
+    require_pop: bool,
+    allow_bearer_writes: bool,
+) -> Result<MandateWriteAuthorizer> {
+    let builder = Verifier::builder()
+        .root_keys(keys)
+        .require_pop(require_pop)
+        .revocation(Arc::new(index));
+    Ok(if allow_bearer_writes {
+        MandateWriteAuthorizer::allowing_bearer_writes(builder)?
+    } else {
+        MandateWriteAuthorizer::new(builder)?
+    })
+}
+
+/// The verifier of the authorization API.
+fn authz_builder(settings: &Settings, keys: KeySet) -> Result<VerifierBuilder> {
+    let mut builder = Verifier::builder()
+        .root_keys(keys)
+        .require_pop(settings.require_pop)
+        .pop_window(settings.pop_window);
+    if let Some(path) = &settings.policy {
+        builder = builder.policy(Policy::from_file(path)?);
+    }
+    Ok(builder)
+}
+
+/// Loads everything `settings` names and binds the port. Call inside a Tokio
+/// runtime (a subscription starts here).
+///
+/// # Errors
+/// Any setting that cannot be used: keys, policy, store, certificate, port.
+pub async fn bind(settings: &Settings) -> Result<Server> {
+    crate::metrics::install();
+    let keys = root_keys(&settings.root_keys, settings.root_key_set.as_deref())?;
+    let pool = EvalPool::new(
+        settings
+            .eval_workers
+            .unwrap_or_else(EvalPool::default_workers),
+        settings.eval_deadline,
+    );
+    let builder = authz_builder(settings, keys.clone())?;
+    let mut subscription = None;
+    let (index, registry) = match &settings.source {
+        Source::Store(dir) => {
+            let sled =
+                SledStore::open(dir).with_context(|| format!("opening store {}", dir.display()))?;
+            let store = IndexingStore::new(sled)?;
+            let index = store.index();
+            let writes = write_authorizer(
+                keys.clone(),
+                index.clone(),
+                settings.require_pop,
+                settings.allow_bearer_writes,
+            )?;
+            let config = RegistryConfig {
+                heartbeat_interval: settings.heartbeat,
+                eval_pool: pool.clone(),
+                shutdown_grace: settings.shutdown_grace,
+                ..RegistryConfig::default()
+            };
+            let state = RegistryState::with_config(Arc::new(store), Arc::new(writes), config);
+            (index, Some(state))
+        }
+        Source::Registry {
+            url,
+            auth,
+            auth_key,
+        } => {
+            let index = SharedIndex::new(settings.staleness);
+            let client =
+                RegistryClient::new(url)?.with_auth(registry_auth(auth, auth_key.as_deref())?);
+            subscription = Some(client.subscribe(index.clone(), Default::default()));
+            (index, None)
+        }
+    };
+    let mut app = Router::new();
+    if settings.authorize {
+        let verifier = builder.revocation(Arc::new(index.clone())).build()?;
+        let state = AuthzState::with_pool(verifier, pool.clone());
+        app = app.merge(mandate_verifier::http::routes(state.clone()));
+        if let Some(path) = &settings.ext_authz_mapping {
+            bail!(
+                "ext_authz mapping {} given, but the proxy endpoint is not part of this build",
+                path.display()
+            );
+        }
+        let _ = state;
+    }
+    if let Some(state) = &registry {
+        app = app.merge(mandate_registry::routes(state.clone()));
+    }
+    let ops = OpsState::new(
+        index,
+        registry.clone(),
+        pool,
+        keys.len(),
+        settings.authorize,
+    );
+    let app = app
+        .merge(ops::router(ops))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(crate::metrics::track_requests));
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(crate::tls::load(cert, key).await?),
+        None => None,
+    };
+    let listener = std::net::TcpListener::bind(settings.listen)
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    listener.set_nonblocking(true)?;
+    let address = listener.local_addr()?;
+    Ok(Server {
+        listener,
+        address,
+        app,
+        registry,
+        tls,
+        grace: settings.shutdown_grace,
+        _subscription: subscription,
+    })
+}
+
+impl Server {
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Whether clients must speak TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Serves until `shutdown` resolves, then drains: no new connections,
+    /// revocation streams ended, in-flight requests given the grace period,
+    /// the store flushed.
+    ///
+    /// # Errors
+    /// The server failing, or the final flush failing.
+    pub async fn run<F>(self, shutdown: F) -> Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let handle = axum_server::Handle::new();
+        let drain = handle.clone();
+        let streams = self.registry.clone();
+        let grace = self.grace;
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!(
+                ?grace,
+                "shutting down: no new connections, finishing requests"
+            );
+            if let Some(registry) = streams {
+                registry.shutdown_streams();
+            }
+            drain.graceful_shutdown(Some(grace));
+        });
+        let service = self.app.into_make_service_with_connect_info::<SocketAddr>();
+        let served = match self.tls {
+            Some(tls) => {
+                axum_server::from_tcp_rustls(self.listener, tls)
+                    .handle(handle)
+                    .serve(service)
+                    .await
+            }
+            None => {
+                axum_server::from_tcp(self.listener)
+                    .handle(handle)
+                    .serve(service)
+                    .await
+            }
+        };
+        let flushed = match &self.registry {
+            Some(registry) => registry.flush().await.context("flushing the store"),
+            None => Ok(()),
+        };
+        if let Err(error) = &flushed {
+            tracing::error!(error = %format!("{error:#}"), "flushing on shutdown failed");
+        }
+        served.context("serving")?;
+        tracing::info!("stopped");
+        flushed
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+pub async fn shutdown_signal() {
+    mandate_registry::shutdown_signal().await;
+}
