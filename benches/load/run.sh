@@ -5,7 +5,7 @@
 #   benches/load/run.sh full         # 30 s per case
 #   benches/load/run.sh soak [SECS]  # bearer load for SECS (default 600), RSS every 10 s
 #
-# Environment: THREADS (2), CONNECTIONS (64), DURATION (per case, seconds),
+# Environment: THREADS (2), CONNECTIONS (32), DURATION (per case, seconds),
 # POP_WINDOW (5m), POP_FACTOR (1.5), EVAL_WORKERS (serve --eval-workers;
 # default: the server's, one per core), SERVER_ARGS (more serve flags), WARMUP (soak warm-up, 60 s),
 # SAMPLE (soak RSS sampling interval, 10 s), KEEP=1 (keep the work folder),
@@ -34,7 +34,7 @@ soak)
 esac
 DURATION=${DURATION:-10}
 THREADS=${THREADS:-2}
-CONNECTIONS=${CONNECTIONS:-64}
+CONNECTIONS=${CONNECTIONS:-32}
 POP_WINDOW=${POP_WINDOW:-5m}
 POP_FACTOR=${POP_FACTOR:-1.5}
 WARMUP=${WARMUP:-60}
