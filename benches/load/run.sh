@@ -7,7 +7,8 @@
 #
 # Environment: THREADS (2), CONNECTIONS (32), DURATION (per case, seconds),
 # POP_WINDOW (5m), POP_FACTOR (1.5), EVAL_WORKERS (serve --eval-workers;
-# default: the server's, one per core), SERVER_ARGS (more serve flags), WARMUP (soak warm-up, 60 s),
+# default: the server's, one per core), SERVER_ARGS (more serve flags),
+# SERVER_PRELOAD (LD_PRELOAD for the server alone, e.g. an allocator), WARMUP (soak warm-up, 60 s),
 # SAMPLE (soak RSS sampling interval, 10 s), KEEP=1 (keep the work folder),
 # CARGO_TARGET_DIR, and EXT_AUTHZ_* (see the ext_authz section below).
 #
@@ -156,8 +157,10 @@ if [[ -n ${SERVER_ARGS:-} ]]; then
     read -r -a extra <<<"$SERVER_ARGS"
     SERVER_FLAGS+=("${extra[@]}")
 fi
-say "starting mandate serve --store ${SERVER_FLAGS[*]}"
-"$MANDATE" serve --store "$WORK/store" --root-pub "1=$WORK/root.key.pub" \
+SERVER_ENV=()
+[[ -n ${SERVER_PRELOAD:-} ]] && SERVER_ENV+=("LD_PRELOAD=$SERVER_PRELOAD")
+say "starting ${SERVER_ENV[*]} mandate serve --store ${SERVER_FLAGS[*]}"
+env "${SERVER_ENV[@]}" "$MANDATE" serve --store "$WORK/store" --root-pub "1=$WORK/root.key.pub" \
     --listen 127.0.0.1:0 "${SERVER_FLAGS[@]}" >server.out 2>server.err &
 SERVER_PID=$!
 URL=""
@@ -302,7 +305,7 @@ print_table() {
     echo
     echo "## $title"
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')  machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
-    echo "server: mandate serve --store ${SERVER_FLAGS[*]}; load: wrk -t$THREADS -c$CONNECTIONS on the same machine, ${DURATION}s per case"
+    echo "server: ${SERVER_ENV[*]} mandate serve --store ${SERVER_FLAGS[*]}; load: wrk -t$THREADS -c$CONNECTIONS on the same machine, ${DURATION}s per case"
     echo "latency in ms; CPU µs/req = server utime+stime / requests; server/wrk/other = share of one core"
     printf '%-22s %9s %9s %8s %8s %8s %8s %6s %9s %7s %5s %6s\n' \
         case req/s 2xx/s p50 p99 max non-2xx sock µs/req server wrk other
@@ -358,9 +361,8 @@ if [[ $MODE == soak ]]; then
     print_table "soak, ${SOAK_SECONDS}s"
     echo
     echo "RSS: before load ${rss_start} kB, after warm-up (${WARMUP}s) ${rss_warm} kB, end ${rss_end} kB, max ${rss_max} kB; growth after warm-up ${growth}%"
-    echo "samples (elapsed_s rss_kb):"
-    tr '\n' ' ' <rss.txt | fold -w 100
-    echo
+    echo "samples (elapsed_s:rss_kB):"
+    tail -n +2 rss.txt | awk '{printf "%s:%s%s", $1, $2, (NR % 8 == 0) ? "\n" : "  "} END {print ""}'
     awk -v g="$growth" 'BEGIN {exit !(g <= 5)}' &&
         echo "goal RSS growth <= 5%: met" ||
         echo "goal RSS growth <= 5%: MISSED ($growth%)"
