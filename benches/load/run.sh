@@ -8,7 +8,8 @@
 # Environment: THREADS (2), CONNECTIONS (32), DURATION (per case, seconds),
 # POP_WINDOW (5m), POP_FACTOR (1.5), EVAL_WORKERS (serve --eval-workers;
 # default: the server's, one per core), SERVER_ARGS (more serve flags),
-# SERVER_PRELOAD (LD_PRELOAD for the server alone, e.g. an allocator), WARMUP (soak warm-up, 60 s),
+# SERVER_PRELOAD (LD_PRELOAD for the server alone, e.g. an allocator),
+# SERVER_ENV_VARS (NAME=VALUE ... for the server alone, e.g. MALLOC_ARENA_MAX=2), WARMUP (soak warm-up, 60 s),
 # SAMPLE (soak RSS sampling interval, 10 s), KEEP=1 (keep the work folder),
 # CARGO_TARGET_DIR, and EXT_AUTHZ_* (see the ext_authz section below).
 #
@@ -158,6 +159,9 @@ if [[ -n ${SERVER_ARGS:-} ]]; then
     SERVER_FLAGS+=("${extra[@]}")
 fi
 SERVER_ENV=()
+if [[ -n ${SERVER_ENV_VARS:-} ]]; then
+    read -r -a SERVER_ENV <<<"$SERVER_ENV_VARS"
+fi
 [[ -n ${SERVER_PRELOAD:-} ]] && SERVER_ENV+=("LD_PRELOAD=$SERVER_PRELOAD")
 say "starting ${SERVER_ENV[*]} mandate serve --store ${SERVER_FLAGS[*]}"
 env "${SERVER_ENV[@]}" "$MANDATE" serve --store "$WORK/store" --root-pub "1=$WORK/root.key.pub" \
@@ -199,6 +203,7 @@ say "sanity: bearer 200, proof 200, replayed proof 403"
 CLK_TCK=$(getconf CLK_TCK)
 server_ticks() { sed 's/.*) //' "/proc/$SERVER_PID/stat" | awk '{print $12 + $13}'; }
 server_rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status"; }
+server_threads() { awk '/^Threads:/ {print $2}' "/proc/$SERVER_PID/status"; }
 machine_ticks() { awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat; } # total idle
 seconds() { awk -v t="$1" 'BEGIN {printf "%.2f", t}'; }
 
@@ -332,7 +337,7 @@ if [[ $MODE == soak ]]; then
     m0=$(machine_ticks)
     run_wrk "$WORK/soak.wrk" "$SOAK_SECONDS" authorize.lua "$URL/v1/authorize" bearer "$WORK/bearer.json" &
     WRK_JOB=$!
-    echo "elapsed_s rss_kb" >rss.txt
+    echo "elapsed_s rss_kb threads" >rss.txt
     start=$(date +%s)
     rss_warm=""
     while kill -0 "$WRK_JOB" 2>/dev/null; do
@@ -340,9 +345,10 @@ if [[ $MODE == soak ]]; then
         kill -0 "$SERVER_PID" 2>/dev/null || break
         elapsed=$(($(date +%s) - start))
         rss=$(server_rss_kb)
+        nthreads=$(server_threads)
         kill -0 "$WRK_JOB" 2>/dev/null || break # only samples under load
-        echo "$elapsed $rss" >>rss.txt
-        printf '   t=%4ss RSS %s kB\n' "$elapsed" "$rss" >&2
+        echo "$elapsed $rss $nthreads" >>rss.txt
+        printf '   t=%4ss RSS %s kB, %s threads\n' "$elapsed" "$rss" "$nthreads" >&2
         [[ -z $rss_warm ]] && ((elapsed >= WARMUP)) && rss_warm=$rss
     done
     wait "$WRK_JOB" || true
@@ -361,8 +367,8 @@ if [[ $MODE == soak ]]; then
     print_table "soak, ${SOAK_SECONDS}s"
     echo
     echo "RSS: before load ${rss_start} kB, after warm-up (${WARMUP}s) ${rss_warm} kB, end ${rss_end} kB, max ${rss_max} kB; growth after warm-up ${growth}%"
-    echo "samples (elapsed_s:rss_kB):"
-    tail -n +2 rss.txt | awk '{printf "%s:%s%s", $1, $2, (NR % 8 == 0) ? "\n" : "  "} END {print ""}'
+    echo "samples (elapsed_s:rss_kB:threads):"
+    tail -n +2 rss.txt | awk '{printf "%s:%s:%s%s", $1, $2, $3, (NR % 8 == 0) ? "\n" : "  "} END {print ""}'
     awk -v g="$growth" 'BEGIN {exit !(g <= 5)}' &&
         echo "goal RSS growth <= 5%: met" ||
         echo "goal RSS growth <= 5%: MISSED ($growth%)"
