@@ -163,7 +163,7 @@ if [[ -n ${SERVER_ENV_VARS:-} ]]; then
     read -r -a SERVER_ENV <<<"$SERVER_ENV_VARS"
 fi
 [[ -n ${SERVER_PRELOAD:-} ]] && SERVER_ENV+=("LD_PRELOAD=$SERVER_PRELOAD")
-say "starting ${SERVER_ENV[*]} mandate serve --store ${SERVER_FLAGS[*]}"
+say "starting ${SERVER_ENV[*]:+${SERVER_ENV[*]} }mandate serve --store ${SERVER_FLAGS[*]}"
 env "${SERVER_ENV[@]}" "$MANDATE" serve --store "$WORK/store" --root-pub "1=$WORK/root.key.pub" \
     --listen 127.0.0.1:0 "${SERVER_FLAGS[@]}" >server.out 2>server.err &
 SERVER_PID=$!
@@ -310,7 +310,7 @@ print_table() {
     echo
     echo "## $title"
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')  machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
-    echo "server: ${SERVER_ENV[*]} mandate serve --store ${SERVER_FLAGS[*]}; load: wrk -t$THREADS -c$CONNECTIONS on the same machine, ${DURATION}s per case"
+    echo "server: ${SERVER_ENV[*]:+${SERVER_ENV[*]} }mandate serve --store ${SERVER_FLAGS[*]}; load: wrk -t$THREADS -c$CONNECTIONS on the same machine, ${DURATION}s per case"
     echo "latency in ms; CPU µs/req = server utime+stime / requests; server/wrk/other = share of one core"
     printf '%-22s %9s %9s %8s %8s %8s %8s %6s %9s %7s %5s %6s\n' \
         case req/s 2xx/s p50 p99 max non-2xx sock µs/req server wrk other
