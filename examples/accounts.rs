@@ -51,7 +51,8 @@ use mandate_registry::{
     IndexingStore, MandateWriteAuthorizer, RegistryAuth, RegistryClient, RegistryConfig,
     RegistryState, SharedIndex, SledStore, SubscribeOptions,
 };
-use mandate_verifier::middleware::{Call, MandateLayer, Mandated, Rejection};
+use mandate_verifier::http::ApiError;
+use mandate_verifier::middleware::{Call, MandateLayer, Mandated};
 use mandate_verifier::pool::EvalPool;
 use mandate_verifier::{ErrorBody, ErrorDetail, Verifier};
 use serde_json::{json, Value};
@@ -244,14 +245,14 @@ fn router(verifier: Verifier, pool: EvalPool) -> Router {
                 .route("/accounts/{id}/transfer", post(transfer))
                 .route_layer(transfers),
         )
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .fallback(mandate_verifier::http::not_found)
         .with_state(Ledger::with_demo_accounts())
 }
 
 /// The account id in `/accounts/{id}/...`: lower-case letters, digits and
 /// dashes, so it is a plain resource segment and never all digits (which a
 /// proof made with `mandate pop --attr` would sign as an integer).
-fn account_id(parts: &Parts) -> Result<&str, Rejection> {
+fn account_id(parts: &Parts) -> Result<&str, ApiError> {
     let id = parts
         .uri
         .path()
@@ -263,13 +264,17 @@ fn account_id(parts: &Parts) -> Result<&str, Rejection> {
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     let digits = id.chars().all(|c| c.is_ascii_digit());
     if id.is_empty() || id.len() > MAX_ID_LEN || !plain || digits {
-        return Err(Rejection::not_found("no such account"));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such account",
+        ));
     }
     Ok(id)
 }
 
 /// Balance and export: `read` or `export` on `/accounts/{id}`.
-fn map_read(parts: &Parts) -> Result<Call, Rejection> {
+fn map_read(parts: &Parts) -> Result<Call, ApiError> {
     let id = account_id(parts)?;
     let operation = if parts.uri.path().ends_with("/export") {
         "export"
@@ -281,7 +286,7 @@ fn map_read(parts: &Parts) -> Result<Call, Rejection> {
 
 /// A transfer: `transfer` on `/accounts/{id}` with `to` and `amount`, from
 /// the JSON body or, when the body is empty, the query.
-fn map_transfer(parts: &Parts, body: &[u8]) -> Result<Call, Rejection> {
+fn map_transfer(parts: &Parts, body: &[u8]) -> Result<Call, ApiError> {
     let id = account_id(parts)?;
     let (to, amount) = if body.is_empty() {
         let query: BTreeMap<&str, &str> = parts
@@ -295,16 +300,17 @@ fn map_transfer(parts: &Parts, body: &[u8]) -> Result<Call, Rejection> {
         (query.get("to").map(|to| (*to).to_owned()), amount)
     } else {
         let body: Value = serde_json::from_slice(body)
-            .map_err(|_| Rejection::bad_request("the body is not JSON"))?;
+            .map_err(|_| ApiError::bad_request("bad_request", "the body is not JSON"))?;
         (
             body["to"].as_str().map(str::to_owned),
             body["amount"].as_i64(),
         )
     };
-    let to = to.ok_or_else(|| Rejection::bad_request("name the destination account: to"))?;
+    let to =
+        to.ok_or_else(|| ApiError::bad_request("bad_request", "name the destination account: to"))?;
     let amount = amount
         .filter(|a| *a > 0)
-        .ok_or_else(|| Rejection::bad_request("give a positive integer amount"))?;
+        .ok_or_else(|| ApiError::bad_request("bad_request", "give a positive integer amount"))?;
     Ok(Call::new(SERVICE, "transfer", format!("/accounts/{id}"))
         .attr("to", AttrValue::Str(to))
         .attr("amount", AttrValue::Int(amount)))
@@ -412,12 +418,6 @@ async fn export(Path(id): Path<String>, mandate: Mandated) -> Response {
         .into_response()
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = ErrorBody {
-        error: ErrorDetail {
-            code: code.into(),
-            message: message.into(),
-        },
-    };
-    (status, Json(body)).into_response()
+fn error(status: StatusCode, code: &'static str, message: &str) -> Response {
+    ApiError::new(status, code, message).into_response()
 }

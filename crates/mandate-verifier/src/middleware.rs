@@ -19,7 +19,7 @@
 //! | no or malformed credentials | 401 + `WWW-Authenticate: Mandate realm=".."` | `missing_token`, `invalid_token`, `invalid_proof` |
 //! | untrusted or expired token, proof refused | 401 + `WWW-Authenticate` | `invalid_token`, `expired_token`, `invalid_proof` |
 //! | the mandate does not allow the call | 403, the decision's reason | `denied` |
-//! | the mapping refused the request | its status | its code |
+//! | the mapping refused the request ([`ApiError`](crate::http::ApiError)) | its status | its code |
 //! | the evaluation pool is saturated | 503 + `Retry-After` | `overloaded`, `deadline_exceeded` |
 //!
 //! A call that was allowed can still be stopped: [`Mandated::revoked`] and
@@ -36,7 +36,8 @@
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};
-//! use mandate_verifier::middleware::{Call, MandateLayer, Mandated, Rejection};
+//! use mandate_verifier::http::ApiError;
+//! use mandate_verifier::middleware::{Call, MandateLayer, Mandated};
 //! use mandate_verifier::{pool::EvalPool, Verifier};
 //!
 //! async fn balance(mandate: Mandated) -> String {
@@ -45,7 +46,7 @@
 //!
 //! # fn demo(verifier: Verifier) {
 //! let layer = MandateLayer::new(verifier, EvalPool::default(), |parts: &axum::http::request::Parts| {
-//!     Ok::<_, Rejection>(Call::new("accounts", "read", parts.uri.path()))
+//!     Ok::<_, ApiError>(Call::new("accounts", "read", parts.uri.path()))
 //! })
 //! .realm("accounts");
 //! // `route_layer`: unknown paths stay 404 instead of asking for a mandate.
@@ -59,9 +60,8 @@ mod cancel;
 mod extractor;
 mod layer;
 mod mapping;
-mod reply;
 
 pub use cancel::{Cancellation, UntilRevoked};
 pub use extractor::Mandated;
 pub use layer::{MandateLayer, MandateService, DEFAULT_BODY_LIMIT, DEFAULT_REALM, POP_HEADER};
-pub use mapping::{Call, Rejection, ATTR_BODY_SHA256, ATTR_HTTP_METHOD, ATTR_HTTP_PATH};
+pub use mapping::{Call, ATTR_BODY_SHA256, ATTR_HTTP_METHOD, ATTR_HTTP_PATH};

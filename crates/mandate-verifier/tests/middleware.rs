@@ -24,7 +24,8 @@ use mandate_core::{
     UnverifiedMandate,
 };
 use mandate_issuer::{mint, MintRequest};
-use mandate_verifier::middleware::{Call, MandateLayer, Mandated, Rejection};
+use mandate_verifier::http::ApiError;
+use mandate_verifier::middleware::{Call, MandateLayer, Mandated};
 use mandate_verifier::pool::EvalPool;
 use mandate_verifier::{RevocationCheck, RevocationDenial, RevocationSubject, Verifier};
 use serde_json::{json, Value};
@@ -240,10 +241,11 @@ struct Handlers {
 
 /// `/accounts/{id}/...` is a read of `/accounts/{id}`; `/accounts` alone
 /// names no account.
-fn map(parts: &Parts) -> Result<Call, Rejection> {
+fn map(parts: &Parts) -> Result<Call, ApiError> {
     let rest = parts.uri.path().strip_prefix("/accounts/").unwrap_or("");
     let Some((id, _)) = rest.split_once('/') else {
-        return Err(Rejection::bad_request(
+        return Err(ApiError::bad_request(
+            "bad_request",
             "name an account: /accounts/{id}/...",
         ));
     };
@@ -253,18 +255,18 @@ fn map(parts: &Parts) -> Result<Call, Rejection> {
 
 /// `POST /accounts/{id}/transfer` with `{"amount": N}`: the amount is an
 /// attribute, read from the exact body the proof signed.
-fn map_transfer(parts: &Parts, body: &[u8]) -> Result<Call, Rejection> {
+fn map_transfer(parts: &Parts, body: &[u8]) -> Result<Call, ApiError> {
     let id = parts
         .uri
         .path()
         .strip_prefix("/accounts/")
         .and_then(|rest| rest.strip_suffix("/transfer"))
-        .ok_or_else(|| Rejection::not_found("no such route"))?;
-    let body: Value =
-        serde_json::from_slice(body).map_err(|_| Rejection::bad_request("expected JSON"))?;
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route"))?;
+    let body: Value = serde_json::from_slice(body)
+        .map_err(|_| ApiError::bad_request("bad_request", "expected JSON"))?;
     let amount = body["amount"]
         .as_i64()
-        .ok_or_else(|| Rejection::bad_request("expected an integer amount"))?;
+        .ok_or_else(|| ApiError::bad_request("bad_request", "expected an integer amount"))?;
     Ok(Call::new("accounts", "transfer", format!("/accounts/{id}"))
         .attr("account", AttrValue::Str(id.to_owned()))
         .attr("amount", AttrValue::Int(amount)))

@@ -287,10 +287,10 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::server::auth::{HttpBinding, WriteAuthorizer, WriteDenied};
     use crate::entry::{NewRevocation, RevocationKind};
-    use crate::store::RevocationStore;
+    use crate::server::auth::{HttpBinding, WriteAuthorizer, WriteDenied};
     use crate::store::MemoryStore;
+    use crate::store::RevocationStore;
 
     struct NoWrites;
 

@@ -10,10 +10,9 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
 
 use super::cancel::Cancellation;
-use super::reply::Refusal;
+use crate::http::ApiError;
 use crate::{Decision, RevocationDenial};
 
 /// The verified outcome of a request's mandate: who it acts for, through
@@ -78,7 +77,7 @@ impl Mandated {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Mandated {
-    type Rejection = Response;
+    type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         match parts.extensions.get::<Mandated>() {
@@ -89,7 +88,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Mandated {
                     path = parts.uri.path(),
                     "a handler takes `Mandated` but no MandateLayer decided the request; refused"
                 );
-                Err(Refusal::internal().into_response())
+                Err(ApiError::internal())
             }
         }
     }

@@ -27,8 +27,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::cancel::Cancellation;
 use super::extractor::Mandated;
-use super::mapping::{Call, MapFn, Rejection, ATTR_BODY_SHA256, ATTR_HTTP_METHOD, ATTR_HTTP_PATH};
-use super::reply::Refusal;
+use super::mapping::{Call, MapFn, ATTR_BODY_SHA256, ATTR_HTTP_METHOD, ATTR_HTTP_PATH};
+use crate::http::ApiError;
 use crate::pool::EvalPool;
 use crate::{Error, Reason, Verifier};
 
@@ -116,7 +116,7 @@ impl MandateLayer {
     /// the path and the call's attributes, not the body.
     pub fn new<M>(verifier: impl Into<Arc<Verifier>>, pool: EvalPool, map: M) -> MandateLayer
     where
-        M: Fn(&Parts) -> Result<Call, Rejection> + Send + Sync + 'static,
+        M: Fn(&Parts) -> Result<Call, ApiError> + Send + Sync + 'static,
     {
         MandateLayer::build(
             verifier.into(),
@@ -132,7 +132,7 @@ impl MandateLayer {
     /// exact body. The inner service receives the same bytes.
     pub fn with_body<M>(verifier: impl Into<Arc<Verifier>>, pool: EvalPool, map: M) -> MandateLayer
     where
-        M: Fn(&Parts, &[u8]) -> Result<Call, Rejection> + Send + Sync + 'static,
+        M: Fn(&Parts, &[u8]) -> Result<Call, ApiError> + Send + Sync + 'static,
     {
         MandateLayer::build(
             verifier.into(),
@@ -245,7 +245,7 @@ where
 async fn decide(
     config: &Config,
     request: axum::http::Request<Body>,
-) -> Result<axum::http::Request<Body>, Refusal> {
+) -> Result<axum::http::Request<Body>, ApiError> {
     let (mut parts, body) = request.into_parts();
     let challenges = &config.challenges;
     let token = credentials(&parts.headers, challenges)?.to_owned();
@@ -253,7 +253,7 @@ async fn decide(
     let (body, bytes) = match config.body_limit {
         Some(limit) => {
             let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-                Refusal::new(
+                ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "body_too_large",
                     format!("request body unreadable or larger than {limit} bytes"),
@@ -263,8 +263,7 @@ async fn decide(
         }
         None => (body, None),
     };
-    let call = (config.map)(&parts, bytes.as_deref())
-        .map_err(|r| Refusal::new(r.status(), r.code(), r.message()))?;
+    let call = (config.map)(&parts, bytes.as_deref())?;
     let mut request = to_request(call, &parts, bytes.as_deref())?;
     if let Some(proof) = proof {
         request = request.with_proof(proof);
@@ -278,13 +277,13 @@ async fn decide(
         .await
         .map_err(|error| {
             tracing::warn!(target: "mandate::audit", token = %token_fp, outcome = error.code(), %error, "not evaluated");
-            Refusal::from(error)
+            ApiError::from(error)
         })?;
     let (decision, dependencies) = match evaluated {
         Ok(outcome) => outcome,
         Err(Error::Token(e)) => {
             tracing::info!(target: "mandate::audit", token = %token_fp, error = %e, "refused token");
-            return Err(Refusal::unauthorized(
+            return Err(unauthorized(
                 challenges.invalid_token.clone(),
                 "invalid_token",
                 e.to_string(),
@@ -292,7 +291,7 @@ async fn decide(
         }
         Err(e @ Error::Expired { .. }) => {
             tracing::info!(target: "mandate::audit", token = %token_fp, error = %e, "refused token");
-            return Err(Refusal::unauthorized(
+            return Err(unauthorized(
                 challenges.invalid_token.clone(),
                 "expired_token",
                 e.to_string(),
@@ -300,7 +299,7 @@ async fn decide(
         }
         Err(e) => {
             tracing::error!(token = %token_fp, error = %e, "authorization failed");
-            return Err(Refusal::internal());
+            return Err(ApiError::internal());
         }
     };
     crate::http::audit(&token_fp, &decision);
@@ -318,12 +317,12 @@ async fn decide(
         }
         // Who is calling is not established: a missing, wrong or replayed
         // proof, or a bearer mandate where a key is required.
-        (Reason::ProofOfPossession { error }, _) => Err(Refusal::unauthorized(
+        (Reason::ProofOfPossession { error }, _) => Err(unauthorized(
             challenges.invalid_proof.clone(),
             "invalid_proof",
             error.to_string(),
         )),
-        (reason, _) => Err(Refusal::new(
+        (reason, _) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "denied",
             reason.to_string(),
@@ -331,17 +330,27 @@ async fn decide(
     }
 }
 
+/// 401 with `challenge`, which names the realm (and `error=` when a token or
+/// proof was presented and refused).
+fn unauthorized(
+    challenge: HeaderValue,
+    code: &'static str,
+    message: impl Into<String>,
+) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, code, message).challenge(challenge)
+}
+
 /// The mandate of `Authorization: Mandate <token>` or `Bearer <token>`.
-fn credentials<'h>(headers: &'h HeaderMap, challenges: &Challenges) -> Result<&'h str, Refusal> {
+fn credentials<'h>(headers: &'h HeaderMap, challenges: &Challenges) -> Result<&'h str, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(Refusal::unauthorized(
+        return Err(unauthorized(
             challenges.missing.clone(),
             "missing_token",
             "this service needs a mandate: Authorization: Mandate <token>",
         ));
     };
     let malformed = || {
-        Refusal::unauthorized(
+        unauthorized(
             challenges.invalid_token.clone(),
             "invalid_token",
             "expected Authorization: Mandate <token>",
@@ -361,13 +370,12 @@ fn credentials<'h>(headers: &'h HeaderMap, challenges: &Challenges) -> Result<&'
 }
 
 /// The proof of possession in [`POP_HEADER`], if any.
-fn proof(headers: &HeaderMap, challenges: &Challenges) -> Result<Option<Proof>, Refusal> {
+fn proof(headers: &HeaderMap, challenges: &Challenges) -> Result<Option<Proof>, ApiError> {
     let Some(value) = headers.get(POP_HEADER) else {
         return Ok(None);
     };
-    let refused = |message: String| {
-        Refusal::unauthorized(challenges.invalid_proof.clone(), "invalid_proof", message)
-    };
+    let refused =
+        |message: String| unauthorized(challenges.invalid_proof.clone(), "invalid_proof", message);
     let text = value
         .to_str()
         .map_err(|_| refused("Mandate-PoP header is not ASCII".to_owned()))?;
@@ -378,7 +386,7 @@ fn proof(headers: &HeaderMap, challenges: &Challenges) -> Result<Option<Proof>, 
 
 /// The call plus the HTTP binding, validated: method and path always, the
 /// body's SHA-256 when the body was read.
-fn to_request(call: Call, parts: &Parts, body: Option<&[u8]>) -> Result<Request, Refusal> {
+fn to_request(call: Call, parts: &Parts, body: Option<&[u8]>) -> Result<Request, ApiError> {
     // Strings on purpose: the client signs the same typed values, and a path
     // of digits must not turn into an integer on one side only.
     let mut binding = vec![
@@ -405,5 +413,5 @@ fn to_request(call: Call, parts: &Parts, body: Option<&[u8]>) -> Result<Request,
         attrs,
         SystemTime::now(),
     )
-    .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))
+    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))
 }

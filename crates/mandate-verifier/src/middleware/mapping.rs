@@ -1,12 +1,14 @@
 //! What a service tells the middleware about each request: the call it is
-//! decided as, or why it cannot be decided at all.
+//! decided as, or why it cannot be decided at all (an [`ApiError`], answered
+//! as is before any token is evaluated).
 //!
 //! The mapping sees only what the server received (the request head, and the
 //! body when the layer reads bodies); it must never take a service, resource
 //! or attribute from a header the client sets to describe itself.
 
-use axum::http::StatusCode;
 use mandate_core::AttrValue;
+
+use crate::http::ApiError;
 
 /// Request attribute added by the middleware: the HTTP method (`GET`, `POST`).
 pub const ATTR_HTTP_METHOD: &str = "http_method";
@@ -61,53 +63,7 @@ impl Call {
     }
 }
 
-/// Why a mapping cannot turn a request into a [`Call`]: answered as is, in
-/// the one JSON error shape, before any token is evaluated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl Rejection {
-    /// A refusal with `status`, a stable machine-readable `code` and a
-    /// sentence for people (never internal detail).
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Rejection {
-        Rejection {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    /// 400 `bad_request`.
-    pub fn bad_request(message: impl Into<String>) -> Rejection {
-        Rejection::new(StatusCode::BAD_REQUEST, "bad_request", message)
-    }
-
-    /// 404 `not_found`.
-    pub fn not_found(message: impl Into<String>) -> Rejection {
-        Rejection::new(StatusCode::NOT_FOUND, "not_found", message)
-    }
-
-    /// The status answered.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    /// The code answered.
-    pub fn code(&self) -> &'static str {
-        self.code
-    }
-
-    /// The message answered.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
 /// The mapping a layer holds: the request head, and the body when the layer
 /// reads bodies.
 pub(crate) type MapFn =
-    dyn Fn(&axum::http::request::Parts, Option<&[u8]>) -> Result<Call, Rejection> + Send + Sync;
+    dyn Fn(&axum::http::request::Parts, Option<&[u8]>) -> Result<Call, ApiError> + Send + Sync;
