@@ -6,8 +6,10 @@
 //! A delegated agent reads a balance with its proof, a transfer above the
 //! amount its delegator allowed is refused, a call without a mandate is asked
 //! for one; then an export in flight is cut when the operator revokes the
-//! task, ending with an error line. Assertions are on order and outcome,
-//! never on elapsed time; waits are bounded only so a failure cannot hang.
+//! task, ending with an error line — and another is cut when the registry
+//! goes away and the service's revocation state turns stale. Assertions are
+//! on order and outcome, never on elapsed time; waits are bounded only so a
+//! failure cannot hang.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // reason: a test fails loudly.
 
@@ -367,14 +369,7 @@ fn a_delegated_agent_is_decided_per_call_and_its_export_is_cut_on_revocation() {
     );
 
     // An export in flight, cut by revoking the task.
-    let export = agent.get(base, "/accounts/acc-1/export", "export");
-    assert_eq!(export.status(), 200);
-    let mut lines = BufReader::new(export.into_reader()).lines();
-    let mut received: Vec<Value> = Vec::new();
-    while received.len() < 3 {
-        let line = lines.next().expect("the export ended early").unwrap();
-        received.push(serde_json::from_str(&line).unwrap());
-    }
+    let export = Export::start(&agent, base);
     mandate(&[
         "revoke",
         "--task",
@@ -389,22 +384,71 @@ fn a_delegated_agent_is_decided_per_call_and_its_export_is_cut_on_revocation() {
         &fx.dir.path("operator"),
     ])
     .ok();
-    for line in lines {
-        received.push(serde_json::from_str(&line.unwrap()).unwrap());
-    }
-    let (last, records) = received.split_last().unwrap();
-    assert_eq!(last["error"]["code"], "revoked", "{last}");
-    let message = last["error"]["message"].as_str().unwrap();
+    let message = export.finish();
     assert!(message.contains("task month-end"), "{message}");
     assert!(message.contains("month-end closed early"), "{message}");
-    // Records came in order, and far fewer than a whole export.
-    assert!(records.len() >= 3 && records.len() < 100_000);
-    for (seq, record) in records.iter().enumerate() {
-        assert_eq!(record["seq"], seq, "{record}");
-    }
 
     // The next call of the same agent is refused with the same reason.
     let after = reply(agent.get(base, "/accounts/acc-1/balance", "read"));
     let reason = after.assert_error(403, "denied");
     assert!(reason.contains("task month-end"), "{reason}");
+}
+
+#[test]
+fn an_export_stops_when_the_revocation_state_goes_stale() {
+    let fx = Fixture::new();
+    let mut registry = fx.registry();
+    let accounts = fx.accounts(&registry.url);
+    let base = &accounts.url;
+    let agent = fx.ledger_agent();
+    poll("the accounts service to sync", || {
+        (agent.get(base, "/accounts/acc-1/balance", "read").status() == 200).then_some(())
+    });
+
+    let export = Export::start(&agent, base);
+    // No revocation at all: the registry just goes away, and with it the
+    // heartbeats that vouch for the service's state.
+    registry.kill();
+    let message = export.finish();
+    assert!(message.starts_with("revocation state stale"), "{message}");
+}
+
+/// An export in flight: at least three records received.
+struct Export {
+    lines: std::io::Lines<BufReader<Box<dyn std::io::Read + Send + Sync + 'static>>>,
+    received: Vec<Value>,
+}
+
+impl Export {
+    fn start(agent: &LedgerAgent, base: &str) -> Export {
+        let response = agent.get(base, "/accounts/acc-1/export", "export");
+        assert_eq!(response.status(), 200);
+        let mut export = Export {
+            lines: BufReader::new(response.into_reader()).lines(),
+            received: Vec::new(),
+        };
+        while export.received.len() < 3 {
+            let line = export.lines.next().expect("the export ended early");
+            export
+                .received
+                .push(serde_json::from_str(&line.unwrap()).unwrap());
+        }
+        export
+    }
+
+    /// Reads to the end; asserts the records came in order, far fewer than a
+    /// whole export, then one `revoked` error line. Returns its message.
+    fn finish(mut self) -> String {
+        for line in self.lines {
+            self.received
+                .push(serde_json::from_str(&line.unwrap()).unwrap());
+        }
+        let (last, records) = self.received.split_last().unwrap();
+        assert_eq!(last["error"]["code"], "revoked", "{last}");
+        assert!(records.len() >= 3 && records.len() < 100_000);
+        for (seq, record) in records.iter().enumerate() {
+            assert_eq!(record["seq"], seq, "{record}");
+        }
+        last["error"]["message"].as_str().unwrap().to_owned()
+    }
 }
