@@ -1,4 +1,4 @@
-//! Long-running `mandate` processes for black-box tests: a server started
+//! Long-running processes (`mandate`, example services) for black-box tests: a server started
 //! on `127.0.0.1:0`, its announced URL, its stderr in a log file, killed and
 //! reaped on drop; and a bounded poll for what a test waits on.
 #![allow(dead_code)] // reason: each test binary uses its own subset.
@@ -38,7 +38,7 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(File::create(&log).expect("create log"))
             .spawn()
-            .expect("spawn mandate");
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         // Drains stdout for the child's whole life; ends when the child does.

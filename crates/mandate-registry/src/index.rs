@@ -7,6 +7,10 @@
 //! that was never synced, or whose last heartbeat is older than the staleness bound, is
 //! denied (fail closed).
 //!
+//! Every change that can turn an allowed subject into a denied one (an entry applied, a
+//! reset, a lost confirmation) moves the index's change counter, which calls in flight
+//! watch ([`SharedIndex::subscribe_changes`], `changes.rs`).
+//!
 //! This module does no I/O and never reads the clock itself: callers pass `Instant`s, so
 //! freshness is testable without sleeping. It must never skip an entry: applying out of
 //! order is an error, not a guess.
@@ -16,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
+use crate::changes::Changes;
 use crate::entry::{canonical_agent, RevocationEntry, RevocationKind};
 use crate::error::{Error, Result};
 
@@ -216,6 +221,8 @@ struct SharedState {
 pub struct SharedIndex {
     state: Arc<RwLock<SharedState>>,
     staleness_bound: Duration,
+    /// Moves on every change a check could see; see `changes.rs`.
+    pub(crate) changes: Arc<Changes>,
 }
 
 impl SharedIndex {
@@ -225,6 +232,7 @@ impl SharedIndex {
         Self {
             state: Arc::default(),
             staleness_bound,
+            changes: Arc::default(),
         }
     }
 
@@ -258,7 +266,9 @@ impl SharedIndex {
     /// # Errors
     /// As [`RevocationIndex::apply`].
     pub fn apply(&self, entry: &RevocationEntry) -> Result<()> {
-        self.write().index.apply(entry)
+        self.write().index.apply(entry)?;
+        self.changes.bump();
+        Ok(())
     }
 
     /// The epoch of the log this index holds entries of, if it has been recorded
@@ -300,6 +310,8 @@ impl SharedIndex {
         state.index = RevocationIndex::new();
         state.last_heartbeat = None;
         state.epoch = None;
+        drop(state);
+        self.changes.bump();
     }
 
     /// Forgets the last confirmation, keeping the entries: every check is
@@ -307,6 +319,7 @@ impl SharedIndex {
     /// can no longer vouch for the index (an entry it could not apply).
     pub fn mark_stale(&self) {
         self.write().last_heartbeat = None;
+        self.changes.bump();
     }
 
     /// Records that the registry confirmed this index current at `at`. Never moves the

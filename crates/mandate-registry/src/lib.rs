@@ -55,6 +55,7 @@
 //! ```
 
 mod api;
+mod changes;
 mod client;
 mod confirm;
 mod entry;

@@ -90,6 +90,10 @@ impl RevocationCheck for SharedIndex {
             },
         })
     }
+
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.subscribe_changes())
+    }
 }
 
 /// The request an HTTP request to the registry is decided as, at `now`, with an

@@ -16,6 +16,8 @@ mod complexity;
 mod decision;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "axum")]
+pub mod middleware;
 mod policy;
 #[cfg(feature = "http")]
 pub mod pool;
@@ -54,7 +56,7 @@ pub struct ErrorDetail {
     pub message: String,
 }
 pub use policy::Policy;
-pub use revocation::{RevocationCheck, RevocationDenial, RevocationSubject};
+pub use revocation::{Dependencies, RevocationCheck, RevocationDenial, RevocationSubject};
 
 /// Why a token could not be judged at all (as opposed to a denial).
 #[derive(Debug, thiserror::Error)]
@@ -341,6 +343,61 @@ impl Verifier {
             Err(other) => return Err(Error::Authorizer(other)),
         };
         Ok(Decision::new(&token_id, request, claims, reason))
+    }
+
+    /// As [`Verifier::authorize`], and when the request is allowed, also what
+    /// the mandate's revocation state depends on: a service keeps those to
+    /// re-check a call in flight ([`Verifier::recheck`]) whenever the
+    /// revocation state changes, without the token.
+    ///
+    /// # Errors
+    /// As [`Verifier::authorize`].
+    pub fn authorize_with_dependencies(
+        &self,
+        token: &str,
+        request: &Request,
+    ) -> Result<(Decision, Option<Dependencies>), Error> {
+        let mandate = self
+            .verified
+            .get_or_verify(token, |text| self.verify(text))?;
+        let decision = self.authorize_mandate(&mandate, request)?;
+        if !decision.allowed {
+            return Ok((decision, None));
+        }
+        let info = self.tokens.get(&mandate.digest_hex(), &mandate);
+        let claims = &info.claims;
+        let agents = claims
+            .chain
+            .as_ref()
+            .map(|c| c.links.clone())
+            .unwrap_or_default();
+        let dependencies = Dependencies::new(
+            mandate.revocation_ids(),
+            claims.principal.clone(),
+            claims.task.clone(),
+            agents,
+        );
+        Ok((decision, Some(dependencies)))
+    }
+
+    /// Re-checks only the revocation state of an allowed call's
+    /// [`Dependencies`]; fails closed when the state is stale.
+    ///
+    /// # Errors
+    /// As [`Verifier::revalidate`].
+    pub fn recheck(&self, dependencies: &Dependencies) -> Result<(), RevocationDenial> {
+        match &self.revocation {
+            Some(revocation) => revocation.check(&dependencies.subject()),
+            None => Ok(()),
+        }
+    }
+
+    /// Moves whenever this verifier's revocation state may have changed (see
+    /// [`RevocationCheck::changes`]); `None` when the verifier consults no
+    /// revocation state, or its source cannot notify.
+    #[cfg(feature = "http")]
+    pub fn revocation_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.revocation.as_ref().and_then(|r| r.changes())
     }
 
     /// Re-checks only the revocation state for a mandate that was allowed

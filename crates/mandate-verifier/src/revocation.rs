@@ -3,6 +3,11 @@
 //! The verifier does not know where revocations come from; the registry
 //! crate implements [`RevocationCheck`] for its subscribed index. A check
 //! that cannot vouch for its state (stale, never synced) must deny.
+//!
+//! A source that can say *when* its answers may have changed
+//! ([`RevocationCheck::changes`]) lets a service stop a call already in
+//! flight: whoever holds a call's [`Dependencies`] re-checks them on every
+//! change instead of polling.
 
 use mandate_core::Link;
 
@@ -52,6 +57,45 @@ fn reason_suffix(reason: &str) -> String {
     }
 }
 
+/// Everything an allowed mandate's revocation state depends on, owned: its
+/// block ids, principal, task and chain. Read once from a verified mandate
+/// (`Verifier::authorize_with_dependencies`), so re-checking a call in flight
+/// needs neither the token nor its blocks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependencies {
+    revocation_ids: Vec<Vec<u8>>,
+    principal: String,
+    task: String,
+    agents: Vec<Link>,
+}
+
+impl Dependencies {
+    /// Only the verifier builds these, from a mandate it verified.
+    pub(crate) fn new(
+        revocation_ids: Vec<Vec<u8>>,
+        principal: String,
+        task: String,
+        agents: Vec<Link>,
+    ) -> Dependencies {
+        Dependencies {
+            revocation_ids,
+            principal,
+            task,
+            agents,
+        }
+    }
+
+    /// The subject a [`RevocationCheck`] looks at.
+    pub fn subject(&self) -> RevocationSubject<'_> {
+        RevocationSubject {
+            revocation_ids: &self.revocation_ids,
+            principal: &self.principal,
+            task: &self.task,
+            agents: &self.agents,
+        }
+    }
+}
+
 /// Revocation state consulted on every authorization.
 pub trait RevocationCheck: Send + Sync + std::fmt::Debug {
     /// `Ok` when nothing in `subject` is revoked and the state is current.
@@ -59,4 +103,18 @@ pub trait RevocationCheck: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`RevocationDenial`] when revoked or when the state is unknown.
     fn check(&self, subject: &RevocationSubject<'_>) -> Result<(), RevocationDenial>;
+
+    /// A counter that moves whenever the answer of [`RevocationCheck::check`]
+    /// may have changed for some subject: an entry applied, the state reset,
+    /// or the state turning stale. Receivers re-check their subjects when it
+    /// moves; it never says what changed.
+    ///
+    /// `None` (the default) when this source cannot notify; a watcher then
+    /// polls. A source whose state goes stale with the passing of time must
+    /// notice that on its own while any receiver is alive, so that a call in
+    /// flight is stopped no later than it would be refused.
+    #[cfg(feature = "http")]
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }
