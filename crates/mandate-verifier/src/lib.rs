@@ -16,6 +16,8 @@ mod complexity;
 mod decision;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "mapping")]
+pub mod mapping;
 mod policy;
 #[cfg(feature = "http")]
 pub mod pool;
