@@ -362,6 +362,11 @@ pub struct VerifierServeArgs {
     /// (bearer tokens) for registry writes.
     #[arg(long = "allow-bearer-writes", requires = "store")]
     pub allow_bearer_writes: bool,
+    /// Also serve the proxy endpoint `/v1/ext_authz` (nginx `auth_request`,
+    /// Envoy `ext_authz`, Traefik `forwardAuth`), mapping requests with this
+    /// TOML file (see docs/proxies.md).
+    #[arg(long = "ext-authz-mapping", value_name = "FILE")]
+    pub ext_authz_mapping: Option<PathBuf>,
 }
 
 /// The request a proof of possession is for; must match what `authorize` sees.

@@ -342,6 +342,11 @@ pub fn serve_verifier(args: &VerifierServeArgs) -> Result<Outcome> {
     let heartbeat = bounded_duration("--heartbeat", &args.heartbeat, HEARTBEAT_MIN, HEARTBEAT_MAX)?;
     // One pool per process: registry writes and authorizations share its workers.
     let pool = eval_pool(&args.eval)?;
+    // Checked before the port is bound: a bad mapping never serves.
+    let mapping = match &args.ext_authz_mapping {
+        Some(path) => Some(mandate_verifier::mapping::Mapping::from_file(path)?),
+        None => None,
+    };
     runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
@@ -363,7 +368,7 @@ pub fn serve_verifier(args: &VerifierServeArgs) -> Result<Outcome> {
             };
             let state = RegistryState::with_config(Arc::new(store), Arc::new(writes), config);
             // Authorization routes first; anything else is the registry's.
-            let app = mandate_verifier::http::router(mandate_verifier::http::AuthzState::with_pool(verifier, pool))
+            let app = authorization_app(verifier, pool, mapping)
                 .fallback_service(mandate_registry::router(state.clone()));
             say!("serving authorization and registry on http://{address}")?;
             mandate_registry::serve_app(listener, state, app, mandate_registry::shutdown_signal())
@@ -373,7 +378,7 @@ pub fn serve_verifier(args: &VerifierServeArgs) -> Result<Outcome> {
             let client = registry_client(&args.revocations, url)?;
             let _subscription = client.subscribe(index.clone(), Default::default());
             let verifier = builder.revocation(Arc::new(index)).build()?;
-            let app = mandate_verifier::http::router(mandate_verifier::http::AuthzState::with_pool(verifier, pool));
+            let app = authorization_app(verifier, pool, mapping);
             say!("serving authorization on http://{address}, revocations from {url}")?;
             axum::serve(listener, app)
                 .with_graceful_shutdown(mandate_registry::shutdown_signal())
@@ -385,6 +390,23 @@ pub fn serve_verifier(args: &VerifierServeArgs) -> Result<Outcome> {
         anyhow::Ok(())
     })?;
     Ok(Outcome::Ok)
+}
+
+/// `/v1/authorize`, and `/v1/ext_authz` when a mapping is given; one
+/// verifier (so one replay cache) and one pool behind both.
+fn authorization_app(
+    verifier: Verifier,
+    pool: EvalPool,
+    mapping: Option<mandate_verifier::mapping::Mapping>,
+) -> axum::Router {
+    use mandate_verifier::http::{ext_authz_router, router, AuthzState, ExtAuthzState};
+    let Some(mapping) = mapping else {
+        return router(AuthzState::with_pool(verifier, pool));
+    };
+    // Clones of a verifier share its replay cache: a proof spent on one
+    // endpoint is spent on both.
+    let ext = ExtAuthzState::new(Arc::new(verifier.clone()), pool.clone(), mapping);
+    router(AuthzState::with_pool(verifier, pool)).merge(ext_authz_router(ext))
 }
 
 /// Parses a `--staleness` bound.
