@@ -12,7 +12,8 @@
 //! other non-2xx answer (and an unreachable verifier) into 500: the test
 //! checks the client sees exactly those codes, and that the upstream is
 //! reached only by allowed requests. Every process is killed on drop; every
-//! wait polls under a timeout.
+//! wait polls under a timeout. A mapping file that does not load stops
+//! `mandate serve` before it listens (no nginx needed for that one).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // reason: a test fails loudly.
 
@@ -567,4 +568,41 @@ fn nginx_auth_request_lets_through_only_what_the_mandate_allows() {
     );
     assert_eq!(reply.status, 500, "{reply:?}");
     assert_eq!(upstream.hits(), 2, "nothing reached the upstream");
+}
+
+#[test]
+fn a_mapping_that_does_not_load_stops_serve_before_it_listens() {
+    let dir = Dir::new();
+    dir.keygen("root");
+    std::fs::write(
+        dir.file("mapping.toml"),
+        "[[route]]\nservice = \"analytics\"\npath = \"/datasets/{set\"\noperation = \"read\"\n",
+    )
+    .unwrap();
+    let store = dir.path("store");
+    let mapping = dir.path("mapping.toml");
+    let root_pub = dir.path("root.pub");
+    let started = Server::start(
+        "serve with a bad mapping",
+        &[
+            "serve",
+            "--store",
+            &store,
+            "--listen",
+            "127.0.0.1:0",
+            "--ext-authz-mapping",
+            &mapping,
+            "--root-pub",
+            &root_pub,
+        ],
+        dir.file("serve.log"),
+    );
+    let Err(stderr) = started else {
+        panic!("mandate serve started with a mapping it cannot serve");
+    };
+    assert!(
+        stderr.contains("[[route]] number 1 (path \"/datasets/{set\")"),
+        "the error names the route: {stderr}"
+    );
+    assert!(stderr.contains("a capture is a whole segment"), "{stderr}");
 }
