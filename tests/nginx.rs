@@ -474,12 +474,26 @@ fn nginx_auth_request_lets_through_only_what_the_mandate_allows() {
     );
     assert_eq!(upstream.hits(), 1);
 
-    // 2. The same proof again: replayed, denied.
+    // 2. The same proof again: replayed, denied, through nginx and on
+    //    `/v1/authorize` too (one verifier, one replay cache behind both).
     let reply = get(
         &url("/datasets/q3/sales"),
         &[("Authorization", &auth), ("Mandate-PoP", &pop)],
     );
     assert_eq!(reply.status, 403, "{reply:?}\n{}", context());
+    let body = serde_json::json!({
+        "token": fx.child,
+        "service": SERVICE,
+        "operation": "read",
+        "resource": "/datasets/q3/sales",
+        "pop": pop,
+    });
+    let replayed = match ureq::post(&format!("{}/v1/authorize", server.url)).send_json(body) {
+        Err(ureq::Error::Status(status, response)) => (status, response.into_string().unwrap()),
+        other => panic!("expected a denial, got {other:?}"),
+    };
+    assert_eq!(replayed.0, 403, "{replayed:?}");
+    assert!(replayed.1.contains("replayed"), "{replayed:?}");
 
     // 3. The same token outside its scope, with a valid proof: denied.
     let reply = get(
