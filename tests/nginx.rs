@@ -172,36 +172,50 @@ struct Nginx {
 impl Nginx {
     fn start(binary: &Path, dir: &Path, mandate_port: u16, upstream_port: u16) -> Nginx {
         std::fs::create_dir_all(dir).unwrap();
-        let port = free_port();
-        let conf = dir.join("nginx.conf");
-        std::fs::write(&conf, nginx_conf(dir, port, mandate_port, upstream_port)).unwrap();
-        let child = Command::new(binary)
-            .arg("-p")
-            .arg(dir)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .arg("-c")
-            .arg(&conf)
-            .args(["-g", "daemon off;"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.join("stderr.log")).unwrap(),
-            ))
-            .spawn()
-            .expect("spawn nginx");
-        let mut nginx = Nginx {
-            child,
-            port,
-            dir: dir.to_owned(),
-        };
-        poll("nginx to listen", || {
-            if let Ok(Some(status)) = nginx.child.try_wait() {
-                panic!("nginx exited with {status}:\n{}", nginx.logs());
+        // The free port is released before nginx binds it; another process
+        // may take it in between, so a lost race is retried.
+        for attempt in 1..=3 {
+            let port = free_port();
+            let conf = dir.join("nginx.conf");
+            std::fs::write(&conf, nginx_conf(dir, port, mandate_port, upstream_port)).unwrap();
+            let child = Command::new(binary)
+                .arg("-p")
+                .arg(dir)
+                .arg("-e")
+                .arg(dir.join("error.log"))
+                .arg("-c")
+                .arg(&conf)
+                .args(["-g", "daemon off;"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(
+                    std::fs::File::create(dir.join("stderr.log")).unwrap(),
+                ))
+                .spawn()
+                .expect("spawn nginx");
+            let mut nginx = Nginx {
+                child,
+                port,
+                dir: dir.to_owned(),
+            };
+            let (listening, _) = poll("nginx to listen or exit", || {
+                if let Ok(Some(_)) = nginx.child.try_wait() {
+                    return Some(false);
+                }
+                TcpStream::connect(("127.0.0.1", nginx.port))
+                    .ok()
+                    .map(|_| true)
+            });
+            if listening {
+                return nginx;
             }
-            TcpStream::connect(("127.0.0.1", nginx.port)).ok()
-        });
-        nginx
+            let logs = nginx.logs();
+            assert!(
+                attempt < 3 && logs.contains("Address already in use"),
+                "nginx exited:\n{logs}"
+            );
+        }
+        unreachable!("the loop returns or fails")
     }
 
     fn logs(&self) -> String {
@@ -218,6 +232,10 @@ impl Drop for Nginx {
     /// SIGTERM first: the master stops its workers before it exits (a
     /// SIGKILLed master would leave them serving). SIGKILL if it lingers.
     fn drop(&mut self) {
+        // Already reaped: its pid may belong to another process by now.
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
