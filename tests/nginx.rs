@@ -12,8 +12,9 @@
 //! other non-2xx answer (and an unreachable verifier) into 500: the test
 //! checks the client sees exactly those codes, and that the upstream is
 //! reached only by allowed requests. Every process is killed on drop; every
-//! wait polls under a timeout. A mapping file that does not load stops
-//! `mandate serve` before it listens (no nginx needed for that one).
+//! wait polls under a timeout. Two more tests need no nginx: a mapping file
+//! that does not load stops `mandate serve` before it listens, and `mandate
+//! serve --registry` (a sidecar) serves the proxy endpoint as `--store` does.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // reason: a test fails loudly.
 
@@ -637,4 +638,81 @@ fn a_mapping_that_does_not_load_stops_serve_before_it_listens() {
         "the error names the route: {stderr}"
     );
     assert!(stderr.contains("a capture is a whole segment"), "{stderr}");
+}
+
+#[test]
+fn serve_subscribed_to_a_registry_serves_the_proxy_endpoint_too() {
+    let fx = Fixture::new();
+    std::fs::write(fx.dir.file("mapping.toml"), MAPPING).unwrap();
+    let store = fx.dir.path("store");
+    let mapping = fx.dir.path("mapping.toml");
+    let registry = Server::start(
+        "registry",
+        &[
+            "registry",
+            "serve",
+            "--store",
+            &store,
+            "--listen",
+            "127.0.0.1:0",
+            "--root-pub",
+            &fx.root_pub,
+        ],
+        fx.dir.file("registry.log"),
+    )
+    .unwrap();
+    let sidecar = Server::start(
+        "serve --registry --ext-authz-mapping",
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--registry",
+            &registry.url,
+            "--registry-auth",
+            &fx.ops,
+            "--registry-auth-key",
+            &fx.ops_key,
+            "--ext-authz-mapping",
+            &mapping,
+            "--root-pub",
+            &fx.root_pub,
+        ],
+        fx.dir.file("sidecar.log"),
+    )
+    .unwrap();
+    let check = format!("{}/v1/ext_authz", sidecar.url);
+    let auth = fx.authorization();
+    // Denied (stale) until the sidecar's first sync with the registry.
+    let (reply, _) = poll("the sidecar to allow through /v1/ext_authz", || {
+        let pop = fx.pop("/datasets/q3/sales");
+        let reply = get(
+            &check,
+            &[
+                ("Authorization", &auth),
+                ("Mandate-PoP", &pop),
+                ("X-Original-Method", "GET"),
+                ("X-Original-URI", "/datasets/q3/sales"),
+            ],
+        );
+        (reply.status == 200).then_some(reply)
+    });
+    let decision: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(decision["principal"], "bob", "{decision}");
+    assert_eq!(
+        decision["chain"],
+        serde_json::json!(["orchestrator", "analytics"]),
+        "{decision}"
+    );
+    let reply = get(
+        &check,
+        &[
+            ("Authorization", &auth),
+            ("Mandate-PoP", &fx.pop("/datasets/q4/sales")),
+            ("X-Original-Method", "GET"),
+            ("X-Original-URI", "/datasets/q4/sales"),
+        ],
+    );
+    assert_eq!(reply.status, 403, "{reply:?}\n{}", sidecar.stderr());
+    assert!(reply.body.contains("\"denied\""), "{reply:?}");
 }
