@@ -184,16 +184,24 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
     };
     let mut app = Router::new();
     if settings.authorize {
+        // The proxy's routes load before the port is bound: a bad file stops start-up.
+        let mapping = match &settings.ext_authz_mapping {
+            Some(path) => Some(mandate_verifier::mapping::Mapping::from_file(path)?),
+            None => None,
+        };
         let verifier = builder.revocation(Arc::new(index.clone())).build()?;
-        let state = AuthzState::with_pool(verifier, pool.clone());
-        app = app.merge(mandate_verifier::http::routes(state.clone()));
-        if let Some(path) = &settings.ext_authz_mapping {
-            bail!(
-                "ext_authz mapping {} given, but the proxy endpoint is not part of this build",
-                path.display()
+        if let Some(mapping) = mapping {
+            // One verifier for both endpoints (a clone shares the replay cache):
+            // a proof spent on one is spent on both.
+            let ext = mandate_verifier::http::ExtAuthzState::new(
+                Arc::new(verifier.clone()),
+                pool.clone(),
+                mapping,
             );
+            app = app.merge(mandate_verifier::http::ext_authz_router(ext));
         }
-        let _ = state;
+        let state = AuthzState::with_pool(verifier, pool.clone());
+        app = app.merge(mandate_verifier::http::routes(state));
     }
     if let Some(state) = &registry {
         app = app.merge(mandate_registry::routes(state.clone()));

@@ -16,6 +16,8 @@ mod complexity;
 mod decision;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "mapping")]
+pub mod mapping;
 #[cfg(feature = "axum")]
 pub mod middleware;
 mod policy;

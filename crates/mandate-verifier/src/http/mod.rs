@@ -1,8 +1,9 @@
-//! Mandate over HTTP: the authorization API, its metrics, and the one error
-//! shape every Mandate server answers with.
+//! Mandate over HTTP: the authorization API, the proxy endpoint, their
+//! metrics, and the one error shape every Mandate server answers with.
 
 mod authorize;
 mod error;
+mod ext_authz;
 pub mod observe;
 
 pub use authorize::{
@@ -10,3 +11,7 @@ pub use authorize::{
     AuthzState, DecisionBody, MAX_BODY_BYTES,
 };
 pub use error::{method_not_allowed, not_found, ApiError};
+pub use ext_authz::{
+    ext_authz_router, header_safe, ExtAuthzState, AGENT_HEADER, CHAIN_HEADER, CHALLENGE,
+    EXT_AUTHZ_PATH, MAX_HEADERS, POP_HEADER, PRINCIPAL_HEADER, TASK_HEADER,
+};
