@@ -117,12 +117,7 @@ impl Args {
 }
 
 fn main() -> std::process::ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MANDATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    mandate_server::logging::init(mandate_server::LogFormat::Text, "info");
     match run(Args::parse().with_env()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

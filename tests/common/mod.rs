@@ -113,6 +113,7 @@ impl std::fmt::Display for Run {
 
 /// The flags naming a request, as `mandate authorize` and `mandate pop`
 /// take them.
+#[allow(dead_code)] // reason: tests/server.rs speaks HTTP only.
 pub fn request_flags<'a>(service: &'a str, operation: &'a str, resource: &'a str) -> [&'a str; 6] {
     [
         "--service",
