@@ -132,7 +132,7 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 fn a_configured_server_answers_health_readiness_metrics_and_decisions() {
     let fx = Fixture::new();
     let config = fx.config("log_format = \"json\"");
-    let server = fx.serve("serve", &["serve", "--config", &config]);
+    let server = fx.serve("serve", &["serve", "--config", &config, "-v"]);
 
     let health = get(&format!("{}/healthz", server.url));
     assert_eq!(
@@ -209,7 +209,8 @@ fn flags_and_environment_override_the_file() {
         "{metrics}"
     );
 
-    // A flag beats the environment.
+    // A flag beats the environment (and `--store` the file's store: one
+    // process per store).
     let mut serve = command(&[
         "serve",
         "--config",
@@ -218,6 +219,8 @@ fn flags_and_environment_override_the_file() {
         "127.0.0.1:0",
         "--eval-workers",
         "1",
+        "--store",
+        &fx.dir.path("store2"),
     ]);
     serve.env("MANDATE_EVAL_WORKERS", "2");
     let server = Server::spawn("flag", serve, fx.dir.file("flag.log")).unwrap();
@@ -237,7 +240,7 @@ fn a_bad_configuration_is_one_clear_error_before_listening() {
     let config = fx.config("[revocations.x]");
     mandate(&["serve", "--config", &config]).error("config");
     let config = fx.config("shutdown_grace = \"forever\"");
-    mandate(&["serve", "--config", &config]).error("shutdown_grace");
+    mandate(&["serve", "--config", &config]).error("line 2");
     let config = fx.config("[eval]\nworkers = 0");
     mandate(&["serve", "--config", &config]).error("eval.workers: 0 is outside 1 ..= 1024");
     let config = fx.config("[tls]\ncert = \"cert.pem\"");

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("reading config {path}: {source}")]
+    #[error("reading config {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -262,7 +262,17 @@ impl ServerConfig {
     /// # Errors
     /// The parser's message, naming the line and the key.
     pub fn from_toml(text: &str) -> Result<ServerConfig, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+        toml::from_str(text).map_err(|e| {
+            // One line: the parser's message, and where (its default display
+            // quotes the source over several lines).
+            match e.span() {
+                Some(span) => {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}: {}", e.message().trim_end())
+                }
+                None => e.message().trim_end().to_owned(),
+            }
+        })
     }
 
     /// The address to listen on.
