@@ -8,7 +8,8 @@
 //! honours it sends no traffic to a replica that would deny everything.
 //! These routes never wait for the evaluation pool.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -27,7 +28,14 @@ pub struct OpsState {
     pool: EvalPool,
     root_keys: usize,
     authorize: bool,
+    /// The last store probe and when it ran: `/readyz` is open to anyone who
+    /// can reach the port, and each probe writes and flushes, so a probe is
+    /// reused for [`PROBE_REUSE`] and runs one at a time.
+    last_probe: Arc<tokio::sync::Mutex<Option<(Instant, bool)>>>,
 }
+
+/// How long one store probe answers readiness.
+const PROBE_REUSE: Duration = Duration::from_secs(1);
 
 impl OpsState {
     /// The state of one server: its revocation index, its registry (when it
@@ -45,7 +53,27 @@ impl OpsState {
             pool,
             root_keys,
             authorize,
+            last_probe: Arc::default(),
         }
+    }
+
+    /// Whether the store takes writes, probed at most once per [`PROBE_REUSE`].
+    async fn store_writable(&self, registry: &RegistryState) -> bool {
+        let mut last = self.last_probe.lock().await;
+        if let Some((at, writable)) = *last {
+            if at.elapsed() < PROBE_REUSE {
+                return writable;
+            }
+        }
+        let writable = match registry.check_writable().await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "not ready: the store does not take writes");
+                false
+            }
+        };
+        *last = Some((Instant::now(), writable));
+        writable
     }
 }
 
@@ -112,17 +140,15 @@ pub(crate) async fn readyz(State(state): State<OpsState>) -> Response {
         },
     };
     let store = match &state.registry {
-        Some(registry) => Some(match registry.check_writable().await {
-            Ok(()) => Check {
+        Some(registry) => Some(if state.store_writable(registry).await {
+            Check {
                 ok: true,
                 detail: "writable".to_owned(),
-            },
-            Err(error) => {
-                tracing::warn!(%error, "not ready: the store does not take writes");
-                Check {
-                    ok: false,
-                    detail: "the store does not take writes (see the server's log)".to_owned(),
-                }
+            }
+        } else {
+            Check {
+                ok: false,
+                detail: "the store does not take writes (see the server's log)".to_owned(),
             }
         }),
         None => None,
