@@ -376,6 +376,8 @@ fn a_busy_pool_answers_503_with_retry_after_and_the_audit_log_says_why() {
             "127.0.0.1:0",
             "--eval-workers",
             "1",
+            "--eval-queue",
+            "4",
             "--eval-deadline",
             "10ms",
         ],

@@ -471,6 +471,10 @@ pub struct EvalArgs {
     /// requests wait briefly, then get 503 with Retry-After.
     #[arg(long = "eval-workers", value_name = "N", env = "MANDATE_EVAL_WORKERS")]
     pub workers: Option<usize>,
+    /// Requests that may wait for a worker; one more gets 503 with
+    /// Retry-After at once [default: 64 per worker].
+    #[arg(long = "eval-queue", value_name = "N", env = "MANDATE_EVAL_QUEUE")]
+    pub queue: Option<usize>,
     /// Deadline per request for waiting and evaluating; past it, 503 [default: 2s].
     #[arg(
         long = "eval-deadline",

@@ -312,6 +312,9 @@ fn server_config(args: &ServerArgs) -> Result<ServerConfig> {
     if let Some(workers) = args.eval.workers {
         config.eval.workers = Some(workers);
     }
+    if let Some(queue) = args.eval.queue {
+        config.eval.queue = Some(queue);
+    }
     if let Some(text) = &args.eval.deadline {
         config.eval.deadline = Some(bounded("--eval-deadline", text, bounds::EVAL_DEADLINE)?);
     }

@@ -156,6 +156,9 @@ pub struct RevocationsConfig {
 pub struct EvalConfig {
     /// Evaluations at once (default: the number of cores).
     pub workers: Option<usize>,
+    /// Requests that may wait for a worker beyond those running (default:
+    /// 64 per worker); one more is answered 503 at once.
+    pub queue: Option<usize>,
     /// Deadline per request for waiting and evaluating (default 2 s).
     #[serde(with = "humantime_serde")]
     pub deadline: Option<Duration>,
@@ -194,6 +197,9 @@ pub mod bounds {
         (Duration::from_millis(10), Duration::from_secs(60));
     /// `eval.workers`.
     pub const EVAL_WORKERS: (usize, usize) = (1, 1024);
+    /// `eval.queue`: every waiting request holds its body in memory, so the
+    /// queue has a ceiling too.
+    pub const EVAL_QUEUE: (usize, usize) = (0, 65_536);
     /// `authorize.pop_window`: below a second clock skew alone denies; a window
     /// of hours would let a captured proof outlive the replay cache.
     pub const POP_WINDOW: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(600));
@@ -339,6 +345,20 @@ impl ServerConfig {
                 ))
             }
         };
+        let queue = match self.eval.queue {
+            None => None,
+            Some(n) if (bounds::EVAL_QUEUE.0..=bounds::EVAL_QUEUE.1).contains(&n) => Some(n),
+            Some(n) => {
+                return Err(invalid(
+                    "eval.queue",
+                    format!(
+                        "{n} is outside {} ..= {}",
+                        bounds::EVAL_QUEUE.0,
+                        bounds::EVAL_QUEUE.1
+                    ),
+                ))
+            }
+        };
         let tls = match (&self.tls.cert, &self.tls.key) {
             (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
             (None, None) => None,
@@ -391,6 +411,7 @@ impl ServerConfig {
             )?,
             allow_bearer_writes: r.allow_bearer_writes,
             eval_workers: workers,
+            eval_queue: queue,
             eval_deadline: within(
                 "eval.deadline",
                 self.eval.deadline,
@@ -449,6 +470,9 @@ pub struct Settings {
     pub allow_bearer_writes: bool,
     /// Evaluation workers (`None`: one per core).
     pub eval_workers: Option<usize>,
+    /// Requests that may wait for a worker (`None`: the pool's default per
+    /// worker).
+    pub eval_queue: Option<usize>,
     /// Evaluation deadline.
     pub eval_deadline: Duration,
     /// Certificate and key files.
@@ -477,6 +501,7 @@ mod tests {
         heartbeat = "250ms"
         [eval]
         workers = 4
+        queue = 100
         deadline = "500ms"
     "#;
 
@@ -488,6 +513,7 @@ mod tests {
         assert_eq!(settings.heartbeat, Duration::from_millis(250));
         assert_eq!(settings.pop_window, Duration::from_secs(60));
         assert_eq!(settings.eval_workers, Some(4));
+        assert_eq!(settings.eval_queue, Some(100));
         assert_eq!(settings.source, Source::Store("/var/lib/mandate".into()));
         assert!(settings.require_pop && settings.authorize);
     }
@@ -520,6 +546,19 @@ mod tests {
             err.to_string().starts_with("authorize.pop_window:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_out_of_range_queue_names_the_setting() {
+        let text = FULL.replace("queue = 100", "queue = 100000");
+        let err = ServerConfig::from_toml(&text)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("eval.queue:"), "{err}");
+        let text = FULL.replace("queue = 100", "queue = 0");
+        let settings = ServerConfig::from_toml(&text).unwrap().validate().unwrap();
+        assert_eq!(settings.eval_queue, Some(0));
     }
 
     #[test]

@@ -141,12 +141,13 @@ fn authz_builder(settings: &Settings, keys: KeySet) -> Result<VerifierBuilder> {
 pub async fn bind(settings: &Settings) -> Result<Server> {
     crate::metrics::install();
     let keys = root_keys(&settings.root_keys, settings.root_key_set.as_deref())?;
-    let pool = EvalPool::new(
-        settings
-            .eval_workers
-            .unwrap_or_else(EvalPool::default_workers),
-        settings.eval_deadline,
-    );
+    let workers = settings
+        .eval_workers
+        .unwrap_or_else(EvalPool::default_workers);
+    let pool = match settings.eval_queue {
+        Some(queue) => EvalPool::with_queue(workers, queue, settings.eval_deadline),
+        None => EvalPool::new(workers, settings.eval_deadline),
+    };
     let builder = authz_builder(settings, keys.clone())?;
     let mut subscription = None;
     let (index, registry) = match &settings.source {

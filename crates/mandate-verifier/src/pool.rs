@@ -28,8 +28,12 @@ use tokio::sync::Semaphore;
 pub const RETRY_AFTER_SECS: u64 = 1;
 /// The default per-request deadline: waiting for a worker plus evaluating.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
-/// By default, this many requests per worker may wait for a worker.
-pub const DEFAULT_QUEUE_PER_WORKER: usize = 4;
+/// By default, this many requests per worker may wait for a worker. A warm
+/// decision takes a fraction of a millisecond, so a queue this long drains
+/// well within [`DEFAULT_DEADLINE`]; a shorter one turned every client with
+/// more than a handful of requests in flight into 503s. The deadline, not the
+/// queue, bounds how long a request waits.
+pub const DEFAULT_QUEUE_PER_WORKER: usize = 64;
 
 /// Why the pool gave no result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,8 +85,9 @@ pub struct EvalPool {
 }
 
 impl Default for EvalPool {
-    /// As many workers as the machine has cores (at least one), four waiting
-    /// requests per worker, a deadline of two seconds.
+    /// As many workers as the machine has cores (at least one),
+    /// [`DEFAULT_QUEUE_PER_WORKER`] waiting requests per worker, a deadline of
+    /// two seconds.
     fn default() -> EvalPool {
         EvalPool::new(EvalPool::default_workers(), DEFAULT_DEADLINE)
     }
