@@ -11,7 +11,8 @@
 # SERVER_PRELOAD (LD_PRELOAD for the server alone, e.g. an allocator),
 # SERVER_ENV_VARS (NAME=VALUE ... for the server alone, e.g. MALLOC_ARENA_MAX=2), WARMUP (soak warm-up, 60 s),
 # SAMPLE (soak RSS sampling interval, 10 s), KEEP=1 (keep the work folder),
-# CARGO_TARGET_DIR, and EXT_AUTHZ_* (see the ext_authz section below).
+# CARGO_TARGET_DIR, MANDATE_BIN (a `mandate` binary to measure instead of the
+# one built here), and EXT_AUTHZ_* (see the ext_authz section below).
 #
 # Exit status: 0 when every case ran without a single error answer, 1 when
 # the server answered anything but 2xx, a socket failed, the server died or
@@ -85,7 +86,8 @@ command -v curl >/dev/null || die "curl is needed"
 
 say "building mandate and the proof signer (release)"
 (cd "$ROOT" && cargo build --release --locked -p mandate-cli --bin mandate --example load_proofs)
-MANDATE=$TARGET/release/mandate
+# MANDATE_BIN: another build of `mandate` to measure (an A/B comparison).
+MANDATE=${MANDATE_BIN:-$TARGET/release/mandate}
 SIGNER=$TARGET/release/examples/load_proofs
 [[ -x $MANDATE && -x $SIGNER ]] || die "built binaries not found under $TARGET/release"
 
@@ -152,7 +154,18 @@ json_body() { # TOKEN_FILE [PROOF]: the AuthorizeRequest JSON
 json_body bearer.token >bearer.json
 json_body pop.token '@POP@' >pop.template
 
-SERVER_FLAGS=(--pop-window "$POP_WINDOW")
+# The proxy endpoint's mapping: GET /analytics/datasets/... is analytics /
+# read / /datasets/..., the request the authorize cases make.
+cat >routes.toml <<EOF
+[[route]]
+service = "$SERVICE"
+path = "/$SERVICE/datasets/**"
+methods = ["GET"]
+operation = "$OPERATION"
+resource = "/datasets/{**}"
+EOF
+
+SERVER_FLAGS=(--pop-window "$POP_WINDOW" --ext-authz-mapping "$WORK/routes.toml")
 [[ -n ${EVAL_WORKERS:-} ]] && SERVER_FLAGS+=(--eval-workers "$EVAL_WORKERS")
 if [[ -n ${SERVER_ARGS:-} ]]; then
     read -r -a extra <<<"$SERVER_ARGS"
