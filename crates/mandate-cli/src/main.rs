@@ -14,6 +14,13 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+/// mimalloc instead of glibc's malloc, for the binary only (libraries leave
+/// the choice to whoever links them). Under load `mandate serve` spent about
+/// a quarter of its CPU in glibc's malloc and free, and glibc's per-thread
+/// arenas let its memory creep; see benches/load/README.md for the figures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     // Servers install their own subscriber, in the format their configuration asks for.
