@@ -154,6 +154,14 @@ fn a_configured_server_answers_health_readiness_metrics_and_decisions() {
     );
     assert_eq!(allowed.status, 200, "{}", allowed.text);
     assert_eq!(allowed.json()["reason_kind"], "allowed");
+    // The same token again: verified and read from the caches this time.
+    let again = request(
+        "POST",
+        &format!("{}/v1/authorize", server.url),
+        Some("application/json"),
+        &fx.authorize_body(),
+    );
+    assert_eq!(again.status, 200, "{}", again.text);
 
     let metrics = get(&format!("{}/metrics", server.url));
     assert_eq!(metrics.status, 200);
@@ -164,9 +172,29 @@ fn a_configured_server_answers_health_readiness_metrics_and_decisions() {
             &text,
             "mandate_decisions_total{api=\"authorize\",outcome=\"allow\",reason=\"allowed\"}"
         ),
-        Some(1.0),
+        Some(2.0),
         "{text}"
     );
+    // One miss (the first call checked the signatures and read the token),
+    // one hit, in each token cache.
+    for cache in ["verified", "token"] {
+        assert_eq!(
+            sample(
+                &text,
+                &format!("mandate_token_cache_misses_total{{cache=\"{cache}\"}}")
+            ),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                &format!("mandate_token_cache_hits_total{{cache=\"{cache}\"}}")
+            ),
+            Some(1.0),
+            "{text}"
+        );
+    }
     assert_eq!(sample(&text, "mandate_revocation_seq"), Some(0.0), "{text}");
     assert_eq!(
         sample(&text, "mandate_stream_subscribers"),
@@ -360,7 +388,14 @@ fn every_api_answers_errors_in_one_shape() {
 #[test]
 fn the_openapi_document_matches_the_running_server() {
     let fx = Fixture::new();
-    let config = fx.config("");
+    // With a mapping, so the proxy endpoint is served too.
+    let mapping = fx.dir.path("mapping.toml");
+    std::fs::write(
+        &mapping,
+        "[[route]]\nservice = \"analytics\"\npath = \"/**\"\noperation = \"read\"\n",
+    )
+    .unwrap();
+    let config = fx.config(&format!("[ext_authz]\nmapping = {mapping:?}"));
     let server = fx.serve("serve", &["serve", "--config", &config]);
     let reply = get(&format!("{}/openapi.json", server.url));
     assert_eq!(reply.status, 200);
@@ -400,6 +435,8 @@ fn the_openapi_document_matches_the_running_server() {
         ("GET", "/v1/revocations/stream"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),
+        ("GET", "/v1/ext_authz/{path}"),
+        ("POST", "/v1/ext_authz/{path}"),
     ] {
         assert!(
             documented.contains(&(expected.0.to_owned(), expected.1.to_owned())),

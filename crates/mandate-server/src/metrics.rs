@@ -1,11 +1,12 @@
 //! Prometheus metrics, through the `metrics` facade.
 //!
 //! The libraries record what they decide (`mandate_decisions_total` by API,
-//! outcome and reason kind, `mandate_decision_seconds`, token cache hits and
-//! misses); this module installs the process's recorder, times every HTTP
-//! request by route and status, and sets the state gauges (revocation
-//! sequence and staleness, stream subscribers, pool saturation) when
-//! `/metrics` is scraped. Metrics are per process: several servers in one
+//! outcome and reason kind, `mandate_decision_seconds`); this module installs
+//! the process's recorder, times every HTTP request by route and status, and
+//! sets the state gauges (revocation sequence and staleness, stream
+//! subscribers, pool saturation) and the token cache counters
+//! (`mandate_token_cache_{hits,misses}_total` by cache) when `/metrics` is
+//! scraped. Metrics are per process: several servers in one
 //! process share them, as Prometheus expects of one target.
 
 use std::sync::OnceLock;
@@ -16,6 +17,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use mandate_registry::SharedIndex;
 use mandate_verifier::pool::EvalPool;
+use mandate_verifier::Verifier;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Latency buckets in seconds: 50 µs to 5 s.
@@ -89,6 +91,19 @@ pub fn observe_state(
         metrics::gauge!("mandate_eval_pool_running").set(pool.running() as f64);
         metrics::gauge!("mandate_eval_pool_admitted").set(pool.admitted() as f64);
         metrics::gauge!("mandate_eval_pool_capacity").set((pool.workers() + pool.queue()) as f64);
+    }
+}
+
+/// Sets the token cache counters from `verifier`'s own counts (kept as
+/// atomics in the verifier, which records no metrics itself): hits and
+/// misses of the cache of verified tokens (`cache="verified"`: a miss checks
+/// signatures) and of token claims, chain and shape (`cache="token"`).
+pub fn observe_caches(verifier: &Verifier) {
+    let (verified, tokens) = verifier.cache_counts();
+    for (cache, counts) in [("verified", verified), ("token", tokens)] {
+        metrics::counter!("mandate_token_cache_hits_total", "cache" => cache).absolute(counts.hits);
+        metrics::counter!("mandate_token_cache_misses_total", "cache" => cache)
+            .absolute(counts.misses);
     }
 }
 

@@ -30,6 +30,7 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
     DOCUMENT.get_or_init(|| {
         let mut document = Operations::openapi();
         document.merge(mandate_verifier::http::openapi());
+        document.merge(mandate_verifier::http::ext_authz_openapi());
         document.merge(mandate_registry::openapi());
         document
     })

@@ -18,6 +18,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use mandate_registry::{RegistryState, SharedIndex};
 use mandate_verifier::pool::EvalPool;
+use mandate_verifier::Verifier;
 use serde::Serialize;
 
 /// What the operations endpoints look at.
@@ -28,6 +29,9 @@ pub struct OpsState {
     pool: EvalPool,
     root_keys: usize,
     authorize: bool,
+    /// The authorization API's verifier (a clone shares its caches), whose
+    /// cache hits and misses `/metrics` reports.
+    verifier: Option<Verifier>,
     /// The last store probe and when it ran: `/readyz` is open to anyone who
     /// can reach the port, and each probe writes and flushes, so a probe is
     /// reused for [`PROBE_REUSE`] and runs one at a time.
@@ -53,8 +57,16 @@ impl OpsState {
             pool,
             root_keys,
             authorize,
+            verifier: None,
             last_probe: Arc::default(),
         }
+    }
+
+    /// Reports the token cache hits and misses of `verifier` at `/metrics`.
+    #[must_use]
+    pub fn with_verifier(mut self, verifier: Verifier) -> OpsState {
+        self.verifier = Some(verifier);
+        self
     }
 
     /// Whether the store takes writes, probed at most once per [`PROBE_REUSE`].
@@ -178,6 +190,9 @@ pub(crate) async fn readyz(State(state): State<OpsState>) -> Response {
 pub(crate) async fn metrics(State(state): State<OpsState>) -> Response {
     let subscribers = state.registry.as_ref().map(RegistryState::subscriber_count);
     crate::metrics::observe_state(&state.index, &state.pool, subscribers, state.authorize);
+    if let Some(verifier) = &state.verifier {
+        crate::metrics::observe_caches(verifier);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics::render(),

@@ -184,6 +184,7 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
         }
     };
     let mut app = Router::new();
+    let mut authz_verifier = None;
     if settings.authorize {
         // The proxy's routes load before the port is bound: a bad file stops start-up.
         let mapping = match &settings.ext_authz_mapping {
@@ -201,19 +202,23 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
             );
             app = app.merge(mandate_verifier::http::ext_authz_router(ext));
         }
+        authz_verifier = Some(verifier.clone());
         let state = AuthzState::with_pool(verifier, pool.clone());
         app = app.merge(mandate_verifier::http::routes(state));
     }
     if let Some(state) = &registry {
         app = app.merge(mandate_registry::routes(state.clone()));
     }
-    let ops = OpsState::new(
+    let mut ops = OpsState::new(
         index,
         registry.clone(),
         pool,
         keys.len(),
         settings.authorize,
     );
+    if let Some(verifier) = authz_verifier {
+        ops = ops.with_verifier(verifier);
+    }
     let app = app
         .merge(ops::router(ops))
         .fallback(not_found)

@@ -1,6 +1,7 @@
 //! What a verifier remembers between calls, all bounded and all safe to
-//! share: verified tokens by the hash of their text, and each token's claims
-//! and cost shape by its digest.
+//! share: verified tokens (with the ids every call needs) by the hash of
+//! their text, and each token's claims and cost shape by its digest. Each
+//! cache counts its hits and misses for the operator's metrics.
 //!
 //! Nothing here can turn a deny into an allow: entries are made only after
 //! signatures verified, are pure functions of the token's bytes and the
@@ -8,6 +9,7 @@
 //! proof of possession, Datalog) still runs on every call.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use mandate_core::{BlockContents, Claims, Mandate, Request};
@@ -65,12 +67,24 @@ impl TokenInfo {
     }
 }
 
+/// How often a cache answered from memory, and how often it had to make
+/// the entry (including lookups whose making failed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheCounts {
+    /// Lookups answered from the cache.
+    pub hits: u64,
+    /// Lookups that made the entry.
+    pub misses: u64,
+}
+
 /// A map that is cleared when it reaches its capacity: what a cache of
 /// input-derived entries needs to stay bounded without bookkeeping.
 #[derive(Debug)]
 struct Bounded<K, V> {
     capacity: usize,
     map: Mutex<HashMap<K, Arc<V>>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl<K: std::hash::Hash + Eq, V> Bounded<K, V> {
@@ -78,6 +92,15 @@ impl<K: std::hash::Hash + Eq, V> Bounded<K, V> {
         Bounded {
             capacity,
             map: Mutex::new(HashMap::new()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    fn counts(&self) -> CacheCounts {
+        CacheCounts {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
         }
     }
 
@@ -91,8 +114,10 @@ impl<K: std::hash::Hash + Eq, V> Bounded<K, V> {
         // consistent states of the map; keep using it.
         let lock = || self.map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(value) = lock().get(&key) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Arc::clone(value));
         }
+        self.misses.fetch_add(1, Ordering::Relaxed);
         let value = Arc::new(make()?);
         let mut map = lock();
         if map.len() >= self.capacity {
@@ -118,6 +143,10 @@ impl Default for TokenCache {
 }
 
 impl TokenCache {
+    pub(crate) fn counts(&self) -> CacheCounts {
+        self.0.counts()
+    }
+
     pub(crate) fn get(&self, digest: &str, mandate: &Mandate) -> Arc<TokenInfo> {
         let made = self.0.get_or_try_insert(digest.to_string(), || {
             let (claims, blocks) = mandate.read();
@@ -141,13 +170,41 @@ impl TokenCache {
     }
 }
 
+/// What identifies a verified token, read once: its revocation ids (one per
+/// block), its token id (the last one, hex) and its digest (over every
+/// block's signature, hex). Each call needs all three, and each read copies
+/// and hashes every block's signature.
+#[derive(Debug)]
+pub(crate) struct TokenIds {
+    pub revocation_ids: Vec<Vec<u8>>,
+    pub token_id: String,
+    pub digest: String,
+}
+
+impl TokenIds {
+    pub(crate) fn of(mandate: &Mandate) -> TokenIds {
+        TokenIds {
+            revocation_ids: mandate.revocation_ids(),
+            token_id: mandate.token_id_hex(),
+            digest: mandate.digest_hex(),
+        }
+    }
+}
+
+/// A mandate whose signatures verified, with its ids.
+#[derive(Debug)]
+pub(crate) struct Verified {
+    pub mandate: Mandate,
+    pub ids: TokenIds,
+}
+
 /// Verified tokens by the SHA-256 of their text, so a token presented again
 /// skips signature verification (the costliest step: two Ed25519 checks per
 /// signed hop). Sound because verification is a pure function of the text
 /// and this verifier's fixed root keys; expiry, revocation, proof of
 /// possession and the Datalog checks still run on every call.
 #[derive(Debug)]
-pub(crate) struct VerifiedCache(Bounded<[u8; 32], Mandate>);
+pub(crate) struct VerifiedCache(Bounded<[u8; 32], Verified>);
 
 impl Default for VerifiedCache {
     fn default() -> Self {
@@ -156,13 +213,21 @@ impl Default for VerifiedCache {
 }
 
 impl VerifiedCache {
+    pub(crate) fn counts(&self) -> CacheCounts {
+        self.0.counts()
+    }
+
     pub(crate) fn get_or_verify(
         &self,
         text: &str,
         verify: impl FnOnce(&str) -> Result<Mandate, crate::Error>,
-    ) -> Result<Arc<Mandate>, crate::Error> {
+    ) -> Result<Arc<Verified>, crate::Error> {
         use sha2::Digest as _;
         let key: [u8; 32] = sha2::Sha256::digest(text.trim().as_bytes()).into();
-        self.0.get_or_try_insert(key, || verify(text))
+        self.0.get_or_try_insert(key, || {
+            let mandate = verify(text)?;
+            let ids = TokenIds::of(&mandate);
+            Ok(Verified { mandate, ids })
+        })
     }
 }

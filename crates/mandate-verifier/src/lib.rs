@@ -35,6 +35,7 @@ use biscuit_auth::error::{Logic, Token};
 use mandate_core::{vocab, Chain, KeySet, Mandate, PopError, Request};
 use replay::ReplayCache;
 
+pub use cache::CacheCounts;
 pub use complexity::{BYTE_BUDGET, MAX_LITERAL_ELEMENTS, MAX_REGEXES, STEP_BUDGET};
 pub use decision::{Decision, FailedCheck, Reason};
 pub use mandate_core::blocks::bounds::{MAX_BLOCKS, MAX_STATEMENTS};
@@ -220,10 +221,17 @@ impl Verifier {
     /// when it expired. A request the mandate does not allow is not an
     /// error: it is a [`Decision`] with `allowed == false`.
     pub fn authorize(&self, token: &str, request: &Request) -> Result<Decision, Error> {
-        let mandate = self
+        let verified = self
             .verified
             .get_or_verify(token, |text| self.verify(text))?;
-        self.authorize_mandate(&mandate, request)
+        self.decide(&verified.mandate, &verified.ids, request)
+    }
+
+    /// Hits and misses of the cache of verified tokens (by text) and of the
+    /// cache of token claims, chain and shape (by digest), since this
+    /// verifier was built; clones share them.
+    pub fn cache_counts(&self) -> (CacheCounts, CacheCounts) {
+        (self.verified.counts(), self.tokens.counts())
     }
 
     /// Decides `request` for an already verified mandate: chain, revocation
@@ -235,6 +243,16 @@ impl Verifier {
     pub fn authorize_mandate(
         &self,
         mandate: &Mandate,
+        request: &Request,
+    ) -> Result<Decision, Error> {
+        self.decide(mandate, &cache::TokenIds::of(mandate), request)
+    }
+
+    /// [`Verifier::authorize_mandate`], with the mandate's ids read before.
+    fn decide(
+        &self,
+        mandate: &Mandate,
+        ids: &cache::TokenIds,
         request: &Request,
     ) -> Result<Decision, Error> {
         // A `Mandate` made by another verifier (or signed by an untrusted
@@ -249,9 +267,9 @@ impl Verifier {
                 "request time before 1970".into(),
             )));
         }
-        let token_id = mandate.token_id_hex();
-        let digest = mandate.digest_hex();
-        let info = self.tokens.get(&digest, mandate);
+        let token_id = &ids.token_id;
+        let digest = &ids.digest;
+        let info = self.tokens.get(digest, mandate);
         let claims = &info.claims;
         if let Some(at) = claims.expires_at {
             if request.time > at {
@@ -264,23 +282,23 @@ impl Verifier {
                 let reason = Reason::ChainBroken {
                     error: broken.clone(),
                 };
-                return Ok(Decision::new(&token_id, request, claims, reason));
+                return Ok(Decision::new(token_id, request, claims, reason));
             }
         };
-        if let Err(denial) = self.check_revocation(mandate, claims, &chain.links) {
+        if let Err(denial) = self.check_revocation(&ids.revocation_ids, claims, &chain.links) {
             let reason = Reason::Revoked { denial };
-            return Ok(Decision::new(&token_id, request, claims, reason));
+            return Ok(Decision::new(token_id, request, claims, reason));
         }
         if let Err(refused) =
-            self.check_possession(chain, info.holder_key.as_ref(), &digest, request)
+            self.check_possession(chain, info.holder_key.as_ref(), digest, request)
         {
             let reason = Reason::ProofOfPossession { error: refused };
-            return Ok(Decision::new(&token_id, request, claims, reason));
+            return Ok(Decision::new(token_id, request, claims, reason));
         }
 
         if let Err(message) = info.vet(mandate, request, self.policy.counts(), self.max_facts) {
             return Ok(Decision::new(
-                &token_id,
+                token_id,
                 request,
                 claims,
                 Reason::TooComplex { message },
@@ -344,7 +362,7 @@ impl Verifier {
             },
             Err(other) => return Err(Error::Authorizer(other)),
         };
-        Ok(Decision::new(&token_id, request, claims, reason))
+        Ok(Decision::new(token_id, request, claims, reason))
     }
 
     /// As [`Verifier::authorize`], and when the request is allowed, also what
@@ -359,14 +377,14 @@ impl Verifier {
         token: &str,
         request: &Request,
     ) -> Result<(Decision, Option<Dependencies>), Error> {
-        let mandate = self
+        let verified = self
             .verified
             .get_or_verify(token, |text| self.verify(text))?;
-        let decision = self.authorize_mandate(&mandate, request)?;
+        let decision = self.decide(&verified.mandate, &verified.ids, request)?;
         if !decision.allowed {
             return Ok((decision, None));
         }
-        let info = self.tokens.get(&mandate.digest_hex(), &mandate);
+        let info = self.tokens.get(&verified.ids.digest, &verified.mandate);
         let claims = &info.claims;
         let agents = claims
             .chain
@@ -374,7 +392,7 @@ impl Verifier {
             .map(|c| c.links.clone())
             .unwrap_or_default();
         let dependencies = Dependencies::new(
-            mandate.revocation_ids(),
+            verified.ids.revocation_ids.clone(),
             claims.principal.clone(),
             claims.task.clone(),
             agents,
@@ -415,29 +433,29 @@ impl Verifier {
         if self.revocation.is_none() {
             return Ok(());
         }
-        let info = self.tokens.get(&mandate.digest_hex(), mandate);
+        let ids = cache::TokenIds::of(mandate);
+        let info = self.tokens.get(&ids.digest, mandate);
         let claims = &info.claims;
         let agents = claims
             .chain
             .as_ref()
             .map(|c| c.links.as_slice())
             .unwrap_or(&[]);
-        self.check_revocation(mandate, claims, agents)
+        self.check_revocation(&ids.revocation_ids, claims, agents)
     }
 
     /// Consults the revocation state, if this verifier has one.
     fn check_revocation(
         &self,
-        mandate: &Mandate,
+        revocation_ids: &[Vec<u8>],
         claims: &mandate_core::Claims,
         agents: &[mandate_core::Link],
     ) -> Result<(), RevocationDenial> {
         let Some(revocation) = &self.revocation else {
             return Ok(());
         };
-        let ids = mandate.revocation_ids();
         revocation.check(&RevocationSubject {
-            revocation_ids: &ids,
+            revocation_ids,
             principal: &claims.principal,
             task: &claims.task,
             agents,

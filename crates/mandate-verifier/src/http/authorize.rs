@@ -27,6 +27,7 @@ use mandate_core::{fingerprint, AttrValue, Proof, Request};
 use serde::{Deserialize, Serialize};
 
 use super::error::{method_not_allowed, not_found, ApiError};
+use super::fingerprint::Fingerprint;
 use super::observe;
 use crate::pool::EvalPool;
 use crate::{Decision, Error, Verifier};
@@ -168,9 +169,9 @@ async fn authorize(
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
     let request = to_request(&body, SystemTime::now())?;
-    let token_fp = fingerprint(&body.token);
+    let token: Arc<str> = Arc::from(body.token);
+    let token_fp = Fingerprint::of(&token);
     let verifier = Arc::clone(&state.verifier);
-    let token = body.token;
     let started = Instant::now();
     let evaluated = state
         .pool
@@ -196,7 +197,9 @@ async fn authorize(
             } else {
                 StatusCode::FORBIDDEN
             };
-            Ok((status, Json(decision_body(&decision))).into_response())
+            // Serialised straight from the typed body: building a
+            // `serde_json::Value` first cost several percent of a decision.
+            Ok((status, Json(DecisionBody::from(&decision))).into_response())
         }
         Err(Error::Token(e)) => {
             observe::not_decided(API, "invalid_token", started);
@@ -317,8 +320,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     AuthorizationApi::openapi()
 }
 
-/// Logs the audit record of one decision.
-pub fn audit(token_fingerprint: &str, decision: &Decision) {
+/// Logs the audit record of one decision (`token_fingerprint` is displayed
+/// only if the record is written; see [`Fingerprint`]).
+pub fn audit(token_fingerprint: &dyn std::fmt::Display, decision: &Decision) {
     tracing::info!(
         target: "mandate::audit",
         token = %token_fingerprint,

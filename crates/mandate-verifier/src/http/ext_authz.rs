@@ -38,10 +38,11 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Json, Router};
-use mandate_core::{fingerprint, Proof, MAX_TOKEN_LEN};
+use mandate_core::{Proof, MAX_TOKEN_LEN};
 
-use super::authorize::{audit, decision_body};
+use super::authorize::{audit, DecisionBody};
 use super::error::ApiError;
+use super::fingerprint::Fingerprint;
 use crate::mapping::{HeaderLookup, HeaderSource, Mapping, MappingError, MAX_TARGET_LEN};
 use crate::pool::{EvalPool, PoolError};
 use crate::{Decision, Error, Verifier};
@@ -98,6 +99,18 @@ pub fn ext_authz_router(state: ExtAuthzState) -> Router {
         .with_state(state)
 }
 
+/// The proxy endpoint's part of the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    #[derive(utoipa::OpenApi)]
+    #[openapi(
+        paths(check),
+        tags((name = "proxy", description = "The proxy endpoint: nginx auth_request, Envoy ext_authz, Traefik forwardAuth (served with a mapping file)"))
+    )]
+    struct ProxyApi;
+    ProxyApi::openapi()
+}
+
 /// How this request named the original one (for the audit log).
 #[derive(Debug, Clone, Copy)]
 enum Convention {
@@ -113,6 +126,34 @@ struct Original {
     target: String,
 }
 
+/// Decides the request a proxy holds, named by the path after
+/// `/v1/ext_authz` (Envoy's `path_prefix`), by `X-Original-URI` and
+/// `X-Original-Method` (nginx `auth_request`) or by `X-Forwarded-Uri` and
+/// `X-Forwarded-Method` (Traefik `forwardAuth`). Every method is accepted and
+/// no body is read; the proof of possession signs the mapped request.
+#[utoipa::path(
+    method(get, head, post, put, patch, delete, options),
+    path = "/v1/ext_authz/{path}",
+    tag = "proxy",
+    params(
+        ("path" = String, Path, description = "The original request's path (Envoy); may be absent when a header pair names the request"),
+        ("Authorization" = String, Header, description = "`Mandate <token>` or `Bearer <token>`"),
+        ("Mandate-PoP" = Option<String>, Header, description = "The acting agent's proof of possession for the mapped request"),
+        ("X-Original-URI" = Option<String>, Header, description = "nginx: the original path and query (with X-Original-Method)"),
+        ("X-Original-Method" = Option<String>, Header, description = "nginx: the original method"),
+        ("X-Forwarded-Uri" = Option<String>, Header, description = "Traefik: the original path and query (with X-Forwarded-Method)"),
+        ("X-Forwarded-Method" = Option<String>, Header, description = "Traefik: the original method"),
+    ),
+    responses(
+        (status = 200, description = "Allowed; X-Mandate-Principal, -Agent, -Chain and -Task (percent-encoded) name the caller for the upstream", body = super::authorize::DecisionBody,
+            headers(
+                ("X-Mandate-Principal" = String, description = "The principal"),
+                ("X-Mandate-Agent" = String, description = "The acting agent"),
+                ("X-Mandate-Chain" = String, description = "Every agent, first to acting, comma-separated"),
+                ("X-Mandate-Task" = String, description = "The task"))),
+        (status = 401, description = "Missing, malformed, tampered, untrusted or expired credentials (codes `missing_credentials`, `invalid_credentials`, `invalid_proof`, `invalid_token`, `expired_token`), with `WWW-Authenticate: Mandate realm=\"mandate\"`", body = crate::ErrorBody),
+        (status = 403, description = "Denied (code `denied`, the reason as message), no route (`no_route`), a request the mapping refuses (`bad_path`, `bad_method`, `bad_attr`, ...), a named request that disagrees (`bad_original_request`), or anything that could not be judged (`internal`): never a 5xx a proxy might fail open on", body = crate::ErrorBody),
+        (status = 503, description = "The evaluation pool is saturated or missed its deadline (`overloaded`, `deadline_exceeded`); retry after Retry-After", body = crate::ErrorBody)))]
 async fn check(
     State(state): State<ExtAuthzState>,
     method: Method,
@@ -133,7 +174,7 @@ async fn decide(
 ) -> Result<Response, ApiError> {
     if headers.len() > MAX_HEADERS {
         return Err(refused(
-            "-",
+            &Fingerprint::none(),
             ApiError::new(
                 StatusCode::FORBIDDEN,
                 "too_many_headers",
@@ -141,8 +182,9 @@ async fn decide(
             ),
         ));
     }
-    let (token, proof) = credentials(headers).map_err(|e| refused("-", e))?;
-    let token_fp = fingerprint(&token);
+    let (token, proof) = credentials(headers).map_err(|e| refused(&Fingerprint::none(), e))?;
+    let token: Arc<str> = Arc::from(token);
+    let token_fp = Fingerprint::of(&token);
     let (original, convention) =
         original_request(method, uri, headers).map_err(|e| refused(&token_fp, e))?;
     let mapped = state
@@ -221,7 +263,7 @@ async fn decide(
 }
 
 /// Logs a refusal that is not a decision and returns it.
-fn refused(token_fp: &str, error: ApiError) -> ApiError {
+fn refused(token_fp: &Fingerprint, error: ApiError) -> ApiError {
     tracing::info!(
         target: "mandate::audit",
         token = %token_fp,
@@ -423,7 +465,7 @@ fn allowed(decision: &Decision) -> Result<Response, ApiError> {
         (CHAIN_HEADER, chain),
         (TASK_HEADER, header_safe(&decision.task)),
     ];
-    let mut response = (StatusCode::OK, Json(decision_body(decision))).into_response();
+    let mut response = (StatusCode::OK, Json(DecisionBody::from(decision))).into_response();
     for (name, value) in values {
         // `header_safe` only emits visible ASCII, so this cannot fail; if it
         // ever did, the request is denied rather than sent without identity.
