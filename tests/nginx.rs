@@ -12,9 +12,11 @@
 //! other non-2xx answer (and an unreachable verifier) into 500: the test
 //! checks the client sees exactly those codes, and that the upstream is
 //! reached only by allowed requests. Every process is killed on drop; every
-//! wait polls under a timeout. Two more tests need no nginx: a mapping file
-//! that does not load stops `mandate serve` before it listens, and `mandate
-//! serve --registry` (a sidecar) serves the proxy endpoint as `--store` does.
+//! wait polls under a timeout. Three more tests need no nginx: a mapping file
+//! that does not load stops `mandate serve` before it listens, an expired
+//! token is refused 401 `expired_token` by the endpoint itself (minted with
+//! an issue time in the past, never waited for), and `mandate serve
+//! --registry` (a sidecar) serves the proxy endpoint as `--store` does.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // reason: a test fails loudly.
 
@@ -432,6 +434,32 @@ impl Fixture {
     fn authorization(&self) -> String {
         format!("Mandate {}", self.child)
     }
+
+    /// A bearer mandate for bob's analytics reads, signed by the trusted
+    /// root, that expired an hour ago: minted with an injected issue time,
+    /// so no test waits for a token to expire.
+    fn expired(&self) -> String {
+        let root = mandate_core::SecretKey::read(&self.dir.file("root")).unwrap();
+        let issued = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
+        let mandate = mandate_issuer::mint(
+            &mandate_core::RootKey {
+                secret: root,
+                key_id: None,
+            },
+            &mandate_issuer::MintRequest {
+                principal: "bob".into(),
+                agent: "batch".into(),
+                agent_key: None,
+                task: Some(self.task.clone()),
+                rights: vec!["analytics:read".parse().unwrap()],
+                ttl: Duration::from_secs(3600),
+                restrictions: mandate_core::Restrictions::default(),
+                now: issued,
+            },
+        )
+        .unwrap();
+        mandate.to_base64().unwrap()
+    }
 }
 
 #[test]
@@ -544,6 +572,15 @@ fn nginx_auth_request_lets_through_only_what_the_mandate_allows() {
         Some("Mandate realm=\"mandate\""),
         "{reply:?}"
     );
+    // An expired token: 401 with the challenge too, never the upstream.
+    let expired = format!("Mandate {}", fx.expired());
+    let reply = get(&url("/datasets/q3/sales"), &[("Authorization", &expired)]);
+    assert_eq!(reply.status, 401, "{reply:?}\n{}", context());
+    assert_eq!(
+        reply.www_authenticate.as_deref(),
+        Some("Mandate realm=\"mandate\""),
+        "{reply:?}"
+    );
     assert_eq!(
         upstream.hits(),
         1,
@@ -638,6 +675,62 @@ fn a_mapping_that_does_not_load_stops_serve_before_it_listens() {
         "the error names the route: {stderr}"
     );
     assert!(stderr.contains("a capture is a whole segment"), "{stderr}");
+}
+
+#[test]
+fn an_expired_token_is_refused_401_by_the_proxy_endpoint() {
+    // The endpoint documents 401 for expired credentials (docs/proxies.md,
+    // the OpenAPI document): the caller must get a fresh mandate, not be told
+    // that this one lacks a right.
+    let fx = Fixture::new();
+    std::fs::write(fx.dir.file("mapping.toml"), MAPPING).unwrap();
+    let server = Server::start(
+        "serve --store --ext-authz-mapping",
+        &[
+            "serve",
+            "--store",
+            &fx.dir.path("store"),
+            "--listen",
+            "127.0.0.1:0",
+            "--ext-authz-mapping",
+            &fx.dir.path("mapping.toml"),
+            "--root-pub",
+            &fx.root_pub,
+        ],
+        fx.dir.file("serve.log"),
+    )
+    .unwrap();
+    let expired = fx.expired();
+    let check = format!("{}/v1/ext_authz/datasets/q3/sales", server.url);
+    let reply = get(&check, &[("Authorization", &format!("Mandate {expired}"))]);
+    assert_eq!(reply.status, 401, "{reply:?}\n{}", server.stderr());
+    assert_eq!(
+        reply.www_authenticate.as_deref(),
+        Some("Mandate realm=\"mandate\""),
+        "{reply:?}"
+    );
+    let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["error"]["code"], "expired_token", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("token expired at "), "{body}");
+    // The same token, unexpired in every other respect, is what the
+    // authorization API refuses the same way: one verifier behind both.
+    let reply = ureq::post(&format!("{}/v1/authorize", server.url)).send_json(serde_json::json!({
+        "token": expired,
+        "service": SERVICE,
+        "operation": "read",
+        "resource": "/datasets/q3/sales",
+    }));
+    match reply {
+        Err(ureq::Error::Status(401, response)) => {
+            let body: serde_json::Value = response.into_json().unwrap();
+            assert_eq!(body["error"]["code"], "expired_token", "{body}");
+        }
+        other => panic!("expected 401 expired_token, got {other:?}"),
+    }
+    // The log names the refusal by fingerprint, never the token.
+    let log = server.stderr();
+    assert!(!log.contains(&expired), "the token must never appear in the log");
 }
 
 #[test]
