@@ -18,48 +18,10 @@ use std::time::{Duration, SystemTime};
 
 use biscuit_auth::builder::BlockBuilder;
 use biscuit_auth::{PrivateKey, UnverifiedBiscuit};
-use serde_json::Value;
 
-use common::{mandate, request_flags, Dir, Run};
+use common::{mandate, request_flags, tokens, Dir, Run};
 
 const SERVICE: &str = "analytics";
-
-// ---------------------------------------------------------------------------
-// Asserting `--json` decisions
-// ---------------------------------------------------------------------------
-
-/// The `--json` decision of a `mandate authorize` run, asserted.
-trait Decision {
-    /// Asserts exit 0 and returns the `--json` decision, an allow.
-    fn allowed(&self) -> Value;
-
-    /// Asserts a deny (exit 1) whose reason contains `needle`; returns the
-    /// `--json` decision.
-    fn denied_because(&self, needle: &str) -> Value;
-}
-
-impl Decision for Run {
-    #[track_caller]
-    fn allowed(&self) -> Value {
-        self.ok();
-        let json = self.json();
-        assert_eq!(json["decision"], "allow", "{self}");
-        json
-    }
-
-    #[track_caller]
-    fn denied_because(&self, needle: &str) -> Value {
-        self.denied();
-        let json = self.json();
-        assert_eq!(json["decision"], "deny", "{self}");
-        let reason = json["reason"].as_str().unwrap_or_default();
-        assert!(
-            reason.contains(needle),
-            "reason should contain {needle:?}\n{self}"
-        );
-        json
-    }
-}
 
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
@@ -124,22 +86,18 @@ impl World {
 
     /// Mints a one-hour mandate for bob to the orchestrator (with its key).
     fn issue(&self, extra: &[&str]) -> String {
-        let (key, pubkey) = (self.key("root"), self.public("orchestrator"));
-        let mut args = vec!["issue", "--root-key", &key, "--principal", "bob"];
+        let pubkey = self.public("orchestrator");
+        let mut args = vec!["--principal", "bob"];
         args.extend(["--agent", "orchestrator", "--agent-key", &pubkey]);
         args.extend(["--right", "analytics:read", "--right", "analytics:write"]);
         args.extend(["--ttl", "1h"]);
         args.extend(extra);
-        mandate(&args).ok_trimmed()
+        tokens::issue(&self.key("root"), &args).ok_trimmed()
     }
 
     /// `mandate delegate`: `signer` hands `token` to `to`.
     fn hop(&self, token: &str, signer: &str, to: &str, extra: &[&str]) -> Run {
-        let (key, to_key) = (self.key(signer), self.public(to));
-        let mut args = vec!["delegate", "--token", token, "--signer-key", &key];
-        args.extend(["--to", to, "--to-key", &to_key]);
-        args.extend(extra);
-        mandate(&args)
+        tokens::hop(token, &self.key(signer), to, &self.public(to), extra)
     }
 
     fn chain(&self) -> Chain {
@@ -163,10 +121,7 @@ impl World {
     }
 
     fn pop_with(&self, signer: &str, token: &str, request: &[&str]) -> String {
-        let key = self.key(signer);
-        let mut args = vec!["pop", "--key", &key, "--token", token];
-        args.extend(request);
-        mandate(&args).ok_trimmed()
+        tokens::pop(&self.key(signer), token, request)
     }
 
     /// `mandate authorize --json` of `request`, with `proof` if given.

@@ -16,8 +16,6 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,14 +24,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use common::http::{http, post, post_raw, Reply, JSON};
 use common::server::{poll, Server, STEP};
-use common::{mandate, mandate_stdin, request_flags, shorten, Dir, Run};
+use common::{mandate, mandate_stdin, request_flags, shorten, tokens, Dir, Run};
 
 /// The registries' heartbeat interval in these tests.
 const HEARTBEAT: &str = "200ms";
 /// The subscribed verifiers' staleness bound in these tests.
 const STALENESS: &str = "1s";
-const STALENESS_BOUND: Duration = Duration::from_secs(1);
 
 const SERVICE: &str = "analytics";
 const RESOURCE: &str = "/datasets/q3/sales";
@@ -48,135 +46,6 @@ fn seq_of(stdout: &str, prefix: &str) -> Option<u64> {
         let rest = line.strip_prefix(prefix)?.strip_prefix(" (seq ")?;
         rest.split(')').next()?.parse().ok()
     })
-}
-
-// ---------------------------------------------------------------------------
-// Long-running processes
-// ---------------------------------------------------------------------------
-
-// ---------------------------------------------------------------------------
-// HTTP
-// ---------------------------------------------------------------------------
-
-/// An HTTP answer whose body is JSON.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    body: Value,
-}
-
-impl Reply {
-    fn reason(&self) -> &str {
-        self.body["reason"].as_str().unwrap_or_default()
-    }
-
-    fn error_code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or_default()
-    }
-
-    fn error_message(&self) -> &str {
-        self.body["error"]["message"].as_str().unwrap_or_default()
-    }
-
-    #[track_caller]
-    fn assert_allowed(&self) {
-        assert_eq!(self.status, 200, "expected allow: {}", self.body);
-        assert_eq!(self.body["decision"], "allow", "{}", self.body);
-        assert!(self.reason().starts_with("allowed by"), "{}", self.body);
-    }
-
-    /// Asserts 403 deny whose reason contains `needle`.
-    #[track_caller]
-    fn assert_denied(&self, needle: &str) {
-        assert_eq!(self.status, 403, "expected deny: {}", self.body);
-        assert_eq!(self.body["decision"], "deny", "{}", self.body);
-        assert!(
-            self.reason().contains(needle),
-            "reason should contain {needle:?}: {}",
-            self.body
-        );
-    }
-
-    /// Asserts the one error shape with `status` and `code`.
-    #[track_caller]
-    fn assert_error(&self, status: u16, code: &str, needle: &str) {
-        assert_eq!(self.status, status, "{}", self.body);
-        assert_eq!(self.error_code(), code, "{}", self.body);
-        assert!(
-            self.error_message().contains(needle),
-            "message should contain {needle:?}: {}",
-            self.body
-        );
-    }
-}
-
-/// The `Content-Type` of a JSON body.
-const JSON: (&str, &str) = ("Content-Type", "application/json");
-
-fn http(method: &str, url: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Reply {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(5))
-        .build();
-    let mut request = agent.request(method, url);
-    for (name, value) in headers {
-        request = request.set(name, value);
-    }
-    let result = match body {
-        Some(body) => request.send_string(body),
-        None => request.call(),
-    };
-    let response = match result {
-        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
-        Err(e) => panic!("{method} {url}: {e}"),
-    };
-    let status = response.status();
-    let text = response.into_string().expect("read body");
-    let body = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{method} {url} → {status}: body is not JSON ({e}): {text:?}"));
-    Reply { status, body }
-}
-
-/// `POST` to `url` over a plain socket, for bodies the server refuses
-/// before reading them whole: it answers and closes while the client is
-/// still writing, which an HTTP client reports as a broken pipe instead of
-/// the answer. Here write errors are ignored and the answer is read anyway.
-fn post_raw(url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-    let rest = url.strip_prefix("http://").expect("http URL");
-    let (addr, path) = rest.split_at(rest.find('/').expect("a path"));
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream
-        .set_write_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut head = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    let _refused_midway = stream
-        .write_all(head.as_bytes())
-        .and_then(|()| stream.write_all(body.as_bytes()));
-    let mut response = Vec::new();
-    // A reset after the answer ends the read with an error; what came before counts.
-    let _reset = stream.read_to_end(&mut response);
-    let response = String::from_utf8_lossy(&response);
-    let (head, text) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP answer: {response:?}"));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {head:?}"));
-    let body = serde_json::from_str(text)
-        .unwrap_or_else(|e| panic!("POST {url} → {status}: body is not JSON ({e}): {text:?}"));
-    Reply { status, body }
-}
-
-fn post(base: &str, body: &str) -> Reply {
-    http("POST", &format!("{base}/v1/authorize"), Some(body), &[JSON])
 }
 
 // ---------------------------------------------------------------------------
@@ -201,15 +70,8 @@ impl Holder {
             "resource": resource,
         });
         if let Some(key) = &self.key {
-            let mut args = vec![
-                "pop",
-                "--key",
-                key.to_str().unwrap(),
-                "--token",
-                &self.token,
-            ];
-            args.extend(request_flags(SERVICE, operation, resource));
-            body["pop"] = json!(mandate(&args).ok_trimmed());
+            let request = request_flags(SERVICE, operation, resource);
+            body["pop"] = json!(tokens::pop(key.to_str().unwrap(), &self.token, &request));
         }
         body.to_string()
     }
@@ -349,21 +211,13 @@ impl Fixture {
             "--right",
             "analytics:write",
         ]);
-        let child = mandate(&[
-            "delegate",
-            "--token",
+        let child = tokens::hop(
             &parent,
-            "--signer-key",
             orch_key.to_str().unwrap(),
-            "--to",
             child_agent,
-            "--to-key",
             &child_pub,
-            "--operation",
-            "read",
-            "--resource-prefix",
-            "/datasets/q3",
-        ])
+            &["--operation", "read", "--resource-prefix", "/datasets/q3"],
+        )
         .ok_trimmed();
         (
             Holder {
@@ -455,12 +309,11 @@ impl Fixture {
 /// `mandate issue ARGS` under the private key file `key`, valid 10 minutes
 /// unless ARGS say otherwise.
 fn issue_under(key: &str, args: &[&str]) -> String {
-    let mut all = vec!["issue", "--root-key", key];
-    all.extend_from_slice(args);
+    let mut all = args.to_vec();
     if !args.contains(&"--ttl") {
         all.extend_from_slice(&["--ttl", "10m"]);
     }
-    mandate(&all).ok_trimmed()
+    tokens::issue(key, &all).ok_trimmed()
 }
 
 fn unique() -> u64 {
@@ -521,19 +374,17 @@ impl Subscribed<'_> {
     }
 
     /// [`Self::revoke_then_read`], asserting that the very next request is
-    /// denied with `reason` within [`PROPAGATION_BOUND`].
+    /// denied with `reason`. Order, not time: `revoke` returned only after
+    /// the verifier acknowledged the entry, and the next request after that
+    /// is denied. The delay is printed, and measured by the propagation
+    /// benchmark, never asserted: a loaded machine can break any bound.
     #[track_caller]
     fn revoke_denies(&self, target: &[&str], expect: &str, holder: &Holder, reason: &str) -> Reply {
-        let (reply, delay) = self.revoke_then_read(target, expect, holder);
+        let (reply, _delay) = self.revoke_then_read(target, expect, holder);
         reply.assert_denied(reason);
-        assert!(delay < PROPAGATION_BOUND, "revocation took {delay:?}");
         reply
     }
 }
-
-/// Upper bound on revoke start → denial in the Done-when tests: the CLI
-/// waits for the verifier's acknowledgement, so this is generous.
-const PROPAGATION_BOUND: Duration = Duration::from_secs(2);
 
 // ---------------------------------------------------------------------------
 // 1. Done when: registry + subscribed verifier, each kind of revocation
@@ -570,13 +421,13 @@ fn revoking_the_principal_denies_the_very_next_call_and_lifting_restores_it() {
         .assert_denied("revoked: principal bob (revocation #1: kill switch)");
     other.read(&verifier.url).assert_allowed();
 
-    let (reply, delay) = live.revoke_then_read(
+    // Lifting is acknowledged like revoking; the next request is allowed.
+    let (reply, _delay) = live.revoke_then_read(
         &["--principal", "bob", "--lift", "--reason", "all clear"],
         "lifted principal bob",
         &child,
     );
     reply.assert_allowed();
-    assert!(delay < PROPAGATION_BOUND, "lift took {delay:?}");
     parent.read(&verifier.url).assert_allowed();
 }
 
@@ -918,14 +769,12 @@ fn kill_9_mid_stream_loses_no_acknowledged_revocation_and_verifiers_fail_closed_
         "measured: verifier denied as stale {stale_after:?} after kill -9 \
          (bound {STALENESS}, heartbeat {HEARTBEAT}; {allowed_after_kill} calls allowed before)"
     );
-    assert!(
-        stale_after >= STALENESS_BOUND / 2,
-        "stale too early ({stale_after:?}): the bound is {STALENESS}"
-    );
-    assert!(
-        stale_after <= STALENESS_BOUND + Duration::from_millis(1000),
-        "stale too late ({stale_after:?}): the bound is {STALENESS}"
-    );
+    // Order and outcome, not time: it allowed right before the kill, denies
+    // as stale (naming its bound) once no heartbeat came, within the poll's
+    // timeout. Exactly when is the index's contract, tested with injected
+    // instants in crates/mandate-registry/tests/index.rs
+    // (`an_index_goes_stale_after_the_bound`); a loaded machine delays
+    // heartbeats and polls alike, so a wall-clock bound here could lie.
     // Fail closed: it keeps denying while the registry is down.
     unrevoked
         .read(&verifier.url)

@@ -1,11 +1,16 @@
 //! The harness the black-box tests share: running the `mandate` binary,
-//! asserting what a run produced, and a temporary folder of keys.
+//! asserting what a run produced (exit code, one-line errors, `--json`
+//! decisions), and a temporary folder of keys; `tokens` issues, delegates
+//! and proves through the binary, `http` speaks to servers, `server` runs
+//! them.
 //!
 //! Each test file includes it with `#[path = "common/mod.rs"] mod common;`,
 //! so each is its own crate using only part of it: the items some files do
 //! not use carry `#[allow(dead_code)]`.
 
+pub mod http;
 pub mod server;
+pub mod tokens;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -91,6 +96,30 @@ impl Run {
             self.stdout.contains(needle) || self.stderr.contains(needle),
             "output should contain {needle:?}\n{self}"
         );
+    }
+
+    /// Asserts exit 0 and returns the `--json` decision, an allow.
+    #[track_caller]
+    pub fn allowed(&self) -> Value {
+        self.ok();
+        let json = self.json();
+        assert_eq!(json["decision"], "allow", "{self}");
+        json
+    }
+
+    /// Asserts a deny (exit 1) whose `--json` reason contains `needle`;
+    /// returns the decision.
+    #[track_caller]
+    pub fn denied_because(&self, needle: &str) -> Value {
+        self.denied();
+        let json = self.json();
+        assert_eq!(json["decision"], "deny", "{self}");
+        let reason = json["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains(needle),
+            "reason should contain {needle:?}\n{self}"
+        );
+        json
     }
 
     /// Stdout parsed as JSON.
