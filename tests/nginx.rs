@@ -730,7 +730,10 @@ fn an_expired_token_is_refused_401_by_the_proxy_endpoint() {
     }
     // The log names the refusal by fingerprint, never the token.
     let log = server.stderr();
-    assert!(!log.contains(&expired), "the token must never appear in the log");
+    assert!(
+        !log.contains(&expired),
+        "the token must never appear in the log"
+    );
 }
 
 #[test]

@@ -28,7 +28,9 @@ function response(status, headers, body)
       non2xx = non2xx + 1
       status_counts[status] = (status_counts[status] or 0) + 1
       if first_error == "" then
-         first_error = tostring(status) .. " " .. string.sub(body or "", 1, 300)
+         -- The reason first: a decision body is long, and why is what matters.
+         local reason = string.match(body or "", '"reason":"[^"]*"') or ""
+         first_error = tostring(status) .. " " .. reason .. " " .. string.sub(body or "", 1, 300)
       end
    end
 end

@@ -117,7 +117,9 @@ impl Shared {
     fn jobs(&self) -> MutexGuard<'_, Jobs> {
         // A worker never panics while holding the lock (closures run outside
         // it, under `catch_unwind`); a poisoned lock is still consistent.
-        self.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn work(&self) {
@@ -533,7 +535,10 @@ mod tests {
         let counter = Arc::clone(&ran);
         let waiting = tokio::spawn({
             let pool = pool.clone();
-            async move { pool.run(move || counter.fetch_add(1, Ordering::SeqCst)).await }
+            async move {
+                pool.run(move || counter.fetch_add(1, Ordering::SeqCst))
+                    .await
+            }
         });
         while pool.admitted() < 2 {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -546,7 +551,11 @@ mod tests {
         // The worker took the abandoned request after the busy one, and
         // skipped it; the next request runs.
         assert_eq!(pool.run(|| "next").await, Ok("next"));
-        assert_eq!(ran.load(Ordering::SeqCst), 0, "a given-up request never runs");
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            0,
+            "a given-up request never runs"
+        );
     }
 
     #[test]
@@ -554,7 +563,10 @@ mod tests {
         let pool = EvalPool::new(0, DEFAULT_DEADLINE);
         assert_eq!(pool.workers(), 1);
         assert_eq!(pool.queue(), DEFAULT_QUEUE_PER_WORKER);
-        assert_eq!(EvalPool::new(usize::MAX, DEFAULT_DEADLINE).workers(), MAX_WORKERS);
+        assert_eq!(
+            EvalPool::new(usize::MAX, DEFAULT_DEADLINE).workers(),
+            MAX_WORKERS
+        );
         assert!(EvalPool::default().workers() >= 1);
         assert_eq!(EvalPool::default().deadline(), DEFAULT_DEADLINE);
     }

@@ -12,8 +12,9 @@ pub use authorize::{
     AuthzState, DecisionBody, MAX_BODY_BYTES,
 };
 pub use error::{method_not_allowed, not_found, ApiError};
-pub use fingerprint::Fingerprint;
 pub use ext_authz::{
-    ext_authz_router, openapi as ext_authz_openapi, header_safe, ExtAuthzState, AGENT_HEADER, CHAIN_HEADER, CHALLENGE,
-    EXT_AUTHZ_PATH, MAX_HEADERS, POP_HEADER, PRINCIPAL_HEADER, TASK_HEADER,
+    ext_authz_router, header_safe, openapi as ext_authz_openapi, ExtAuthzState, AGENT_HEADER,
+    CHAIN_HEADER, CHALLENGE, EXT_AUTHZ_PATH, MAX_HEADERS, POP_HEADER, PRINCIPAL_HEADER,
+    TASK_HEADER,
 };
+pub use fingerprint::Fingerprint;
