@@ -423,6 +423,7 @@ fn a_refresh_racing_a_close_yields_no_mandate_after_the_close() {
         assert_eq!(after_close, vec![false], "a refresh started after the close succeeded");
         minted.extend(tokens);
     }
+    assert!(!minted.is_empty(), "no refresh succeeded before the close");
     // Every mandate a refresh did return is dead too.
     for (i, token) in minted.iter().enumerate().step_by(5) {
         let file = format!("raced-{i}.token");

@@ -1,10 +1,13 @@
 //! The token endpoint's error shape (RFC 6749 §5.2, RFC 8693 §2.2.2).
 //!
-//! Every refusal of `POST /oauth2/token` is a [`Refusal`]: a registered error
-//! code, a description for people, status 400 (RFC 6749 allows no other for
-//! these codes) and `Cache-Control: no-store`. A refusal is decided before
-//! anything is minted or stored. Internal failures are 500 with
-//! `server_error`, their detail logged, never sent.
+//! Every refusal of `POST /oauth2/token` is a [`Refusal`]: an error code, a
+//! description for people, and `Cache-Control: no-store`. Malformed or
+//! untrusted input is 400 (RFC 6749 §5.2: `invalid_request`,
+//! `invalid_grant`, `invalid_scope`, `invalid_target`); a valid request the
+//! issuance policy refuses is 403 (`access_denied`, or Mandate's
+//! `approval_required` when a person must approve). A refusal is decided
+//! before anything is minted or stored. Internal failures are 500 with
+//! `server_error`, unavailable stores 503, their detail logged, never sent.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
