@@ -13,8 +13,8 @@ use mandate_issuer::MintRequest;
 use mandate_verifier::{Policy, Verifier};
 
 use crate::args::{
-    AuthorizeArgs, Command, DelegateArgs, InspectArgs, IssueArgs, IssuerCommand, KeygenArgs, PopArgs,
-    RegistryCommand, RequestArgs, RestrictionArgs, RevocationsCommand, RootKeyArgs,
+    AuthorizeArgs, Command, DelegateArgs, InspectArgs, IssueArgs, IssuerCommand, KeygenArgs,
+    PopArgs, RegistryCommand, RequestArgs, RestrictionArgs, RevocationsCommand, RootKeyArgs,
 };
 use crate::output::{self, say, say_raw};
 

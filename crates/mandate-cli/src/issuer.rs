@@ -54,7 +54,10 @@ fn config(args: &IssuerServeArgs) -> Result<IssuerConfig> {
         config.revocations.store = None;
     }
     if args.registry_auth.is_some() {
-        config.revocations.registry_auth.clone_from(&args.registry_auth);
+        config
+            .revocations
+            .registry_auth
+            .clone_from(&args.registry_auth);
     }
     if args.registry_auth_key.is_some() {
         config

@@ -32,7 +32,10 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn subject_token() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let claims = serde_json::json!({
         "iss": "https://idp.test", "aud": "mandate-issuer", "sub": "alice",
         "email": "alice@example.com", "groups": ["staff"], "iat": now, "exp": now + 3600,
@@ -57,7 +60,10 @@ fn issuer(store: Arc<dyn TaskStore>) -> Issuer {
         Duration::from_secs(1),
     );
     Issuer::new(
-        RootKey { secret: SecretKey::generate(), key_id: Some(1) },
+        RootKey {
+            secret: SecretKey::generate(),
+            key_id: Some(1),
+        },
         idps,
         IssuancePolicy::default_policy().unwrap(),
         store,
@@ -68,7 +74,10 @@ fn issuer(store: Arc<dyn TaskStore>) -> Issuer {
 }
 
 fn bench_store(c: &mut Criterion, label: &str, store: Arc<dyn TaskStore>) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let issuer = issuer(store);
     let agent = SecretKey::generate();
     let subject = subject_token();
@@ -80,19 +89,28 @@ fn bench_store(c: &mut Criterion, label: &str, store: Arc<dyn TaskStore>) {
         description: "bench".into(),
         ttl: None,
     };
-    let sign = || mandate_issuer::actor::sign(&agent, "helper", "urn:bench", &subject, SystemTime::now());
+    let sign =
+        || mandate_issuer::actor::sign(&agent, "helper", "urn:bench", &subject, SystemTime::now());
     // Warm the key cache (one file read), as a running issuer has.
-    let first = runtime.block_on(issuer.exchange(&request(sign()), SystemTime::now())).unwrap();
+    let first = runtime
+        .block_on(issuer.exchange(&request(sign()), SystemTime::now()))
+        .unwrap();
 
     c.bench_function(&format!("exchange, cached JWKS, {label}"), |b| {
         b.iter_batched(
             || request(sign()),
-            |req| runtime.block_on(issuer.exchange(&req, SystemTime::now())).unwrap(),
+            |req| {
+                runtime
+                    .block_on(issuer.exchange(&req, SystemTime::now()))
+                    .unwrap()
+            },
             BatchSize::SmallInput,
         )
     });
 
-    let digest = mandate_core::UnverifiedMandate::from_base64(&first.token).unwrap().digest_hex();
+    let digest = mandate_core::UnverifiedMandate::from_base64(&first.token)
+        .unwrap()
+        .digest_hex();
     c.bench_function(&format!("refresh, {label}"), |b| {
         b.iter_batched(
             || {
@@ -100,7 +118,11 @@ fn bench_store(c: &mut Criterion, label: &str, store: Arc<dyn TaskStore>) {
                 let req = TaskOperation::Refresh.request(&first.task, now).unwrap();
                 Proof::sign(&agent, &digest, &req, now).to_text()
             },
-            |proof| issuer.refresh(&first.task, &first.token, &proof, SystemTime::now()).unwrap(),
+            |proof| {
+                issuer
+                    .refresh(&first.task, &first.token, &proof, SystemTime::now())
+                    .unwrap()
+            },
             BatchSize::SmallInput,
         )
     });
@@ -108,16 +130,20 @@ fn bench_store(c: &mut Criterion, label: &str, store: Arc<dyn TaskStore>) {
 
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    bench_store(c, "sled", Arc::new(SledTaskStore::open(dir.path()).unwrap()));
+    bench_store(
+        c,
+        "sled",
+        Arc::new(SledTaskStore::open(dir.path()).unwrap()),
+    );
     bench_store(c, "memory", Arc::new(MemoryTaskStore::new()));
 }
 
 criterion_group! {
-    name = issuer;
+    name = issuer_benches;
     config = Criterion::default()
         .sample_size(50)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
     targets = benches
 }
-criterion_main!(issuer);
+criterion_main!(issuer_benches);

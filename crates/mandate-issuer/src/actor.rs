@@ -66,7 +66,9 @@ pub fn subject_token_hash(subject_token: &str) -> String {
 }
 
 fn secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Signs an actor token for `agent` holding `key`, for the issuer whose
@@ -100,7 +102,10 @@ pub fn sign(
     let secret = key.key_pair().private().to_bytes();
     let bytes: [u8; 32] = secret.as_slice().try_into().unwrap_or([0u8; 32]);
     let signature = ed25519_dalek::SigningKey::from_bytes(&bytes).sign(signing_input.as_bytes());
-    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+    format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(signature.to_bytes())
+    )
 }
 
 /// Verifies actor tokens for one issuer and remembers their `jti`s.
@@ -126,7 +131,12 @@ impl ActorVerifier {
     /// # Errors
     /// `invalid_request` for an oversized token, `invalid_grant` for any
     /// other defect, `temporarily_unavailable` when the replay memory is full.
-    pub fn verify(&self, token: &str, subject_token: &str, now: SystemTime) -> Result<Actor, Refusal> {
+    pub fn verify(
+        &self,
+        token: &str,
+        subject_token: &str,
+        now: SystemTime,
+    ) -> Result<Actor, Refusal> {
         if token.len() > MAX_ACTOR_TOKEN_LEN {
             return Err(Refusal::request(format!(
                 "actor_token is larger than {MAX_ACTOR_TOKEN_LEN} bytes"

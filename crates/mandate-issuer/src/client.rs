@@ -114,7 +114,10 @@ impl IssuerClient {
     pub async fn metadata(&self) -> Result<Metadata, ClientError> {
         let response = self
             .http
-            .get(format!("{}/.well-known/oauth-authorization-server", self.base))
+            .get(format!(
+                "{}/.well-known/oauth-authorization-server",
+                self.base
+            ))
             .send()
             .await
             .map_err(transport)?;
@@ -128,7 +131,11 @@ impl IssuerClient {
     ///
     /// # Errors
     /// [`ClientError`].
-    pub async fn open(&self, key: &SecretKey, request: &OpenRequest) -> Result<TokenResponse, ClientError> {
+    pub async fn open(
+        &self,
+        key: &SecretKey,
+        request: &OpenRequest,
+    ) -> Result<TokenResponse, ClientError> {
         let issuer_id = self.metadata().await?.issuer;
         let actor = crate::actor::sign(
             key,
@@ -146,7 +153,10 @@ impl IssuerClient {
         let mut form: Vec<(&str, String)> = vec![
             ("grant_type", crate::server::token::GRANT_TYPE.into()),
             ("subject_token", request.subject_token.clone()),
-            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt".into()),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:jwt".into(),
+            ),
             ("actor_token", actor),
             ("actor_token_type", crate::ACTOR_TOKEN_TYPE.into()),
             ("requested_token_type", crate::MANDATE_TOKEN_TYPE.into()),
@@ -209,7 +219,12 @@ impl IssuerClient {
     ///
     /// # Errors
     /// [`ClientError`].
-    pub async fn refresh(&self, task: &str, token: &str, key: &SecretKey) -> Result<TokenResponse, ClientError> {
+    pub async fn refresh(
+        &self,
+        task: &str,
+        token: &str,
+        key: &SecretKey,
+    ) -> Result<TokenResponse, ClientError> {
         self.task_call(TaskOperation::Refresh, task, token, key)
             .await?
             .json()
@@ -221,7 +236,12 @@ impl IssuerClient {
     ///
     /// # Errors
     /// [`ClientError`].
-    pub async fn close(&self, task: &str, token: &str, key: &SecretKey) -> Result<Closed, ClientError> {
+    pub async fn close(
+        &self,
+        task: &str,
+        token: &str,
+        key: &SecretKey,
+    ) -> Result<Closed, ClientError> {
         self.task_call(TaskOperation::Close, task, token, key)
             .await?
             .json()

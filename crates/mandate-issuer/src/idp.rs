@@ -158,9 +158,13 @@ impl IdentityProviders {
         }
         // The header is read before any signature check only to choose the
         // provider and key; every value read here is checked again below.
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| Refusal::grant("subject_token is not a signed JWT with an accepted algorithm"))?;
-        if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256 | Algorithm::EdDSA) {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            Refusal::grant("subject_token is not a signed JWT with an accepted algorithm")
+        })?;
+        if !matches!(
+            header.alg,
+            Algorithm::RS256 | Algorithm::ES256 | Algorithm::EdDSA
+        ) {
             return Err(Refusal::grant(format!(
                 "subject_token algorithm {:?} is not accepted (RS256, ES256, EdDSA only)",
                 header.alg
@@ -174,10 +178,9 @@ impl IdentityProviders {
             .ok()
             .and_then(|data| data.claims.iss)
             .ok_or_else(|| Refusal::grant("subject_token has no readable `iss`"))?;
-        let provider = self
-            .providers
-            .get(&issuer)
-            .ok_or_else(|| Refusal::grant("subject_token is from an identity provider this issuer does not trust"))?;
+        let provider = self.providers.get(&issuer).ok_or_else(|| {
+            Refusal::grant("subject_token is from an identity provider this issuer does not trust")
+        })?;
         Ok((provider, header))
     }
 
@@ -248,7 +251,9 @@ impl IdentityProviders {
         }
         if let Some(iat) = number("iat")? {
             if iat > now.saturating_add(skew) {
-                return Err(Refusal::grant("subject_token was issued in the future (`iat`)"));
+                return Err(Refusal::grant(
+                    "subject_token was issued in the future (`iat`)",
+                ));
             }
         }
         Ok(())
@@ -267,7 +272,9 @@ fn key_fits(key: &Jwk, alg: Algorithm) -> bool {
     let shape = match (&key.algorithm, alg) {
         (AlgorithmParameters::RSA(_), Algorithm::RS256) => true,
         (AlgorithmParameters::EllipticCurve(p), Algorithm::ES256) => p.curve == EllipticCurve::P256,
-        (AlgorithmParameters::OctetKeyPair(p), Algorithm::EdDSA) => p.curve == EllipticCurve::Ed25519,
+        (AlgorithmParameters::OctetKeyPair(p), Algorithm::EdDSA) => {
+            p.curve == EllipticCurve::Ed25519
+        }
         _ => false,
     };
     stated && shape
@@ -282,7 +289,9 @@ fn identity(config: &IdpConfig, claims: Map<String, Value>) -> Result<Identity, 
             config.principal_claim
         ))
     })?;
-    if config.principal_claim == "email" && claims.get("email_verified") == Some(&Value::Bool(false)) {
+    if config.principal_claim == "email"
+        && claims.get("email_verified") == Some(&Value::Bool(false))
+    {
         return Err(Refusal::grant("the principal's email is not verified"));
     }
     name::check(NameKind::Principal, &principal).map_err(|e| {

@@ -23,8 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mandate_core::{
-    fingerprint, AgentKey, KeySet, Mandate, Proof, PublicKey, Request, ResourcePath, Right,
-    RootKey,
+    fingerprint, AgentKey, KeySet, Mandate, Proof, PublicKey, Request, ResourcePath, Right, RootKey,
 };
 
 use crate::actor::ActorVerifier;
@@ -269,7 +268,11 @@ impl Issuer {
     ///
     /// # Errors
     /// A [`Refusal`]; nothing was minted or stored.
-    pub async fn exchange(&self, request: &ExchangeRequest, now: SystemTime) -> Result<Issued, Refusal> {
+    pub async fn exchange(
+        &self,
+        request: &ExchangeRequest,
+        now: SystemTime,
+    ) -> Result<Issued, Refusal> {
         let identity = self.identify(request, now).await?;
         self.grant(&identity, request, now)
     }
@@ -278,7 +281,11 @@ impl Issuer {
     ///
     /// # Errors
     /// A [`Refusal`].
-    pub async fn identify(&self, request: &ExchangeRequest, now: SystemTime) -> Result<Identity, Refusal> {
+    pub async fn identify(
+        &self,
+        request: &ExchangeRequest,
+        now: SystemTime,
+    ) -> Result<Identity, Refusal> {
         self.idps
             .verify(&request.subject_token, now)
             .await
@@ -291,7 +298,12 @@ impl Issuer {
     ///
     /// # Errors
     /// A [`Refusal`]; nothing was minted or stored.
-    pub fn grant(&self, identity: &Identity, request: &ExchangeRequest, now: SystemTime) -> Result<Issued, Refusal> {
+    pub fn grant(
+        &self,
+        identity: &Identity,
+        request: &ExchangeRequest,
+        now: SystemTime,
+    ) -> Result<Issued, Refusal> {
         let principal = Some(identity.principal.as_str());
         let actor = self
             .actors
@@ -345,10 +357,9 @@ impl Issuer {
                 return Err(self.refused(Refusal::new(ErrorCode::AccessDenied, reason), principal))
             }
             Outcome::Ask { reason } => {
-                return Err(self.refused(
-                    Refusal::new(ErrorCode::ApprovalRequired, reason),
-                    principal,
-                ))
+                return Err(
+                    self.refused(Refusal::new(ErrorCode::ApprovalRequired, reason), principal)
+                )
             }
         };
         let ttl = asked
@@ -356,7 +367,10 @@ impl Issuer {
             .min(self.options.max_task_ttl);
         if ttl.is_zero() {
             return Err(self.refused(
-                Refusal::new(ErrorCode::AccessDenied, "the issuance policy allows no lifetime"),
+                Refusal::new(
+                    ErrorCode::AccessDenied,
+                    "the issuance policy allows no lifetime",
+                ),
                 principal,
             ));
         }
@@ -373,10 +387,15 @@ impl Issuer {
             mandates: 1,
             closed_by: None,
         };
-        let issued = self.mint_for(&task, now).map_err(|()| Refusal::internal())?;
+        let issued = self
+            .mint_for(&task, now)
+            .map_err(|()| Refusal::internal())?;
         self.tasks.create(&task).map_err(|error| {
             tracing::error!(%error, "storing a new task failed");
-            Refusal::new(ErrorCode::TemporarilyUnavailable, "the task store is unavailable")
+            Refusal::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the task store is unavailable",
+            )
         })?;
         self.events.record(&IssuerEvent::TaskOpened {
             task: task.id.clone(),
@@ -392,7 +411,10 @@ impl Issuer {
     fn mint_for(&self, task: &Task, now: SystemTime) -> Result<Issued, ()> {
         let left = task.deadline.duration_since(now).unwrap_or_default();
         // Whole seconds: a mandate's expiry is stored with second precision.
-        let ttl = self.options.mandate_ttl.min(Duration::from_secs(left.as_secs()));
+        let ttl = self
+            .options
+            .mandate_ttl
+            .min(Duration::from_secs(left.as_secs()));
         if ttl.is_zero() {
             return Err(());
         }
@@ -435,10 +457,13 @@ impl Issuer {
         let unauthenticated = |why: &str| TaskError::Unauthenticated(why.to_owned());
         let mandate = Mandate::from_base64(token, &self.own_keys)
             .map_err(|_| unauthenticated("the mandate is not one this issuer signed"))?;
-        let proof = Proof::parse(proof).map_err(|_| unauthenticated("malformed proof of possession"))?;
+        let proof =
+            Proof::parse(proof).map_err(|_| unauthenticated("malformed proof of possession"))?;
         let claims = mandate.claims();
         if claims.task != task_id {
-            return Err(TaskError::Forbidden("the mandate is for another task".into()));
+            return Err(TaskError::Forbidden(
+                "the mandate is for another task".into(),
+            ));
         }
         let task = self.load(task_id)?;
         let holder_key = claims
@@ -451,16 +476,24 @@ impl Issuer {
                 "only the task's own agent may refresh or close it".into(),
             ));
         }
-        let request = op
-            .request(task_id, now)
-            .map_err(|_| TaskError::NotFound)?;
+        let request = op.request(task_id, now).map_err(|_| TaskError::NotFound)?;
         let key = AgentKey::from(task.agent_key)
             .verifying_key()
             .map_err(|_| TaskError::Internal)?;
         proof
-            .verify(&task.agent, &key, &mandate.digest_hex(), &request, self.options.pop_window)
+            .verify(
+                &task.agent,
+                &key,
+                &mandate.digest_hex(),
+                &request,
+                self.options.pop_window,
+            )
             .map_err(|e| TaskError::Unauthenticated(e.to_string()))?;
-        self.spend_nonce(proof.nonce, millis(now) + 2 * millis_of(self.options.pop_window), millis(now))?;
+        self.spend_nonce(
+            proof.nonce,
+            millis(now) + 2 * millis_of(self.options.pop_window),
+            millis(now),
+        )?;
         Ok(task)
     }
 
@@ -495,7 +528,13 @@ impl Issuer {
     /// [`TaskError`]; nothing minted is returned after the task closed.
     /// [`TaskError::PastDeadline`] means this call closed the task: the
     /// caller must then [`Issuer::revoke`] it.
-    pub fn refresh(&self, task_id: &str, token: &str, proof: &str, now: SystemTime) -> Result<Issued, TaskError> {
+    pub fn refresh(
+        &self,
+        task_id: &str,
+        token: &str,
+        proof: &str,
+        now: SystemTime,
+    ) -> Result<Issued, TaskError> {
         let mut task = self.authenticate(task_id, token, proof, TaskOperation::Refresh, now)?;
         // A few attempts: a concurrent refresh moves the counter; a close
         // ends the loop with a refusal.
@@ -511,7 +550,9 @@ impl Issuer {
                     false => Err(TaskError::Closed("deadline".into())),
                 };
             }
-            let issued = self.mint_for(&task, now).map_err(|()| TaskError::Internal)?;
+            let issued = self
+                .mint_for(&task, now)
+                .map_err(|()| TaskError::Internal)?;
             let mut next = task.clone();
             next.mandates += 1;
             if self.tasks.replace(&task, &next).map_err(unavailable)? {
@@ -524,7 +565,9 @@ impl Issuer {
             }
             task = self.load(task_id)?;
         }
-        Err(TaskError::Unavailable("the task is changing too often; retry".into()))
+        Err(TaskError::Unavailable(
+            "the task is changing too often; retry".into(),
+        ))
     }
 
     /// Closes the task at the agent's request (mandate and proof for
@@ -534,7 +577,13 @@ impl Issuer {
     ///
     /// # Errors
     /// [`TaskError`].
-    pub fn close(&self, task_id: &str, token: &str, proof: &str, now: SystemTime) -> Result<Task, TaskError> {
+    pub fn close(
+        &self,
+        task_id: &str,
+        token: &str,
+        proof: &str,
+        now: SystemTime,
+    ) -> Result<Task, TaskError> {
         let task = self.authenticate(task_id, token, proof, TaskOperation::Close, now)?;
         self.close_by(task, "agent")
     }
@@ -556,7 +605,9 @@ impl Issuer {
             }
             task = self.load(&task.id)?;
         }
-        Err(TaskError::Unavailable("the task is changing too often; retry".into()))
+        Err(TaskError::Unavailable(
+            "the task is changing too often; retry".into(),
+        ))
     }
 
     /// Swaps `task` to closed; `Ok(false)` when it changed meanwhile.
@@ -579,7 +630,10 @@ impl Issuer {
             .await
             .map_err(|error| {
                 tracing::error!(task = task_id, %error, "writing a task revocation failed");
-                TaskError::Unavailable("the revocation registry did not take the task's revocation; close again".into())
+                TaskError::Unavailable(
+                    "the revocation registry did not take the task's revocation; close again"
+                        .into(),
+                )
             })?;
         self.events.record(&IssuerEvent::TaskClosed {
             task: task_id.to_owned(),

@@ -154,7 +154,10 @@ impl Jwks {
             JwksSource::File(path) => {
                 let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
                 if bytes.len() > MAX_JWKS_BYTES {
-                    return Err(format!("{} is larger than {MAX_JWKS_BYTES} bytes", path.display()));
+                    return Err(format!(
+                        "{} is larger than {MAX_JWKS_BYTES} bytes",
+                        path.display()
+                    ));
                 }
                 bytes
             }

@@ -49,22 +49,54 @@ fn allow(granted: &str, max_ttl: Option<u64>) -> Outcome {
 #[test]
 fn the_default_policy_decides_each_case() {
     let policy = IssuancePolicy::default_policy().unwrap();
-    let deny = |reason: &str| Outcome::Deny { reason: reason.into() };
+    let deny = |reason: &str| Outcome::Deny {
+        reason: reason.into(),
+    };
     let none = "the issuance policy grants none of the requested rights";
     // (groups, rights asked, outcome)
     let cases: Vec<(&[&str], &str, Outcome)> = vec![
-        (&["staff"], "analytics:read", allow("analytics:read", Some(3600))),
+        (
+            &["staff"],
+            "analytics:read",
+            allow("analytics:read", Some(3600)),
+        ),
         // Narrower than asked: only what a rule grants.
-        (&["staff"], "analytics:read analytics:write", allow("analytics:read", Some(3600))),
-        (&["staff"], "expenses:submit expenses:read", allow("expenses:read expenses:submit", Some(3600))),
+        (
+            &["staff"],
+            "analytics:read analytics:write",
+            allow("analytics:read", Some(3600)),
+        ),
+        (
+            &["staff"],
+            "expenses:submit expenses:read",
+            allow("expenses:read expenses:submit", Some(3600)),
+        ),
         (&[], "analytics:read", deny(none)),
-        (&["staff", "contractors"], "analytics:admin analytics:read", deny("contractors may not be granted admin rights")),
-        (&["staff"], "payments:transfer", Outcome::Ask { reason: "payments:transfer needs approval".into() }),
+        (
+            &["staff", "contractors"],
+            "analytics:admin analytics:read",
+            deny("contractors may not be granted admin rights"),
+        ),
+        (
+            &["staff"],
+            "payments:transfer",
+            Outcome::Ask {
+                reason: "payments:transfer needs approval".into(),
+            },
+        ),
         // Deny wins over ask.
-        (&["contractors"], "payments:transfer payments:admin", deny("contractors may not be granted admin rights")),
+        (
+            &["contractors"],
+            "payments:transfer payments:admin",
+            deny("contractors may not be granted admin rights"),
+        ),
     ];
     for (groups, asked, expected) in cases {
-        assert_eq!(decide(&policy, groups, asked), expected, "{groups:?} asking {asked}");
+        assert_eq!(
+            decide(&policy, groups, asked),
+            expected,
+            "{groups:?} asking {asked}"
+        );
     }
 }
 
@@ -76,14 +108,20 @@ fn claims_reach_the_policy_as_values() {
            max_ttl(60) <- email($e), $e.ends_with("@example.com");"#,
     )
     .unwrap();
-    assert_eq!(decide(&policy, &[], "ledger:read"), allow("ledger:read", Some(60)));
+    assert_eq!(
+        decide(&policy, &[], "ledger:read"),
+        allow("ledger:read", Some(60))
+    );
 }
 
 #[test]
 fn a_policy_may_not_state_what_the_issuer_states() {
     for (source, fact) in [
         (r#"group("staff");"#, "group"),
-        (r#"requested_right("a", "b") <- subject($s);"#, "requested_right"),
+        (
+            r#"requested_right("a", "b") <- subject($s);"#,
+            "requested_right",
+        ),
         (r#"right("a", "b");"#, "right"),
     ] {
         match IssuancePolicy::from_source("bad", source) {

@@ -32,10 +32,14 @@ pub struct Closed {
 
 fn to_api(error: TaskError) -> ApiError {
     match error {
-        TaskError::Unauthenticated(why) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", why)
-            .challenge(HeaderValue::from_static("Mandate")),
+        TaskError::Unauthenticated(why) => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", why)
+                .challenge(HeaderValue::from_static("Mandate"))
+        }
         TaskError::Forbidden(why) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", why),
-        TaskError::NotFound => ApiError::new(StatusCode::NOT_FOUND, "task_not_found", "no such task"),
+        TaskError::NotFound => {
+            ApiError::new(StatusCode::NOT_FOUND, "task_not_found", "no such task")
+        }
         TaskError::Closed(_) | TaskError::PastDeadline => {
             ApiError::new(StatusCode::CONFLICT, "task_closed", error.to_string())
         }
@@ -46,13 +50,20 @@ fn to_api(error: TaskError) -> ApiError {
 
 fn credentials(headers: &HeaderMap) -> Result<(String, String), ApiError> {
     let missing = |what: &str| {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", format!("missing {what}"))
-            .challenge(HeaderValue::from_static("Mandate"))
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            format!("missing {what}"),
+        )
+        .challenge(HeaderValue::from_static("Mandate"))
     };
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Mandate ").or_else(|| v.strip_prefix("Bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Mandate ")
+                .or_else(|| v.strip_prefix("Bearer "))
+        })
         .map(|t| t.trim().to_owned())
         .ok_or_else(|| missing("Authorization: Mandate <token>"))?;
     let proof = headers
@@ -64,14 +75,21 @@ fn credentials(headers: &HeaderMap) -> Result<(String, String), ApiError> {
 }
 
 /// Refresh.
-pub async fn refresh(State(state): State<IssuerState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub async fn refresh(
+    State(state): State<IssuerState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let (token, proof) = match credentials(&headers) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
     let issuer = state.issuer.clone();
     let task = id.clone();
-    let result = tokio::task::spawn_blocking(move || issuer.refresh(&task, &token, &proof, SystemTime::now())).await;
+    let result = tokio::task::spawn_blocking(move || {
+        issuer.refresh(&task, &token, &proof, SystemTime::now())
+    })
+    .await;
     match result {
         Ok(Ok(issued)) => no_store(TokenResponse::from_issued(issued)),
         Ok(Err(TaskError::PastDeadline)) => {
@@ -85,14 +103,20 @@ pub async fn refresh(State(state): State<IssuerState>, Path(id): Path<String>, h
 }
 
 /// Close.
-pub async fn close(State(state): State<IssuerState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub async fn close(
+    State(state): State<IssuerState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let (token, proof) = match credentials(&headers) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
     let issuer = state.issuer.clone();
     let task = id.clone();
-    let result = tokio::task::spawn_blocking(move || issuer.close(&task, &token, &proof, SystemTime::now())).await;
+    let result =
+        tokio::task::spawn_blocking(move || issuer.close(&task, &token, &proof, SystemTime::now()))
+            .await;
     let closed = match result {
         Ok(Ok(task)) => task,
         Ok(Err(error)) => return to_api(error).into_response(),

@@ -77,18 +77,32 @@ pub(crate) fn no_store(body: TokenResponse) -> Response {
 }
 
 /// The handler.
-pub async fn exchange(State(state): State<IssuerState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn exchange(
+    State(state): State<IssuerState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     match run(&state, &headers, &body).await {
         Ok(response) => no_store(response),
         Err(refusal) => refusal.into_response(),
     }
 }
 
-async fn run(state: &IssuerState, headers: &HeaderMap, body: &[u8]) -> Result<TokenResponse, Refusal> {
+async fn run(
+    state: &IssuerState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<TokenResponse, Refusal> {
     let form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
         .unwrap_or(false);
     if !form {
         return Err(Refusal::request(
@@ -119,9 +133,8 @@ pub fn parse(body: &[u8]) -> Result<ExchangeRequest, Refusal> {
                     return Err(Refusal::request("too many audience or resource values"));
                 }
                 let service = value.trim();
-                mandate_core::check_name("service", service).map_err(|e| {
-                    Refusal::new(ErrorCode::InvalidTarget, format!("{key}: {e}"))
-                })?;
+                mandate_core::check_name("service", service)
+                    .map_err(|e| Refusal::new(ErrorCode::InvalidTarget, format!("{key}: {e}")))?;
                 if !services.iter().any(|s| s == service) {
                     services.push(service.to_owned());
                 }
@@ -171,7 +184,10 @@ pub fn parse(body: &[u8]) -> Result<ExchangeRequest, Refusal> {
     let mut rights = Vec::new();
     for item in scope.split(' ').filter(|s| !s.is_empty()) {
         if rights.len() >= MAX_LIST {
-            return Err(Refusal::new(ErrorCode::InvalidScope, "too many rights in scope"));
+            return Err(Refusal::new(
+                ErrorCode::InvalidScope,
+                "too many rights in scope",
+            ));
         }
         let right: Right = item
             .parse()
@@ -186,9 +202,9 @@ pub fn parse(body: &[u8]) -> Result<ExchangeRequest, Refusal> {
     }
     let ttl = match take("requested_ttl") {
         None => None,
-        Some(text) => Some(Duration::from_secs(text.trim().parse::<u64>().map_err(|_| {
-            Refusal::request("requested_ttl must be a number of seconds")
-        })?)),
+        Some(text) => Some(Duration::from_secs(text.trim().parse::<u64>().map_err(
+            |_| Refusal::request("requested_ttl must be a number of seconds"),
+        )?)),
     };
     Ok(ExchangeRequest {
         subject_token: need("subject_token")?.to_owned(),

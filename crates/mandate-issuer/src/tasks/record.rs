@@ -39,7 +39,11 @@ pub(super) fn encode(task: &Task) -> Vec<u8> {
         principal: task.principal.clone(),
         agent: task.agent.clone(),
         agent_key: task.agent_key.to_string(),
-        rights: task.rights.iter().map(|r| format!("{}:{}", r.service, r.operation)).collect(),
+        rights: task
+            .rights
+            .iter()
+            .map(|r| format!("{}:{}", r.service, r.operation))
+            .collect(),
         description: task.description.clone(),
         open: task.state == TaskState::Open,
         created_ms: ms(task.created),
@@ -68,7 +72,11 @@ pub(super) fn decode(id: &str, bytes: &[u8]) -> Result<Task, StoreError> {
         agent_key,
         rights,
         description: record.description,
-        state: if record.open { TaskState::Open } else { TaskState::Closed },
+        state: if record.open {
+            TaskState::Open
+        } else {
+            TaskState::Closed
+        },
         created: time(record.created_ms),
         deadline: time(record.deadline_ms),
         mandates: record.mandates,

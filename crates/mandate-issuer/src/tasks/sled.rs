@@ -38,7 +38,11 @@ impl TaskStore for SledTaskStore {
     fn create(&self, task: &Task) -> Result<(), StoreError> {
         let swapped = self
             .tasks
-            .compare_and_swap(task.id.as_bytes(), None as Option<&[u8]>, Some(encode(task)))
+            .compare_and_swap(
+                task.id.as_bytes(),
+                None as Option<&[u8]>,
+                Some(encode(task)),
+            )
             .map_err(backend)?;
         swapped.map_err(|_| StoreError::Exists(task.id.clone()))
     }

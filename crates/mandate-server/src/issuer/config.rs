@@ -275,8 +275,14 @@ impl IssuerConfig {
                 issuer: entry.issuer.clone(),
                 audience: entry.audience.clone(),
                 jwks,
-                principal_claim: entry.principal_claim.clone().unwrap_or_else(|| "email".into()),
-                groups_claim: entry.groups_claim.clone().unwrap_or_else(|| "groups".into()),
+                principal_claim: entry
+                    .principal_claim
+                    .clone()
+                    .unwrap_or_else(|| "email".into()),
+                groups_claim: entry
+                    .groups_claim
+                    .clone()
+                    .unwrap_or_else(|| "groups".into()),
             });
         }
         let tls = match (&self.tls.cert, &self.tls.key) {
@@ -330,5 +336,77 @@ impl IssuerConfig {
             tls,
             idps,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    const FULL: &str = r#"
+        id = "https://issuer.example.com"
+        root_key = "root.key"
+        store = "tasks"
+        mandate_ttl = "2m"
+        [revocations]
+        registry = "http://127.0.0.1:7700"
+        registry_auth = "@ops.token"
+        [[idp]]
+        issuer = "https://login.example.com"
+        audience = "mandate"
+        jwks_file = "jwks.json"
+    "#;
+
+    #[test]
+    fn a_full_file_validates_with_defaults() {
+        let config: IssuerConfig = toml::from_str(FULL).unwrap();
+        let settings = config.validate().unwrap();
+        assert_eq!(settings.mandate_ttl, Duration::from_secs(120));
+        assert_eq!(settings.default_task_ttl, Duration::from_secs(3600));
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:7800");
+        assert_eq!(settings.idps[0].principal_claim, "email");
+    }
+
+    #[test]
+    fn each_missing_or_bad_setting_is_named() {
+        let idp = FULL.find("[[idp]]").unwrap();
+        let revocations = FULL.find("[revocations]").unwrap();
+        let cases = [
+            (
+                FULL.replace("id = \"https://issuer.example.com\"", ""),
+                "id",
+            ),
+            (FULL.replace("root_key = \"root.key\"", ""), "root_key"),
+            (
+                FULL.replace("registry_auth = \"@ops.token\"", ""),
+                "revocations.registry_auth",
+            ),
+            (FULL[..idp].to_owned(), "idp"),
+            (
+                format!("{}{}", &FULL[..revocations], &FULL[idp..]),
+                "revocations",
+            ),
+        ];
+        for (text, setting) in cases {
+            let config: IssuerConfig = toml::from_str(&text).unwrap();
+            match config.validate() {
+                Err(ConfigError::Invalid { setting: got, .. }) => {
+                    assert!(got.starts_with(setting), "{got} for {setting}")
+                }
+                other => panic!("{setting}: {other:?}"),
+            }
+        }
+        let long = FULL.replace("\"2m\"", "\"2d\"");
+        let config: IssuerConfig = toml::from_str(&long).unwrap();
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                setting: "mandate_ttl",
+                ..
+            })
+        ));
+        assert!(toml::from_str::<IssuerConfig>("nonsense = 1").is_err());
     }
 }

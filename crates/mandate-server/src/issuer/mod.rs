@@ -49,8 +49,10 @@ impl TaskRevoker for RegistryRevoker {
                 {
                     Ok(_) => return Ok(()),
                     Err(mandate_registry::Error::Api { status: 503, .. }) if attempt < 3 => {
-                        tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
-                            .await;
+                        tokio::time::sleep(std::time::Duration::from_millis(
+                            200 * u64::from(attempt),
+                        ))
+                        .await;
                     }
                     Err(error) => return Err(error.to_string()),
                 }
