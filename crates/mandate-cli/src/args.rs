@@ -43,6 +43,12 @@ pub enum Command {
     /// Run the whole flow once on fresh keys: issue, delegate, allow, deny,
     /// revoke mid-task.
     Demo(DemoArgs),
+    /// Run the issuer service: token exchange from a login, task lifecycle.
+    #[command(subcommand)]
+    Issuer(IssuerCommand),
+    /// Open, refresh or close a task at an issuer (as its agent).
+    #[command(subcommand)]
+    Task(TaskCommand),
 }
 
 impl Command {
@@ -50,7 +56,9 @@ impl Command {
     pub fn is_server(&self) -> bool {
         matches!(
             self,
-            Command::Serve(_) | Command::Registry(RegistryCommand::Serve(_))
+            Command::Serve(_)
+                | Command::Registry(RegistryCommand::Serve(_))
+                | Command::Issuer(IssuerCommand::Serve(_))
         )
     }
 }
@@ -482,4 +490,117 @@ pub struct EvalArgs {
         env = "MANDATE_EVAL_DEADLINE"
     )]
     pub deadline: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IssuerCommand {
+    /// Serve POST /oauth2/token (token exchange) and the task endpoints.
+    Serve(IssuerServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IssuerServeArgs {
+    /// A TOML configuration (see docs/issuer.example.toml); flags override it.
+    #[arg(long, env = "MANDATE_ISSUER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:7800).
+    #[arg(long, env = "MANDATE_ISSUER_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// This issuer's identifier, which agents' actor tokens name (its public URL).
+    #[arg(long, env = "MANDATE_ISSUER_ID")]
+    pub id: Option<String>,
+    /// The root key file (0600) mandates are signed with.
+    #[arg(long, env = "MANDATE_ISSUER_ROOT_KEY", value_name = "FILE")]
+    pub root_key: Option<PathBuf>,
+    /// The key id written into mandates.
+    #[arg(long)]
+    pub key_id: Option<u32>,
+    /// An issuance policy file instead of the built-in one.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// The sled folder holding tasks.
+    #[arg(long, env = "MANDATE_ISSUER_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Each mandate's lifetime (default 5m).
+    #[arg(long)]
+    pub mandate_ttl: Option<String>,
+    /// How often overdue tasks are closed (default 5s).
+    #[arg(long)]
+    pub sweep_interval: Option<String>,
+    /// The registry closed tasks are revoked at.
+    #[arg(long, value_name = "URL")]
+    pub registry: Option<String>,
+    /// A mandate granting registry:revoke (TOKEN or @FILE).
+    #[arg(long, value_name = "TOKEN")]
+    pub registry_auth: Option<String>,
+    /// That mandate's agent key.
+    #[arg(long, value_name = "FILE")]
+    pub registry_auth_key: Option<PathBuf>,
+    /// Trust an identity provider: `ISSUER,AUDIENCE,JWKS` where JWKS is a URL
+    /// or a file. Repeatable. Principals come from the `email` claim.
+    #[arg(long = "idp", value_name = "ISSUER,AUDIENCE,JWKS")]
+    pub idp: Vec<String>,
+    /// text or json logs.
+    #[arg(long)]
+    pub log_format: Option<mandate_server::LogFormat>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Exchange a principal's identity token for a task's first mandate.
+    Open(TaskOpenArgs),
+    /// A fresh mandate for an open task.
+    Refresh(TaskCallArgs),
+    /// Close a task: every token of it is revoked.
+    Close(TaskCallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TaskOpenArgs {
+    /// The issuer's URL.
+    #[arg(long, value_name = "URL")]
+    pub issuer: String,
+    /// The principal's ID token or JWT (TOKEN, @FILE or -).
+    #[arg(long, value_name = "TOKEN")]
+    pub subject_token: String,
+    /// The agent's name.
+    #[arg(long)]
+    pub agent: String,
+    /// The agent's private key (0600); it signs the actor token, never leaves.
+    #[arg(long, value_name = "FILE")]
+    pub agent_key: PathBuf,
+    /// A right requested, SERVICE:OPERATION (repeatable).
+    #[arg(long = "right", required = true)]
+    pub rights: Vec<String>,
+    /// A service the mandate is for (repeatable).
+    #[arg(long)]
+    pub audience: Vec<String>,
+    /// What the task is for.
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Task lifetime requested (e.g. 30m).
+    #[arg(long)]
+    pub ttl: Option<String>,
+    /// Write the mandate here (otherwise stdout); the task id goes to stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskCallArgs {
+    /// The issuer's URL.
+    #[arg(long, value_name = "URL")]
+    pub issuer: String,
+    /// The task id.
+    #[arg(long)]
+    pub task: String,
+    /// The task's current mandate (TOKEN, @FILE or -).
+    #[arg(long)]
+    pub token: String,
+    /// The task's agent key.
+    #[arg(long, value_name = "FILE")]
+    pub agent_key: PathBuf,
+    /// Write the fresh mandate here (refresh only; otherwise stdout).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }

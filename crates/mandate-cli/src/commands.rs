@@ -13,8 +13,8 @@ use mandate_issuer::MintRequest;
 use mandate_verifier::{Policy, Verifier};
 
 use crate::args::{
-    AuthorizeArgs, Command, DelegateArgs, InspectArgs, IssueArgs, KeygenArgs, PopArgs,
-    RegistryCommand, RequestArgs, RestrictionArgs, RevocationsCommand, RootKeyArgs,
+    AuthorizeArgs, Command, DelegateArgs, InspectArgs, IssueArgs, IssuerCommand, KeygenArgs,
+    PopArgs, RegistryCommand, RequestArgs, RestrictionArgs, RevocationsCommand, RootKeyArgs,
 };
 use crate::output::{self, say, say_raw};
 
@@ -42,6 +42,8 @@ pub fn run(command: Command, verbose: u8) -> Result<Outcome> {
         Command::Revocations(RevocationsCommand::List(args)) => crate::revocation::list(&args),
         Command::Registry(RegistryCommand::Serve(args)) => crate::revocation::serve(&args, verbose),
         Command::Demo(args) => crate::demo::run(args.dir.as_deref()),
+        Command::Issuer(IssuerCommand::Serve(args)) => crate::issuer::serve(&args, verbose),
+        Command::Task(command) => crate::issuer::task(command),
     }
 }
 
@@ -220,7 +222,7 @@ fn delegate(args: &DelegateArgs) -> Result<Outcome> {
 
 /// Prints the token, or writes it to `out` atomically: a failed command
 /// never leaves a partial file behind.
-fn emit_token(token: &str, out: Option<&Path>) -> Result<Outcome> {
+pub(crate) fn emit_token(token: &str, out: Option<&Path>) -> Result<Outcome> {
     match out {
         None => say!("{token}")?,
         Some(path) => write_atomically(path, token)?,

@@ -1,142 +1,54 @@
-//! The issuer side of Mandate: minting a mandate for a principal and an agent.
+//! The issuer side of Mandate: minting mandates, exchanging a person's login
+//! for one, deciding what to grant, and tying every mandate to a task.
 //!
-//! [`mint`] writes the authority block — principal, first agent, task,
-//! rights, issue time, expiry and its enforcing check, and any initial
-//! restrictions — and signs it with a root key whose id travels in the token.
-//! The issuer never sees an agent's private key and never evaluates a
-//! request; values reach Datalog only as bound parameters.
+//! - [`mint`]: writes and signs an authority block (used by `mandate issue`
+//!   and by everything below).
+//! - [`idp`] and [`jwks`]: verify a principal's OIDC ID token or JWT access
+//!   token against configured identity providers (asymmetric algorithms only,
+//!   keys from a JWKS file or URL, cached and refreshed on an unknown `kid`).
+//! - [`actor`]: the agent's proof of possession of its key at exchange time
+//!   (a compact EdDSA JWS bound to the issuer and the subject token).
+//! - [`policy`]: the issuance policy in Datalog (allow with rights and a
+//!   maximum lifetime, deny with a reason, or ask), under explicit run limits.
+//! - [`tasks`]: task records behind [`TaskStore`] (sled or memory).
+//! - [`issuer`]: [`Issuer`], the token exchange, refresh and close flows.
+//! - [`revoke`]: [`TaskRevoker`], how a closed task reaches the revocation
+//!   registry (implemented by the server crate, which knows the registry).
+//! - [`events`]: [`IssuerEvents`], the one seam every state change is
+//!   reported through (target `mandate::audit`).
+//! - [`oauth`]: the RFC 6749 §5.2 error shape of the token endpoint.
+//! - [`server`]: the HTTP API (`POST /oauth2/token`, task refresh and close).
+//! - [`client`]: what `mandate task ...` calls.
+//!
+//! The issuer never sees an agent's private key, never trusts an identity it
+//! did not verify, and never mints after refusing: a refusal is returned
+//! before any signing key is touched.
 
-use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+pub mod actor;
+pub mod client;
+pub mod events;
+pub mod idp;
+pub mod issuer;
+pub mod jwks;
+mod mint;
+pub mod oauth;
+pub mod policy;
+pub mod revoke;
+pub mod server;
+pub mod tasks;
 
-use biscuit_auth::builder::{self, BlockBuilder};
-use mandate_core::name::{self, NameKind};
-use mandate_core::vocab;
-use mandate_core::{Mandate, PublicKey, Restrictions, Right, RootKey};
+pub use events::{IssuerEvent, IssuerEvents, TracingEvents};
+pub use issuer::{Issued, Issuer, IssuerOptions};
+pub use mint::{mint, Error, MintRequest, MAX_TTL};
+pub use revoke::TaskRevoker;
+pub use tasks::{MemoryTaskStore, SledTaskStore, Task, TaskState, TaskStore};
 
-/// Why a mandate could not be minted.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The request is incomplete or holds a value that cannot be used.
-    #[error("{0}")]
-    Invalid(String),
-    /// A restriction or claim was refused by the core vocabulary.
-    #[error(transparent)]
-    Core(#[from] mandate_core::Error),
-    /// biscuit-auth failed to build or sign the token.
-    #[error("could not sign the mandate")]
-    Signing(#[source] biscuit_auth::error::Token),
-}
+/// The token type URN of a mandate in token-exchange responses
+/// (`issued_token_type`).
+pub const MANDATE_TOKEN_TYPE: &str = "urn:mandate:params:oauth:token-type:mandate";
 
-/// The longest lifetime a mandate may be minted with: mandates are for one
-/// task, and a long-lived one is a static key by another name.
-pub const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The token type URN of the agent's proof of possession (`actor_token_type`).
+pub const ACTOR_TOKEN_TYPE: &str = "urn:mandate:params:oauth:token-type:agent-proof";
 
-/// Everything the issuer binds into a mandate.
-#[derive(Debug, Clone)]
-pub struct MintRequest {
-    /// Who the agent acts for, in canonical spelling (lower case, NFC; see
-    /// [`mandate_core::name`]): `mint` refuses any other.
-    pub principal: String,
-    /// The first agent's name.
-    pub agent: String,
-    /// The first agent's public key; `None` mints a bearer mandate, usable by
-    /// whoever holds it.
-    pub agent_key: Option<PublicKey>,
-    /// The task id; `None` gets a fresh unique id.
-    pub task: Option<String>,
-    /// The rights granted, at least one.
-    pub rights: Vec<Right>,
-    /// Lifetime from `now`.
-    pub ttl: Duration,
-    /// Restrictions written into the authority block from the start.
-    pub restrictions: Restrictions,
-    /// Issue time (injected so tests and golden vectors are reproducible).
-    pub now: SystemTime,
-}
-
-/// Mints a mandate signed by `root`.
-///
-/// # Errors
-/// [`Error::Invalid`] for a missing right or a lifetime that is zero or
-/// beyond [`MAX_TTL`]; [`Error::Core`] for a bad restriction or a principal,
-/// agent or task name that is not canonical (see [`mandate_core::name`]).
-pub fn mint(root: &RootKey, request: &MintRequest) -> Result<Mandate, Error> {
-    if request.rights.is_empty() {
-        return Err(Error::Invalid("a mandate needs at least one right".into()));
-    }
-    if request.ttl.is_zero() || request.ttl > MAX_TTL {
-        return Err(Error::Invalid(format!(
-            "ttl must be between 1s and {}",
-            humantime::format_duration(MAX_TTL)
-        )));
-    }
-    // The same rules revoke and lift apply, so the spelling minted here is
-    // the one an operator can revoke.
-    name::check(NameKind::Principal, &request.principal)?;
-    name::check(NameKind::Agent, &request.agent)?;
-    let task = match &request.task {
-        Some(task) => {
-            name::check(NameKind::Task, task)?;
-            task.clone()
-        }
-        None => format!("task-{}", uuid::Uuid::new_v4()),
-    };
-    let expires_at = request.now + request.ttl;
-    mandate_core::check_within_rights(&request.restrictions, &request.rights, expires_at)?;
-
-    // The agent key as 32 bytes (no bytes for a bearer mandate): the
-    // verifier compares it with hop signers' keys as bytes, never as text.
-    let agent_key = request.agent_key.map(|k| k.to_bytes()).unwrap_or_default();
-    let mut block = BlockBuilder::new();
-    let facts = [
-        builder::fact(vocab::PRINCIPAL, &[builder::string(&request.principal)]),
-        builder::fact(
-            vocab::AGENT,
-            &[builder::string(&request.agent), builder::bytes(&agent_key)],
-        ),
-        builder::fact(vocab::TASK, &[builder::string(&task)]),
-        builder::fact(vocab::ISSUED_AT, &[builder::date(&request.now)]),
-        builder::fact(vocab::EXPIRES_AT, &[builder::date(&expires_at)]),
-    ];
-    for fact in facts {
-        block = block.fact(fact).map_err(Error::Signing)?;
-    }
-    let mut rights = request.rights.clone();
-    rights.sort();
-    rights.dedup();
-    for right in &rights {
-        block = block
-            .fact(builder::fact(
-                vocab::RIGHT,
-                &[
-                    builder::string(&right.service),
-                    builder::string(&right.operation),
-                ],
-            ))
-            .map_err(Error::Signing)?;
-    }
-    let mut params = HashMap::new();
-    params.insert("expires".to_string(), builder::date(&expires_at));
-    block = block
-        .code_with_params(
-            format!(
-                "check if {time}($t), $t <= {{expires}};\n\
-                 check if {service}($s), {operation}($o), {right}($s, $o);",
-                time = vocab::TIME,
-                service = vocab::SERVICE,
-                operation = vocab::OPERATION,
-                right = vocab::RIGHT,
-            ),
-            params,
-            HashMap::new(),
-        )
-        .map_err(Error::Signing)?;
-    block = request.restrictions.add_to(block, 0)?;
-
-    Ok(Mandate::sign(
-        biscuit_auth::Biscuit::builder().merge(block),
-        root,
-    )?)
-}
+/// The service name proofs for the issuer's own task endpoints are made for.
+pub const ISSUER_SERVICE: &str = "mandate-issuer";

@@ -10,12 +10,16 @@
 //! - [`config`]: the TOML configuration, its defaults and bounds.
 //! - [`serve`]: [`bind`] then [`Server::run`].
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
+//! - [`issuer`]: the issuer service (`mandate issuer serve`): token
+//!   exchange and the task lifecycle from `mandate-issuer`, with task
+//!   revocations written to the registry.
 //! - [`metrics`], [`openapi`], [`tls`], [`logging`]: one concern each.
 //!
 //! This crate composes and reports like a binary: its errors are `anyhow`
 //! with context, because every caller prints them and exits.
 
 pub mod config;
+pub mod issuer;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;

@@ -244,6 +244,26 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
 }
 
 impl Server {
+    /// A server of `app` on `listener`, with no registry of its own (the
+    /// issuer, say).
+    pub(crate) fn from_parts(
+        listener: std::net::TcpListener,
+        app: Router,
+        tls: Option<axum_server::tls_rustls::RustlsConfig>,
+        grace: std::time::Duration,
+    ) -> Result<Server> {
+        let address = listener.local_addr()?;
+        Ok(Server {
+            listener,
+            address,
+            app,
+            registry: None,
+            tls,
+            grace,
+            _subscription: None,
+        })
+    }
+
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.address

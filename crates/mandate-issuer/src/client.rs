@@ -1,0 +1,251 @@
+//! A client of the issuer's HTTP API: what `mandate task open|refresh|close`
+//! and agents written in Rust call.
+//!
+//! [`IssuerClient::open`] reads the issuer's identifier from its metadata,
+//! signs the actor token with the agent's key for that identifier and the
+//! subject token, and exchanges. Refresh and close sign a proof of
+//! possession for that one operation on that one task. The agent's private
+//! key never leaves the process.
+
+use std::time::{Duration, SystemTime};
+
+use mandate_core::{Proof, Right, SecretKey, UnverifiedMandate};
+
+use crate::issuer::TaskOperation;
+use crate::oauth::ErrorResponse;
+use crate::server::tasks::Closed;
+use crate::server::token::TokenResponse;
+use crate::server::Metadata;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The issuer refused (4xx/5xx), with its code and message.
+    #[error("issuer refused ({status}): {code}: {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The error code (`invalid_grant`, `task_closed`, ...).
+        code: String,
+        /// Its description.
+        message: String,
+    },
+    /// The issuer could not be reached or answered something unreadable.
+    #[error("issuer unreachable or unreadable: {0}")]
+    Transport(String),
+    /// A local input is unusable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What an agent asks for when opening a task.
+#[derive(Debug, Clone)]
+pub struct OpenRequest {
+    /// The principal's identity token.
+    pub subject_token: String,
+    /// The agent's name.
+    pub agent: String,
+    /// Rights requested.
+    pub rights: Vec<Right>,
+    /// Services (`audience`).
+    pub audience: Vec<String>,
+    /// What the task is for.
+    pub description: String,
+    /// Task lifetime requested.
+    pub ttl: Option<Duration>,
+}
+
+/// An issuer's base URL and an HTTP client.
+#[derive(Debug, Clone)]
+pub struct IssuerClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+fn transport(error: reqwest::Error) -> ClientError {
+    ClientError::Transport(error.to_string())
+}
+
+async fn refused(response: reqwest::Response) -> ClientError {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    if let Ok(oauth) = serde_json::from_str::<ErrorResponse>(&text) {
+        return ClientError::Refused {
+            status,
+            code: oauth.error,
+            message: oauth.error_description,
+        };
+    }
+    if let Ok(api) = serde_json::from_str::<mandate_verifier::ErrorBody>(&text) {
+        return ClientError::Refused {
+            status,
+            code: api.error.code,
+            message: api.error.message,
+        };
+    }
+    ClientError::Refused {
+        status,
+        code: "unknown".into(),
+        message: text.chars().take(200).collect(),
+    }
+}
+
+impl IssuerClient {
+    /// A client of the issuer at `base` (`http://127.0.0.1:7800`).
+    ///
+    /// # Errors
+    /// [`ClientError::Transport`] when no HTTP client can be built.
+    pub fn new(base: &str) -> Result<IssuerClient, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(transport)?;
+        Ok(IssuerClient {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    /// The issuer's metadata.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn metadata(&self) -> Result<Metadata, ClientError> {
+        let response = self
+            .http
+            .get(format!(
+                "{}/.well-known/oauth-authorization-server",
+                self.base
+            ))
+            .send()
+            .await
+            .map_err(transport)?;
+        if !response.status().is_success() {
+            return Err(refused(response).await);
+        }
+        response.json().await.map_err(transport)
+    }
+
+    /// Exchanges the subject token for a task's first mandate.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn open(
+        &self,
+        key: &SecretKey,
+        request: &OpenRequest,
+    ) -> Result<TokenResponse, ClientError> {
+        let issuer_id = self.metadata().await?.issuer;
+        let actor = crate::actor::sign(
+            key,
+            &request.agent,
+            &issuer_id,
+            &request.subject_token,
+            SystemTime::now(),
+        );
+        let scope = request
+            .rights
+            .iter()
+            .map(|r| format!("{}:{}", r.service, r.operation))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut form: Vec<(&str, String)> = vec![
+            ("grant_type", crate::server::token::GRANT_TYPE.into()),
+            ("subject_token", request.subject_token.clone()),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:jwt".into(),
+            ),
+            ("actor_token", actor),
+            ("actor_token_type", crate::ACTOR_TOKEN_TYPE.into()),
+            ("requested_token_type", crate::MANDATE_TOKEN_TYPE.into()),
+            ("scope", scope),
+            ("task_description", request.description.clone()),
+        ];
+        for service in &request.audience {
+            form.push(("audience", service.clone()));
+        }
+        if let Some(ttl) = request.ttl {
+            form.push(("requested_ttl", ttl.as_secs().to_string()));
+        }
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
+            .finish();
+        let response = self
+            .http
+            .post(format!("{}/oauth2/token", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(transport)?;
+        if !response.status().is_success() {
+            return Err(refused(response).await);
+        }
+        response.json().await.map_err(transport)
+    }
+
+    async fn task_call(
+        &self,
+        op: TaskOperation,
+        task: &str,
+        token: &str,
+        key: &SecretKey,
+    ) -> Result<reqwest::Response, ClientError> {
+        let digest = UnverifiedMandate::from_base64(token)
+            .map_err(|e| ClientError::Invalid(e.to_string()))?
+            .digest_hex();
+        let now = SystemTime::now();
+        let request = op
+            .request(task, now)
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let proof = Proof::sign(key, &digest, &request, now);
+        let response = self
+            .http
+            .post(format!("{}/v1/tasks/{task}/{}", self.base, op.as_str()))
+            .header("authorization", format!("Mandate {}", token.trim()))
+            .header(crate::server::tasks::POP_HEADER, proof.to_text())
+            .send()
+            .await
+            .map_err(transport)?;
+        if !response.status().is_success() {
+            return Err(refused(response).await);
+        }
+        Ok(response)
+    }
+
+    /// A fresh mandate for `task`, presenting its current one.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn refresh(
+        &self,
+        task: &str,
+        token: &str,
+        key: &SecretKey,
+    ) -> Result<TokenResponse, ClientError> {
+        self.task_call(TaskOperation::Refresh, task, token, key)
+            .await?
+            .json()
+            .await
+            .map_err(transport)
+    }
+
+    /// Closes `task`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn close(
+        &self,
+        task: &str,
+        token: &str,
+        key: &SecretKey,
+    ) -> Result<Closed, ClientError> {
+        self.task_call(TaskOperation::Close, task, token, key)
+            .await?
+            .json()
+            .await
+            .map_err(transport)
+    }
+}

@@ -1,0 +1,668 @@
+//! [`Issuer`]: the token exchange, refresh and close flows.
+//!
+//! **Exchange.** Verify the subject token (identity provider), then the actor
+//! token (the agent's key, bound to that subject token), then ask the
+//! issuance policy; only after an allow is a task stored and a mandate
+//! minted. Every refusal happens before the root key is used.
+//!
+//! **Refresh.** The agent presents the task's current mandate (verified
+//! under this issuer's root) and a proof of possession by the task's agent
+//! key over (`mandate-issuer`, `refresh`, `/v1/tasks/{id}`). While the task
+//! is open and before its deadline, a mandate with the task's stored rights
+//! (never the token's, never more) is minted, expiring no later than the
+//! deadline; it is returned only if the task record's swap landed while
+//! the task was still open, so no mandate is returned after a close.
+//!
+//! **Close.** The same proof for `close`; the record is swapped to closed
+//! (flushed), then the task's revocation is written. A task past its
+//! deadline is closed the same way, by whichever request or sweep sees it
+//! first.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mandate_core::{
+    fingerprint, AgentKey, KeySet, Mandate, Proof, PublicKey, Request, ResourcePath, Right, RootKey,
+};
+
+use crate::actor::ActorVerifier;
+use crate::events::{IssuerEvent, IssuerEvents};
+use crate::idp::{Identity, IdentityProviders};
+use crate::mint::{mint, MintRequest};
+use crate::oauth::{ErrorCode, Refusal};
+use crate::policy::{IssuancePolicy, Outcome, PolicyInput};
+use crate::revoke::TaskRevoker;
+use crate::tasks::{StoreError, Task, TaskState, TaskStore};
+
+/// The issuer's tunables.
+#[derive(Debug, Clone)]
+pub struct IssuerOptions {
+    /// This issuer's identifier: actor tokens must name it as `aud`.
+    pub issuer_id: String,
+    /// Lifetime of each mandate (default 5 minutes); never past the deadline.
+    pub mandate_ttl: Duration,
+    /// Task lifetime when none is requested, and the bound when the policy
+    /// states no `max_ttl` (default 1 hour).
+    pub default_task_ttl: Duration,
+    /// The longest task, whatever is asked or allowed (default 24 hours).
+    pub max_task_ttl: Duration,
+    /// Clock skew allowed on tokens (default 30 s).
+    pub skew: Duration,
+    /// How far a refresh or close proof may be from now (default 30 s).
+    pub pop_window: Duration,
+}
+
+impl IssuerOptions {
+    /// Defaults for an issuer named `issuer_id`.
+    pub fn new(issuer_id: impl Into<String>) -> IssuerOptions {
+        IssuerOptions {
+            issuer_id: issuer_id.into(),
+            mandate_ttl: Duration::from_secs(300),
+            default_task_ttl: Duration::from_secs(3600),
+            max_task_ttl: Duration::from_secs(24 * 3600),
+            skew: crate::idp::DEFAULT_SKEW,
+            pop_window: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A token exchange request, parsed.
+#[derive(Debug, Clone)]
+pub struct ExchangeRequest {
+    /// The principal's identity token.
+    pub subject_token: String,
+    /// The agent's actor token ([`crate::actor`]).
+    pub actor_token: String,
+    /// The rights requested (`scope`), at least one.
+    pub rights: Vec<Right>,
+    /// Services named by `audience` or `resource`.
+    pub audience: Vec<String>,
+    /// What the task is for.
+    pub description: String,
+    /// The task lifetime requested.
+    pub ttl: Option<Duration>,
+}
+
+/// A minted mandate.
+#[derive(Clone)]
+pub struct Issued {
+    /// The mandate, base64.
+    pub token: String,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+    /// Its expiry.
+    pub expires_at: SystemTime,
+    /// The task.
+    pub task: String,
+    /// The rights it grants.
+    pub rights: Vec<Right>,
+    /// The task's deadline.
+    pub deadline: SystemTime,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("token", &fingerprint(&self.token))
+            .field("task", &self.task)
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a refresh or close was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The mandate or proof is missing, malformed or does not verify (401).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is not this task's agent (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such task (404).
+    #[error("no such task")]
+    NotFound,
+    /// The task is closed, or reached its deadline (409).
+    #[error("task is closed ({0})")]
+    Closed(String),
+    /// This request found the task past its deadline and closed it (409);
+    /// its revocation is still to be written.
+    #[error("task reached its deadline and is closed")]
+    PastDeadline,
+    /// A store or the registry failed; logged (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Minting failed; logged (500).
+    #[error("internal error")]
+    Internal,
+}
+
+/// What an operation on a task proves: which operation, for which task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskOperation {
+    /// A fresh mandate.
+    Refresh,
+    /// Close the task.
+    Close,
+}
+
+impl TaskOperation {
+    /// `refresh` or `close`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskOperation::Refresh => "refresh",
+            TaskOperation::Close => "close",
+        }
+    }
+
+    /// The request a proof for this operation on `task` signs.
+    ///
+    /// # Errors
+    /// A task id that cannot form a resource path.
+    pub fn request(self, task: &str, now: SystemTime) -> Result<Request, mandate_core::Error> {
+        Ok(Request::new(
+            crate::ISSUER_SERVICE,
+            self.as_str(),
+            ResourcePath::parse(&format!("/v1/tasks/{task}"))?,
+            now,
+        ))
+    }
+}
+
+/// The most unexpired proof nonces remembered.
+const MAX_NONCES: usize = 100_000;
+
+/// The issuer.
+pub struct Issuer {
+    root: RootKey,
+    own_keys: KeySet,
+    idps: IdentityProviders,
+    actors: ActorVerifier,
+    policy: IssuancePolicy,
+    tasks: Arc<dyn TaskStore>,
+    revoker: Arc<dyn TaskRevoker>,
+    events: Arc<dyn IssuerEvents>,
+    options: IssuerOptions,
+    nonces: Mutex<HashMap<[u8; 16], u64>>,
+}
+
+impl std::fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issuer")
+            .field("root_key_id", &self.root.key_id)
+            .field("idps", &self.idps)
+            .field("policy", &self.policy.name())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn right_text(rights: &[Right]) -> Vec<String> {
+    rights
+        .iter()
+        .map(|r| format!("{}:{}", r.service, r.operation))
+        .collect()
+}
+
+impl Issuer {
+    /// An issuer signing with `root`.
+    #[allow(clippy::too_many_arguments)] // reason: each part is a separate concern the server composes.
+    pub fn new(
+        root: RootKey,
+        idps: IdentityProviders,
+        policy: IssuancePolicy,
+        tasks: Arc<dyn TaskStore>,
+        revoker: Arc<dyn TaskRevoker>,
+        events: Arc<dyn IssuerEvents>,
+        options: IssuerOptions,
+    ) -> Issuer {
+        let mut own_keys = KeySet::new();
+        own_keys.insert(root.key_id, root.secret.public());
+        Issuer {
+            actors: ActorVerifier::new(options.issuer_id.clone(), options.skew),
+            root,
+            own_keys,
+            idps,
+            policy,
+            tasks,
+            revoker,
+            events,
+            options,
+            nonces: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &IssuerOptions {
+        &self.options
+    }
+
+    /// The public half of the signing key, with its id.
+    pub fn root_public(&self) -> (Option<u32>, PublicKey) {
+        (self.root.key_id, self.root.secret.public())
+    }
+
+    /// The task store.
+    pub fn tasks(&self) -> &Arc<dyn TaskStore> {
+        &self.tasks
+    }
+
+    fn refused(&self, refusal: Refusal, principal: Option<&str>) -> Refusal {
+        self.events.record(&IssuerEvent::ExchangeRefused {
+            error: refusal.code.as_str(),
+            reason: refusal.description.clone(),
+            principal: principal.map(str::to_owned),
+        });
+        refusal
+    }
+
+    /// The whole exchange: [`Issuer::identify`] then [`Issuer::grant`].
+    ///
+    /// # Errors
+    /// A [`Refusal`]; nothing was minted or stored.
+    pub async fn exchange(
+        &self,
+        request: &ExchangeRequest,
+        now: SystemTime,
+    ) -> Result<Issued, Refusal> {
+        let identity = self.identify(request, now).await?;
+        self.grant(&identity, request, now)
+    }
+
+    /// Verifies the subject token (loading provider keys when needed).
+    ///
+    /// # Errors
+    /// A [`Refusal`].
+    pub async fn identify(
+        &self,
+        request: &ExchangeRequest,
+        now: SystemTime,
+    ) -> Result<Identity, Refusal> {
+        self.idps
+            .verify(&request.subject_token, now)
+            .await
+            .map_err(|r| self.refused(r, None))
+    }
+
+    /// Everything after the identity: the actor token, the policy, the task
+    /// and the mandate. CPU-bound and blocking (store writes): call it off
+    /// the async runtime.
+    ///
+    /// # Errors
+    /// A [`Refusal`]; nothing was minted or stored.
+    pub fn grant(
+        &self,
+        identity: &Identity,
+        request: &ExchangeRequest,
+        now: SystemTime,
+    ) -> Result<Issued, Refusal> {
+        let principal = Some(identity.principal.as_str());
+        let actor = self
+            .actors
+            .verify(&request.actor_token, &request.subject_token, now)
+            .map_err(|r| self.refused(r, principal))?;
+        if request.rights.is_empty() {
+            return Err(self.refused(
+                Refusal::new(ErrorCode::InvalidScope, "scope names no right"),
+                principal,
+            ));
+        }
+        if let Some(right) = request
+            .rights
+            .iter()
+            .find(|r| !request.audience.is_empty() && !request.audience.contains(&r.service))
+        {
+            return Err(self.refused(
+                Refusal::new(
+                    ErrorCode::InvalidTarget,
+                    format!(
+                        "right {}:{} is for a service the requested audience does not name",
+                        right.service, right.operation
+                    ),
+                ),
+                principal,
+            ));
+        }
+        let asked = request.ttl.unwrap_or(self.options.default_task_ttl);
+        if asked.is_zero() || asked > self.options.max_task_ttl {
+            return Err(self.refused(
+                Refusal::request(format!(
+                    "requested lifetime must be between 1s and {}",
+                    humantime::format_duration(self.options.max_task_ttl)
+                )),
+                principal,
+            ));
+        }
+        let outcome = self.policy.decide(&PolicyInput {
+            identity,
+            agent: &actor.name,
+            agent_key: &actor.key,
+            rights: &request.rights,
+            audience: &request.audience,
+            ttl: asked,
+            description: &request.description,
+            now,
+        });
+        let (rights, max_ttl) = match outcome {
+            Outcome::Allow { rights, max_ttl } => (rights, max_ttl),
+            Outcome::Deny { reason } => {
+                return Err(self.refused(Refusal::new(ErrorCode::AccessDenied, reason), principal))
+            }
+            Outcome::Ask { reason } => {
+                return Err(
+                    self.refused(Refusal::new(ErrorCode::ApprovalRequired, reason), principal)
+                )
+            }
+        };
+        let ttl = asked
+            .min(max_ttl.unwrap_or(self.options.default_task_ttl))
+            .min(self.options.max_task_ttl);
+        if ttl.is_zero() {
+            return Err(self.refused(
+                Refusal::new(
+                    ErrorCode::AccessDenied,
+                    "the issuance policy allows no lifetime",
+                ),
+                principal,
+            ));
+        }
+        let task = Task {
+            id: format!("task-{}", uuid::Uuid::new_v4()),
+            principal: identity.principal.clone(),
+            agent: actor.name.clone(),
+            agent_key: actor.key,
+            rights,
+            description: request.description.clone(),
+            state: TaskState::Open,
+            created: now,
+            deadline: now + ttl,
+            mandates: 1,
+            closed_by: None,
+        };
+        let issued = self
+            .mint_for(&task, now)
+            .map_err(|()| Refusal::internal())?;
+        self.tasks.create(&task).map_err(|error| {
+            tracing::error!(%error, "storing a new task failed");
+            Refusal::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the task store is unavailable",
+            )
+        })?;
+        self.events.record(&IssuerEvent::TaskOpened {
+            task: task.id.clone(),
+            principal: task.principal.clone(),
+            agent: task.agent.clone(),
+            rights: right_text(&task.rights),
+            deadline: task.deadline,
+            mandate: fingerprint(&issued.token),
+        });
+        Ok(issued)
+    }
+
+    fn mint_for(&self, task: &Task, now: SystemTime) -> Result<Issued, ()> {
+        let left = task.deadline.duration_since(now).unwrap_or_default();
+        // Whole seconds: a mandate's expiry is stored with second precision.
+        let ttl = self
+            .options
+            .mandate_ttl
+            .min(Duration::from_secs(left.as_secs()));
+        if ttl.is_zero() {
+            return Err(());
+        }
+        let mandate = mint(
+            &self.root,
+            &MintRequest {
+                principal: task.principal.clone(),
+                agent: task.agent.clone(),
+                agent_key: Some(task.agent_key),
+                task: Some(task.id.clone()),
+                rights: task.rights.clone(),
+                ttl,
+                restrictions: Default::default(),
+                now,
+            },
+        )
+        .map_err(|error| tracing::error!(%error, task = %task.id, "minting failed"))?;
+        let token = mandate
+            .to_base64()
+            .map_err(|error| tracing::error!(%error, "encoding a mandate failed"))?;
+        Ok(Issued {
+            token,
+            expires_in: ttl.as_secs(),
+            expires_at: now + ttl,
+            task: task.id.clone(),
+            rights: task.rights.clone(),
+            deadline: task.deadline,
+        })
+    }
+
+    /// Checks that `token` and `proof` come from `task_id`'s agent for `op`.
+    fn authenticate(
+        &self,
+        task_id: &str,
+        token: &str,
+        proof: &str,
+        op: TaskOperation,
+        now: SystemTime,
+    ) -> Result<Task, TaskError> {
+        let unauthenticated = |why: &str| TaskError::Unauthenticated(why.to_owned());
+        let mandate = Mandate::from_base64(token, &self.own_keys)
+            .map_err(|_| unauthenticated("the mandate is not one this issuer signed"))?;
+        let proof =
+            Proof::parse(proof).map_err(|_| unauthenticated("malformed proof of possession"))?;
+        let claims = mandate.claims();
+        if claims.task != task_id {
+            return Err(TaskError::Forbidden(
+                "the mandate is for another task".into(),
+            ));
+        }
+        let task = self.load(task_id)?;
+        let holder_key = claims
+            .chain
+            .as_ref()
+            .ok()
+            .and_then(|chain| chain.holder().key);
+        if holder_key != Some(AgentKey::from(task.agent_key)) {
+            return Err(TaskError::Forbidden(
+                "only the task's own agent may refresh or close it".into(),
+            ));
+        }
+        let request = op.request(task_id, now).map_err(|_| TaskError::NotFound)?;
+        let key = AgentKey::from(task.agent_key)
+            .verifying_key()
+            .map_err(|_| TaskError::Internal)?;
+        proof
+            .verify(
+                &task.agent,
+                &key,
+                &mandate.digest_hex(),
+                &request,
+                self.options.pop_window,
+            )
+            .map_err(|e| TaskError::Unauthenticated(e.to_string()))?;
+        self.spend_nonce(
+            proof.nonce,
+            millis(now) + 2 * millis_of(self.options.pop_window),
+            millis(now),
+        )?;
+        Ok(task)
+    }
+
+    fn spend_nonce(&self, nonce: [u8; 16], until: u64, now: u64) -> Result<(), TaskError> {
+        let mut seen = self.nonces.lock().map_err(|_| TaskError::Internal)?;
+        if seen.len() >= MAX_NONCES {
+            seen.retain(|_, until| *until >= now);
+            if seen.len() >= MAX_NONCES {
+                return Err(TaskError::Unavailable("too many recent requests".into()));
+            }
+        }
+        if seen.get(&nonce).is_some_and(|u| *u >= now) {
+            return Err(TaskError::Unauthenticated(
+                "proof of possession replayed (nonce already seen)".into(),
+            ));
+        }
+        seen.insert(nonce, until);
+        Ok(())
+    }
+
+    fn load(&self, id: &str) -> Result<Task, TaskError> {
+        self.tasks
+            .get(id)
+            .map_err(unavailable)?
+            .ok_or(TaskError::NotFound)
+    }
+
+    /// A fresh mandate for an open task. Blocking (store): call it off the
+    /// async runtime.
+    ///
+    /// # Errors
+    /// [`TaskError`]; nothing minted is returned after the task closed.
+    /// [`TaskError::PastDeadline`] means this call closed the task: the
+    /// caller must then [`Issuer::revoke`] it.
+    pub fn refresh(
+        &self,
+        task_id: &str,
+        token: &str,
+        proof: &str,
+        now: SystemTime,
+    ) -> Result<Issued, TaskError> {
+        let mut task = self.authenticate(task_id, token, proof, TaskOperation::Refresh, now)?;
+        // A few attempts: a concurrent refresh moves the counter; a close
+        // ends the loop with a refusal.
+        for _ in 0..8 {
+            if task.state == TaskState::Closed {
+                return Err(TaskError::Closed(
+                    task.closed_by.clone().unwrap_or_else(|| "closed".into()),
+                ));
+            }
+            if now >= task.deadline {
+                return match self.close_record(&task, "deadline")? {
+                    true => Err(TaskError::PastDeadline),
+                    false => Err(TaskError::Closed("deadline".into())),
+                };
+            }
+            let issued = self
+                .mint_for(&task, now)
+                .map_err(|()| TaskError::Internal)?;
+            let mut next = task.clone();
+            next.mandates += 1;
+            if self.tasks.replace(&task, &next).map_err(unavailable)? {
+                self.events.record(&IssuerEvent::TaskRefreshed {
+                    task: task.id.clone(),
+                    mandate: fingerprint(&issued.token),
+                    expires_at: issued.expires_at,
+                });
+                return Ok(issued);
+            }
+            task = self.load(task_id)?;
+        }
+        Err(TaskError::Unavailable(
+            "the task is changing too often; retry".into(),
+        ))
+    }
+
+    /// Closes the task at the agent's request (mandate and proof for
+    /// `close`). Blocking (store): call it off the async runtime, then
+    /// [`Issuer::revoke`]. Closing a closed task succeeds again, so a close
+    /// whose revocation failed can be retried.
+    ///
+    /// # Errors
+    /// [`TaskError`].
+    pub fn close(
+        &self,
+        task_id: &str,
+        token: &str,
+        proof: &str,
+        now: SystemTime,
+    ) -> Result<Task, TaskError> {
+        let task = self.authenticate(task_id, token, proof, TaskOperation::Close, now)?;
+        self.close_by(task, "agent")
+    }
+
+    /// Closes a task without a proof: for an operator on the issuer's own
+    /// machine (`mandate task close --store`). Blocking.
+    ///
+    /// # Errors
+    /// [`TaskError`].
+    pub fn close_as_operator(&self, task_id: &str) -> Result<Task, TaskError> {
+        let task = self.load(task_id)?;
+        self.close_by(task, "operator")
+    }
+
+    fn close_by(&self, mut task: Task, by: &str) -> Result<Task, TaskError> {
+        for _ in 0..8 {
+            if task.state == TaskState::Closed || self.close_record(&task, by)? {
+                return self.load(&task.id);
+            }
+            task = self.load(&task.id)?;
+        }
+        Err(TaskError::Unavailable(
+            "the task is changing too often; retry".into(),
+        ))
+    }
+
+    /// Swaps `task` to closed; `Ok(false)` when it changed meanwhile.
+    fn close_record(&self, task: &Task, by: &str) -> Result<bool, TaskError> {
+        let mut closed = task.clone();
+        closed.state = TaskState::Closed;
+        closed.closed_by = Some(by.to_owned());
+        self.tasks.replace(task, &closed).map_err(unavailable)
+    }
+
+    /// Writes the revocation of a closed task and reports the close.
+    ///
+    /// # Errors
+    /// [`TaskError::Unavailable`] when the registry did not take it (logged;
+    /// the task stays closed and closing again retries).
+    pub async fn revoke(&self, task_id: &str, by: &'static str) -> Result<(), TaskError> {
+        let reason = format!("task closed ({by})");
+        self.revoker
+            .revoke_task(task_id, &reason)
+            .await
+            .map_err(|error| {
+                tracing::error!(task = task_id, %error, "writing a task revocation failed");
+                TaskError::Unavailable(
+                    "the revocation registry did not take the task's revocation; close again"
+                        .into(),
+                )
+            })?;
+        self.events.record(&IssuerEvent::TaskClosed {
+            task: task_id.to_owned(),
+            by,
+        });
+        Ok(())
+    }
+
+    /// Closes up to `limit` open tasks past their deadline (blocking);
+    /// returns their ids, to [`Issuer::revoke`] each.
+    ///
+    /// # Errors
+    /// [`TaskError::Unavailable`].
+    pub fn close_overdue(&self, now: SystemTime, limit: usize) -> Result<Vec<String>, TaskError> {
+        let mut closed = Vec::new();
+        for task in self.tasks.overdue(now, limit).map_err(unavailable)? {
+            if self.close_record(&task, "deadline")? {
+                closed.push(task.id);
+            }
+        }
+        Ok(closed)
+    }
+}
+
+fn unavailable(error: StoreError) -> TaskError {
+    tracing::error!(%error, "task store failed");
+    TaskError::Unavailable("the task store is unavailable".into())
+}
+
+fn millis_of(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,284 @@
+//! The issuance policy: Datalog that decides what a verified principal's
+//! agent is granted (`datalog/policies/issuance.datalog` is the default and
+//! documents the vocabulary).
+//!
+//! A policy states rules and facts only; it may not define any fact the
+//! issuer states (identity, agent, request), since the authorizer would
+//! trust those as the issuer's own. Every value from the identity token or
+//! the request reaches Datalog as a built term, never as text. Evaluation
+//! runs under explicit [`RunLimits`], set with `AuthorizerBuilder::set_limits`
+//! before `build` (biscuit-auth 6.0.0 ignores limits given later during fact
+//! generation); hitting one is a refusal, never a grant.
+//!
+//! The outcome never widens the request: only requested rights can be
+//! granted, and the lifetime is the smallest of what was asked, what the
+//! policy allows and what the issuer allows.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use biscuit_auth::builder::{self, AuthorizerBuilder, Term};
+use biscuit_auth::datalog::RunLimits;
+use mandate_core::{PublicKey, Right};
+
+use crate::idp::{ClaimValue, Identity};
+
+/// The default policy, compiled in.
+pub const DEFAULT_POLICY: &str = include_str!("../../../datalog/policies/issuance.datalog");
+
+/// Facts the issuer states; a policy defining one is refused.
+pub const INPUT_FACTS: &[&str] = &[
+    "subject",
+    "email",
+    "group",
+    "claim",
+    "idp",
+    "agent",
+    "agent_key",
+    "requested_right",
+    "audience",
+    "requested_ttl",
+    "task_description",
+    "time",
+];
+
+/// Why a policy cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The text does not parse (with the position).
+    #[error(transparent)]
+    Parse(#[from] mandate_core::Error),
+    /// The policy defines a fact the issuer states.
+    #[error("issuance policy `{policy}` defines `{fact}`, a fact only the issuer states")]
+    DefinesInput {
+        /// The policy's name.
+        policy: String,
+        /// The fact.
+        fact: String,
+    },
+    /// The policy holds checks or allow/deny policies, which mean nothing here.
+    #[error("issuance policy `{0}` may hold only facts and rules (grant, max_ttl, deny, ask)")]
+    NotRules(String),
+    /// The file could not be read.
+    #[error("reading issuance policy {path}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// What is asked of the policy.
+#[derive(Debug, Clone)]
+pub struct PolicyInput<'a> {
+    /// The verified principal.
+    pub identity: &'a Identity,
+    /// The agent's name.
+    pub agent: &'a str,
+    /// The agent's key.
+    pub agent_key: &'a PublicKey,
+    /// The rights requested.
+    pub rights: &'a [Right],
+    /// The services named as audience or resource.
+    pub audience: &'a [String],
+    /// The task lifetime requested.
+    pub ttl: Duration,
+    /// The task's description.
+    pub description: &'a str,
+    /// Now.
+    pub now: SystemTime,
+}
+
+/// What the policy decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Grant these rights (a non-empty subset of those requested) for at
+    /// most `max_ttl` (`None`: the policy set no bound).
+    Allow {
+        /// The rights granted, sorted.
+        rights: Vec<Right>,
+        /// The policy's bound on the lifetime.
+        max_ttl: Option<Duration>,
+    },
+    /// Refuse, with the policy's reason.
+    Deny {
+        /// The reason.
+        reason: String,
+    },
+    /// A person must approve first.
+    Ask {
+        /// The reason.
+        reason: String,
+    },
+}
+
+/// A parsed issuance policy.
+#[derive(Debug, Clone)]
+pub struct IssuancePolicy {
+    name: String,
+    builder: AuthorizerBuilder,
+    limits: RunLimits,
+}
+
+impl IssuancePolicy {
+    /// The compiled-in default policy.
+    ///
+    /// # Errors
+    /// Only if the shipped file were broken (a test covers it).
+    pub fn default_policy() -> Result<IssuancePolicy, PolicyError> {
+        IssuancePolicy::from_source("issuance.datalog", DEFAULT_POLICY)
+    }
+
+    /// Parses and vets `source`; `name` appears in errors.
+    ///
+    /// # Errors
+    /// [`PolicyError`].
+    pub fn from_source(name: &str, source: &str) -> Result<IssuancePolicy, PolicyError> {
+        let parsed = mandate_core::parse_datalog(source, mandate_core::DatalogKind::Policy)?;
+        if !parsed.checks.is_empty() || !parsed.policies.is_empty() {
+            return Err(PolicyError::NotRules(name.to_owned()));
+        }
+        let defined = parsed
+            .facts
+            .iter()
+            .map(|(_, f)| &f.predicate.name)
+            .chain(parsed.rules.iter().map(|(_, r)| &r.head.name));
+        for fact in defined {
+            if INPUT_FACTS.contains(&fact.as_str())
+                || mandate_core::vocab::ISSUER_ONLY.contains(&fact.as_str())
+            {
+                return Err(PolicyError::DefinesInput {
+                    policy: name.to_owned(),
+                    fact: fact.clone(),
+                });
+            }
+        }
+        let builder = AuthorizerBuilder::new()
+            .code(source)
+            .map_err(|e| mandate_core::Error::from_datalog(source, e))?;
+        Ok(IssuancePolicy {
+            name: name.to_owned(),
+            builder,
+            limits: mandate_core::default_run_limits(),
+        })
+    }
+
+    /// Reads and vets a policy file.
+    ///
+    /// # Errors
+    /// [`PolicyError`].
+    pub fn from_file(path: &Path) -> Result<IssuancePolicy, PolicyError> {
+        let source = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        IssuancePolicy::from_source(&path.display().to_string(), &source)
+    }
+
+    /// The same policy under other limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: RunLimits) -> IssuancePolicy {
+        self.limits = limits;
+        self
+    }
+
+    /// The policy's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Decides `input`. An evaluation error (a limit hit, say) is a denial
+    /// naming it.
+    pub fn decide(&self, input: &PolicyInput<'_>) -> Outcome {
+        match self.evaluate(input) {
+            Ok(outcome) => outcome,
+            Err(error) => Outcome::Deny {
+                reason: format!("issuance policy could not be evaluated: {error}"),
+            },
+        }
+    }
+
+    fn evaluate(&self, input: &PolicyInput<'_>) -> Result<Outcome, biscuit_auth::error::Token> {
+        let str = |s: &str| builder::string(s);
+        let mut facts: Vec<builder::Fact> = Vec::new();
+        let id = input.identity;
+        facts.push(builder::fact("subject", &[str(&id.subject)]));
+        facts.push(builder::fact("idp", &[str(&id.issuer)]));
+        if let Some(email) = &id.email {
+            facts.push(builder::fact("email", &[str(email)]));
+        }
+        for group in &id.groups {
+            facts.push(builder::fact("group", &[str(group)]));
+        }
+        for (name, value) in &id.claims {
+            let value: Term = match value {
+                ClaimValue::Str(s) => str(s),
+                ClaimValue::Int(i) => builder::int(*i),
+                ClaimValue::Bool(b) => builder::boolean(*b),
+            };
+            facts.push(builder::fact("claim", &[str(name), value]));
+        }
+        facts.push(builder::fact("agent", &[str(input.agent)]));
+        facts.push(builder::fact(
+            "agent_key",
+            &[str(&input.agent_key.to_string())],
+        ));
+        for right in input.rights {
+            facts.push(builder::fact(
+                "requested_right",
+                &[str(&right.service), str(&right.operation)],
+            ));
+        }
+        for service in input.audience {
+            facts.push(builder::fact("audience", &[str(service)]));
+        }
+        let ttl = i64::try_from(input.ttl.as_secs()).unwrap_or(i64::MAX);
+        facts.push(builder::fact("requested_ttl", &[builder::int(ttl)]));
+        facts.push(builder::fact("task_description", &[str(input.description)]));
+        facts.push(builder::fact("time", &[builder::date(&input.now)]));
+
+        let mut authorizer = self.builder.clone();
+        for fact in facts {
+            authorizer = authorizer.fact(fact)?;
+        }
+        // Limits before build: see the module documentation.
+        let mut authorizer = authorizer
+            .set_limits(self.limits.clone())
+            .build_unauthenticated()?;
+
+        let denies: Vec<(String,)> = authorizer.query("out($r) <- deny($r)")?;
+        if let Some((reason,)) = denies.into_iter().min() {
+            return Ok(Outcome::Deny { reason });
+        }
+        let asks: Vec<(String,)> = authorizer.query("out($r) <- ask($r)")?;
+        if let Some((reason,)) = asks.into_iter().min() {
+            return Ok(Outcome::Ask { reason });
+        }
+        let grants: Vec<(String, String)> = authorizer.query("out($s, $o) <- grant($s, $o)")?;
+        let mut rights: Vec<Right> = input
+            .rights
+            .iter()
+            .filter(|r| {
+                grants
+                    .iter()
+                    .any(|(s, o)| *s == r.service && *o == r.operation)
+            })
+            .cloned()
+            .collect();
+        rights.sort();
+        rights.dedup();
+        if rights.is_empty() {
+            return Ok(Outcome::Deny {
+                reason: "the issuance policy grants none of the requested rights".into(),
+            });
+        }
+        let ttls: Vec<(i64,)> = authorizer.query("out($t) <- max_ttl($t)")?;
+        let max_ttl = ttls
+            .into_iter()
+            .map(|(t,)| Duration::from_secs(u64::try_from(t).unwrap_or(0)))
+            .min();
+        Ok(Outcome::Allow { rights, max_ttl })
+    }
+}

@@ -1,0 +1,110 @@
+//! The issuer's HTTP API.
+//!
+//! - `GET /.well-known/oauth-authorization-server`: metadata (RFC 8414
+//!   subset): the issuer identifier actor tokens must name, the endpoints.
+//! - `POST /oauth2/token`: token exchange (RFC 8693), form-encoded
+//!   ([`token`]); refusals in the RFC 6749 §5.2 shape ([`crate::oauth`]).
+//! - `POST /v1/tasks/{id}/refresh`, `POST /v1/tasks/{id}/close` ([`tasks`]):
+//!   `Authorization: Mandate <token>` plus a `Mandate-PoP` proof by the
+//!   task's agent; refusals in Mandate's one JSON error shape (`ApiError`).
+//! - `GET /healthz`.
+//!
+//! Middleware order (outermost first): the body limit, then routing. Work
+//! that blocks (policy evaluation, minting, the task store) runs on Tokio's
+//! blocking threads, so the runtime keeps answering health checks.
+
+pub mod tasks;
+pub mod token;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::Issuer;
+
+/// The largest request body any issuer endpoint reads.
+pub const MAX_BODY_BYTES: usize = 32 * 1024;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct IssuerState {
+    issuer: Arc<Issuer>,
+}
+
+impl IssuerState {
+    /// State around `issuer`.
+    pub fn new(issuer: Arc<Issuer>) -> IssuerState {
+        IssuerState { issuer }
+    }
+
+    /// The issuer.
+    pub fn issuer(&self) -> &Arc<Issuer> {
+        &self.issuer
+    }
+}
+
+/// The issuer's routes.
+pub fn router(state: IssuerState) -> Router {
+    Router::new()
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/oauth2/token", post(token::exchange))
+        .route("/v1/tasks/{id}/refresh", post(tasks::refresh))
+        .route("/v1/tasks/{id}/close", post(tasks::close))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// The authorization server metadata this issuer publishes.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Metadata {
+    /// The identifier actor tokens name as `aud`.
+    pub issuer: String,
+    /// Path of the token endpoint.
+    pub token_endpoint: String,
+    /// `urn:ietf:params:oauth:grant-type:token-exchange`.
+    pub grant_types_supported: Vec<String>,
+    /// The token type issued.
+    pub issued_token_types_supported: Vec<String>,
+}
+
+async fn metadata(State(state): State<IssuerState>) -> Json<Metadata> {
+    Json(Metadata {
+        issuer: state.issuer.options().issuer_id.clone(),
+        token_endpoint: "/oauth2/token".into(),
+        grant_types_supported: vec![token::GRANT_TYPE.into()],
+        issued_token_types_supported: vec![crate::MANDATE_TOKEN_TYPE.into()],
+    })
+}
+
+/// Closes overdue tasks every `every`, writing their revocations, until the
+/// returned task is aborted.
+pub fn spawn_sweeper(issuer: Arc<Issuer>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let blocking = issuer.clone();
+            let closed = tokio::task::spawn_blocking(move || {
+                blocking.close_overdue(SystemTime::now(), 1000)
+            })
+            .await;
+            let ids = match closed {
+                Ok(Ok(ids)) => ids,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "closing overdue tasks failed");
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            for id in ids {
+                // A failure is logged by `revoke`; the task stays closed.
+                let _ = issuer.revoke(&id, "deadline").await;
+            }
+        }
+    })
+}

@@ -1,0 +1,85 @@
+//! The stored form of a task (JSON), private to the stores: the domain type
+//! [`Task`] is not a wire format.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mandate_core::{PublicKey, Right};
+use serde::{Deserialize, Serialize};
+
+use super::{StoreError, Task, TaskState};
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    id: String,
+    principal: String,
+    agent: String,
+    agent_key: String,
+    rights: Vec<String>,
+    description: String,
+    open: bool,
+    created_ms: u64,
+    deadline_ms: u64,
+    mandates: u64,
+    closed_by: Option<String>,
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn time(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+pub(super) fn encode(task: &Task) -> Vec<u8> {
+    let record = Record {
+        id: task.id.clone(),
+        principal: task.principal.clone(),
+        agent: task.agent.clone(),
+        agent_key: task.agent_key.to_string(),
+        rights: task
+            .rights
+            .iter()
+            .map(|r| format!("{}:{}", r.service, r.operation))
+            .collect(),
+        description: task.description.clone(),
+        open: task.state == TaskState::Open,
+        created_ms: ms(task.created),
+        deadline_ms: ms(task.deadline),
+        mandates: task.mandates,
+        closed_by: task.closed_by.clone(),
+    };
+    // A struct of strings and numbers always serialises.
+    serde_json::to_vec(&record).unwrap_or_default()
+}
+
+pub(super) fn decode(id: &str, bytes: &[u8]) -> Result<Task, StoreError> {
+    let corrupt = || StoreError::Corrupt(id.to_owned());
+    let record: Record = serde_json::from_slice(bytes).map_err(|_| corrupt())?;
+    let agent_key: PublicKey = record.agent_key.parse().map_err(|_| corrupt())?;
+    let rights = record
+        .rights
+        .iter()
+        .map(|r| r.parse::<Right>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| corrupt())?;
+    Ok(Task {
+        id: record.id,
+        principal: record.principal,
+        agent: record.agent,
+        agent_key,
+        rights,
+        description: record.description,
+        state: if record.open {
+            TaskState::Open
+        } else {
+            TaskState::Closed
+        },
+        created: time(record.created_ms),
+        deadline: time(record.deadline_ms),
+        mandates: record.mandates,
+        closed_by: record.closed_by,
+    })
+}

@@ -1,0 +1,90 @@
+//! Tasks in a sled tree (the embedded default).
+//!
+//! Creation and refresh counts are not flushed one by one (a lost refresh
+//! count is harmless, a lost new task only fails its refreshes, closed);
+//! a close is flushed before it is acknowledged, so a task closed before a
+//! crash stays closed after it.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use super::record::{decode, encode};
+use super::{StoreError, Task, TaskState, TaskStore};
+
+/// Tasks in sled.
+#[derive(Debug, Clone)]
+pub struct SledTaskStore {
+    db: sled::Db,
+    tasks: sled::Tree,
+}
+
+fn backend(error: sled::Error) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+impl SledTaskStore {
+    /// Opens (or creates) the store in the folder `path`.
+    ///
+    /// # Errors
+    /// The folder cannot be opened as a sled database.
+    pub fn open(path: &Path) -> Result<SledTaskStore, StoreError> {
+        let db = sled::open(path).map_err(backend)?;
+        let tasks = db.open_tree("tasks").map_err(backend)?;
+        Ok(SledTaskStore { db, tasks })
+    }
+}
+
+impl TaskStore for SledTaskStore {
+    fn create(&self, task: &Task) -> Result<(), StoreError> {
+        let swapped = self
+            .tasks
+            .compare_and_swap(
+                task.id.as_bytes(),
+                None as Option<&[u8]>,
+                Some(encode(task)),
+            )
+            .map_err(backend)?;
+        swapped.map_err(|_| StoreError::Exists(task.id.clone()))
+    }
+
+    fn get(&self, id: &str) -> Result<Option<Task>, StoreError> {
+        match self.tasks.get(id.as_bytes()).map_err(backend)? {
+            Some(bytes) => decode(id, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn replace(&self, current: &Task, new: &Task) -> Result<bool, StoreError> {
+        let swapped = self
+            .tasks
+            .compare_and_swap(
+                current.id.as_bytes(),
+                Some(encode(current)),
+                Some(encode(new)),
+            )
+            .map_err(backend)?;
+        if swapped.is_ok() && new.state == TaskState::Closed {
+            self.db.flush().map_err(backend)?;
+        }
+        Ok(swapped.is_ok())
+    }
+
+    fn overdue(&self, now: SystemTime, limit: usize) -> Result<Vec<Task>, StoreError> {
+        let mut found = Vec::new();
+        for item in self.tasks.iter() {
+            let (key, bytes) = item.map_err(backend)?;
+            let task = decode(&String::from_utf8_lossy(&key), &bytes)?;
+            if task.state == TaskState::Open && task.deadline <= now {
+                found.push(task);
+                if found.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(backend)
+    }
+}

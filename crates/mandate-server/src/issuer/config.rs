@@ -1,0 +1,412 @@
+//! What `mandate issuer serve` runs with: one [`IssuerConfig`] from a TOML
+//! file (flags override it in the binary), checked whole by
+//! [`IssuerConfig::validate`] into [`IssuerSettings`]. Unknown keys are
+//! refused; every duration has a bound.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, LogFormat, TlsConfig};
+
+/// Everything an issuer runs with.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Address to listen on (default `127.0.0.1:7800`).
+    pub listen: Option<SocketAddr>,
+    /// `text` (default) or `json` logs.
+    pub log_format: LogFormat,
+    /// How long in-flight requests may finish after SIGTERM (default 10 s).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Option<Duration>,
+    /// This issuer's identifier: agents' actor tokens name it as `aud`
+    /// (its public URL, say). Required.
+    pub id: Option<String>,
+    /// The root key file (0600).
+    pub root_key: Option<PathBuf>,
+    /// The key id written into mandates.
+    pub root_key_id: Option<u32>,
+    /// An issuance policy file instead of the built-in one.
+    pub policy: Option<PathBuf>,
+    /// The sled folder holding tasks. Required.
+    pub store: Option<PathBuf>,
+    /// Each mandate's lifetime (default 5 min).
+    #[serde(with = "humantime_serde")]
+    pub mandate_ttl: Option<Duration>,
+    /// A task's lifetime when none is asked and the policy sets none (default 1 h).
+    #[serde(with = "humantime_serde")]
+    pub default_task_ttl: Option<Duration>,
+    /// The longest task (default 24 h).
+    #[serde(with = "humantime_serde")]
+    pub max_task_ttl: Option<Duration>,
+    /// Clock skew allowed on identity and actor tokens (default 30 s).
+    #[serde(with = "humantime_serde")]
+    pub skew: Option<Duration>,
+    /// How often overdue tasks are closed (default 5 s).
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Option<Duration>,
+    /// Where closed tasks' revocations are written.
+    pub revocations: IssuerRevocations,
+    /// TLS, when both are given.
+    pub tls: TlsConfig,
+    /// Trusted identity providers, at least one.
+    pub idp: Vec<IdpEntry>,
+}
+
+/// Where task revocations go: a registry URL, or a local store folder.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IssuerRevocations {
+    /// A registry (`mandate serve --store` or `mandate registry serve`).
+    pub registry: Option<String>,
+    /// A mandate granting `registry:revoke` (`TOKEN` or `@FILE`).
+    pub registry_auth: Option<String>,
+    /// Its agent's key (writes need a proof).
+    pub registry_auth_key: Option<PathBuf>,
+    /// A sled revocation store this process opens itself (no registry
+    /// process may hold it).
+    pub store: Option<PathBuf>,
+}
+
+/// One identity provider.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdpEntry {
+    /// Its exact `iss`.
+    pub issuer: String,
+    /// The `aud` its tokens must carry for this issuer.
+    pub audience: String,
+    /// Its key set URL.
+    pub jwks_url: Option<String>,
+    /// Or a key set file.
+    pub jwks_file: Option<PathBuf>,
+    /// The claim naming the principal (default `email`).
+    pub principal_claim: Option<String>,
+    /// The claim listing groups (default `groups`).
+    pub groups_claim: Option<String>,
+}
+
+/// Parses the `--idp ISSUER,AUDIENCE,JWKS` flag.
+#[derive(Debug)]
+pub struct IdpEntryArg;
+
+impl IdpEntryArg {
+    /// `ISSUER,AUDIENCE,JWKS`: JWKS starting with `http://` or `https://` is
+    /// a URL, anything else a file.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when it does not have three parts.
+    pub fn parse(text: &str) -> Result<IdpEntry, ConfigError> {
+        let parts: Vec<&str> = text.splitn(3, ',').collect();
+        let [issuer, audience, jwks] = parts.as_slice() else {
+            return Err(invalid("--idp", "expected ISSUER,AUDIENCE,JWKS"));
+        };
+        let is_url = jwks.starts_with("http://") || jwks.starts_with("https://");
+        Ok(IdpEntry {
+            issuer: (*issuer).to_owned(),
+            audience: (*audience).to_owned(),
+            jwks_url: is_url.then(|| (*jwks).to_owned()),
+            jwks_file: (!is_url).then(|| PathBuf::from(jwks)),
+            principal_claim: None,
+            groups_claim: None,
+        })
+    }
+}
+
+/// Where revocations go, validated.
+#[derive(Debug, Clone)]
+pub enum RevocationTarget {
+    /// A registry over HTTP.
+    Registry {
+        /// Its URL.
+        url: String,
+        /// The operator mandate.
+        auth: String,
+        /// Its key.
+        auth_key: Option<PathBuf>,
+    },
+    /// A local sled store.
+    Store(PathBuf),
+}
+
+/// A validated issuer configuration.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct IssuerSettings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Shutdown grace.
+    pub shutdown_grace: Duration,
+    /// Identifier.
+    pub id: String,
+    /// Root key file.
+    pub root_key: PathBuf,
+    /// Root key id.
+    pub root_key_id: Option<u32>,
+    /// Policy file.
+    pub policy: Option<PathBuf>,
+    /// Task store folder.
+    pub store: PathBuf,
+    /// Mandate lifetime.
+    pub mandate_ttl: Duration,
+    /// Default task lifetime.
+    pub default_task_ttl: Duration,
+    /// Longest task.
+    pub max_task_ttl: Duration,
+    /// Skew.
+    pub skew: Duration,
+    /// Sweep interval.
+    pub sweep_interval: Duration,
+    /// Revocations.
+    pub revocations: RevocationTarget,
+    /// TLS cert and key.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Providers.
+    pub idps: Vec<mandate_issuer::idp::IdpConfig>,
+}
+
+fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        message: message.into(),
+    }
+}
+
+fn within(
+    setting: &'static str,
+    value: Option<Duration>,
+    default: Duration,
+    (min, max): (Duration, Duration),
+) -> Result<Duration, ConfigError> {
+    let value = value.unwrap_or(default);
+    if value < min || value > max {
+        return Err(invalid(
+            setting,
+            format!(
+                "{} is outside {} ..= {}",
+                humantime::format_duration(value),
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+impl IssuerConfig {
+    /// Reads a TOML file.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or [`ConfigError::Parse`].
+    pub fn from_file(path: &Path) -> Result<IssuerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.message().trim_end().to_owned(),
+        })
+    }
+
+    /// Checks every setting.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first bad setting.
+    pub fn validate(&self) -> Result<IssuerSettings, ConfigError> {
+        let id = self
+            .id
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| invalid("id", "the issuer needs an identifier (its public URL)"))?;
+        let root_key = self
+            .root_key
+            .clone()
+            .ok_or_else(|| invalid("root_key", "the issuer needs its root key file"))?;
+        let store = self
+            .store
+            .clone()
+            .ok_or_else(|| invalid("store", "the issuer needs a folder for its tasks"))?;
+        let r = &self.revocations;
+        let revocations = match (&r.registry, &r.store) {
+            (Some(url), None) => RevocationTarget::Registry {
+                url: url.clone(),
+                auth: r.registry_auth.clone().ok_or_else(|| {
+                    invalid(
+                        "revocations.registry_auth",
+                        "writing to a registry needs a mandate granting registry:revoke",
+                    )
+                })?,
+                auth_key: r.registry_auth_key.clone(),
+            },
+            (None, Some(dir)) => RevocationTarget::Store(dir.clone()),
+            (Some(_), Some(_)) => {
+                return Err(invalid("revocations", "give registry or store, not both"))
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "revocations",
+                    "closing a task must revoke it: give a registry or a store",
+                ))
+            }
+        };
+        if self.idp.is_empty() {
+            return Err(invalid("idp", "trust at least one identity provider"));
+        }
+        let mut idps = Vec::new();
+        for entry in &self.idp {
+            if entry.issuer.is_empty() || entry.audience.is_empty() {
+                return Err(invalid("idp", "each provider needs issuer and audience"));
+            }
+            let jwks = match (&entry.jwks_url, &entry.jwks_file) {
+                (Some(url), None) => mandate_issuer::jwks::JwksSource::Url(url.clone()),
+                (None, Some(file)) => mandate_issuer::jwks::JwksSource::File(file.clone()),
+                _ => return Err(invalid("idp", "each provider needs jwks_url or jwks_file")),
+            };
+            idps.push(mandate_issuer::idp::IdpConfig {
+                issuer: entry.issuer.clone(),
+                audience: entry.audience.clone(),
+                jwks,
+                principal_claim: entry
+                    .principal_claim
+                    .clone()
+                    .unwrap_or_else(|| "email".into()),
+                groups_claim: entry
+                    .groups_claim
+                    .clone()
+                    .unwrap_or_else(|| "groups".into()),
+            });
+        }
+        let tls = match (&self.tls.cert, &self.tls.key) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            (None, None) => None,
+            _ => return Err(invalid("tls", "give both cert and key")),
+        };
+        let max_task_ttl = within("max_task_ttl", self.max_task_ttl, DAY, (SECOND, 30 * DAY))?;
+        Ok(IssuerSettings {
+            listen: self
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7800))),
+            log_format: self.log_format,
+            shutdown_grace: within(
+                "shutdown_grace",
+                self.shutdown_grace,
+                Duration::from_secs(10),
+                (Duration::ZERO, Duration::from_secs(600)),
+            )?,
+            id,
+            root_key,
+            root_key_id: self.root_key_id,
+            policy: self.policy.clone(),
+            store,
+            mandate_ttl: within(
+                "mandate_ttl",
+                self.mandate_ttl,
+                Duration::from_secs(300),
+                (SECOND, DAY),
+            )?,
+            default_task_ttl: within(
+                "default_task_ttl",
+                self.default_task_ttl,
+                Duration::from_secs(3600),
+                (SECOND, max_task_ttl),
+            )?,
+            max_task_ttl,
+            skew: within(
+                "skew",
+                self.skew,
+                Duration::from_secs(30),
+                (Duration::ZERO, Duration::from_secs(300)),
+            )?,
+            sweep_interval: within(
+                "sweep_interval",
+                self.sweep_interval,
+                Duration::from_secs(5),
+                (Duration::from_millis(10), Duration::from_secs(3600)),
+            )?,
+            revocations,
+            tls,
+            idps,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    const FULL: &str = r#"
+        id = "https://issuer.example.com"
+        root_key = "root.key"
+        store = "tasks"
+        mandate_ttl = "2m"
+        [revocations]
+        registry = "http://127.0.0.1:7700"
+        registry_auth = "@ops.token"
+        [[idp]]
+        issuer = "https://login.example.com"
+        audience = "mandate"
+        jwks_file = "jwks.json"
+    "#;
+
+    #[test]
+    fn a_full_file_validates_with_defaults() {
+        let config: IssuerConfig = toml::from_str(FULL).unwrap();
+        let settings = config.validate().unwrap();
+        assert_eq!(settings.mandate_ttl, Duration::from_secs(120));
+        assert_eq!(settings.default_task_ttl, Duration::from_secs(3600));
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:7800");
+        assert_eq!(settings.idps[0].principal_claim, "email");
+    }
+
+    #[test]
+    fn each_missing_or_bad_setting_is_named() {
+        let idp = FULL.find("[[idp]]").unwrap();
+        let revocations = FULL.find("[revocations]").unwrap();
+        let cases = [
+            (
+                FULL.replace("id = \"https://issuer.example.com\"", ""),
+                "id",
+            ),
+            (FULL.replace("root_key = \"root.key\"", ""), "root_key"),
+            (
+                FULL.replace("registry_auth = \"@ops.token\"", ""),
+                "revocations.registry_auth",
+            ),
+            (FULL[..idp].to_owned(), "idp"),
+            (
+                format!("{}{}", &FULL[..revocations], &FULL[idp..]),
+                "revocations",
+            ),
+        ];
+        for (text, setting) in cases {
+            let config: IssuerConfig = toml::from_str(&text).unwrap();
+            match config.validate() {
+                Err(ConfigError::Invalid { setting: got, .. }) => {
+                    assert!(got.starts_with(setting), "{got} for {setting}")
+                }
+                other => panic!("{setting}: {other:?}"),
+            }
+        }
+        let long = FULL.replace("\"2m\"", "\"2d\"");
+        let config: IssuerConfig = toml::from_str(&long).unwrap();
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                setting: "mandate_ttl",
+                ..
+            })
+        ));
+        assert!(toml::from_str::<IssuerConfig>("nonsense = 1").is_err());
+    }
+}
