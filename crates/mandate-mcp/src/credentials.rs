@@ -35,15 +35,18 @@ fn text(object: &JsonObject, key: &str) -> Option<String> {
 }
 
 impl Credentials {
-    /// Takes the credentials out of `params`: from `_meta` when it carries a
-    /// token, otherwise from the reserved argument. The reserved argument is
+    /// Takes the credentials of a call: from its `_meta` when that carries a
+    /// token, otherwise from the reserved argument. rmcp moves a request's
+    /// `_meta` into its `RequestContext` (`context.meta`), which is `meta`
+    /// here; one still left in `params` counts too. The reserved argument is
     /// removed either way, so a tool never receives a mandate.
-    pub fn take(params: &mut CallToolRequestParams) -> Option<Credentials> {
+    pub fn take(params: &mut CallToolRequestParams, meta: &JsonObject) -> Option<Credentials> {
         let reserved = params
             .arguments
             .as_mut()
             .and_then(|args| args.remove(RESERVED_ARGUMENT));
-        if let Some(meta) = &params.meta {
+        let metas = [Some(meta), params.meta.as_ref().map(|m| &***m)];
+        for meta in metas.into_iter().flatten() {
             if let Some(token) = text(meta, META_TOKEN) {
                 return Some(Credentials {
                     token,

@@ -99,8 +99,9 @@ impl McpGuard {
         Ok(request)
     }
 
-    /// Decides `params`, taking its credentials out of it (the reserved
-    /// argument is removed). Returns the allowing decision; a denial, a
+    /// Decides `params`, taking its credentials from `meta` (the request's
+    /// `_meta`, `RequestContext::meta` in rmcp) or its reserved argument
+    /// (which is removed). Returns the allowing decision; a denial, a
     /// missing or unusable mandate and bad arguments are MCP errors.
     ///
     /// Evaluation runs on a blocking thread, never on the async runtime.
@@ -108,8 +109,12 @@ impl McpGuard {
     /// # Errors
     /// [`crate::DENIED_CODE`] for a refusal, invalid params for arguments the
     /// mapping refuses.
-    pub async fn check(&self, params: &mut CallToolRequestParams) -> Result<Decision, ErrorData> {
-        let Some(credentials) = Credentials::take(params) else {
+    pub async fn check(
+        &self,
+        params: &mut CallToolRequestParams,
+        meta: &JsonObject,
+    ) -> Result<Decision, ErrorData> {
+        let Some(credentials) = Credentials::take(params, meta) else {
             return Err(refusal::missing());
         };
         let request = self.request(params, &credentials, SystemTime::now())?;

@@ -49,7 +49,7 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        self.guard.check(&mut request).await?;
+        self.guard.check(&mut request, &context.meta).await?;
         self.inner.call_tool(request, context).await
     }
 }
