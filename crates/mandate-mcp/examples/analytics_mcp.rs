@@ -160,16 +160,23 @@ fn run() -> Result<()> {
             running.waiting().await?;
             return Ok(());
         }
-        let mut builder = Verifier::builder().root_keys(keys.clone()).require_pop(true);
+        let mut builder = Verifier::builder()
+            .root_keys(keys.clone())
+            .require_pop(true);
         if let Some(dir) = &args.store {
             let store = IndexingStore::new(SledStore::open(dir)?)?;
             let index = store.index();
             builder = builder.revocation(Arc::new(index.clone()));
             let writes = MandateWriteAuthorizer::new(
-                Verifier::builder().root_keys(keys).revocation(Arc::new(index)),
+                Verifier::builder()
+                    .root_keys(keys)
+                    .revocation(Arc::new(index)),
             )?;
-            let state =
-                RegistryState::with_config(Arc::new(store), Arc::new(writes), RegistryConfig::default());
+            let state = RegistryState::with_config(
+                Arc::new(store),
+                Arc::new(writes),
+                RegistryConfig::default(),
+            );
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             eprintln!("registry http://{}", listener.local_addr()?);
             tokio::spawn(mandate_registry::serve(

@@ -49,7 +49,10 @@ impl SecretKey {
     }
 
     fn __repr__(&self) -> String {
-        format!("SecretKey(public={}, secret=<redacted>)", self.inner.public())
+        format!(
+            "SecretKey(public={}, secret=<redacted>)",
+            self.inner.public()
+        )
     }
 
     fn __str__(&self) -> String {

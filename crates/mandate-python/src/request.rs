@@ -60,16 +60,14 @@ impl DurationArg {
     /// The duration, which must lie in `min..=max`; `what` names it in errors.
     pub fn resolve(self, what: &str, min: Duration, max: Duration) -> PyResult<Duration> {
         let value = match self {
-            DurationArg::Seconds(secs) if secs.is_finite() && secs >= 0.0 && secs < 1e12 => {
+            DurationArg::Seconds(secs) if (0.0..1e12).contains(&secs) => {
                 Duration::from_secs_f64(secs)
             }
             DurationArg::Seconds(secs) => {
                 return Err(errors::invalid(format!("{what} {secs} is not a duration")))
             }
             DurationArg::Text(text) => humantime::parse_duration(&text).map_err(|_| {
-                errors::invalid(format!(
-                    "invalid {what} `{text}` (examples: 90s, 10m, 2h)"
-                ))
+                errors::invalid(format!("invalid {what} `{text}` (examples: 90s, 10m, 2h)"))
             })?,
         };
         if value < min {
@@ -105,7 +103,10 @@ pub fn build(
 }
 
 /// A Rust value with a JSON form, as the Python value `json.loads` makes of it.
-pub fn to_python<'py, T: serde::Serialize>(py: Python<'py>, value: &T) -> PyResult<Bound<'py, PyAny>> {
+pub fn to_python<'py, T: serde::Serialize>(
+    py: Python<'py>,
+    value: &T,
+) -> PyResult<Bound<'py, PyAny>> {
     let text = serde_json::to_string(value)
         .map_err(|e| errors::MandateError::new_err(format!("encoding a report: {e}")))?;
     py.import("json")?.call_method1("loads", (text,))

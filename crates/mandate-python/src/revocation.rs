@@ -9,8 +9,8 @@
 use std::path::PathBuf;
 
 use mandate_registry::{
-    IndexingStore, NewRevocation, RegistryAuth, RevocationEntry, RevocationKind, RevocationStore as _,
-    SharedIndex, SledStore,
+    IndexingStore, NewRevocation, RegistryAuth, RevocationEntry, RevocationKind,
+    RevocationStore as _, SharedIndex, SledStore,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyAny;
@@ -124,16 +124,15 @@ impl RegistryClient {
         reason: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
         let kind = self::kind(kind)?;
-        let stored = py
-            .detach(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| errors::RegistryError::new_err(format!("starting a runtime: {e}")))?;
-                runtime
-                    .block_on(self.client.revoke(&self.auth, kind, value, reason))
-                    .map_err(errors::registry)
-            })?;
+        let stored = py.detach(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| errors::RegistryError::new_err(format!("starting a runtime: {e}")))?;
+            runtime
+                .block_on(self.client.revoke(&self.auth, kind, value, reason))
+                .map_err(errors::registry)
+        })?;
         entry(py, &stored)
     }
 
@@ -141,4 +140,3 @@ impl RegistryClient {
         format!("RegistryClient({:?})", self.client.base_url())
     }
 }
-

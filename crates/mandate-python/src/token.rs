@@ -115,7 +115,7 @@ impl Token {
         self.inner
             .revocation_ids()
             .iter()
-            .map(hex_encode)
+            .map(|id| hex_encode(id))
             .collect()
     }
 
@@ -127,7 +127,9 @@ impl Token {
         py: Python<'py>,
         root_keys: Option<Vec<String>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let keys = root_keys.map(|keys| crate::verifier::key_set(&keys)).transpose()?;
+        let keys = root_keys
+            .map(|keys| crate::verifier::key_set(&keys))
+            .transpose()?;
         let report = mandate_core::inspect(&self.inner, keys.as_ref(), SystemTime::now())
             .map_err(errors::core)?;
         request::to_python(py, &report)
@@ -227,7 +229,13 @@ impl Token {
         at: Option<f64>,
     ) -> PyResult<String> {
         let request = request::build(service, operation, resource, attrs, at)?;
-        Ok(Proof::sign(&key.get().inner, &self.inner.digest_hex(), &request, request.time).to_text())
+        Ok(Proof::sign(
+            &key.get().inner,
+            &self.inner.digest_hex(),
+            &request,
+            request.time,
+        )
+        .to_text())
     }
 
     fn __repr__(&self) -> String {
@@ -243,6 +251,6 @@ impl Token {
     }
 }
 
-fn hex_encode(bytes: &Vec<u8>) -> String {
+fn hex_encode(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -130,7 +130,8 @@ impl Verifier {
             builder = builder.policy(policy.inner);
         }
         if let Some(window) = pop_window {
-            builder = builder.pop_window(window.resolve("pop_window", POP_WINDOW.0, POP_WINDOW.1)?);
+            builder =
+                builder.pop_window(window.resolve("pop_window", POP_WINDOW.0, POP_WINDOW.1)?);
         }
         if let Some(store) = revocations {
             builder = builder.revocation(Arc::new(store.index()));
