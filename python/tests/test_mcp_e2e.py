@@ -120,6 +120,9 @@ async def scenario(server: str, tmp: Path) -> dict:
                                         resource="/datasets/q3/revenue")
                 except mcp.MCPError as error:
                     outcome["after_revoke"] = (error.data["kind"], error.message)
+    outcome["secrets"] = [bob.text, child.text, ops.text]
+    outcome["log"] = errlog_path.read_text()
+    outcome["audit"] = [line for line in errlog_path.read_text().splitlines() if "mandate::audit" in line]
     return outcome
 
 
@@ -150,3 +153,9 @@ def test_guarded_mcp_server_end_to_end(tmp_path):
     assert outcome["revoked_seq"] == 1
     kind, message = outcome["after_revoke"]
     assert kind == "revoked" and "q3-report" in message
+
+    # The audit trail names the chain of every decision, allowed or denied.
+    audit = outcome["audit"]
+    assert any("allowed=true" in line and 'chain=orchestrator -> analytics' in line for line in audit), audit
+    assert any("allowed=false" in line and "revoked" in line for line in audit), audit
+    assert not any(secret in outcome["log"] for secret in outcome["secrets"])

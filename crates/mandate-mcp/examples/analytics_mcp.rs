@@ -15,7 +15,8 @@
 //! stderr as `registry http://127.0.0.1:PORT`, so an operator revokes with
 //! `mandate revoke --registry URL ...` or Python's `RegistryClient`.
 //! `--unguarded` serves the same tools with no guard, for measuring what the
-//! guard costs. Stdout carries MCP only.
+//! guard costs. Stdout carries MCP only; the audit log (one line per
+//! decision, target `mandate::audit`) goes to stderr.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -138,6 +139,12 @@ impl ServerHandler for Analytics {
 }
 
 fn main() -> std::process::ExitCode {
+    // The audit log (one line per decision) goes to stderr; stdout is MCP's.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(tracing_subscriber::EnvFilter::new("mandate::audit=info"))
+        .init();
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

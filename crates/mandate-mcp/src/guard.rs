@@ -120,13 +120,35 @@ impl McpGuard {
         let request = self.request(params, &credentials, SystemTime::now())?;
         let verifier = Arc::clone(&self.verifier);
         let token = credentials.token;
+        let fingerprint = mandate_core::fingerprint(&token);
         let decided = tokio::task::spawn_blocking(move || verifier.authorize(&token, &request))
             .await
             .map_err(|_| ErrorData::internal_error("the mandate check did not finish", None))?;
+        if let Ok(decision) = &decided {
+            audit(decision, &fingerprint);
+        }
         match decided {
             Ok(decision) if decision.allowed => Ok(decision),
             Ok(decision) => Err(refusal::denied(&decision)),
             Err(error) => Err(refusal::unusable(&error)),
         }
     }
+}
+
+/// One audit record per decision, naming the whole chain; the token appears
+/// only as its fingerprint.
+fn audit(decision: &Decision, fingerprint: &str) {
+    tracing::info!(
+        target: "mandate::audit",
+        allowed = decision.allowed,
+        principal = %decision.principal,
+        chain = %decision.chain.join(" -> "),
+        task = %decision.task,
+        service = %decision.service,
+        operation = %decision.operation,
+        resource = %decision.resource,
+        token = %fingerprint,
+        reason = %decision.reason,
+        "mcp tools/call"
+    );
 }
