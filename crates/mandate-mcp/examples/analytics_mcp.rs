@@ -1,0 +1,204 @@
+//! An analytics MCP server over stdio, protected by Mandate: the tool server
+//! of the quarterly-analytics scenario, used by the Python end-to-end test
+//! and the Python example.
+//!
+//! Tools (service `analytics`, operation = tool name):
+//! - `read_dataset {"path": "/datasets/q3/revenue"}` — resource = `path`.
+//! - `export_dataset {"path": ...}` — resource = `path`.
+//!
+//! ```text
+//! analytics_mcp --root-pub 1=ed25519/<hex> [--store DIR] [--unguarded]
+//! ```
+//!
+//! `--store DIR` keeps revocations in a sled store in this process and
+//! serves the registry API on 127.0.0.1 (an ephemeral port), announced on
+//! stderr as `registry http://127.0.0.1:PORT`, so an operator revokes with
+//! `mandate revoke --registry URL ...` or Python's `RegistryClient`.
+//! `--unguarded` serves the same tools with no guard, for measuring what the
+//! guard costs. Stdout carries MCP only; the audit log (one line per
+//! decision, target `mandate::audit`) goes to stderr.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _, Result};
+use mandate_core::KeySet;
+use mandate_mcp::{Guarded, McpGuard, ToolScope};
+use mandate_registry::{
+    IndexingStore, MandateWriteAuthorizer, RegistryConfig, RegistryState, SledStore,
+};
+use mandate_verifier::Verifier;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt as _};
+use serde_json::{json, Value};
+
+/// The service name mandates grant rights on.
+const SERVICE: &str = "analytics";
+/// The longest dataset path accepted.
+const MAX_PATH: usize = 256;
+
+struct Args {
+    root_pub: Vec<String>,
+    store: Option<PathBuf>,
+    unguarded: bool,
+}
+
+fn args() -> Result<Args> {
+    let mut args = Args {
+        root_pub: Vec::new(),
+        store: None,
+        unguarded: false,
+    };
+    let mut iter = std::env::args().skip(1);
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--root-pub" => args
+                .root_pub
+                .push(iter.next().context("--root-pub needs a key")?),
+            "--store" => args.store = Some(iter.next().context("--store needs a folder")?.into()),
+            "--unguarded" => args.unguarded = true,
+            other => bail!("unknown argument `{other}`"),
+        }
+    }
+    if args.root_pub.is_empty() && !args.unguarded {
+        bail!("give --root-pub KEY: the issuer's root public key");
+    }
+    Ok(args)
+}
+
+/// The tools themselves, unaware of Mandate.
+#[derive(Debug, Clone)]
+struct Analytics;
+
+fn path_schema() -> Arc<JsonObject> {
+    let schema = json!({
+        "type": "object",
+        "properties": {"path": {"type": "string"}},
+        "required": ["path"],
+    });
+    match schema {
+        Value::Object(map) => Arc::new(map),
+        _ => Arc::new(JsonObject::new()),
+    }
+}
+
+fn path_argument(arguments: &JsonObject) -> Result<String, String> {
+    match arguments.get("path").and_then(Value::as_str) {
+        Some(path) if path.len() <= MAX_PATH => Ok(path.to_owned()),
+        Some(_) => Err(format!("`path` is longer than {MAX_PATH} bytes")),
+        None => Err("`path` (a string) is required".into()),
+    }
+}
+
+/// The server's mapping: every tool's resource is its `path` argument.
+fn scope(_tool: &str, arguments: &JsonObject) -> Result<ToolScope, String> {
+    path_argument(arguments).map(ToolScope::resource)
+}
+
+impl ServerHandler for Analytics {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(SERVICE, env!("CARGO_PKG_VERSION")))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(vec![
+            Tool::new("read_dataset", "Read one dataset", path_schema()),
+            Tool::new("export_dataset", "Export one dataset", path_schema()),
+        ]))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let empty = JsonObject::new();
+        let arguments = request.arguments.as_ref().unwrap_or(&empty);
+        let path = path_argument(arguments).map_err(|m| ErrorData::invalid_params(m, None))?;
+        let text = match request.name.as_ref() {
+            "read_dataset" => format!("rows of {path}: revenue 1200, cost 800"),
+            "export_dataset" => format!("export of {path}: 2 rows"),
+            other => {
+                return Err(ErrorData::invalid_params(
+                    format!("no tool named `{other}`"),
+                    None,
+                ))
+            }
+        };
+        Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    // The audit log (one line per decision) goes to stderr; stdout is MCP's.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(tracing_subscriber::EnvFilter::new("mandate::audit=info"))
+        .init();
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let args = args()?;
+    let mut keys = KeySet::new();
+    for root in &args.root_pub {
+        keys.add_arg(root).context("reading --root-pub")?;
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async {
+        if args.unguarded {
+            let running = Analytics.serve(rmcp::transport::stdio()).await?;
+            running.waiting().await?;
+            return Ok(());
+        }
+        let mut builder = Verifier::builder()
+            .root_keys(keys.clone())
+            .require_pop(true);
+        if let Some(dir) = &args.store {
+            let store = IndexingStore::new(SledStore::open(dir)?)?;
+            let index = store.index();
+            builder = builder.revocation(Arc::new(index.clone()));
+            let writes = MandateWriteAuthorizer::new(
+                Verifier::builder()
+                    .root_keys(keys)
+                    .revocation(Arc::new(index)),
+            )?;
+            let state = RegistryState::with_config(
+                Arc::new(store),
+                Arc::new(writes),
+                RegistryConfig::default(),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            eprintln!("registry http://{}", listener.local_addr()?);
+            tokio::spawn(mandate_registry::serve(
+                listener,
+                state,
+                std::future::pending::<()>(),
+            ));
+        } else {
+            eprintln!("revocations: NOT CHECKED (no --store)");
+        }
+        let guard = McpGuard::new(builder.build()?, SERVICE, scope);
+        let running = Guarded::new(guard, Analytics)
+            .serve(rmcp::transport::stdio())
+            .await?;
+        running.waiting().await?;
+        anyhow::Ok(())
+    })
+}

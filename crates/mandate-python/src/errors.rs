@@ -1,0 +1,168 @@
+//! Python exceptions mirroring the Rust error kinds, and the one place Rust
+//! errors become them.
+//!
+//! Every exception derives from `MandateError`; its message is the Rust
+//! error's message followed by its causes, on one line. Nothing here may echo
+//! key material: the Rust errors never contain it, and no message is built
+//! from a key.
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::PyErr;
+
+create_exception!(
+    mandate,
+    MandateError,
+    PyException,
+    "Base class of every error Mandate raises."
+);
+create_exception!(
+    mandate,
+    MalformedTokenError,
+    MandateError,
+    "The token text is not base64, or the bytes are not a Biscuit token."
+);
+create_exception!(
+    mandate,
+    InvalidSignatureError,
+    MandateError,
+    "The token's signatures do not verify: tampered bytes or another root."
+);
+create_exception!(
+    mandate,
+    UnknownKeyIdError,
+    MandateError,
+    "The token names a root key id the verifier does not trust."
+);
+create_exception!(
+    mandate,
+    InvalidKeyError,
+    MandateError,
+    "A key string or key file is not an Ed25519 key in Mandate's format."
+);
+create_exception!(
+    mandate,
+    KeyPermissionsError,
+    MandateError,
+    "A private key file may be read or written by its group or others."
+);
+create_exception!(
+    mandate,
+    DatalogError,
+    MandateError,
+    "Datalog text (a policy, a raw check) does not parse."
+);
+create_exception!(
+    mandate,
+    InvalidArgumentError,
+    MandateError,
+    "A restriction, request or claim value is not acceptable."
+);
+create_exception!(
+    mandate,
+    InvalidNameError,
+    InvalidArgumentError,
+    "A name (principal, agent, task, service, attribute) is not canonical."
+);
+create_exception!(
+    mandate,
+    NotInParentError,
+    MandateError,
+    "A delegation would widen, or could never match, what the parent allows."
+);
+create_exception!(
+    mandate,
+    NotHolderError,
+    MandateError,
+    "A signed hop was asked for with a key that does not hold the token."
+);
+create_exception!(
+    mandate,
+    ChainError,
+    MandateError,
+    "The token's delegation chain is broken."
+);
+create_exception!(
+    mandate,
+    KeyFileError,
+    MandateError,
+    "Reading or writing a key file failed."
+);
+create_exception!(
+    mandate,
+    TokenExpiredError,
+    MandateError,
+    "The mandate expired before the request time."
+);
+create_exception!(
+    mandate,
+    RegistryError,
+    MandateError,
+    "The revocation store or registry refused or failed."
+);
+
+/// One line: the error's message, then each cause's.
+fn report(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The exception for a core error.
+pub fn core(error: mandate_core::Error) -> PyErr {
+    use mandate_core::Error as E;
+    let message = report(&error);
+    match error {
+        E::MalformedToken { .. } => MalformedTokenError::new_err(message),
+        E::InvalidSignature { .. } => InvalidSignatureError::new_err(message),
+        E::UnknownKeyId { .. } => UnknownKeyIdError::new_err(message),
+        E::InvalidKey { .. } => InvalidKeyError::new_err(message),
+        E::KeyPermissions { .. } => KeyPermissionsError::new_err(message),
+        E::Datalog { .. } => DatalogError::new_err(message),
+        E::Invalid(_) => InvalidArgumentError::new_err(message),
+        E::InvalidName { .. } => InvalidNameError::new_err(message),
+        E::NotInParent { .. } => NotInParentError::new_err(message),
+        E::NotHolder { .. } => NotHolderError::new_err(message),
+        E::Chain(_) => ChainError::new_err(message),
+        E::Io { .. } => KeyFileError::new_err(message),
+        _ => MandateError::new_err(message),
+    }
+}
+
+/// The exception for a verifier error.
+pub fn verifier(error: mandate_verifier::Error) -> PyErr {
+    use mandate_verifier::Error as E;
+    match error {
+        E::Token(inner) => core(inner),
+        E::Expired { .. } => TokenExpiredError::new_err(report(&error)),
+        other => MandateError::new_err(report(&other)),
+    }
+}
+
+/// The exception for an issuer error.
+pub fn issuer(error: mandate_issuer::Error) -> PyErr {
+    use mandate_issuer::Error as E;
+    match error {
+        E::Core(inner) => core(inner),
+        E::Invalid(_) => InvalidArgumentError::new_err(report(&error)),
+        other => MandateError::new_err(report(&other)),
+    }
+}
+
+/// The exception for a registry or store error.
+pub fn registry(error: mandate_registry::Error) -> PyErr {
+    RegistryError::new_err(report(&error))
+}
+
+/// An argument the binding itself refuses (a duration, a type).
+pub fn invalid(message: impl Into<String>) -> PyErr {
+    InvalidArgumentError::new_err(message.into())
+}

@@ -1,0 +1,73 @@
+"""Shared fixtures: keys, an issuer, and Rust binaries built with cargo."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Dict
+
+import pytest
+
+import mandate
+
+REPO = Path(__file__).resolve().parents[2]
+_BUILT: Dict[str, str] = {}
+
+
+def cargo_example(package: str, example: str) -> str:
+    """The path of a workspace example, built once per session with cargo.
+
+    ``MANDATE_<EXAMPLE>`` in the environment (e.g. ``MANDATE_ANALYTICS_MCP``)
+    names a prebuilt binary instead. Skips, saying why, when neither works.
+    """
+    override = os.environ.get(f"MANDATE_{example.upper()}")
+    if override:
+        return override
+    if example in _BUILT:
+        return _BUILT[example]
+    if shutil.which("cargo") is None:
+        pytest.skip(f"cargo is not on PATH, so the {example} example cannot be built")
+    result = subprocess.run(
+        ["cargo", "build", "--locked", "--message-format=json", "-p", package, "--example", example],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"cargo build of {example} failed:\n{result.stderr[-4000:]}")
+    for line in result.stdout.splitlines():
+        message = json.loads(line)
+        if message.get("reason") == "compiler-artifact" and message.get("executable") and message["target"]["name"] == example:
+            _BUILT[example] = message["executable"]
+            return message["executable"]
+    pytest.fail(f"cargo built no executable for {example}")
+
+
+@pytest.fixture
+def issuer() -> mandate.Issuer:
+    return mandate.Issuer.generate(1)
+
+
+@pytest.fixture
+def orchestrator() -> mandate.SecretKey:
+    return mandate.SecretKey.generate()
+
+
+@pytest.fixture
+def analytics() -> mandate.SecretKey:
+    return mandate.SecretKey.generate()
+
+
+@pytest.fixture
+def bob_token(issuer: mandate.Issuer, orchestrator: mandate.SecretKey) -> mandate.Token:
+    return issuer.issue(
+        principal="bob",
+        agent="orchestrator",
+        agent_key=orchestrator.public_key,
+        rights=["analytics:read", "analytics:export"],
+        ttl="10m",
+        task="q3-report",
+    )
