@@ -237,6 +237,13 @@ impl Verifier {
         mandate: &Mandate,
         request: &Request,
     ) -> Result<Decision, Error> {
+        let mut decision = self.decide(mandate, request)?;
+        decision.root_key_id = mandate.root_key_id();
+        Ok(decision)
+    }
+
+    /// [`Verifier::authorize_mandate`] without the root key id.
+    fn decide(&self, mandate: &Mandate, request: &Request) -> Result<Decision, Error> {
         // A `Mandate` made by another verifier (or signed by an untrusted
         // root) is not trusted here just because it is a `Mandate`.
         if self.keys.choose(mandate.root_key_id()).ok() != Some(&mandate.root()) {
