@@ -15,6 +15,7 @@
 //!
 //! This crate does no HTTP; servers call it before they answer.
 
+pub mod access;
 mod decision;
 mod error;
 pub mod integrity;
@@ -38,7 +39,7 @@ pub use integrity::{SignedHead, StoredEntry, WriterKey};
 pub use issuer::IssuerEvent;
 pub use log::AuditLog;
 pub use memory_log::MemoryLog;
-pub use query::{query, query_all, Filter, Page};
+pub use query::{parse_time_bound, query, query_all, Filter, Page};
 pub use record::{Event, Record};
 pub use registry::{RegistryAction, RegistryEvent};
 pub use sled_log::SledLog;

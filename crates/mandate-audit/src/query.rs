@@ -148,3 +148,19 @@ pub fn query_all(log: &dyn AuditLog, filter: &Filter, last: Option<usize>) -> Re
     }
     Ok(records)
 }
+
+/// A time bound as people write it: a duration ago (`10m`, `2h`) or an RFC
+/// 3339 time (`2026-12-01T10:00:00Z`).
+///
+/// # Errors
+/// A message naming what was expected.
+pub fn parse_time_bound(text: &str, now: SystemTime) -> Result<SystemTime, String> {
+    let text = text.trim();
+    if let Ok(ago) = humantime::parse_duration(text) {
+        return now
+            .checked_sub(ago)
+            .ok_or_else(|| format!("`{text}` reaches before the start of time"));
+    }
+    humantime::parse_rfc3339_weak(text)
+        .map_err(|_| format!("`{text}` is neither a duration (10m, 2h) nor an RFC 3339 time"))
+}

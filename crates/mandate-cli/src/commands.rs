@@ -42,6 +42,7 @@ pub fn run(command: Command, verbose: u8) -> Result<Outcome> {
         Command::Revocations(RevocationsCommand::List(args)) => crate::revocation::list(&args),
         Command::Registry(RegistryCommand::Serve(args)) => crate::revocation::serve(&args, verbose),
         Command::Demo(args) => crate::demo::run(args.dir.as_deref()),
+        Command::Audit(args) => crate::audit::run(args),
     }
 }
 

@@ -31,6 +31,7 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
         let mut document = Operations::openapi();
         document.merge(mandate_verifier::http::openapi());
         document.merge(mandate_registry::openapi());
+        document.merge(crate::audit_api::openapi());
         document
     })
 }

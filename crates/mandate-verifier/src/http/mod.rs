@@ -5,6 +5,7 @@ mod authorize;
 mod error;
 mod ext_authz;
 pub mod observe;
+mod record;
 
 pub use authorize::{
     audit, decision_body, openapi, router, routes, AttrJson, AuthorizeRequest, AuthzHealth,
@@ -14,4 +15,7 @@ pub use error::{method_not_allowed, not_found, ApiError};
 pub use ext_authz::{
     ext_authz_router, header_safe, ExtAuthzState, AGENT_HEADER, CHAIN_HEADER, CHALLENGE,
     EXT_AUTHZ_PATH, MAX_HEADERS, POP_HEADER, PRINCIPAL_HEADER, TASK_HEADER,
+};
+pub use record::{
+    request_id, Answer, DecisionRecorder, RecordError, Recording, Refusal, MAX_REQUEST_ID,
 };
