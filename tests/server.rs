@@ -360,7 +360,8 @@ fn every_api_answers_errors_in_one_shape() {
 #[test]
 fn the_openapi_document_matches_the_running_server() {
     let fx = Fixture::new();
-    let config = fx.config("");
+    // With an audit trail, so that `GET /v1/audit` is served too.
+    let config = fx.config(&format!("[audit]\nstore = {:?}", fx.dir.path("audit")));
     let server = fx.serve("serve", &["serve", "--config", &config]);
     let reply = get(&format!("{}/openapi.json", server.url));
     assert_eq!(reply.status, 200);
