@@ -59,7 +59,7 @@ impl Default for WriterConfig {
         WriterConfig {
             durability: Durability::Durable,
             max_batch: 4096,
-            queue: 65_536,
+            queue: 16_384,
             sign_every: Duration::from_millis(250),
         }
     }
@@ -72,7 +72,8 @@ const IDLE: Duration = Duration::from_secs(3600);
 
 enum Job {
     Append {
-        event: Event,
+        // Boxed: the queue's slots are allocated up front, so they stay small.
+        event: Box<Event>,
         done: oneshot::Sender<Result<u64>>,
     },
     Close(oneshot::Sender<Result<()>>),
@@ -206,7 +207,10 @@ impl AuditWriter {
             return Err(Error::Unavailable(reason));
         }
         let (done, wait) = oneshot::channel();
-        match self.tx.try_send(Job::Append { event, done }) {
+        match self.tx.try_send(Job::Append {
+            event: Box::new(event),
+            done,
+        }) {
             Ok(()) => Ok(wait),
             Err(TrySendError::Full(_)) => {
                 Err(Error::Unavailable("the writer's queue is full".into()))
@@ -368,7 +372,7 @@ impl Thread {
             .sign_head(&self.log_id, self.tip.0, &self.tip.1, now_text())
     }
 
-    fn write_batch(&mut self, batch: Vec<(Event, oneshot::Sender<Result<u64>>)>) {
+    fn write_batch(&mut self, batch: Vec<(Box<Event>, oneshot::Sender<Result<u64>>)>) {
         if self.status.failed.load(Ordering::Acquire) {
             for (_, done) in batch {
                 let _ = done.send(Err(Error::Unavailable(
@@ -387,7 +391,7 @@ impl Thread {
                 seq,
                 time: time.clone(),
                 writer: self.fingerprint.clone(),
-                event,
+                event: *event,
             };
             match serde_json::to_vec(&record) {
                 Ok(body) => {

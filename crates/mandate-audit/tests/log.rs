@@ -97,7 +97,7 @@ fn a_pinned_writer_key_refuses_heads_of_another() {
     let log: Arc<dyn AuditLog> = Arc::new(MemoryLog::new());
     fill(Arc::clone(&log), 3).close_blocking().unwrap();
     let other = WriterKey::generate();
-    let tampered = verify(log.as_ref(), &[other.public().clone()])
+    let tampered = verify(log.as_ref(), &[*other.public()])
         .unwrap()
         .unwrap_err();
     assert!(

@@ -50,7 +50,7 @@ fn open_store(dir: &std::path::Path) -> Result<SledLog> {
 /// Where records come from.
 enum Source {
     Store(std::path::PathBuf),
-    Server(AuditClient),
+    Server(Box<AuditClient>),
 }
 
 fn source(args: &AuditSourceArgs) -> Result<Source> {
@@ -65,7 +65,7 @@ fn source(args: &AuditSourceArgs) -> Result<Source> {
         Some(path) => Some(SecretKey::read(path)?),
         None => None,
     };
-    Ok(Source::Server(AuditClient::new(url, token, key)?))
+    Ok(Source::Server(Box::new(AuditClient::new(url, token, key)?)))
 }
 
 /// Query parameters of `GET /v1/audit` for `args`.
