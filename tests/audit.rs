@@ -295,6 +295,8 @@ fn every_decision_and_revocation_is_recorded_queryable_and_traced() {
 
     // Bad input is exit 2 with one line.
     mandate(&["audit", "--store", &fx.dir.path("nowhere")]).error("holds no audit log");
+    // The registry's store is not an audit log, and is left untouched.
+    mandate(&["audit", "--store", &fx.dir.path("serve-store")]).error("holds no audit log");
     mandate(&["audit", "--store", &audit_dir, "--since", "yesterday"]).error("--since");
     mandate(&["audit", "trace", "t-0", "--store", &audit_dir]).error("no record names");
 }
@@ -380,6 +382,56 @@ fn tampering_of_each_kind_is_named_at_the_first_bad_record() {
         }
     });
     run.fails(1, "TAMPERED: record #6: missing (truncated)");
+
+    // Cut with its newest heads: only a head kept outside the store (the
+    // server logs each one) can tell.
+    let last_head = {
+        let (_db, tree) = tree(&audit);
+        let (_, value) = tree.scan_prefix([b'h']).next_back().unwrap().unwrap();
+        let head: Value = serde_json::from_slice(&value).unwrap();
+        format!("{}:{}", head["seq"], head["hash"].as_str().unwrap())
+    };
+    let cut = fx.dir.file("cut");
+    copy_dir(&audit, &cut);
+    {
+        let (db, tree) = tree(&cut);
+        for seq in 6..=8 {
+            tree.remove(record_key(seq)).unwrap();
+        }
+        let heads: Vec<_> = tree
+            .scan_prefix([b'h'])
+            .keys()
+            .map(Result::unwrap)
+            .collect();
+        for key in heads {
+            let mut head_five = vec![b'h'];
+            head_five.extend_from_slice(&5u64.to_be_bytes());
+            if key.as_ref() > head_five.as_slice() {
+                tree.remove(key).unwrap();
+            }
+        }
+        db.flush().unwrap();
+    }
+    let cut = cut.display().to_string();
+    assert!(verify(Path::new(&cut)).ok().starts_with("ok: 5 record(s)"));
+    mandate(&[
+        "audit",
+        "verify",
+        "--store",
+        &cut,
+        "--expect-head",
+        &last_head,
+    ])
+    .fails(1, "TAMPERED: record #6: missing (truncated)");
+    mandate(&[
+        "audit",
+        "verify",
+        "--store",
+        &cut,
+        "--expect-head",
+        "8:beef",
+    ])
+    .error("--expect-head");
 
     // The tail from #5 replaced by records re-linked consistently: only the
     // head signed over the original #8 can tell.

@@ -44,5 +44,5 @@ pub use record::{Event, Record};
 pub use registry::{RegistryAction, RegistryEvent};
 pub use sled_log::SledLog;
 pub use trace::trace;
-pub use verify::{verify, Tampered, Verdict, Verified};
+pub use verify::{verify, verify_with_witnesses, Tampered, Verdict, Verified};
 pub use writer::{AuditWriter, Durability, WriterConfig};

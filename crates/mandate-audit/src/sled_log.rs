@@ -112,8 +112,25 @@ impl SledLog {
                 format!("{} holds no audit log", path.display()),
             ));
         }
-        let log = SledLog::open(path)?;
-        Ok(log)
+        let db = open_db(path)?;
+        let holds_log = db
+            .tree_names()
+            .iter()
+            .any(|name| name.as_ref() == TREE.as_bytes())
+            && db
+                .open_tree(TREE)
+                .and_then(|tree| tree.contains_key(ID_KEY))
+                .unwrap_or(false);
+        if !holds_log {
+            return Err(Error::storage(
+                "opening the audit store",
+                format!("{} holds no audit log", path.display()),
+            ));
+        }
+        Ok(SledLog {
+            path: path.to_owned(),
+            db: RwLock::new(Some(db)),
+        })
     }
 
     fn tree(&self) -> Result<sled::Tree> {

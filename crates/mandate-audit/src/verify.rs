@@ -69,6 +69,21 @@ struct SeqOnly {
 /// [`crate::Error`] when the log cannot be read at all; tampering is the
 /// inner `Err`.
 pub fn verify(log: &dyn AuditLog, writers: &[PublicKey]) -> Result<Verdict> {
+    verify_with_witnesses(log, writers, &[])
+}
+
+/// As [`verify`], and every `(seq, hash)` in `witnesses` — heads kept
+/// outside the store, e.g. from the server's log lines `audit head signed` —
+/// must still be in the log: this catches a log cut after its newest heads
+/// were deleted too.
+///
+/// # Errors
+/// As [`verify`].
+pub fn verify_with_witnesses(
+    log: &dyn AuditLog,
+    writers: &[PublicKey],
+    witnesses: &[(u64, Hash)],
+) -> Result<Verdict> {
     let log_id = log.log_id()?;
     let pinned: Vec<String> = writers.iter().map(ToString::to_string).collect();
     let mut problems: Vec<Tampered> = Vec::new();
@@ -100,6 +115,18 @@ pub fn verify(log: &dyn AuditLog, writers: &[PublicKey]) -> Result<Verdict> {
                     .into(),
             }),
         }
+    }
+
+    for (seq, hash) in witnesses {
+        if let Some(signed) = heads.get(seq) {
+            if signed != hash {
+                problems.push(Tampered {
+                    seq: *seq,
+                    problem: "its signed head differs from the head kept outside the store".into(),
+                });
+            }
+        }
+        heads.entry(*seq).or_insert(*hash);
     }
 
     let mut expected = 1u64;
@@ -189,7 +216,7 @@ pub fn verify(log: &dyn AuditLog, writers: &[PublicKey]) -> Result<Verdict> {
                 ),
             });
         }
-        if records > 0 && all_heads.is_empty() {
+        if records > 0 && all_heads.is_empty() && witnesses.is_empty() {
             problems.push(Tampered {
                 seq: 1,
                 problem: "no signed head at all: the heads were deleted".into(),
@@ -201,7 +228,7 @@ pub fn verify(log: &dyn AuditLog, writers: &[PublicKey]) -> Result<Verdict> {
     }
     Ok(Ok(Verified {
         records,
-        heads: heads.len() as u64,
+        heads: all_heads.len() as u64,
         last_signed: heads.keys().next_back().copied().unwrap_or(0),
         writers: seen_writers,
         pinned: !pinned.is_empty(),

@@ -368,8 +368,17 @@ impl Thread {
 
     fn sign(&mut self) -> crate::integrity::SignedHead {
         self.last_sign = Instant::now();
-        self.key
-            .sign_head(&self.log_id, self.tip.0, &self.tip.1, now_text())
+        let head = self
+            .key
+            .sign_head(&self.log_id, self.tip.0, &self.tip.1, now_text());
+        // A copy outside the store: `mandate audit verify --expect-head`
+        // checks a log against heads kept from these lines.
+        tracing::info!(
+            target: "mandate::audit",
+            head = %format!("{}:{}", head.seq, head.hash),
+            "audit head signed"
+        );
+        head
     }
 
     fn write_batch(&mut self, batch: Vec<(Box<Event>, oneshot::Sender<Result<u64>>)>) {

@@ -467,6 +467,10 @@ pub struct AuditVerifyArgs {
     /// file; repeatable). Without it, the keys the heads name are used.
     #[arg(long = "writer-pub", value_name = "KEY")]
     pub writer_pub: Vec<String>,
+    /// A head kept outside the store (from the server's `audit head signed`
+    /// log lines): the record at SEQ must still have HASH (repeatable).
+    #[arg(long = "expect-head", value_name = "SEQ:HASH")]
+    pub expect_head: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -195,8 +195,21 @@ fn verify(args: &AuditVerifyArgs) -> Result<Outcome> {
     for key in &args.writer_pub {
         writers.push(PublicKey::from_arg(key).with_context(|| format!("--writer-pub {key}"))?);
     }
+    let mut witnesses = Vec::new();
+    for head in &args.expect_head {
+        let parsed = head.split_once(':').and_then(|(seq, hash)| {
+            Some((
+                seq.parse::<u64>().ok()?,
+                mandate_audit::integrity::parse_hash(hash)?,
+            ))
+        });
+        let Some(parsed) = parsed else {
+            bail!("--expect-head {head}: expected SEQ:HASH (64 hex digits)");
+        };
+        witnesses.push(parsed);
+    }
     let log = open_store(&args.store)?;
-    match mandate_audit::verify(&log, &writers)? {
+    match mandate_audit::verify_with_witnesses(&log, &writers, &witnesses)? {
         Ok(verified) => {
             say!(
                 "ok: {} record(s), {} signed head(s), newest signed at #{}",

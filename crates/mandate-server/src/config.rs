@@ -683,6 +683,39 @@ mod tests {
     }
 
     #[test]
+    fn audit_settings_default_to_durable_with_a_key_beside_the_store() {
+        let text = format!("{FULL}\n[audit]\nstore = \"/var/lib/mandate/audit\"\n");
+        let settings = ServerConfig::from_toml(&text).unwrap().validate().unwrap();
+        let audit = settings.audit.unwrap();
+        assert_eq!(audit.key, PathBuf::from("/var/lib/mandate/audit.key"));
+        assert_eq!(audit.buffered, None);
+        assert_eq!(audit.verifier_id, "mandate@127.0.0.1:0");
+
+        let buffered = text.replace("[audit]\n", "[audit]\nmode = \"buffered\"\n");
+        let settings = ServerConfig::from_toml(&buffered)
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(
+            settings.audit.unwrap().buffered,
+            Some(defaults::AUDIT_FLUSH)
+        );
+
+        let stray = text.replace("[audit]\n", "[audit]\nflush_every = \"5s\"\n");
+        let err = ServerConfig::from_toml(&stray)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("audit.flush_every:"), "{err}");
+        let keyless = format!("{FULL}\n[audit]\nkey = \"/k\"\n");
+        let err = ServerConfig::from_toml(&keyless)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("audit.store:"), "{err}");
+    }
+
+    #[test]
     fn half_a_tls_pair_is_refused() {
         let mut config = ServerConfig::from_toml(FULL).unwrap();
         config.tls.cert = Some("cert.pem".into());

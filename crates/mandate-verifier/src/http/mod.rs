@@ -7,6 +7,7 @@ mod ext_authz;
 pub mod observe;
 mod record;
 
+pub(crate) use authorize::record_decision;
 pub use authorize::{
     audit, decision_body, openapi, router, routes, AttrJson, AuthorizeRequest, AuthzHealth,
     AuthzState, DecisionBody, MAX_BODY_BYTES,

@@ -28,7 +28,7 @@ use sha2::{Digest as _, Sha256};
 use super::cancel::Cancellation;
 use super::extractor::Mandated;
 use super::mapping::{Call, MapFn, ATTR_BODY_SHA256, ATTR_HTTP_METHOD, ATTR_HTTP_PATH};
-use crate::http::ApiError;
+use crate::http::{ApiError, DecisionRecorder};
 use crate::pool::EvalPool;
 use crate::{Error, Reason, Verifier};
 
@@ -61,6 +61,8 @@ struct Config {
     body_limit: Option<usize>,
     recheck_every: Duration,
     challenges: Challenges,
+    /// Records every decision before the handler runs or the refusal is sent.
+    recorder: Option<Arc<dyn DecisionRecorder>>,
 }
 
 /// The `WWW-Authenticate` values, formatted once.
@@ -156,6 +158,7 @@ impl MandateLayer {
                 body_limit,
                 recheck_every: DEFAULT_RECHECK,
                 challenges: Challenges::for_realm(DEFAULT_REALM),
+                recorder: None,
             }),
         }
     }
@@ -174,6 +177,14 @@ impl MandateLayer {
         if config.body_limit.is_some() {
             config.body_limit = Some(limit);
         }
+        self
+    }
+
+    /// Records every decision with `recorder` (an audit log) before the
+    /// handler runs; a decision that cannot be recorded is answered 503
+    /// `audit_unavailable` and the handler does not run.
+    pub fn recorder(mut self, recorder: Arc<dyn DecisionRecorder>) -> MandateLayer {
+        Arc::make_mut(&mut self.config).recorder = Some(recorder);
         self
     }
 
@@ -303,6 +314,13 @@ async fn decide(
         }
     };
     crate::http::audit(&token_fp, &decision);
+    let request_id = crate::http::request_id(&parts.headers);
+    let answer = crate::http::Answer {
+        api: "middleware",
+        request_id: &request_id,
+        token_fingerprint: &token_fp,
+    };
+    crate::http::record_decision(config.recorder.as_deref(), &decision, &answer).await?;
     match (&decision.reason, dependencies) {
         (_, Some(dependencies)) if decision.allowed => {
             let cancellation = Cancellation::new(
