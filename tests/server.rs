@@ -388,14 +388,18 @@ fn every_api_answers_errors_in_one_shape() {
 #[test]
 fn the_openapi_document_matches_the_running_server() {
     let fx = Fixture::new();
-    // With a mapping, so the proxy endpoint is served too.
+    // With a mapping and an audit trail, so the proxy endpoint and
+    // `GET /v1/audit` are served too.
     let mapping = fx.dir.path("mapping.toml");
     std::fs::write(
         &mapping,
         "[[route]]\nservice = \"analytics\"\npath = \"/**\"\noperation = \"read\"\n",
     )
     .unwrap();
-    let config = fx.config(&format!("[ext_authz]\nmapping = {mapping:?}"));
+    let config = fx.config(&format!(
+        "[ext_authz]\nmapping = {mapping:?}\n\n[audit]\nstore = {:?}",
+        fx.dir.path("audit")
+    ));
     let server = fx.serve("serve", &["serve", "--config", &config]);
     let reply = get(&format!("{}/openapi.json", server.url));
     assert_eq!(reply.status, 200);

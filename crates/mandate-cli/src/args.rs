@@ -49,6 +49,8 @@ pub enum Command {
     /// Open, refresh or close a task at an issuer (as its agent).
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Read the audit trail (newest last), verify it, or trace a token or task.
+    Audit(AuditArgs),
 }
 
 impl Command {
@@ -363,6 +365,131 @@ pub struct ServerArgs {
         env = "MANDATE_SHUTDOWN_GRACE"
     )]
     pub shutdown_grace: Option<String>,
+    #[command(flatten)]
+    pub audit: AuditServeArgs,
+}
+
+/// The audit trail a server writes.
+#[derive(Debug, Args)]
+pub struct AuditServeArgs {
+    /// Record every decision and registry write in this sled folder (created
+    /// if missing); a decision is answered only once its record is durable.
+    #[arg(long = "audit-store", value_name = "DIR", env = "MANDATE_AUDIT_STORE")]
+    pub audit_store: Option<PathBuf>,
+    /// The audit writer's key (0600), created when missing [default: the
+    /// store's path + .key]. Keep it out of reach of whoever can write the store.
+    #[arg(long = "audit-key", value_name = "FILE", env = "MANDATE_AUDIT_KEY")]
+    pub audit_key: Option<PathBuf>,
+    /// durable (default) or buffered (DANGEROUS: answers before the record is
+    /// on disk; a crash loses up to --audit-flush-every of records).
+    #[arg(long = "audit-mode", value_name = "MODE", env = "MANDATE_AUDIT_MODE")]
+    pub audit_mode: Option<mandate_server::AuditMode>,
+    /// With --audit-mode buffered: how often records are flushed [default: 1s].
+    #[arg(
+        long = "audit-flush-every",
+        value_name = "DURATION",
+        env = "MANDATE_AUDIT_FLUSH_EVERY"
+    )]
+    pub audit_flush_every: Option<String>,
+}
+
+/// `mandate audit`: query by default; `verify` and `trace` as subcommands.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub action: Option<AuditCommand>,
+    #[command(flatten)]
+    pub query: AuditQueryArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every record and signed head: exit 0 intact, 1 tampered (naming
+    /// the first bad record), 2 bad input.
+    Verify(AuditVerifyArgs),
+    /// The story of a token id or a task: who minted it for whom, each hop,
+    /// every call and the revocation that ended it.
+    Trace(AuditTraceArgs),
+}
+
+/// Where the trail is read from.
+#[derive(Debug, Args, Clone, Default)]
+pub struct AuditSourceArgs {
+    /// An audit store folder (not in use by a running server).
+    #[arg(long, value_name = "DIR", conflicts_with = "url")]
+    pub store: Option<PathBuf>,
+    /// A running `mandate serve` with an audit trail; needs --auth.
+    #[arg(long, value_name = "URL", requires = "auth")]
+    pub url: Option<String>,
+    /// With --url: a mandate granting audit:read (the token, @FILE or -).
+    #[arg(long, value_name = "TOKEN", requires = "url")]
+    pub auth: Option<String>,
+    /// The key of the --auth mandate's acting agent, to prove possession.
+    #[arg(long = "auth-key", value_name = "FILE", requires = "auth")]
+    pub auth_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct AuditQueryArgs {
+    #[command(flatten)]
+    pub source: AuditSourceArgs,
+    /// Only records about this principal.
+    #[arg(long, value_name = "P")]
+    pub principal: Option<String>,
+    /// Only records naming this agent (anywhere in a chain).
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<String>,
+    /// Only records about this task.
+    #[arg(long, value_name = "ID")]
+    pub task: Option<String>,
+    /// Only decisions with this outcome: allow or deny.
+    #[arg(long, value_name = "allow|deny")]
+    pub decision: Option<String>,
+    /// Only decisions about this service.
+    #[arg(long, value_name = "SERVICE")]
+    pub service: Option<String>,
+    /// Only records written since: a duration ago (10m) or RFC 3339.
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only records written until: a duration ago (10m) or RFC 3339.
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Only the newest N matching records.
+    #[arg(long, value_name = "N")]
+    pub last: Option<usize>,
+    /// One JSON object per line (for log shippers).
+    #[arg(long)]
+    pub json: bool,
+    /// Keep printing new records as they are written (Ctrl-C to stop).
+    #[arg(long)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// The audit store folder (not in use by a running server).
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+    /// Only accept heads signed by this writer key (`ed25519/<hex>` or a .pub
+    /// file; repeatable). Without it, the keys the heads name are used.
+    #[arg(long = "writer-pub", value_name = "KEY")]
+    pub writer_pub: Vec<String>,
+    /// A head kept outside the store (from the server's `audit head signed`
+    /// log lines): the record at SEQ must still have HASH (repeatable).
+    #[arg(long = "expect-head", value_name = "SEQ:HASH")]
+    pub expect_head: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditTraceArgs {
+    /// A token id (hex) or a task id.
+    pub subject: String,
+    #[command(flatten)]
+    pub source: AuditSourceArgs,
+    /// One JSON object per line instead of the story.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `mandate registry serve`: the registry alone, on its own store.

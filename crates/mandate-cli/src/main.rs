@@ -5,6 +5,7 @@
 //! bad input, a token that cannot be trusted).
 
 mod args;
+mod audit;
 mod commands;
 mod demo;
 mod issuer;

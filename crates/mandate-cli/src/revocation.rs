@@ -329,6 +329,19 @@ fn server_config(args: &ServerArgs) -> Result<ServerConfig> {
     if let Some(text) = &args.shutdown_grace {
         config.shutdown_grace = Some(bounded("--shutdown-grace", text, bounds::SHUTDOWN_GRACE)?);
     }
+    let audit = &mut config.audit;
+    if args.audit.audit_store.is_some() {
+        audit.store.clone_from(&args.audit.audit_store);
+    }
+    if args.audit.audit_key.is_some() {
+        audit.key.clone_from(&args.audit.audit_key);
+    }
+    if let Some(mode) = args.audit.audit_mode {
+        audit.mode = mode;
+    }
+    if let Some(text) = &args.audit.audit_flush_every {
+        audit.flush_every = Some(bounded("--audit-flush-every", text, bounds::AUDIT_FLUSH)?);
+    }
     Ok(config)
 }
 

@@ -74,6 +74,8 @@ pub struct ServerConfig {
     pub tls: TlsConfig,
     /// The proxy endpoint (`/v1/ext_authz`), served when a mapping is given.
     pub ext_authz: ExtAuthzConfig,
+    /// The audit trail, written when a store is given.
+    pub audit: AuditConfig,
 }
 
 /// Log output.
@@ -182,6 +184,67 @@ pub struct ExtAuthzConfig {
     pub mapping: Option<PathBuf>,
 }
 
+/// The audit trail: every decision, refusal and registry write, recorded
+/// before it is answered.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// A sled folder for the audit log (created if missing); no audit trail
+    /// without it.
+    pub store: Option<PathBuf>,
+    /// The writer's Ed25519 key file (mode 0600), which signs the log's
+    /// heads; generated when missing. Default: the store's path + `.key`.
+    /// Keep it where whoever can write the store cannot read it.
+    pub key: Option<PathBuf>,
+    /// `durable` (default: a decision is answered once its record is on
+    /// disk) or `buffered` (DANGEROUS: answered before, flushed every
+    /// `flush_every`; a crash loses that window).
+    pub mode: AuditMode,
+    /// With `buffered`: how often records are flushed (default 1 s).
+    #[serde(with = "humantime_serde")]
+    pub flush_every: Option<Duration>,
+    /// How records name this verifier (default `mandate@<listen address>`).
+    pub verifier_id: Option<String>,
+}
+
+/// When a decision is answered relative to its audit record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditMode {
+    /// After the record is flushed to disk.
+    #[default]
+    Durable,
+    /// Before: records are flushed every `flush_every`.
+    Buffered,
+}
+
+impl std::str::FromStr for AuditMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<AuditMode, String> {
+        match text {
+            "durable" => Ok(AuditMode::Durable),
+            "buffered" => Ok(AuditMode::Buffered),
+            other => Err(format!(
+                "unknown audit mode `{other}` (expected durable or buffered)"
+            )),
+        }
+    }
+}
+
+/// A validated audit configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// The log's folder.
+    pub store: PathBuf,
+    /// The writer key file.
+    pub key: PathBuf,
+    /// `None`: durable; `Some(every)`: buffered, flushed every `every`.
+    pub buffered: Option<Duration>,
+    /// How records name this verifier.
+    pub verifier_id: String,
+}
+
 /// Bounds of the durations a configuration may set.
 pub mod bounds {
     use std::time::Duration;
@@ -206,6 +269,9 @@ pub mod bounds {
     /// `shutdown_grace`.
     pub const SHUTDOWN_GRACE: (Duration, Duration) =
         (Duration::from_millis(0), Duration::from_secs(600));
+    /// `audit.flush_every`.
+    pub const AUDIT_FLUSH: (Duration, Duration) =
+        (Duration::from_millis(10), Duration::from_secs(60));
 }
 
 /// Defaults of the optional settings.
@@ -224,6 +290,8 @@ pub mod defaults {
     pub const POP_WINDOW: Duration = Duration::from_secs(30);
     /// `shutdown_grace`.
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+    /// `audit.flush_every`.
+    pub const AUDIT_FLUSH: Duration = Duration::from_secs(1);
 }
 
 fn within(
@@ -377,7 +445,9 @@ impl ServerConfig {
                 "a server without the authorization API must hold the registry's store",
             ));
         }
+        let audit = self.audit_settings()?;
         Ok(Settings {
+            audit,
             listen: self.listen_addr(),
             shutdown_grace: within(
                 "shutdown_grace",
@@ -421,6 +491,54 @@ impl ServerConfig {
             tls,
             ext_authz_mapping: self.ext_authz.mapping.clone(),
         })
+    }
+}
+
+impl ServerConfig {
+    fn audit_settings(&self) -> Result<Option<AuditSettings>, ConfigError> {
+        let a = &self.audit;
+        let Some(store) = a.store.clone() else {
+            if a.key.is_some() || a.mode == AuditMode::Buffered || a.flush_every.is_some() {
+                return Err(invalid("audit.store", "the audit settings need a store"));
+            }
+            return Ok(None);
+        };
+        let buffered = match a.mode {
+            AuditMode::Durable if a.flush_every.is_some() => {
+                return Err(invalid(
+                    "audit.flush_every",
+                    "only applies with mode = \"buffered\"",
+                ))
+            }
+            AuditMode::Durable => None,
+            AuditMode::Buffered => Some(within(
+                "audit.flush_every",
+                a.flush_every,
+                defaults::AUDIT_FLUSH,
+                bounds::AUDIT_FLUSH,
+            )?),
+        };
+        let key = a.key.clone().unwrap_or_else(|| {
+            let mut path = store.clone().into_os_string();
+            path.push(".key");
+            PathBuf::from(path)
+        });
+        let verifier_id = match &a.verifier_id {
+            Some(id) if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) => {
+                return Err(invalid(
+                    "audit.verifier_id",
+                    "1 to 256 characters, no control characters",
+                ))
+            }
+            Some(id) => id.clone(),
+            None => format!("mandate@{}", self.listen_addr()),
+        };
+        Ok(Some(AuditSettings {
+            store,
+            key,
+            buffered,
+            verifier_id,
+        }))
     }
 }
 
@@ -479,6 +597,8 @@ pub struct Settings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The proxy endpoint's mapping file.
     pub ext_authz_mapping: Option<PathBuf>,
+    /// The audit trail, when configured.
+    pub audit: Option<AuditSettings>,
 }
 
 #[cfg(test)]
@@ -599,6 +719,39 @@ mod tests {
         let settings = ServerConfig::from_toml(text).unwrap().validate().unwrap();
         assert_eq!(settings.listen, "127.0.0.1:7700".parse().unwrap());
         assert_eq!(settings.eval_deadline, defaults::EVAL_DEADLINE);
+    }
+
+    #[test]
+    fn audit_settings_default_to_durable_with_a_key_beside_the_store() {
+        let text = format!("{FULL}\n[audit]\nstore = \"/var/lib/mandate/audit\"\n");
+        let settings = ServerConfig::from_toml(&text).unwrap().validate().unwrap();
+        let audit = settings.audit.unwrap();
+        assert_eq!(audit.key, PathBuf::from("/var/lib/mandate/audit.key"));
+        assert_eq!(audit.buffered, None);
+        assert_eq!(audit.verifier_id, "mandate@127.0.0.1:0");
+
+        let buffered = text.replace("[audit]\n", "[audit]\nmode = \"buffered\"\n");
+        let settings = ServerConfig::from_toml(&buffered)
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(
+            settings.audit.unwrap().buffered,
+            Some(defaults::AUDIT_FLUSH)
+        );
+
+        let stray = text.replace("[audit]\n", "[audit]\nflush_every = \"5s\"\n");
+        let err = ServerConfig::from_toml(&stray)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("audit.flush_every:"), "{err}");
+        let keyless = format!("{FULL}\n[audit]\nkey = \"/k\"\n");
+        let err = ServerConfig::from_toml(&keyless)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("audit.store:"), "{err}");
     }
 
     #[test]

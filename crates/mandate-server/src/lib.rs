@@ -13,11 +13,16 @@
 //! - [`issuer`]: the issuer service (`mandate issuer serve`): token
 //!   exchange and the task lifecycle from `mandate-issuer`, with task
 //!   revocations written to the registry.
+//! - [`audit`]: the audit writer, the recorder of decisions and the
+//!   registry store that records revocations; [`audit_api`]: `GET /v1/audit`.
 //! - [`metrics`], [`openapi`], [`tls`], [`logging`]: one concern each.
 //!
 //! This crate composes and reports like a binary: its errors are `anyhow`
 //! with context, because every caller prints them and exits.
 
+pub mod audit;
+pub mod audit_api;
+pub mod audit_client;
 pub mod config;
 pub mod issuer;
 pub mod logging;
@@ -27,5 +32,7 @@ pub mod ops;
 pub mod serve;
 pub mod tls;
 
-pub use config::{ConfigError, LogFormat, ServerConfig, Settings, Source};
+pub use config::{
+    AuditMode, AuditSettings, ConfigError, LogFormat, ServerConfig, Settings, Source,
+};
 pub use serve::{bind, registry_auth, root_keys, shutdown_signal, Server};

@@ -32,6 +32,7 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
         document.merge(mandate_verifier::http::openapi());
         document.merge(mandate_verifier::http::ext_authz_openapi());
         document.merge(mandate_registry::openapi());
+        document.merge(crate::audit_api::openapi());
         document
     })
 }

@@ -4,7 +4,8 @@
 //!
 //! Readiness fails closed, like the decisions it vouches for: not ready when
 //! the revocation state is stale or was never synced, when the store would
-//! not take a write, or when no root key is loaded. A load balancer that
+//! not take a write, when the audit log cannot take records (decisions are
+//! then refused), or when no root key is loaded. A load balancer that
 //! honours it sends no traffic to a replica that would deny everything.
 //! These routes never wait for the evaluation pool.
 
@@ -16,6 +17,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use mandate_audit::{AuditWriter, Durability};
 use mandate_registry::{RegistryState, SharedIndex};
 use mandate_verifier::pool::EvalPool;
 use mandate_verifier::Verifier;
@@ -32,6 +34,7 @@ pub struct OpsState {
     /// The authorization API's verifier (a clone shares its caches), whose
     /// cache hits and misses `/metrics` reports.
     verifier: Option<Verifier>,
+    audit: Option<Arc<AuditWriter>>,
     /// The last store probe and when it ran: `/readyz` is open to anyone who
     /// can reach the port, and each probe writes and flushes, so a probe is
     /// reused for [`PROBE_REUSE`] and runs one at a time.
@@ -58,6 +61,7 @@ impl OpsState {
             root_keys,
             authorize,
             verifier: None,
+            audit: None,
             last_probe: Arc::default(),
         }
     }
@@ -66,6 +70,13 @@ impl OpsState {
     #[must_use]
     pub fn with_verifier(mut self, verifier: Verifier) -> OpsState {
         self.verifier = Some(verifier);
+        self
+    }
+
+    /// Readiness also requires `audit` (when given) to take records.
+    #[must_use]
+    pub fn with_audit(mut self, audit: Option<Arc<AuditWriter>>) -> OpsState {
+        self.audit = audit;
         self
     }
 
@@ -120,6 +131,9 @@ pub struct Readiness {
     pub store: Option<Check>,
     /// Root keys are loaded.
     pub keys: Check,
+    /// The audit log takes records (servers with an audit trail).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<Check>,
 }
 
 /// The body of `/healthz`.
@@ -169,7 +183,26 @@ pub(crate) async fn readyz(State(state): State<OpsState>) -> Response {
         ok: state.root_keys > 0,
         detail: format!("{} root key(s)", state.root_keys),
     };
-    let ready = revocations.ok && keys.ok && store.as_ref().is_none_or(|s| s.ok);
+    let audit = state.audit.as_ref().map(|writer| match writer.health() {
+        Ok(()) => Check {
+            ok: true,
+            detail: match writer.durability() {
+                Durability::Durable => "writable (durable)".to_owned(),
+                Durability::Buffered { flush_every } => format!(
+                    "writable, BUFFERED: a crash loses up to {} of records",
+                    humantime::format_duration(flush_every)
+                ),
+            },
+        },
+        Err(reason) => Check {
+            ok: false,
+            detail: format!("not writable, denying every decision: {reason}"),
+        },
+    });
+    let ready = revocations.ok
+        && keys.ok
+        && store.as_ref().is_none_or(|s| s.ok)
+        && audit.as_ref().is_none_or(|a| a.ok);
     let status = if ready {
         StatusCode::OK
     } else {
@@ -180,6 +213,7 @@ pub(crate) async fn readyz(State(state): State<OpsState>) -> Response {
         revocations,
         store,
         keys,
+        audit,
     };
     (status, Json(body)).into_response()
 }

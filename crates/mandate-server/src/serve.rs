@@ -24,15 +24,18 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 use axum::Router;
+use mandate_audit::AuditWriter;
 use mandate_core::{KeySet, SecretKey};
 use mandate_registry::{
     IndexingStore, MandateWriteAuthorizer, RegistryAuth, RegistryClient, RegistryConfig,
-    RegistryState, SharedIndex, SledStore, Subscription,
+    RegistryState, RevocationStore, SharedIndex, SledStore, Subscription,
 };
-use mandate_verifier::http::{method_not_allowed, not_found, AuthzState};
+use mandate_verifier::http::{method_not_allowed, not_found, AuthzState, DecisionRecorder};
 use mandate_verifier::pool::EvalPool;
 use mandate_verifier::{Policy, Verifier, VerifierBuilder};
 
+use crate::audit::{AuditRecorder, AuditedStore};
+use crate::audit_api::AuditApiState;
 use crate::config::{Settings, Source};
 use crate::ops::{self, OpsState};
 
@@ -44,6 +47,8 @@ pub struct Server {
     registry: Option<RegistryState>,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     grace: std::time::Duration,
+    /// The audit writer, closed (head signed, flushed) on shutdown.
+    audit: Option<Arc<AuditWriter>>,
     /// Keeps the subscription to a remote registry alive.
     _subscription: Option<Subscription>,
 }
@@ -149,13 +154,28 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
         None => EvalPool::new(workers, settings.eval_deadline),
     };
     let builder = authz_builder(settings, keys.clone())?;
+    let audit = match &settings.audit {
+        Some(audit) => Some(Arc::new(crate::audit::open(audit)?)),
+        None => None,
+    };
     let mut subscription = None;
     let (index, registry) = match &settings.source {
         Source::Store(dir) => {
             let sled =
                 SledStore::open(dir).with_context(|| format!("opening store {}", dir.display()))?;
-            let store = IndexingStore::new(sled)?;
-            let index = store.index();
+            // With an audit trail, every registry write is recorded once durable.
+            let (store, index): (Arc<dyn RevocationStore>, SharedIndex) = match &audit {
+                Some(writer) => {
+                    let store = IndexingStore::new(AuditedStore::new(sled, Arc::clone(writer)))?;
+                    let index = store.index();
+                    (Arc::new(store), index)
+                }
+                None => {
+                    let store = IndexingStore::new(sled)?;
+                    let index = store.index();
+                    (Arc::new(store), index)
+                }
+            };
             let writes = write_authorizer(
                 keys.clone(),
                 index.clone(),
@@ -168,7 +188,7 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
                 shutdown_grace: settings.shutdown_grace,
                 ..RegistryConfig::default()
             };
-            let state = RegistryState::with_config(Arc::new(store), Arc::new(writes), config);
+            let state = RegistryState::with_config(store, Arc::new(writes), config);
             (index, Some(state))
         }
         Source::Registry {
@@ -192,19 +212,45 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
             None => None,
         };
         let verifier = builder.revocation(Arc::new(index.clone())).build()?;
+        let recorder = match (&audit, &settings.audit) {
+            (Some(writer), Some(audit)) => Some(Arc::new(AuditRecorder::new(
+                Arc::clone(writer),
+                audit.verifier_id.clone(),
+                index.clone(),
+            )) as Arc<dyn DecisionRecorder>),
+            _ => None,
+        };
         if let Some(mapping) = mapping {
             // One verifier for both endpoints (a clone shares the replay cache):
             // a proof spent on one is spent on both.
-            let ext = mandate_verifier::http::ExtAuthzState::new(
+            let mut ext = mandate_verifier::http::ExtAuthzState::new(
                 Arc::new(verifier.clone()),
                 pool.clone(),
                 mapping,
             );
+            if let Some(recorder) = &recorder {
+                ext = ext.with_recorder(Arc::clone(recorder));
+            }
             app = app.merge(mandate_verifier::http::ext_authz_router(ext));
         }
         authz_verifier = Some(verifier.clone());
-        let state = AuthzState::with_pool(verifier, pool.clone());
+        let mut state = AuthzState::with_pool(verifier, pool.clone());
+        if let Some(recorder) = recorder {
+            state = state.with_recorder(recorder);
+        }
         app = app.merge(mandate_verifier::http::routes(state));
+    }
+    if let Some(writer) = &audit {
+        // Reading the trail needs audit:read under the default policy, from
+        // the same roots, subject to the same revocations.
+        let readers = Verifier::builder()
+            .root_keys(keys.clone())
+            .require_pop(settings.require_pop)
+            .pop_window(settings.pop_window)
+            .revocation(Arc::new(index.clone()))
+            .build()?;
+        let state = AuditApiState::new(writer.log(), readers, pool.clone());
+        app = app.merge(crate::audit_api::router(state));
     }
     if let Some(state) = &registry {
         app = app.merge(mandate_registry::routes(state.clone()));
@@ -215,7 +261,8 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
         pool,
         keys.len(),
         settings.authorize,
-    );
+    )
+    .with_audit(audit.clone());
     if let Some(verifier) = authz_verifier {
         ops = ops.with_verifier(verifier);
     }
@@ -239,6 +286,7 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
         registry,
         tls,
         grace: settings.shutdown_grace,
+        audit,
         _subscription: subscription,
     })
 }
@@ -258,6 +306,7 @@ impl Server {
             address,
             app,
             registry: None,
+            audit: None,
             tls,
             grace,
             _subscription: None,
@@ -314,10 +363,14 @@ impl Server {
                     .await
             }
         };
-        let flushed = match &self.registry {
+        let mut flushed = match &self.registry {
             Some(registry) => registry.flush().await.context("flushing the store"),
             None => Ok(()),
         };
+        if let Some(audit) = &self.audit {
+            let closed = audit.close().await.context("closing the audit log");
+            flushed = flushed.and(closed);
+        }
         if let Err(error) = &flushed {
             tracing::error!(error = %format!("{error:#}"), "flushing on shutdown failed");
         }

@@ -189,6 +189,9 @@ pub struct Decision {
     /// The agents from the principal's first agent to the acting agent
     /// (empty when the chain is broken).
     pub chain: Vec<String>,
+    /// Each agent's key of `chain`, as `ed25519/<hex>` (`""` for a bearer
+    /// first agent), in the same order: what an audit record fingerprints.
+    pub chain_keys: Vec<String>,
     /// Number of hops from the first agent to the acting agent.
     pub depth: u32,
     /// The task the mandate was minted for.
@@ -205,6 +208,9 @@ pub struct Decision {
     pub time: String,
     /// The token id (last block's revocation id, hex).
     pub token_id: String,
+    /// The id of the root key the token was verified under (`None` when it
+    /// carries none).
+    pub root_key_id: Option<u32>,
     /// Why.
     pub reason: Reason,
 }
@@ -216,15 +222,25 @@ impl Decision {
         claims: &Claims,
         reason: Reason,
     ) -> Decision {
-        let (chain, agent, depth) = match &claims.chain {
-            Ok(chain) => (chain.names(), chain.holder().name.clone(), chain.depth()),
-            Err(_) => (Vec::new(), String::new(), 0),
+        let (chain, chain_keys, agent, depth) = match &claims.chain {
+            Ok(chain) => (
+                chain.names(),
+                chain
+                    .links
+                    .iter()
+                    .map(|link| link.key_text().to_owned())
+                    .collect(),
+                chain.holder().name.clone(),
+                chain.depth(),
+            ),
+            Err(_) => (Vec::new(), Vec::new(), String::new(), 0),
         };
         Decision {
             allowed: matches!(reason, Reason::Allowed { .. }),
             principal: claims.principal.clone(),
             agent,
             chain,
+            chain_keys,
             depth,
             task: claims.task.clone(),
             service: request.service.clone(),
@@ -237,6 +253,7 @@ impl Decision {
                 .collect(),
             time: humantime::format_rfc3339_millis(request.time).to_string(),
             token_id: token_id.to_string(),
+            root_key_id: None,
             reason,
         }
     }

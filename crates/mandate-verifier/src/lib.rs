@@ -248,8 +248,21 @@ impl Verifier {
         self.decide(mandate, &cache::TokenIds::of(mandate), request)
     }
 
-    /// [`Verifier::authorize_mandate`], with the mandate's ids read before.
+    /// [`Verifier::authorize_mandate`], with the mandate's ids read before;
+    /// the decision names the root key id the mandate is signed under.
     fn decide(
+        &self,
+        mandate: &Mandate,
+        ids: &cache::TokenIds,
+        request: &Request,
+    ) -> Result<Decision, Error> {
+        let mut decision = self.decide_under_root(mandate, ids, request)?;
+        decision.root_key_id = mandate.root_key_id();
+        Ok(decision)
+    }
+
+    /// [`Verifier::decide`] without the root key id.
+    fn decide_under_root(
         &self,
         mandate: &Mandate,
         ids: &cache::TokenIds,

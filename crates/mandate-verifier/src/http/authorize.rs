@@ -11,7 +11,9 @@
 //! Tokens are evaluated on an [`EvalPool`], never on the async runtime's
 //! threads: a request the pool cannot take (overloaded) or cannot finish in
 //! time (deadline) is answered 503 with `Retry-After` — never allowed — and
-//! the audit log says so.
+//! the audit log says so. With a [`super::DecisionRecorder`] every decision
+//! is recorded before it is answered, and one that cannot be recorded is
+//! answered 503 `audit_unavailable` instead.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use std::time::{Instant, SystemTime};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -29,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{method_not_allowed, not_found, ApiError};
 use super::fingerprint::Fingerprint;
 use super::observe;
+use super::record::{request_id, Answer, DecisionRecorder, Refusal};
 use crate::pool::EvalPool;
 use crate::{Decision, Error, Verifier};
 
@@ -87,6 +90,7 @@ const API: &str = "authorize";
 pub struct AuthzState {
     verifier: Arc<Verifier>,
     pool: EvalPool,
+    recorder: Option<Arc<dyn DecisionRecorder>>,
 }
 
 impl AuthzState {
@@ -101,7 +105,16 @@ impl AuthzState {
         AuthzState {
             verifier: Arc::new(verifier),
             pool,
+            recorder: None,
         }
+    }
+
+    /// Records every answer with `recorder` before sending it; an answer
+    /// that cannot be recorded is 503 `audit_unavailable`.
+    #[must_use]
+    pub fn with_recorder(mut self, recorder: Arc<dyn DecisionRecorder>) -> AuthzState {
+        self.recorder = Some(recorder);
+        self
     }
 }
 
@@ -162,15 +175,27 @@ async fn health(State(state): State<AuthzState>) -> Json<AuthzHealth> {
         (status = 401, description = "Malformed, tampered, untrusted or expired token", body = crate::ErrorBody),
         (status = 413, description = "Body too large", body = crate::ErrorBody),
         (status = 415, description = "Not JSON", body = crate::ErrorBody),
-        (status = 503, description = "Overloaded or past the evaluation deadline; retry after Retry-After", body = crate::ErrorBody)))]
+        (status = 503, description = "Overloaded, past the evaluation deadline, or the decision could not be recorded in the audit log; retry after Retry-After", body = crate::ErrorBody)))]
 async fn authorize(
     State(state): State<AuthzState>,
+    headers: HeaderMap,
     body: Result<Json<AuthorizeRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
     let request = to_request(&body, SystemTime::now())?;
     let token: Arc<str> = Arc::from(body.token);
     let token_fp = Fingerprint::of(&token);
+    let request_id = request_id(&headers);
+    let answer = Answer {
+        api: API,
+        request_id: &request_id,
+        token_fingerprint: &token_fp,
+    };
+    let asked = (
+        body.service.clone(),
+        body.operation.clone(),
+        body.resource.clone(),
+    );
     let verifier = Arc::clone(&state.verifier);
     let started = Instant::now();
     let evaluated = state
@@ -192,6 +217,7 @@ async fn authorize(
         Ok(decision) => {
             observe::decided(API, &decision, started);
             audit(&token_fp, &decision);
+            record_decision(state.recorder.as_deref(), &decision, &answer).await?;
             let status = if decision.allowed {
                 StatusCode::OK
             } else {
@@ -204,6 +230,13 @@ async fn authorize(
         Err(Error::Token(e)) => {
             observe::not_decided(API, "invalid_token", started);
             tracing::info!(target: "mandate::audit", token = %token_fp, error = %e, "refused token");
+            let message = e.to_string();
+            let refusal = Refusal {
+                code: "invalid_token",
+                message: &message,
+                request: Some((&asked.0, &asked.1, &asked.2)),
+            };
+            record_refusal(state.recorder.as_deref(), &refusal, &answer).await;
             Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_token",
@@ -213,6 +246,13 @@ async fn authorize(
         Err(e @ Error::Expired { .. }) => {
             observe::not_decided(API, "expired_token", started);
             tracing::info!(target: "mandate::audit", token = %token_fp, error = %e, "refused token");
+            let message = e.to_string();
+            let refusal = Refusal {
+                code: "expired_token",
+                message: &message,
+                request: Some((&asked.0, &asked.1, &asked.2)),
+            };
+            record_refusal(state.recorder.as_deref(), &refusal, &answer).await;
             Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "expired_token",
@@ -223,6 +263,50 @@ async fn authorize(
             observe::not_decided(API, "internal", started);
             tracing::error!(token = %token_fp, error = %e, "authorization failed");
             Err(ApiError::internal())
+        }
+    }
+}
+
+/// Records `decision` before it is answered; when it cannot be recorded the
+/// answer is 503 `audit_unavailable` instead — never the decision.
+///
+/// # Errors
+/// The 503, after logging why.
+pub(crate) async fn record_decision(
+    recorder: Option<&dyn DecisionRecorder>,
+    decision: &Decision,
+    answer: &Answer<'_>,
+) -> Result<(), ApiError> {
+    let Some(recorder) = recorder else {
+        return Ok(());
+    };
+    recorder
+        .record_decision(decision, answer)
+        .await
+        .map_err(|error| {
+            tracing::error!(
+                target: "mandate::audit",
+                token = %answer.token_fingerprint,
+                request_id = %answer.request_id,
+                %error,
+                "decision not recorded: answering 503"
+            );
+            ApiError::unavailable(
+                "audit_unavailable",
+                "the decision could not be recorded in the audit log",
+            )
+        })
+}
+
+/// Records a refusal before it is answered; it is answered either way.
+pub(crate) async fn record_refusal(
+    recorder: Option<&dyn DecisionRecorder>,
+    refusal: &Refusal<'_>,
+    answer: &Answer<'_>,
+) {
+    if let Some(recorder) = recorder {
+        if let Err(error) = recorder.record_refusal(refusal, answer).await {
+            tracing::error!(target: "mandate::audit", token = %answer.token_fingerprint, %error, "refusal not recorded");
         }
     }
 }

@@ -23,8 +23,10 @@
 //! so no name can inject a header); 401 with `WWW-Authenticate` for missing,
 //! malformed, expired or untrusted credentials; 403 for a denial, a request
 //! no route maps, and anything this endpoint cannot judge; 503 with
-//! `Retry-After` when the evaluation pool is saturated. It never answers with
-//! another 5xx, which a proxy configured to fail open would let through.
+//! `Retry-After` when the evaluation pool is saturated or, with an audit log
+//! ([`super::DecisionRecorder`]), when the decision could not be recorded. It
+//! never answers with another 5xx, which a proxy configured to fail open
+//! would let through.
 //!
 //! Every answer is logged as an audit record (target `mandate::audit`) with
 //! the token's fingerprint only; evaluation runs on the [`EvalPool`], never
@@ -40,9 +42,10 @@ use axum::routing::any;
 use axum::{Json, Router};
 use mandate_core::{Proof, MAX_TOKEN_LEN};
 
-use super::authorize::{audit, DecisionBody};
+use super::authorize::{audit, record_decision, record_refusal, DecisionBody};
 use super::error::ApiError;
 use super::fingerprint::Fingerprint;
+use super::record::{request_id, Answer, DecisionRecorder, Refusal};
 use crate::mapping::{HeaderLookup, HeaderSource, Mapping, MappingError, MAX_TARGET_LEN};
 use crate::pool::{EvalPool, PoolError};
 use crate::{Decision, Error, Verifier};
@@ -56,6 +59,9 @@ pub const MAX_HEADERS: usize = 128;
 pub const POP_HEADER: &str = "mandate-pop";
 /// The challenge sent with every 401.
 pub const CHALLENGE: &str = "Mandate realm=\"mandate\"";
+
+/// The API label of this endpoint's audit records.
+const API: &str = "ext_authz";
 
 /// The headers an allowed answer carries for the upstream.
 pub const PRINCIPAL_HEADER: &str = "x-mandate-principal";
@@ -72,6 +78,7 @@ pub struct ExtAuthzState {
     verifier: Arc<Verifier>,
     pool: EvalPool,
     mapping: Arc<Mapping>,
+    recorder: Option<Arc<dyn DecisionRecorder>>,
 }
 
 impl ExtAuthzState {
@@ -82,7 +89,16 @@ impl ExtAuthzState {
             verifier,
             pool,
             mapping: Arc::new(mapping),
+            recorder: None,
         }
+    }
+
+    /// Records every decision with `recorder` before answering; a decision
+    /// that cannot be recorded is answered 503 `audit_unavailable`.
+    #[must_use]
+    pub fn with_recorder(mut self, recorder: Arc<dyn DecisionRecorder>) -> ExtAuthzState {
+        self.recorder = Some(recorder);
+        self
     }
 }
 
@@ -209,6 +225,17 @@ async fn decide(
             mapping_refusal(&e)
         })?;
     let mut request = mapped.request;
+    let request_id = request_id(headers);
+    let answer = Answer {
+        api: API,
+        request_id: &request_id,
+        token_fingerprint: &token_fp,
+    };
+    let asked = (
+        request.service.clone(),
+        request.operation.clone(),
+        request.resource.as_str().to_owned(),
+    );
     if let Some(proof) = proof {
         request = request.with_proof(proof);
     }
@@ -230,6 +257,7 @@ async fn decide(
     match evaluated {
         Ok(decision) => {
             audit(&token_fp, &decision);
+            record_decision(state.recorder.as_deref(), &decision, &answer).await?;
             tracing::debug!(
                 target: "mandate::audit",
                 token = %token_fp,
@@ -247,14 +275,21 @@ async fn decide(
                 ))
             }
         }
-        Err(Error::Token(e)) => Err(refused(
-            &token_fp,
-            unauthorized("invalid_token", e.to_string()),
-        )),
-        Err(e @ Error::Expired { .. }) => Err(refused(
-            &token_fp,
-            unauthorized("expired_token", e.to_string()),
-        )),
+        Err(e @ (Error::Token(_) | Error::Expired { .. })) => {
+            let code = if matches!(e, Error::Expired { .. }) {
+                "expired_token"
+            } else {
+                "invalid_token"
+            };
+            let message = e.to_string();
+            let refusal = Refusal {
+                code,
+                message: &message,
+                request: Some((&asked.0, &asked.1, &asked.2)),
+            };
+            record_refusal(state.recorder.as_deref(), &refusal, &answer).await;
+            Err(refused(&token_fp, unauthorized(code, message)))
+        }
         Err(e) => {
             tracing::error!(token = %token_fp, error = %e, "authorization failed");
             Err(refused(&token_fp, internal()))

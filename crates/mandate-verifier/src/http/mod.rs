@@ -6,7 +6,9 @@ mod error;
 mod ext_authz;
 mod fingerprint;
 pub mod observe;
+mod record;
 
+pub(crate) use authorize::record_decision;
 pub use authorize::{
     audit, decision_body, openapi, router, routes, AttrJson, AuthorizeRequest, AuthzHealth,
     AuthzState, DecisionBody, MAX_BODY_BYTES,
@@ -18,3 +20,6 @@ pub use ext_authz::{
     TASK_HEADER,
 };
 pub use fingerprint::Fingerprint;
+pub use record::{
+    request_id, Answer, DecisionRecorder, RecordError, Recording, Refusal, MAX_REQUEST_ID,
+};

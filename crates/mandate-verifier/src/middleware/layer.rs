@@ -22,13 +22,13 @@ use axum::body::Body;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use mandate_core::{fingerprint, AttrValue, Proof, Request};
+use mandate_core::{AttrValue, Proof, Request};
 use sha2::{Digest as _, Sha256};
 
 use super::cancel::Cancellation;
 use super::extractor::Mandated;
 use super::mapping::{Call, MapFn, ATTR_BODY_SHA256, ATTR_HTTP_METHOD, ATTR_HTTP_PATH};
-use crate::http::ApiError;
+use crate::http::{ApiError, DecisionRecorder};
 use crate::pool::EvalPool;
 use crate::{Error, Reason, Verifier};
 
@@ -61,6 +61,8 @@ struct Config {
     body_limit: Option<usize>,
     recheck_every: Duration,
     challenges: Challenges,
+    /// Records every decision before the handler runs or the refusal is sent.
+    recorder: Option<Arc<dyn DecisionRecorder>>,
 }
 
 /// The `WWW-Authenticate` values, formatted once.
@@ -156,6 +158,7 @@ impl MandateLayer {
                 body_limit,
                 recheck_every: DEFAULT_RECHECK,
                 challenges: Challenges::for_realm(DEFAULT_REALM),
+                recorder: None,
             }),
         }
     }
@@ -174,6 +177,14 @@ impl MandateLayer {
         if config.body_limit.is_some() {
             config.body_limit = Some(limit);
         }
+        self
+    }
+
+    /// Records every decision with `recorder` (an audit log) before the
+    /// handler runs; a decision that cannot be recorded is answered 503
+    /// `audit_unavailable` and the handler does not run.
+    pub fn recorder(mut self, recorder: Arc<dyn DecisionRecorder>) -> MandateLayer {
+        Arc::make_mut(&mut self.config).recorder = Some(recorder);
         self
     }
 
@@ -269,7 +280,8 @@ async fn decide(
         request = request.with_proof(proof);
     }
 
-    let token_fp = fingerprint(&token);
+    let token: Arc<str> = Arc::from(token);
+    let token_fp = crate::http::Fingerprint::of(&token);
     let verifier = Arc::clone(&config.verifier);
     let evaluated = config
         .pool
@@ -303,6 +315,13 @@ async fn decide(
         }
     };
     crate::http::audit(&token_fp, &decision);
+    let request_id = crate::http::request_id(&parts.headers);
+    let answer = crate::http::Answer {
+        api: "middleware",
+        request_id: &request_id,
+        token_fingerprint: &token_fp,
+    };
+    crate::http::record_decision(config.recorder.as_deref(), &decision, &answer).await?;
     match (&decision.reason, dependencies) {
         (_, Some(dependencies)) if decision.allowed => {
             let cancellation = Cancellation::new(

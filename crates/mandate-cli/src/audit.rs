@@ -1,0 +1,269 @@
+//! `mandate audit`, `mandate audit verify`, `mandate audit trace`: reading
+//! the trail from a store folder or a running server, checking it, and
+//! telling the story of one token or task.
+//!
+//! A mandate given with `--auth` is never printed or logged.
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context as _, Result};
+use mandate_audit::{AuditLog, Filter, Outcome as Decided, Record, SledLog};
+use mandate_core::{PublicKey, SecretKey};
+use mandate_server::audit_client::AuditClient;
+
+use crate::args::{
+    AuditArgs, AuditCommand, AuditQueryArgs, AuditSourceArgs, AuditTraceArgs, AuditVerifyArgs,
+};
+use crate::commands::{read_token_text, Outcome};
+use crate::output::say;
+
+/// How often `--follow` asks for new records.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// Records asked for per page over HTTP.
+const PAGE: usize = 1000;
+
+pub fn run(args: AuditArgs) -> Result<Outcome> {
+    match args.action {
+        Some(AuditCommand::Verify(verify)) => self::verify(&verify),
+        Some(AuditCommand::Trace(trace)) => self::trace(&trace),
+        None => query(&args.query),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// An existing audit store; a mistyped folder is an error, not an empty log.
+fn open_store(dir: &std::path::Path) -> Result<SledLog> {
+    SledLog::open_existing(dir).with_context(|| {
+        format!(
+            "opening audit store {} (if `mandate serve` is using it, pass --url instead)",
+            dir.display()
+        )
+    })
+}
+
+/// Where records come from.
+enum Source {
+    Store(std::path::PathBuf),
+    Server(Box<AuditClient>),
+}
+
+fn source(args: &AuditSourceArgs) -> Result<Source> {
+    if let Some(dir) = &args.store {
+        return Ok(Source::Store(dir.clone()));
+    }
+    let (Some(url), Some(auth)) = (&args.url, &args.auth) else {
+        bail!("give --store DIR, or --url URL with --auth TOKEN (a mandate granting audit:read)");
+    };
+    let token = read_token_text(auth)?;
+    let key = match &args.auth_key {
+        Some(path) => Some(SecretKey::read(path)?),
+        None => None,
+    };
+    Ok(Source::Server(Box::new(AuditClient::new(url, token, key)?)))
+}
+
+/// Query parameters of `GET /v1/audit` for `args`.
+fn params(args: &AuditQueryArgs) -> Vec<(&'static str, String)> {
+    let mut params = Vec::new();
+    let mut add = |name: &'static str, value: &Option<String>| {
+        if let Some(value) = value {
+            params.push((name, value.clone()));
+        }
+    };
+    add("principal", &args.principal);
+    add("agent", &args.agent);
+    add("task", &args.task);
+    add("decision", &args.decision);
+    add("service", &args.service);
+    add("since", &args.since);
+    add("until", &args.until);
+    params
+}
+
+fn filter(args: &AuditQueryArgs, now: SystemTime) -> Result<Filter> {
+    let time = |flag: &str, value: &Option<String>| -> Result<Option<SystemTime>> {
+        value
+            .as_deref()
+            .map(|text| {
+                mandate_audit::parse_time_bound(text, now)
+                    .map_err(|e| anyhow::anyhow!("{flag}: {e}"))
+            })
+            .transpose()
+    };
+    Ok(Filter {
+        principal: args.principal.clone(),
+        agent: args.agent.clone(),
+        task: args.task.clone(),
+        decision: args
+            .decision
+            .as_deref()
+            .map(str::parse::<Decided>)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--decision: {e}"))?,
+        service: args.service.clone(),
+        since: time("--since", &args.since)?,
+        until: time("--until", &args.until)?,
+    })
+}
+
+/// Every matching record with `seq > after`, oldest first.
+fn fetch(
+    source: &Source,
+    args: &AuditQueryArgs,
+    filter: &Filter,
+    after: u64,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Vec<Record>> {
+    match source {
+        Source::Store(dir) => {
+            let log = open_store(dir)?;
+            Ok(
+                mandate_audit::query(&log as &dyn AuditLog, filter, after, usize::MAX, usize::MAX)?
+                    .records,
+            )
+        }
+        Source::Server(client) => {
+            let mut records = Vec::new();
+            let mut after = after;
+            loop {
+                let mut params = params(args);
+                params.push(("after", after.to_string()));
+                params.push(("limit", PAGE.to_string()));
+                let page = runtime.block_on(client.page(&params))?;
+                records.extend(page.records);
+                match page.next_after {
+                    Some(next) if next > after => after = next,
+                    _ => return Ok(records),
+                }
+            }
+        }
+    }
+}
+
+fn print(records: &[Record], json: bool) -> Result<()> {
+    for record in records {
+        if json {
+            say!("{}", serde_json::to_string(record)?)?;
+        } else {
+            say!("{record}")?;
+        }
+    }
+    Ok(())
+}
+
+fn query(args: &AuditQueryArgs) -> Result<Outcome> {
+    let now = SystemTime::now();
+    let filter = filter(args, now)?;
+    let source = source(&args.source)?;
+    let runtime = runtime()?;
+    let mut records = fetch(&source, args, &filter, 0, &runtime)?;
+    let mut seen = records.last().map_or(0, |r| r.seq);
+    if let Some(n) = args.last {
+        let drop = records.len().saturating_sub(n);
+        records.drain(..drop);
+    }
+    print(&records, args.json)?;
+    if !args.follow {
+        return Ok(Outcome::Ok);
+    }
+    loop {
+        std::thread::sleep(FOLLOW_EVERY);
+        // A store may be locked by a server for a moment; try again.
+        let records = match fetch(&source, args, &filter, seen, &runtime) {
+            Ok(records) => records,
+            Err(error) if matches!(source, Source::Store(_)) => {
+                tracing::debug!(error = %format!("{error:#}"), "follow: store busy");
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        if let Some(last) = records.last() {
+            seen = last.seq;
+        }
+        print(&records, args.json)?;
+    }
+}
+
+fn verify(args: &AuditVerifyArgs) -> Result<Outcome> {
+    let mut writers = Vec::new();
+    for key in &args.writer_pub {
+        writers.push(PublicKey::from_arg(key).with_context(|| format!("--writer-pub {key}"))?);
+    }
+    let mut witnesses = Vec::new();
+    for head in &args.expect_head {
+        let parsed = head.split_once(':').and_then(|(seq, hash)| {
+            Some((
+                seq.parse::<u64>().ok()?,
+                mandate_audit::integrity::parse_hash(hash)?,
+            ))
+        });
+        let Some(parsed) = parsed else {
+            bail!("--expect-head {head}: expected SEQ:HASH (64 hex digits)");
+        };
+        witnesses.push(parsed);
+    }
+    let log = open_store(&args.store)?;
+    match mandate_audit::verify_with_witnesses(&log, &writers, &witnesses)? {
+        Ok(verified) => {
+            say!(
+                "ok: {} record(s), {} signed head(s), newest signed at #{}",
+                verified.records,
+                verified.heads,
+                verified.last_signed
+            )?;
+            if verified.unsigned_tail() > 0 {
+                say!(
+                    "note: the newest {} record(s) are linked but not yet covered by a signed head (the writer stopped before signing)",
+                    verified.unsigned_tail()
+                )?;
+            }
+            if !verified.pinned {
+                say!(
+                    "note: heads checked against the writer keys they name ({}); pass --writer-pub to pin them",
+                    verified.writers.join(", ")
+                )?;
+            }
+            Ok(Outcome::Ok)
+        }
+        Err(tampered) => {
+            say!("TAMPERED: {tampered}")?;
+            Ok(Outcome::Denied)
+        }
+    }
+}
+
+fn trace(args: &AuditTraceArgs) -> Result<Outcome> {
+    let subject = args.subject.trim();
+    if subject.is_empty() {
+        bail!("give a token id or a task");
+    }
+    let source = source(&args.source)?;
+    let runtime = runtime()?;
+    let all = fetch(
+        &source,
+        &AuditQueryArgs::default(),
+        &Filter::default(),
+        0,
+        &runtime,
+    )?;
+    let story = mandate_audit::trace(&all, subject);
+    if story.is_empty() {
+        bail!("no record names {}", mandate_core::display_name(subject));
+    }
+    if args.json {
+        for record in story {
+            say!("{}", serde_json::to_string(record)?)?;
+        }
+    } else {
+        for line in mandate_audit::trace::story(subject, &story) {
+            say!("{line}")?;
+        }
+    }
+    Ok(Outcome::Ok)
+}
