@@ -562,7 +562,14 @@ fn every_algorithm_is_accepted_and_every_bad_identity_token_refused() {
         &subject,
         SystemTime::now(),
     );
-    let (status, body) = w.exchange(&alice(), Some(&other), "analytics:read");
+    // Another subject token (bob's: alice's again could be byte-identical within a second).
+    let bob = id_token(
+        Algorithm::RS256,
+        "rsa.pem",
+        "rsa-1",
+        &claims("bob@example.com", &["staff"]),
+    );
+    let (status, body) = w.exchange(&bob, Some(&other), "analytics:read");
     assert_eq!(status, 400, "{body}");
     assert!(
         body["error_description"]
