@@ -727,3 +727,60 @@ fn base64_url(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
 }
+
+#[test]
+fn bad_flags_are_one_clear_error() {
+    let dir = Dir::new();
+    dir.keygen("root.key");
+    dir.keygen("agent.key");
+    // No identifier: refused before anything listens.
+    mandate(&[
+        "issuer",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--root-key",
+        &dir.path("root.key"),
+        "--store",
+        &dir.path("tasks"),
+        "--registry",
+        "http://127.0.0.1:9",
+        "--registry-auth",
+        "x",
+        "--idp",
+        "https://idp.test,aud,jwks.json",
+    ])
+    .error("id:");
+    mandate(&[
+        "issuer",
+        "serve",
+        "--id",
+        "urn:x",
+        "--root-key",
+        &dir.path("root.key"),
+        "--store",
+        &dir.path("tasks"),
+        "--idp",
+        "only-two,parts",
+    ])
+    .error("--idp");
+    // A right that is not SERVICE:OPERATION, and an issuer that is not there.
+    let open = |right: &str| {
+        mandate(&[
+            "task",
+            "open",
+            "--issuer",
+            "http://127.0.0.1:9",
+            "--subject-token",
+            "x.y.z",
+            "--agent",
+            "a",
+            "--agent-key",
+            &dir.path("agent.key"),
+            "--right",
+            right,
+        ])
+    };
+    open("nocolon").error("SERVICE:OPERATION");
+    open("analytics:read").error("issuer unreachable");
+}
