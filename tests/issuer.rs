@@ -174,6 +174,8 @@ impl World {
                 &dir.path("operator.key"),
                 "--idp",
                 &format!("{IDP},{AUDIENCE},{}", jwks.url),
+                "--sweep-interval",
+                "100ms",
             ],
             dir.file("issuer.log"),
         )
@@ -192,6 +194,17 @@ impl World {
 
     /// A raw token exchange; returns (status, body).
     fn exchange(&self, subject: &str, actor: Option<&str>, scope: &str) -> (u16, Value) {
+        self.exchange_with(subject, actor, scope, &[])
+    }
+
+    /// As [`World::exchange`], with extra form parameters.
+    fn exchange_with(
+        &self,
+        subject: &str,
+        actor: Option<&str>,
+        scope: &str,
+        extra: &[(&str, &str)],
+    ) -> (u16, Value) {
         let actor = match actor {
             Some(a) => a.to_owned(),
             None => mandate_issuer::actor::sign(
@@ -216,6 +229,7 @@ impl World {
             .append_pair("actor_token_type", mandate_issuer::ACTOR_TOKEN_TYPE)
             .append_pair("scope", scope)
             .append_pair("task_description", "quarterly numbers")
+            .extend_pairs(extra)
             .finish();
         let response = ureq::post(&format!("{}/oauth2/token", self.issuer.url))
             .set("Content-Type", "application/x-www-form-urlencoded")
@@ -783,4 +797,50 @@ fn bad_flags_are_one_clear_error() {
     };
     open("nocolon").error("SERVICE:OPERATION");
     open("analytics:read").error("issuer unreachable");
+}
+
+#[test]
+fn a_task_past_its_deadline_closes_itself_and_is_revoked() {
+    let w = World::start();
+    let (status, body) =
+        w.exchange_with(&alice(), None, "analytics:read", &[("requested_ttl", "1")]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["expires_in"], 1,
+        "a mandate never outlives its task: {body}"
+    );
+    let task = body["task_id"].as_str().unwrap().to_owned();
+    // The sweeper closes it and writes its revocation to the registry.
+    let list = || {
+        mandate(&[
+            "revocations",
+            "list",
+            "--registry",
+            &w.verifier.url,
+            "--registry-auth",
+            &format!("@{}", w.dir.path("ops.token")),
+            "--registry-auth-key",
+            &w.dir.path("operator.key"),
+        ])
+        .ok()
+        .to_owned()
+    };
+    poll("the overdue task's revocation", || {
+        list().contains(&task).then_some(())
+    });
+    assert!(
+        w.issuer.stderr().contains("task.close"),
+        "{}",
+        w.issuer.stderr()
+    );
+    // And it cannot be refreshed.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = mandate_issuer::client::IssuerClient::new(&w.issuer.url).unwrap();
+    let token = body["access_token"].as_str().unwrap();
+    match runtime.block_on(client.refresh(&task, token, &w.agent_key())) {
+        Err(mandate_issuer::client::ClientError::Refused { status, code, .. }) => {
+            assert_eq!((status, code.as_str()), (409, "task_closed"));
+        }
+        other => panic!("{other:?}"),
+    }
 }
