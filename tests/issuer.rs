@@ -174,6 +174,8 @@ impl World {
                 &dir.path("operator.key"),
                 "--idp",
                 &format!("{IDP},{AUDIENCE},{}", jwks.url),
+                "--sweep-interval",
+                "100ms",
             ],
             dir.file("issuer.log"),
         )
@@ -192,6 +194,17 @@ impl World {
 
     /// A raw token exchange; returns (status, body).
     fn exchange(&self, subject: &str, actor: Option<&str>, scope: &str) -> (u16, Value) {
+        self.exchange_with(subject, actor, scope, &[])
+    }
+
+    /// As [`World::exchange`], with extra form parameters.
+    fn exchange_with(
+        &self,
+        subject: &str,
+        actor: Option<&str>,
+        scope: &str,
+        extra: &[(&str, &str)],
+    ) -> (u16, Value) {
         let actor = match actor {
             Some(a) => a.to_owned(),
             None => mandate_issuer::actor::sign(
@@ -216,6 +229,7 @@ impl World {
             .append_pair("actor_token_type", mandate_issuer::ACTOR_TOKEN_TYPE)
             .append_pair("scope", scope)
             .append_pair("task_description", "quarterly numbers")
+            .extend_pairs(extra)
             .finish();
         let response = ureq::post(&format!("{}/oauth2/token", self.issuer.url))
             .set("Content-Type", "application/x-www-form-urlencoded")
@@ -562,7 +576,14 @@ fn every_algorithm_is_accepted_and_every_bad_identity_token_refused() {
         &subject,
         SystemTime::now(),
     );
-    let (status, body) = w.exchange(&alice(), Some(&other), "analytics:read");
+    // Another subject token (bob's: alice's again could be byte-identical within a second).
+    let bob = id_token(
+        Algorithm::RS256,
+        "rsa.pem",
+        "rsa-1",
+        &claims("bob@example.com", &["staff"]),
+    );
+    let (status, body) = w.exchange(&bob, Some(&other), "analytics:read");
     assert_eq!(status, 400, "{body}");
     assert!(
         body["error_description"]
@@ -719,4 +740,107 @@ fn a_refresh_racing_a_close_yields_no_mandate_after_the_close() {
 fn base64_url(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+#[test]
+fn bad_flags_are_one_clear_error() {
+    let dir = Dir::new();
+    dir.keygen("root.key");
+    dir.keygen("agent.key");
+    // No identifier: refused before anything listens.
+    mandate(&[
+        "issuer",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--root-key",
+        &dir.path("root.key"),
+        "--store",
+        &dir.path("tasks"),
+        "--registry",
+        "http://127.0.0.1:9",
+        "--registry-auth",
+        "x",
+        "--idp",
+        "https://idp.test,aud,jwks.json",
+    ])
+    .error("id:");
+    mandate(&[
+        "issuer",
+        "serve",
+        "--id",
+        "urn:x",
+        "--root-key",
+        &dir.path("root.key"),
+        "--store",
+        &dir.path("tasks"),
+        "--idp",
+        "only-two,parts",
+    ])
+    .error("--idp");
+    // A right that is not SERVICE:OPERATION, and an issuer that is not there.
+    let open = |right: &str| {
+        mandate(&[
+            "task",
+            "open",
+            "--issuer",
+            "http://127.0.0.1:9",
+            "--subject-token",
+            "x.y.z",
+            "--agent",
+            "a",
+            "--agent-key",
+            &dir.path("agent.key"),
+            "--right",
+            right,
+        ])
+    };
+    open("nocolon").error("SERVICE:OPERATION");
+    open("analytics:read").error("issuer unreachable");
+}
+
+#[test]
+fn a_task_past_its_deadline_closes_itself_and_is_revoked() {
+    let w = World::start();
+    let (status, body) =
+        w.exchange_with(&alice(), None, "analytics:read", &[("requested_ttl", "1")]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["expires_in"], 1,
+        "a mandate never outlives its task: {body}"
+    );
+    let task = body["task_id"].as_str().unwrap().to_owned();
+    // The sweeper closes it and writes its revocation to the registry.
+    let list = || {
+        mandate(&[
+            "revocations",
+            "list",
+            "--registry",
+            &w.verifier.url,
+            "--registry-auth",
+            &format!("@{}", w.dir.path("ops.token")),
+            "--registry-auth-key",
+            &w.dir.path("operator.key"),
+        ])
+        .ok()
+        .to_owned()
+    };
+    poll("the overdue task's revocation", || {
+        list().contains(&task).then_some(())
+    });
+    assert!(
+        w.issuer.stderr().contains("task.close"),
+        "{}",
+        w.issuer.stderr()
+    );
+    // And it cannot be refreshed.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = mandate_issuer::client::IssuerClient::new(&w.issuer.url).unwrap();
+    let token = body["access_token"].as_str().unwrap();
+    match runtime.block_on(client.refresh(&task, token, &w.agent_key())) {
+        Err(mandate_issuer::client::ClientError::Refused { status, code, .. }) => {
+            assert_eq!((status, code.as_str()), (409, "task_closed"));
+        }
+        other => panic!("{other:?}"),
+    }
 }
