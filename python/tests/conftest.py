@@ -23,7 +23,16 @@ def cargo_example(package: str, example: str) -> str:
     ``MANDATE_<EXAMPLE>`` in the environment (e.g. ``MANDATE_ANALYTICS_MCP``)
     names a prebuilt binary instead. Skips, saying why, when neither works.
     """
-    override = os.environ.get(f"MANDATE_{example.upper()}")
+    return _cargo_target(package, "--example", example)
+
+
+def cargo_bin(package: str, binary: str) -> str:
+    """As ``cargo_example``, for a binary (``MANDATE_BIN_<NAME>`` overrides)."""
+    return _cargo_target(package, "--bin", binary, env=f"MANDATE_BIN_{binary.upper()}")
+
+
+def _cargo_target(package: str, kind: str, example: str, env: str = "") -> str:
+    override = os.environ.get(env or f"MANDATE_{example.upper()}")
     if override:
         return override
     if example in _BUILT:
@@ -31,7 +40,7 @@ def cargo_example(package: str, example: str) -> str:
     if shutil.which("cargo") is None:
         pytest.skip(f"cargo is not on PATH, so the {example} example cannot be built")
     result = subprocess.run(
-        ["cargo", "build", "--locked", "--message-format=json", "-p", package, "--example", example],
+        ["cargo", "build", "--locked", "--message-format=json", "-p", package, kind, example],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -63,3 +63,50 @@ impl Credentials {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // reason: fixed test inputs.
+
+    use super::*;
+    use serde_json::json;
+
+    fn object(value: Value) -> JsonObject {
+        match value {
+            Value::Object(map) => map,
+            _ => JsonObject::new(),
+        }
+    }
+
+    fn params(arguments: Value) -> CallToolRequestParams {
+        let mut params = CallToolRequestParams::new("read_dataset");
+        params.arguments = Some(object(arguments));
+        params
+    }
+
+    #[test]
+    fn meta_wins_and_the_reserved_argument_is_always_removed() {
+        let mut call = params(json!({"path": "/d", "_mandate": {"token": "arg", "pop": "p2"}}));
+        let meta = object(json!({"mandate/token": "meta", "mandate/pop": "p1"}));
+        let credentials = Credentials::take(&mut call, &meta).unwrap();
+        assert_eq!(credentials.token, "meta");
+        assert_eq!(credentials.pop.as_deref(), Some("p1"));
+        assert_eq!(call.arguments.unwrap(), object(json!({"path": "/d"})));
+    }
+
+    #[test]
+    fn the_reserved_argument_serves_clients_without_meta() {
+        let mut call = params(json!({"path": "/d", "_mandate": {"token": "arg"}}));
+        let credentials = Credentials::take(&mut call, &JsonObject::new()).unwrap();
+        assert_eq!(credentials.token, "arg");
+        assert_eq!(credentials.pop, None);
+        assert!(!format!("{credentials:?}").contains("arg"));
+    }
+
+    #[test]
+    fn no_token_anywhere_is_none() {
+        let mut call = params(json!({"path": "/d", "_mandate": "not an object"}));
+        assert!(Credentials::take(&mut call, &object(json!({"mandate/pop": "p"}))).is_none());
+        assert_eq!(call.arguments.unwrap(), object(json!({"path": "/d"})));
+    }
+}
