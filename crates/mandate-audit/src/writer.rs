@@ -288,6 +288,14 @@ struct Thread {
 }
 
 impl Thread {
+    /// Finishes the log, lets go of it (a sled store is locked while open),
+    /// and only then acknowledges: whoever waited on `close` may reopen it.
+    fn close(mut self, done: oneshot::Sender<Result<()>>) {
+        let result = self.finish();
+        drop(self);
+        let _ = done.send(result);
+    }
+
     fn run(mut self, rx: Receiver<Job>) {
         loop {
             match rx.recv_timeout(self.wait()) {
@@ -306,12 +314,12 @@ impl Thread {
                     }
                     self.write_batch(batch);
                     if let Some(done) = close {
-                        let _ = done.send(self.finish());
+                        self.close(done);
                         return;
                     }
                 }
                 Ok(Job::Close(done)) => {
-                    let _ = done.send(self.finish());
+                    self.close(done);
                     return;
                 }
                 Err(RecvTimeoutError::Timeout) => self.tick(),
