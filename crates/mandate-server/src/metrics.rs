@@ -10,7 +10,7 @@
 //! process share them, as Prometheus expects of one target.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -45,13 +45,36 @@ pub fn install() {
         };
         let handle = recorder.handle();
         match metrics::set_global_recorder(recorder) {
-            Ok(()) => Some(handle),
+            Ok(()) => {
+                spawn_upkeep(handle.clone());
+                Some(handle)
+            }
             Err(error) => {
                 tracing::warn!(%error, "another metrics recorder is installed; /metrics is empty");
                 None
             }
         }
     });
+}
+
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Folds histogram samples into their buckets every [`UPKEEP_EVERY`], for the
+/// life of the process. The recorder keeps every recorded sample until
+/// upkeep runs, and `build_recorder` schedules none: without this, a server
+/// nobody scraped grew by the size of two samples per request (about 1 MB/s
+/// at 23 000 req/s in the load soak), without bound.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("mandate-metrics-upkeep".to_owned())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            handle.run_upkeep();
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "metrics upkeep not started; histograms drain only when /metrics is scraped");
+    }
 }
 
 /// The current metrics in the Prometheus text format.
