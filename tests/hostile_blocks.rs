@@ -313,13 +313,11 @@ fn string_concatenation_across_many_fact_pairs_is_costed_before_evaluation() {
         expressions.join(", ")
     );
     let hostile = append_code(&w.token, &code);
-    let started = std::time::Instant::now();
     let run = w.authorize(&hostile);
     let json = deny_json(&run);
     let reason = reason_text(&json);
     assert!(reason.contains("bytes of strings"), "{run}");
     assert_eq!(json["principal"], "bob", "{run}");
-    // Not a timing assertion on speed: the old behaviour took 20 s; a denial
-    // before evaluation returns at once even on a loaded machine.
-    assert!(started.elapsed() < Duration::from_secs(10), "{run}");
+    // The reason is the static bound's: it was refused before evaluation
+    // (the old behaviour evaluated it for 20 s).
 }

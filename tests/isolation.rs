@@ -34,9 +34,10 @@ const FLOODERS: usize = 4;
 /// How long the flood lasts, and most requests each flooder sends.
 const FLOOD_FOR: Duration = Duration::from_secs(4);
 const FLOOD_MAX_REQUESTS: usize = 150;
-/// A legitimate call must be answered within this (the pool's default
-/// deadline is 2 s; the bound is generous, not a speed claim).
-const PROMPT: Duration = Duration::from_secs(2);
+/// Each server's evaluation deadline (waiting plus evaluating): a legitimate
+/// call the flood delays past it is answered 503, which fails the test, so
+/// "answered promptly" is judged by the server, not by a client's clock.
+const DEADLINE: &str = "2s";
 
 const SERVICE: &str = "analytics";
 const RESOURCE: &str = "/datasets/q3/sales";
@@ -52,13 +53,12 @@ const COSTLY_CHECK: &str = "check all attr($a, $x), attr($b, $y), attr($c, $z), 
 // Servers and HTTP
 // ---------------------------------------------------------------------------
 
-/// An HTTP answer: status, `Retry-After`, JSON body, and how long it took.
+/// An HTTP answer: status, `Retry-After` and JSON body.
 #[derive(Debug)]
 struct Reply {
     status: u16,
     retry_after: Option<String>,
     body: Value,
-    took: Duration,
 }
 
 impl Reply {
@@ -99,7 +99,6 @@ fn post(base: &str, body: &str) -> Reply {
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(10))
         .build();
-    let start = Instant::now();
     let result = agent
         .post(&format!("{base}/v1/authorize"))
         .set("Content-Type", "application/json")
@@ -111,14 +110,12 @@ fn post(base: &str, body: &str) -> Reply {
     let status = response.status();
     let retry_after = response.header("Retry-After").map(str::to_owned);
     let text = response.into_string().expect("read body");
-    let took = start.elapsed();
     let body = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("→ {status}: body is not JSON ({e}): {text:?}"));
     Reply {
         status,
         retry_after,
         body,
-        took,
     }
 }
 
@@ -282,6 +279,8 @@ fn a_flood_of_costly_tokens_leaves_the_sidecar_fresh_and_legitimate_calls_prompt
             "127.0.0.1:0",
             "--heartbeat",
             HEARTBEAT,
+            "--eval-deadline",
+            DEADLINE,
         ],
     );
     let sidecar = fx.spawn(
@@ -298,6 +297,8 @@ fn a_flood_of_costly_tokens_leaves_the_sidecar_fresh_and_legitimate_calls_prompt
             "127.0.0.1:0",
             "--staleness",
             STALENESS,
+            "--eval-deadline",
+            DEADLINE,
         ],
     );
     wait_allowed(&sidecar.url, &fx);
@@ -311,14 +312,9 @@ fn a_flood_of_costly_tokens_leaves_the_sidecar_fresh_and_legitimate_calls_prompt
     let mut checked = 0;
     while !flooding.is_finished() {
         for base in &targets {
-            // Never denied as stale, never refused, and answered within the bound.
+            // Never denied as stale, never refused, never past the deadline.
             let reply = post(base, &fx.legit);
             reply.assert_allowed(&format!("a legitimate call to {base} during the flood"));
-            assert!(
-                reply.took < PROMPT,
-                "a legitimate call to {base} took {:?} during the flood",
-                reply.took
-            );
             checked += 1;
         }
         thread::sleep(Duration::from_millis(100));
