@@ -601,10 +601,8 @@ fn refunds_policy() {
 
 /// Policies of other components, each with its table in another crate's
 /// tests (path from the workspace root).
-const TABLED_ELSEWHERE: &[(&str, &str)] = &[(
-    "issuance.datalog",
-    "crates/mandate-issuer/tests/policy.rs",
-)];
+const TABLED_ELSEWHERE: &[(&str, &str)] =
+    &[("issuance.datalog", "crates/mandate-issuer/tests/policy.rs")];
 
 #[test]
 fn every_policy_file_has_a_table() {
