@@ -594,7 +594,8 @@ pub struct RequestArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Keep keys and tokens in DIR instead of a temporary folder.
+    /// Keep keys, tokens, the revocation store and the audit log in DIR
+    /// instead of a temporary folder.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }
