@@ -306,12 +306,12 @@ impl Thread {
                     }
                     self.write_batch(batch);
                     if let Some(done) = close {
-                        let _ = done.send(self.finish());
+                        self.close(done);
                         return;
                     }
                 }
                 Ok(Job::Close(done)) => {
-                    let _ = done.send(self.finish());
+                    self.close(done);
                     return;
                 }
                 Err(RecvTimeoutError::Timeout) => self.tick(),
@@ -323,6 +323,14 @@ impl Thread {
                 }
             }
         }
+    }
+
+    /// Finishes, lets go of the log, then acknowledges the close: once
+    /// `close` returns, the store can be opened again in this process.
+    fn close(mut self, done: oneshot::Sender<Result<()>>) {
+        let result = self.finish();
+        drop(self);
+        let _ = done.send(result);
     }
 
     /// How long to wait for the next event before there is work of its own.
