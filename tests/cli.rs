@@ -1433,3 +1433,83 @@ fn demo_runs_the_offline_flow() {
         &[r#"failed: check if attr("amount", $v), $v <= 499"#],
     );
 }
+
+#[test]
+fn demo_prints_its_trail_from_the_store_and_the_store_agrees() {
+    let dir = Dir::new();
+    let folder = dir.path("demo");
+    let run = mandate(&["demo", "--dir", &folder]);
+    let out = run.ok();
+    contains_all(
+        &run,
+        out,
+        &[
+            "8. the audit trail, read back from the store",
+            "receipts-agent (via expense-agent) for alice: expenses submit /reports/alice/2026-q3 → allow: allowed by",
+            "→ deny: check #",
+            "→ deny: revoked task ",
+            ": revoked task ",
+            "9. the story of the task (mandate audit trace ",
+            "record(s), 1 allowed, 3 denied",
+            "  chain: alice → expense-agent [sha256:",
+            "  ended by: #4 ",
+            "10. the log checked against tampering (mandate audit verify):",
+            "   ok: 5 record(s), ",
+        ],
+    );
+
+    // The same records, read by `mandate audit` from the folder the demo left.
+    let store = format!("{folder}/audit");
+    let records = mandate(&["audit", "--store", &store, "--json"]);
+    let lines: Vec<Value> = records
+        .ok()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let events: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|r| {
+            (
+                r["event"].as_str().unwrap(),
+                r["decision"]
+                    .as_str()
+                    .or(r["action"].as_str())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("decision", "allow"),
+            ("decision", "deny"),
+            ("decision", "deny"),
+            ("registry", "revoke"),
+            ("decision", "deny"),
+        ],
+        "{records}"
+    );
+    for decision in lines.iter().filter(|r| r["event"] == "decision") {
+        assert_eq!(decision["principal"], "alice", "{records}");
+        assert_eq!(decision["agent"], "receipts-agent", "{records}");
+        assert_eq!(decision["chain"][0]["name"], "expense-agent", "{records}");
+        assert_eq!(decision["chain"][1]["name"], "receipts-agent", "{records}");
+        assert_eq!(decision["service"], "expenses", "{records}");
+        assert_eq!(decision["operation"], "submit", "{records}");
+    }
+    let kinds: Vec<&str> = lines
+        .iter()
+        .filter_map(|r| r["reason"]["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["allowed", "failed_checks", "proof_of_possession", "revoked"],
+        "{records}"
+    );
+    mandate(&["audit", "verify", "--store", &store]).ok();
+
+    // Run again in the same folder: a fresh task, its own trail, the log
+    // still whole.
+    let again = mandate(&["demo", "--dir", &folder]);
+    contains_all(&again, again.ok(), &["   ok: 10 record(s), "]);
+}

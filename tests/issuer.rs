@@ -109,6 +109,12 @@ struct World {
 
 impl World {
     fn start() -> World {
+        World::start_with(|_| Vec::new())
+    }
+
+    /// As [`World::start`], the issuer given the extra flags `extra` makes
+    /// from the test's folder.
+    fn start_with(extra: impl FnOnce(&Dir) -> Vec<String>) -> World {
         let dir = Dir::new();
         dir.keygen("root.key");
         dir.keygen("agent.key");
@@ -151,35 +157,40 @@ impl World {
         )
         .unwrap();
         let jwks = Jwks::serve("jwks.json");
-        let issuer = Server::start(
+        let extra = extra(&dir);
+        let idp = format!("{IDP},{AUDIENCE},{}", jwks.url);
+        let registry_auth = format!("@{}", dir.path("ops.token"));
+        let (root_key, tasks, operator_key) = (
+            dir.path("root.key"),
+            dir.path("tasks"),
+            dir.path("operator.key"),
+        );
+        let mut args = vec![
             "issuer",
-            &[
-                "issuer",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--id",
-                ISSUER_ID,
-                "--root-key",
-                &dir.path("root.key"),
-                "--key-id",
-                "1",
-                "--store",
-                &dir.path("tasks"),
-                "--registry",
-                &verifier.url,
-                "--registry-auth",
-                &format!("@{}", dir.path("ops.token")),
-                "--registry-auth-key",
-                &dir.path("operator.key"),
-                "--idp",
-                &format!("{IDP},{AUDIENCE},{}", jwks.url),
-                "--sweep-interval",
-                "100ms",
-            ],
-            dir.file("issuer.log"),
-        )
-        .unwrap();
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--id",
+            ISSUER_ID,
+            "--root-key",
+            &root_key,
+            "--key-id",
+            "1",
+            "--store",
+            &tasks,
+            "--registry",
+            &verifier.url,
+            "--registry-auth",
+            &registry_auth,
+            "--registry-auth-key",
+            &operator_key,
+            "--idp",
+            &idp,
+            "--sweep-interval",
+            "100ms",
+        ];
+        args.extend(extra.iter().map(String::as_str));
+        let issuer = Server::start("issuer", &args, dir.file("issuer.log")).unwrap();
         World {
             dir,
             jwks,
@@ -843,4 +854,91 @@ fn a_task_past_its_deadline_closes_itself_and_is_revoked() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn the_issuers_events_are_recorded_in_its_audit_log() {
+    let mut w = World::start_with(|dir| vec!["--audit-store".into(), dir.path("issuer-audit")]);
+    // An exchange the issuer refuses: the identity token is for someone else.
+    let mut elsewhere = claims("alice@example.com", &["staff"]);
+    elsewhere["aud"] = json!("another-service");
+    let elsewhere = id_token(Algorithm::RS256, "rsa.pem", "rsa-1", &elsewhere);
+    let (status, body) = w.exchange(&elsewhere, None, "analytics:read");
+    assert_ne!(status, 200, "{body}");
+    // A task opened, refreshed and closed by its agent.
+    let (status, body) = w.exchange(&alice(), None, "analytics:read");
+    assert_eq!(status, 200, "{body}");
+    let task = body["task_id"].as_str().unwrap().to_owned();
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = mandate_issuer::client::IssuerClient::new(&w.issuer.url).unwrap();
+    let key = w.agent_key();
+    runtime
+        .block_on(client.refresh(&task, &token, &key))
+        .unwrap();
+    runtime.block_on(client.close(&task, &token, &key)).unwrap();
+    // The store is the issuer's while it runs: stop it, then read.
+    w.issuer.terminate();
+
+    let store = w.dir.path("issuer-audit");
+    let run = mandate(&["audit", "--store", &store, "--json"]);
+    let records: Vec<Value> = run
+        .ok()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let actions: Vec<&str> = records
+        .iter()
+        .map(|r| {
+            assert_eq!(r["event"], "issuer", "{run}");
+            r["action"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "exchange_refused",
+            "task_opened",
+            "exchange",
+            "refresh",
+            "task_closed"
+        ],
+        "{run}"
+    );
+    let refused = &records[0];
+    assert!(
+        refused["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{run}"
+    );
+    assert!(
+        refused["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{run}"
+    );
+    for record in &records[1..] {
+        assert_eq!(record["task"], task.as_str(), "{run}");
+        assert_eq!(record["principal"], "alice@example.com", "{run}");
+    }
+    let exchange = &records[2];
+    assert_eq!(exchange["agent"], "helper", "{run}");
+    assert_eq!(exchange["identity_issuer"], IDP, "{run}");
+    assert_eq!(exchange["rights"], json!(["analytics:read"]), "{run}");
+    let minted = exchange["token_id"].as_str().unwrap();
+    assert_eq!(minted.len(), 128, "{run}");
+    let refresh = &records[3];
+    assert_eq!(refresh["agent"], "helper", "{run}");
+    assert_ne!(refresh["token_id"].as_str().unwrap(), minted, "{run}");
+    assert_eq!(refresh["previous_token_id"], minted, "{run}");
+    assert_eq!(records[4]["cause"], "agent", "{run}");
+    // No token, proof or key in the trail.
+    assert!(!run.stdout.contains(&token), "{run}");
+
+    // `mandate audit trace` tells the task's story from the minted token id.
+    let trace = mandate(&["audit", "trace", minted, "--store", &store]);
+    assert!(
+        trace
+            .ok()
+            .contains(&format!("trace of {minted}: 4 record(s)")),
+        "{trace}"
+    );
+    mandate(&["audit", "verify", "--store", &store]).ok();
 }

@@ -96,31 +96,43 @@ pub enum IssuerEvent {
         /// The token issued, when granted.
         token_id: Option<String>,
     },
+    /// A token exchange was refused: nothing was minted.
+    ExchangeRefused {
+        /// The principal, when the person's identity was verified before
+        /// the refusal.
+        principal: Option<String>,
+        /// The OAuth error code (`invalid_grant`, `access_denied`, ...).
+        error: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl IssuerEvent {
     /// The principal concerned.
     pub fn principal(&self) -> Option<&str> {
-        Some(match self {
+        match self {
             IssuerEvent::Exchange { principal, .. }
             | IssuerEvent::Refresh { principal, .. }
             | IssuerEvent::TaskOpened { principal, .. }
             | IssuerEvent::TaskClosed { principal, .. }
             | IssuerEvent::RightRequested { principal, .. }
-            | IssuerEvent::RequestDecided { principal, .. } => principal,
-        })
+            | IssuerEvent::RequestDecided { principal, .. } => Some(principal),
+            IssuerEvent::ExchangeRefused { principal, .. } => principal.as_deref(),
+        }
     }
 
     /// The task concerned.
     pub fn task(&self) -> Option<&str> {
-        Some(match self {
+        match self {
             IssuerEvent::Exchange { task, .. }
             | IssuerEvent::Refresh { task, .. }
             | IssuerEvent::TaskOpened { task, .. }
             | IssuerEvent::TaskClosed { task, .. }
             | IssuerEvent::RightRequested { task, .. }
-            | IssuerEvent::RequestDecided { task, .. } => task,
-        })
+            | IssuerEvent::RequestDecided { task, .. } => Some(task),
+            IssuerEvent::ExchangeRefused { .. } => None,
+        }
     }
 
     /// The agent concerned, if any.
@@ -130,7 +142,9 @@ impl IssuerEvent {
             | IssuerEvent::Refresh { agent, .. }
             | IssuerEvent::RightRequested { agent, .. }
             | IssuerEvent::RequestDecided { agent, .. } => Some(agent),
-            IssuerEvent::TaskOpened { .. } | IssuerEvent::TaskClosed { .. } => None,
+            IssuerEvent::TaskOpened { .. }
+            | IssuerEvent::TaskClosed { .. }
+            | IssuerEvent::ExchangeRefused { .. } => None,
         }
     }
 
@@ -143,7 +157,8 @@ impl IssuerEvent {
             IssuerEvent::RequestDecided { token_id, .. } => token_id.as_deref(),
             IssuerEvent::TaskOpened { .. }
             | IssuerEvent::TaskClosed { .. }
-            | IssuerEvent::RightRequested { .. } => None,
+            | IssuerEvent::RightRequested { .. }
+            | IssuerEvent::ExchangeRefused { .. } => None,
         }
     }
 }
@@ -248,6 +263,17 @@ impl std::fmt::Display for IssuerEvent {
                     write!(f, ", token {}", short(id))?;
                 }
                 Ok(())
+            }
+            IssuerEvent::ExchangeRefused {
+                principal,
+                error,
+                reason,
+            } => {
+                f.write_str("issuer: exchange refused")?;
+                if let Some(principal) = principal {
+                    write!(f, " for {}", n(principal))?;
+                }
+                write!(f, " ({}): {}", n(error), n(reason))
             }
         }
     }

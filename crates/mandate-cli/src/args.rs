@@ -594,7 +594,8 @@ pub struct RequestArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Keep keys and tokens in DIR instead of a temporary folder.
+    /// Keep keys, tokens, the revocation store and the audit log in DIR
+    /// instead of a temporary folder.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }
@@ -645,6 +646,23 @@ pub struct IssuerServeArgs {
     /// An issuance policy file instead of the built-in one.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Record the issuer's events (tasks opened, refreshed and closed,
+    /// mandates minted, exchanges refused) in this audit log folder (sled,
+    /// created if missing); read it with `mandate audit --store`.
+    #[arg(
+        long = "audit-store",
+        value_name = "DIR",
+        env = "MANDATE_ISSUER_AUDIT_STORE"
+    )]
+    pub audit_store: Option<PathBuf>,
+    /// The audit writer's key (0600), created when missing [default: the
+    /// store's path + .key].
+    #[arg(
+        long = "audit-key",
+        value_name = "FILE",
+        env = "MANDATE_ISSUER_AUDIT_KEY"
+    )]
+    pub audit_key: Option<PathBuf>,
     /// The sled folder holding tasks.
     #[arg(long, env = "MANDATE_ISSUER_STORE", value_name = "DIR")]
     pub store: Option<PathBuf>,

@@ -1,12 +1,17 @@
 //! `mandate demo`: the offline flow end to end on fresh keys, printed for a
 //! person to read. Everything it does goes through the same library calls
-//! as the other subcommands.
+//! as the other subcommands: every decision and the revocation are recorded
+//! in an audit log in the demo's folder (as `mandate serve --audit-store`
+//! records them), and the demo ends by reading its trail back from that
+//! store, telling its task's story as `mandate audit trace` does, and
+//! verifying the log as `mandate audit verify` does.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, Result};
+use mandate_audit::{AuditWriter, Filter};
 use mandate_core::{
     KeySet, NextAgent, Proof, Request, ResourcePath, Restrictions, RootKey, SecretKey,
 };
@@ -15,6 +20,8 @@ use mandate_registry::{
     registry_request, Access, HttpBinding, IndexingStore, MandateWriteAuthorizer, NewRevocation,
     RevocationKind, RevocationStore as _, RevokeRequest, SledStore, WriteAuthorizer as _,
 };
+use mandate_server::audit::{AuditRecorder, AuditedStore};
+use mandate_server::config::AuditSettings;
 use mandate_verifier::Verifier;
 
 use crate::commands::Outcome;
@@ -95,11 +102,34 @@ pub fn run(dir: Option<&Path>) -> Result<Outcome> {
         narrowed.block_source(1)?.trim().replace('\n', "\n   ")
     )?;
 
-    // The registry's store (sled) lives in the demo folder; the verifier
-    // consults the same process's index on every call.
-    let store = IndexingStore::new(
+    // The registry's store (sled) lives in the demo folder, next to the
+    // audit log that records every revocation written to it and every
+    // decision; the verifier consults the same process's index on every call.
+    let audit = Arc::new(
+        mandate_server::audit::open(&AuditSettings {
+            store: dir.join("audit"),
+            key: dir.join("audit.key"),
+            buffered: None,
+            verifier_id: "demo".into(),
+        })
+        .context("opening the demo's audit log")?,
+    );
+    let log = audit.log();
+    // A kept --dir holds earlier runs' records: this run's trail starts after them.
+    let before = log.last()?.map_or(0, |entry| entry.seq);
+    let store = IndexingStore::new(AuditedStore::new(
         SledStore::open(&dir.join("revocations")).context("opening the demo's revocation store")?,
-    )?;
+        Arc::clone(&audit),
+    ))?;
+    let recorder = AuditRecorder::new(Arc::clone(&audit), "demo".into(), store.index());
+    let mut calls = 0u32;
+    let mut record = |decision: &mandate_verifier::Decision| -> Result<()> {
+        calls += 1;
+        recorder
+            .record_blocking(decision, "demo", &format!("demo-{calls}"), &narrowed_text)
+            .context("recording the decision in the audit log")?;
+        Ok(())
+    };
     let verifier = Verifier::builder()
         .root_keys({
             let mut keys = KeySet::new();
@@ -121,13 +151,16 @@ pub fn run(dir: Option<&Path>) -> Result<Outcome> {
         Ok(request.with_proof(proof))
     };
     let allowed = verifier.authorize(&narrowed_text, &call("120", &helper)?)?;
+    record(&allowed)?;
     say!("4. receipts-agent submits a report of 120, with its proof of possession:")?;
     say_raw!("{}", indent(&output::decision_text(&allowed)))?;
     let denied = verifier.authorize(&narrowed_text, &call("900", &helper)?)?;
+    record(&denied)?;
     say!("\n5. receipts-agent submits a report of 900:")?;
     say_raw!("{}", indent(&output::decision_text(&denied)))?;
     let thief = SecretKey::generate();
     let stolen = verifier.authorize(&narrowed_text, &call("120", &thief)?)?;
+    record(&stolen)?;
     say!("\n6. someone who copied the token (but not the key) tries the same call:")?;
     say_raw!("{}", indent(&output::decision_text(&stolen)))?;
 
@@ -181,17 +214,61 @@ pub fn run(dir: Option<&Path>) -> Result<Outcome> {
         actor.clone(),
     )?)?;
     let revoked = verifier.authorize(&narrowed_text, &call("120", &helper)?)?;
+    record(&revoked)?;
     say!(
         "\n7. an operator ({actor}, keyed, its proof bound to this write) revokes the task\n   (revocation #{}); receipts-agent's next call:",
         entry.seq
     )?;
     say_raw!("{}", indent(&output::decision_text(&revoked)))?;
 
-    if allowed.allowed && !denied.allowed && !stolen.allowed && !revoked.allowed {
+    let trail = print_trail(&audit, before, &task, &dir.join("audit"))?;
+
+    if allowed.allowed && !denied.allowed && !stolen.allowed && !revoked.allowed && trail {
         say!("\nDemo complete: one call allowed, three denied, each with its reason.")?;
         Ok(Outcome::Ok)
     } else {
         anyhow::bail!("demo produced unexpected decisions")
+    }
+}
+
+/// Closes the audit log (signing its head), then prints the records written
+/// after `before` as `mandate audit --store` shows them, the story of `task`
+/// as `mandate audit trace` tells it, and the verdict of `mandate audit
+/// verify`. Returns whether the log verified.
+fn print_trail(audit: &AuditWriter, before: u64, task: &str, store: &Path) -> Result<bool> {
+    audit
+        .close_blocking()
+        .context("closing the demo's audit log")?;
+    let log = audit.log();
+    let all = mandate_audit::query_all(&*log, &Filter::default(), None)?;
+    say!(
+        "\n8. the audit trail, read back from the store (mandate audit --store {}):",
+        store.display()
+    )?;
+    for record in all.iter().filter(|r| r.seq > before) {
+        say!("   {record}")?;
+    }
+    say!("\n9. the story of the task (mandate audit trace {task}):")?;
+    let story = mandate_audit::trace(&all, task);
+    for line in mandate_audit::trace::story(task, &story) {
+        say!("   {line}")?;
+    }
+    say!("\n10. the log checked against tampering (mandate audit verify):")?;
+    match mandate_audit::verify(&*log, &[])? {
+        Ok(verified) => {
+            say!(
+                "   ok: {} record(s), {} signed head(s), newest signed at #{}, by {}",
+                verified.records,
+                verified.heads,
+                verified.last_signed,
+                verified.writers.join(", ")
+            )?;
+            Ok(true)
+        }
+        Err(tampered) => {
+            say!("   TAMPERED: {tampered}")?;
+            Ok(false)
+        }
     }
 }
 

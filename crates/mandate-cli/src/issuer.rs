@@ -71,6 +71,12 @@ fn config(args: &IssuerServeArgs) -> Result<IssuerConfig> {
     if let Some(format) = args.log_format {
         config.log_format = format;
     }
+    if args.audit_store.is_some() {
+        config.audit.store.clone_from(&args.audit_store);
+    }
+    if args.audit_key.is_some() {
+        config.audit.key.clone_from(&args.audit_key);
+    }
     Ok(config)
 }
 

@@ -27,13 +27,27 @@ pub enum IssuerEvent {
         deadline: SystemTime,
         /// Fingerprint of the minted mandate.
         mandate: String,
+        /// The minted mandate's token id (hex).
+        token_id: String,
+        /// Its expiry.
+        expires_at: SystemTime,
+        /// The identity provider that vouched for the principal (its `iss`).
+        identity_issuer: String,
     },
     /// A fresh mandate was minted for an open task.
     TaskRefreshed {
         /// The task id.
         task: String,
+        /// The task's principal.
+        principal: String,
+        /// The task's agent, which asked.
+        agent: String,
+        /// The token id (hex) of the mandate the agent refreshed with.
+        previous_token_id: String,
         /// Fingerprint of the minted mandate.
         mandate: String,
+        /// The minted mandate's token id (hex).
+        token_id: String,
         /// Its expiry.
         expires_at: SystemTime,
     },
@@ -95,6 +109,8 @@ impl IssuerEvents for TracingEvents {
                 rights,
                 deadline,
                 mandate,
+                token_id,
+                ..
             } => tracing::info!(
                 target: "mandate::audit",
                 event = name,
@@ -104,17 +120,21 @@ impl IssuerEvents for TracingEvents {
                 rights = %rights.join(" "),
                 deadline = unix(*deadline),
                 mandate = %mandate,
+                token_id = %token_id,
                 "task opened"
             ),
             IssuerEvent::TaskRefreshed {
                 task,
                 mandate,
+                token_id,
                 expires_at,
+                ..
             } => tracing::info!(
                 target: "mandate::audit",
                 event = name,
                 task = %task,
                 mandate = %mandate,
+                token_id = %token_id,
                 expires_at = unix(*expires_at),
                 "task refreshed"
             ),

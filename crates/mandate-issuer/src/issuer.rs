@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mandate_core::{
-    fingerprint, AgentKey, KeySet, Mandate, Proof, PublicKey, Request, ResourcePath, Right, RootKey,
+    fingerprint, AgentKey, KeySet, Mandate, Proof, PublicKey, Request, ResourcePath, Right,
+    RootKey, UnverifiedMandate,
 };
 
 use crate::actor::ActorVerifier;
@@ -99,6 +100,8 @@ pub struct Issued {
     pub rights: Vec<Right>,
     /// The task's deadline.
     pub deadline: SystemTime,
+    /// The mandate's token id (hex), as revocations and audit records name it.
+    pub token_id: String,
 }
 
 impl std::fmt::Debug for Issued {
@@ -404,6 +407,9 @@ impl Issuer {
             rights: right_text(&task.rights),
             deadline: task.deadline,
             mandate: fingerprint(&issued.token),
+            token_id: issued.token_id.clone(),
+            expires_at: issued.expires_at,
+            identity_issuer: identity.issuer.clone(),
         });
         Ok(issued)
     }
@@ -436,6 +442,7 @@ impl Issuer {
             .to_base64()
             .map_err(|error| tracing::error!(%error, "encoding a mandate failed"))?;
         Ok(Issued {
+            token_id: mandate.token_id_hex(),
             token,
             expires_in: ttl.as_secs(),
             expires_at: now + ttl,
@@ -558,7 +565,14 @@ impl Issuer {
             if self.tasks.replace(&task, &next).map_err(unavailable)? {
                 self.events.record(&IssuerEvent::TaskRefreshed {
                     task: task.id.clone(),
+                    principal: task.principal.clone(),
+                    agent: task.agent.clone(),
+                    // Authenticated above: only its id is read here.
+                    previous_token_id: UnverifiedMandate::from_base64(token)
+                        .map(|m| m.token_id_hex())
+                        .unwrap_or_default(),
                     mandate: fingerprint(&issued.token),
+                    token_id: issued.token_id.clone(),
                     expires_at: issued.expires_at,
                 });
                 return Ok(issued);

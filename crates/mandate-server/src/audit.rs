@@ -82,6 +82,36 @@ impl AuditRecorder {
         }
     }
 
+    fn context(&self, api: &'static str, request_id: &str, token: String) -> DecisionContext {
+        DecisionContext {
+            api,
+            request_id: request_id.to_owned(),
+            verifier: self.verifier.clone(),
+            revocation_seq: Some(self.index.last_seq()),
+            token_fingerprint: token,
+        }
+    }
+
+    /// Records `decision`, made in this process by a verifier called
+    /// directly (through `api`, not over HTTP), for `token` (its text, only
+    /// fingerprinted); returns the record's sequence number once durable.
+    /// Blocks: call it from a thread that may wait, never an async task.
+    ///
+    /// # Errors
+    /// The writer is failed, full or stopped, or the record's batch could
+    /// not be written.
+    pub fn record_blocking(
+        &self,
+        decision: &Decision,
+        api: &'static str,
+        request_id: &str,
+        token: &str,
+    ) -> mandate_audit::Result<u64> {
+        let context = self.context(api, request_id, mandate_core::fingerprint(token));
+        self.writer
+            .append_blocking(Event::Decision(DecisionRecord::new(decision, &context)))
+    }
+
     fn append(&self, event: Event) -> Recording {
         let writer = Arc::clone(&self.writer);
         Box::pin(async move {
@@ -96,13 +126,11 @@ impl AuditRecorder {
 
 impl DecisionRecorder for AuditRecorder {
     fn record_decision(&self, decision: &Decision, answer: &Answer<'_>) -> Recording {
-        let context = DecisionContext {
-            api: answer.api,
-            request_id: answer.request_id.to_owned(),
-            verifier: self.verifier.clone(),
-            revocation_seq: Some(self.index.last_seq()),
-            token_fingerprint: answer.token_fingerprint.to_string(),
-        };
+        let context = self.context(
+            answer.api,
+            answer.request_id,
+            answer.token_fingerprint.to_string(),
+        );
         self.append(Event::Decision(DecisionRecord::new(decision, &context)))
     }
 

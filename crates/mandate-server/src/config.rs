@@ -496,7 +496,22 @@ impl ServerConfig {
 
 impl ServerConfig {
     fn audit_settings(&self) -> Result<Option<AuditSettings>, ConfigError> {
-        let a = &self.audit;
+        self.audit
+            .settings(|| format!("mandate@{}", self.listen_addr()))
+    }
+}
+
+impl AuditConfig {
+    /// Checks the `[audit]` section; `None` when no store is given.
+    /// `default_id` names the writer's service when `verifier_id` is unset.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first bad setting.
+    pub fn settings(
+        &self,
+        default_id: impl FnOnce() -> String,
+    ) -> Result<Option<AuditSettings>, ConfigError> {
+        let a = self;
         let Some(store) = a.store.clone() else {
             if a.key.is_some() || a.mode == AuditMode::Buffered || a.flush_every.is_some() {
                 return Err(invalid("audit.store", "the audit settings need a store"));
@@ -531,7 +546,7 @@ impl ServerConfig {
                 ))
             }
             Some(id) => id.clone(),
-            None => format!("mandate@{}", self.listen_addr()),
+            None => default_id(),
         };
         Ok(Some(AuditSettings {
             store,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, LogFormat, TlsConfig};
+use crate::config::{AuditConfig, AuditSettings, ConfigError, LogFormat, TlsConfig};
 
 /// Everything an issuer runs with.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -54,6 +54,10 @@ pub struct IssuerConfig {
     pub tls: TlsConfig,
     /// Trusted identity providers, at least one.
     pub idp: Vec<IdpEntry>,
+    /// The audit trail of the issuer's events (tasks opened, refreshed and
+    /// closed, mandates minted, exchanges refused), written when a store is
+    /// given.
+    pub audit: AuditConfig,
 }
 
 /// Where task revocations go: a registry URL, or a local store folder.
@@ -168,6 +172,8 @@ pub struct IssuerSettings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Providers.
     pub idps: Vec<mandate_issuer::idp::IdpConfig>,
+    /// The audit trail, when configured.
+    pub audit: Option<AuditSettings>,
 }
 
 fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
@@ -291,10 +297,13 @@ impl IssuerConfig {
             _ => return Err(invalid("tls", "give both cert and key")),
         };
         let max_task_ttl = within("max_task_ttl", self.max_task_ttl, DAY, (SECOND, 30 * DAY))?;
+        let listen = self
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7800)));
+        let audit = self.audit.settings(|| format!("mandate-issuer@{listen}"))?;
         Ok(IssuerSettings {
-            listen: self
-                .listen
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7800))),
+            listen,
+            audit,
             log_format: self.log_format,
             shutdown_grace: within(
                 "shutdown_grace",

@@ -8,6 +8,7 @@
 //! registry over HTTP (with the operator mandate's proof) or to a local
 //! revocation store.
 
+pub mod audit;
 pub mod config;
 
 use std::sync::Arc;
@@ -18,7 +19,9 @@ use mandate_issuer::idp::IdentityProviders;
 use mandate_issuer::policy::IssuancePolicy;
 use mandate_issuer::revoke::RevokeFuture;
 use mandate_issuer::server::{router, spawn_sweeper, IssuerState};
-use mandate_issuer::{Issuer, IssuerOptions, SledTaskStore, TaskRevoker, TracingEvents};
+use mandate_issuer::{
+    Issuer, IssuerEvents, IssuerOptions, SledTaskStore, TaskRevoker, TaskStore, TracingEvents,
+};
 use mandate_registry::{
     NewRevocation, RegistryAuth, RegistryClient, RevocationKind, RevocationStore, SledStore,
 };
@@ -96,8 +99,17 @@ pub fn build_issuer(settings: &IssuerSettings) -> Result<Issuer> {
         Some(path) => IssuancePolicy::from_file(path)?,
         None => IssuancePolicy::default_policy()?,
     };
-    let tasks = SledTaskStore::open(&settings.store)
-        .with_context(|| format!("opening task store {}", settings.store.display()))?;
+    let tasks: Arc<dyn TaskStore> = Arc::new(
+        SledTaskStore::open(&settings.store)
+            .with_context(|| format!("opening task store {}", settings.store.display()))?,
+    );
+    let events: Arc<dyn IssuerEvents> = match &settings.audit {
+        Some(audit) => Arc::new(self::audit::AuditedEvents::new(
+            Arc::new(crate::audit::open(audit)?),
+            Arc::clone(&tasks),
+        )),
+        None => Arc::new(TracingEvents),
+    };
     let revoker: Arc<dyn TaskRevoker> = match &settings.revocations {
         RevocationTarget::Registry {
             url,
@@ -132,13 +144,7 @@ pub fn build_issuer(settings: &IssuerSettings) -> Result<Issuer> {
     options.max_task_ttl = settings.max_task_ttl;
     options.skew = settings.skew;
     Ok(Issuer::new(
-        root,
-        idps,
-        policy,
-        Arc::new(tasks),
-        revoker,
-        Arc::new(TracingEvents),
-        options,
+        root, idps, policy, tasks, revoker, events, options,
     ))
 }
 

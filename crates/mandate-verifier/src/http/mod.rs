@@ -8,6 +8,8 @@ mod fingerprint;
 pub mod observe;
 mod record;
 
+// The middleware records through the same function (with the `axum` feature).
+#[cfg(feature = "axum")]
 pub(crate) use authorize::record_decision;
 pub use authorize::{
     audit, decision_body, openapi, router, routes, AttrJson, AuthorizeRequest, AuthzHealth,
