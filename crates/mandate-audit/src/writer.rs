@@ -333,14 +333,6 @@ impl Thread {
         }
     }
 
-    /// Finishes, lets go of the log, then acknowledges the close: once
-    /// `close` returns, the store can be opened again in this process.
-    fn close(mut self, done: oneshot::Sender<Result<()>>) {
-        let result = self.finish();
-        drop(self);
-        let _ = done.send(result);
-    }
-
     /// How long to wait for the next event before there is work of its own.
     fn wait(&self) -> Duration {
         if self.status.failed.load(Ordering::Acquire) {
