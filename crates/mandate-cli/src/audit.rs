@@ -14,7 +14,8 @@ use mandate_server::audit_client::AuditClient;
 use crate::args::{
     AuditArgs, AuditCommand, AuditQueryArgs, AuditSourceArgs, AuditTraceArgs, AuditVerifyArgs,
 };
-use crate::commands::{read_token_text, Outcome};
+use crate::input::read_token_text;
+use crate::outcome::Outcome;
 use crate::output::say;
 
 /// How often `--follow` asks for new records.

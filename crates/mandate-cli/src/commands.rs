@@ -1,13 +1,11 @@
 //! One function per subcommand: read inputs, call the library, print.
 
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context as _, Result};
 use mandate_core::{
     fingerprint, KeySet, NextAgent, Proof, Request, ResourcePath, Restrictions, Right, RootKey,
-    SecretKey, UnverifiedMandate,
+    SecretKey,
 };
 use mandate_issuer::MintRequest;
 use mandate_verifier::{Policy, Verifier};
@@ -16,18 +14,9 @@ use crate::args::{
     AuthorizeArgs, Command, DelegateArgs, InspectArgs, IssueArgs, IssuerCommand, KeygenArgs,
     PopArgs, RegistryCommand, RequestArgs, RestrictionArgs, RevocationsCommand, RootKeyArgs,
 };
-use crate::output::{self, say, say_raw};
-
-/// How a command ended; the value is the process exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Success, or an allowed request.
-    Ok = 0,
-    /// A denied request.
-    Denied = 1,
-    /// Any error.
-    Error = 2,
-}
+use crate::input::{bounded_duration, parse_duration, pop_window, read_token, read_token_text};
+use crate::outcome::Outcome;
+use crate::output::{self, emit_token, say, say_raw};
 
 pub fn run(command: Command, verbose: u8) -> Result<Outcome> {
     match command {
@@ -53,64 +42,6 @@ fn keygen(args: &KeygenArgs) -> Result<Outcome> {
     key.write_new(&args.out)?;
     say!("{}", key.public())?;
     Ok(Outcome::Ok)
-}
-
-/// Reads a token argument: the token itself, `@FILE`, or `-` for stdin.
-pub fn read_token(arg: &str) -> Result<UnverifiedMandate> {
-    Ok(UnverifiedMandate::from_base64(&read_token_text(arg)?)?)
-}
-
-/// The text of a token argument, unparsed.
-pub fn read_token_text(arg: &str) -> Result<String> {
-    Ok(if arg == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .take(mandate_core::MAX_TOKEN_LEN as u64 + 1)
-            .read_to_string(&mut text)
-            .context("reading the token from stdin")?;
-        text
-    } else if let Some(path) = arg.strip_prefix('@') {
-        std::fs::read_to_string(path).with_context(|| format!("reading token file {path}"))?
-    } else {
-        arg.to_string()
-    })
-}
-
-/// Parses a human duration such as `90s`, `10m` or `2h`.
-pub fn parse_duration(text: &str) -> Result<Duration> {
-    humantime::parse_duration(text)
-        .with_context(|| format!("invalid duration `{text}` (examples: 90s, 10m, 2h)"))
-}
-
-/// A duration flag that must stay within sane bounds; the error names the
-/// bound that was crossed.
-pub fn bounded_duration(flag: &str, text: &str, min: Duration, max: Duration) -> Result<Duration> {
-    let value = parse_duration(text)?;
-    if value < min {
-        bail!(
-            "{flag} {text} is too short: the minimum is {}",
-            humantime::format_duration(min)
-        );
-    }
-    if value > max {
-        bail!(
-            "{flag} {text} is too long: the maximum is {}",
-            humantime::format_duration(max)
-        );
-    }
-    Ok(value)
-}
-
-/// The widest `--pop-window`: a proof is a signature over one request, and a
-/// window of hours would let a captured proof be replayed long after the
-/// replay cache forgot its nonce.
-pub const POP_WINDOW_MAX: Duration = mandate_server::config::bounds::POP_WINDOW.1;
-/// The narrowest `--pop-window`: below a second, clock skew alone denies.
-pub const POP_WINDOW_MIN: Duration = mandate_server::config::bounds::POP_WINDOW.0;
-
-/// Parses `--pop-window`.
-pub fn pop_window(text: &str) -> Result<Duration> {
-    bounded_duration("--pop-window", text, POP_WINDOW_MIN, POP_WINDOW_MAX)
 }
 
 /// Parses `delegate --ttl`: at most what the issuer mints (and never a
@@ -219,30 +150,6 @@ fn delegate(args: &DelegateArgs) -> Result<Outcome> {
     .to_base64()?;
     tracing::info!(parent = %token.token_id_hex(), child = %fingerprint(&child), "delegated");
     emit_token(&child, args.out.as_deref())
-}
-
-/// Prints the token, or writes it to `out` atomically: a failed command
-/// never leaves a partial file behind.
-pub(crate) fn emit_token(token: &str, out: Option<&Path>) -> Result<Outcome> {
-    match out {
-        None => say!("{token}")?,
-        Some(path) => write_atomically(path, token)?,
-    }
-    Ok(Outcome::Ok)
-}
-
-fn write_atomically(path: &Path, contents: &str) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut file = tempfile::NamedTempFile::new_in(&dir)
-        .with_context(|| format!("writing {}", path.display()))?;
-    std::io::Write::write_all(&mut file, format!("{contents}\n").as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
 
 fn inspect(args: &InspectArgs) -> Result<Outcome> {

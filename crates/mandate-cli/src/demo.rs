@@ -24,7 +24,7 @@ use mandate_server::audit::{AuditRecorder, AuditedStore};
 use mandate_server::config::AuditSettings;
 use mandate_verifier::Verifier;
 
-use crate::commands::Outcome;
+use crate::outcome::Outcome;
 use crate::output::{self, say, say_raw};
 
 pub fn run(dir: Option<&Path>) -> Result<Outcome> {

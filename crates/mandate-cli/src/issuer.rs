@@ -9,7 +9,9 @@ use mandate_issuer::client::{IssuerClient, OpenRequest};
 use mandate_server::issuer::{IdpEntryArg, IssuerConfig};
 
 use crate::args::{IssuerServeArgs, TaskCallArgs, TaskCommand, TaskOpenArgs};
-use crate::commands::{emit_token, parse_duration, read_token_text, Outcome};
+use crate::input::{parse_duration, read_token_text};
+use crate::outcome::Outcome;
+use crate::output::emit_token;
 use crate::output::say;
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -8,7 +8,9 @@ mod args;
 mod audit;
 mod commands;
 mod demo;
+mod input;
 mod issuer;
+mod outcome;
 mod output;
 mod revocation;
 
@@ -34,7 +36,7 @@ fn main() -> ExitCode {
         Err(err) => {
             // `{:#}` prints every cause on one line: "reading key: No such file".
             eprintln!("error: {err:#}");
-            ExitCode::from(commands::Outcome::Error as u8)
+            ExitCode::from(outcome::Outcome::Error as u8)
         }
     }
 }

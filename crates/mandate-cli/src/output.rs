@@ -35,9 +35,13 @@ pub fn write_stdout(text: &str) -> std::io::Result<()> {
 }
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
+use anyhow::{Context as _, Result};
 use mandate_core::{display_name, Inspection, SignatureStatus};
 use mandate_verifier::Decision;
+
+use crate::outcome::Outcome;
 
 pub fn inspection_text(report: &Inspection) -> String {
     let mut out = String::new();
@@ -161,4 +165,28 @@ fn display_chain(chain: &[String]) -> String {
         .map(|name| display_name(name))
         .collect::<Vec<_>>()
         .join(" → ")
+}
+
+/// Prints the token, or writes it to `out` atomically: a failed command
+/// never leaves a partial file behind.
+pub(crate) fn emit_token(token: &str, out: Option<&Path>) -> Result<Outcome> {
+    match out {
+        None => say!("{token}")?,
+        Some(path) => write_atomically(path, token)?,
+    }
+    Ok(Outcome::Ok)
+}
+
+fn write_atomically(path: &Path, contents: &str) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(&dir)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut file, format!("{contents}\n").as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }

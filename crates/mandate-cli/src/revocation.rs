@@ -19,7 +19,8 @@ use mandate_server::{ServerConfig, Source};
 use crate::args::{
     ListArgs, RevocationSource, RevokeArgs, ServeArgs, ServerArgs, VerifierServeArgs,
 };
-use crate::commands::{bounded_duration, pop_window, read_token, read_token_text, Outcome};
+use crate::input::{bounded_duration, pop_window, read_token, read_token_text};
+use crate::outcome::Outcome;
 use crate::output::say;
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -107,3 +107,13 @@ impl PublicKeyArg {
         }
     }
 }
+
+/// Trusted roots from `--root-pub` arguments: `ed25519/<hex>`,
+/// `ID=ed25519/<hex>`, or a `.pub` file (optionally `ID=PATH`).
+pub fn key_set(args: &[String]) -> PyResult<mandate_core::KeySet> {
+    let mut keys = mandate_core::KeySet::new();
+    for arg in args {
+        keys.add_arg(arg).map_err(errors::core)?;
+    }
+    Ok(keys)
+}

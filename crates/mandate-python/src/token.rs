@@ -128,7 +128,7 @@ impl Token {
         root_keys: Option<Vec<String>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let keys = root_keys
-            .map(|keys| crate::verifier::key_set(&keys))
+            .map(|keys| crate::keys::key_set(&keys))
             .transpose()?;
         let report = mandate_core::inspect(&self.inner, keys.as_ref(), SystemTime::now())
             .map_err(errors::core)?;

@@ -25,16 +25,6 @@ use crate::token::TokenArg;
 /// --pop-window` accepts them.
 const POP_WINDOW: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(600));
 
-/// Trusted roots from `--root-pub` arguments: `ed25519/<hex>`,
-/// `ID=ed25519/<hex>`, or a `.pub` file (optionally `ID=PATH`).
-pub fn key_set(args: &[String]) -> PyResult<KeySet> {
-    let mut keys = KeySet::new();
-    for arg in args {
-        keys.add_arg(arg).map_err(errors::core)?;
-    }
-    Ok(keys)
-}
-
 /// A trusted root: a `PublicKey` (no key id) or a `--root-pub` text.
 #[derive(FromPyObject)]
 pub enum RootArg {

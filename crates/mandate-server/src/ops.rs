@@ -39,6 +39,8 @@ pub struct OpsState {
     /// can reach the port, and each probe writes and flushes, so a probe is
     /// reused for [`PROBE_REUSE`] and runs one at a time.
     last_probe: Arc<tokio::sync::Mutex<Option<(Instant, bool)>>>,
+    /// The OpenAPI document served at `/openapi.json`, serialised once.
+    document: Option<axum::body::Bytes>,
 }
 
 /// How long one store probe answers readiness.
@@ -63,7 +65,15 @@ impl OpsState {
             verifier: None,
             audit: None,
             last_probe: Arc::default(),
+            document: None,
         }
+    }
+
+    /// Serves `document` at `/openapi.json` (404 without one).
+    #[must_use]
+    pub fn with_document(mut self, document: &utoipa::openapi::OpenApi) -> OpsState {
+        self.document = serde_json::to_vec(document).ok().map(Into::into);
+        self
     }
 
     /// Reports the token cache hits and misses of `verifier` at `/metrics`.
@@ -237,6 +247,14 @@ pub(crate) async fn metrics(State(state): State<OpsState>) -> Response {
 /// This API, as OpenAPI 3.1.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
-pub(crate) async fn openapi() -> Response {
-    Json(crate::openapi::document()).into_response()
+pub(crate) async fn openapi(State(state): State<OpsState>) -> Response {
+    match state.document {
+        Some(document) => ([(header::CONTENT_TYPE, "application/json")], document).into_response(),
+        None => mandate_verifier::http::ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "not_found",
+            "this server serves no OpenAPI document",
+        )
+        .into_response(),
+    }
 }

@@ -262,7 +262,8 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
         keys.len(),
         settings.authorize,
     )
-    .with_audit(audit.clone());
+    .with_audit(audit.clone())
+    .with_document(crate::openapi::document());
     if let Some(verifier) = authz_verifier {
         ops = ops.with_verifier(verifier);
     }
