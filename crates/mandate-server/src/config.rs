@@ -44,7 +44,7 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         setting,
         message: message.into(),
@@ -294,7 +294,8 @@ pub mod defaults {
     pub const AUDIT_FLUSH: Duration = Duration::from_secs(1);
 }
 
-fn within(
+/// `value` (or `default`) when it lies in `min ..= max`.
+pub(crate) fn within(
     setting: &'static str,
     value: Option<Duration>,
     default: Duration,

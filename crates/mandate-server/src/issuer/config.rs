@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AuditConfig, AuditSettings, ConfigError, LogFormat, TlsConfig};
+use crate::config::{
+    invalid, within, AuditConfig, AuditSettings, ConfigError, LogFormat, TlsConfig,
+};
 
 /// Everything an issuer runs with.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -174,34 +176,6 @@ pub struct IssuerSettings {
     pub idps: Vec<mandate_issuer::idp::IdpConfig>,
     /// The audit trail, when configured.
     pub audit: Option<AuditSettings>,
-}
-
-fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        setting,
-        message: message.into(),
-    }
-}
-
-fn within(
-    setting: &'static str,
-    value: Option<Duration>,
-    default: Duration,
-    (min, max): (Duration, Duration),
-) -> Result<Duration, ConfigError> {
-    let value = value.unwrap_or(default);
-    if value < min || value > max {
-        return Err(invalid(
-            setting,
-            format!(
-                "{} is outside {} ..= {}",
-                humantime::format_duration(value),
-                humantime::format_duration(min),
-                humantime::format_duration(max)
-            ),
-        ));
-    }
-    Ok(value)
 }
 
 const SECOND: Duration = Duration::from_secs(1);
