@@ -1357,6 +1357,25 @@ fn bad_attributes_are_refused() {
 }
 
 #[test]
+fn attribute_sets_mixing_numbers_and_strings_are_refused() {
+    // biscuit-auth signs such a set, then cannot read it back: appending it as
+    // a signed block used to abort the process (found by fuzzing).
+    let fx = Fx::new();
+    let why = "the values of attribute `k` mix numbers and strings";
+    fx.issue_run(&["--attr-in", "k=1,a"]).error(why);
+    let token = fx.issue(&["--agent-key", &fx.agent_pub]);
+    fx.delegate(&token, &["--attr-in", "k=a,2"]).error(why);
+    let signer = fx.path("agent.key");
+    fx.delegate(&token, &["--signer-key", &signer, "--attr-in", "k=1,a,2"])
+        .error(why);
+    // One type is fine either way.
+    fx.delegate(&token, &["--signer-key", &signer, "--attr-in", "k=1,2"])
+        .ok();
+    fx.delegate(&token, &["--signer-key", &signer, "--attr-in", "k=a,b"])
+        .ok();
+}
+
+#[test]
 fn bad_resources_are_refused() {
     let fx = Fx::new();
     let token = fx.issue(&[]);

@@ -275,6 +275,19 @@ impl Restrictions {
             )?;
         }
         for (key, values) in &self.attr_in {
+            // A Biscuit set holds one type: biscuit-auth builds and signs a
+            // mixed one, then fails reading it back (and panics doing so when
+            // appending a signed block), so it is refused here.
+            let ints = values
+                .iter()
+                .filter(|v| matches!(v, AttrValue::Int(_)))
+                .count();
+            if ints != 0 && ints != values.len() {
+                return Err(Error::Invalid(format!(
+                    "the values of attribute `{key}` mix numbers and strings; \
+                     give all numbers or all strings"
+                )));
+            }
             let allowed = Term::Set(values.iter().map(AttrValue::to_term).collect());
             block = attr_check(
                 block,
