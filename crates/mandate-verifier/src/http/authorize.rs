@@ -191,11 +191,6 @@ async fn authorize(
         request_id: &request_id,
         token_fingerprint: &token_fp,
     };
-    let asked = (
-        body.service.clone(),
-        body.operation.clone(),
-        body.resource.clone(),
-    );
     let verifier = Arc::clone(&state.verifier);
     let started = Instant::now();
     let evaluated = state
@@ -234,7 +229,7 @@ async fn authorize(
             let refusal = Refusal {
                 code: "invalid_token",
                 message: &message,
-                request: Some((&asked.0, &asked.1, &asked.2)),
+                request: Some((&body.service, &body.operation, &body.resource)),
             };
             record_refusal(state.recorder.as_deref(), &refusal, &answer).await;
             Err(ApiError::new(
@@ -250,7 +245,7 @@ async fn authorize(
             let refusal = Refusal {
                 code: "expired_token",
                 message: &message,
-                request: Some((&asked.0, &asked.1, &asked.2)),
+                request: Some((&body.service, &body.operation, &body.resource)),
             };
             record_refusal(state.recorder.as_deref(), &refusal, &answer).await;
             Err(ApiError::new(
