@@ -51,6 +51,9 @@ pub enum Command {
     Task(TaskCommand),
     /// Read the audit trail (newest last), verify it, or trace a token or task.
     Audit(AuditArgs),
+    /// Rotate, list or retire the issuer's root keys in a key folder.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 impl Command {
@@ -82,6 +85,38 @@ pub struct RootKeyArgs {
     /// A key-set file: a JSON object mapping key ids to public keys.
     #[arg(long = "root-keys", value_name = "FILE")]
     pub root_keys: Option<PathBuf>,
+    /// Trust the keys an issuer publishes at this URL
+    /// (https://ISSUER/.well-known/mandate-keys; http only to loopback).
+    #[arg(
+        long = "root-keys-url",
+        value_name = "URL",
+        conflicts_with_all = ["root_pub", "root_keys"]
+    )]
+    pub root_keys_url: Option<String>,
+}
+
+/// A server's trusted roots: as [`RootKeyArgs`], each also from a
+/// `MANDATE_*` variable.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServerRootKeyArgs {
+    /// A trusted root public key: `ed25519/<hex>`, `ID=ed25519/<hex>`, or a
+    /// `.pub` file (`ID=FILE`). Repeat to trust several roots.
+    #[arg(long = "root-pub", value_name = "KEY")]
+    pub root_pub: Vec<String>,
+    /// A key-set file: a JSON object mapping key ids to public keys.
+    #[arg(long = "root-keys", value_name = "FILE", env = "MANDATE_ROOT_KEYS")]
+    pub root_keys: Option<PathBuf>,
+    /// Follow the keys an issuer publishes at this URL
+    /// (https://ISSUER/.well-known/mandate-keys; http only to loopback),
+    /// refreshed as its caching headers say; /readyz is 503 until a first
+    /// set is loaded.
+    #[arg(
+        long = "root-keys-url",
+        value_name = "URL",
+        env = "MANDATE_ROOT_KEYS_URL",
+        conflicts_with_all = ["root_pub", "root_keys"]
+    )]
+    pub root_keys_url: Option<String>,
 }
 
 /// Restrictions shared by `issue` and `delegate`.
@@ -339,7 +374,7 @@ pub struct ServerArgs {
     pub listen: Option<String>,
     /// Trusted roots, for mandates and for registry mandates.
     #[command(flatten)]
-    pub roots: RootKeyArgs,
+    pub roots: ServerRootKeyArgs,
     /// Interval between registry stream heartbeats [default: 1s].
     #[arg(long, value_name = "DURATION", env = "MANDATE_HEARTBEAT")]
     pub heartbeat: Option<String>,
@@ -557,6 +592,23 @@ pub struct VerifierServeArgs {
         env = "MANDATE_EXT_AUTHZ_MAPPING"
     )]
     pub ext_authz_mapping: Option<PathBuf>,
+    /// Mount the issuer on this server, signing with this root key file
+    /// (0600); its other settings come from the [issuer] section of --config.
+    #[arg(
+        long = "issuer-key",
+        value_name = "FILE",
+        env = "MANDATE_ISSUER_KEY",
+        conflicts_with = "issuer_key_dir"
+    )]
+    pub issuer_key: Option<PathBuf>,
+    /// Mount the issuer, signing with the newest key of this folder
+    /// (`mandate keys rotate --dir`).
+    #[arg(
+        long = "issuer-key-dir",
+        value_name = "DIR",
+        env = "MANDATE_ISSUER_KEY_DIR"
+    )]
+    pub issuer_key_dir: Option<PathBuf>,
 }
 
 /// The request a proof of possession is for; must match what `authorize` sees.
@@ -643,6 +695,18 @@ pub struct IssuerServeArgs {
     /// The key id written into mandates.
     #[arg(long)]
     pub key_id: Option<u32>,
+    /// Or sign with the newest key of this folder (`mandate keys rotate
+    /// --dir`), publishing every key not yet retired.
+    #[arg(
+        long = "key-dir",
+        env = "MANDATE_ISSUER_KEY_DIR",
+        value_name = "DIR",
+        conflicts_with_all = ["root_key", "key_id"]
+    )]
+    pub key_dir: Option<PathBuf>,
+    /// How long verifiers may cache /.well-known/mandate-keys (default 5m).
+    #[arg(long = "keys-max-age", value_name = "DURATION")]
+    pub keys_max_age: Option<String>,
     /// An issuance policy file instead of the built-in one.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
@@ -696,8 +760,98 @@ pub enum TaskCommand {
     Open(TaskOpenArgs),
     /// A fresh mandate for an open task.
     Refresh(TaskCallArgs),
-    /// Close a task: every token of it is revoked.
-    Close(TaskCallArgs),
+    /// Close a task: every token of it is revoked. As its agent (--token,
+    /// --agent-key), its principal (--subject-token) or an operator
+    /// (--operator-token, --operator-key).
+    Close(TaskCloseArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("closer").required(true).args(["token", "subject_token", "operator_token"])))]
+pub struct TaskCloseArgs {
+    /// The issuer's URL.
+    #[arg(long, value_name = "URL")]
+    pub issuer: String,
+    /// The task id.
+    #[arg(long)]
+    pub task: String,
+    /// As the task's agent: its current mandate (TOKEN, @FILE or -).
+    #[arg(long, requires = "agent_key")]
+    pub token: Option<String>,
+    /// The task's agent key.
+    #[arg(long, value_name = "FILE", requires = "token")]
+    pub agent_key: Option<PathBuf>,
+    /// As the task's principal: an identity token from one of the issuer's
+    /// identity providers (TOKEN, @FILE or -).
+    #[arg(long, value_name = "TOKEN")]
+    pub subject_token: Option<String>,
+    /// As an operator: a mandate granting tasks:close (TOKEN, @FILE or -).
+    #[arg(long, value_name = "TOKEN", requires = "operator_key")]
+    pub operator_token: Option<String>,
+    /// The key of the --operator-token mandate's agent, to prove possession.
+    #[arg(long, value_name = "FILE", requires = "operator_token")]
+    pub operator_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a root key id to the folder (the first makes the folder): the
+    /// issuer signs with it from --activate-in on; older keys stay trusted
+    /// for --overlap after that.
+    Rotate(KeysRotateArgs),
+    /// List the folder's keys, their validity and which one signs now.
+    List(KeysListArgs),
+    /// End the trust in one key id now (or at --at): verifiers following
+    /// the published set stop accepting it.
+    Retire(KeysRetireArgs),
+}
+
+/// Which key folder: given, or the one an issuer's configuration names.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("folder").required(true).args(["dir", "config"])))]
+pub struct KeyFolderArgs {
+    /// The key folder (private keys 0600 and the manifest keys.json).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The `key_dir` of this configuration: `mandate issuer serve`'s file,
+    /// or `mandate serve`'s with an [issuer] section.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysRotateArgs {
+    #[command(flatten)]
+    pub folder: KeyFolderArgs,
+    /// When the new key starts signing, so verifiers fetch it first
+    /// (default 0s: at once).
+    #[arg(long = "activate-in", value_name = "DURATION", default_value = "0s")]
+    pub activate_in: String,
+    /// How long older keys stay trusted after the new one starts signing:
+    /// at least the longest mandate lifetime (default 24h).
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub overlap: String,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysListArgs {
+    #[command(flatten)]
+    pub folder: KeyFolderArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysRetireArgs {
+    #[command(flatten)]
+    pub folder: KeyFolderArgs,
+    /// The key id to retire.
+    #[arg(long, value_name = "N")]
+    pub kid: u32,
+    /// When trust ends (RFC 3339) instead of now.
+    #[arg(long, value_name = "RFC3339")]
+    pub at: Option<String>,
 }
 
 #[derive(Debug, Args)]

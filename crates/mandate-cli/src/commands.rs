@@ -34,6 +34,7 @@ pub fn run(command: Command, verbose: u8) -> Result<Outcome> {
         Command::Issuer(IssuerCommand::Serve(args)) => crate::issuer::serve(&args, verbose),
         Command::Task(command) => crate::issuer::task(command),
         Command::Audit(args) => crate::audit::run(args),
+        Command::Keys(command) => crate::keys::run(command),
     }
 }
 
@@ -62,6 +63,14 @@ fn parse_time(text: &str) -> Result<SystemTime> {
 }
 
 pub fn root_keys(args: &RootKeyArgs) -> Result<KeySet> {
+    if let Some(url) = &args.root_keys_url {
+        // One fetch: an offline decision uses the set published right now.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        return runtime.block_on(mandate_server::key_follower::fetch_once(url));
+    }
     let mut keys = match &args.root_keys {
         Some(path) => KeySet::read_file(path)?,
         None => KeySet::new(),
@@ -70,7 +79,7 @@ pub fn root_keys(args: &RootKeyArgs) -> Result<KeySet> {
         keys.add_arg(arg)?;
     }
     if keys.is_empty() {
-        bail!("no trusted root key: give --root-pub KEY or --root-keys FILE");
+        bail!("no trusted root key: give --root-pub KEY, --root-keys FILE or --root-keys-url URL");
     }
     Ok(keys)
 }
@@ -154,7 +163,10 @@ fn delegate(args: &DelegateArgs) -> Result<Outcome> {
 
 fn inspect(args: &InspectArgs) -> Result<Outcome> {
     let token = read_token(&args.token)?;
-    let keys = if args.roots.root_pub.is_empty() && args.roots.root_keys.is_none() {
+    let keys = if args.roots.root_pub.is_empty()
+        && args.roots.root_keys.is_none()
+        && args.roots.root_keys_url.is_none()
+    {
         None
     } else {
         Some(root_keys(&args.roots)?)

@@ -8,7 +8,7 @@ use mandate_core::{Right, SecretKey};
 use mandate_issuer::client::{IssuerClient, OpenRequest};
 use mandate_server::issuer::{IdpEntryArg, IssuerConfig};
 
-use crate::args::{IssuerServeArgs, TaskCallArgs, TaskCommand, TaskOpenArgs};
+use crate::args::{IssuerServeArgs, TaskCallArgs, TaskCloseArgs, TaskCommand, TaskOpenArgs};
 use crate::input::{parse_duration, read_token_text};
 use crate::outcome::Outcome;
 use crate::output::emit_token;
@@ -38,6 +38,14 @@ fn config(args: &IssuerServeArgs) -> Result<IssuerConfig> {
     }
     if args.key_id.is_some() {
         config.root_key_id = args.key_id;
+    }
+    if args.key_dir.is_some() {
+        config.key_dir.clone_from(&args.key_dir);
+        config.root_key = None;
+        config.root_key_id = None;
+    }
+    if let Some(text) = &args.keys_max_age {
+        config.keys_max_age = Some(parse_duration(text)?);
     }
     if args.policy.is_some() {
         config.policy.clone_from(&args.policy);
@@ -150,14 +158,32 @@ fn refresh(args: &TaskCallArgs) -> Result<Outcome> {
     finish(&response.access_token, &response.task_id, args.out.clone())
 }
 
-fn close(args: &TaskCallArgs) -> Result<Outcome> {
-    if args.out.is_some() {
-        bail!("--out applies to refresh only");
-    }
-    let key = SecretKey::read(&args.agent_key)?;
-    let token = read_token_text(&args.token)?;
+fn close(args: &TaskCloseArgs) -> Result<Outcome> {
     let client = IssuerClient::new(&args.issuer)?;
-    let closed = runtime()?.block_on(client.close(&args.task, &token, &key))?;
+    let closed = match (
+        (&args.token, &args.agent_key),
+        &args.subject_token,
+        (&args.operator_token, &args.operator_key),
+    ) {
+        ((Some(token), Some(key)), None, (None, None)) => {
+            let key = SecretKey::read(key)?;
+            let token = read_token_text(token)?;
+            runtime()?.block_on(client.close(&args.task, &token, &key))?
+        }
+        ((None, None), Some(subject), (None, None)) => {
+            let id_token = read_token_text(subject)?;
+            runtime()?.block_on(client.close_as_principal(&args.task, &id_token))?
+        }
+        ((None, None), None, (Some(token), Some(key))) => {
+            let key = SecretKey::read(key)?;
+            let token = read_token_text(token)?;
+            runtime()?.block_on(client.close_as_operator(&args.task, &token, &key))?
+        }
+        _ => bail!(
+            "close as the agent (--token, --agent-key), the principal (--subject-token) \
+             or an operator (--operator-token, --operator-key)"
+        ),
+    };
     say!("task {} {}", closed.task_id, closed.state)?;
     Ok(Outcome::Ok)
 }

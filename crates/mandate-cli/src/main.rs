@@ -10,6 +10,7 @@ mod commands;
 mod demo;
 mod input;
 mod issuer;
+mod keys;
 mod outcome;
 mod output;
 mod revocation;

@@ -284,6 +284,13 @@ pub fn serve_verifier(args: &VerifierServeArgs, verbose: u8) -> Result<Outcome> 
     if args.ext_authz_mapping.is_some() {
         config.ext_authz.mapping.clone_from(&args.ext_authz_mapping);
     }
+    if args.issuer_key.is_some() || args.issuer_key_dir.is_some() {
+        // The key given here replaces the [issuer] section's; its other
+        // settings stay the file's.
+        let issuer = config.issuer.get_or_insert_with(Default::default);
+        issuer.root_key.clone_from(&args.issuer_key);
+        issuer.key_dir.clone_from(&args.issuer_key_dir);
+    }
     run_server(&config, verbose, "authorization")
 }
 
@@ -300,9 +307,14 @@ fn server_config(args: &ServerArgs) -> Result<ServerConfig> {
             format!("--listen {listen}: expected HOST:PORT, e.g. 127.0.0.1:7700")
         })?);
     }
-    if !args.roots.root_pub.is_empty() || args.roots.root_keys.is_some() {
+    if !args.roots.root_pub.is_empty()
+        || args.roots.root_keys.is_some()
+        || args.roots.root_keys_url.is_some()
+    {
+        // Roots given on the command line replace the file's.
         config.roots.keys.clone_from(&args.roots.root_pub);
         config.roots.key_set.clone_from(&args.roots.root_keys);
+        config.roots.keys_url.clone_from(&args.roots.root_keys_url);
     }
     let bounded = |flag: &str, text: &str, (min, max): (Duration, Duration)| {
         bounded_duration(flag, text, min, max)
@@ -362,6 +374,9 @@ fn run_server(config: &ServerConfig, verbose: u8, what: &str) -> Result<Outcome>
         // The address on stdout, so scripts and tests can find a port-0 server.
         match (&settings.source, what) {
             (_, "registry") => say!("registry listening on {scheme}://{address}")?,
+            (Source::Store(_), _) if settings.issuer.is_some() => {
+                say!("serving authorization, registry and issuer on {scheme}://{address}")?;
+            }
             (Source::Store(_), _) => {
                 say!("serving authorization and registry on {scheme}://{address}")?;
             }

@@ -1,5 +1,7 @@
 //! Ed25519 keys: secret keys as redacted newtypes, public keys in the
-//! `ed25519/<hex>` form, and the set of trusted root keys by key id.
+//! `ed25519/<hex>` form, and the set of trusted root keys by key id, each
+//! optionally valid only within a window (a rotated root key is trusted
+//! until its overlap ends, never after).
 //!
 //! Secret key material never reaches `Debug`, `Display` or a log line. Key
 //! files are written with mode 0600 and never overwritten silently.
@@ -9,6 +11,7 @@ use std::fmt;
 use std::io::Write as _;
 use std::path::Path;
 use std::str::FromStr;
+use std::time::{Duration, SystemTime};
 
 use biscuit_auth::builder::Algorithm;
 
@@ -333,9 +336,36 @@ pub struct RootKey {
 /// A token that names a key id is checked against the key with that id; a
 /// token without an id is accepted only when exactly one key is trusted
 /// without an id, or when the set holds a single key.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeySet {
     keys: BTreeMap<Option<u32>, PublicKey>,
+    /// When a key is trusted, for keys given with a window; a key without
+    /// an entry here is trusted at any time.
+    windows: BTreeMap<Option<u32>, Validity>,
+}
+
+/// When a root key is trusted: from `not_before` (less [`Validity::SKEW`],
+/// for clocks a little behind the issuer's) until `not_after`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Validity {
+    /// The first moment the key signs; `None`: since always.
+    pub not_before: Option<SystemTime>,
+    /// The last moment the key is trusted; `None`: until further notice.
+    pub not_after: Option<SystemTime>,
+}
+
+impl Validity {
+    /// How far before its `not_before` a key is already trusted.
+    pub const SKEW: Duration = Duration::from_secs(60);
+
+    /// Whether a key with this window is trusted at `at`.
+    pub fn contains(&self, at: SystemTime) -> bool {
+        let started = self
+            .not_before
+            .is_none_or(|from| at + Validity::SKEW >= from);
+        let not_ended = self.not_after.is_none_or(|until| at <= until);
+        started && not_ended
+    }
 }
 
 impl KeySet {
@@ -347,6 +377,22 @@ impl KeySet {
     /// Trusts `key` for tokens naming `key_id`.
     pub fn insert(&mut self, key_id: Option<u32>, key: PublicKey) {
         self.keys.insert(key_id, key);
+        self.windows.remove(&key_id);
+    }
+
+    /// Trusts `key` for tokens naming `key_id`, only within `validity`
+    /// (checked by [`KeySet::choose_at`]).
+    pub fn insert_valid(&mut self, key_id: Option<u32>, key: PublicKey, validity: Validity) {
+        self.keys.insert(key_id, key);
+        self.windows.insert(key_id, validity);
+    }
+
+    /// Every key with its id and window, in key id order.
+    pub fn iter(&self) -> impl Iterator<Item = (Option<u32>, &PublicKey, Validity)> + '_ {
+        self.keys.iter().map(|(id, key)| {
+            let window = self.windows.get(id).copied().unwrap_or_default();
+            (*id, key, window)
+        })
     }
 
     /// A set holding one key, trusted for tokens with or without a key id.
@@ -446,6 +492,39 @@ impl KeySet {
             (1, Some(key)) => Ok(key),
             _ => Err(unknown()),
         }
+    }
+}
+
+impl KeySet {
+    /// As [`KeySet::choose`], and the key must be trusted at `at`: a
+    /// retired root (past its `not_after`) signs nothing any more.
+    ///
+    /// # Errors
+    /// [`Error::UnknownKeyId`] when no trusted key fits,
+    /// [`Error::InvalidSignature`] when the key is outside its window.
+    pub fn choose_at(&self, key_id: Option<u32>, at: SystemTime) -> Result<&PublicKey, Error> {
+        let key = self.choose(key_id)?;
+        // `choose` may fall back to the one key given without an id.
+        let window = self
+            .windows
+            .get(&key_id)
+            .or_else(|| self.windows.get(&None).filter(|_| self.keys.len() == 1))
+            .copied()
+            .unwrap_or_default();
+        if window.contains(at) {
+            return Ok(key);
+        }
+        let id = key_id.map_or_else(|| "none".to_string(), |id| id.to_string());
+        let when = match (window.not_after, window.not_before) {
+            (Some(until), _) if at > until => {
+                format!("it was retired at {}", crate::print::rfc3339(until))
+            }
+            (_, Some(from)) => format!("it signs only from {}", crate::print::rfc3339(from)),
+            _ => "it is outside its validity".to_string(),
+        };
+        Err(Error::InvalidSignature {
+            reason: format!("root key id {id} is not trusted at this time: {when}"),
+        })
     }
 }
 
@@ -558,5 +637,33 @@ mod tests {
         ));
         assert!(matches!(set.choose(None), Err(Error::UnknownKeyId { .. })));
         assert_eq!(KeySet::single(a).choose(Some(7)).unwrap(), &a);
+    }
+
+    #[test]
+    fn a_key_is_trusted_only_within_its_window() {
+        let key = SecretKey::generate().public();
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut set = KeySet::new();
+        set.insert_valid(
+            Some(1),
+            key,
+            Validity {
+                not_before: Some(t),
+                not_after: Some(t + Duration::from_secs(3600)),
+            },
+        );
+        assert_eq!(set.choose_at(Some(1), t).unwrap(), &key);
+        // A clock a little behind the issuer's still trusts a fresh key.
+        assert!(set.choose_at(Some(1), t - Duration::from_secs(30)).is_ok());
+        assert!(set
+            .choose_at(Some(1), t - Duration::from_secs(600))
+            .is_err());
+        let retired = set
+            .choose_at(Some(1), t + Duration::from_secs(3601))
+            .unwrap_err()
+            .to_string();
+        assert!(retired.contains("retired"), "{retired}");
+        // `choose` alone (signature checks) ignores the window.
+        assert!(set.choose(Some(1)).is_ok());
     }
 }

@@ -1,5 +1,7 @@
 //! Issuer costs: a token exchange with the provider's key set cached, and a
-//! refresh, each on a sled task store (as served) and in memory.
+//! refresh, each on a sled task store (as served) and in memory, and in
+//! memory with a rotated key folder (one `stat` of its manifest per key
+//! use) instead of one key.
 //! `cargo bench -p mandate-issuer --bench issuer`. Goals on the 2-core
 //! machine: exchange ≤ 0.5 ms median, refresh ≥ 2,000/s.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -14,10 +16,12 @@ use mandate_core::{Proof, RootKey, SecretKey};
 use mandate_issuer::idp::{IdentityProviders, IdpConfig};
 use mandate_issuer::issuer::{ExchangeRequest, TaskOperation};
 use mandate_issuer::jwks::JwksSource;
+use mandate_issuer::keyring::KeyDir;
 use mandate_issuer::policy::IssuancePolicy;
 use mandate_issuer::revoke::NoRevocation;
 use mandate_issuer::{
-    Issuer, IssuerEvent, IssuerEvents, IssuerOptions, MemoryTaskStore, SledTaskStore, TaskStore,
+    Issuer, IssuerEvent, IssuerEvents, IssuerOptions, MemoryTaskStore, SigningKeys, SledTaskStore,
+    TaskStore,
 };
 
 struct Quiet;
@@ -46,7 +50,7 @@ fn subject_token() -> String {
     jsonwebtoken::encode(&header, &claims, &key).unwrap()
 }
 
-fn issuer(store: Arc<dyn TaskStore>) -> Issuer {
+fn issuer(store: Arc<dyn TaskStore>, keys: SigningKeys) -> Issuer {
     let idps = IdentityProviders::new(
         vec![IdpConfig {
             issuer: "https://idp.test".into(),
@@ -60,10 +64,7 @@ fn issuer(store: Arc<dyn TaskStore>) -> Issuer {
         Duration::from_secs(1),
     );
     Issuer::new(
-        RootKey {
-            secret: SecretKey::generate(),
-            key_id: Some(1),
-        },
+        keys,
         idps,
         IssuancePolicy::default_policy().unwrap(),
         store,
@@ -73,12 +74,19 @@ fn issuer(store: Arc<dyn TaskStore>) -> Issuer {
     )
 }
 
-fn bench_store(c: &mut Criterion, label: &str, store: Arc<dyn TaskStore>) {
+fn one_key() -> SigningKeys {
+    SigningKeys::fixed(RootKey {
+        secret: SecretKey::generate(),
+        key_id: Some(1),
+    })
+}
+
+fn bench_store(c: &mut Criterion, label: &str, store: Arc<dyn TaskStore>, keys: SigningKeys) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let issuer = issuer(store);
+    let issuer = issuer(store, keys);
     let agent = SecretKey::generate();
     let subject = subject_token();
     let request = |actor: String| ExchangeRequest {
@@ -133,9 +141,24 @@ fn benches(c: &mut Criterion) {
     bench_store(
         c,
         "sled",
-        Arc::new(SledTaskStore::open(dir.path()).unwrap()),
+        Arc::new(SledTaskStore::open(&dir.path().join("tasks")).unwrap()),
+        one_key(),
     );
-    bench_store(c, "memory", Arc::new(MemoryTaskStore::new()));
+    bench_store(c, "memory", Arc::new(MemoryTaskStore::new()), one_key());
+    let folder = KeyDir::new(dir.path().join("keys"));
+    let now = SystemTime::now();
+    folder
+        .rotate(now, Duration::ZERO, Duration::from_secs(3600))
+        .unwrap();
+    folder
+        .rotate(now, Duration::ZERO, Duration::from_secs(3600))
+        .unwrap();
+    bench_store(
+        c,
+        "memory, key folder",
+        Arc::new(MemoryTaskStore::new()),
+        SigningKeys::from_dir(folder, now).unwrap(),
+    );
 }
 
 criterion_group! {

@@ -248,4 +248,59 @@ impl IssuerClient {
             .await
             .map_err(transport)
     }
+
+    /// Closes `task` as its principal, with an identity token from one of
+    /// the issuer's identity providers.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn close_as_principal(
+        &self,
+        task: &str,
+        id_token: &str,
+    ) -> Result<Closed, ClientError> {
+        let response = self
+            .http
+            .post(format!("{}/v1/tasks/{task}/close", self.base))
+            .header("authorization", format!("Bearer {}", id_token.trim()))
+            .send()
+            .await
+            .map_err(transport)?;
+        if !response.status().is_success() {
+            return Err(refused(response).await);
+        }
+        response.json().await.map_err(transport)
+    }
+
+    /// Closes `task` as an operator: `token` grants `tasks:close`, and
+    /// `key` (its acting agent's) signs the proof.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn close_as_operator(
+        &self,
+        task: &str,
+        token: &str,
+        key: &SecretKey,
+    ) -> Result<Closed, ClientError> {
+        let digest = UnverifiedMandate::from_base64(token)
+            .map_err(|e| ClientError::Invalid(e.to_string()))?
+            .digest_hex();
+        let now = SystemTime::now();
+        let request = crate::server::close::operator_request(task, now)
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let proof = Proof::sign(key, &digest, &request, now);
+        let response = self
+            .http
+            .post(format!("{}/v1/tasks/{task}/close", self.base))
+            .header("authorization", format!("Mandate {}", token.trim()))
+            .header(crate::server::tasks::POP_HEADER, proof.to_text())
+            .send()
+            .await
+            .map_err(transport)?;
+        if !response.status().is_success() {
+            return Err(refused(response).await);
+        }
+        response.json().await.map_err(transport)
+    }
 }

@@ -23,8 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mandate_core::{
-    fingerprint, AgentKey, KeySet, Mandate, Proof, PublicKey, Request, ResourcePath, Right,
-    RootKey, UnverifiedMandate,
+    fingerprint, AgentKey, Proof, PublicKey, Request, ResourcePath, Right, UnverifiedMandate,
 };
 
 use crate::actor::ActorVerifier;
@@ -34,6 +33,7 @@ use crate::mint::{mint, MintRequest};
 use crate::oauth::{ErrorCode, Refusal};
 use crate::policy::{IssuancePolicy, Outcome, PolicyInput};
 use crate::revoke::TaskRevoker;
+use crate::signing::SigningKeys;
 use crate::tasks::{StoreError, Task, TaskState, TaskStore};
 
 /// The issuer's tunables.
@@ -179,8 +179,7 @@ const MAX_NONCES: usize = 100_000;
 
 /// The issuer.
 pub struct Issuer {
-    root: RootKey,
-    own_keys: KeySet,
+    keys: SigningKeys,
     idps: IdentityProviders,
     actors: ActorVerifier,
     policy: IssuancePolicy,
@@ -194,7 +193,7 @@ pub struct Issuer {
 impl std::fmt::Debug for Issuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Issuer")
-            .field("root_key_id", &self.root.key_id)
+            .field("keys", &self.keys)
             .field("idps", &self.idps)
             .field("policy", &self.policy.name())
             .field("options", &self.options)
@@ -216,10 +215,11 @@ fn right_text(rights: &[Right]) -> Vec<String> {
 }
 
 impl Issuer {
-    /// An issuer signing with `root`.
+    /// An issuer signing with `keys`: one [`mandate_core::RootKey`], or [`SigningKeys`]
+    /// from a rotated key folder.
     #[allow(clippy::too_many_arguments)] // reason: each part is a separate concern the server composes.
     pub fn new(
-        root: RootKey,
+        keys: impl Into<SigningKeys>,
         idps: IdentityProviders,
         policy: IssuancePolicy,
         tasks: Arc<dyn TaskStore>,
@@ -227,12 +227,9 @@ impl Issuer {
         events: Arc<dyn IssuerEvents>,
         options: IssuerOptions,
     ) -> Issuer {
-        let mut own_keys = KeySet::new();
-        own_keys.insert(root.key_id, root.secret.public());
         Issuer {
             actors: ActorVerifier::new(options.issuer_id.clone(), options.skew),
-            root,
-            own_keys,
+            keys: keys.into(),
             idps,
             policy,
             tasks,
@@ -248,9 +245,20 @@ impl Issuer {
         &self.options
     }
 
-    /// The public half of the signing key, with its id.
-    pub fn root_public(&self) -> (Option<u32>, PublicKey) {
-        (self.root.key_id, self.root.secret.public())
+    /// The root keys: the one signing now and every one still trusted.
+    pub fn signing_keys(&self) -> &SigningKeys {
+        &self.keys
+    }
+
+    /// The identity providers principals' tokens are verified against.
+    pub fn identity_providers(&self) -> &IdentityProviders {
+        &self.idps
+    }
+
+    /// The public half of the key signing now, with its id.
+    pub fn root_public(&self) -> Option<(Option<u32>, PublicKey)> {
+        let root = self.keys.signer(SystemTime::now()).ok()?;
+        Some((root.key_id, root.secret.public()))
     }
 
     /// The task store.
@@ -424,8 +432,12 @@ impl Issuer {
         if ttl.is_zero() {
             return Err(());
         }
+        let root = self
+            .keys
+            .signer(now)
+            .map_err(|error| tracing::error!(%error, "no root key to sign with"))?;
         let mandate = mint(
-            &self.root,
+            &root,
             &MintRequest {
                 principal: task.principal.clone(),
                 agent: task.agent.clone(),
@@ -462,7 +474,9 @@ impl Issuer {
         now: SystemTime,
     ) -> Result<Task, TaskError> {
         let unauthenticated = |why: &str| TaskError::Unauthenticated(why.to_owned());
-        let mandate = Mandate::from_base64(token, &self.own_keys)
+        let mandate = self
+            .keys
+            .verify(token, now)
             .map_err(|_| unauthenticated("the mandate is not one this issuer signed"))?;
         let proof =
             Proof::parse(proof).map_err(|_| unauthenticated("malformed proof of possession"))?;
@@ -610,6 +624,21 @@ impl Issuer {
     pub fn close_as_operator(&self, task_id: &str) -> Result<Task, TaskError> {
         let task = self.load(task_id)?;
         self.close_by(task, "operator")
+    }
+
+    /// Closes a task at its principal's request: `principal` is who a
+    /// verified identity token names (the caller verifies it). Blocking.
+    ///
+    /// # Errors
+    /// [`TaskError::Forbidden`] when the task is someone else's.
+    pub fn close_as_principal(&self, task_id: &str, principal: &str) -> Result<Task, TaskError> {
+        let task = self.load(task_id)?;
+        if task.principal != principal {
+            return Err(TaskError::Forbidden(
+                "only the task's principal, its agent or an operator may close it".into(),
+            ));
+        }
+        self.close_by(task, "principal")
     }
 
     fn close_by(&self, mut task: Task, by: &str) -> Result<Task, TaskError> {

@@ -11,6 +11,10 @@
 //! - [`policy`]: the issuance policy in Datalog (allow with rights and a
 //!   maximum lifetime, deny with a reason, or ask), under explicit run limits.
 //! - [`tasks`]: task records behind [`TaskStore`] (sled or memory).
+//! - [`keyring`]: root keys in a folder with a manifest, rotated by
+//!   `mandate keys rotate`; [`signing`]: [`SigningKeys`], the key signing
+//!   now and every root still trusted; [`published`]: the key set document
+//!   served at `/.well-known/mandate-keys` and read by verifiers.
 //! - [`issuer`]: [`Issuer`], the token exchange, refresh and close flows.
 //! - [`revoke`]: [`TaskRevoker`], how a closed task reaches the revocation
 //!   registry (implemented by the server crate, which knows the registry).
@@ -30,17 +34,21 @@ pub mod events;
 pub mod idp;
 pub mod issuer;
 pub mod jwks;
+pub mod keyring;
 mod mint;
 pub mod oauth;
 pub mod policy;
+pub mod published;
 pub mod revoke;
 pub mod server;
+pub mod signing;
 pub mod tasks;
 
 pub use events::{IssuerEvent, IssuerEvents, TracingEvents};
 pub use issuer::{Issued, Issuer, IssuerOptions};
 pub use mint::{mint, Error, MintRequest, MAX_TTL};
 pub use revoke::TaskRevoker;
+pub use signing::SigningKeys;
 pub use tasks::{MemoryTaskStore, SledTaskStore, Task, TaskState, TaskStore};
 
 /// The token type URN of a mandate in token-exchange responses

@@ -76,6 +76,11 @@ pub struct ServerConfig {
     pub ext_authz: ExtAuthzConfig,
     /// The audit trail, written when a store is given.
     pub audit: AuditConfig,
+    /// The issuer, mounted on the same port (token exchange, tasks, the
+    /// published key set), when this section names its root key or key
+    /// folder: the shape of `mandate issuer serve`'s file, without its own
+    /// `listen` or `[tls]`.
+    pub issuer: Option<crate::issuer::IssuerConfig>,
 }
 
 /// Log output.
@@ -111,6 +116,10 @@ pub struct RootsConfig {
     pub keys: Vec<String>,
     /// A key-set file: a JSON object mapping key ids to public keys.
     pub key_set: Option<PathBuf>,
+    /// Or follow an issuer's published key set
+    /// (`https://issuer/.well-known/mandate-keys`; plain `http://` only to
+    /// a loopback address), refreshed as its caching headers say.
+    pub keys_url: Option<String>,
 }
 
 /// The authorization API.
@@ -394,10 +403,36 @@ impl ServerConfig {
                 "only applies with a store (this process being the registry)",
             ));
         }
-        if self.roots.keys.is_empty() && self.roots.key_set.is_none() {
+        let issuer = match &self.issuer {
+            Some(issuer) => Some(issuer.validate_mounted().map_err(|e| match e {
+                ConfigError::Invalid { setting, message } => ConfigError::Invalid {
+                    setting: "issuer",
+                    message: format!("{setting}: {message}"),
+                },
+                other => other,
+            })?),
+            None => None,
+        };
+        let fixed_roots = !self.roots.keys.is_empty() || self.roots.key_set.is_some();
+        let root_keys_url = match &self.roots.keys_url {
+            Some(_) if fixed_roots => {
+                return Err(invalid(
+                    "roots.keys_url",
+                    "give keys_url or keys/key_set, not both",
+                ))
+            }
+            Some(url) => Some(
+                crate::key_follower::check_url(url)
+                    .map_err(|message| invalid("roots.keys_url", message))?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        // A mounted issuer's own keys are trusted when no other roots are given.
+        if !fixed_roots && root_keys_url.is_none() && issuer.is_none() {
             return Err(invalid(
                 "roots",
-                "no trusted root key: give roots.keys or roots.key_set",
+                "no trusted root key: give roots.keys, roots.key_set or roots.keys_url",
             ));
         }
         let workers = match self.eval.workers {
@@ -458,6 +493,8 @@ impl ServerConfig {
             )?,
             root_keys: self.roots.keys.clone(),
             root_key_set: self.roots.key_set.clone(),
+            root_keys_url,
+            issuer,
             authorize,
             policy: self.authorize.policy.clone(),
             require_pop: self.authorize.require_pop,
@@ -586,6 +623,10 @@ pub struct Settings {
     pub root_keys: Vec<String>,
     /// A key-set file.
     pub root_key_set: Option<PathBuf>,
+    /// A published key set to follow instead.
+    pub root_keys_url: Option<String>,
+    /// The issuer mounted on this server.
+    pub issuer: Option<crate::issuer::IssuerSettings>,
     /// Serve the authorization API.
     pub authorize: bool,
     /// A policy file.
@@ -703,6 +744,7 @@ mod tests {
             roots: RootsConfig {
                 keys: vec!["ed25519/00".into()],
                 key_set: None,
+                keys_url: None,
             },
             ..ServerConfig::default()
         };
@@ -768,6 +810,51 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(err.to_string().starts_with("audit.store:"), "{err}");
+    }
+
+    #[test]
+    fn a_followed_key_set_is_https_or_loopback_and_alone() {
+        let follow = |url: &str| {
+            let mut config = ServerConfig::from_toml(FULL).unwrap();
+            config.roots.keys.clear();
+            config.roots.keys_url = Some(url.to_owned());
+            config.validate()
+        };
+        assert!(follow("https://issuer.example.com/.well-known/mandate-keys").is_ok());
+        assert!(follow("http://127.0.0.1:7800/.well-known/mandate-keys").is_ok());
+        assert!(follow("http://[::1]:7800/.well-known/mandate-keys").is_ok());
+        for bad in [
+            "http://issuer.example.com/keys",
+            "ftp://127.0.0.1/k",
+            "not a url",
+        ] {
+            let err = follow(bad).unwrap_err().to_string();
+            assert!(err.starts_with("roots.keys_url:"), "{bad}: {err}");
+        }
+        let mut both = ServerConfig::from_toml(FULL).unwrap();
+        both.roots.keys_url = Some("https://issuer.example.com/k".into());
+        assert!(both
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("roots.keys_url:"));
+    }
+
+    #[test]
+    fn a_mounted_issuer_is_checked_as_a_section() {
+        let text = format!(
+            "{FULL}\n[issuer]\nid = \"urn:i\"\nkey_dir = \"keys\"\nstore = \"tasks\"\n\
+             [[issuer.idp]]\nissuer = \"https://idp\"\naudience = \"a\"\njwks_file = \"j.json\"\n"
+        );
+        let settings = ServerConfig::from_toml(&text).unwrap().validate().unwrap();
+        assert!(settings.issuer.is_some());
+        let listening = text.replace("[issuer]\n", "[issuer]\nlisten = \"127.0.0.1:1\"\n");
+        let err = ServerConfig::from_toml(&listening)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("issuer: listen:"), "{err}");
     }
 
     #[test]

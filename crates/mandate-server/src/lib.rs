@@ -8,6 +8,8 @@
 //! graceful shutdown.
 //!
 //! - [`config`]: the TOML configuration, its defaults and bounds.
+//! - [`key_follower`]: trusting the root keys an issuer publishes
+//!   (`--root-keys-url`), refreshed by their caching headers.
 //! - [`serve`]: [`bind`] then [`Server::run`].
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
 //! - [`issuer`]: the issuer service (`mandate issuer serve`): token
@@ -25,6 +27,7 @@ pub mod audit_api;
 pub mod audit_client;
 pub mod config;
 pub mod issuer;
+pub mod key_follower;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;

@@ -5,7 +5,9 @@
 //! Readiness fails closed, like the decisions it vouches for: not ready when
 //! the revocation state is stale or was never synced, when the store would
 //! not take a write, when the audit log cannot take records (decisions are
-//! then refused), or when no root key is loaded. A load balancer that
+//! then refused), or when no root key is loaded (a followed key set that
+//! never loaded included; one that loaded and then could not be refreshed
+//! keeps serving, and says so). A load balancer that
 //! honours it sends no traffic to a replica that would deny everything.
 //! These routes never wait for the evaluation pool.
 
@@ -20,8 +22,10 @@ use axum::{Json, Router};
 use mandate_audit::{AuditWriter, Durability};
 use mandate_registry::{RegistryState, SharedIndex};
 use mandate_verifier::pool::EvalPool;
-use mandate_verifier::Verifier;
+use mandate_verifier::{SharedKeySet, Verifier};
 use serde::Serialize;
+
+use crate::key_follower::FollowerStatus;
 
 /// What the operations endpoints look at.
 #[derive(Debug, Clone)]
@@ -29,7 +33,9 @@ pub struct OpsState {
     index: SharedIndex,
     registry: Option<RegistryState>,
     pool: EvalPool,
-    root_keys: usize,
+    root_keys: SharedKeySet,
+    /// Where the root keys are followed from, when they are.
+    follower: Option<FollowerStatus>,
     authorize: bool,
     /// The authorization API's verifier (a clone shares its caches), whose
     /// cache hits and misses `/metrics` reports.
@@ -48,12 +54,12 @@ const PROBE_REUSE: Duration = Duration::from_secs(1);
 
 impl OpsState {
     /// The state of one server: its revocation index, its registry (when it
-    /// holds the store), its pool and how many root keys it trusts.
+    /// holds the store), its pool and the root keys it trusts.
     pub fn new(
         index: SharedIndex,
         registry: Option<RegistryState>,
         pool: EvalPool,
-        root_keys: usize,
+        root_keys: SharedKeySet,
         authorize: bool,
     ) -> OpsState {
         OpsState {
@@ -61,6 +67,7 @@ impl OpsState {
             registry,
             pool,
             root_keys,
+            follower: None,
             authorize,
             verifier: None,
             audit: None,
@@ -73,6 +80,14 @@ impl OpsState {
     #[must_use]
     pub fn with_document(mut self, document: &utoipa::openapi::OpenApi) -> OpsState {
         self.document = serde_json::to_vec(document).ok().map(Into::into);
+        self
+    }
+
+    /// The root keys are followed from an issuer: readiness waits for a
+    /// first set, `/metrics` reports the set's age and staleness.
+    #[must_use]
+    pub fn with_follower(mut self, follower: FollowerStatus) -> OpsState {
+        self.follower = Some(follower);
         self
     }
 
@@ -189,9 +204,18 @@ pub(crate) async fn readyz(State(state): State<OpsState>) -> Response {
         }),
         None => None,
     };
-    let keys = Check {
-        ok: state.root_keys > 0,
-        detail: format!("{} root key(s)", state.root_keys),
+    let keys = match &state.follower {
+        Some(follower) => {
+            let (ok, detail) = follower.readiness();
+            Check { ok, detail }
+        }
+        None => {
+            let trusted = state.root_keys.len();
+            Check {
+                ok: trusted > 0,
+                detail: format!("{trusted} root key(s)"),
+            }
+        }
     };
     let audit = state.audit.as_ref().map(|writer| match writer.health() {
         Ok(()) => Check {
@@ -236,6 +260,9 @@ pub(crate) async fn metrics(State(state): State<OpsState>) -> Response {
     crate::metrics::observe_state(&state.index, &state.pool, subscribers, state.authorize);
     if let Some(verifier) = &state.verifier {
         crate::metrics::observe_caches(verifier);
+    }
+    if let Some(follower) = &state.follower {
+        follower.observe();
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

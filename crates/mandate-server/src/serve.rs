@@ -6,8 +6,15 @@
 //! - with a store: the revocation registry (`/v1/revocations...`), its index
 //!   consulted in-process; with a registry URL: nothing of the registry, the
 //!   index fed by a subscription to it;
+//! - with an `[issuer]` section (`--issuer-key`): the issuer's routes
+//!   (`/oauth2/token`, `/v1/tasks/...`, `/.well-known/...`), closed tasks
+//!   revoked in this process's store;
 //! - the operations endpoints (`/healthz`, `/readyz`, `/metrics`,
 //!   `/openapi.json`), which never touch the evaluation pool.
+//!
+//! The root keys are fixed (`--root-pub`, `--root-keys`), followed from an
+//! issuer's published set (`--root-keys-url`, [`crate::key_follower`]), or,
+//! when neither is given, those of the mounted issuer.
 //!
 //! [`bind`] does everything that can fail on configuration (keys, policy,
 //! store, mapping, certificate, port) before anything is served, so a bad
@@ -32,11 +39,12 @@ use mandate_registry::{
 };
 use mandate_verifier::http::{method_not_allowed, not_found, AuthzState, DecisionRecorder};
 use mandate_verifier::pool::EvalPool;
-use mandate_verifier::{Policy, Verifier, VerifierBuilder};
+use mandate_verifier::{Policy, SharedKeySet, Verifier, VerifierBuilder};
 
 use crate::audit::{AuditRecorder, AuditedStore};
 use crate::audit_api::AuditApiState;
 use crate::config::{Settings, Source};
+use crate::key_follower::{FollowerTask, KeyFollower};
 use crate::ops::{self, OpsState};
 
 /// A server that holds its port and is ready to [`Server::run`].
@@ -51,6 +59,8 @@ pub struct Server {
     audit: Option<Arc<AuditWriter>>,
     /// Keeps the subscription to a remote registry alive.
     _subscription: Option<Subscription>,
+    /// Keeps the followed root key set current.
+    _follower: Option<FollowerTask>,
 }
 
 impl std::fmt::Debug for Server {
@@ -110,13 +120,13 @@ fn read_token_arg(arg: &str) -> Result<String> {
 /// lift its own revocation), keyed operator mandates unless bearer writes are
 /// allowed.
 fn write_authorizer(
-    keys: KeySet,
+    keys: SharedKeySet,
     index: SharedIndex,
     require_pop: bool,
     allow_bearer_writes: bool,
 ) -> Result<MandateWriteAuthorizer> {
     let builder = Verifier::builder()
-        .root_keys(keys)
+        .shared_root_keys(keys)
         .require_pop(require_pop)
         .revocation(Arc::new(index));
     Ok(if allow_bearer_writes {
@@ -127,9 +137,9 @@ fn write_authorizer(
 }
 
 /// The verifier of the authorization API.
-fn authz_builder(settings: &Settings, keys: KeySet) -> Result<VerifierBuilder> {
+fn authz_builder(settings: &Settings, keys: SharedKeySet) -> Result<VerifierBuilder> {
     let mut builder = Verifier::builder()
-        .root_keys(keys)
+        .shared_root_keys(keys)
         .require_pop(settings.require_pop)
         .pop_window(settings.pop_window);
     if let Some(path) = &settings.policy {
@@ -145,7 +155,6 @@ fn authz_builder(settings: &Settings, keys: KeySet) -> Result<VerifierBuilder> {
 /// Any setting that cannot be used: keys, policy, store, certificate, port.
 pub async fn bind(settings: &Settings) -> Result<Server> {
     crate::metrics::install();
-    let keys = root_keys(&settings.root_keys, settings.root_key_set.as_deref())?;
     let workers = settings
         .eval_workers
         .unwrap_or_else(EvalPool::default_workers);
@@ -153,13 +162,13 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
         Some(queue) => EvalPool::with_queue(workers, queue, settings.eval_deadline),
         None => EvalPool::new(workers, settings.eval_deadline),
     };
-    let builder = authz_builder(settings, keys.clone())?;
     let audit = match &settings.audit {
         Some(audit) => Some(Arc::new(crate::audit::open(audit)?)),
         None => None,
     };
     let mut subscription = None;
-    let (index, registry) = match &settings.source {
+    let mut local_store = None;
+    let (index, store) = match &settings.source {
         Source::Store(dir) => {
             let sled =
                 SledStore::open(dir).with_context(|| format!("opening store {}", dir.display()))?;
@@ -176,20 +185,8 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
                     (Arc::new(store), index)
                 }
             };
-            let writes = write_authorizer(
-                keys.clone(),
-                index.clone(),
-                settings.require_pop,
-                settings.allow_bearer_writes,
-            )?;
-            let config = RegistryConfig {
-                heartbeat_interval: settings.heartbeat,
-                eval_pool: pool.clone(),
-                shutdown_grace: settings.shutdown_grace,
-                ..RegistryConfig::default()
-            };
-            let state = RegistryState::with_config(store, Arc::new(writes), config);
-            (index, Some(state))
+            local_store = Some(Arc::clone(&store));
+            (index, Some(store))
         }
         Source::Registry {
             url,
@@ -204,6 +201,55 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
         }
     };
     let mut app = Router::new();
+    // The issuer, when mounted, revokes closed tasks in this store and
+    // judges operators under this revocation state.
+    let mounted = match &settings.issuer {
+        Some(issuer) => {
+            let (issuer, routes) = crate::issuer::issuer_routes(
+                issuer,
+                local_store,
+                Some(Arc::new(index.clone()) as Arc<dyn mandate_verifier::RevocationCheck>),
+            )?;
+            app = app.merge(routes);
+            Some(issuer)
+        }
+        None => None,
+    };
+    let mut follower = None;
+    let keys = if let Some(url) = &settings.root_keys_url {
+        let keys = SharedKeySet::empty();
+        let following = KeyFollower::new(url, keys.clone())?;
+        follower = Some(following);
+        keys
+    } else if !settings.root_keys.is_empty() || settings.root_key_set.is_some() {
+        SharedKeySet::new(root_keys(
+            &settings.root_keys,
+            settings.root_key_set.as_deref(),
+        )?)
+    } else if let Some(issuer) = &mounted {
+        issuer.signing_keys().shared()
+    } else {
+        bail!("no trusted root key: give --root-pub KEY, --root-keys FILE or --root-keys-url URL");
+    };
+    let registry = match store {
+        Some(store) => {
+            let writes = write_authorizer(
+                keys.clone(),
+                index.clone(),
+                settings.require_pop,
+                settings.allow_bearer_writes,
+            )?;
+            let config = RegistryConfig {
+                heartbeat_interval: settings.heartbeat,
+                eval_pool: pool.clone(),
+                shutdown_grace: settings.shutdown_grace,
+                ..RegistryConfig::default()
+            };
+            Some(RegistryState::with_config(store, Arc::new(writes), config))
+        }
+        None => None,
+    };
+    let builder = authz_builder(settings, keys.clone())?;
     let mut authz_verifier = None;
     if settings.authorize {
         // The proxy's routes load before the port is bound: a bad file stops start-up.
@@ -244,7 +290,7 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
         // Reading the trail needs audit:read under the default policy, from
         // the same roots, subject to the same revocations.
         let readers = Verifier::builder()
-            .root_keys(keys.clone())
+            .shared_root_keys(keys.clone())
             .require_pop(settings.require_pop)
             .pop_window(settings.pop_window)
             .revocation(Arc::new(index.clone()))
@@ -255,15 +301,12 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
     if let Some(state) = &registry {
         app = app.merge(mandate_registry::routes(state.clone()));
     }
-    let mut ops = OpsState::new(
-        index,
-        registry.clone(),
-        pool,
-        keys.len(),
-        settings.authorize,
-    )
-    .with_audit(audit.clone())
-    .with_document(crate::openapi::document());
+    let mut ops = OpsState::new(index, registry.clone(), pool, keys, settings.authorize)
+        .with_audit(audit.clone())
+        .with_document(crate::openapi::document());
+    if let Some(following) = &follower {
+        ops = ops.with_follower(following.status());
+    }
     if let Some(verifier) = authz_verifier {
         ops = ops.with_verifier(verifier);
     }
@@ -280,6 +323,9 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
         .with_context(|| format!("listening on {}", settings.listen))?;
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
+    // Fetching starts once everything else is in place: a set that never
+    // loads makes the server not ready, never a failed start.
+    let follower = follower.map(KeyFollower::spawn);
     Ok(Server {
         listener,
         address,
@@ -289,6 +335,7 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
         grace: settings.shutdown_grace,
         audit,
         _subscription: subscription,
+        _follower: follower,
     })
 }
 
@@ -311,6 +358,7 @@ impl Server {
             tls,
             grace,
             _subscription: None,
+            _follower: None,
         })
     }
 

@@ -5,8 +5,10 @@
 //!
 //! Nothing here can turn a deny into an allow: entries are made only after
 //! signatures verified, are pure functions of the token's bytes and the
-//! verifier's fixed root keys, and every per-call check (expiry, revocation,
-//! proof of possession, Datalog) still runs on every call.
+//! root key they verified under (which every call checks is still trusted,
+//! so a retired root's cached tokens are refused), and every per-call check
+//! (expiry, revocation, proof of possession, Datalog) still runs on every
+//! call.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

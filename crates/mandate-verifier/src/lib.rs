@@ -25,6 +25,7 @@ mod policy;
 pub mod pool;
 mod replay;
 mod revocation;
+mod roots;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -60,6 +61,7 @@ pub struct ErrorDetail {
 }
 pub use policy::Policy;
 pub use revocation::{Dependencies, RevocationCheck, RevocationDenial, RevocationSubject};
+pub use roots::SharedKeySet;
 
 /// Why a token could not be judged at all (as opposed to a denial).
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +88,7 @@ pub enum Error {
 #[derive(Debug, Clone)]
 pub struct VerifierBuilder {
     keys: KeySet,
+    shared: Option<SharedKeySet>,
     policy: Policy,
     limits: RunLimits,
     pop_window: Duration,
@@ -98,6 +101,15 @@ impl VerifierBuilder {
     /// Trusts the root keys in `keys`.
     pub fn root_keys(mut self, keys: KeySet) -> Self {
         self.keys = keys;
+        self.shared = None;
+        self
+    }
+
+    /// Trusts whatever `keys` holds at each call: a set kept current by a
+    /// follower of the issuer's published keys. It may be empty when the
+    /// verifier is built (every token is then refused until it is loaded).
+    pub fn shared_root_keys(mut self, keys: SharedKeySet) -> Self {
+        self.shared = Some(keys);
         self
     }
 
@@ -149,11 +161,13 @@ impl VerifierBuilder {
     /// trusts nothing could only deny, which is always a configuration
     /// mistake.
     pub fn build(self) -> Result<Verifier, Error> {
-        if self.keys.is_empty() {
-            return Err(Error::NoRootKey);
-        }
+        let keys = match self.shared {
+            Some(shared) => shared,
+            None if self.keys.is_empty() => return Err(Error::NoRootKey),
+            None => SharedKeySet::new(self.keys),
+        };
         Ok(Verifier {
-            keys: self.keys,
+            keys,
             base: self.policy.authorizer().set_limits(self.limits.clone()),
             policy: self.policy,
             pop_window: self.pop_window,
@@ -170,7 +184,7 @@ impl VerifierBuilder {
 /// Decides requests for one service. Clones share the replay cache.
 #[derive(Debug, Clone)]
 pub struct Verifier {
-    keys: KeySet,
+    keys: SharedKeySet,
     base: AuthorizerBuilder,
     policy: Policy,
     pop_window: Duration,
@@ -187,6 +201,7 @@ impl Verifier {
     pub fn builder() -> VerifierBuilder {
         VerifierBuilder {
             keys: KeySet::new(),
+            shared: None,
             policy: Policy::default_policy(),
             limits: mandate_core::default_run_limits(),
             pop_window: Duration::from_secs(30),
@@ -211,7 +226,13 @@ impl Verifier {
     /// # Errors
     /// [`Error::Token`] for malformed, tampered or untrusted tokens.
     pub fn verify(&self, token: &str) -> Result<Mandate, Error> {
-        Ok(Mandate::from_base64(token, &self.keys)?)
+        Ok(Mandate::from_base64(token, &self.keys.get())?)
+    }
+
+    /// The root keys this verifier trusts (shared with whatever keeps them
+    /// current, when they follow a published set).
+    pub fn root_keys(&self) -> &SharedKeySet {
+        &self.keys
     }
 
     /// Verifies `token` and decides `request`.
@@ -269,11 +290,20 @@ impl Verifier {
         request: &Request,
     ) -> Result<Decision, Error> {
         // A `Mandate` made by another verifier (or signed by an untrusted
-        // root) is not trusted here just because it is a `Mandate`.
-        if self.keys.choose(mandate.root_key_id()).ok() != Some(&mandate.root()) {
-            return Err(Error::Token(mandate_core::Error::InvalidSignature {
-                reason: "the mandate was verified under a root this verifier does not trust".into(),
-            }));
+        // root) is not trusted here just because it is a `Mandate`; nor is
+        // one verified earlier under a root since retired or replaced.
+        let keys = self.keys.get();
+        match keys.choose_at(mandate.root_key_id(), request.time) {
+            Ok(key) if *key == mandate.root() => {}
+            Err(retired @ mandate_core::Error::InvalidSignature { .. }) => {
+                return Err(Error::Token(retired))
+            }
+            _ => {
+                return Err(Error::Token(mandate_core::Error::InvalidSignature {
+                    reason: "the mandate was verified under a root this verifier does not trust"
+                        .into(),
+                }))
+            }
         }
         if request.time < std::time::UNIX_EPOCH {
             return Err(Error::Token(mandate_core::Error::Invalid(

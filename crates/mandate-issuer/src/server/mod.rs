@@ -6,13 +6,19 @@
 //!   ([`token`]); refusals in the RFC 6749 §5.2 shape ([`crate::oauth`]).
 //! - `POST /v1/tasks/{id}/refresh`, `POST /v1/tasks/{id}/close` ([`tasks`]):
 //!   `Authorization: Mandate <token>` plus a `Mandate-PoP` proof by the
-//!   task's agent; refusals in Mandate's one JSON error shape (`ApiError`).
-//! - `GET /healthz`.
+//!   task's agent; a close also from the task's principal or an operator
+//!   ([`close`]); refusals in Mandate's one JSON error shape (`ApiError`).
+//! - `GET /.well-known/mandate-keys` ([`keys`]): the published root keys,
+//!   with `Cache-Control` and an `ETag`.
+//! - `GET /healthz` ([`router`] only: [`routes`] leaves it to the server
+//!   the issuer is mounted in).
 //!
 //! Middleware order (outermost first): the body limit, then routing. Work
 //! that blocks (policy evaluation, minting, the task store) runs on Tokio's
 //! blocking threads, so the runtime keeps answering health checks.
 
+pub mod close;
+pub mod keys;
 pub mod tasks;
 pub mod token;
 
@@ -28,32 +34,73 @@ use crate::Issuer;
 /// The largest request body any issuer endpoint reads.
 pub const MAX_BODY_BYTES: usize = 32 * 1024;
 
+/// How long verifiers may cache the published key set, by default.
+pub const DEFAULT_KEYS_MAX_AGE: Duration = Duration::from_secs(300);
+
 /// What every handler shares.
 #[derive(Debug, Clone)]
 pub struct IssuerState {
     issuer: Arc<Issuer>,
+    keys_max_age: Duration,
+    operators: Option<Arc<mandate_verifier::Verifier>>,
 }
 
 impl IssuerState {
     /// State around `issuer`.
     pub fn new(issuer: Arc<Issuer>) -> IssuerState {
-        IssuerState { issuer }
+        IssuerState {
+            issuer,
+            keys_max_age: DEFAULT_KEYS_MAX_AGE,
+            operators: None,
+        }
+    }
+
+    /// Lets verifiers cache the published key set for `max_age`.
+    #[must_use]
+    pub fn with_keys_max_age(mut self, max_age: Duration) -> IssuerState {
+        self.keys_max_age = max_age;
+        self
+    }
+
+    /// Decides operators' closes with `verifier` (a mandate granting
+    /// `tasks:close`, with a proof); without it only agents and principals
+    /// close tasks.
+    #[must_use]
+    pub fn with_operators(mut self, verifier: mandate_verifier::Verifier) -> IssuerState {
+        self.operators = Some(Arc::new(verifier));
+        self
     }
 
     /// The issuer.
     pub fn issuer(&self) -> &Arc<Issuer> {
         &self.issuer
     }
+
+    /// How long the published key set may be cached.
+    pub fn keys_max_age(&self) -> Duration {
+        self.keys_max_age
+    }
+
+    /// The verifier of operators' mandates, when configured.
+    pub fn operators(&self) -> Option<&Arc<mandate_verifier::Verifier>> {
+        self.operators.as_ref()
+    }
 }
 
-/// The issuer's routes.
+/// The issuer's routes, to serve alone ([`routes`] plus `GET /healthz`).
 pub fn router(state: IssuerState) -> Router {
+    routes(state).route("/healthz", get(|| async { "ok" }))
+}
+
+/// The issuer's routes without a health check, to mount in a server that
+/// has its own (`mandate serve --issuer-key`).
+pub fn routes(state: IssuerState) -> Router {
     Router::new()
         .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route(keys::PATH, get(keys::published))
         .route("/oauth2/token", post(token::exchange))
         .route("/v1/tasks/{id}/refresh", post(tasks::refresh))
         .route("/v1/tasks/{id}/close", post(tasks::close))
-        .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

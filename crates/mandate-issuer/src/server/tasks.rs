@@ -2,9 +2,10 @@
 //!
 //! Both need `Authorization: Mandate <token>` (or `Bearer`) with the task's
 //! current mandate and a `Mandate-PoP` proof by the task's agent over
-//! (`mandate-issuer`, `refresh`|`close`, `/v1/tasks/{id}`). Refusals use
-//! `ApiError`: 401 unauthenticated, 403 another agent or task, 404 no such
-//! task, 409 closed, 503 store or registry unavailable.
+//! (`mandate-issuer`, `refresh`|`close`, `/v1/tasks/{id}`). A close may also
+//! come from the task's principal or an operator ([`super::close`]).
+//! Refusals use `ApiError`: 401 unauthenticated, 403 another agent or task,
+//! 404 no such task, 409 closed, 503 store or registry unavailable.
 
 use std::time::SystemTime;
 
@@ -30,7 +31,7 @@ pub struct Closed {
     pub state: String,
 }
 
-fn to_api(error: TaskError) -> ApiError {
+pub(super) fn to_api(error: TaskError) -> ApiError {
     match error {
         TaskError::Unauthenticated(why) => {
             ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", why)
@@ -108,6 +109,9 @@ pub async fn close(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(response) = super::close::as_principal_or_operator(&state, &id, &headers).await {
+        return response;
+    }
     let (token, proof) = match credentials(&headers) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
@@ -117,14 +121,19 @@ pub async fn close(
     let result =
         tokio::task::spawn_blocking(move || issuer.close(&task, &token, &proof, SystemTime::now()))
             .await;
-    let closed = match result {
-        Ok(Ok(task)) => task,
-        Ok(Err(error)) => return to_api(error).into_response(),
-        Err(_) => return ApiError::internal().into_response(),
-    };
+    match result {
+        Ok(Ok(task)) => closed_response(&state, task).await,
+        Ok(Err(error)) => to_api(error).into_response(),
+        Err(_) => ApiError::internal().into_response(),
+    }
+}
+
+/// Writes a closed task's revocation, then answers [`Closed`].
+pub(super) async fn closed_response(state: &IssuerState, closed: crate::Task) -> Response {
     let by = match closed.closed_by.as_deref() {
         Some("deadline") => "deadline",
         Some("operator") => "operator",
+        Some("principal") => "principal",
         _ => "agent",
     };
     if let Err(error) = state.issuer.revoke(&closed.id, by).await {

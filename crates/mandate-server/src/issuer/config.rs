@@ -1,7 +1,10 @@
 //! What `mandate issuer serve` runs with: one [`IssuerConfig`] from a TOML
 //! file (flags override it in the binary), checked whole by
 //! [`IssuerConfig::validate`] into [`IssuerSettings`]. Unknown keys are
-//! refused; every duration has a bound.
+//! refused; every duration has a bound. The same shape is the `[issuer]`
+//! section of `mandate serve`'s configuration, checked by
+//! [`IssuerConfig::validate_mounted`]: it shares the server's port and TLS,
+//! and without a revocation target it writes to the server's own store.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,6 +34,13 @@ pub struct IssuerConfig {
     pub root_key: Option<PathBuf>,
     /// The key id written into mandates.
     pub root_key_id: Option<u32>,
+    /// Or a key folder kept by `mandate keys rotate --dir`: the newest key
+    /// signs, every key not yet retired is published.
+    pub key_dir: Option<PathBuf>,
+    /// How long verifiers may cache `/.well-known/mandate-keys` (default
+    /// 5 min): a rotation reaches them within it.
+    #[serde(with = "humantime_serde")]
+    pub keys_max_age: Option<Duration>,
     /// An issuance policy file instead of the built-in one.
     pub policy: Option<PathBuf>,
     /// The sled folder holding tasks. Required.
@@ -122,6 +132,20 @@ impl IdpEntryArg {
     }
 }
 
+/// Where the issuer's root keys are, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssuerKeys {
+    /// One key file, with the id mandates carry.
+    File {
+        /// The 0600 key file.
+        path: PathBuf,
+        /// The key id.
+        key_id: Option<u32>,
+    },
+    /// A key folder (`mandate keys rotate --dir`).
+    Dir(PathBuf),
+}
+
 /// Where revocations go, validated.
 #[derive(Debug, Clone)]
 pub enum RevocationTarget {
@@ -136,6 +160,8 @@ pub enum RevocationTarget {
     },
     /// A local sled store.
     Store(PathBuf),
+    /// The revocation store of the server the issuer is mounted in.
+    Local,
 }
 
 /// A validated issuer configuration.
@@ -150,10 +176,10 @@ pub struct IssuerSettings {
     pub shutdown_grace: Duration,
     /// Identifier.
     pub id: String,
-    /// Root key file.
-    pub root_key: PathBuf,
-    /// Root key id.
-    pub root_key_id: Option<u32>,
+    /// Root keys.
+    pub keys: IssuerKeys,
+    /// How long verifiers may cache the published key set.
+    pub keys_max_age: Duration,
     /// Policy file.
     pub policy: Option<PathBuf>,
     /// Task store folder.
@@ -202,15 +228,53 @@ impl IssuerConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the first bad setting.
     pub fn validate(&self) -> Result<IssuerSettings, ConfigError> {
+        self.validate_as(false)
+    }
+
+    /// Checks the `[issuer]` section of `mandate serve`'s configuration:
+    /// no address or TLS of its own, and without a revocation target the
+    /// server's own store takes the revocations.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first bad setting.
+    pub fn validate_mounted(&self) -> Result<IssuerSettings, ConfigError> {
+        if self.listen.is_some() || self.tls.cert.is_some() || self.tls.key.is_some() {
+            return Err(invalid(
+                "listen",
+                "a mounted issuer shares the server's address and TLS",
+            ));
+        }
+        self.validate_as(true)
+    }
+
+    fn validate_as(&self, mounted: bool) -> Result<IssuerSettings, ConfigError> {
         let id = self
             .id
             .clone()
             .filter(|s| !s.trim().is_empty())
             .ok_or_else(|| invalid("id", "the issuer needs an identifier (its public URL)"))?;
-        let root_key = self
-            .root_key
-            .clone()
-            .ok_or_else(|| invalid("root_key", "the issuer needs its root key file"))?;
+        let keys = match (&self.root_key, &self.key_dir) {
+            (Some(path), None) => IssuerKeys::File {
+                path: path.clone(),
+                key_id: self.root_key_id,
+            },
+            (None, Some(_)) if self.root_key_id.is_some() => {
+                return Err(invalid(
+                    "root_key_id",
+                    "a key folder's manifest names its key ids",
+                ))
+            }
+            (None, Some(dir)) => IssuerKeys::Dir(dir.clone()),
+            (Some(_), Some(_)) => {
+                return Err(invalid("root_key", "give root_key or key_dir, not both"))
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "root_key",
+                    "the issuer needs its root key file (or a key folder, key_dir)",
+                ))
+            }
+        };
         let store = self
             .store
             .clone()
@@ -231,6 +295,7 @@ impl IssuerConfig {
             (Some(_), Some(_)) => {
                 return Err(invalid("revocations", "give registry or store, not both"))
             }
+            (None, None) if mounted => RevocationTarget::Local,
             (None, None) => {
                 return Err(invalid(
                     "revocations",
@@ -286,8 +351,13 @@ impl IssuerConfig {
                 (Duration::ZERO, Duration::from_secs(600)),
             )?,
             id,
-            root_key,
-            root_key_id: self.root_key_id,
+            keys,
+            keys_max_age: within(
+                "keys_max_age",
+                self.keys_max_age,
+                mandate_issuer::server::DEFAULT_KEYS_MAX_AGE,
+                (Duration::ZERO, DAY),
+            )?,
             policy: self.policy.clone(),
             store,
             mandate_ttl: within(
@@ -350,6 +420,35 @@ mod tests {
         assert_eq!(settings.default_task_ttl, Duration::from_secs(3600));
         assert_eq!(settings.listen.to_string(), "127.0.0.1:7800");
         assert_eq!(settings.idps[0].principal_claim, "email");
+        assert_eq!(settings.keys_max_age, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn a_key_folder_replaces_the_key_file_and_a_mounted_issuer_may_omit_revocations() {
+        let text = FULL.replace("root_key = \"root.key\"", "key_dir = \"keys\"");
+        let config: IssuerConfig = toml::from_str(&text).unwrap();
+        assert_eq!(
+            config.validate().unwrap().keys,
+            IssuerKeys::Dir("keys".into())
+        );
+        let both = FULL.replace(
+            "root_key = \"root.key\"",
+            "root_key = \"a\"\nkey_dir = \"k\"",
+        );
+        let config: IssuerConfig = toml::from_str(&both).unwrap();
+        assert!(config.validate().is_err());
+        let idp = FULL.find("[[idp]]").unwrap();
+        let revocations = FULL.find("[revocations]").unwrap();
+        let local = format!("{}{}", &FULL[..revocations], &FULL[idp..]);
+        let config: IssuerConfig = toml::from_str(&local).unwrap();
+        assert!(config.validate().is_err());
+        assert!(matches!(
+            config.validate_mounted().unwrap().revocations,
+            RevocationTarget::Local
+        ));
+        let mut listening = config;
+        listening.listen = Some("127.0.0.1:1".parse().unwrap());
+        assert!(listening.validate_mounted().is_err());
     }
 
     #[test]

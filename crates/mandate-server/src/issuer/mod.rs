@@ -1,5 +1,6 @@
 //! The issuer as a service: from [`IssuerSettings`] to a listening
-//! [`Server`] (`mandate issuer serve`).
+//! [`Server`] (`mandate issuer serve`), or to routes mounted in `mandate
+//! serve` ([`issuer_routes`]).
 //!
 //! Everything that can fail on configuration (root key, policy, task store,
 //! revocation target, certificate, port) fails in [`bind_issuer`], before
@@ -13,21 +14,26 @@ pub mod config;
 
 use std::sync::Arc;
 
+use anyhow::bail;
 use anyhow::{Context as _, Result};
+use axum::Router;
 use mandate_core::{RootKey, SecretKey};
 use mandate_issuer::idp::IdentityProviders;
+use mandate_issuer::keyring::KeyDir;
 use mandate_issuer::policy::IssuancePolicy;
 use mandate_issuer::revoke::RevokeFuture;
-use mandate_issuer::server::{router, spawn_sweeper, IssuerState};
+use mandate_issuer::server::{router, routes, spawn_sweeper, IssuerState};
 use mandate_issuer::{
-    Issuer, IssuerEvents, IssuerOptions, SledTaskStore, TaskRevoker, TaskStore, TracingEvents,
+    Issuer, IssuerEvents, IssuerOptions, SigningKeys, SledTaskStore, TaskRevoker, TaskStore,
+    TracingEvents,
 };
 use mandate_registry::{
     NewRevocation, RegistryAuth, RegistryClient, RevocationKind, RevocationStore, SledStore,
 };
 use mandate_verifier::http::{method_not_allowed, not_found};
+use mandate_verifier::{RevocationCheck, Verifier};
 
-pub use self::config::{IdpEntryArg, IssuerConfig, IssuerSettings, RevocationTarget};
+pub use self::config::{IdpEntryArg, IssuerConfig, IssuerKeys, IssuerSettings, RevocationTarget};
 use crate::serve::Server;
 
 /// Who task revocations are written by, in the registry's log.
@@ -84,17 +90,42 @@ impl TaskRevoker for StoreRevoker {
     }
 }
 
+/// The root keys `settings` name: one key file, or a key folder.
+///
+/// # Errors
+/// A key that cannot be read, or a folder with no key that may sign now.
+fn signing_keys(keys: &IssuerKeys) -> Result<SigningKeys> {
+    Ok(match keys {
+        IssuerKeys::File { path, key_id } => SigningKeys::fixed(RootKey {
+            secret: SecretKey::read(path)
+                .with_context(|| format!("reading root key {}", path.display()))?,
+            key_id: *key_id,
+        }),
+        IssuerKeys::Dir(dir) => {
+            SigningKeys::from_dir(KeyDir::new(dir), std::time::SystemTime::now())
+                .with_context(|| format!("reading the root key folder {}", dir.display()))?
+        }
+    })
+}
+
 /// Builds the [`Issuer`] `settings` describe (keys, policy, stores).
 ///
 /// # Errors
 /// Any setting that cannot be used.
 pub fn build_issuer(settings: &IssuerSettings) -> Result<Issuer> {
-    let secret = SecretKey::read(&settings.root_key)
-        .with_context(|| format!("reading root key {}", settings.root_key.display()))?;
-    let root = RootKey {
-        secret,
-        key_id: settings.root_key_id,
-    };
+    build_issuer_with(settings, None)
+}
+
+/// As [`build_issuer`]; `local` is the revocation store of the server the
+/// issuer is mounted in ([`RevocationTarget::Local`]).
+///
+/// # Errors
+/// Any setting that cannot be used.
+pub fn build_issuer_with(
+    settings: &IssuerSettings,
+    local: Option<Arc<dyn RevocationStore>>,
+) -> Result<Issuer> {
+    let keys = signing_keys(&settings.keys)?;
     let policy = match &settings.policy {
         Some(path) => IssuancePolicy::from_file(path)?,
         None => IssuancePolicy::default_policy()?,
@@ -131,6 +162,13 @@ pub fn build_issuer(settings: &IssuerSettings) -> Result<Issuer> {
                     .with_context(|| format!("opening revocation store {}", dir.display()))?,
             ),
         }),
+        RevocationTarget::Local => match local {
+            Some(store) => Arc::new(StoreRevoker { store }),
+            None => bail!(
+                "issuer.revocations: this server holds no revocation store; \
+                 give the issuer a registry to revoke closed tasks at"
+            ),
+        },
     };
     let idps = IdentityProviders::new(
         settings.idps.clone(),
@@ -144,8 +182,72 @@ pub fn build_issuer(settings: &IssuerSettings) -> Result<Issuer> {
     options.max_task_ttl = settings.max_task_ttl;
     options.skew = settings.skew;
     Ok(Issuer::new(
-        root, idps, policy, tasks, revoker, events, options,
+        keys, idps, policy, tasks, revoker, events, options,
     ))
+}
+
+/// The issuer's routes around `issuer`: token exchange, tasks, metadata and
+/// the published key set. Operators close tasks with a mandate granting
+/// `tasks:close` under the issuer's own roots, checked against `revocation`
+/// when given (a mounted issuer shares the server's revocation state).
+///
+/// # Errors
+/// The operators' verifier cannot be built.
+pub fn issuer_state(
+    settings: &IssuerSettings,
+    issuer: Arc<Issuer>,
+    revocation: Option<Arc<dyn RevocationCheck>>,
+) -> Result<IssuerState> {
+    let mut operators = Verifier::builder()
+        .shared_root_keys(issuer.signing_keys().shared())
+        .require_pop(true);
+    if let Some(check) = revocation {
+        operators = operators.revocation(check);
+    }
+    Ok(IssuerState::new(issuer)
+        .with_keys_max_age(settings.keys_max_age)
+        .with_operators(operators.build()?))
+}
+
+/// The issuer mounted in another server: its routes (no `/healthz`, which
+/// the server has) with the deadline sweeper started. Call inside a Tokio
+/// runtime.
+///
+/// # Errors
+/// Any setting that cannot be used.
+pub fn issuer_routes(
+    settings: &IssuerSettings,
+    local: Option<Arc<dyn RevocationStore>>,
+    revocation: Option<Arc<dyn RevocationCheck>>,
+) -> Result<(Arc<Issuer>, Router)> {
+    let issuer = Arc::new(build_issuer_with(settings, local)?);
+    let state = issuer_state(settings, issuer.clone(), revocation)?;
+    spawn_sweeper(issuer.clone(), settings.sweep_interval);
+    spawn_key_watch(issuer.clone());
+    Ok((issuer, routes(state)))
+}
+
+/// How often the key folder is looked at for verifiers in this process.
+const KEY_WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Keeps the issuer's trusted set current for the verifiers sharing it
+/// (operators', and a mounted server's own) while nothing is minted: one
+/// `stat` of the key folder's manifest a second, on a blocking thread.
+fn spawn_key_watch(issuer: Arc<Issuer>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(KEY_WATCH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let watched = issuer.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                watched
+                    .signing_keys()
+                    .refresh_trusted(std::time::SystemTime::now());
+            })
+            .await;
+        }
+    });
 }
 
 /// Loads everything and binds the port. Call inside a Tokio runtime (the
@@ -156,7 +258,8 @@ pub fn build_issuer(settings: &IssuerSettings) -> Result<Issuer> {
 pub async fn bind_issuer(settings: &IssuerSettings) -> Result<Server> {
     let issuer = Arc::new(build_issuer(settings)?);
     spawn_sweeper(issuer.clone(), settings.sweep_interval);
-    let app = router(IssuerState::new(issuer))
+    spawn_key_watch(issuer.clone());
+    let app = router(issuer_state(settings, issuer, None)?)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     let tls = match &settings.tls {

@@ -1,0 +1,379 @@
+//! The issuer's root keys in one folder, so they can be rotated: each key
+//! id's private key in its own 0600 file (`root-<kid>.key`, its public half
+//! in `root-<kid>.key.pub`) and a manifest, `keys.json`, of ids, public keys
+//! and validity windows.
+//!
+//! [`KeyDir::rotate`] adds a key id; the issuer signs with the newest key
+//! whose `not_before` has come ([`signing_entry`]), and every key not past
+//! its `not_after` stays trusted and published ([`trusted_entries`]), so
+//! mandates signed before a rotation keep verifying until the older key's
+//! overlap ends. Listing reads the manifest only: nothing here prints or logs
+//! a private key. The manifest is replaced atomically (written beside it,
+//! then renamed); a key file is never overwritten, so two rotations racing
+//! for one id leave one of them failing, not a lost key.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mandate_core::{PublicKey, SecretKey, Validity};
+use serde::{Deserialize, Serialize};
+
+/// The manifest's file name inside the key folder.
+pub const MANIFEST: &str = "keys.json";
+
+/// The most keys a manifest may hold (retired ones included).
+pub const MAX_KEYS: usize = 256;
+
+/// Why the key folder cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyringError {
+    /// A file could not be read or written.
+    #[error("{action} {}: {source}", .path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The manifest is not one this module wrote.
+    #[error("{}: {message}", .path.display())]
+    Manifest {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong (never the file's text).
+        message: String,
+    },
+    /// A key file (its message never holds key material).
+    #[error(transparent)]
+    Key(#[from] mandate_core::Error),
+    /// No key with this id in the manifest.
+    #[error("no root key with id {0} in the key folder")]
+    UnknownKid(u32),
+    /// No key may sign now.
+    #[error("no root key in {} may sign now (run `mandate keys rotate --dir {}`)", .0.display(), .0.display())]
+    NoActiveKey(PathBuf),
+}
+
+/// One key of the folder, as the manifest lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    /// The key id written into every mandate it signs.
+    pub kid: u32,
+    /// The public key, `ed25519/<hex>`.
+    pub public_key: String,
+    /// When it was made.
+    #[serde(with = "humantime_serde")]
+    pub created: SystemTime,
+    /// From when the issuer signs with it (verifiers learn it before).
+    #[serde(with = "humantime_serde")]
+    pub not_before: SystemTime,
+    /// Until when it is trusted; unset while it is the newest key.
+    #[serde(
+        with = "humantime_serde",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub not_after: Option<SystemTime>,
+}
+
+impl KeyEntry {
+    /// Its validity window.
+    pub fn validity(&self) -> Validity {
+        Validity {
+            not_before: Some(self.not_before),
+            not_after: self.not_after,
+        }
+    }
+
+    /// Whether it is trusted at `now` (not retired; possibly not signing yet).
+    pub fn is_trusted(&self, now: SystemTime) -> bool {
+        self.not_after.is_none_or(|until| now <= until)
+    }
+
+    /// Its public key, parsed.
+    ///
+    /// # Errors
+    /// A manifest whose key does not parse.
+    pub fn public(&self) -> Result<PublicKey, mandate_core::Error> {
+        self.public_key.parse()
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    keys: Vec<KeyEntry>,
+}
+
+/// The key that signs at `now`: the one with the latest `not_before` that has
+/// come, among those not retired.
+pub fn signing_entry(entries: &[KeyEntry], now: SystemTime) -> Option<&KeyEntry> {
+    entries
+        .iter()
+        .filter(|e| e.not_before <= now && e.is_trusted(now))
+        .max_by_key(|e| (e.not_before, e.kid))
+}
+
+/// The keys trusted at `now`: signing, about to sign, or in their overlap.
+pub fn trusted_entries(entries: &[KeyEntry], now: SystemTime) -> impl Iterator<Item = &KeyEntry> {
+    entries.iter().filter(move |e| e.is_trusted(now))
+}
+
+/// Whole seconds: the manifest and the published set speak in seconds.
+fn seconds(t: SystemTime) -> SystemTime {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// A key folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyDir {
+    dir: PathBuf,
+}
+
+impl KeyDir {
+    /// The folder at `dir` (nothing is read yet).
+    pub fn new(dir: impl Into<PathBuf>) -> KeyDir {
+        KeyDir { dir: dir.into() }
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The manifest's path.
+    pub fn manifest_path(&self) -> PathBuf {
+        self.dir.join(MANIFEST)
+    }
+
+    /// The private key file of `kid` (its public half is beside it, `.pub`).
+    pub fn key_path(&self, kid: u32) -> PathBuf {
+        self.dir.join(format!("root-{kid}.key"))
+    }
+
+    /// The manifest's entries; none when the folder has no manifest yet.
+    ///
+    /// # Errors
+    /// [`KeyringError::Io`] or [`KeyringError::Manifest`].
+    pub fn entries(&self) -> Result<Vec<KeyEntry>, KeyringError> {
+        let path = self.manifest_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(KeyringError::Io {
+                    action: "reading",
+                    path,
+                    source,
+                })
+            }
+        };
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|e| KeyringError::Manifest {
+                path: path.clone(),
+                message: format!(
+                    "not a key manifest: error at line {}, column {}",
+                    e.line(),
+                    e.column()
+                ),
+            })?;
+        if manifest.keys.len() > MAX_KEYS {
+            return Err(KeyringError::Manifest {
+                path,
+                message: format!("more than {MAX_KEYS} keys"),
+            });
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for entry in &manifest.keys {
+            if !seen.insert(entry.kid) {
+                return Err(KeyringError::Manifest {
+                    path,
+                    message: format!("key id {} is listed twice", entry.kid),
+                });
+            }
+            entry.public()?;
+        }
+        Ok(manifest.keys)
+    }
+
+    /// Adds a key id: a fresh key written 0600, signing from `now +
+    /// activate_in`; every key still without an end is trusted until
+    /// `overlap` after that, so what it signed keeps verifying meanwhile.
+    /// Creates the folder (0700) if missing.
+    ///
+    /// # Errors
+    /// [`KeyringError`]; on error the manifest is unchanged.
+    pub fn rotate(
+        &self,
+        now: SystemTime,
+        activate_in: Duration,
+        overlap: Duration,
+    ) -> Result<KeyEntry, KeyringError> {
+        self.create_dir()?;
+        let mut entries = self.entries()?;
+        if entries.len() >= MAX_KEYS {
+            return Err(KeyringError::Manifest {
+                path: self.manifest_path(),
+                message: format!("already {MAX_KEYS} keys; remove retired ones first"),
+            });
+        }
+        let kid = entries
+            .iter()
+            .map(|e| e.kid)
+            .max()
+            .map_or(1, |k| k.saturating_add(1));
+        let secret = SecretKey::generate();
+        secret.write_new(&self.key_path(kid))?;
+        let now = seconds(now);
+        let not_before = now + activate_in;
+        let retire_at = not_before + overlap;
+        for entry in &mut entries {
+            if entry.not_after.is_none() {
+                entry.not_after = Some(retire_at);
+            }
+        }
+        let entry = KeyEntry {
+            kid,
+            public_key: secret.public().to_string(),
+            created: now,
+            not_before,
+            not_after: None,
+        };
+        entries.push(entry.clone());
+        self.write(&entries)?;
+        Ok(entry)
+    }
+
+    /// Ends the trust in `kid` at `at` (or earlier, if it already ended
+    /// earlier): a key suspected of leaking is retired at once.
+    ///
+    /// # Errors
+    /// [`KeyringError::UnknownKid`], or a manifest that cannot be written.
+    pub fn retire(&self, kid: u32, at: SystemTime) -> Result<KeyEntry, KeyringError> {
+        let mut entries = self.entries()?;
+        let at = seconds(at);
+        let entry = entries
+            .iter_mut()
+            .find(|e| e.kid == kid)
+            .ok_or(KeyringError::UnknownKid(kid))?;
+        entry.not_after = Some(entry.not_after.map_or(at, |until| until.min(at)));
+        let retired = entry.clone();
+        self.write(&entries)?;
+        Ok(retired)
+    }
+
+    /// The private key of `kid` (read 0600-checked, like every key file).
+    ///
+    /// # Errors
+    /// [`KeyringError::Key`].
+    pub fn secret(&self, kid: u32) -> Result<SecretKey, KeyringError> {
+        Ok(SecretKey::read(&self.key_path(kid))?)
+    }
+
+    fn create_dir(&self) -> Result<(), KeyringError> {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt as _;
+            builder.mode(0o700);
+        }
+        builder
+            .create(&self.dir)
+            .map_err(|source| KeyringError::Io {
+                action: "creating",
+                path: self.dir.clone(),
+                source,
+            })
+    }
+
+    fn write(&self, entries: &[KeyEntry]) -> Result<(), KeyringError> {
+        let path = self.manifest_path();
+        let io = |action, source| KeyringError::Io {
+            action,
+            path: path.clone(),
+            source,
+        };
+        let manifest = Manifest {
+            keys: entries.to_vec(),
+        };
+        let text = serde_json::to_string_pretty(&manifest).map_err(|e| KeyringError::Manifest {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let temporary = self
+            .dir
+            .join(format!(".{MANIFEST}.{}", uuid::Uuid::new_v4()));
+        std::fs::write(&temporary, format!("{text}\n")).map_err(|e| io("writing", e))?;
+        std::fs::rename(&temporary, &path).map_err(|e| {
+            let _ = std::fs::remove_file(&temporary);
+            io("replacing", e)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn rotation_adds_ids_and_sets_the_overlap_of_older_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = KeyDir::new(dir.path().join("keys"));
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let first = keys
+            .rotate(t0, Duration::ZERO, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(first.kid, 1);
+        let t1 = t0 + Duration::from_secs(100);
+        let second = keys
+            .rotate(t1, Duration::from_secs(10), Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(second.kid, 2);
+        let entries = keys.entries().unwrap();
+        assert_eq!(
+            entries[0].not_after,
+            Some(t1 + Duration::from_secs(10 + 3600))
+        );
+        // Until the new key's not_before, the old one still signs.
+        assert_eq!(signing_entry(&entries, t1).unwrap().kid, 1);
+        assert_eq!(
+            signing_entry(&entries, t1 + Duration::from_secs(10))
+                .unwrap()
+                .kid,
+            2
+        );
+        assert_eq!(trusted_entries(&entries, t1).count(), 2);
+        let retired = keys.retire(1, t1).unwrap();
+        assert_eq!(retired.not_after, Some(t1));
+        let entries = keys.entries().unwrap();
+        assert_eq!(
+            trusted_entries(&entries, t1 + Duration::from_secs(1)).count(),
+            1
+        );
+        assert!(matches!(
+            keys.retire(9, t1),
+            Err(KeyringError::UnknownKid(9))
+        ));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(keys.key_path(2))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let manifest = std::fs::read_to_string(keys.manifest_path()).unwrap();
+        assert!(!manifest.contains("private"), "{manifest}");
+    }
+}
