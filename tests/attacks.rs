@@ -577,11 +577,16 @@ fn expired_hop_inside_a_valid_parent_is_denied_naming_its_time_check() {
         let proof = w.pop("analytics", &analytics, &req);
         authorize(&w, &analytics, &req, Some(&proof), &[])
     };
-    // Times read from the hop's own expiry, not the clock: however long
-    // the machine took to make the hop, inside is inside and after is after.
-    let expires = w.inspect_json(&analytics)["expires_at"]
-        .as_str()
-        .unwrap()
+    // Times read from the hop's own expiry check, not the clock: however
+    // long the machine took to make the hop, inside is inside and after is
+    // after.
+    let json = w.inspect_json(&analytics);
+    let hop = json["blocks"][1]["source"].as_str().unwrap();
+    let expires = hop
+        .split("check if time($t), $t <= ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("no expiry check in the hop: {hop}"))
         .to_owned();
     call_at(&shift(&expires, -30)).allowed();
     let run = call_at(&shift(&expires, 60));

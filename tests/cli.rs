@@ -516,9 +516,9 @@ fn delegate_ttl_cannot_outlive_the_parent_and_shortens_expiry() {
 #[test]
 fn inspect_json_shows_claims_expiry_and_every_block_id() {
     let w = world();
-    let parent = issue(&w, &["--agent-key", &w.public("agent")]);
+    let (parent, issued) = clocked(|| issue(&w, &["--agent-key", &w.public("agent")]));
     let child = w.delegate(&parent, &["--operation", "read"]).ok_trimmed();
-    let json = w.inspect_json(&child);
+    let (json, inspected) = clocked(|| w.inspect_json(&child));
     assert_eq!(json["signature"]["status"], "not_checked");
     assert_eq!(json["root_key_id"], 1);
     assert_eq!(json["principal"], "alice");
@@ -1371,7 +1371,7 @@ fn bad_issue_inputs_write_no_output_file() {
     base(&["--right", "x:y", "--agent-key", "ed25519/zz"], &key)
         .error("is not an Ed25519 public key");
     base(&["--right", "x:y"], &w.path("missing.key")).error("missing.key");
-    base(&["--right", "x:y"], &w.root_pub_file()).error("is not a private key file");
+    base(&["--right", "x:y"], w.root_pub_file()).error("is not a private key file");
     base(&["--right", "x:y", "--check", "check if"], &key).error("Datalog error at line 1");
     assert!(!out_path.exists(), "a failed issue wrote {out}");
     // And the same command without the mistake does write it.

@@ -110,7 +110,7 @@ fn recorded(records: &[Record], decisions: &[&Decision]) -> Vec<DecisionRecord> 
                 )
             );
             assert_eq!(record.token_id, decision.token_id);
-            assert_eq!(record.api, expense_report::common::API);
+            assert_eq!(record.api, quarterly_analytics::common::API);
             record.clone()
         })
         .collect()
