@@ -1,7 +1,8 @@
 //! Scenario 1, expense report: alice asks an expense agent to file her Q3
 //! report. The agent may read her expenses and submit one report of less
 //! than 500, nothing else, and every call it makes leaves an audit record
-//! naming alice, the agent and the call.
+//! naming alice, the agent and the call; the trail is printed read back
+//! from the expense service's audit store.
 //!
 //! `cargo run -p mandate-cli --example expense_report`
 
@@ -9,7 +10,9 @@
 mod common;
 
 use anyhow::{ensure, Result};
-use common::{audit, expect_allowed, expect_denied, Agent, Issuer, Service};
+use common::{
+    expect_allowed, expect_denied, say_call, Agent, AuditTrail, Issuer, Service, StoredTrail,
+};
 use mandate_core::Restrictions;
 use mandate_verifier::{Decision, Policy};
 
@@ -28,11 +31,13 @@ pub struct Outcome {
     pub second_report: Decision,
     /// Deleting an expense: denied, the mandate grants no delete.
     pub delete: Decision,
+    /// The expense service's audit trail, read back from its store.
+    pub trail: StoredTrail,
 }
 
 impl Outcome {
-    /// The audit trail, in call order.
-    pub fn trail(&self) -> [&Decision; 5] {
+    /// Every decision, in call order.
+    pub fn decisions(&self) -> [&Decision; 5] {
         [
             &self.read,
             &self.submit,
@@ -43,8 +48,8 @@ impl Outcome {
     }
 }
 
-/// Runs the scenario, printing the audit trail; fails unless every call was
-/// decided as expected.
+/// Runs the scenario, printing the audit trail read back from the store;
+/// fails unless every call was decided as expected.
 pub fn run() -> Result<Outcome> {
     println!("Scenario 1: alice's expense agent files her Q3 report\n");
     let issuer = Issuer::generate();
@@ -72,24 +77,33 @@ pub fn run() -> Result<Outcome> {
     println!("1. the issuer mints alice's mandate for expense-agent: expenses:read on");
     println!("   /expenses/alice, expenses:submit of {REPORT} under 500, 15 minutes\n");
 
+    let trail = AuditTrail::open()?;
     let expenses = Service::new(
         "expenses",
         issuer.trusted_keys(),
         Policy::default_policy(),
         common::in_process_revocations()?,
+        &trail,
     )?;
-    println!("2. the expense service's audit trail:");
+    println!("2. expense-agent calls the expense service, which records each decision:");
     let call = |operation: &str, resource: &str, attrs: &[&str]| -> Result<Decision> {
-        let decision = expenses.call(&agent, &token, operation, resource, attrs)?;
-        audit(&decision, attrs);
-        Ok(decision)
+        say_call(&agent.name, operation, resource, attrs);
+        expenses.call(&agent, &token, operation, resource, attrs)
     };
+    let read = call("read", "/expenses/alice/2026-09-14-train", &[])?;
+    let submit = call("submit", REPORT, &["amount=420"])?;
+    let over_limit = call("submit", REPORT, &["amount=900"])?;
+    let second_report = call("submit", "/reports/alice/2026-q4", &["amount=80"])?;
+    let delete = call("delete", "/expenses/alice/2026-09-14-train", &[])?;
+    drop(expenses);
+    println!();
     let outcome = Outcome {
-        read: call("read", "/expenses/alice/2026-09-14-train", &[])?,
-        submit: call("submit", REPORT, &["amount=420"])?,
-        over_limit: call("submit", REPORT, &["amount=900"])?,
-        second_report: call("submit", "/reports/alice/2026-q4", &["amount=80"])?,
-        delete: call("delete", "/expenses/alice/2026-09-14-train", &[])?,
+        read,
+        submit,
+        over_limit,
+        second_report,
+        delete,
+        trail: trail.read_back("3. the expense service's audit trail, read back from its store")?,
     };
 
     expect_allowed(&outcome.read)?;
@@ -97,7 +111,7 @@ pub fn run() -> Result<Outcome> {
     expect_denied(&outcome.over_limit, "$a <= 499")?;
     expect_denied(&outcome.second_report, REPORT)?;
     expect_denied(&outcome.delete, "right($s, $o)")?;
-    for decision in outcome.trail() {
+    for decision in outcome.decisions() {
         ensure!(
             decision.principal == "alice"
                 && decision.agent == "expense-agent"
@@ -108,6 +122,7 @@ pub fn run() -> Result<Outcome> {
             decision.resource
         );
     }
+    outcome.trail.expect_recorded(&outcome.decisions())?;
     println!("\nScenario 1 held: two calls allowed, three denied, each record names alice and expense-agent.");
     Ok(outcome)
 }

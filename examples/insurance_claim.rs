@@ -4,7 +4,8 @@
 //! offline and signed with its own key, to what each service needs, and
 //! sends each service only its own narrowed token. Every service's verifier
 //! then refuses a token narrowed for another service, so a token that leaks
-//! from one service (or is misrouted) is worth nothing at the next.
+//! from one service (or is misrouted) is worth nothing at the next. The
+//! services share one audit store, and the trail is printed read back from it.
 //!
 //! `cargo run -p mandate-cli --example insurance_claim`
 
@@ -12,7 +13,9 @@
 mod common;
 
 use anyhow::{ensure, Result};
-use common::{audit, expect_allowed, expect_denied, Agent, Issuer, Service};
+use common::{
+    expect_allowed, expect_denied, say_call, Agent, AuditTrail, Issuer, Service, StoredTrail,
+};
 use mandate_core::{ResourcePath, Restrictions};
 use mandate_registry::SharedIndex;
 use mandate_verifier::{Decision, Policy};
@@ -47,15 +50,27 @@ pub struct Outcome {
     pub matrix: Vec<Cell>,
     /// The payment token asking for more than the claim's payout: denied.
     pub over_payout: Decision,
+    /// The three services' audit trail, read back from their store.
+    pub trail: StoredTrail,
 }
 
-fn steps(issuer: &Issuer, revocations: &SharedIndex) -> Result<Vec<Step>> {
+impl Outcome {
+    /// Every decision, in call order: the matrix row by row, then the
+    /// payout over the limit.
+    pub fn decisions(&self) -> Vec<&Decision> {
+        let matrix = self.matrix.iter().map(|cell| &cell.decision);
+        matrix.chain([&self.over_payout]).collect()
+    }
+}
+
+fn steps(issuer: &Issuer, revocations: &SharedIndex, trail: &AuditTrail) -> Result<Vec<Step>> {
     let service = |name: &str| {
         Service::new(
             name,
             issuer.trusted_keys(),
             Policy::default_policy(),
             revocations.clone(),
+            trail,
         )
     };
     let only = |service: &str, operation: &str, resources: Vec<ResourcePath>| Restrictions {
@@ -98,8 +113,8 @@ fn steps(issuer: &Issuer, revocations: &SharedIndex) -> Result<Vec<Step>> {
     ])
 }
 
-/// Runs the scenario, printing the audit trail; fails unless every call was
-/// decided as expected.
+/// Runs the scenario, printing the audit trail read back from the store;
+/// fails unless every call was decided as expected.
 pub fn run() -> Result<Outcome> {
     println!("Scenario 4: one claim, three services, each seeing only what it needs\n");
     let issuer = Issuer::generate();
@@ -114,7 +129,8 @@ pub fn run() -> Result<Outcome> {
     println!("1. the issuer mints erin's mandate for claims-agent, task claim-8812:");
     println!("   documents:analyze, fraud:score, payments:pay\n");
 
-    let steps = steps(&issuer, &common::in_process_revocations()?)?;
+    let trail = AuditTrail::open()?;
+    let steps = steps(&issuer, &common::in_process_revocations()?, &trail)?;
     let mut tokens = Vec::new();
     println!("2. claims-agent narrows it once per service, signed with its own key:");
     for step in &steps {
@@ -138,14 +154,15 @@ pub fn run() -> Result<Outcome> {
         );
     }
 
-    println!("\n3. each service's audit trail, for its own token and for the others':");
+    println!("\n3. claims-agent presents each token to each service, which records its decision:");
     let mut matrix = Vec::new();
     for step in &steps {
         for (token, token_for) in tokens.iter().zip(&steps) {
-            println!(
-                "   {} presented the {} token:",
-                step.service.name, token_for.service.name
+            let caller = format!(
+                "the {} token at {}",
+                token_for.service.name, step.service.name
             );
+            say_call(&caller, step.operation, &step.resource, step.attrs);
             let decision = step.service.call(
                 &claims_agent,
                 token,
@@ -153,7 +170,6 @@ pub fn run() -> Result<Outcome> {
                 &step.resource,
                 step.attrs,
             )?;
-            audit(&decision, step.attrs);
             matrix.push(Cell {
                 token_for: token_for.service.name.clone(),
                 service: step.service.name.clone(),
@@ -162,13 +178,17 @@ pub fn run() -> Result<Outcome> {
         }
     }
     let payments = &steps[2];
-    println!("   payments presented the payments token, for more than the payout:");
     let over = ["amount=9000"];
+    say_call(
+        "the payments token at payments, over the payout",
+        "pay",
+        &payments.resource,
+        &over,
+    );
     let over_payout =
         payments
             .service
             .call(&claims_agent, &tokens[2], "pay", &payments.resource, &over)?;
-    audit(&over_payout, &over);
 
     for cell in &matrix {
         if cell.token_for == cell.service {
@@ -184,16 +204,24 @@ pub fn run() -> Result<Outcome> {
     }
     expect_denied(&over_payout, "$v <= 2500")?;
 
-    println!("\n4. which service accepted which token:");
-    let header: String = steps
-        .iter()
-        .map(|s| format!("{:<11}", s.service.name))
-        .collect();
+    let names: Vec<String> = steps.iter().map(|s| s.service.name.clone()).collect();
+    drop(steps);
+    println!();
+    let outcome = Outcome {
+        matrix,
+        over_payout,
+        trail: trail.read_back("4. the services' audit trail, read back from their store")?,
+    };
+    outcome.trail.expect_recorded(&outcome.decisions())?;
+
+    println!("\n5. which service accepted which token:");
+    let header: String = names.iter().map(|name| format!("{name:<11}")).collect();
     println!("   {:<16}{}", "token for", header.trim_end());
-    for row in &steps {
-        let verdicts: String = matrix
+    for row in &names {
+        let verdicts: String = outcome
+            .matrix
             .iter()
-            .filter(|cell| cell.token_for == row.service.name)
+            .filter(|cell| &cell.token_for == row)
             .map(|cell| {
                 format!(
                     "{:<11}",
@@ -205,13 +233,10 @@ pub fn run() -> Result<Outcome> {
                 )
             })
             .collect();
-        println!("   {:<16}{}", row.service.name, verdicts.trim_end());
+        println!("   {:<16}{}", row, verdicts.trim_end());
     }
     println!("\nScenario 4 held: every service accepted only the token narrowed for it.");
-    Ok(Outcome {
-        matrix,
-        over_payout,
-    })
+    Ok(outcome)
 }
 
 fn main() -> Result<()> {

@@ -3,7 +3,8 @@
 //! hands the revenue slice to a charting agent. Each hop is signed by the
 //! agent handing on, offline. A call outside the slice is denied naming the
 //! failing check and its author; a hop forged with an unrelated key is
-//! rejected.
+//! rejected. The trail is printed read back from the datasets service's
+//! audit store.
 //!
 //! `cargo run -p mandate-cli --example quarterly_analytics`
 
@@ -15,7 +16,9 @@ pub mod common;
 use anyhow::{ensure, Result};
 use biscuit_auth::builder::{bytes, fact, string, BlockBuilder};
 use biscuit_auth::UnverifiedBiscuit;
-use common::{audit, expect_allowed, expect_denied, Agent, Issuer, Service};
+use common::{
+    expect_allowed, expect_denied, say_call, Agent, AuditTrail, Issuer, Service, StoredTrail,
+};
 use mandate_core::{vocab, ResourcePath, Restrictions};
 use mandate_verifier::{Decision, Policy, Reason};
 
@@ -112,10 +115,25 @@ pub struct Outcome {
     pub write: Decision,
     /// mallory, with a hop she signed herself: denied, broken chain.
     pub forged: Decision,
+    /// The datasets service's audit trail, read back from its store.
+    pub trail: StoredTrail,
 }
 
-/// Runs the scenario, printing the audit trail; fails unless every call was
-/// decided as expected.
+impl Outcome {
+    /// Every decision, in call order.
+    pub fn decisions(&self) -> [&Decision; 5] {
+        [
+            &self.analytics_read,
+            &self.in_slice,
+            &self.outside_slice,
+            &self.write,
+            &self.forged,
+        ]
+    }
+}
+
+/// Runs the scenario, printing the audit trail read back from the store;
+/// fails unless every call was decided as expected.
 pub fn run() -> Result<Outcome> {
     println!("Scenario 2: bob's quarterly analytics, three agents deep\n");
     let issuer = Issuer::generate();
@@ -126,18 +144,19 @@ pub fn run() -> Result<Outcome> {
     );
     println!("3. analytics-agent hands charting-agent {SLICE} (hop signed by analytics-agent)\n");
 
+    let trail = AuditTrail::open()?;
     let datasets = Service::new(
         "datasets",
         issuer.trusted_keys(),
         Policy::default_policy(),
         common::in_process_revocations()?,
+        &trail,
     )?;
     let call = |agent: &Agent, token: &str, operation: &str, resource: &str| -> Result<Decision> {
-        let decision = datasets.call(agent, token, operation, resource, &[])?;
-        audit(&decision, &[]);
-        Ok(decision)
+        say_call(&agent.name, operation, resource, &[]);
+        datasets.call(agent, token, operation, resource, &[])
     };
-    println!("4. the datasets service's audit trail:");
+    println!("4. the agents call the datasets service, which records each decision:");
     let analytics_read = call(
         &chain.analytics,
         &chain.analytics_token,
@@ -168,6 +187,10 @@ pub fn run() -> Result<Outcome> {
     let mallory = Agent::new("mallory");
     let forged_token = forge_hop(&chain.analytics_token, &mallory)?;
     let forged = call(&mallory, &forged_token, "read", "/datasets/q3/costs")?;
+    drop(datasets);
+    println!();
+    let trail =
+        trail.read_back("6. the datasets service's audit trail, read back from its store")?;
 
     expect_allowed(&analytics_read)?;
     expect_allowed(&in_slice)?;
@@ -186,17 +209,20 @@ pub fn run() -> Result<Outcome> {
         "the forged hop was not refused as a broken chain: {}",
         forged.reason
     );
-    println!("\nScenario 2 held: the chain is named on every record, the slice and the");
-    println!(
-        "read-only hop are enforced by the checks their authors signed, the forgery is refused."
-    );
-    Ok(Outcome {
+    let outcome = Outcome {
         analytics_read,
         in_slice,
         outside_slice,
         write,
         forged,
-    })
+        trail,
+    };
+    outcome.trail.expect_recorded(&outcome.decisions())?;
+    println!("\nScenario 2 held: the chain is named on every record, the slice and the");
+    println!(
+        "read-only hop are enforced by the checks their authors signed, the forgery is refused."
+    );
+    Ok(outcome)
 }
 
 fn main() -> Result<()> {

@@ -26,7 +26,8 @@ use serde_json::Value;
 use sha2::Digest as _;
 
 use common::server::{poll, Server};
-use common::{mandate, request_flags, Dir};
+use common::world::{Holder, World};
+use common::{mandate, request_flags};
 
 const TASK: &str = "month-end";
 /// The registry's heartbeat, and how stale the service lets its state get.
@@ -191,84 +192,42 @@ impl LedgerAgent {
 }
 
 struct Fixture {
-    dir: Dir,
-    root_pub: String,
+    w: World,
     /// Keyed mandates for the registry: the operator's (revoke) and the
     /// service's (read).
-    ops: String,
-    reader: String,
+    ops: Holder,
+    reader: Holder,
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let dir = Dir::new();
-        dir.keygen("root");
-        let root_pub = dir.path("root.pub");
-        let ops_pub = dir.keygen("operator");
-        let reader_pub = dir.keygen("reader");
-        let mut fixture = Fixture {
-            dir,
-            root_pub,
-            ops: String::new(),
-            reader: String::new(),
-        };
-        fixture.ops = fixture.issue(&[
-            "--principal",
-            "ops",
-            "--agent",
-            "operator",
-            "--agent-key",
-            &ops_pub,
-            "--right",
-            "registry:revoke",
-        ]);
-        fixture.reader = fixture.issue(&[
-            "--principal",
+        let w = World::new();
+        let ops = w.keyed("ops", "operator", &["registry:revoke"], &[]);
+        let reader = w.keyed_as(
+            "reader",
             "services",
-            "--agent",
             "accounts-service",
-            "--agent-key",
-            &reader_pub,
-            "--right",
-            "registry:read",
-        ]);
-        fixture
-    }
-
-    fn issue(&self, args: &[&str]) -> String {
-        let root = self.dir.path("root");
-        let mut all = vec!["issue", "--root-key", &root, "--ttl", "10m"];
-        all.extend_from_slice(args);
-        mandate(&all).ok_trimmed()
+            &["registry:read"],
+            &[],
+        );
+        Fixture { w, ops, reader }
     }
 
     /// Alice's orchestrator may read, export and transfer on her accounts;
     /// it hands the ledger agent the same rights with transfers capped at 100.
     fn ledger_agent(&self) -> LedgerAgent {
-        let orchestrator_pub = self.dir.keygen("orchestrator");
-        let ledger_pub = self.dir.keygen("ledger");
-        let parent = self.issue(&[
-            "--principal",
-            "alice",
-            "--agent",
-            "orchestrator",
-            "--agent-key",
-            &orchestrator_pub,
-            "--task",
-            TASK,
-            "--right",
-            "accounts:read",
-            "--right",
-            "accounts:export",
-            "--right",
-            "accounts:transfer",
-        ]);
+        let ledger_pub = self.w.keygen("ledger");
+        let rights = ["accounts:read", "accounts:export", "accounts:transfer"];
+        let parent = self
+            .w
+            .keyed("alice", "orchestrator", &rights, &["--task", TASK])
+            .token;
         let token = mandate(&[
             "delegate",
             "--token",
             &parent,
             "--signer-key",
-            &self.dir.path("orchestrator"),
+            &self.w.path("orchestrator"),
             "--to",
             "ledger-agent",
             "--to-key",
@@ -279,30 +238,12 @@ impl Fixture {
         .ok_trimmed();
         LedgerAgent {
             token,
-            key: self.dir.path("ledger"),
+            key: self.w.path("ledger"),
         }
     }
 
     fn registry(&self) -> Server {
-        let store = self.dir.path("store");
-        let log = self.dir.file("registry.log");
-        Server::start(
-            "registry",
-            &[
-                "registry",
-                "serve",
-                "--store",
-                &store,
-                "--listen",
-                "127.0.0.1:0",
-                "--heartbeat",
-                HEARTBEAT,
-                "--root-pub",
-                &self.root_pub,
-            ],
-            log,
-        )
-        .unwrap()
+        self.w.serve_registry("store", &["--heartbeat", HEARTBEAT])
     }
 
     /// The accounts example, subscribed to `registry` with the reader's
@@ -310,13 +251,23 @@ impl Fixture {
     fn accounts(&self, registry: &str) -> Server {
         let mut command = Command::new(accounts_binary());
         command
-            .args(["--listen", "127.0.0.1:0", "--root-pub", &self.root_pub])
-            .args(["--registry", registry, "--registry-auth", &self.reader])
-            .args(["--registry-auth-key", &self.dir.path("reader")])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--root-pub",
+                self.w.root_pub_file(),
+            ])
+            .args([
+                "--registry",
+                registry,
+                "--registry-auth",
+                &self.reader.token,
+            ])
+            .args(["--registry-auth-key", self.reader.key_file()])
             .args(["--staleness", STALENESS])
             .env("MANDATE_LOG", "info")
             .stdin(std::process::Stdio::null());
-        Server::spawn("accounts", command, self.dir.file("accounts.log")).unwrap()
+        Server::spawn("accounts", command, self.w.file("accounts.log")).unwrap()
     }
 }
 
@@ -379,9 +330,9 @@ fn a_delegated_agent_is_decided_per_call_and_its_export_is_cut_on_revocation() {
         "--registry",
         &registry.url,
         "--auth",
-        &fx.ops,
+        &fx.ops.token,
         "--auth-key",
-        &fx.dir.path("operator"),
+        &fx.w.path("operator"),
     ])
     .ok();
     let message = export.finish();

@@ -15,73 +15,44 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::mandate;
 use common::server::{poll, Server};
-use common::{mandate, Dir};
+use common::world::{Holder, World};
 use serde_json::{json, Value};
 
 /// A root, an operator (revoke + audit:read, keyed), a reader without
 /// audit:read, and alice's bearer mandate for task t-42.
 struct Fixture {
-    dir: Dir,
-    root_pub: String,
-    ops: String,
-    ops_key: String,
+    w: World,
+    /// Keyed, granting `registry:revoke` and `audit:read`.
+    ops: Holder,
     alice: String,
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let dir = Dir::new();
-        dir.keygen("root");
-        let ops_pub = dir.keygen("operator");
-        let issue = |extra: &[&str]| {
-            let root = dir.path("root");
-            let mut args = vec!["issue", "--root-key", &root, "--ttl", "10m"];
-            args.extend_from_slice(extra);
-            mandate(&args).ok_trimmed()
-        };
-        let ops = issue(&[
-            "--principal",
-            "ops",
-            "--agent",
-            "operator",
-            "--agent-key",
-            &ops_pub,
-            "--right",
-            "registry:revoke",
-            "--right",
-            "audit:read",
-        ]);
-        let alice = issue(&[
-            "--principal",
-            "alice@example.com",
-            "--agent",
-            "reporter",
-            "--task",
-            "t-42",
-            "--right",
-            "analytics:read",
-        ]);
+        let w = World::new();
+        let ops = w.keyed("ops", "operator", &["registry:revoke", "audit:read"], &[]);
+        let task = ["--task", "t-42"];
+        let alice = w.bearer("alice@example.com", "reporter", &["analytics:read"], &task);
         Fixture {
-            root_pub: dir.path("root.pub"),
-            ops_key: dir.path("operator"),
-            dir,
             ops,
-            alice,
+            alice: alice.token,
+            w,
         }
     }
 
     /// `mandate serve` with a registry store and an audit store at `audit`.
     fn serve(&self, name: &str, audit: &Path, extra: &[&str]) -> Server {
-        let store = self.dir.path(&format!("{name}-store"));
+        let store = self.w.path(&format!("{name}-store"));
         let audit = audit.display().to_string();
-        let key = self.dir.path(&format!("{name}-audit.key"));
+        let key = self.w.path(&format!("{name}-audit.key"));
         let mut args = vec![
             "serve",
             "--listen",
             "127.0.0.1:0",
             "--root-pub",
-            &self.root_pub,
+            self.w.root_pub_file(),
             "--store",
             &store,
             "--audit-store",
@@ -90,7 +61,7 @@ impl Fixture {
             &key,
         ];
         args.extend_from_slice(extra);
-        Server::start(name, &args, self.dir.file(&format!("{name}.log")))
+        Server::start(name, &args, self.w.file(&format!("{name}.log")))
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -166,7 +137,7 @@ fn records(args: &[&str]) -> Vec<Value> {
 #[test]
 fn every_decision_and_revocation_is_recorded_queryable_and_traced() {
     let fx = Fixture::new();
-    let audit = fx.dir.file("audit");
+    let audit = fx.w.file("audit");
     let mut server = fx.serve("serve", &audit, &[]);
 
     assert_eq!(authorize(&server, &fx.body("read"), "req-1").status, 200);
@@ -180,9 +151,9 @@ fn every_decision_and_revocation_is_recorded_queryable_and_traced() {
         "--registry",
         &server.url,
         "--auth",
-        &fx.ops,
+        &fx.ops.token,
         "--auth-key",
-        &fx.ops_key,
+        fx.ops.key_file(),
     ])
     .ok();
     let revoked = authorize(&server, &fx.body("read"), "req-3");
@@ -191,7 +162,14 @@ fn every_decision_and_revocation_is_recorded_queryable_and_traced() {
     // Over HTTP, with a keyed mandate granting audit:read.
     let url = server.url.clone();
     let over_http = |extra: &[&str]| {
-        let mut args = vec!["--url", &url, "--auth", &fx.ops, "--auth-key", &fx.ops_key];
+        let mut args = vec![
+            "--url",
+            &url,
+            "--auth",
+            &fx.ops.token,
+            "--auth-key",
+            fx.ops.key_file(),
+        ];
         args.extend_from_slice(extra);
         records(&args)
     };
@@ -257,9 +235,9 @@ fn every_decision_and_revocation_is_recorded_queryable_and_traced() {
         "--url",
         &url,
         "--auth",
-        &fx.ops,
+        &fx.ops.token,
         "--auth-key",
-        &fx.ops_key,
+        fx.ops.key_file(),
         "--decision",
         "maybe",
     ])
@@ -294,9 +272,9 @@ fn every_decision_and_revocation_is_recorded_queryable_and_traced() {
     );
 
     // Bad input is exit 2 with one line.
-    mandate(&["audit", "--store", &fx.dir.path("nowhere")]).error("holds no audit log");
+    mandate(&["audit", "--store", &fx.w.path("nowhere")]).error("holds no audit log");
     // The registry's store is not an audit log, and is left untouched.
-    mandate(&["audit", "--store", &fx.dir.path("serve-store")]).error("holds no audit log");
+    mandate(&["audit", "--store", &fx.w.path("serve-store")]).error("holds no audit log");
     mandate(&["audit", "--store", &audit_dir, "--since", "yesterday"]).error("--since");
     mandate(&["audit", "trace", "t-0", "--store", &audit_dir]).error("no record names");
 }
@@ -331,7 +309,7 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn tampering_of_each_kind_is_named_at_the_first_bad_record() {
     let fx = Fixture::new();
-    let audit = fx.dir.file("audit");
+    let audit = fx.w.file("audit");
     let mut server = fx.serve("serve", &audit, &[]);
     for i in 0..8 {
         let operation = if i % 2 == 0 { "read" } else { "write" };
@@ -342,7 +320,7 @@ fn tampering_of_each_kind_is_named_at_the_first_bad_record() {
     assert!(verify(&audit).ok().starts_with("ok: 8 record(s)"));
 
     let tampered = |name: &str, change: &dyn Fn(&sled::Tree)| {
-        let copy = fx.dir.file(name);
+        let copy = fx.w.file(name);
         copy_dir(&audit, &copy);
         {
             let (db, tree) = tree(&copy);
@@ -391,7 +369,7 @@ fn tampering_of_each_kind_is_named_at_the_first_bad_record() {
         let head: Value = serde_json::from_slice(&value).unwrap();
         format!("{}:{}", head["seq"], head["hash"].as_str().unwrap())
     };
-    let cut = fx.dir.file("cut");
+    let cut = fx.w.file("cut");
     copy_dir(&audit, &cut);
     {
         let (db, tree) = tree(&cut);
@@ -465,7 +443,7 @@ fn tampering_of_each_kind_is_named_at_the_first_bad_record() {
     run.fails(1, "bad signature");
 
     // A head signed by another writer key, when the key is pinned.
-    let other = fx.dir.keygen("other-writer");
+    let other = fx.w.keygen("other-writer");
     let pinned = mandate(&[
         "audit",
         "verify",
@@ -475,7 +453,7 @@ fn tampering_of_each_kind_is_named_at_the_first_bad_record() {
         &other,
     ]);
     pinned.fails(1, "not a given writer key");
-    let writer_pub = fx.dir.path("serve-audit.key.pub");
+    let writer_pub = fx.w.path("serve-audit.key.pub");
     assert!(mandate(&[
         "audit",
         "verify",
@@ -528,7 +506,7 @@ fn fill(path: &Path) {
 #[test]
 fn an_unwritable_audit_store_denies_and_is_not_ready_until_it_recovers() {
     let fx = Fixture::new();
-    let Some(disk) = Tmpfs::mount(&fx.dir.file("disk")) else {
+    let Some(disk) = Tmpfs::mount(&fx.w.file("disk")) else {
         println!("SKIPPED: mounting a tmpfs needs root");
         return;
     };
@@ -598,7 +576,7 @@ fn an_unwritable_audit_store_denies_and_is_not_ready_until_it_recovers() {
 #[test]
 fn kill_9_during_a_burst_loses_no_acknowledged_decision() {
     let fx = Fixture::new();
-    let audit = fx.dir.file("audit");
+    let audit = fx.w.file("audit");
     let mut server = fx.serve("serve", &audit, &[]);
     let acknowledged = Arc::new(Mutex::new(BTreeSet::new()));
     let stop = Arc::new(AtomicBool::new(false));

@@ -11,108 +11,53 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
+use base64::engine::general_purpose::URL_SAFE;
+use base64::Engine as _;
 use serde_json::Value;
 
+use common::world::World;
 use common::{mandate, mandate_stdin, request_flags, tokens, Dir, Run};
 
 // ---------------------------------------------------------------------------
-// Fixture: a temporary folder with a root key (id 1) and an agent key
+// The world of these tests: a root key (id 1) and an agent key, `agent`
 // ---------------------------------------------------------------------------
 
 const RIGHTS: &str = "expenses:read, expenses:submit, payments:read";
 
-struct Fx {
-    dir: Dir,
-    root_pub: String,
-    agent_pub: String,
+fn world() -> World {
+    let w = World::with_key_id(1);
+    w.keygen("agent");
+    w
 }
 
-impl Fx {
-    fn new() -> Fx {
-        let dir = Dir::new();
-        Fx {
-            root_pub: dir.keygen("root.key"),
-            agent_pub: dir.keygen("agent.key"),
-            dir,
-        }
+/// Issues alice → bot, task t1, three rights, 10 minutes, key id 1.
+fn issue_run(w: &World, extra: &[&str]) -> Run {
+    let mut args = vec!["--principal", "alice", "--agent", "bot", "--task", "t1"];
+    for right in RIGHTS.split(", ") {
+        args.extend(["--right", right]);
     }
+    args.extend(["--ttl", "10m"]);
+    args.extend_from_slice(extra);
+    w.issue_run(&args)
+}
 
-    fn path(&self, name: &str) -> String {
-        self.dir.path(name)
-    }
+fn issue(w: &World, extra: &[&str]) -> String {
+    issue_run(w, extra).ok_trimmed()
+}
 
-    fn keygen(&self, name: &str) -> String {
-        self.dir.keygen(name)
-    }
+/// `authorize` against root key 1 with the given request.
+fn authorize(w: &World, token: &str, service: &str, op: &str, res: &str, extra: &[&str]) -> Run {
+    w.authorize(token, &request_flags(service, op, res), extra)
+}
 
-    fn write(&self, name: &str, contents: &str) -> String {
-        let path = self.path(name);
-        std::fs::write(&path, contents).unwrap();
-        path
-    }
-
-    /// `--root-pub 1=<root key>`.
-    fn trust(&self) -> String {
-        format!("1={}", self.root_pub)
-    }
-
-    /// Issues alice → bot, task t1, three rights, 10 minutes, key id 1.
-    fn issue_run(&self, extra: &[&str]) -> Run {
-        let mut args = vec![
-            "--key-id",
-            "1",
-            "--principal",
-            "alice",
-            "--agent",
-            "bot",
-            "--task",
-            "t1",
-            "--right",
-            "expenses:read",
-            "--right",
-            "expenses:submit",
-            "--right",
-            "payments:read",
-            "--ttl",
-            "10m",
-        ];
-        args.extend_from_slice(extra);
-        tokens::issue(&self.path("root.key"), &args)
-    }
-
-    fn issue(&self, extra: &[&str]) -> String {
-        self.issue_run(extra).ok_trimmed()
-    }
-
-    fn delegate(&self, token: &str, extra: &[&str]) -> Run {
-        let mut args = vec!["delegate", "--token", token];
-        args.extend_from_slice(extra);
-        mandate(&args)
-    }
-
-    /// `authorize` against root key 1 with the given request.
-    fn authorize(&self, token: &str, service: &str, op: &str, res: &str, extra: &[&str]) -> Run {
-        let trust = self.trust();
-        let mut args = vec!["authorize", "--token", token, "--root-pub", &trust];
-        args.extend(request_flags(service, op, res));
-        args.extend_from_slice(extra);
-        mandate(&args)
-    }
-
-    fn inspect_json(&self, token: &str) -> Value {
-        let run = mandate(&["inspect", "--token", token, "--json"]);
-        run.ok();
-        run.json()
-    }
-
-    /// The `expires_at` that `inspect --json` reports for `token`.
-    fn expires_at(&self, token: &str) -> String {
-        self.inspect_json(token)["expires_at"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
+/// The `expires_at` that `inspect --json` reports for `token`.
+fn expires_at(w: &World, token: &str) -> String {
+    w.inspect_json(token)["expires_at"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// `mandate issue` of one right, `expenses:read`, from `principal` to bot,
@@ -141,6 +86,45 @@ fn authorize_read(token: &str, trust: &[&str]) -> Run {
     mandate(&read_request(token, trust))
 }
 
+/// What `f` returned, with the clock read just before and just after it.
+fn clocked<T>(f: impl FnOnce() -> T) -> (T, (SystemTime, SystemTime)) {
+    let before = SystemTime::now();
+    let value = f();
+    (value, (before, SystemTime::now()))
+}
+
+/// Asserts that `inspect --json` (run within `inspected`) reports a token
+/// issued within `issued` as expiring `ttl` seconds after its issue, and
+/// the seconds left as it counted them. The bounds are clock readings taken
+/// around each step, so a slow machine cannot break them: nothing here
+/// guesses how long a step takes.
+#[track_caller]
+fn assert_expiry(
+    json: &Value,
+    issued: (SystemTime, SystemTime),
+    inspected: (SystemTime, SystemTime),
+    ttl: u64,
+) {
+    let text = json["expires_at"].as_str().unwrap();
+    let expires = humantime::parse_rfc3339(text).unwrap();
+    let ttl = Duration::from_secs(ttl);
+    let second = Duration::from_secs(1);
+    // The expiry is written in whole seconds.
+    assert!(
+        issued.0 + ttl < expires + second && expires <= issued.1 + ttl,
+        "expires at {text}, not {ttl:?} after it was issued"
+    );
+    let until = |t: SystemTime| {
+        let left = expires.duration_since(t).unwrap_or_default().as_secs();
+        i64::try_from(left).unwrap()
+    };
+    let left = json["expires_in_seconds"].as_i64().unwrap();
+    assert!(
+        until(inspected.1) - 1 <= left && left <= until(inspected.0) + 1,
+        "expires in {left}s by inspect's count, at {text}"
+    );
+}
+
 /// The `line L, column C` position in a Datalog error message.
 fn position(stderr: &str) -> (usize, usize) {
     let at = stderr
@@ -164,45 +148,13 @@ fn is_hex_id(text: &str) -> bool {
     text.len() == 128 && text.chars().all(|c| c.is_ascii_hexdigit())
 }
 
-// URL-safe base64 with padding, as the tokens are written; just enough to
-// tamper with and truncate the bytes inside a token.
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
+/// The bytes of a token (URL-safe base64 with padding, as tokens are written).
 fn b64_decode(text: &str) -> Vec<u8> {
-    let mut bits = 0u32;
-    let mut n = 0;
-    let mut out = Vec::new();
-    for c in text.trim().bytes().filter(|&c| c != b'=') {
-        let v = B64.iter().position(|&b| b == c).expect("base64") as u32;
-        bits = (bits << 6) | v;
-        n += 6;
-        if n >= 8 {
-            n -= 8;
-            out.push((bits >> n) as u8);
-            bits &= (1 << n) - 1;
-        }
-    }
-    out
+    URL_SAFE.decode(text.trim()).expect("base64")
 }
 
 fn b64_encode(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[(v >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    URL_SAFE.encode(bytes)
 }
 
 // ---------------------------------------------------------------------------
@@ -211,14 +163,14 @@ fn b64_encode(bytes: &[u8]) -> String {
 
 #[test]
 fn keygen_writes_private_0600_and_pub_and_prints_the_public_key() {
-    let fx = Fx::new();
-    let printed = fx.keygen("k");
+    let w = world();
+    let printed = w.keygen("k");
     let hex = printed.strip_prefix("ed25519/").expect("ed25519/ prefix");
     assert_eq!(hex.len(), 64, "{printed}");
     assert!(hex.chars().all(|c| c.is_ascii_hexdigit()), "{printed}");
-    let public = std::fs::read_to_string(fx.path("k.pub")).unwrap();
+    let public = std::fs::read_to_string(w.path("k.pub")).unwrap();
     assert_eq!(public.trim(), printed);
-    let private = std::fs::read_to_string(fx.path("k")).unwrap();
+    let private = std::fs::read_to_string(w.path("k")).unwrap();
     assert!(!private.trim().is_empty());
     assert!(
         !private.contains(hex),
@@ -227,10 +179,7 @@ fn keygen_writes_private_0600_and_pub_and_prints_the_public_key() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(fx.path("k"))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(w.path("k")).unwrap().permissions().mode();
         assert_eq!(
             mode & 0o777,
             0o600,
@@ -239,21 +188,18 @@ fn keygen_writes_private_0600_and_pub_and_prints_the_public_key() {
         );
     }
     // Two keys are different keys.
-    assert_ne!(fx.keygen("k2"), printed);
+    assert_ne!(w.keygen("k2"), printed);
 }
 
 #[test]
 fn keygen_refuses_to_overwrite_either_file() {
-    let fx = Fx::new();
-    let before = std::fs::read_to_string(fx.path("root.key")).unwrap();
-    mandate(&["keygen", "--out", &fx.path("root.key")]).error("exists");
+    let w = world();
+    let before = std::fs::read_to_string(w.root_key()).unwrap();
+    mandate(&["keygen", "--out", &w.root_key()]).error("exists");
     // Only the private key left: still refused, still untouched.
-    std::fs::remove_file(fx.path("root.key.pub")).unwrap();
-    mandate(&["keygen", "--out", &fx.path("root.key")]).error("exists");
-    assert_eq!(
-        std::fs::read_to_string(fx.path("root.key")).unwrap(),
-        before
-    );
+    std::fs::remove_file(w.root_pub_file()).unwrap();
+    mandate(&["keygen", "--out", &w.root_key()]).error("exists");
+    assert_eq!(std::fs::read_to_string(w.root_key()).unwrap(), before);
 }
 
 // ---------------------------------------------------------------------------
@@ -262,8 +208,8 @@ fn keygen_refuses_to_overwrite_either_file() {
 
 #[test]
 fn issue_prints_a_url_safe_base64_token_on_stdout() {
-    let fx = Fx::new();
-    let run = fx.issue_run(&[]);
+    let w = world();
+    let run = issue_run(&w, &[]);
     let token = run.ok().trim();
     assert_eq!(run.stdout.lines().count(), 1, "{run}");
     assert!(token.len() > 100, "{run}");
@@ -273,29 +219,28 @@ fn issue_prints_a_url_safe_base64_token_on_stdout() {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=')),
         "not URL-safe base64: {token}"
     );
-    fx.authorize(token, "expenses", "read", "/reports/a", &[])
-        .ok();
+    authorize(&w, token, "expenses", "read", "/reports/a", &[]).ok();
 }
 
 #[test]
 fn issue_out_writes_the_token_to_a_file_and_not_stdout() {
-    let fx = Fx::new();
-    let out = fx.path("t.tok");
-    let run = fx.issue_run(&["--out", &out]);
+    let w = world();
+    let out = w.path("t.tok");
+    let run = issue_run(&w, &["--out", &out]);
     assert_eq!(run.ok(), "", "{run}");
     let token = std::fs::read_to_string(&out).unwrap();
-    let json = fx.inspect_json(token.trim());
+    let json = w.inspect_json(token.trim());
     assert_eq!(json["principal"], "alice");
     assert_eq!(json["task"], "t1");
 }
 
 #[test]
 fn issue_without_task_gets_a_fresh_unique_id() {
-    let fx = Fx::new();
-    let key = fx.path("root.key");
+    let w = world();
+    let key = w.root_key();
     let task = || {
         let token = issue_read(&key, None, "alice", "10m").ok_trimmed();
-        fx.inspect_json(&token)["task"]
+        w.inspect_json(&token)["task"]
             .as_str()
             .expect("a task id")
             .to_string()
@@ -307,45 +252,40 @@ fn issue_without_task_gets_a_fresh_unique_id() {
 
 #[test]
 fn issue_accepts_human_durations() {
-    let fx = Fx::new();
-    let key = fx.path("root.key");
+    let w = world();
+    let key = w.root_key();
     for (ttl, secs) in [("90s", 90), ("10m", 600), ("2h", 7200)] {
-        let token = issue_read(&key, None, "alice", ttl).ok_trimmed();
-        let left = fx.inspect_json(&token)["expires_in_seconds"]
-            .as_i64()
-            .unwrap();
-        assert!(
-            (secs - 10..=secs).contains(&left),
-            "--ttl {ttl}: expires in {left}s"
-        );
+        let (token, issued) = clocked(|| issue_read(&key, None, "alice", ttl).ok_trimmed());
+        let (json, inspected) = clocked(|| w.inspect_json(&token));
+        assert_expiry(&json, issued, inspected, secs);
     }
 }
 
 #[test]
 fn issue_key_id_is_written_and_used_to_pick_the_root() {
-    let fx = Fx::new();
-    let key = fx.path("root.key");
+    let w = world();
+    let key = w.root_key();
     let token = issue_read(&key, Some("7"), "alice", "10m").ok_trimmed();
-    assert_eq!(fx.inspect_json(&token)["root_key_id"], 7);
+    assert_eq!(w.inspect_json(&token)["root_key_id"], 7);
     let text = mandate(&["inspect", "--token", &token]);
     assert!(text.ok().contains("root key:   key id 7"), "{text}");
-    let seven = format!("7={}", fx.root_pub);
+    let seven = format!("7={}", w.root_pub());
     let args = |trust: &str| authorize_read(&token, &["--root-pub", trust]);
     assert!(args(&seven).ok().starts_with("ALLOW"));
     // The same key under another id is not the key the token names.
-    args(&fx.trust()).error("unknown root key id 7");
+    args(&w.trust()).error("unknown root key id 7");
     // Without --key-id the token carries none.
     let plain = issue_read(&key, None, "alice", "10m").ok_trimmed();
-    assert_eq!(fx.inspect_json(&plain)["root_key_id"], Value::Null);
+    assert_eq!(w.inspect_json(&plain)["root_key_id"], Value::Null);
     let text = mandate(&["inspect", "--token", &plain]);
     assert!(text.ok().contains("root key:   no key id"), "{text}");
 }
 
 #[test]
 fn issue_bearer_versus_agent_key() {
-    let fx = Fx::new();
-    let bearer = fx.issue(&[]);
-    let json = fx.inspect_json(&bearer);
+    let w = world();
+    let bearer = issue(&w, &[]);
+    let json = w.inspect_json(&bearer);
     assert_eq!(json["bearer"], true, "{json}");
     assert_eq!(json["agents"][0]["name"], "bot");
     assert_eq!(json["agents"][0]["key"], "");
@@ -356,15 +296,15 @@ fn issue_bearer_versus_agent_key() {
     );
 
     // The agent key as a .pub file and as the key itself.
-    for key in [fx.path("agent.key.pub"), fx.agent_pub.clone()] {
-        let bound = fx.issue(&["--agent-key", &key]);
-        let json = fx.inspect_json(&bound);
+    for key in [w.path("agent.pub"), w.public("agent")] {
+        let bound = issue(&w, &["--agent-key", &key]);
+        let json = w.inspect_json(&bound);
         assert_eq!(json["bearer"], false, "{json}");
-        assert_eq!(json["agents"][0]["key"], fx.agent_pub.as_str());
+        assert_eq!(json["agents"][0]["key"], w.public("agent").as_str());
         let text = mandate(&["inspect", "--token", &bound]);
         assert!(
             text.ok()
-                .contains(&format!("agent:      bot ({})", fx.agent_pub)),
+                .contains(&format!("agent:      bot ({})", w.public("agent"))),
             "{text}"
         );
     }
@@ -372,19 +312,23 @@ fn issue_bearer_versus_agent_key() {
 
 #[test]
 fn issue_accepts_restriction_flags_from_the_start() {
-    let fx = Fx::new();
-    let token = fx.issue(&[
-        "--operation",
-        "read",
-        "--resource-prefix",
-        "/data/alice",
-        "--attr-in",
-        "region=eu,us",
-        "--attr-max",
-        "amount=100",
-    ]);
+    let w = world();
+    let token = issue(
+        &w,
+        &[
+            "--operation",
+            "read",
+            "--resource-prefix",
+            "/data/alice",
+            "--attr-in",
+            "region=eu,us",
+            "--attr-max",
+            "amount=100",
+        ],
+    );
     let ok = |res: &str, region: &str, amount: &str| {
-        fx.authorize(
+        authorize(
+            &w,
             &token,
             "expenses",
             "read",
@@ -419,7 +363,8 @@ fn issue_accepts_restriction_flags_from_the_start() {
             .contains(r#"check if attr("amount", $v), $v <= 100"#),
         "{deny}"
     );
-    let deny = fx.authorize(
+    let deny = authorize(
+        &w,
         &token,
         "expenses",
         "submit",
@@ -437,12 +382,12 @@ fn issue_accepts_restriction_flags_from_the_start() {
 fn issue_refuses_a_restriction_outside_its_own_rights() {
     // `issue` takes the same restriction flags as `delegate`, so it refuses
     // a scope that could never be used, the same way, naming the rights.
-    let fx = Fx::new();
-    let out = fx.path("never.tok");
-    let run = fx.issue_run(&["--operation", "delete", "--out", &out]);
+    let w = world();
+    let out = w.path("never.tok");
+    let run = issue_run(&w, &["--operation", "delete", "--out", &out]);
     run.error("`delete`");
     run.error(RIGHTS);
-    let run = fx.issue_run(&["--service", "billing", "--out", &out]);
+    let run = issue_run(&w, &["--service", "billing", "--out", &out]);
     run.error("`billing`");
     run.error(RIGHTS);
     assert!(!Path::new(&out).exists(), "no token file on error");
@@ -454,9 +399,9 @@ fn issue_refuses_a_restriction_outside_its_own_rights() {
 
 #[test]
 fn delegate_narrows_offline_and_the_parent_keeps_its_scope() {
-    let fx = Fx::new();
-    let parent = fx.issue(&[]);
-    let child = fx
+    let w = world();
+    let parent = issue(&w, &[]);
+    let child = w
         .delegate(
             &parent,
             &[
@@ -470,13 +415,13 @@ fn delegate_narrows_offline_and_the_parent_keeps_its_scope() {
         )
         .ok_trimmed();
     assert_ne!(child, parent);
-    let allow = fx.authorize(&child, "expenses", "read", "/reports/alice/q3", &[]);
+    let allow = authorize(&w, &child, "expenses", "read", "/reports/alice/q3", &[]);
     assert!(
         allow.ok().starts_with("ALLOW: bot acting for alice"),
         "{allow}"
     );
 
-    let deny = fx.authorize(&child, "expenses", "submit", "/reports/alice/q3", &[]);
+    let deny = authorize(&w, &child, "expenses", "submit", "/reports/alice/q3", &[]);
     assert!(deny.denied().starts_with("DENY"), "{deny}");
     contains_all(
         &deny,
@@ -486,7 +431,7 @@ fn delegate_narrows_offline_and_the_parent_keeps_its_scope() {
             r#"failed: check if operation($o), {"read"}.contains($o)"#,
         ],
     );
-    let deny = fx.authorize(&child, "payments", "read", "/reports/alice/q3", &[]);
+    let deny = authorize(&w, &child, "payments", "read", "/reports/alice/q3", &[]);
     contains_all(
         &deny,
         deny.denied(),
@@ -495,30 +440,29 @@ fn delegate_narrows_offline_and_the_parent_keeps_its_scope() {
             r#"failed: check if service($s), {"expenses"}.contains($s)"#,
         ],
     );
-    let deny = fx.authorize(&child, "expenses", "read", "/reports/bob", &[]);
+    let deny = authorize(&w, &child, "expenses", "read", "/reports/bob", &[]);
     contains_all(
         &deny,
         deny.denied(),
         &["of block 1", "failed: check if resource($r)"],
     );
     // The parent still allows what the child may not.
-    fx.authorize(&parent, "expenses", "submit", "/reports/bob", &[])
-        .ok();
+    authorize(&w, &parent, "expenses", "submit", "/reports/bob", &[]).ok();
 }
 
 #[test]
 fn delegate_refuses_an_operation_or_service_the_token_does_not_carry() {
-    let fx = Fx::new();
-    let parent = fx.issue(&[]);
-    let err = fx.delegate(&parent, &["--operation", "delete"]);
+    let w = world();
+    let parent = issue(&w, &[]);
+    let err = w.delegate(&parent, &["--operation", "delete"]);
     err.error("operation `delete` is not allowed by the parent token");
     err.error(&format!("it allows {RIGHTS}"));
-    let err = fx.delegate(&parent, &["--service", "billing"]);
+    let err = w.delegate(&parent, &["--service", "billing"]);
     err.error("service `billing` is not allowed by the parent token");
     err.error(&format!("it allows {RIGHTS}"));
     // Nothing written with --out either.
-    let out = fx.path("child.tok");
-    fx.delegate(&parent, &["--operation", "delete", "--out", &out])
+    let out = w.path("child.tok");
+    w.delegate(&parent, &["--operation", "delete", "--out", &out])
         .error("delete");
     assert!(!Path::new(&out).exists());
 }
@@ -527,42 +471,39 @@ fn delegate_refuses_an_operation_or_service_the_token_does_not_carry() {
 fn delegate_refuses_an_operation_an_earlier_block_already_removed() {
     // After narrowing to `read`, the token no longer carries `submit`: a
     // block asking for it could never help and must be refused too.
-    let fx = Fx::new();
-    let parent = fx.issue(&[]);
-    let read_only = fx.delegate(&parent, &["--operation", "read"]).ok_trimmed();
-    fx.delegate(&read_only, &["--operation", "submit"])
+    let w = world();
+    let parent = issue(&w, &[]);
+    let read_only = w.delegate(&parent, &["--operation", "read"]).ok_trimmed();
+    w.delegate(&read_only, &["--operation", "submit"])
         .error("operation `submit` is not allowed by the parent token");
-    let payments = fx
-        .delegate(&parent, &["--service", "payments"])
-        .ok_trimmed();
-    fx.delegate(&payments, &["--service", "expenses"])
+    let payments = w.delegate(&parent, &["--service", "payments"]).ok_trimmed();
+    w.delegate(&payments, &["--service", "expenses"])
         .error("service `expenses` is not allowed by the parent token");
 }
 
 #[test]
 fn delegate_ttl_cannot_outlive_the_parent_and_shortens_expiry() {
-    let fx = Fx::new();
-    let parent = fx.issue(&[]);
-    let expires = fx.expires_at(&parent);
-    let run = fx.delegate(&parent, &["--ttl", "1h"]);
+    let w = world();
+    let parent = issue(&w, &[]);
+    let expires = expires_at(&w, &parent);
+    let run = w.delegate(&parent, &["--ttl", "1h"]);
     run.error("is not allowed by the parent token");
     run.error(&expires);
-    fx.delegate(&parent, &["--ttl", "soon"])
+    w.delegate(&parent, &["--ttl", "soon"])
         .error("invalid duration `soon`");
 
-    let child = fx.delegate(&parent, &["--ttl", "5m"]).ok_trimmed();
+    let child = w.delegate(&parent, &["--ttl", "5m"]).ok_trimmed();
     // Past the child's 5 minutes but inside the parent's 10: refused, and the
     // reason names the block-1 expiry check.
-    let deny = fx.authorize(&child, "expenses", "read", "/r", &["--at", &expires]);
+    let deny = authorize(&w, &child, "expenses", "read", "/r", &["--at", &expires]);
     assert_ne!(deny.code, 0, "{deny}");
     assert!(
         format!("{}{}", deny.stdout, deny.stderr).contains("block 1"),
         "{deny}"
     );
-    fx.authorize(&parent, "expenses", "read", "/r", &["--at", &expires])
-        .ok();
+    authorize(&w, &parent, "expenses", "read", "/r", &["--at", &expires]).ok();
     // `inspect` shows the expiry that actually applies: the child's.
-    let left = fx.inspect_json(&child)["expires_in_seconds"]
+    let left = w.inspect_json(&child)["expires_in_seconds"]
         .as_i64()
         .unwrap();
     assert!(left <= 300, "child expires in {left}s, after its 5m ttl");
@@ -574,15 +515,15 @@ fn delegate_ttl_cannot_outlive_the_parent_and_shortens_expiry() {
 
 #[test]
 fn inspect_json_shows_claims_expiry_and_every_block_id() {
-    let fx = Fx::new();
-    let parent = fx.issue(&["--agent-key", &fx.agent_pub]);
-    let child = fx.delegate(&parent, &["--operation", "read"]).ok_trimmed();
-    let json = fx.inspect_json(&child);
+    let w = world();
+    let (parent, issued) = clocked(|| issue(&w, &["--agent-key", &w.public("agent")]));
+    let child = w.delegate(&parent, &["--operation", "read"]).ok_trimmed();
+    let (json, inspected) = clocked(|| w.inspect_json(&child));
     assert_eq!(json["signature"]["status"], "not_checked");
     assert_eq!(json["root_key_id"], 1);
     assert_eq!(json["principal"], "alice");
     assert_eq!(json["agents"][0]["name"], "bot");
-    assert_eq!(json["agents"][0]["key"], fx.agent_pub.as_str());
+    assert_eq!(json["agents"][0]["key"], w.public("agent").as_str());
     assert_eq!(json["task"], "t1");
     assert_eq!(
         json["rights"],
@@ -590,8 +531,7 @@ fn inspect_json_shows_claims_expiry_and_every_block_id() {
     );
     let expires = json["expires_at"].as_str().unwrap();
     assert!(expires.len() == 20 && expires.ends_with('Z'), "{expires}");
-    let left = json["expires_in_seconds"].as_i64().unwrap();
-    assert!((590..=600).contains(&left), "expires in {left}s");
+    assert_expiry(&json, issued, inspected, 600);
 
     let blocks = json["blocks"].as_array().unwrap();
     assert_eq!(blocks.len(), 2);
@@ -623,19 +563,19 @@ fn inspect_json_shows_claims_expiry_and_every_block_id() {
     );
     assert!(!block1.contains("principal("), "{block1}");
     // The parent's token id is its root id, and the child keeps that root.
-    let parent_json = fx.inspect_json(&parent);
+    let parent_json = w.inspect_json(&parent);
     assert_eq!(parent_json["token_id"], parent_json["root_id"]);
     assert_eq!(parent_json["root_id"], json["root_id"]);
 }
 
 #[test]
 fn inspect_text_shows_the_same_report() {
-    let fx = Fx::new();
-    let parent = fx.issue(&["--agent-key", &fx.agent_pub]);
-    let child = fx
+    let w = world();
+    let parent = issue(&w, &["--agent-key", &w.public("agent")]);
+    let child = w
         .delegate(&parent, &["--resource-prefix", "/reports/alice"])
         .ok_trimmed();
-    let json = fx.inspect_json(&child);
+    let json = w.inspect_json(&child);
     let run = mandate(&["inspect", "--token", &child]);
     let text = run.ok();
     let s = |k: &str| json[k].as_str().unwrap().to_string();
@@ -643,7 +583,7 @@ fn inspect_text_shows_the_same_report() {
         "signature:  not checked (give --root-pub to verify)".to_string(),
         "root key:   key id 1".to_string(),
         "principal:  alice".to_string(),
-        format!("agent:      bot ({})", fx.agent_pub),
+        format!("agent:      bot ({})", w.public("agent")),
         "task:       t1".to_string(),
         format!("rights:     {RIGHTS}"),
         format!("expires:    {} (in ", s("expires_at")),
@@ -661,18 +601,18 @@ fn inspect_text_shows_the_same_report() {
 
 #[test]
 fn inspect_with_root_pub_says_whether_signatures_verify() {
-    let fx = Fx::new();
-    let token = fx.issue(&[]);
-    let other = fx.keygen("other.key");
+    let w = world();
+    let token = issue(&w, &[]);
+    let other = w.keygen("other.key");
 
-    let run = mandate(&["inspect", "--token", &token, "--root-pub", &fx.trust()]);
+    let run = mandate(&["inspect", "--token", &token, "--root-pub", &w.trust()]);
     assert!(run.ok().contains("signature:  valid"), "{run}");
     let run = mandate(&[
         "inspect",
         "--token",
         &token,
         "--root-pub",
-        &fx.trust(),
+        &w.trust(),
         "--json",
     ]);
     run.ok();
@@ -703,17 +643,20 @@ fn inspect_with_root_pub_says_whether_signatures_verify() {
 #[test]
 fn inspect_reports_exactly_what_the_token_says_even_with_quotes() {
     // A name holding `"` is refused outright...
-    let fx = Fx::new();
+    let w = world();
     let principal = r#"a"); right("payments", "refund"#;
-    let key = fx.path("root.key");
+    let key = w.root_key();
     issue_read(&key, None, principal, "10m").error("principal");
     // ...and a quote inside a check's string changes nothing inspect
     // reports: the authority block grants exactly what `issue` was given.
-    let token = fx.issue(&[
-        "--check",
-        r#"check if resource($r), $r != "a\"); right(\"payments\", \"refund\")""#,
-    ]);
-    let json = fx.inspect_json(&token);
+    let token = issue(
+        &w,
+        &[
+            "--check",
+            r#"check if resource($r), $r != "a\"); right(\"payments\", \"refund\")""#,
+        ],
+    );
+    let json = w.inspect_json(&token);
     assert_eq!(
         json["rights"],
         serde_json::json!(["expenses:read", "expenses:submit", "payments:read"]),
@@ -730,9 +673,9 @@ fn inspect_reports_exactly_what_the_token_says_even_with_quotes() {
 
 #[test]
 fn authorize_allow_exits_0_with_who_what_and_why() {
-    let fx = Fx::new();
-    let token = fx.issue(&[]);
-    let run = fx.authorize(&token, "expenses", "read", "/reports/a", &[]);
+    let w = world();
+    let token = issue(&w, &[]);
+    let run = authorize(&w, &token, "expenses", "read", "/reports/a", &[]);
     let out = run.ok();
     assert!(
         out.starts_with("ALLOW: bot acting for alice via bot — expenses read /reports/a"),
@@ -747,9 +690,9 @@ fn authorize_allow_exits_0_with_who_what_and_why() {
 
 #[test]
 fn authorize_deny_exits_1_naming_the_failing_check_and_block() {
-    let fx = Fx::new();
-    let token = fx.issue(&[]);
-    let run = fx.authorize(&token, "expenses", "delete", "/reports/a", &[]);
+    let w = world();
+    let token = issue(&w, &[]);
+    let run = authorize(&w, &token, "expenses", "delete", "/reports/a", &[]);
     let out = run.denied();
     assert!(
         out.starts_with("DENY: bot acting for alice via bot — expenses delete /reports/a"),
@@ -767,10 +710,10 @@ fn authorize_deny_exits_1_naming_the_failing_check_and_block() {
 
 #[test]
 fn authorize_json_has_every_field() {
-    let fx = Fx::new();
-    let token = fx.issue(&[]);
-    let token_id = fx.inspect_json(&token)["token_id"].clone();
-    let run = fx.authorize(&token, "expenses", "read", "/reports/a", &["--json"]);
+    let w = world();
+    let token = issue(&w, &[]);
+    let token_id = w.inspect_json(&token)["token_id"].clone();
+    let run = authorize(&w, &token, "expenses", "read", "/reports/a", &["--json"]);
     run.ok();
     let json = run.json();
     for (field, want) in [
@@ -790,7 +733,7 @@ fn authorize_json_has_every_field() {
         "{json}"
     );
 
-    let run = fx.authorize(&token, "payments", "write", "/p", &["--json"]);
+    let run = authorize(&w, &token, "payments", "write", "/p", &["--json"]);
     run.denied();
     let json = run.json();
     assert_eq!(json["decision"], "deny");
@@ -812,13 +755,14 @@ fn authorize_json_has_every_field() {
 
 #[test]
 fn authorize_with_a_policy_file() {
-    let fx = Fx::new();
-    let token = fx.issue(&[]);
-    let policy = fx.write(
+    let w = world();
+    let token = issue(&w, &[]);
+    let policy = w.write(
         "public.datalog",
         "// only /public/x\ncheck if time($t);\nallow if resource(\"/public/x\"), service($s), operation($o), right($s, $o);\ndeny if true;\n",
     );
-    let run = fx.authorize(
+    let run = authorize(
+        &w,
         &token,
         "expenses",
         "read",
@@ -830,7 +774,8 @@ fn authorize_with_a_policy_file() {
             .contains(r#"reason: allowed by `allow if resource("/public/x")"#),
         "{run}"
     );
-    let run = fx.authorize(
+    let run = authorize(
+        &w,
         &token,
         "expenses",
         "read",
@@ -843,39 +788,38 @@ fn authorize_with_a_policy_file() {
         "{run}"
     );
     // The default policy allows /private: the file really replaced it.
-    fx.authorize(&token, "expenses", "read", "/private", &[])
-        .ok();
+    authorize(&w, &token, "expenses", "read", "/private", &[]).ok();
 }
 
 #[test]
 fn authorize_at_injects_the_time() {
-    let fx = Fx::new();
-    let token = fx.issue(&[]);
-    let expires = fx.expires_at(&token);
+    let w = world();
+    let token = issue(&w, &[]);
+    let expires = expires_at(&w, &token);
     // At the expiry instant itself: still valid.
-    fx.authorize(&token, "expenses", "read", "/r", &["--at", &expires])
-        .ok();
+    authorize(&w, &token, "expenses", "read", "/r", &["--at", &expires]).ok();
     // A year later: expired, an error (exit 2) naming the expiry.
     let year: u32 = expires[..4].parse().unwrap();
     let later = format!("{}{}", year + 1, &expires[4..]);
-    fx.authorize(&token, "expenses", "read", "/r", &["--at", &later])
+    authorize(&w, &token, "expenses", "read", "/r", &["--at", &later])
         .error(&format!("token expired at {expires}"));
-    fx.authorize(&token, "expenses", "read", "/r", &["--at", "tomorrow"])
+    authorize(&w, &token, "expenses", "read", "/r", &["--at", "tomorrow"])
         .error("invalid time `tomorrow`");
 }
 
 #[test]
 fn authorize_attr_feeds_runtime_conditions() {
-    let fx = Fx::new();
-    let parent = fx.issue(&[]);
-    let token = fx
+    let w = world();
+    let parent = issue(&w, &[]);
+    let token = w
         .delegate(
             &parent,
             &["--attr-max", "amount=100", "--attr-in", "method=card,iban"],
         )
         .ok_trimmed();
     let run = |amount: &str, method: &str| {
-        fx.authorize(
+        authorize(
+            &w,
             &token,
             "expenses",
             "submit",
@@ -909,7 +853,8 @@ fn authorize_attr_feeds_runtime_conditions() {
         ],
     );
     // A missing attribute fails closed.
-    let deny = fx.authorize(
+    let deny = authorize(
+        &w,
         &token,
         "expenses",
         "submit",
@@ -923,9 +868,10 @@ fn authorize_attr_feeds_runtime_conditions() {
 fn authorize_refuses_an_attribute_given_twice() {
     // `--attr amount=5000 --attr amount=50` must not satisfy "amount at
     // most 100": one request has one amount.
-    let fx = Fx::new();
-    let token = fx.issue(&["--attr-max", "amount=100"]);
-    let run = fx.authorize(
+    let w = world();
+    let token = issue(&w, &["--attr-max", "amount=100"]);
+    let run = authorize(
+        &w,
         &token,
         "expenses",
         "submit",
@@ -944,14 +890,15 @@ fn authorize_refuses_an_attribute_given_twice() {
 
 #[test]
 fn authorize_reports_a_run_limit_as_its_own_reason() {
-    let fx = Fx::new();
-    let token = fx.issue(&[]);
+    let w = world();
+    let token = issue(&w, &[]);
     // 110 × 110 derived facts: more than any sane limit on facts.
     let mut policy: String = (0..110).map(|i| format!("num({i});\n")).collect();
     policy.push_str("pair($x, $y) <- num($x), num($y);\n");
     policy.push_str("allow if service($s), operation($o), right($s, $o);\n");
-    let policy = fx.write("heavy.datalog", &policy);
-    let run = fx.authorize(
+    let policy = w.write("heavy.datalog", &policy);
+    let run = authorize(
+        &w,
         &token,
         "expenses",
         "read",
@@ -975,15 +922,15 @@ fn authorize_bounds_the_time_a_token_borne_check_can_take() {
     // Anyone holding a token can append a block; a check that joins the
     // authority facts with themselves ten times (3^10 rows) must not hold the
     // verifier for seconds: the run limits bound it.
-    let fx = Fx::new();
-    let parent = fx.issue(&[]);
+    let w = world();
+    let parent = issue(&w, &[]);
     let mut check = String::from("check if right($a0, $b0)");
     for i in 1..10 {
         check.push_str(&format!(", right($a{i}, $b{i})"));
     }
     check.push_str(", $a0 == \"nope\"");
-    let token = fx.delegate(&parent, &["--check", &check]).ok_trimmed();
-    let run = fx.authorize(&token, "expenses", "read", "/r", &[]);
+    let token = w.delegate(&parent, &["--check", &check]).ok_trimmed();
+    let run = authorize(&w, &token, "expenses", "read", "/r", &[]);
     // The limit stopped the evaluation: a denial with its own reason, not a
     // failed check that ran to the end. How long that takes is a benchmark's
     // question, not a test's: a loaded machine can make any bound fail.
@@ -1001,12 +948,12 @@ fn authorize_bounds_the_time_a_token_borne_check_can_take() {
 
 #[test]
 fn token_argument_accepts_literal_file_and_stdin() {
-    let fx = Fx::new();
-    let token = fx.issue(&[]);
-    let file = fx.write("t.tok", &format!("{token}\n"));
+    let w = world();
+    let token = issue(&w, &[]);
+    let file = w.write("t.tok", &format!("{token}\n"));
     let at_file = format!("@{file}");
-    let trust = fx.trust();
-    let authorize = |arg: &str| {
+    let trust = w.trust();
+    let authorize_json = |arg: &str| {
         let mut args = read_request(arg, &["--root-pub", &trust]);
         args.push("--json");
         if arg == "-" {
@@ -1018,7 +965,7 @@ fn token_argument_accepts_literal_file_and_stdin() {
     let ids: Vec<Value> = [token.as_str(), &at_file, "-"]
         .iter()
         .map(|arg| {
-            let run = authorize(arg);
+            let run = authorize_json(arg);
             run.ok();
             assert_eq!(run.json()["decision"], "allow", "{run}");
             run.json()["token_id"].clone()
@@ -1033,13 +980,20 @@ fn token_argument_accepts_literal_file_and_stdin() {
     assert!(run.ok().contains("principal:  alice"), "{run}");
     let child = mandate_stdin(&["delegate", "--token", "-", "--operation", "read"], &token);
     let child = child.ok_trimmed();
-    assert!(fx.authorize(&child, "expenses", "submit", "/r", &[]).code == 1);
-    let child = fx.delegate(&at_file, &["--operation", "read"]);
+    assert!(authorize(&w, &child, "expenses", "submit", "/r", &[]).code == 1);
+    let child = w.delegate(&at_file, &["--operation", "read"]);
     assert!(!child.ok().trim().is_empty());
 
     // The file or stdin being bad is an error, not a panic.
-    fx.authorize(&format!("@{}", fx.path("missing.tok")), "e", "r", "/r", &[])
-        .error("reading token file");
+    authorize(
+        &w,
+        &format!("@{}", w.path("missing.tok")),
+        "e",
+        "r",
+        "/r",
+        &[],
+    )
+    .error("reading token file");
     let run = mandate_stdin(
         &[
             "authorize",
@@ -1065,10 +1019,10 @@ fn token_argument_accepts_literal_file_and_stdin() {
 
 #[test]
 fn rotation_trusts_two_roots_by_key_id() {
-    let fx = Fx::new();
-    let root2 = fx.keygen("root2.key");
-    let t1 = fx.issue(&[]);
-    let key2 = fx.path("root2.key");
+    let w = world();
+    let root2 = w.keygen("root2.key");
+    let t1 = issue(&w, &[]);
+    let key2 = w.path("root2.key");
     let t2 = issue_read(&key2, Some("2"), "bob", "10m").ok_trimmed();
 
     let check = |token: &str, trust: &[&str], who: &str| {
@@ -1080,9 +1034,9 @@ fn rotation_trusts_two_roots_by_key_id() {
         );
     };
     // Repeated --root-pub ID=KEY, with the key itself or its .pub file.
-    let one = fx.trust();
+    let one = w.trust();
     let two = format!("2={root2}");
-    let two_file = format!("2={}", fx.path("root2.key.pub"));
+    let two_file = format!("2={}", w.path("root2.key.pub"));
     for trust in [
         ["--root-pub", one.as_str(), "--root-pub", two.as_str()],
         ["--root-pub", one.as_str(), "--root-pub", two_file.as_str()],
@@ -1091,9 +1045,9 @@ fn rotation_trusts_two_roots_by_key_id() {
         check(&t2, &trust, "bob");
     }
     // A key-set file.
-    let set = fx.write(
+    let set = w.write(
         "keys.json",
-        &format!(r#"{{"1":"{}","2":"{root2}"}}"#, fx.root_pub),
+        &format!(r#"{{"1":"{}","2":"{root2}"}}"#, w.root_pub()),
     );
     check(&t1, &["--root-keys", &set], "alice");
     check(&t2, &["--root-keys", &set], "bob");
@@ -1101,7 +1055,7 @@ fn rotation_trusts_two_roots_by_key_id() {
     assert!(run.ok().contains("signature:  valid"), "{run}");
 
     // Only root 1 trusted: a key-id-2 token is an error naming the id.
-    let only_one = fx.write("one.json", &format!(r#"{{"1":"{}"}}"#, fx.root_pub));
+    let only_one = w.write("one.json", &format!(r#"{{"1":"{}"}}"#, w.root_pub()));
     authorize_read(&t2, &["--root-keys", &only_one])
         .error("unknown root key id 2: trusted ids are 1");
     authorize_read(&t2, &["--root-pub", &one]).error("unknown root key id 2");
@@ -1112,17 +1066,17 @@ fn rotation_trusts_two_roots_by_key_id() {
 
 #[test]
 fn rotation_rejects_bad_key_sets_and_keys() {
-    let fx = Fx::new();
-    let token = fx.issue(&[]);
+    let w = world();
+    let token = issue(&w, &[]);
     let with = |flag: &str, value: &str| authorize_read(&token, &[flag, value]);
-    with("--root-keys", &fx.write("a.json", "not json")).error("is not a key-set file");
-    with("--root-keys", &fx.write("b.json", r#"{"1": 5}"#)).error("is not a key-set file");
+    with("--root-keys", &w.write("a.json", "not json")).error("is not a key-set file");
+    with("--root-keys", &w.write("b.json", r#"{"1": 5}"#)).error("is not a key-set file");
     with(
         "--root-keys",
-        &fx.write("c.json", &format!(r#"{{"x":"{}"}}"#, fx.root_pub)),
+        &w.write("c.json", &format!(r#"{{"x":"{}"}}"#, w.root_pub())),
     )
     .error("key id `x` is not a non-negative integer");
-    with("--root-keys", &fx.path("missing.json")).error("missing.json");
+    with("--root-keys", &w.path("missing.json")).error("missing.json");
     with("--root-pub", "1=ed25519/xyz").error("is not an Ed25519 public key");
     authorize_read(&token, &[]).error("no trusted root key");
 }
@@ -1133,43 +1087,40 @@ fn rotation_rejects_bad_key_sets_and_keys() {
 
 #[test]
 fn bad_token_malformed_base64() {
-    let fx = Fx::new();
+    let w = world();
     for bad in ["not base64!!", "%%%%", "ab\u{e9}cd"] {
-        fx.authorize(bad, "expenses", "read", "/r", &[])
+        authorize(&w, bad, "expenses", "read", "/r", &[])
             .error("malformed token: not URL-safe base64");
         mandate(&["inspect", "--token", bad]).error("malformed token");
-        fx.delegate(bad, &["--operation", "read"])
+        w.delegate(bad, &["--operation", "read"])
             .error("malformed token");
     }
-    fx.authorize("", "expenses", "read", "/r", &[])
-        .error("malformed token: empty token");
+    authorize(&w, "", "expenses", "read", "/r", &[]).error("malformed token: empty token");
     // Valid base64 that is not a token.
-    fx.authorize("aGVsbG8gd29ybGQ=", "expenses", "read", "/r", &[])
-        .error("malformed token");
+    authorize(&w, "aGVsbG8gd29ybGQ=", "expenses", "read", "/r", &[]).error("malformed token");
 }
 
 #[test]
 fn bad_token_truncated() {
-    let fx = Fx::new();
-    let token = fx.issue(&[]);
+    let w = world();
+    let token = issue(&w, &[]);
     let bytes = b64_decode(&token);
     assert_eq!(b64_encode(&bytes), token, "test codec round-trips");
     for cut in [1, 10, bytes.len() / 2, bytes.len() - 1] {
         let short = b64_encode(&bytes[..cut]);
-        fx.authorize(&short, "expenses", "read", "/r", &[])
-            .error("malformed token");
+        authorize(&w, &short, "expenses", "read", "/r", &[]).error("malformed token");
         mandate(&["inspect", "--token", &short]).error("malformed token");
     }
     // Cut in the middle of the text too.
-    fx.authorize(&token[..token.len() / 2], "expenses", "read", "/r", &[])
+    authorize(&w, &token[..token.len() / 2], "expenses", "read", "/r", &[])
         .error("malformed token");
 }
 
 #[test]
 fn bad_token_tampered_claim_is_rejected() {
     // Rewrite the principal inside the signed bytes: `alice` → `mallo`.
-    let fx = Fx::new();
-    let token = fx.issue(&[]);
+    let w = world();
+    let token = issue(&w, &[]);
     let mut bytes = b64_decode(&token);
     let at = bytes
         .windows(5)
@@ -1177,25 +1128,24 @@ fn bad_token_tampered_claim_is_rejected() {
         .expect("principal in the bytes");
     bytes[at..at + 5].copy_from_slice(b"mallo");
     let forged = b64_encode(&bytes);
-    assert_eq!(fx.inspect_json(&forged)["principal"], "mallo");
-    fx.authorize(&forged, "expenses", "read", "/r", &[])
-        .error("invalid token signature");
-    let run = mandate(&["inspect", "--token", &forged, "--root-pub", &fx.trust()]);
+    assert_eq!(w.inspect_json(&forged)["principal"], "mallo");
+    authorize(&w, &forged, "expenses", "read", "/r", &[]).error("invalid token signature");
+    let run = mandate(&["inspect", "--token", &forged, "--root-pub", &w.trust()]);
     assert_eq!(run.code, 2, "{run}");
     assert!(run.stdout.contains("signature:  INVALID"), "{run}");
 }
 
 #[test]
 fn bad_token_any_tampered_byte_in_the_middle_is_rejected() {
-    let fx = Fx::new();
-    let parent = fx.issue(&[]);
-    let token = fx.delegate(&parent, &["--operation", "read"]).ok_trimmed();
+    let w = world();
+    let parent = issue(&w, &[]);
+    let token = w.delegate(&parent, &["--operation", "read"]).ok_trimmed();
     let bytes = b64_decode(&token);
     let n = bytes.len();
     for i in (n / 8..n - n / 8).step_by(n / 32) {
         let mut tampered = bytes.clone();
         tampered[i] ^= 0x01;
-        let run = fx.authorize(&b64_encode(&tampered), "expenses", "read", "/r", &[]);
+        let run = authorize(&w, &b64_encode(&tampered), "expenses", "read", "/r", &[]);
         assert_eq!(run.code, 2, "byte {i} of {n} flipped\n{run}");
         assert!(
             run.stderr.contains("signature") || run.stderr.contains("malformed token"),
@@ -1207,58 +1157,57 @@ fn bad_token_any_tampered_byte_in_the_middle_is_rejected() {
 
 #[test]
 fn bad_token_signed_by_another_root() {
-    let fx = Fx::new();
-    fx.keygen("evil.key");
-    let key = fx.path("evil.key");
+    let w = world();
+    w.keygen("evil.key");
+    let key = w.path("evil.key");
     let forged = issue_read(&key, Some("1"), "alice", "10m").ok_trimmed();
-    fx.authorize(&forged, "expenses", "read", "/r", &[])
-        .error("invalid token signature");
+    authorize(&w, &forged, "expenses", "read", "/r", &[]).error("invalid token signature");
     // A token without a key id, against a root trusted without a key id.
     let plain = issue_read(&key, None, "alice", "10m").ok_trimmed();
-    authorize_read(&plain, &["--root-pub", &fx.root_pub]).error("invalid token signature");
+    authorize_read(&plain, &["--root-pub", &w.root_pub()]).error("invalid token signature");
 }
 
 #[test]
 fn bad_token_expired() {
-    let fx = Fx::new();
-    let key = fx.path("root.key");
+    let w = world();
+    let key = w.root_key();
     let token = issue_read(&key, Some("1"), "alice", "90s").ok_trimmed();
-    let expires = fx.expires_at(&token);
+    let expires = expires_at(&w, &token);
     for extra in [&[][..], &["--json"][..]] {
         let mut args = vec!["--at", "2099-01-01T00:00:00Z"];
         args.extend_from_slice(extra);
-        fx.authorize(&token, "expenses", "read", "/r", &args)
+        authorize(&w, &token, "expenses", "read", "/r", &args)
             .error(&format!("token expired at {expires}"));
     }
 }
 
 #[test]
 fn bad_datalog_in_check_names_the_position_and_writes_nothing() {
-    let fx = Fx::new();
-    let out = fx.path("bad.tok");
-    let run = fx.issue_run(&["--check", "check if foo(", "--out", &out]);
+    let w = world();
+    let out = w.path("bad.tok");
+    let run = issue_run(&w, &["--check", "check if foo(", "--out", &out]);
     let err = run.error("Datalog error at line 1, column ");
     assert_eq!(position(err), (1, 14), "{run}");
     assert!(!Path::new(&out).exists(), "no token file on error");
 
-    let parent = fx.issue(&[]);
-    let run = fx.delegate(&parent, &["--check", "check if operation($o), $o =="]);
+    let parent = issue(&w, &[]);
+    let run = w.delegate(&parent, &["--check", "check if operation($o), $o =="]);
     let err = run.error("Datalog error at line 1, column ");
     assert_eq!(position(err).0, 1, "{run}");
-    fx.delegate(&parent, &["--check", "allow if true"])
+    w.delegate(&parent, &["--check", "allow if true"])
         .error("`allow if true` is not a check");
 }
 
 #[test]
 fn bad_datalog_in_policy_names_the_line_and_column() {
-    let fx = Fx::new();
-    let token = fx.issue(&[]);
+    let w = world();
+    let token = issue(&w, &[]);
     // Line 3 lacks the comma after `service($s)`, at column 21.
-    let policy = fx.write(
+    let policy = w.write(
         "bad.datalog",
         "// policy\ncheck if time($t);\nallow if service($s) operation($o);\ndeny if true;\n",
     );
-    let run = fx.authorize(&token, "expenses", "read", "/r", &["--policy", &policy]);
+    let run = authorize(&w, &token, "expenses", "read", "/r", &["--policy", &policy]);
     let err = run.error("Datalog error at line 3, column ");
     let (_, column) = position(err);
     assert!(
@@ -1266,8 +1215,8 @@ fn bad_datalog_in_policy_names_the_line_and_column() {
         "column {column} is neither the rule's start nor the error\n{run}"
     );
     // An error on the last line, before its `;`.
-    let policy = fx.write("bad2.datalog", "allow if true;\ncheck if foo(;\n");
-    let run = fx.authorize(&token, "expenses", "read", "/r", &["--policy", &policy]);
+    let policy = w.write("bad2.datalog", "allow if true;\ncheck if foo(;\n");
+    let run = authorize(&w, &token, "expenses", "read", "/r", &["--policy", &policy]);
     let err = run.error("Datalog error at line 2, column ");
     let (_, column) = position(err);
     assert!(
@@ -1276,44 +1225,44 @@ fn bad_datalog_in_policy_names_the_line_and_column() {
     );
 
     // Parsable but unusable policies are refused too.
-    let policy = fx.write("deny.datalog", "deny if true;\n");
-    fx.authorize(&token, "expenses", "read", "/r", &["--policy", &policy])
+    let policy = w.write("deny.datalog", "deny if true;\n");
+    authorize(&w, &token, "expenses", "read", "/r", &["--policy", &policy])
         .error("has no `allow if` policy");
-    let policy = fx.write("forge.datalog", "right(\"x\", \"y\");\nallow if true;\n");
-    fx.authorize(&token, "expenses", "read", "/r", &["--policy", &policy])
+    let policy = w.write("forge.datalog", "right(\"x\", \"y\");\nallow if true;\n");
+    authorize(&w, &token, "expenses", "read", "/r", &["--policy", &policy])
         .error("defines `right`");
-    fx.authorize(
+    authorize(
+        &w,
         &token,
         "expenses",
         "read",
         "/r",
-        &["--policy", &fx.path("none.datalog")],
+        &["--policy", &w.path("none.datalog")],
     )
     .error("none.datalog");
 }
 
 #[test]
 fn bad_flags_are_usage_errors() {
-    let fx = Fx::new();
-    let token = fx.issue(&[]);
-    fx.authorize(&token, "expenses", "read", "/r", &["--frobnicate"])
+    let w = world();
+    let token = issue(&w, &[]);
+    authorize(&w, &token, "expenses", "read", "/r", &["--frobnicate"])
         .usage_error("unexpected argument '--frobnicate'");
-    fx.issue_run(&["--frobnicate"])
-        .usage_error("unexpected argument '--frobnicate'");
+    issue_run(&w, &["--frobnicate"]).usage_error("unexpected argument '--frobnicate'");
     mandate(&["inspect", "--token", &token, "--frobnicate"])
         .usage_error("unexpected argument '--frobnicate'");
     mandate(&["frobnicate"]).usage_error("unrecognized subcommand 'frobnicate'");
-    let key = fx.path("root.key");
+    let key = w.root_key();
     tokens::issue(&key, &["--principal", "a", "--agent", "b", "--ttl", "1m"])
         .usage_error("required arguments were not provided");
-    mandate(&["authorize", "--token", &token, "--root-pub", &fx.trust()])
+    mandate(&["authorize", "--token", &token, "--root-pub", &w.trust()])
         .usage_error("required arguments were not provided");
 }
 
 #[test]
 fn bad_durations_are_refused_and_write_nothing() {
-    let fx = Fx::new();
-    let out = fx.path("t.tok");
+    let w = world();
+    let out = w.path("t.tok");
     for (ttl, needle) in [
         ("soon", "invalid duration `soon` (examples: 90s, 10m, 2h)"),
         ("5x", "invalid duration `5x`"),
@@ -1322,7 +1271,7 @@ fn bad_durations_are_refused_and_write_nothing() {
         ("0s", "ttl must be between 1s and 30days"),
         ("31days", "ttl must be between 1s and 30days"),
     ] {
-        let key = fx.path("root.key");
+        let key = w.root_key();
         let ttl_arg = format!("--ttl={ttl}");
         let args = [
             "--principal",
@@ -1342,17 +1291,16 @@ fn bad_durations_are_refused_and_write_nothing() {
 
 #[test]
 fn bad_attributes_are_refused() {
-    let fx = Fx::new();
-    let token = fx.issue(&[]);
-    fx.authorize(&token, "expenses", "read", "/r", &["--attr", "amount"])
+    let w = world();
+    let token = issue(&w, &[]);
+    authorize(&w, &token, "expenses", "read", "/r", &["--attr", "amount"])
         .error("attribute `amount` is not KEY=VALUE");
-    fx.authorize(&token, "expenses", "read", "/r", &["--attr", "=5"])
+    authorize(&w, &token, "expenses", "read", "/r", &["--attr", "=5"])
         .error("an attribute has an empty key");
-    fx.issue_run(&["--attr-max", "amount=lots"])
+    issue_run(&w, &["--attr-max", "amount=lots"])
         .error("`lots` in `amount=lots` is not an integer");
-    fx.issue_run(&["--attr-in", "method"])
-        .error("`method` is not KEY=V1,V2");
-    fx.delegate(&token, &["--attr-max", "amount"])
+    issue_run(&w, &["--attr-in", "method"]).error("`method` is not KEY=V1,V2");
+    w.delegate(&token, &["--attr-max", "amount"])
         .error("amount");
 }
 
@@ -1360,25 +1308,25 @@ fn bad_attributes_are_refused() {
 fn attribute_sets_mixing_numbers_and_strings_are_refused() {
     // biscuit-auth signs such a set, then cannot read it back: appending it as
     // a signed block used to abort the process (found by fuzzing).
-    let fx = Fx::new();
+    let w = world();
     let why = "the values of attribute `k` mix numbers and strings";
-    fx.issue_run(&["--attr-in", "k=1,a"]).error(why);
-    let token = fx.issue(&["--agent-key", &fx.agent_pub]);
-    fx.delegate(&token, &["--attr-in", "k=a,2"]).error(why);
-    let signer = fx.path("agent.key");
-    fx.delegate(&token, &["--signer-key", &signer, "--attr-in", "k=1,a,2"])
+    issue_run(&w, &["--attr-in", "k=1,a"]).error(why);
+    let token = issue(&w, &["--agent-key", &w.public("agent")]);
+    w.delegate(&token, &["--attr-in", "k=a,2"]).error(why);
+    let signer = w.path("agent");
+    w.delegate(&token, &["--signer-key", &signer, "--attr-in", "k=1,a,2"])
         .error(why);
     // One type is fine either way.
-    fx.delegate(&token, &["--signer-key", &signer, "--attr-in", "k=1,2"])
+    w.delegate(&token, &["--signer-key", &signer, "--attr-in", "k=1,2"])
         .ok();
-    fx.delegate(&token, &["--signer-key", &signer, "--attr-in", "k=a,b"])
+    w.delegate(&token, &["--signer-key", &signer, "--attr-in", "k=a,b"])
         .ok();
 }
 
 #[test]
 fn bad_resources_are_refused() {
-    let fx = Fx::new();
-    let token = fx.issue(&[]);
+    let w = world();
+    let token = issue(&w, &[]);
     for (res, why) in [
         (
             "/data/../x",
@@ -1389,24 +1337,23 @@ fn bad_resources_are_refused() {
         ("/data/%2e%2e/x", "percent-encoding"),
         ("", "resource `` refused: empty"),
     ] {
-        fx.authorize(&token, "expenses", "read", res, &[])
-            .error(why);
+        authorize(&w, &token, "expenses", "read", res, &[]).error(why);
     }
-    let out = fx.path("t.tok");
-    fx.issue_run(&["--resource-prefix", "/data/../x", "--out", &out])
+    let out = w.path("t.tok");
+    issue_run(&w, &["--resource-prefix", "/data/../x", "--out", &out])
         .error("resource `/data/../x` refused");
     assert!(!Path::new(&out).exists());
-    fx.delegate(&token, &["--resource-prefix", "/data/../x", "--out", &out])
+    w.delegate(&token, &["--resource-prefix", "/data/../x", "--out", &out])
         .error("resource `/data/../x` refused");
     assert!(!Path::new(&out).exists());
 }
 
 #[test]
 fn bad_issue_inputs_write_no_output_file() {
-    let fx = Fx::new();
-    let out = fx.path("t.tok");
+    let w = world();
+    let out = w.path("t.tok");
     let out_path = PathBuf::from(&out);
-    let key = fx.path("root.key");
+    let key = w.root_key();
     let base = |extra: &[&str], root_key: &str| {
         let args = [
             "--principal",
@@ -1423,8 +1370,8 @@ fn bad_issue_inputs_write_no_output_file() {
     base(&["--right", "expenses"], &key).error("right `expenses` is not SERVICE:OPERATION");
     base(&["--right", "x:y", "--agent-key", "ed25519/zz"], &key)
         .error("is not an Ed25519 public key");
-    base(&["--right", "x:y"], &fx.path("missing.key")).error("missing.key");
-    base(&["--right", "x:y"], &fx.path("root.key.pub")).error("is not a private key file");
+    base(&["--right", "x:y"], &w.path("missing.key")).error("missing.key");
+    base(&["--right", "x:y"], w.root_pub_file()).error("is not a private key file");
     base(&["--right", "x:y", "--check", "check if"], &key).error("Datalog error at line 1");
     assert!(!out_path.exists(), "a failed issue wrote {out}");
     // And the same command without the mistake does write it.

@@ -12,80 +12,41 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::time::Duration;
-
 use biscuit_auth::builder::{self, BlockBuilder, Check, CheckKind, Expression, Op, Rule, Term};
-use biscuit_auth::UnverifiedBiscuit;
 use serde_json::{json, Value};
 
+use common::blocks::{append, append_unsigned};
+use common::http::post;
 use common::server::Server;
-use common::{mandate, request_flags, Dir, Run};
+use common::world::World;
+use common::{mandate, request_flags, Run};
 
 const SERVICE: &str = "analytics";
 const RESOURCE: &str = "/datasets/q3";
 
-/// A root key and a bearer mandate for bob (`analytics:read`).
-struct World {
-    dir: Dir,
-    root_pub: String,
-    token: String,
+/// A world whose root issued bob a bearer mandate (`analytics:read`, task
+/// `q3`, one hour) with `extra` flags: the token the hostile blocks are
+/// appended to.
+fn world(extra: &[&str]) -> (World, String) {
+    let w = World::new();
+    let extra = [&["--task", "q3", "--ttl", "1h"], extra].concat();
+    let token = w.bearer("bob", "orchestrator", &["analytics:read"], &extra);
+    (w, token.token)
 }
 
-impl World {
-    fn new(extra: &[&str]) -> World {
-        let dir = Dir::new();
-        let root_pub = dir.keygen("root.key");
-        let key = dir.path("root.key");
-        let mut args = vec![
-            "issue",
-            "--root-key",
-            &key,
-            "--principal",
-            "bob",
-            "--agent",
-            "orchestrator",
-            "--task",
-            "q3",
-            "--right",
-            "analytics:read",
-            "--ttl",
-            "1h",
-        ];
-        args.extend(extra);
-        let token = mandate(&args).ok_trimmed();
-        World {
-            dir,
-            root_pub,
-            token,
-        }
-    }
-
-    fn authorize(&self, token: &str) -> Run {
-        let mut args = vec!["authorize", "--json", "--root-pub", &self.root_pub];
-        args.extend(["--token", token]);
-        args.extend(request_flags(SERVICE, "read", RESOURCE));
-        mandate(&args)
-    }
-
-    fn inspect(&self, token: &str) -> Run {
-        mandate(&[
-            "inspect",
-            "--json",
-            "--root-pub",
-            &self.root_pub,
-            "--token",
-            token,
-        ])
-    }
+/// `mandate authorize --json` of reading [`RESOURCE`] with `token`.
+fn authorize(w: &World, token: &str) -> Run {
+    w.authorize(
+        token,
+        &request_flags(SERVICE, "read", RESOURCE),
+        &["--json"],
+    )
 }
 
-fn append(token: &str, block: BlockBuilder) -> String {
-    let token = UnverifiedBiscuit::from_base64(token).unwrap();
-    token.append(block).unwrap().to_base64().unwrap()
-}
-
-fn append_code(token: &str, datalog: &str) -> String {
-    append(token, BlockBuilder::new().code(datalog).unwrap())
+/// `mandate inspect --json --root-pub ROOT --token TOKEN`.
+fn inspect(w: &World, token: &str) -> Run {
+    let root = w.trust();
+    mandate(&["inspect", "--json", "--root-pub", &root, "--token", token])
 }
 
 /// `check if <expression>` built from operations, without the parser (which
@@ -137,7 +98,7 @@ fn reason_text(json: &Value) -> String {
 
 #[test]
 fn deeply_nested_expressions_are_denied_and_inspected_without_crashing() {
-    let w = World::new(&[]);
+    let (w, token) = world(&[]);
     for (what, ops) in [
         ("parentheses", deep_parens(5_000)),
         ("negations", {
@@ -149,15 +110,15 @@ fn deeply_nested_expressions_are_denied_and_inspected_without_crashing() {
         // at 100 nested protobuf messages (two per closure level).
         ("closures", deep_closures(45)),
     ] {
-        let hostile = append(&w.token, check_of(ops));
-        let run = w.authorize(&hostile);
+        let hostile = append(&token, check_of(ops));
+        let run = authorize(&w, &hostile);
         let json = deny_json(&run);
         let reason = reason_text(&json);
         assert!(reason.contains("exceeds a limit"), "{what}: {run}");
         // Nobody is named from a token that cannot be read.
         assert_eq!(json["chain"], json!([]), "{what}: {run}");
         // Inspection refuses to walk it: one clear error, exit 2.
-        w.inspect(&hostile).error("exceeds a limit");
+        inspect(&w, &hostile).error("exceeds a limit");
     }
 }
 
@@ -165,11 +126,11 @@ fn deeply_nested_expressions_are_denied_and_inspected_without_crashing() {
 fn a_string_that_prints_as_other_statements_cannot_change_the_principal() {
     // The issuer's own --check holds a string with escaped quotes: printed
     // unescaped and parsed back, it used to read as `principal("alice")`.
-    let w = World::new(&[
+    let (w, token) = world(&[
         "--check",
         r#"check if resource($r), $r != "x\"); principal(\"alice\"); task(\"other\"); check if true; //""#,
     ]);
-    let inspected = w.inspect(&w.token);
+    let inspected = inspect(&w, &token);
     assert_eq!(inspected.code, 0, "{inspected}");
     let report = inspected.json();
     assert_eq!(report["principal"], "bob", "{inspected}");
@@ -182,39 +143,39 @@ fn a_string_that_prints_as_other_statements_cannot_change_the_principal() {
         "{source}"
     );
 
-    let run = w.authorize(&w.token);
+    let run = authorize(&w, &token);
     assert_eq!(run.code, 0, "{run}");
     let json = run.json();
     assert_eq!(json["principal"], "bob", "{run}");
     assert_eq!(json["task"], "q3", "{run}");
 
     // The same trick in a block a holder appends changes nothing either.
-    let hostile = append_code(
-        &w.token,
+    let hostile = append_unsigned(
+        &token,
         r#"check if resource($r), $r != "\"); principal(\"alice\"); //";"#,
     );
-    let run = w.authorize(&hostile);
+    let run = authorize(&w, &hostile);
     assert_eq!(run.code, 0, "{run}");
     assert_eq!(run.json()["principal"], "bob", "{run}");
 }
 
 #[test]
 fn a_join_hidden_in_strings_is_still_costed() {
-    let w = World::new(&[]);
+    let (w, token) = world(&[]);
     // Printed unescaped, `x"); /*` ... `*/ check if true; //` used to comment
     // the join out of the text the cost bound read; the structure keeps it.
     let mut facts = String::new();
     for i in 0..100 {
         facts.push_str(&format!("f({i});\n"));
     }
-    let hostile = append_code(
-        &w.token,
+    let hostile = append_unsigned(
+        &token,
         &format!(
             "{facts}check if resource($r), $r != \"x\\\"); /*\";\n\
              check if f($a), f($b), f($c), $a + $b + $c == -1 or resource(\"*/ check if true; //\");"
         ),
     );
-    let run = w.authorize(&hostile);
+    let run = authorize(&w, &hostile);
     let json = deny_json(&run);
     let reason = reason_text(&json);
     assert!(reason.contains("too costly"), "{run}");
@@ -223,13 +184,13 @@ fn a_join_hidden_in_strings_is_still_costed() {
 
 #[test]
 fn regular_expressions_in_appended_blocks_are_refused() {
-    let w = World::new(&[]);
+    let (w, token) = world(&[]);
     let mut checks = String::new();
     for _ in 0..200 {
         checks.push_str("check if \"a\".matches(\"(?:.{100}){200}\") || true;\n");
     }
-    let hostile = append_code(&w.token, &checks);
-    let run = w.authorize(&hostile);
+    let hostile = append_unsigned(&token, &checks);
+    let run = authorize(&w, &hostile);
     let json = deny_json(&run);
     assert!(
         reason_text(&json).contains("matches a regular expression"),
@@ -249,52 +210,27 @@ fn authorize_http(server: &Server, token: &str) -> (u16, Value) {
         "operation": "read",
         "resource": RESOURCE,
     });
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(10))
-        .build();
-    let result = agent
-        .post(&format!("{}/v1/authorize", server.url))
-        .set("Content-Type", "application/json")
-        .send_string(&body.to_string());
-    let response = match result {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("POST /v1/authorize: {e}"),
-    };
-    let status = response.status();
-    (status, response.into_json().unwrap())
+    let reply = post(&server.url, &body.to_string());
+    (reply.status, reply.body)
 }
 
 #[test]
 fn the_authorization_api_survives_every_hostile_block() {
-    let w = World::new(&[]);
-    let store = w.dir.path("store");
-    let server = Server::start(
-        "serve --store",
-        &[
-            "serve",
-            "--store",
-            &store,
-            "--listen",
-            "127.0.0.1:0",
-            "--root-pub",
-            &w.root_pub,
-        ],
-        w.dir.file("serve.log"),
-    )
-    .unwrap();
+    let (w, token) = world(&[]);
+    let server = w.serve_store("store", &[]);
     let hostile = [
-        append(&w.token, check_of(deep_parens(5_000))),
-        append(&w.token, check_of(deep_closures(45))),
-        append_code(&w.token, "check if \"a\".matches(\"(?:.{100}){200}\");"),
+        append(&token, check_of(deep_parens(5_000))),
+        append(&token, check_of(deep_closures(45))),
+        append_unsigned(&token, "check if \"a\".matches(\"(?:.{100}){200}\");"),
     ];
-    for token in &hostile {
-        let (status, body) = authorize_http(&server, token);
+    for hostile in &hostile {
+        let (status, body) = authorize_http(&server, hostile);
         assert!(matches!(status, 401 | 403), "{status} {body}");
-        let (status, body) = authorize_http(&server, &w.token);
+        let (status, body) = authorize_http(&server, &token);
         assert_eq!(status, 200, "the server still decides: {body}");
         assert_eq!(body["principal"], "bob", "{body}");
     }
-    drop(w.dir);
+    drop(w);
 }
 
 #[test]
@@ -302,7 +238,7 @@ fn string_concatenation_across_many_fact_pairs_is_costed_before_evaluation() {
     // Found by review: 400 fact pairs, each concatenating a 4,000-byte
     // string 120 times in four expressions, ran 22 s on one call, although
     // the pairs alone are far under the fact-visit budget.
-    let w = World::new(&[]);
+    let (w, token) = world(&[]);
     let chain = vec!["$s"; 120].join(" + ");
     let mut expressions = vec![format!("({chain}).length() > 0"); 4];
     expressions.push("$i == -1".into());
@@ -312,8 +248,8 @@ fn string_concatenation_across_many_fact_pairs_is_costed_before_evaluation() {
         "a".repeat(4000),
         expressions.join(", ")
     );
-    let hostile = append_code(&w.token, &code);
-    let run = w.authorize(&hostile);
+    let hostile = append_unsigned(&token, &code);
+    let run = authorize(&w, &hostile);
     let json = deny_json(&run);
     let reason = reason_text(&json);
     assert!(reason.contains("bytes of strings"), "{run}");

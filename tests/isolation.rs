@@ -21,11 +21,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use common::server::Server;
-use common::{mandate, Dir};
+use common::server::{poll, Server};
+use common::world::{Holder, World};
 
-/// Upper bound of every wait for a server.
-const TIMEOUT: Duration = Duration::from_secs(10);
 /// The registry's heartbeat interval and the sidecar's staleness bound.
 const HEARTBEAT: &str = "200ms";
 const STALENESS: &str = "1s";
@@ -125,8 +123,7 @@ fn post(base: &str, body: &str) -> Reply {
 
 /// A root key, a legitimate request and a costly one, both allowed.
 struct Fixture {
-    dir: Dir,
-    root_pub: String,
+    w: World,
     /// A plain bearer token reading `analytics`, with its request.
     legit: String,
     /// The same right, with an appended block of costly checks, and the
@@ -134,65 +131,30 @@ struct Fixture {
     costly: String,
     costly_token: String,
     /// A keyed mandate granting `registry:read`, for the sidecar's
-    /// `--registry-auth`, and its key file.
-    reader: String,
-    reader_key: String,
+    /// `--registry-auth`.
+    reader: Holder,
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let dir = Dir::new();
-        dir.keygen("root");
-        let root_key = dir.path("root");
-        let issue = |principal: &str| {
-            mandate(&[
-                "issue",
-                "--root-key",
-                &root_key,
-                "--principal",
-                principal,
-                "--agent",
-                "reporter",
-                "--right",
-                "analytics:read",
-                "--ttl",
-                "10m",
-            ])
-            .ok_trimmed()
-        };
-        let token = issue("alice");
+        let w = World::new();
+        let token = w
+            .bearer("alice", "reporter", &["analytics:read"], &[])
+            .token;
         let legit = body(&token, &BTreeMap::new());
-        let mut delegate = vec!["delegate", "--token", &token];
+        let mut checks = Vec::new();
         for _ in 0..COSTLY_CHECKS {
-            delegate.extend(["--check", COSTLY_CHECK]);
+            checks.extend(["--check", COSTLY_CHECK]);
         }
-        let costly_token = mandate(&delegate).ok_trimmed();
+        let costly_token = w.delegate(&token, &checks).ok_trimmed();
         let attrs = (1..=COSTLY_ATTRS)
             .map(|n| (format!("k{n}"), json!(n)))
             .collect();
         let costly = body(&costly_token, &attrs);
-        let reader_pub = dir.keygen("verifier.key");
-        let reader = mandate(&[
-            "issue",
-            "--root-key",
-            &root_key,
-            "--principal",
-            "verifiers",
-            "--agent",
-            "verifier",
-            "--agent-key",
-            &reader_pub,
-            "--right",
-            "registry:read",
-            "--ttl",
-            "10m",
-        ])
-        .ok_trimmed();
+        let reader = w.keyed("verifiers", "verifier", &["registry:read"], &[]);
         Fixture {
-            root_pub: dir.path("root.pub"),
             reader,
-            reader_key: dir.path("verifier.key"),
-            dir,
+            w,
             legit,
             costly,
             costly_token,
@@ -201,8 +163,8 @@ impl Fixture {
 
     /// `mandate ARGS --root-pub ROOT`, its stderr in `LOG.log`.
     fn spawn(&self, log: &str, args: &[&str]) -> Server {
-        let args = [args, &["--root-pub", &self.root_pub]].concat();
-        Server::start(log, &args, self.dir.file(&format!("{log}.log")))
+        let args = [args, &["--root-pub", self.w.root_pub_file()]].concat();
+        Server::start(log, &args, self.w.file(&format!("{log}.log")))
             .unwrap_or_else(|e| panic!("{e}"))
     }
 }
@@ -222,14 +184,9 @@ fn body(token: &str, attrs: &BTreeMap<String, Value>) -> String {
 /// Polls until `base` allows the legitimate call (a sidecar denies as stale
 /// until its first heartbeat).
 fn wait_allowed(base: &str, fx: &Fixture) {
-    let start = Instant::now();
-    while post(base, &fx.legit).status != 200 {
-        assert!(
-            start.elapsed() < TIMEOUT,
-            "{base} never allowed the legitimate call"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    poll(&format!("{base} to allow the legitimate call"), || {
+        (post(base, &fx.legit).status == 200).then_some(())
+    });
 }
 
 /// `FLOODERS` threads posting `body` to the `targets` in turn until `FLOOD_FOR`
@@ -268,7 +225,7 @@ fn flood(targets: &[String], body: &str) -> thread::JoinHandle<Vec<Reply>> {
 #[test]
 fn a_flood_of_costly_tokens_leaves_the_sidecar_fresh_and_legitimate_calls_prompt() {
     let fx = Fixture::new();
-    let store = fx.dir.path("store");
+    let store = fx.w.path("store");
     let registry = fx.spawn(
         "registry",
         &[
@@ -290,9 +247,9 @@ fn a_flood_of_costly_tokens_leaves_the_sidecar_fresh_and_legitimate_calls_prompt
             "--registry",
             &registry.url,
             "--registry-auth",
-            &fx.reader,
+            &fx.reader.token,
             "--registry-auth-key",
-            &fx.reader_key,
+            fx.reader.key_file(),
             "--listen",
             "127.0.0.1:0",
             "--staleness",
@@ -358,7 +315,7 @@ fn a_flood_of_costly_tokens_leaves_the_sidecar_fresh_and_legitimate_calls_prompt
 #[test]
 fn a_busy_pool_answers_503_with_retry_after_and_the_audit_log_says_why() {
     let fx = Fixture::new();
-    let store = fx.dir.path("store");
+    let store = fx.w.path("store");
     // One worker and a 10 ms deadline: a costly evaluation outlives its
     // deadline, and holds the worker meanwhile, so concurrent requests wait
     // past theirs.

@@ -9,58 +9,31 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use common::world::World;
+use common::{mandate, request_flags, Run};
 
-use common::{mandate, request_flags, Dir, Run};
-
-/// A key folder with a root key and one agent key.
-struct Fx {
-    dir: Dir,
-    root_pub: String,
+/// A world with one agent key, `agent`.
+fn world() -> World {
+    let w = World::new();
+    w.keygen("agent");
+    w
 }
 
-impl Fx {
-    fn new() -> Fx {
-        let dir = Dir::new();
-        let root_pub = dir.keygen("root.key");
-        dir.keygen("agent.key");
-        Fx { dir, root_pub }
-    }
-
-    /// `mandate issue` of `expenses:read` for 10 minutes, with `extra` flags.
-    fn issue(&self, principal: &str, agent: &str, extra: &[&str]) -> Run {
-        let root = self.dir.path("root.key");
-        let mut args = vec![
-            "issue",
-            "--root-key",
-            &root,
-            "--principal",
-            principal,
-            "--agent",
-            agent,
-            "--right",
-            "expenses:read",
-            "--ttl",
-            "10m",
-        ];
-        args.extend_from_slice(extra);
-        mandate(&args)
-    }
-
-    /// `mandate authorize` of reading `/reports/1` on `expenses`.
-    fn authorize(&self, token: &str, extra: &[&str]) -> Run {
-        let mut args = vec!["authorize", "--root-pub", &self.root_pub, "--token", token];
-        args.extend(request_flags("expenses", "read", "/reports/1"));
-        args.extend_from_slice(extra);
-        mandate(&args)
-    }
+/// `mandate issue` of `expenses:read` for 10 minutes, with `extra` flags.
+fn issue(w: &World, principal: &str, agent: &str, extra: &[&str]) -> Run {
+    let args = ["--principal", principal, "--agent", agent];
+    w.issue_run(&[&args[..], &["--right", "expenses:read"], extra].concat())
 }
 
-/// Padded, invisible, decomposed or confusable names: the name, how
-/// messages show it, and the rule it breaks.
+/// `mandate authorize` of reading `/reports/1` on `expenses`.
+fn authorize(w: &World, token: &str, extra: &[&str]) -> Run {
+    w.authorize(
+        token,
+        &request_flags("expenses", "read", "/reports/1"),
+        extra,
+    )
+}
+
 const REFUSED: &[(&str, &str, &str)] = &[
     ("dave ", "dave ", "has leading or trailing whitespace"),
     (" dave", " dave", "has leading or trailing whitespace"),
@@ -80,35 +53,30 @@ const REFUSED: &[(&str, &str, &str)] = &[
 
 #[test]
 fn issue_refuses_names_that_are_not_canonical_with_one_clear_error() {
-    let fx = Fx::new();
+    let w = world();
     for (name, shown, problem) in REFUSED {
-        fx.issue(name, "bot", &[])
-            .error(&format!("error: principal `{shown}` {problem}"));
-        fx.issue("dave", name, &[])
-            .error(&format!("error: agent `{shown}` {problem}"));
-        fx.issue("dave", "bot", &["--task", name])
+        issue(&w, name, "bot", &[]).error(&format!("error: principal `{shown}` {problem}"));
+        issue(&w, "dave", name, &[]).error(&format!("error: agent `{shown}` {problem}"));
+        issue(&w, "dave", "bot", &["--task", name])
             .error(&format!("error: task `{shown}` {problem}"));
     }
     // Principals are case-insensitive: only the lower-case spelling is taken,
     // and the refusal says which it is.
-    fx.issue("Erin@x.com", "bot", &[]).error(
+    issue(&w, "Erin@x.com", "bot", &[]).error(
         "principal `Erin@x.com` is not canonical: principals are case-insensitive \
          and written in lower case; use `erin@x.com`",
     );
     // Agents and tasks are case-sensitive.
-    fx.issue("erin@x.com", "Planner", &["--task", "Q3"])
-        .ok_trimmed();
+    issue(&w, "erin@x.com", "Planner", &["--task", "Q3"]).ok_trimmed();
 }
 
 #[test]
 fn delegate_refuses_a_next_agent_that_issue_would_refuse() {
-    let fx = Fx::new();
-    let agent_pub = fx.dir.path("agent.key.pub");
-    let parent = fx
-        .issue("dave", "bot", &["--agent-key", &agent_pub])
-        .ok_trimmed();
-    let next = fx.dir.keygen("next.key");
-    let signer = fx.dir.path("agent.key");
+    let w = world();
+    let agent_pub = w.path("agent.pub");
+    let parent = issue(&w, "dave", "bot", &["--agent-key", &agent_pub]).ok_trimmed();
+    let next = w.keygen("next");
+    let signer = w.path("agent");
     for (name, shown, problem) in REFUSED {
         mandate(&[
             "delegate",
@@ -127,8 +95,8 @@ fn delegate_refuses_a_next_agent_that_issue_would_refuse() {
 
 #[test]
 fn revoke_and_lift_refuse_what_issue_refuses() {
-    let fx = Fx::new();
-    let store = fx.dir.path("no-store-needed");
+    let w = world();
+    let store = w.path("no-store-needed");
     for (name, shown, problem) in REFUSED {
         for flag in ["--principal", "--agent", "--task"] {
             let kind = flag.trim_start_matches("--");
@@ -142,62 +110,21 @@ fn revoke_and_lift_refuse_what_issue_refuses() {
         .error("invalid principal `Erin@x.com`: is not canonical");
 }
 
-/// `mandate serve --store DIR`, which creates the store; stopped with SIGTERM
-/// on drop so the store is released for the offline commands.
-struct Serve(Child);
-
-impl Serve {
-    fn start(fx: &Fx, store: &str) -> Serve {
-        let mut child = common::command(&[
-            "serve",
-            "--store",
-            store,
-            "--listen",
-            "127.0.0.1:0",
-            "--root-pub",
-            &fx.root_pub,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn mandate serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("serve announces its address");
-        assert!(line.contains("http://127.0.0.1:"), "{line}");
-        Serve(child)
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn revoking_a_principal_compares_exactly_as_issue_spelled_it() {
-    let fx = Fx::new();
-    let store = fx.dir.path("store");
-    drop(Serve::start(&fx, &store));
+    let w = world();
+    let store = w.path("store");
+    // `serve --store` makes the store; it must have let go of it before
+    // the CLI opens it.
+    w.serve_store("store", &[]).terminate();
     let from_store = ["--store", store.as_str()];
 
-    let token = fx.issue("erin@x.com", "bot", &[]).ok_trimmed();
-    assert!(fx.authorize(&token, &from_store).ok().starts_with("ALLOW"));
+    let token = issue(&w, "erin@x.com", "bot", &[]).ok_trimmed();
+    assert!(authorize(&w, &token, &from_store).ok().starts_with("ALLOW"));
 
     // Another case is refused, not silently rewritten, and revokes nothing.
     mandate(&["revoke", "--principal", "Erin@x.com", "--store", &store]).error("use `erin@x.com`");
-    assert!(fx.authorize(&token, &from_store).ok().starts_with("ALLOW"));
+    assert!(authorize(&w, &token, &from_store).ok().starts_with("ALLOW"));
 
     // The canonical spelling revokes the token issue minted.
     let run = mandate(&["revoke", "--principal", "erin@x.com", "--store", &store]);
@@ -205,7 +132,7 @@ fn revoking_a_principal_compares_exactly_as_issue_spelled_it() {
         run.ok().starts_with("revoked principal erin@x.com (seq 1)"),
         "{run}"
     );
-    let run = fx.authorize(&token, &from_store);
+    let run = authorize(&w, &token, &from_store);
     run.fails(1, "revoked: principal erin@x.com (revocation #1");
     assert!(run.stdout.starts_with("DENY"), "{run}");
 
@@ -231,20 +158,20 @@ fn revoking_a_principal_compares_exactly_as_issue_spelled_it() {
         run.ok().starts_with("lifted principal erin@x.com (seq 2)"),
         "{run}"
     );
-    assert!(fx.authorize(&token, &from_store).ok().starts_with("ALLOW"));
+    assert!(authorize(&w, &token, &from_store).ok().starts_with("ALLOW"));
 }
 
 #[test]
 fn terminal_output_escapes_every_non_ascii_character_and_json_keeps_the_name() {
-    let fx = Fx::new();
-    let token = fx
-        .issue(
-            "jos\u{e9}@x.es",
-            "\u{43f}\u{43e}\u{43c}\u{43e}\u{449}\u{43d}\u{438}\u{43a}",
-            &["--task", "\u{5c71}\u{7530}"],
-        )
-        .ok_trimmed();
-    let run = mandate(&["inspect", "--token", &token, "--root-pub", &fx.root_pub]);
+    let w = world();
+    let token = issue(
+        &w,
+        "jos\u{e9}@x.es",
+        "\u{43f}\u{43e}\u{43c}\u{43e}\u{449}\u{43d}\u{438}\u{43a}",
+        &["--task", "\u{5c71}\u{7530}"],
+    )
+    .ok_trimmed();
+    let run = mandate(&["inspect", "--token", &token, "--root-pub", &w.root_pub()]);
     let text = run.ok();
     assert!(text.contains("principal:  jos\\u{00E9}@x.es\n"), "{run}");
     assert!(
@@ -253,12 +180,12 @@ fn terminal_output_escapes_every_non_ascii_character_and_json_keeps_the_name() {
     );
     assert!(text.contains("task:       \\u{5C71}\\u{7530}\n"), "{run}");
 
-    let run = fx.authorize(&token, &[]);
+    let run = authorize(&w, &token, &[]);
     let first = run.ok().lines().next().unwrap_or_default();
     assert!(
         first.starts_with("ALLOW: \\u{043F}\\u{043E}\\u{043C}\\u{043E}\\u{0449}\\u{043D}\\u{0438}\\u{043A} acting for jos\\u{00E9}@x.es"),
         "{run}"
     );
-    let run = fx.authorize(&token, &["--json"]);
+    let run = authorize(&w, &token, &["--json"]);
     assert_eq!(run.json()["principal"], "jos\u{e9}@x.es", "{run}");
 }

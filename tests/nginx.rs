@@ -32,8 +32,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use common::server::{poll, Server};
-use common::{mandate, request_flags, Dir};
+use common::server::poll;
+use common::world::{Holder, World};
+use common::{mandate, request_flags, tokens};
 
 const SERVICE: &str = "analytics";
 
@@ -350,10 +351,9 @@ fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
 /// A key folder with a root, an operator allowed to revoke, and a delegated
 /// agent: bob → orchestrator → analytics (signed hop), reading /datasets/q3.
 struct Fixture {
-    dir: Dir,
-    root_pub: String,
-    ops: String,
-    ops_key: String,
+    w: World,
+    /// Keyed, granting `registry:revoke` and `registry:read`.
+    ops: Holder,
     child: String,
     child_key: String,
     task: String,
@@ -361,74 +361,34 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let dir = Dir::new();
-        dir.keygen("root");
-        let root_key = dir.path("root");
-        let issue = |args: &[&str]| {
-            let mut all = vec!["issue", "--root-key", root_key.as_str(), "--ttl", "10m"];
-            all.extend_from_slice(args);
-            mandate(&all).ok_trimmed()
-        };
-        let ops_pub = dir.keygen("operator");
-        let ops = issue(&[
-            "--principal",
+        let w = World::new();
+        let ops = w.keyed(
             "ops",
-            "--agent",
             "operator",
-            "--agent-key",
-            &ops_pub,
-            "--right",
-            "registry:revoke",
-            "--right",
-            "registry:read",
-        ]);
+            &["registry:revoke", "registry:read"],
+            &[],
+        );
         let task = "q3-nginx".to_owned();
-        let orch_pub = dir.keygen("orchestrator");
-        let child_pub = dir.keygen("analytics");
-        let parent = issue(&[
-            "--principal",
-            "bob",
-            "--agent",
-            "orchestrator",
-            "--agent-key",
-            &orch_pub,
-            "--task",
-            &task,
-            "--right",
-            "analytics:read",
-        ]);
-        let child = mandate(&[
-            "delegate",
-            "--token",
-            &parent,
-            "--signer-key",
-            &dir.path("orchestrator"),
-            "--to",
-            "analytics",
-            "--to-key",
-            &child_pub,
-            "--operation",
-            "read",
-            "--resource-prefix",
-            "/datasets/q3",
-        ])
-        .ok_trimmed();
+        let extra = ["--task", task.as_str()];
+        let parent = w.keyed("bob", "orchestrator", &["analytics:read"], &extra);
+        w.keygen("analytics");
+        let slice = ["--operation", "read", "--resource-prefix", "/datasets/q3"];
+        let child = w
+            .hop(&parent.token, "orchestrator", "analytics", &slice)
+            .ok_trimmed();
         Fixture {
-            root_pub: dir.path("root.pub"),
-            ops_key: dir.path("operator"),
-            child_key: dir.path("analytics"),
-            dir,
             ops,
+            child_key: w.path("analytics"),
             child,
             task,
+            w,
         }
     }
 
     /// `mandate pop` for the mapped request of `GET resource`.
     fn pop(&self, resource: &str) -> String {
-        let mut args = vec!["pop", "--key", &self.child_key, "--token", &self.child];
-        args.extend(request_flags(SERVICE, "read", resource));
-        mandate(&args).ok_trimmed()
+        let request = request_flags(SERVICE, "read", resource);
+        tokens::pop(&self.child_key, &self.child, &request)
     }
 
     fn authorization(&self) -> String {
@@ -439,7 +399,7 @@ impl Fixture {
     /// root, that expired an hour ago: minted with an injected issue time,
     /// so no test waits for a token to expire.
     fn expired(&self) -> String {
-        let root = mandate_core::SecretKey::read(&self.dir.file("root")).unwrap();
+        let root = mandate_core::SecretKey::read(&self.w.file("root")).unwrap();
         let issued = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
         let mandate = mandate_issuer::mint(
             &mandate_core::RootKey {
@@ -469,27 +429,11 @@ fn nginx_auth_request_lets_through_only_what_the_mandate_allows() {
         return;
     };
     let fx = Fixture::new();
-    std::fs::write(fx.dir.file("mapping.toml"), MAPPING).unwrap();
-    let store = fx.dir.path("store");
-    let mapping = fx.dir.path("mapping.toml");
-    let mut server = Server::start(
-        "serve --store --ext-authz-mapping",
-        &[
-            "serve",
-            "--store",
-            &store,
-            "--listen",
-            "127.0.0.1:0",
-            "--ext-authz-mapping",
-            &mapping,
-            "--root-pub",
-            &fx.root_pub,
-        ],
-        fx.dir.file("serve.log"),
-    )
-    .unwrap();
+    let mapping = fx.w.write("mapping.toml", MAPPING);
+    let mut server =
+        fx.w.serve_store("store", &["--ext-authz-mapping", &mapping]);
     let upstream = Upstream::start();
-    let nginx = Nginx::start(&binary, &fx.dir.file("nginx"), server.port(), upstream.port);
+    let nginx = Nginx::start(&binary, &fx.w.file("nginx"), server.port(), upstream.port);
     let base = format!("http://127.0.0.1:{}", nginx.port);
     let url = |path: &str| format!("{base}{path}");
     let auth = fx.authorization();
@@ -607,9 +551,9 @@ fn nginx_auth_request_lets_through_only_what_the_mandate_allows() {
         "--registry",
         &server.url,
         "--auth",
-        &fx.ops,
+        &fx.ops.token,
         "--auth-key",
-        &fx.ops_key,
+        fx.ops.key_file(),
     ]);
     run.ok();
     let reply = get(
@@ -642,31 +586,12 @@ fn nginx_auth_request_lets_through_only_what_the_mandate_allows() {
 
 #[test]
 fn a_mapping_that_does_not_load_stops_serve_before_it_listens() {
-    let dir = Dir::new();
-    dir.keygen("root");
-    std::fs::write(
-        dir.file("mapping.toml"),
+    let w = World::new();
+    let mapping = w.write(
+        "mapping.toml",
         "[[route]]\nservice = \"analytics\"\npath = \"/datasets/{set\"\noperation = \"read\"\n",
-    )
-    .unwrap();
-    let store = dir.path("store");
-    let mapping = dir.path("mapping.toml");
-    let root_pub = dir.path("root.pub");
-    let started = Server::start(
-        "serve with a bad mapping",
-        &[
-            "serve",
-            "--store",
-            &store,
-            "--listen",
-            "127.0.0.1:0",
-            "--ext-authz-mapping",
-            &mapping,
-            "--root-pub",
-            &root_pub,
-        ],
-        dir.file("serve.log"),
     );
+    let started = w.try_serve_store("store", &["--ext-authz-mapping", &mapping]);
     let Err(stderr) = started else {
         panic!("mandate serve started with a mapping it cannot serve");
     };
@@ -683,23 +608,9 @@ fn an_expired_token_is_refused_401_by_the_proxy_endpoint() {
     // the OpenAPI document): the caller must get a fresh mandate, not be told
     // that this one lacks a right.
     let fx = Fixture::new();
-    std::fs::write(fx.dir.file("mapping.toml"), MAPPING).unwrap();
-    let server = Server::start(
-        "serve --store --ext-authz-mapping",
-        &[
-            "serve",
-            "--store",
-            &fx.dir.path("store"),
-            "--listen",
-            "127.0.0.1:0",
-            "--ext-authz-mapping",
-            &fx.dir.path("mapping.toml"),
-            "--root-pub",
-            &fx.root_pub,
-        ],
-        fx.dir.file("serve.log"),
-    )
-    .unwrap();
+    let mapping = fx.w.write("mapping.toml", MAPPING);
+    let server =
+        fx.w.serve_store("store", &["--ext-authz-mapping", &mapping]);
     let expired = fx.expired();
     let check = format!("{}/v1/ext_authz/datasets/q3/sales", server.url);
     let reply = get(&check, &[("Authorization", &format!("Mandate {expired}"))]);
@@ -739,25 +650,9 @@ fn an_expired_token_is_refused_401_by_the_proxy_endpoint() {
 #[test]
 fn serve_subscribed_to_a_registry_serves_the_proxy_endpoint_too() {
     let fx = Fixture::new();
-    std::fs::write(fx.dir.file("mapping.toml"), MAPPING).unwrap();
-    let store = fx.dir.path("store");
-    let mapping = fx.dir.path("mapping.toml");
-    let registry = Server::start(
-        "registry",
-        &[
-            "registry",
-            "serve",
-            "--store",
-            &store,
-            "--listen",
-            "127.0.0.1:0",
-            "--root-pub",
-            &fx.root_pub,
-        ],
-        fx.dir.file("registry.log"),
-    )
-    .unwrap();
-    let sidecar = Server::start(
+    let mapping = fx.w.write("mapping.toml", MAPPING);
+    let registry = fx.w.serve_registry("store", &[]);
+    let sidecar = fx.w.serve(
         "serve --registry --ext-authz-mapping",
         &[
             "serve",
@@ -766,17 +661,15 @@ fn serve_subscribed_to_a_registry_serves_the_proxy_endpoint_too() {
             "--registry",
             &registry.url,
             "--registry-auth",
-            &fx.ops,
+            &fx.ops.token,
             "--registry-auth-key",
-            &fx.ops_key,
+            fx.ops.key_file(),
             "--ext-authz-mapping",
             &mapping,
             "--root-pub",
-            &fx.root_pub,
+            fx.w.root_pub_file(),
         ],
-        fx.dir.file("sidecar.log"),
-    )
-    .unwrap();
+    );
     let check = format!("{}/v1/ext_authz", sidecar.url);
     let auth = fx.authorization();
     // Denied (stale) until the sidecar's first sync with the registry.

@@ -16,7 +16,6 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -26,7 +25,8 @@ use serde_json::{json, Value};
 
 use common::http::{http, post, post_raw, Reply, JSON};
 use common::server::{poll, Server, STEP};
-use common::{mandate, mandate_stdin, request_flags, shorten, tokens, Dir, Run};
+use common::world::{Holder, World};
+use common::{mandate, mandate_stdin, request_flags, shorten, tokens, Run};
 
 /// The registries' heartbeat interval in these tests.
 const HEARTBEAT: &str = "200ms";
@@ -52,91 +52,40 @@ fn seq_of(stdout: &str, prefix: &str) -> Option<u64> {
 // Keys, tokens and servers
 // ---------------------------------------------------------------------------
 
-/// Who holds a token: its acting agent's key when it has one (else bearer).
-#[derive(Debug, Clone)]
-struct Holder {
-    token: String,
-    key: Option<PathBuf>,
-}
-
+// These tests' one use of a holder, next to the shared ones.
 impl Holder {
-    /// The body of `POST /v1/authorize` for `operation` on `resource`, with a
-    /// fresh proof of possession when the token is keyed.
-    fn body(&self, operation: &str, resource: &str) -> String {
-        let mut body = json!({
-            "token": self.token,
-            "service": SERVICE,
-            "operation": operation,
-            "resource": resource,
-        });
-        if let Some(key) = &self.key {
-            let request = request_flags(SERVICE, operation, resource);
-            body["pop"] = json!(tokens::pop(key.to_str().unwrap(), &self.token, &request));
-        }
-        body.to_string()
-    }
-
     /// Reads [`RESOURCE`] through the authorization API at `base`.
     fn read(&self, base: &str) -> Reply {
-        post(base, &self.body("read", RESOURCE))
+        post(base, &self.body(SERVICE, "read", RESOURCE))
     }
 }
 
-/// A temporary folder with a root key, the operator's mandate and the
-/// verifiers' read mandate.
+/// A [`World`] with the operator's mandate and the verifiers' read mandate.
 struct Fixture {
-    dir: Dir,
-    /// `--root-pub` argument.
-    root_pub: String,
+    w: World,
     /// A keyed mandate granting `registry:revoke` and `registry:read`, for
-    /// `--auth` with `--auth-key` [`Fixture::ops_key`].
-    ops: String,
-    ops_key: String,
+    /// `--auth` with `--auth-key`.
+    ops: Holder,
     /// A keyed mandate granting `registry:read`, for `--registry-auth` with
-    /// `--registry-auth-key` [`Fixture::reader_key`].
-    reader: String,
-    reader_key: String,
+    /// `--registry-auth-key`.
+    reader: Holder,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = World;
+
+    fn deref(&self) -> &World {
+        &self.w
+    }
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let dir = Dir::new();
-        dir.keygen("root");
-        let mut fixture = Fixture {
-            root_pub: dir.path("root.pub"),
-            dir,
-            ops: String::new(),
-            ops_key: String::new(),
-            reader: String::new(),
-            reader_key: String::new(),
-        };
-        let (ops_key, ops_pub) = fixture.keygen("operator");
-        fixture.ops = fixture.issue(&[
-            "--principal",
-            "ops",
-            "--agent",
-            "operator",
-            "--agent-key",
-            &ops_pub,
-            "--right",
-            "registry:revoke",
-            "--right",
-            "registry:read",
-        ]);
-        fixture.ops_key = ops_key.to_str().unwrap().to_owned();
-        let (reader_key, reader_pub) = fixture.keygen("verifier");
-        fixture.reader = fixture.issue(&[
-            "--principal",
-            "verifiers",
-            "--agent",
-            "verifier",
-            "--agent-key",
-            &reader_pub,
-            "--right",
-            "registry:read",
-        ]);
-        fixture.reader_key = reader_key.to_str().unwrap().to_owned();
-        fixture
+        let w = World::new();
+        let rights = ["registry:revoke", "registry:read"];
+        let ops = w.keyed("ops", "operator", &rights, &[]);
+        let reader = w.keyed("verifiers", "verifier", &["registry:read"], &[]);
+        Fixture { w, ops, reader }
     }
 
     /// `--registry URL` with the verifiers' keyed read mandate.
@@ -145,49 +94,28 @@ impl Fixture {
             "--registry",
             url,
             "--registry-auth",
-            &self.reader,
+            &self.reader.token,
             "--registry-auth-key",
-            &self.reader_key,
+            self.reader.key_file(),
         ]
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.file(name)
-    }
-
-    fn path_str(&self, name: &str) -> String {
-        self.dir.path(name)
-    }
-
-    /// A key pair: the private key's path and the public key string.
-    fn keygen(&self, name: &str) -> (PathBuf, String) {
-        self.dir.keygen(name);
-        (self.path(name), self.dir.public(name))
-    }
-
-    /// `mandate issue ARGS` under the root key, valid 10 minutes.
-    fn issue(&self, args: &[&str]) -> String {
-        issue_under(&self.path_str("root"), args)
+    /// `principal`'s bearer token for `agent`, granting `rights`.
+    fn bearer_as(&self, principal: &str, agent: &str, rights: &[&str]) -> String {
+        self.w.bearer(principal, agent, rights, &[]).token
     }
 
     /// A bearer token reading `analytics` for `principal` in `task`.
     fn bearer(&self, principal: &str, task: &str) -> Holder {
-        let token = self.issue(&[
-            "--principal",
-            principal,
-            "--agent",
-            "reporter",
-            "--task",
-            task,
-            "--right",
-            "analytics:read",
-        ]);
-        Holder { token, key: None }
+        let extra = ["--task", task];
+        self.w
+            .bearer(principal, "reporter", &["analytics:read"], &extra)
     }
 
     /// Scenario 2's first hop: a parent held by `orchestrator` (keyed) for
     /// `principal` in `task`, and a child delegated with a signed hop to
-    /// `child_agent`, narrowed to reading `/datasets/q3`.
+    /// `child_agent`, narrowed to reading `/datasets/q3`. Each tree has keys
+    /// of its own, named `PRINCIPAL-TASK-AGENT`.
     fn delegated(
         &self,
         principal: &str,
@@ -195,47 +123,25 @@ impl Fixture {
         orchestrator: &str,
         child_agent: &str,
     ) -> (Holder, Holder) {
-        let (orch_key, orch_pub) = self.keygen(&format!("{principal}-{task}-{orchestrator}"));
-        let (child_key, child_pub) = self.keygen(&format!("{principal}-{task}-{child_agent}"));
-        let parent = self.issue(&[
-            "--principal",
-            principal,
-            "--agent",
-            orchestrator,
-            "--agent-key",
-            &orch_pub,
-            "--task",
-            task,
-            "--right",
-            "analytics:read",
-            "--right",
-            "analytics:write",
-        ]);
+        let orch_key = format!("{principal}-{task}-{orchestrator}");
+        let child_key = format!("{principal}-{task}-{child_agent}");
+        let rights = ["analytics:read", "analytics:write"];
+        let extra = ["--task", task];
+        let parent = self.keyed_as(&orch_key, principal, orchestrator, &rights, &extra);
+        self.keygen(&child_key);
         let child = tokens::hop(
-            &parent,
-            orch_key.to_str().unwrap(),
+            &parent.token,
+            parent.key_file(),
             child_agent,
-            &child_pub,
+            &self.public(&child_key),
             &["--operation", "read", "--resource-prefix", "/datasets/q3"],
         )
         .ok_trimmed();
-        (
-            Holder {
-                token: parent,
-                key: Some(orch_key),
-            },
-            Holder {
-                token: child,
-                key: Some(child_key),
-            },
-        )
-    }
-
-    /// Starts `mandate ARGS --root-pub ROOT` as `name`, its stderr in a
-    /// fresh `LOG-N.log`.
-    fn spawn(&self, name: &str, log: &str, args: &[&str]) -> Result<Server, String> {
-        let log = self.path(&format!("{log}-{}.log", unique()));
-        Server::start(name, &[args, &["--root-pub", &self.root_pub]].concat(), log)
+        let child = Holder {
+            token: child,
+            key: Some(self.path(&child_key)),
+        };
+        (parent, child)
     }
 
     /// `mandate registry serve --store STORE --listen LISTEN`.
@@ -250,11 +156,8 @@ impl Fixture {
         listen: &str,
         extra: &[&str],
     ) -> Result<Server, String> {
-        let store = self.path_str(store);
-        let mut args = vec!["registry", "serve", "--store", &store, "--listen", listen];
-        args.extend(["--heartbeat", HEARTBEAT]);
-        args.extend_from_slice(extra);
-        self.spawn("registry", "registry", &args)
+        let args = [&["--listen", listen, "--heartbeat", HEARTBEAT], extra].concat();
+        self.try_serve_registry(store, &args)
     }
 
     fn registry(&self, store: &str) -> Server {
@@ -263,28 +166,23 @@ impl Fixture {
 
     /// `mandate serve --registry URL`: a verifier subscribed to a registry.
     fn sidecar(&self, registry: &str) -> Server {
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        let root = self.root_pub_file();
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--root-pub", root];
         args.extend(self.registry_source(registry));
         args.extend(["--staleness", STALENESS]);
-        self.spawn("sidecar", "sidecar", &args).unwrap()
+        self.serve("sidecar", &args)
     }
 
     /// `mandate serve --store STORE`: verifier and registry in one process.
     fn single(&self, store: &str) -> Server {
-        let store = self.path_str(store);
-        let mut args = vec!["serve", "--store", &store, "--listen", "127.0.0.1:0"];
-        args.extend(["--heartbeat", HEARTBEAT]);
-        self.spawn("serve --store", "single", &args).unwrap()
+        self.serve_store(store, &["--heartbeat", HEARTBEAT])
     }
 
-    /// `mandate authorize FROM... --root-pub ROOT` of reading [`RESOURCE`]
+    /// `mandate authorize --root-pub ROOT FROM...` of reading [`RESOURCE`]
     /// with `holder`'s token, revocations from `--store` or `--registry`.
     fn authorize(&self, from: &[&str], holder: &Holder) -> Run {
-        let mut args = vec!["authorize"];
-        args.extend_from_slice(from);
-        args.extend(["--root-pub", &self.root_pub, "--token", &holder.token]);
-        args.extend(request_flags(SERVICE, "read", RESOURCE));
-        mandate(&args)
+        let request = request_flags(SERVICE, "read", RESOURCE);
+        self.w.authorize(&holder.token, &request, from)
     }
 
     /// `registry` and `verifier`, subscribed to it, for revoking through.
@@ -296,29 +194,14 @@ impl Fixture {
         }
     }
 
-    /// `mandate revoke TARGET --registry URL --auth OPS`.
+    /// `mandate revoke TARGET --registry URL --auth OPS --auth-key KEY`.
     fn revoke(&self, registry: &str, target: &[&str]) -> Run {
         let mut args = vec!["revoke"];
         args.extend_from_slice(target);
-        args.extend_from_slice(&["--registry", registry, "--auth", &self.ops]);
-        args.extend_from_slice(&["--auth-key", &self.ops_key]);
+        args.extend_from_slice(&["--registry", registry, "--auth", &self.ops.token]);
+        args.extend_from_slice(&["--auth-key", self.ops.key_file()]);
         mandate(&args)
     }
-}
-
-/// `mandate issue ARGS` under the private key file `key`, valid 10 minutes
-/// unless ARGS say otherwise.
-fn issue_under(key: &str, args: &[&str]) -> String {
-    let mut all = args.to_vec();
-    if !args.contains(&"--ttl") {
-        all.extend_from_slice(&["--ttl", "10m"]);
-    }
-    tokens::issue(key, &all).ok_trimmed()
-}
-
-fn unique() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Waits until the sidecar at `base` has synced (it denies as stale until
@@ -351,7 +234,7 @@ impl Subscribed<'_> {
         expect: &str,
         holder: &Holder,
     ) -> (Reply, Duration) {
-        let body = holder.body("read", RESOURCE);
+        let body = holder.body(SERVICE, "read", RESOURCE);
         let start = Instant::now();
         let run = self.fx.revoke(self.registry, target);
         let revoked_in = start.elapsed();
@@ -489,7 +372,7 @@ fn revoking_an_agent_by_name_or_by_key_denies_chains_that_contain_it() {
     child_b.read(&verifier.url).assert_allowed();
 
     // By key: tree b's orchestrator, which holds parent b and signed child b's hop.
-    let orch_b_pub = &fx.dir.public("bob-task-b-orchestrator");
+    let orch_b_pub = &fx.public("bob-task-b-orchestrator");
     live.revoke_denies(
         &["--agent", orch_b_pub, "--reason", "key leaked"],
         &format!("revoked agent {orch_b_pub}"),
@@ -590,16 +473,16 @@ fn single_process_serve_store_revokes_and_the_store_keeps_it_after_shutdown() {
         args.extend_from_slice(key);
         mandate(&args)
     };
-    revoke_as(&fx.reader, &["--auth-key", &fx.reader_key]).fails(2, "403 forbidden");
+    revoke_as(&fx.reader.token, &["--auth-key", fx.reader.key_file()]).fails(2, "403 forbidden");
     revoke_as(&report.token, &[]).fails(2, "401 unauthenticated: bearer token refused");
     revoke_as("garbage", &[]).fails(2, "401 unauthenticated");
     report.read(&server.url).assert_allowed();
 
     // The store is the server's while it runs.
-    let run = mandate(&["revoke", "--task", "x", "--store", &fx.path_str("store")]);
+    let run = mandate(&["revoke", "--task", "x", "--store", &fx.path("store")]);
     run.fails(2, "pass --registry instead");
 
-    let body = report.body("read", RESOURCE);
+    let body = report.body(SERVICE, "read", RESOURCE);
     let start = Instant::now();
     let run = fx.revoke(
         &server.url,
@@ -621,7 +504,7 @@ fn single_process_serve_store_revokes_and_the_store_keeps_it_after_shutdown() {
     server.terminate();
 
     // Offline: the store has it.
-    let store = fx.path_str("store");
+    let store = fx.path("store");
     let authorize = |holder: &Holder| fx.authorize(&["--store", &store], holder);
     let run = authorize(&report);
     run.fails(1, "revoked: task expenses-1 (revocation #1: report filed)");
@@ -711,8 +594,8 @@ fn kill_9_mid_stream_loses_no_acknowledged_revocation_and_verifiers_fail_closed_
     let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
     let writer = {
         let (acked, stop) = (Arc::clone(&acked), Arc::clone(&stop.0));
-        let (url, ops) = (registry.url.clone(), fx.ops.clone());
-        let ops_key = fx.ops_key.clone();
+        let (url, ops) = (registry.url.clone(), fx.ops.token.clone());
+        let ops_key = fx.ops.key_file().to_owned();
         thread::spawn(move || {
             let mut attempts = 0u32;
             while !stop.load(Ordering::SeqCst) {
@@ -793,7 +676,7 @@ fn kill_9_mid_stream_loses_no_acknowledged_revocation_and_verifiers_fail_closed_
         "--reason",
         "written offline",
         "--store",
-        &fx.path_str("store"),
+        &fx.path("store"),
     ]);
     let offline_seq = seq_of(run.ok(), "revoked task offline-task").expect("seq");
 
@@ -972,8 +855,12 @@ fn authorization_api_answers_each_kind_of_bad_request_with_its_status_and_shape(
         "invalid_token",
         "malformed token",
     );
-    let other_root = fx.keygen("other-root").0;
-    let foreign = issue_under(other_root.to_str().unwrap(), &bob_reads);
+    fx.keygen("other-root");
+    let foreign = tokens::issue(
+        &fx.path("other-root"),
+        &[&bob_reads[..], &["--ttl", "10m"]].concat(),
+    )
+    .ok_trimmed();
     post(base, &with("token", json!(foreign))).assert_error(401, "invalid_token", "signature");
 
     // 403: a decision, with the reason and what failed.
@@ -995,7 +882,7 @@ fn authorization_api_answers_each_kind_of_bad_request_with_its_status_and_shape(
     assert_eq!(reply.body["chain"], json!(["reporter"]), "{}", reply.body);
 
     // 403 for the delegated child outside its slice, naming the hop's check.
-    let reply = post(base, &child.body("read", "/datasets/q4"));
+    let reply = post(base, &child.body(SERVICE, "read", "/datasets/q4"));
     reply.assert_denied("/datasets/q3");
     assert!(
         reply.body["failed_checks"]
@@ -1005,7 +892,7 @@ fn authorization_api_answers_each_kind_of_bad_request_with_its_status_and_shape(
         reply.body
     );
     // 403 for a keyed token without, or with a replayed, proof.
-    let mut no_proof: Value = serde_json::from_str(&child.body("read", RESOURCE)).unwrap();
+    let mut no_proof: Value = serde_json::from_str(&child.body(SERVICE, "read", RESOURCE)).unwrap();
     let proof = no_proof.as_object_mut().unwrap().remove("pop").unwrap();
     post(base, &no_proof.to_string())
         .assert_denied("proof of possession required from agent analytics");
@@ -1054,14 +941,7 @@ fn registry_writes_need_a_revoke_mandate_and_bad_bodies_get_the_one_error_shape(
     let mut registry = fx
         .try_registry_with("store", "127.0.0.1:0", &["--allow-bearer-writes"])
         .unwrap();
-    let bearer_ops = fx.issue(&[
-        "--principal",
-        "ops",
-        "--agent",
-        "operator",
-        "--right",
-        "registry:revoke",
-    ]);
+    let bearer_ops = fx.bearer_as("ops", "operator", &["registry:revoke"]);
     let create = format!("{}/v1/revocations", registry.url);
     let ops = format!("Bearer {bearer_ops}");
     let reader = fx.bearer("bob", "reader");
@@ -1139,13 +1019,8 @@ fn registry_writes_need_a_revoke_mandate_and_bad_bodies_get_the_one_error_shape(
     .fails(2, "bearer token refused");
 
     // A keyed operator mandate needs its proof of possession (`--auth-key`).
-    let (ops_key, ops_pub) = fx.keygen("keyed-operator");
-    let keyed = fx.issue(&[
-        "--principal=ops",
-        "--agent=keyed-operator",
-        &format!("--agent-key={ops_pub}"),
-        "--right=registry:revoke",
-    ]);
+    let keyed = fx.keyed("ops", "keyed-operator", &["registry:revoke"], &[]);
+    let (keyed, ops_key) = (keyed.token.clone(), keyed.key_file().to_owned());
     let target = [
         "revoke",
         "--task=t-2",
@@ -1155,7 +1030,7 @@ fn registry_writes_need_a_revoke_mandate_and_bad_bodies_get_the_one_error_shape(
         &keyed,
     ];
     mandate(&target).fails(2, "proof of possession required from agent keyed-operator");
-    let ops_key = ops_key.to_str().unwrap();
+    let ops_key = ops_key.as_str();
     let run = mandate(&[&target[..], &["--auth-key", ops_key]].concat());
     assert_eq!(seq_of(run.ok(), "revoked task t-2"), Some(2), "{run}");
 
@@ -1177,14 +1052,7 @@ fn registry_writes_need_a_revoke_mandate_and_bad_bodies_get_the_one_error_shape(
         "proof of possession required from agent keyed-operator",
     );
     // With one (a bearer read mandate here), reads are paged and bounded.
-    let read_only = fx.issue(&[
-        "--principal",
-        "dashboards",
-        "--agent",
-        "dashboard",
-        "--right",
-        "registry:read",
-    ]);
+    let read_only = fx.bearer_as("dashboards", "dashboard", &["registry:read"]);
     let read_auth = format!("Bearer {read_only}");
     let read = [("Authorization", read_auth.as_str())];
     let page = http("GET", &format!("{create}?after=0&limit=1"), None, &read);
@@ -1238,7 +1106,7 @@ fn registry_writes_need_a_revoke_mandate_and_bad_bodies_get_the_one_error_shape(
         "--registry",
         &registry.url,
         "--registry-auth",
-        &fx.reader,
+        &fx.reader.token,
     ]);
     run.fails(2, "proof of possession required from agent verifier");
 }

@@ -7,11 +7,14 @@
 //! assertions restate the contract independently of the examples' own
 //! checks, so weakening an example cannot silently weaken CI.
 //!
-//! Every decision of a scenario is then recorded in an audit log as a
-//! service records it (`DecisionRecord::new`, through an `AuditWriter`),
-//! the log is verified, and the records read back are checked: who, for
-//! whom, via which chain (each link with its key fingerprint), what, the
-//! outcome and the kind of reason, as `mandate audit --json` shows them.
+//! Each scenario's services record every decision (and the kill switch's
+//! registry its revocation) in an audit store through the real audit
+//! writer, and the scenario prints its trail read back from that store. Here
+//! the real binary reads the same store afterwards: the trail the scenario
+//! printed must be what `mandate audit --store` shows, line for line; the
+//! log must pass `mandate audit verify`; and the records `mandate audit
+//! --json` reads back are checked: who, for whom, via which chain (each link
+//! with its key fingerprint), what, the outcome and the kind of reason.
 //!
 //! Each example is a crate of its own that declares the shared
 //! `examples/common` (and `kill_switch` also declares scenario 2); gathered
@@ -19,6 +22,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // reason: a test fails loudly.
 #![allow(clippy::duplicate_mod)] // reason: each example declares examples/common itself.
+
+#[path = "common/mod.rs"]
+mod common;
 
 #[allow(dead_code)] // reason: the example's `main` is not used here.
 #[path = "../examples/expense_report.rs"]
@@ -40,56 +46,52 @@ mod insurance_claim;
 #[path = "../examples/kill_switch.rs"]
 mod kill_switch;
 
-use std::sync::Arc;
+use std::path::Path;
 
-use mandate_audit::{
-    AuditLog, AuditWriter, DecisionContext, DecisionRecord, Event, Filter, MemoryLog,
-    Outcome as Decided, Record, WriterConfig, WriterKey,
-};
+use mandate_audit::{DecisionRecord, Event, Outcome as Decided, Record};
 use mandate_verifier::{Decision, FailedCheck, Reason, RevocationDenial};
 
-/// Records `events` in a fresh audit log, through its writer as a server
-/// does, verifies the log, and returns every record read back from it.
-fn record_all(events: Vec<Event>) -> Vec<Record> {
-    let log: Arc<dyn AuditLog> = Arc::new(MemoryLog::new());
-    let writer = AuditWriter::start(
-        Arc::clone(&log),
-        WriterKey::generate(),
-        WriterConfig::default(),
-    )
-    .unwrap();
-    for event in events {
-        writer.append_blocking(event).unwrap();
-    }
-    writer.close_blocking().unwrap();
-    let verified = mandate_audit::verify(&*log, &[]).unwrap().unwrap();
-    let records = mandate_audit::query_all(&*log, &Filter::default(), None).unwrap();
-    assert_eq!(verified.records, records.len() as u64);
-    records
+use common::mandate;
+
+/// The records a scenario left in its audit store, as the real binary reads
+/// them from the folder (`mandate audit --store DIR --json`), once it has
+/// checked that the trail the scenario printed is the store's, line for line
+/// (`mandate audit --store DIR`), and that the log verifies.
+/// (Each example compiles its own copy of the scenarios' shared module, so
+/// this takes the trail's parts rather than one of its types.)
+fn stored(store: &Path, printed: &[String]) -> Vec<Record> {
+    let store = store.display().to_string();
+    let shown = mandate(&["audit", "--store", &store]);
+    let printed: Vec<&str> = printed.iter().map(|line| line.trim()).collect();
+    assert_eq!(
+        shown.ok().lines().collect::<Vec<_>>(),
+        printed,
+        "the printed trail is not the store's\n{shown}"
+    );
+    assert!(!printed.is_empty(), "the scenario printed no trail");
+    let verify = mandate(&["audit", "verify", "--store", &store]);
+    assert!(
+        verify
+            .ok()
+            .starts_with(&format!("ok: {} record(s)", printed.len())),
+        "{verify}"
+    );
+    let json = mandate(&["audit", "--store", &store, "--json"]);
+    json.ok()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
 }
 
-/// The decision event of `decision`, as a verifier in this process records it.
-fn decision_event(decision: &Decision) -> Event {
-    let context = DecisionContext {
-        api: "scenario",
-        request_id: String::new(),
-        verifier: "scenarios".into(),
-        revocation_seq: None,
-        token_fingerprint: String::new(),
-    };
-    Event::Decision(DecisionRecord::new(decision, &context))
-}
-
-/// Records `decisions` and returns their records, in order, each checked
-/// against the decision it was made from.
-fn recorded(decisions: &[&Decision]) -> Vec<DecisionRecord> {
-    let records = record_all(decisions.iter().map(|d| decision_event(d)).collect());
-    assert_eq!(records.len(), decisions.len());
+/// The decision records among `records`, in order, each checked against the
+/// decision it was made from.
+fn recorded(records: &[Record], decisions: &[&Decision]) -> Vec<DecisionRecord> {
+    assert_eq!(records.len(), decisions.len(), "{records:?}");
     records
-        .into_iter()
+        .iter()
         .zip(decisions)
         .map(|(record, decision)| {
-            let Event::Decision(record) = record.event else {
+            let Event::Decision(record) = &record.event else {
                 panic!("expected a decision record: {record:?}");
             };
             assert_eq!(record.principal, decision.principal);
@@ -108,7 +110,8 @@ fn recorded(decisions: &[&Decision]) -> Vec<DecisionRecord> {
                 )
             );
             assert_eq!(record.token_id, decision.token_id);
-            record
+            assert_eq!(record.api, quarterly_analytics::common::API);
+            record.clone()
         })
         .collect()
 }
@@ -183,7 +186,7 @@ fn expense_agent_reads_and_submits_one_report_under_500_and_nothing_else() {
         "{delete:?}"
     );
 
-    let trail = outcome.trail();
+    let trail = outcome.decisions();
     let calls: Vec<(&str, &str)> = trail
         .iter()
         .map(|d| (d.operation.as_str(), d.resource.as_str()))
@@ -205,7 +208,8 @@ fn expense_agent_reads_and_submits_one_report_under_500_and_nothing_else() {
         assert_eq!(decision.service, "expenses");
     }
 
-    let records = recorded(&trail);
+    let store = stored(&outcome.trail.store, &outcome.trail.printed);
+    let records = recorded(&store, &trail);
     let seen: Vec<_> = records
         .iter()
         .map(|r| {
@@ -304,13 +308,8 @@ fn charting_agent_stays_in_its_slice_and_a_forged_hop_is_rejected() {
     }
     assert!(outcome.forged.chain.is_empty() && outcome.forged.agent.is_empty());
 
-    let records = recorded(&[
-        &outcome.analytics_read,
-        &outcome.in_slice,
-        &outcome.outside_slice,
-        &outcome.write,
-        &outcome.forged,
-    ]);
+    let store = stored(&outcome.trail.store, &outcome.trail.printed);
+    let records = recorded(&store, &outcome.decisions());
     let analytics = ["orchestrator", "analytics-agent"];
     let charting = ["orchestrator", "analytics-agent", "charting-agent"];
     let seen: Vec<_> = records[..4]
@@ -389,14 +388,8 @@ fn refunds_are_decided_per_call_from_amount_method_and_tier() {
         "{no_tier:?}"
     );
 
-    let records = recorded(&[
-        &outcome.within,
-        &outcome.too_much,
-        &outcome.negative,
-        &outcome.bank_transfer,
-        &outcome.basic_tier,
-        &outcome.no_tier,
-    ]);
+    let store = stored(&outcome.trail.store, &outcome.trail.printed);
+    let records = recorded(&store, &outcome.decisions());
     for (i, record) in records.iter().enumerate() {
         assert_eq!(record.principal, "dana");
         assert_eq!(record.task, "refunds-queue-2026-09-28");
@@ -455,9 +448,8 @@ fn each_claim_service_accepts_only_the_token_narrowed_for_it() {
     let over = only_failed_check(&outcome.over_payout);
     assert_eq!(over.rule, r#"check if attr("amount", $v), $v <= 2500"#);
 
-    let mut decisions: Vec<&Decision> = outcome.matrix.iter().map(|c| &c.decision).collect();
-    decisions.push(&outcome.over_payout);
-    let records = recorded(&decisions);
+    let store = stored(&outcome.trail.store, &outcome.trail.printed);
+    let records = recorded(&store, &outcome.decisions());
     for (record, cell) in records.iter().zip(&outcome.matrix) {
         assert_eq!(
             (record.principal.as_str(), record.task.as_str()),
@@ -478,7 +470,11 @@ fn each_claim_service_accepts_only_the_token_narrowed_for_it() {
 }
 
 #[test]
-fn kill_switch_stops_every_agent_and_the_call_in_flight_within_the_bound() {
+fn kill_switch_stops_every_agent_and_the_call_in_flight_once_revoked_and_the_trail_says_so() {
+    // Order and outcome, not time: how soon each agent is stopped is the
+    // example program's own claim (`kill_switch::BOUND`, checked by its
+    // `main`) and the propagation benchmark's; a loaded machine can break
+    // any bound, and no load can reorder what is asserted here.
     let outcome = kill_switch::run().unwrap();
     let entry = &outcome.revocation;
     assert_eq!(entry.value, "bob");
@@ -504,12 +500,6 @@ fn kill_switch_stops_every_agent_and_the_call_in_flight_within_the_bound() {
         assert_eq!(run.denied.principal, "bob");
         assert!(matches!(run.denied.reason, Reason::Revoked { .. }));
         assert_eq!(run.denied.reason.to_string(), expected);
-        assert!(
-            run.denied_after <= kill_switch::BOUND,
-            "{} denied after {:?}",
-            run.denied.agent,
-            run.denied_after
-        );
     }
 
     let export = &outcome.in_flight;
@@ -520,87 +510,100 @@ fn kill_switch_stops_every_agent_and_the_call_in_flight_within_the_bound() {
         }
         other => panic!("the export stopped for another reason: {other}"),
     }
-    assert!(export.stopped_after <= kill_switch::BOUND);
-    assert!(outcome.slowest <= kill_switch::BOUND);
 
-    // The trail: each agent's first call allowed, the registry's revocation,
-    // then each agent denied by it.
-    let mut events: Vec<Event> = outcome
-        .agents
+    // The trail, as the store holds it: the registry's one record of the
+    // revocation; each agent's calls allowed (as many as it made) and then
+    // its one denial, after the revocation's record and naming it; the
+    // export's start, allowed, before it.
+    let records = stored(&outcome.trail.store, &outcome.trail.printed);
+    let registry: Vec<(usize, &Record)> = records
         .iter()
-        .map(|run| decision_event(&run.first_allowed))
+        .enumerate()
+        .filter(|(_, r)| matches!(r.event, Event::Registry(_)))
         .collect();
-    events.push(decision_event(&export.started));
-    events.push(Event::Registry(mandate_server::audit::registry_event(
-        entry,
-    )));
-    events.extend(outcome.agents.iter().map(|run| decision_event(&run.denied)));
-    let records = record_all(events);
-    assert_eq!(records.len(), 8);
-    let mut chains = Vec::new();
-    for record in &records {
-        match &record.event {
-            Event::Decision(d) => {
-                assert_eq!(
-                    (d.principal.as_str(), d.task.as_str()),
-                    ("bob", "quarterly-analytics")
-                );
-                chains.push((chain(d).last().copied().unwrap(), verdict(d)));
-                if d.decision == Decided::Deny {
-                    assert_eq!(
-                        d.reason,
-                        mandate_audit::ReasonRecord::Revoked {
-                            revoked_kind: "principal".into(),
-                            value: "bob".into(),
-                            revocation: entry.seq,
-                            reason: kill_switch::REASON.into(),
-                        }
-                    );
-                }
-            }
-            Event::Registry(r) => {
-                assert_eq!(record.seq, 5);
-                assert_eq!(
-                    (
-                        r.kind.as_str(),
-                        r.value.as_str(),
-                        r.by.as_str(),
-                        r.revocation
-                    ),
-                    ("principal", "bob", "ops-team via operator", entry.seq)
-                );
-            }
-            other => panic!("unexpected record {other:?}"),
+    let [(revoked_at, revocation)] = registry.as_slice() else {
+        panic!("expected one registry record: {records:?}");
+    };
+    let Event::Registry(r) = &revocation.event else {
+        unreachable!()
+    };
+    assert_eq!(
+        (
+            r.kind.as_str(),
+            r.value.as_str(),
+            r.by.as_str(),
+            r.revocation
+        ),
+        ("principal", "bob", "ops-team via operator", entry.seq)
+    );
+    let decisions: Vec<(usize, &DecisionRecord)> = records
+        .iter()
+        .enumerate()
+        .filter_map(|(at, r)| match &r.event {
+            Event::Decision(d) => Some((at, d)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(decisions.len() + 1, records.len(), "{records:?}");
+    let revoked = mandate_audit::ReasonRecord::Revoked {
+        revoked_kind: "principal".into(),
+        value: "bob".into(),
+        revocation: entry.seq,
+        reason: kill_switch::REASON.into(),
+    };
+    for (at, d) in &decisions {
+        assert_eq!(
+            (d.principal.as_str(), d.task.as_str()),
+            ("bob", "quarterly-analytics"),
+            "{d}"
+        );
+        assert_eq!(chain(d).last().copied(), Some(d.agent.as_str()), "{d}");
+        if d.decision == Decided::Deny {
+            assert_eq!(d.reason, revoked, "{d}");
+            assert!(at > revoked_at, "a denial before the revocation: {d}");
+            assert!(d.revocation_seq >= Some(entry.seq), "{d:?}");
+        } else {
+            assert_eq!(verdict(d), says(Decided::Allow, "allowed"), "{d}");
         }
     }
-    let allow = says(Decided::Allow, "allowed");
-    let revoked = says(Decided::Deny, "revoked");
-    assert_eq!(
-        chains,
-        [
-            ("orchestrator", allow.clone()),
-            ("analytics-agent", allow.clone()),
-            ("charting-agent", allow.clone()),
-            (chain_end(&export.started), allow.clone()),
-            ("orchestrator", revoked.clone()),
-            ("analytics-agent", revoked.clone()),
-            ("charting-agent", revoked),
-        ]
-    );
-    // `mandate audit trace` of the task tells the whole story, ended by the revocation.
-    let story = mandate_audit::trace(&records, "quarterly-analytics");
-    assert_eq!(story.len(), 8);
-    let lines = mandate_audit::trace::story("quarterly-analytics", &story);
-    assert!(
-        lines[0].ends_with("8 record(s), 4 allowed, 3 denied"),
-        "{lines:?}"
-    );
-    assert!(
-        lines
+    let calls = |agent: &str, resource: &str| -> Vec<(usize, (Decided, String))> {
+        decisions
             .iter()
-            .any(|l| l.starts_with("  ended by: #5 ops-team via operator: revoked principal bob")),
-        "{lines:?}"
+            .filter(|(_, d)| d.agent == agent && d.resource == resource)
+            .map(|(at, d)| (*at, verdict(d)))
+            .collect()
+    };
+    for run in &outcome.agents {
+        let calls = calls(&run.denied.agent, &run.denied.resource);
+        let verdicts: Vec<_> = calls.iter().map(|(_, v)| v.clone()).collect();
+        let mut want = vec![says(Decided::Allow, "allowed"); run.allowed];
+        want.push(says(Decided::Deny, "revoked"));
+        assert_eq!(verdicts, want, "{}'s calls", run.denied.agent);
+    }
+    let export_calls = calls(chain_end(&export.started), &export.started.resource);
+    assert!(
+        matches!(export_calls.as_slice(), [(at, v)] if at < revoked_at && *v == says(Decided::Allow, "allowed")),
+        "{export_calls:?}"
     );
+
+    // `mandate audit trace` of the task tells the whole story, ended by the revocation.
+    let store = outcome.trail.store.display().to_string();
+    let trace = mandate(&["audit", "trace", "quarterly-analytics", "--store", &store]);
+    let lines: Vec<&str> = trace.ok().lines().collect();
+    let allowed = decisions.len() - outcome.agents.len();
+    assert_eq!(
+        lines[0],
+        format!(
+            "trace of quarterly-analytics: {} record(s), {allowed} allowed, 3 denied",
+            records.len()
+        ),
+        "{trace}"
+    );
+    let ended = format!(
+        "  ended by: #{} ops-team via operator: revoked principal bob",
+        revocation.seq
+    );
+    assert!(lines.iter().any(|l| l.starts_with(&ended)), "{trace}");
 }
 
 /// The acting agent of `decision` (the last of its chain).

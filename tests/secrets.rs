@@ -8,15 +8,29 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{mandate, request_flags, Dir, Run};
+use common::world::World;
+use common::{mandate, request_flags, Run};
 
 /// The hex digits of a private key file (`ed25519-private/<hex>`).
-fn private_hex(dir: &Dir, name: &str) -> String {
-    let text = std::fs::read_to_string(dir.file(name)).unwrap();
+fn private_hex(w: &World, name: &str) -> String {
+    let text = std::fs::read_to_string(w.file(name)).unwrap();
     text.trim()
         .strip_prefix("ed25519-private/")
         .expect("a private key file")
         .to_owned()
+}
+
+/// `mandate issue` of dave's `expenses:read` for bot, with `extra` flags.
+fn issue_dave(w: &World, extra: &[&str]) -> Run {
+    let args = [
+        "--principal",
+        "dave",
+        "--agent",
+        "bot",
+        "--right",
+        "expenses:read",
+    ];
+    w.issue_run(&[&args[..], extra].concat())
 }
 
 /// Asserts that no 8 consecutive hex digits of `secret` appear in the run's
@@ -34,30 +48,12 @@ fn assert_not_echoed(run: &Run, secret: &str) {
 
 #[test]
 fn a_private_key_given_where_a_public_key_is_expected_is_never_echoed() {
-    let dir = Dir::new();
-    dir.keygen("root.key");
-    dir.keygen("agent.key");
-    let secret = private_hex(&dir, "agent.key");
+    let w = World::new();
+    w.keygen("agent");
+    let secret = private_hex(&w, "agent");
     let text = format!("ed25519-private/{secret}");
-    let file = dir.path("agent.key");
-    let root = dir.path("root.key");
-    let issue = |agent_key: &str| {
-        mandate(&[
-            "issue",
-            "--root-key",
-            &root,
-            "--principal",
-            "dave",
-            "--agent",
-            "bot",
-            "--agent-key",
-            agent_key,
-            "--right",
-            "expenses:read",
-            "--ttl",
-            "10m",
-        ])
-    };
+    let file = w.path("agent");
+    let issue = |agent_key: &str| issue_dave(&w, &["--agent-key", agent_key]);
     let run = issue(&text);
     run.error("this looks like a private key; give the public key (`.pub` file)");
     assert_not_echoed(&run, &secret);
@@ -73,7 +69,7 @@ fn a_private_key_given_where_a_public_key_is_expected_is_never_echoed() {
         assert_not_echoed(&run, &secret);
     }
 
-    let token = issue(&dir.path("agent.key.pub")).ok_trimmed();
+    let token = issue(&w.path("agent.pub")).ok_trimmed();
     for root_pub in [text.as_str(), file.as_str(), &format!("7={text}")] {
         let mut args = vec!["authorize", "--root-pub", root_pub, "--token", &token];
         args.extend(request_flags("expenses", "read", "/r"));
@@ -84,7 +80,7 @@ fn a_private_key_given_where_a_public_key_is_expected_is_never_echoed() {
 
     // A revocation names an agent by its public key; a private key is
     // refused before anything is written anywhere.
-    let run = mandate(&["revoke", "--agent", &text, "--store", &dir.path("store")]);
+    let run = mandate(&["revoke", "--agent", &text, "--store", &w.path("store")]);
     run.error("looks like a private key");
     assert_not_echoed(&run, &secret);
 }
@@ -93,28 +89,12 @@ fn a_private_key_given_where_a_public_key_is_expected_is_never_echoed() {
 fn a_private_key_file_readable_by_group_or_others_is_refused() {
     use std::os::unix::fs::PermissionsExt as _;
 
-    let dir = Dir::new();
-    dir.keygen("root.key");
-    let secret = private_hex(&dir, "root.key");
-    let root = dir.path("root.key");
-    let issue = || {
-        mandate(&[
-            "issue",
-            "--root-key",
-            &root,
-            "--principal",
-            "dave",
-            "--agent",
-            "bot",
-            "--right",
-            "expenses:read",
-            "--ttl",
-            "10m",
-        ])
-    };
+    let w = World::new();
+    let secret = private_hex(&w, "root");
+    let root = w.root_key();
+    let issue = || issue_dave(&w, &[]);
     for mode in [0o644, 0o640, 0o604, 0o660] {
-        std::fs::set_permissions(dir.file("root.key"), std::fs::Permissions::from_mode(mode))
-            .unwrap();
+        std::fs::set_permissions(w.file("root"), std::fs::Permissions::from_mode(mode)).unwrap();
         let run = issue();
         run.error(&format!(
             "permissions {mode:04o} for {root} are too open: a private key must be \
@@ -122,11 +102,11 @@ fn a_private_key_file_readable_by_group_or_others_is_refused() {
         ));
         assert_not_echoed(&run, &secret);
     }
-    std::fs::set_permissions(dir.file("root.key"), std::fs::Permissions::from_mode(0o400)).unwrap();
+    std::fs::set_permissions(w.file("root"), std::fs::Permissions::from_mode(0o400)).unwrap();
     let token = issue().ok_trimmed();
 
     // Every command that reads a private key applies the same rule.
-    std::fs::set_permissions(dir.file("root.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(w.file("root"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let mut args = vec!["pop", "--key", &root, "--token", &token];
     args.extend(request_flags("expenses", "read", "/r"));
     mandate(&args).error("are too open");
@@ -144,24 +124,9 @@ fn a_private_key_file_readable_by_group_or_others_is_refused() {
 
 #[test]
 fn duration_flags_are_capped_with_an_error_naming_the_maximum() {
-    let dir = Dir::new();
-    let root_pub = dir.keygen("root.key");
-    let root = dir.path("root.key");
-    let issue = |ttl: &str| {
-        mandate(&[
-            "issue",
-            "--root-key",
-            &root,
-            "--principal",
-            "dave",
-            "--agent",
-            "bot",
-            "--right",
-            "expenses:read",
-            "--ttl",
-            ttl,
-        ])
-    };
+    let w = World::new();
+    let root_pub = w.root_pub();
+    let issue = |ttl: &str| issue_dave(&w, &["--ttl", ttl]);
     issue("100years").error("ttl must be between 1s and 30days");
     issue("0s").error("ttl must be between 1s and 30days");
     let token = issue("10m").ok_trimmed();
@@ -189,7 +154,7 @@ fn duration_flags_are_capped_with_an_error_naming_the_maximum() {
         .error("--staleness 100years is too long: the maximum is 1day");
 
     // The servers refuse before they listen.
-    let store = dir.path("store");
+    let store = w.path("store");
     for flags in [
         ["--pop-window", "100years"],
         ["--staleness", "2days"],

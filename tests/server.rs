@@ -11,39 +11,22 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::server::Server;
-use common::{command, mandate, Dir};
+use common::world::World;
+use common::{command, mandate};
 use serde_json::{json, Value};
 
 /// A root, a bearer mandate reading `analytics`, and a server config file.
 struct Fixture {
-    dir: Dir,
-    root_pub: String,
+    w: World,
     token: String,
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let dir = Dir::new();
-        dir.keygen("root");
-        let token = mandate(&[
-            "issue",
-            "--root-key",
-            &dir.path("root"),
-            "--principal",
-            "alice@example.com",
-            "--agent",
-            "reporter",
-            "--right",
-            "analytics:read",
-            "--ttl",
-            "10m",
-        ])
-        .ok_trimmed();
-        Fixture {
-            root_pub: dir.path("root.pub"),
-            dir,
-            token,
-        }
+        let w = World::new();
+        let reads = ["analytics:read"];
+        let token = w.bearer("alice@example.com", "reporter", &reads, &[]).token;
+        Fixture { w, token }
     }
 
     /// Writes `config.toml`: a store in the folder, the root, port 0, plus `extra`.
@@ -55,16 +38,16 @@ impl Fixture {
              keys = [{root:?}]\n\
              [revocations]\n\
              store = {store:?}\n",
-            root = self.root_pub,
-            store = self.dir.path("store"),
+            root = self.w.root_pub_file(),
+            store = self.w.path("store"),
         );
-        let path = self.dir.path("config.toml");
+        let path = self.w.path("config.toml");
         std::fs::write(&path, text).unwrap();
         path
     }
 
     fn serve(&self, name: &str, args: &[&str]) -> Server {
-        Server::start(name, args, self.dir.file(&format!("{name}.log")))
+        Server::start(name, args, self.w.file(&format!("{name}.log")))
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -229,7 +212,7 @@ fn flags_and_environment_override_the_file() {
     std::fs::write(&config, text).unwrap();
     let mut serve = command(&["serve", "--config", &config, "--listen", "127.0.0.1:0"]);
     serve.env("MANDATE_EVAL_WORKERS", "2");
-    let server = Server::spawn("override", serve, fx.dir.file("override.log")).unwrap();
+    let server = Server::spawn("override", serve, fx.w.file("override.log")).unwrap();
     let metrics = get(&format!("{}/metrics", server.url)).text;
     assert_eq!(
         sample(&metrics, "mandate_eval_pool_workers"),
@@ -248,10 +231,10 @@ fn flags_and_environment_override_the_file() {
         "--eval-workers",
         "1",
         "--store",
-        &fx.dir.path("store2"),
+        &fx.w.path("store2"),
     ]);
     serve.env("MANDATE_EVAL_WORKERS", "2");
-    let server = Server::spawn("flag", serve, fx.dir.file("flag.log")).unwrap();
+    let server = Server::spawn("flag", serve, fx.w.file("flag.log")).unwrap();
     let metrics = get(&format!("{}/metrics", server.url)).text;
     assert_eq!(
         sample(&metrics, "mandate_eval_pool_workers"),
@@ -273,7 +256,7 @@ fn a_bad_configuration_is_one_clear_error_before_listening() {
     mandate(&["serve", "--config", &config]).error("eval.workers: 0 is outside 1 ..= 1024");
     let config = fx.config("[tls]\ncert = \"cert.pem\"");
     mandate(&["serve", "--config", &config]).error("tls: give both cert and key");
-    mandate(&["serve", "--config", &fx.dir.path("missing.toml")]).error("reading config");
+    mandate(&["serve", "--config", &fx.w.path("missing.toml")]).error("reading config");
 }
 
 #[test]
@@ -290,7 +273,7 @@ fn readiness_fails_closed_while_revocations_are_stale() {
             "--listen",
             "127.0.0.1:0",
             "--root-pub",
-            &fx.root_pub,
+            fx.w.root_pub_file(),
             "--registry",
             &registry,
             "--registry-auth",
@@ -390,7 +373,7 @@ fn the_openapi_document_matches_the_running_server() {
     let fx = Fixture::new();
     // With a mapping and an audit trail, so the proxy endpoint and
     // `GET /v1/audit` are served too.
-    let mapping = fx.dir.path("mapping.toml");
+    let mapping = fx.w.path("mapping.toml");
     std::fs::write(
         &mapping,
         "[[route]]\nservice = \"analytics\"\npath = \"/**\"\noperation = \"read\"\n",
@@ -398,7 +381,7 @@ fn the_openapi_document_matches_the_running_server() {
     .unwrap();
     let config = fx.config(&format!(
         "[ext_authz]\nmapping = {mapping:?}\n\n[audit]\nstore = {:?}",
-        fx.dir.path("audit")
+        fx.w.path("audit")
     ));
     let server = fx.serve("serve", &["serve", "--config", &config]);
     let reply = get(&format!("{}/openapi.json", server.url));
@@ -465,7 +448,7 @@ fn the_openapi_document_matches_the_running_server() {
 #[test]
 fn tls_serves_https_with_the_configured_certificate() {
     let fx = Fixture::new();
-    let (cert, key) = (fx.dir.path("cert.pem"), fx.dir.path("key.pem"));
+    let (cert, key) = (fx.w.path("cert.pem"), fx.w.path("key.pem"));
     let made = std::process::Command::new("openssl")
         .args([
             "req",
@@ -540,5 +523,5 @@ fn sigterm_drains_and_leaves_the_store_reopenable() {
     assert!(log.contains("shutting down"), "{log}");
     assert!(log.contains("stopped"), "{log}");
     // The sled lock is released and the store reads back.
-    mandate(&["revocations", "list", "--store", &fx.dir.path("store")]).ok();
+    mandate(&["revocations", "list", "--store", &fx.w.path("store")]).ok();
 }

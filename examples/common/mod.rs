@@ -1,14 +1,19 @@
 //! What every scenario shares: an issuer holding a root key, agents holding
-//! their own keys, services that verify each call, and the audit record the
-//! scenarios print.
+//! their own keys, and services that verify each call and record its
+//! decision in the scenario's audit trail ([`trail`]), which the scenarios
+//! print read back from its store.
 //!
 //! Nothing here decides a request: every decision comes from
 //! [`mandate_verifier::Verifier`], as it would in a real service, and tokens
 //! pass between agents as base64 text, as they would on the wire. Keys are
-//! generated afresh on every run and never written anywhere.
+//! generated afresh on every run; only the audit log's writer key is
+//! written, next to the log, in the trail's temporary folder.
 
 #![allow(dead_code)] // reason: each scenario uses a different part of this module.
 
+pub mod trail;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{ensure, Result};
@@ -18,7 +23,9 @@ use mandate_core::{
 };
 use mandate_issuer::MintRequest;
 use mandate_registry::{IndexingStore, MemoryStore, SharedIndex};
-use mandate_verifier::{Decision, Policy, Reason, Verifier};
+use mandate_server::audit::AuditRecorder;
+use mandate_verifier::{Decision, Policy, Verifier};
+pub use trail::{AuditTrail, StoredTrail};
 
 /// How long the scenarios' mandates live: one task, a quarter of an hour.
 pub const TASK_TTL: Duration = Duration::from_secs(15 * 60);
@@ -164,22 +171,28 @@ impl Agent {
     }
 }
 
-/// A service: its name and the verifier it runs in-process for every call.
+/// A service: its name, the verifier it runs in-process for every call,
+/// and the recorder that writes each decision to the audit trail.
 pub struct Service {
     /// The name calls to it carry (`service(S)`).
     pub name: String,
     verifier: Verifier,
+    recorder: AuditRecorder,
+    /// Numbers the requests it records.
+    calls: AtomicU64,
 }
 
 impl Service {
-    /// A service trusting `keys`, deciding with `policy`, and consulting
-    /// `revocations` on every call.
+    /// A service trusting `keys`, deciding with `policy`, consulting
+    /// `revocations` on every call and recording every decision in `trail`.
     pub fn new(
         name: &str,
         keys: KeySet,
         policy: Policy,
         revocations: SharedIndex,
+        trail: &AuditTrail,
     ) -> Result<Service> {
+        let recorder = trail.recorder(name, revocations.clone());
         let verifier = Verifier::builder()
             .root_keys(keys)
             .policy(policy)
@@ -188,6 +201,8 @@ impl Service {
         Ok(Service {
             name: name.into(),
             verifier,
+            recorder,
+            calls: AtomicU64::new(0),
         })
     }
 
@@ -197,8 +212,10 @@ impl Service {
     }
 
     /// Decides `agent`'s call to `operation` on `resource`, presenting
-    /// `token`. A denial is a `Decision`; an error means the token could not
-    /// be trusted at all.
+    /// `token`, and records the decision, durably, before returning it (as
+    /// a server answers only once its record is written). A denial is a
+    /// `Decision`; an error means the token could not be trusted at all, or
+    /// the decision could not be recorded (and then nothing is answered).
     pub fn call(
         &self,
         agent: &Agent,
@@ -208,9 +225,17 @@ impl Service {
         attrs: &[&str],
     ) -> Result<Decision> {
         let request = agent.request(token, &self.name, operation, resource, attrs)?;
-        Ok(self.verifier.authorize(token, &request)?)
+        let decision = self.verifier.authorize(token, &request)?;
+        let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        self.recorder
+            .record_blocking(&decision, API, &format!("{}-{n}", self.name), token)?;
+        Ok(decision)
     }
 }
+
+/// How the scenarios' records name the way their services were asked: the
+/// verifier library, called in-process.
+pub const API: &str = "library";
 
 /// The revocation index of a registry living in this process, with nothing
 /// revoked: what a `mandate serve --store` deployment gives its verifiers.
@@ -219,47 +244,16 @@ pub fn in_process_revocations() -> Result<SharedIndex> {
     Ok(IndexingStore::new(MemoryStore::new())?.index())
 }
 
-/// Prints `decision` as one audit record: who, for whom, via which chain,
-/// did what, and why it was allowed or denied. `attrs` are the call's
-/// runtime conditions, which a `Decision` does not carry.
-pub fn audit(decision: &Decision, attrs: &[&str]) {
-    let verdict = if decision.allowed { "ALLOW" } else { "DENY " };
-    let chain = if decision.chain.is_empty() {
-        "(no provable chain)".to_string()
-    } else {
-        decision.chain.join(" → ")
-    };
+/// Prints the call a scenario is about to make: `operation` on `resource`,
+/// with its runtime conditions `attrs`. Its decision is printed later, read
+/// back from the audit trail.
+pub fn say_call(caller: &str, operation: &str, resource: &str, attrs: &[&str]) {
     let attrs = if attrs.is_empty() {
         String::new()
     } else {
         format!(" [{}]", attrs.join(" "))
     };
-    println!(
-        "   {verdict} {} for {} via {} (task {}): {} {} {}{attrs}",
-        display_or(&decision.agent, "(unproven agent)"),
-        decision.principal,
-        chain,
-        decision.task,
-        decision.service,
-        decision.operation,
-        decision.resource,
-    );
-    match &decision.reason {
-        Reason::FailedChecks { checks } => {
-            for check in checks {
-                println!("         because {check}");
-            }
-        }
-        other => println!("         because {other}"),
-    }
-}
-
-fn display_or<'a>(text: &'a str, fallback: &'a str) -> &'a str {
-    if text.is_empty() {
-        fallback
-    } else {
-        text
-    }
+    println!("   {caller}: {operation} {resource}{attrs}");
 }
 
 /// Fails the scenario unless `decision` allowed the call.

@@ -1,16 +1,19 @@
 //! The harness the black-box tests share: running the `mandate` binary,
 //! asserting what a run produced (exit code, one-line errors, `--json`
-//! decisions), and a temporary folder of keys; `tokens` issues, delegates
-//! and proves through the binary, `http` speaks to servers, `server` runs
-//! them.
+//! decisions), and a temporary folder of keys; `world` is the one fixture
+//! (a root, agents' keys and their mandates) every test builds on, `tokens`
+//! issues, delegates and proves through the binary, `blocks` appends blocks
+//! without it, `http` speaks to servers, `server` runs them.
 //!
 //! Each test file includes it with `#[path = "common/mod.rs"] mod common;`,
 //! so each is its own crate using only part of it: the items some files do
 //! not use carry `#[allow(dead_code)]`.
 
+pub mod blocks;
 pub mod http;
 pub mod server;
 pub mod tokens;
+pub mod world;
 
 use std::io::Write as _;
 use std::path::PathBuf;
