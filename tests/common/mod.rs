@@ -2,14 +2,18 @@
 //! asserting what a run produced (exit code, one-line errors, `--json`
 //! decisions), and a temporary folder of keys; `tokens` issues, delegates
 //! and proves through the binary, `http` speaks to servers, `server` runs
-//! them.
+//! them, `stage` is a deployment of `mandate serve` for the scenarios, and
+//! `scenario` holds the steps of PRODUCT.md's five scenarios on a stage,
+//! whatever the first mandate came from.
 //!
 //! Each test file includes it with `#[path = "common/mod.rs"] mod common;`,
 //! so each is its own crate using only part of it: the items some files do
 //! not use carry `#[allow(dead_code)]`.
 
 pub mod http;
+pub mod scenario;
 pub mod server;
+pub mod stage;
 pub mod tokens;
 
 use std::io::Write as _;
