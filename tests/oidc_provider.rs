@@ -69,12 +69,29 @@ fn provider_dir() -> Result<&'static Path, &'static str> {
     }
 }
 
+/// The oldest Node.js major version the pinned package runs on.
+const NODE_MAJOR: u32 = 20;
+
 fn install() -> Result<PathBuf, String> {
+    let mut versions = Vec::new();
     for tool in ["node", "npm"] {
         match Command::new(tool).arg("--version").output() {
-            Ok(out) if out.status.success() => {}
+            Ok(out) if out.status.success() => {
+                versions.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+            }
             _ => return Err(format!("{tool} not found (install Node.js with npm)")),
         }
+    }
+    let major = versions[0]
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok());
+    if major.is_none_or(|m| m < NODE_MAJOR) {
+        return Err(format!(
+            "node {} is older than {NODE_MAJOR}, which oidc-provider needs",
+            versions[0]
+        ));
     }
     let dir = install_dir();
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
@@ -106,7 +123,9 @@ fn install() -> Result<PathBuf, String> {
         let _ = std::fs::remove_file(dir.join("package-lock.json"));
         let stderr = String::from_utf8_lossy(&out.stderr);
         let why = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-        return Err(format!("npm ci of oidc-provider failed (no network?): {why}"));
+        return Err(format!(
+            "npm ci of oidc-provider failed (no network?): {why}"
+        ));
     }
     Ok(dir)
 }
@@ -187,7 +206,10 @@ impl Provider {
                 break url::Url::parse(&location).unwrap();
             }
             hops += 1;
-            assert!(hops < 10, "the login never came back to the client: {location}");
+            assert!(
+                hops < 10,
+                "the login never came back to the client: {location}"
+            );
             next = location;
         };
         let params: BTreeMap<String, String> = callback.query_pairs().into_owned().collect();
@@ -285,7 +307,9 @@ impl Browser {
             let Some((name, value)) = pair.split_once('=') else {
                 continue;
             };
-            let expired = set.to_ascii_lowercase().contains("expires=thu, 01 jan 1970");
+            let expired = set
+                .to_ascii_lowercase()
+                .contains("expires=thu, 01 jan 1970");
             if value.is_empty() || expired {
                 self.cookies.remove(name.trim());
             } else {
@@ -508,7 +532,11 @@ fn a_login_at_a_real_openid_provider_is_exchanged_delegated_and_decided() {
     let (status, allowed) = w.authorize("sub.token", "sub.key", "read", "/datasets/q3/revenue");
     assert_eq!(status, 200, "{allowed}");
     assert_eq!(allowed["principal"], ALICE, "{allowed}");
-    assert_eq!(allowed["chain"], json!(["orchestrator", "charts"]), "{allowed}");
+    assert_eq!(
+        allowed["chain"],
+        json!(["orchestrator", "charts"]),
+        "{allowed}"
+    );
     assert_eq!(allowed["task"], task.as_str(), "{allowed}");
 
     // Outside the slice the orchestrator signed: denied, naming its check.
@@ -550,8 +578,7 @@ fn a_token_the_provider_issued_to_another_application_is_refused() {
     std::fs::write(w.dir.file("other.jwt"), &id_token).unwrap();
 
     // Through the CLI: one line naming the RFC error.
-    w.open("other.jwt", "never.token")
-        .error("invalid_grant");
+    w.open("other.jwt", "never.token").error("invalid_grant");
     assert!(!w.dir.file("never.token").exists());
 
     // On the wire: RFC 6749 §5.2, 400 `invalid_grant`, nothing minted.
@@ -582,7 +609,11 @@ fn a_token_the_provider_issued_to_another_application_is_refused() {
         Err(ureq::Error::Status(status, r)) => (status, r.into_json::<Value>().unwrap()),
         Err(e) => panic!("token endpoint: {e}"),
     };
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
     assert!(
         body["error_description"].as_str().unwrap().contains("aud"),
         "{body}"
@@ -592,5 +623,8 @@ fn a_token_the_provider_issued_to_another_application_is_refused() {
 
     // The same person's token for the issuer's own client goes through.
     std::fs::write(w.dir.file("id.jwt"), w.provider.login(CLIENT, ALICE)).unwrap();
-    assert!(w.open("id.jwt", "task.token").ok_trimmed().starts_with("task-"));
+    assert!(w
+        .open("id.jwt", "task.token")
+        .ok_trimmed()
+        .starts_with("task-"));
 }

@@ -18,10 +18,10 @@ mod common;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::scenario;
-use common::stage::{Origin, Stage};
-use common::server::{poll, Server};
 use common::mandate;
+use common::scenario;
+use common::server::{poll, Server};
+use common::stage::{Origin, Stage};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
@@ -238,6 +238,11 @@ fn closing_the_task_at_the_issuer_stops_every_agent_of_it() {
             "{}",
             denied.body
         );
-        assert_eq!(denied.body["principal"], chain.bob.as_str(), "{}", denied.body);
+        assert_eq!(
+            denied.body["principal"],
+            chain.bob.as_str(),
+            "{}",
+            denied.body
+        );
     }
 }

@@ -75,7 +75,12 @@ pub fn names(reply: &Reply, principal: &str, chain: &[&str], task: &str) {
     assert_eq!(body["task"], task, "{body}");
 }
 
-fn says(decision: &str, kind: &str, principal: &str, chain: &[&str]) -> (String, String, String, Vec<String>) {
+fn says(
+    decision: &str,
+    kind: &str,
+    principal: &str,
+    chain: &[&str],
+) -> (String, String, String, Vec<String>) {
     (
         decision.to_owned(),
         kind.to_owned(),
@@ -247,7 +252,11 @@ pub fn forge_hop(stage: &Stage, token: &str, forger: &str, out: &str) {
         .unwrap()
         .serialize()
         .unwrap();
-    let forged = token.append_third_party(&block).unwrap().to_base64().unwrap();
+    let forged = token
+        .append_third_party(&block)
+        .unwrap()
+        .to_base64()
+        .unwrap();
     std::fs::write(stage.dir.file(out), forged).unwrap();
 }
 
@@ -350,7 +359,11 @@ pub fn quarterly_analytics(stage: &Stage, origin: &dyn Origin) {
         &[],
     );
     assert_eq!(forged.status, 403, "{}", forged.body);
-    assert_eq!(forged.body["reason_kind"], "chain_broken", "{}", forged.body);
+    assert_eq!(
+        forged.body["reason_kind"], "chain_broken",
+        "{}",
+        forged.body
+    );
     let reason = forged.reason();
     assert!(
         reason.contains("block 2 is signed by ed25519/")
@@ -409,7 +422,14 @@ pub fn refund(stage: &Stage, origin: &dyn Origin) {
         "refund.token",
     );
     let refund = |order: &str, attrs: &[&str]| {
-        let reply = stage.call("refund-agent", "refund.token", "refunds", "refund", order, attrs);
+        let reply = stage.call(
+            "refund-agent",
+            "refund.token",
+            "refunds",
+            "refund",
+            order,
+            attrs,
+        );
         names(&reply, &dana, &["helpdesk-agent", "refund-agent"], &task);
         reply
     };
@@ -425,7 +445,10 @@ pub fn refund(stage: &Stage, origin: &dyn Origin) {
         );
     };
 
-    allowed(&refund("/orders/1001", &["amount=80", "method=card", "tier=gold"]));
+    allowed(&refund(
+        "/orders/1001",
+        &["amount=80", "method=card", "tier=gold"],
+    ));
     let amount = r#"check if attr("amount", $v), $v >= 1, $v <= 100"#;
     by_helpdesk(
         &refund("/orders/1002", &["amount=250", "method=card", "tier=gold"]),
@@ -446,7 +469,10 @@ pub fn refund(stage: &Stage, origin: &dyn Origin) {
         r#"check if attr("method", $v), {"card", "voucher"}.contains($v)"#,
     );
     by_helpdesk(
-        &refund("/orders/1005", &["amount=20", "method=voucher", "tier=basic"]),
+        &refund(
+            "/orders/1005",
+            &["amount=20", "method=voucher", "tier=basic"],
+        ),
         2,
         r#"check if attr("tier", $v), {"gold", "platinum"}.contains($v)"#,
     );
@@ -473,6 +499,17 @@ pub fn refund(stage: &Stage, origin: &dyn Origin) {
 /// The claim of scenario 4.
 pub const CLAIM: &str = "/claims/8812";
 
+/// One service of the claim's tool chain, the one call the claim makes to
+/// it, and what the claims agent narrows its mandate to for it (`mandate
+/// delegate` flags besides the service and operation).
+struct ClaimStep<'a> {
+    service: &'static str,
+    operation: &'static str,
+    resource: String,
+    attrs: &'static [&'static str],
+    narrowing: Vec<&'a str>,
+}
+
 /// One task of erin's invokes document analysis, fraud detection and
 /// payment; the claims agent narrows its mandate once per service, signed,
 /// and each service accepts only the token narrowed for it.
@@ -488,50 +525,55 @@ pub fn insurance_claim(stage: &Stage, origin: &dyn Origin) {
         "claim.token",
     );
     let (documents, payout) = (format!("{CLAIM}/documents"), format!("{CLAIM}/payout"));
-    // (service, operation, resource, attributes, narrowing)
-    let steps: [(&str, &str, String, &[&str], Vec<&str>); 3] = [
-        (
-            "documents",
-            "analyze",
-            format!("{documents}/police-report.pdf"),
-            &[],
-            vec!["--resource-prefix", documents.as_str()],
-        ),
-        (
-            "fraud",
-            "score",
-            CLAIM.to_owned(),
-            &[],
-            vec!["--resource-prefix", CLAIM],
-        ),
-        (
-            "payments",
-            "pay",
-            payout.clone(),
-            &["amount=1800"],
-            vec!["--resource-prefix", payout.as_str(), "--attr-max", "amount=2500"],
-        ),
+    let steps = [
+        ClaimStep {
+            service: "documents",
+            operation: "analyze",
+            resource: format!("{documents}/police-report.pdf"),
+            attrs: &[],
+            narrowing: vec!["--resource-prefix", documents.as_str()],
+        },
+        ClaimStep {
+            service: "fraud",
+            operation: "score",
+            resource: CLAIM.to_owned(),
+            attrs: &[],
+            narrowing: vec!["--resource-prefix", CLAIM],
+        },
+        ClaimStep {
+            service: "payments",
+            operation: "pay",
+            resource: payout.clone(),
+            attrs: &["amount=1800"],
+            narrowing: vec![
+                "--resource-prefix",
+                payout.as_str(),
+                "--attr-max",
+                "amount=2500",
+            ],
+        },
     ];
-    for (service, operation, _, _, narrowing) in &steps {
-        let mut restrictions = vec!["--service", *service, "--operation", *operation];
-        restrictions.extend_from_slice(narrowing);
+    for step in &steps {
+        let mut restrictions = vec!["--service", step.service, "--operation", step.operation];
+        restrictions.extend_from_slice(&step.narrowing);
         stage.narrow(
             "claim.token",
             "claims-agent",
             &restrictions,
-            &format!("{service}.token"),
+            &format!("{}.token", step.service),
         );
     }
     let mut expected = Vec::new();
-    for (service, operation, resource, attrs, _) in &steps {
-        for (token_for, ..) in &steps {
+    for step in &steps {
+        let service = step.service;
+        for token_for in steps.iter().map(|s| s.service) {
             let reply = stage.call(
                 "claims-agent",
                 &format!("{token_for}.token"),
                 service,
-                operation,
-                resource,
-                attrs,
+                step.operation,
+                &step.resource,
+                step.attrs,
             );
             names(&reply, &erin, &["claims-agent"], &task);
             if token_for == service {
@@ -572,7 +614,11 @@ pub fn insurance_claim(stage: &Stage, origin: &dyn Origin) {
 pub const BOBS_WORK: [(&str, &str, &str); 3] = [
     ("orchestrator", "orchestrator.token", "/datasets/q3/revenue"),
     ("analytics-agent", "analytics.token", "/datasets/q3/costs"),
-    ("charting-agent", "charting.token", "/datasets/q3/revenue/emea"),
+    (
+        "charting-agent",
+        "charting.token",
+        "/datasets/q3/revenue/emea",
+    ),
 ];
 
 /// While scenario 2's agents are at work, the operator revokes bob's
@@ -613,7 +659,11 @@ pub fn kill_switch(stage: &Stage, origin: &dyn Origin) {
         .iter()
         .map(|chain| says("allow", "allowed", &bob, chain))
         .collect();
-    expected.extend(chains.iter().map(|chain| says("deny", "revoked", &bob, chain)));
+    expected.extend(
+        chains
+            .iter()
+            .map(|chain| says("deny", "revoked", &bob, chain)),
+    );
     assert_eq!(stage.decisions(&task), expected);
     // The registry's record of the kill switch is in bob's trail, between
     // the last allowed call and the first denied one.

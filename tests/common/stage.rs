@@ -339,10 +339,7 @@ impl Stage {
                     .unwrap()
                     .iter()
                     .map(|link| {
-                        assert!(
-                            link["key"].as_str().unwrap().starts_with("sha256:"),
-                            "{r}"
-                        );
+                        assert!(link["key"].as_str().unwrap().starts_with("sha256:"), "{r}");
                         link["name"].as_str().unwrap().to_owned()
                     })
                     .collect();
@@ -356,4 +353,3 @@ impl Stage {
             .collect()
     }
 }
-
