@@ -19,6 +19,11 @@
 //! Each example is a crate of its own that declares the shared
 //! `examples/common` (and `kill_switch` also declares scenario 2); gathered
 //! here, those files are compiled once per example that declares them.
+//!
+//! Then each scenario runs once more as a deployment runs it, from a root
+//! key file: `mandate issue`, `mandate delegate`, `mandate pop` and `mandate
+//! serve` over HTTP, with the steps of `tests/common/scenario.rs`, which
+//! `tests/scenarios_login.rs` runs again starting from a person's login.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // reason: a test fails loudly.
 #![allow(clippy::duplicate_mod)] // reason: each example declares examples/common itself.
@@ -47,6 +52,9 @@ mod insurance_claim;
 mod kill_switch;
 
 use std::path::Path;
+
+use common::scenario;
+use common::stage::{RootKeyFile, Stage};
 
 use mandate_audit::{DecisionRecord, Event, Outcome as Decided, Record};
 use mandate_verifier::{Decision, FailedCheck, Reason, RevocationDenial};
@@ -609,4 +617,33 @@ fn kill_switch_stops_every_agent_and_the_call_in_flight_once_revoked_and_the_tra
 /// The acting agent of `decision` (the last of its chain).
 fn chain_end(decision: &Decision) -> &str {
     decision.chain.last().map_or("", String::as_str)
+}
+
+// ---------------------------------------------------------------------------
+// The same scenarios through the binary and `mandate serve`, from a root key file
+// ---------------------------------------------------------------------------
+
+#[test]
+fn expense_report_through_mandate_serve() {
+    scenario::expense_report(&Stage::start(None), &RootKeyFile);
+}
+
+#[test]
+fn quarterly_analytics_through_mandate_serve() {
+    scenario::quarterly_analytics(&Stage::start(None), &RootKeyFile);
+}
+
+#[test]
+fn refund_through_mandate_serve() {
+    scenario::refund(&Stage::start(Some("refunds.datalog")), &RootKeyFile);
+}
+
+#[test]
+fn insurance_claim_through_mandate_serve() {
+    scenario::insurance_claim(&Stage::start(None), &RootKeyFile);
+}
+
+#[test]
+fn kill_switch_through_mandate_serve() {
+    scenario::kill_switch(&Stage::start(None), &RootKeyFile);
 }

@@ -3,7 +3,10 @@
 //! decisions), and a temporary folder of keys; `world` is the one fixture
 //! (a root, agents' keys and their mandates) every test builds on, `tokens`
 //! issues, delegates and proves through the binary, `blocks` appends blocks
-//! without it, `http` speaks to servers, `server` runs them.
+//! without it, `http` speaks to servers, `server` runs them, `stage` is a
+//! deployment of `mandate serve` for the scenarios, and `scenario` holds the
+//! steps of PRODUCT.md's five scenarios on a stage, whatever the first
+//! mandate came from.
 //!
 //! Each test file includes it with `#[path = "common/mod.rs"] mod common;`,
 //! so each is its own crate using only part of it: the items some files do
@@ -11,7 +14,9 @@
 
 pub mod blocks;
 pub mod http;
+pub mod scenario;
 pub mod server;
+pub mod stage;
 pub mod tokens;
 pub mod world;
 

@@ -42,11 +42,11 @@ impl Server {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         // Drains stdout for the child's whole life; ends when the child does.
+        // Only the first line is awaited: later ones are read and dropped, so
+        // a child that goes on printing never writes into a closed pipe.
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
+                let _after_the_announcement = tx.send(line);
             }
         });
         let mut server = Server {

@@ -61,7 +61,9 @@ fn source(args: &AuditSourceArgs) -> Result<Source> {
     let (Some(url), Some(auth)) = (&args.url, &args.auth) else {
         bail!("give --store DIR, or --url URL with --auth TOKEN (a mandate granting audit:read)");
     };
-    let token = read_token_text(auth)?;
+    // A token file ends with a newline (`--out` writes one), which is not
+    // valid in the Authorization header the client sends it in.
+    let token = read_token_text(auth)?.trim().to_owned();
     let key = match &args.auth_key {
         Some(path) => Some(SecretKey::read(path)?),
         None => None,
