@@ -12,12 +12,16 @@
 //!   maximum lifetime, deny with a reason, or ask), under explicit run limits.
 //! - [`tasks`]: task records behind [`TaskStore`] (sled or memory).
 //! - [`issuer`]: [`Issuer`], the token exchange, refresh and close flows.
+//! - [`requests`]: rights asked for during a task, decided by the policy or
+//!   by a person ([`requests::Negotiator`], records behind
+//!   [`requests::RequestStore`]).
 //! - [`revoke`]: [`TaskRevoker`], how a closed task reaches the revocation
 //!   registry (implemented by the server crate, which knows the registry).
 //! - [`events`]: [`IssuerEvents`], the one seam every state change is
 //!   reported through (target `mandate::audit`).
 //! - [`oauth`]: the RFC 6749 §5.2 error shape of the token endpoint.
-//! - [`server`]: the HTTP API (`POST /oauth2/token`, task refresh and close).
+//! - [`server`]: the HTTP API (`POST /oauth2/token`, task refresh and close,
+//!   requests for more rights and their approval).
 //! - [`client`]: what `mandate task ...` calls.
 //!
 //! The issuer never sees an agent's private key, never trusts an identity it
@@ -33,6 +37,7 @@ pub mod jwks;
 mod mint;
 pub mod oauth;
 pub mod policy;
+pub mod requests;
 pub mod revoke;
 pub mod server;
 pub mod tasks;

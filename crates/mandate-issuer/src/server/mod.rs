@@ -7,12 +7,16 @@
 //! - `POST /v1/tasks/{id}/refresh`, `POST /v1/tasks/{id}/close` ([`tasks`]):
 //!   `Authorization: Mandate <token>` plus a `Mandate-PoP` proof by the
 //!   task's agent; refusals in Mandate's one JSON error shape (`ApiError`).
+//! - `POST /v1/tasks/{id}/requests`, `GET /v1/requests/{id}` (the agent,
+//!   as for refresh), `GET /v1/requests`, `POST /v1/requests/{id}/approve`
+//!   and `.../deny` (an approver's identity token) ([`requests`]).
 //! - `GET /healthz`.
 //!
 //! Middleware order (outermost first): the body limit, then routing. Work
 //! that blocks (policy evaluation, minting, the task store) runs on Tokio's
 //! blocking threads, so the runtime keeps answering health checks.
 
+pub mod requests;
 pub mod tasks;
 pub mod token;
 
@@ -23,6 +27,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
+use crate::requests::{MemoryRequestStore, Negotiator, NegotiatorOptions, RequestStore};
 use crate::Issuer;
 
 /// The largest request body any issuer endpoint reads.
@@ -32,12 +37,36 @@ pub const MAX_BODY_BYTES: usize = 32 * 1024;
 #[derive(Debug, Clone)]
 pub struct IssuerState {
     issuer: Arc<Issuer>,
+    negotiator: Arc<Negotiator>,
 }
 
 impl IssuerState {
-    /// State around `issuer`.
+    /// State around `issuer`; requests for more rights are kept in memory
+    /// until [`IssuerState::with_requests`] says otherwise.
     pub fn new(issuer: Arc<Issuer>) -> IssuerState {
-        IssuerState { issuer }
+        let negotiator = Arc::new(Negotiator::new(
+            Arc::clone(&issuer),
+            Arc::new(MemoryRequestStore::new()),
+            NegotiatorOptions::default(),
+        ));
+        IssuerState { issuer, negotiator }
+    }
+
+    /// The same state keeping requests for more rights in `store`, decided
+    /// under `options`.
+    #[must_use]
+    pub fn with_requests(
+        mut self,
+        store: Arc<dyn RequestStore>,
+        options: NegotiatorOptions,
+    ) -> IssuerState {
+        self.negotiator = Arc::new(Negotiator::new(Arc::clone(&self.issuer), store, options));
+        self
+    }
+
+    /// The negotiator of requests for more rights.
+    pub fn negotiator(&self) -> &Arc<Negotiator> {
+        &self.negotiator
     }
 
     /// The issuer.
@@ -53,6 +82,7 @@ pub fn router(state: IssuerState) -> Router {
         .route("/oauth2/token", post(token::exchange))
         .route("/v1/tasks/{id}/refresh", post(tasks::refresh))
         .route("/v1/tasks/{id}/close", post(tasks::close))
+        .merge(requests::routes())
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

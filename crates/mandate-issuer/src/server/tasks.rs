@@ -30,7 +30,7 @@ pub struct Closed {
     pub state: String,
 }
 
-fn to_api(error: TaskError) -> ApiError {
+pub(crate) fn to_api(error: TaskError) -> ApiError {
     match error {
         TaskError::Unauthenticated(why) => {
             ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", why)
@@ -48,7 +48,7 @@ fn to_api(error: TaskError) -> ApiError {
     }
 }
 
-fn credentials(headers: &HeaderMap) -> Result<(String, String), ApiError> {
+pub(crate) fn credentials(headers: &HeaderMap) -> Result<(String, String), ApiError> {
     let missing = |what: &str| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
