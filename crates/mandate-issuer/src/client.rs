@@ -344,11 +344,7 @@ impl IssuerClient {
     ///
     /// # Errors
     /// [`ClientError`].
-    pub async fn requests(
-        &self,
-        id_token: &str,
-        state: &str,
-    ) -> Result<RequestList, ClientError> {
+    pub async fn requests(&self, id_token: &str, state: &str) -> Result<RequestList, ClientError> {
         let response = self
             .http
             .get(format!("{}/v1/requests", self.base))

@@ -372,7 +372,9 @@ mod tests {
     use super::*;
 
     fn rights(text: &str) -> Vec<Right> {
-        text.split_whitespace().map(|r| r.parse().unwrap()).collect()
+        text.split_whitespace()
+            .map(|r| r.parse().unwrap())
+            .collect()
     }
 
     #[test]

@@ -196,10 +196,7 @@ mod tests {
     fn decides_once(store: &dyn RequestStore) {
         let request = pending("req-1");
         store.create(&request).unwrap();
-        assert!(matches!(
-            store.create(&request),
-            Err(StoreError::Exists(_))
-        ));
+        assert!(matches!(store.create(&request), Err(StoreError::Exists(_))));
         let granted = RightRequest {
             state: RequestState::Granted,
             decided_by: Some("alice@example.com".into()),
@@ -245,17 +242,11 @@ mod tests {
     fn a_pending_request_past_its_expiry_reads_as_expired() {
         let request = pending("req-1");
         assert_eq!(request.state_at(request.created), RequestState::Pending);
-        assert_eq!(
-            request.state_at(request.expires_at),
-            RequestState::Expired
-        );
+        assert_eq!(request.state_at(request.expires_at), RequestState::Expired);
         let granted = RightRequest {
             state: RequestState::Granted,
             ..request.clone()
         };
-        assert_eq!(
-            granted.state_at(request.expires_at),
-            RequestState::Granted
-        );
+        assert_eq!(granted.state_at(request.expires_at), RequestState::Granted);
     }
 }

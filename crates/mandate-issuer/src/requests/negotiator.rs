@@ -525,8 +525,7 @@ impl Negotiator {
         }
         let this = Arc::clone(self);
         let granted = request.clone();
-        let result =
-            blocking(move || this.deliver(&granted, &token, SystemTime::now())).await;
+        let result = blocking(move || this.deliver(&granted, &token, SystemTime::now())).await;
         let issued = self.revoke_if_overdue(&request.task, result).await?;
         Ok(Polled {
             request,
@@ -546,9 +545,7 @@ impl Negotiator {
             .verify(id_token, SystemTime::now())
             .await
             .map_err(|refusal| match refusal.code {
-                ErrorCode::TemporarilyUnavailable => {
-                    RequestError::Unavailable(refusal.description)
-                }
+                ErrorCode::TemporarilyUnavailable => RequestError::Unavailable(refusal.description),
                 _ => RequestError::Unauthenticated(refusal.description),
             })
     }
@@ -654,7 +651,9 @@ impl Negotiator {
 /// Refuses a closed task or one past its deadline (the sweeper closes it).
 fn open_at(task: &Task, now: SystemTime) -> Result<(), RequestError> {
     if task.state == TaskState::Closed {
-        return Err(TaskError::Closed(task.closed_by.clone().unwrap_or_else(|| "closed".into())).into());
+        return Err(
+            TaskError::Closed(task.closed_by.clone().unwrap_or_else(|| "closed".into())).into(),
+        );
     }
     if now >= task.deadline {
         return Err(TaskError::Closed("deadline".into()).into());

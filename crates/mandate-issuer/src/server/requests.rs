@@ -139,9 +139,11 @@ fn request_api(error: RequestError) -> ApiError {
                 .challenge(HeaderValue::from_static("Bearer"))
         }
         RequestError::Forbidden(why) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", why),
-        RequestError::NotFound => {
-            ApiError::new(StatusCode::NOT_FOUND, "request_not_found", "no such request")
-        }
+        RequestError::NotFound => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "request_not_found",
+            "no such request",
+        ),
         RequestError::Decided(_) => {
             ApiError::new(StatusCode::CONFLICT, "request_decided", error.to_string())
         }
@@ -200,7 +202,9 @@ async fn ask(
         .await
         .map_err(request_api)?;
     Ok(match asked {
-        Asked::Granted { request, issued } => no_store(StatusCode::OK, status(&request, Some(issued))),
+        Asked::Granted { request, issued } => {
+            no_store(StatusCode::OK, status(&request, Some(issued)))
+        }
         Asked::Pending(request) => {
             let location = HeaderValue::from_str(&format!("/v1/requests/{}", request.id))
                 .map_err(|_| ApiError::internal())?;
