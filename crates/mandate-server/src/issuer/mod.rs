@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod requests;
 
 use std::sync::Arc;
 
@@ -156,7 +157,8 @@ pub fn build_issuer(settings: &IssuerSettings) -> Result<Issuer> {
 pub async fn bind_issuer(settings: &IssuerSettings) -> Result<Server> {
     let issuer = Arc::new(build_issuer(settings)?);
     spawn_sweeper(issuer.clone(), settings.sweep_interval);
-    let app = router(IssuerState::new(issuer))
+    let state = self::requests::with_requests(IssuerState::new(issuer), settings)?;
+    let app = router(state)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     let tls = match &settings.tls {
