@@ -2,13 +2,14 @@
 //! asserting what a run produced (exit code, one-line errors, `--json`
 //! decisions), and a temporary folder of keys; `tokens` issues, delegates
 //! and proves through the binary, `http` speaks to servers, `server` runs
-//! them.
+//! them, `idp` is a local identity provider for the issuer.
 //!
 //! Each test file includes it with `#[path = "common/mod.rs"] mod common;`,
 //! so each is its own crate using only part of it: the items some files do
 //! not use carry `#[allow(dead_code)]`.
 
 pub mod http;
+pub mod idp;
 pub mod server;
 pub mod tokens;
 
