@@ -176,7 +176,8 @@ mod tests {
     use super::*;
 
     fn pending(id: &str) -> RightRequest {
-        let now = SystemTime::now();
+        // Whole milliseconds: the stored form keeps no finer time.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_590_400_123);
         RightRequest {
             id: id.into(),
             task: "task-1".into(),
