@@ -1,95 +1,22 @@
 //! The issuer service through the real binary and loopback HTTP: a local
-//! identity provider (its key set served on 127.0.0.1, tokens signed with
-//! RS256, ES256 and EdDSA test keys from `tests/fixtures/idp/`), `mandate
-//! issuer serve` writing task revocations to `mandate serve --store`, and
-//! the agent side through `mandate task ...`, `mandate delegate` and
-//! `POST /v1/authorize`.
+//! identity provider (`common::idp`: its key set served on 127.0.0.1,
+//! tokens signed with RS256, ES256 and EdDSA test keys from
+//! `tests/fixtures/idp/`), `mandate issuer serve` writing task revocations
+//! to `mandate serve --store`, and the agent side through `mandate task ...`,
+//! `mandate delegate` and `POST /v1/authorize`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "common/mod.rs"]
 mod common;
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use common::idp::{claims, fixture, id_token, now, Jwks, AUDIENCE, IDP, ISSUER_ID};
 use common::server::{poll, Server};
 use common::{mandate, Dir};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-
-const IDP: &str = "https://idp.test";
-const AUDIENCE: &str = "mandate-issuer";
-const ISSUER_ID: &str = "urn:test:mandate-issuer";
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/idp")
-        .join(name)
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// A test identity provider's key set on 127.0.0.1, swappable for rotation.
-struct Jwks {
-    url: String,
-    body: Arc<Mutex<String>>,
-}
-
-impl Jwks {
-    fn serve(file: &str) -> Jwks {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
-        let body = Arc::new(Mutex::new(std::fs::read_to_string(fixture(file)).unwrap()));
-        let shared = body.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf);
-                let body = shared.lock().unwrap().clone();
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-        });
-        Jwks { url, body }
-    }
-
-    fn rotate_to(&self, file: &str) {
-        *self.body.lock().unwrap() = std::fs::read_to_string(fixture(file)).unwrap();
-    }
-}
-
-/// Signs an identity token with a fixture key.
-fn id_token(alg: Algorithm, key_file: &str, kid: &str, claims: &Value) -> String {
-    let pem = std::fs::read(fixture(key_file)).unwrap();
-    let key = match alg {
-        Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem).unwrap(),
-        Algorithm::ES256 => EncodingKey::from_ec_pem(&pem).unwrap(),
-        Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem).unwrap(),
-        _ => unreachable!(),
-    };
-    let mut header = Header::new(alg);
-    header.kid = Some(kid.to_owned());
-    jsonwebtoken::encode(&header, claims, &key).unwrap()
-}
-
-fn claims(email: &str, groups: &[&str]) -> Value {
-    json!({
-        "iss": IDP, "aud": AUDIENCE, "sub": format!("sub-{email}"), "email": email,
-        "groups": groups, "iat": now(), "exp": now() + 600,
-    })
-}
 
 fn alice() -> String {
     id_token(

@@ -6,7 +6,7 @@
 //! without it, `http` speaks to servers, `server` runs them, `stage` is a
 //! deployment of `mandate serve` for the scenarios, and `scenario` holds the
 //! steps of PRODUCT.md's five scenarios on a stage, whatever the first
-//! mandate came from.
+//! mandate came from; `idp` is a local identity provider for the issuer.
 //!
 //! Each test file includes it with `#[path = "common/mod.rs"] mod common;`,
 //! so each is its own crate using only part of it: the items some files do
@@ -14,6 +14,7 @@
 
 pub mod blocks;
 pub mod http;
+pub mod idp;
 pub mod scenario;
 pub mod server;
 pub mod stage;

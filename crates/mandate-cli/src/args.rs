@@ -46,9 +46,14 @@ pub enum Command {
     /// Run the issuer service: token exchange from a login, task lifecycle.
     #[command(subcommand)]
     Issuer(IssuerCommand),
-    /// Open, refresh or close a task at an issuer (as its agent).
+    /// Open, refresh or close a task at an issuer, or ask for more rights
+    /// (as its agent).
     #[command(subcommand)]
     Task(TaskCommand),
+    /// List, approve or deny agents' requests for more rights (as the
+    /// task's principal or an approver).
+    #[command(subcommand)]
+    Requests(RequestsCommand),
     /// Read the audit trail (newest last), verify it, or trace a token or task.
     Audit(AuditArgs),
     /// Rotate, list or retire the issuer's root keys in a key folder.
@@ -752,6 +757,18 @@ pub struct IssuerServeArgs {
     /// text or json logs.
     #[arg(long)]
     pub log_format: Option<mandate_server::LogFormat>,
+    /// How long an agent's request for more rights waits for a person
+    /// (default 15m).
+    #[arg(long, value_name = "DURATION")]
+    pub request_ttl: Option<String>,
+    /// Members of this group (the identity provider's groups claim) may
+    /// approve any task's requests. Repeatable.
+    #[arg(long = "approver-group", value_name = "GROUP")]
+    pub approver_groups: Vec<String>,
+    /// The sled folder holding requests for more rights [default: the task
+    /// store's folder + .requests].
+    #[arg(long, value_name = "DIR")]
+    pub requests_store: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -762,6 +779,9 @@ pub enum TaskCommand {
     Refresh(TaskCallArgs),
     /// Close a task: every token of it is revoked. As its agent (--token,
     /// --agent-key), its principal (--subject-token) or an operator
+    /// Ask for more rights on a task, or read (and wait for) a request's
+    /// outcome: exit 0 granted or still pending, 1 refused, denied or expired.
+    Request(TaskRequestArgs),
     /// (--operator-token, --operator-key).
     Close(TaskCloseArgs),
 }
@@ -902,4 +922,76 @@ pub struct TaskCallArgs {
     /// Write the fresh mandate here (refresh only; otherwise stdout).
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskRequestArgs {
+    /// The issuer's URL.
+    #[arg(long, value_name = "URL")]
+    pub issuer: String,
+    /// The task's current mandate (TOKEN, @FILE or -).
+    #[arg(long)]
+    pub token: String,
+    /// The task's agent key.
+    #[arg(long, value_name = "FILE")]
+    pub agent_key: PathBuf,
+    /// The task id [default: the task the mandate names].
+    #[arg(long)]
+    pub task: Option<String>,
+    /// A right wanted, SERVICE:OPERATION (repeatable).
+    #[arg(long = "right", required_unless_present = "request")]
+    pub rights: Vec<String>,
+    /// Why the agent needs it, for the person who decides.
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// Read this earlier request instead of asking again.
+    #[arg(long, value_name = "ID", conflicts_with = "rights")]
+    pub request: Option<String>,
+    /// Wait this long for a person's decision (e.g. 30s) [default: no wait].
+    #[arg(long, value_name = "DURATION")]
+    pub wait: Option<String>,
+    /// Write a granted mandate here (otherwise stdout).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestsCommand {
+    /// The requests you may decide (pending ones unless --state says otherwise).
+    List(RequestsListArgs),
+    /// Approve a request: its task gains the rights.
+    Approve(RequestDecideArgs),
+    /// Deny a request.
+    Deny(RequestDecideArgs),
+}
+
+/// Who decides: an identity token from an identity provider the issuer trusts.
+#[derive(Debug, Args)]
+pub struct ApproverArgs {
+    /// The issuer's URL.
+    #[arg(long, value_name = "URL")]
+    pub issuer: String,
+    /// Your ID token or JWT (TOKEN, @FILE or -).
+    #[arg(long, value_name = "TOKEN")]
+    pub subject_token: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RequestsListArgs {
+    #[command(flatten)]
+    pub approver: ApproverArgs,
+    /// pending, granted, denied, expired or all.
+    #[arg(long, default_value = "pending")]
+    pub state: String,
+    /// Print the issuer's JSON answer.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RequestDecideArgs {
+    /// The request's id.
+    pub id: String,
+    #[command(flatten)]
+    pub approver: ApproverArgs,
 }

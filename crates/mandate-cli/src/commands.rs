@@ -33,6 +33,7 @@ pub fn run(command: Command, verbose: u8) -> Result<Outcome> {
         Command::Demo(args) => crate::demo::run(args.dir.as_deref()),
         Command::Issuer(IssuerCommand::Serve(args)) => crate::issuer::serve(&args, verbose),
         Command::Task(command) => crate::issuer::task(command),
+        Command::Requests(command) => crate::issuer::requests(command),
         Command::Audit(args) => crate::audit::run(args),
         Command::Keys(command) => crate::keys::run(command),
     }

@@ -1,15 +1,21 @@
-//! `mandate issuer serve` and `mandate task open|refresh|close`: flags into
-//! an issuer configuration or a client call, nothing more.
+//! `mandate issuer serve`, `mandate task open|refresh|close|request` and
+//! `mandate requests list|approve|deny`: flags into an issuer configuration
+//! or a client call, nothing more.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context as _, Result};
-use mandate_core::{Right, SecretKey};
-use mandate_issuer::client::{IssuerClient, OpenRequest};
+use mandate_core::{display_name, Right, SecretKey, UnverifiedMandate};
+use mandate_issuer::client::{ClientError, IssuerClient, OpenRequest};
+use mandate_issuer::requests::MAX_WAIT;
 use mandate_server::issuer::{IdpEntryArg, IssuerConfig};
 
-use crate::args::{IssuerServeArgs, TaskCallArgs, TaskCloseArgs, TaskCommand, TaskOpenArgs};
-use crate::input::{parse_duration, read_token_text};
+use crate::args::{
+    ApproverArgs, IssuerServeArgs, RequestDecideArgs, RequestsCommand, RequestsListArgs,
+    TaskCallArgs, TaskCloseArgs, TaskCommand, TaskOpenArgs, TaskRequestArgs,
+};
+use crate::input::{bounded_duration, parse_duration, read_token_text};
 use crate::outcome::Outcome;
 use crate::output::emit_token;
 use crate::output::say;
@@ -87,6 +93,15 @@ fn config(args: &IssuerServeArgs) -> Result<IssuerConfig> {
     if args.audit_key.is_some() {
         config.audit.key.clone_from(&args.audit_key);
     }
+    if let Some(text) = &args.request_ttl {
+        config.request_ttl = Some(parse_duration(text)?);
+    }
+    config
+        .approver_groups
+        .extend(args.approver_groups.iter().cloned());
+    if args.requests_store.is_some() {
+        config.requests_store.clone_from(&args.requests_store);
+    }
     Ok(config)
 }
 
@@ -110,6 +125,7 @@ pub fn task(command: TaskCommand) -> Result<Outcome> {
         TaskCommand::Open(args) => open(&args),
         TaskCommand::Refresh(args) => refresh(&args),
         TaskCommand::Close(args) => close(&args),
+        TaskCommand::Request(args) => request(&args),
     }
 }
 
@@ -185,5 +201,136 @@ fn close(args: &TaskCloseArgs) -> Result<Outcome> {
         ),
     };
     say!("task {} {}", closed.task_id, closed.state)?;
+    Ok(Outcome::Ok)
+}
+
+/// The longest `--wait` of `mandate task request` (polled 60 s at a time).
+const WAIT_MAX: Duration = Duration::from_secs(3600);
+
+/// `mandate task request`: ask (or read an earlier request), wait while a
+/// person decides, and write a granted mandate like a refresh does.
+fn request(args: &TaskRequestArgs) -> Result<Outcome> {
+    let key = SecretKey::read(&args.agent_key)?;
+    let token = read_token_text(&args.token)?.trim().to_owned();
+    let task = match &args.task {
+        Some(task) => task.clone(),
+        None => {
+            // Read only to address the request; the issuer verifies the mandate.
+            let unverified = UnverifiedMandate::from_base64(&token)?;
+            mandate_core::inspect(&unverified, None, SystemTime::now())?
+                .task
+                .context("the mandate names no task; give --task")?
+        }
+    };
+    let rights = args
+        .rights
+        .iter()
+        .map(|r| r.parse::<Right>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let wait = match &args.wait {
+        Some(text) => bounded_duration("--wait", text, Duration::ZERO, WAIT_MAX)?,
+        None => Duration::ZERO,
+    };
+    let client = IssuerClient::new(&args.issuer)?;
+    let runtime = runtime()?;
+    let first = match &args.request {
+        Some(id) => runtime.block_on(client.poll(id, &task, &token, &key, Duration::ZERO)),
+        None => runtime.block_on(client.ask(&task, &token, &key, &rights, &args.reason)),
+    };
+    let mut status = match first {
+        Ok(status) => status,
+        Err(ClientError::Refused { code, message, .. }) if code == "request_refused" => {
+            say!("refused: {}", display_name(&message))?;
+            return Ok(Outcome::Denied);
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let until = Instant::now() + wait;
+    while status.state == "pending" {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        status = runtime.block_on(client.poll(
+            &status.request_id,
+            &task,
+            &token,
+            &key,
+            left.min(MAX_WAIT),
+        ))?;
+    }
+    match status.state.as_str() {
+        "granted" => {
+            let mandate = status
+                .mandate
+                .context("the issuer granted the request but sent no mandate")?;
+            eprintln!("request {} granted", status.request_id);
+            finish(&mandate.access_token, &mandate.task_id, args.out.clone())
+        }
+        "pending" => {
+            eprintln!(
+                "request {} waits for approval: {}",
+                status.request_id,
+                display_name(&status.policy_reason)
+            );
+            say!("pending {}", status.request_id)?;
+            Ok(Outcome::Ok)
+        }
+        other => {
+            say!("{other} {}", status.request_id)?;
+            Ok(Outcome::Denied)
+        }
+    }
+}
+
+/// `mandate requests ...`.
+pub fn requests(command: RequestsCommand) -> Result<Outcome> {
+    match command {
+        RequestsCommand::List(args) => list_requests(&args),
+        RequestsCommand::Approve(args) => decide_request(&args, true),
+        RequestsCommand::Deny(args) => decide_request(&args, false),
+    }
+}
+
+fn approver(args: &ApproverArgs) -> Result<(IssuerClient, String)> {
+    let token = read_token_text(&args.subject_token)?.trim().to_owned();
+    Ok((IssuerClient::new(&args.issuer)?, token))
+}
+
+fn list_requests(args: &RequestsListArgs) -> Result<Outcome> {
+    if !["pending", "granted", "denied", "expired", "all"].contains(&args.state.as_str()) {
+        bail!(
+            "--state {} is not one of pending, granted, denied, expired, all",
+            args.state
+        );
+    }
+    let (client, token) = approver(&args.approver)?;
+    let list = runtime()?.block_on(client.requests(&token, &args.state))?;
+    if args.json {
+        say!("{}", serde_json::to_string_pretty(&list)?)?;
+        return Ok(Outcome::Ok);
+    }
+    for r in &list.requests {
+        // Names and the agent's reason are shown escaped: an agent's words
+        // cannot pass for something else on the approver's terminal.
+        say!(
+            "{}  {}  task {}  {} for {} asks {} (expires {}): {}",
+            r.request_id,
+            r.state,
+            display_name(&r.task_id),
+            display_name(&r.agent),
+            display_name(&r.principal),
+            r.rights.join(" "),
+            r.expires_at,
+            display_name(&r.reason)
+        )?;
+    }
+    Ok(Outcome::Ok)
+}
+
+fn decide_request(args: &RequestDecideArgs, approve: bool) -> Result<Outcome> {
+    let (client, token) = approver(&args.approver)?;
+    let decided = runtime()?.block_on(client.decide(&token, &args.id, approve))?;
+    say!("request {} {}", decided.request_id, decided.state)?;
     Ok(Outcome::Ok)
 }

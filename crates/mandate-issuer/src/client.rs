@@ -4,8 +4,11 @@
 //! [`IssuerClient::open`] reads the issuer's identifier from its metadata,
 //! signs the actor token with the agent's key for that identifier and the
 //! subject token, and exchanges. Refresh and close sign a proof of
-//! possession for that one operation on that one task. The agent's private
-//! key never leaves the process.
+//! possession for that one operation on that one task, and so do asking for
+//! more rights ([`IssuerClient::ask`]) and reading the outcome
+//! ([`IssuerClient::poll`]). The agent's private key never leaves the
+//! process. An approver lists and decides requests with an identity token
+//! ([`IssuerClient::requests`], [`IssuerClient::decide`]).
 
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +16,7 @@ use mandate_core::{Proof, Right, SecretKey, UnverifiedMandate};
 
 use crate::issuer::TaskOperation;
 use crate::oauth::ErrorResponse;
+use crate::server::requests::{AskBody, RequestList, RequestStatus};
 use crate::server::tasks::Closed;
 use crate::server::token::TokenResponse;
 use crate::server::Metadata;
@@ -295,6 +299,138 @@ impl IssuerClient {
             .post(format!("{}/v1/tasks/{task}/close", self.base))
             .header("authorization", format!("Mandate {}", token.trim()))
             .header(crate::server::tasks::POP_HEADER, proof.to_text())
+            .send()
+            .await
+            .map_err(transport)?;
+        if !response.status().is_success() {
+            return Err(refused(response).await);
+        }
+        response.json().await.map_err(transport)
+    }
+
+    /// A proof by `key` for `op` on `task`, over `token`.
+    fn proof(
+        op: TaskOperation,
+        task: &str,
+        token: &str,
+        key: &SecretKey,
+    ) -> Result<String, ClientError> {
+        let digest = UnverifiedMandate::from_base64(token.trim())
+            .map_err(|e| ClientError::Invalid(e.to_string()))?
+            .digest_hex();
+        let now = SystemTime::now();
+        let request = op
+            .request(task, now)
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        Ok(Proof::sign(key, &digest, &request, now).to_text())
+    }
+
+    /// Asks for more `rights` on `task` with `reason`: granted at once (with
+    /// a mandate), or pending a person's decision.
+    ///
+    /// # Errors
+    /// [`ClientError`]; a policy refusal is [`ClientError::Refused`] with
+    /// code `request_refused`.
+    pub async fn ask(
+        &self,
+        task: &str,
+        token: &str,
+        key: &SecretKey,
+        rights: &[Right],
+        reason: &str,
+    ) -> Result<RequestStatus, ClientError> {
+        let proof = Self::proof(TaskOperation::Request, task, token, key)?;
+        let body = AskBody {
+            rights: rights
+                .iter()
+                .map(|r| format!("{}:{}", r.service, r.operation))
+                .collect(),
+            reason: reason.to_owned(),
+        };
+        let response = self
+            .http
+            .post(format!("{}/v1/tasks/{task}/requests", self.base))
+            .header("authorization", format!("Mandate {}", token.trim()))
+            .header(crate::server::tasks::POP_HEADER, proof)
+            .json(&body)
+            .send()
+            .await
+            .map_err(transport)?;
+        if !response.status().is_success() {
+            return Err(refused(response).await);
+        }
+        response.json().await.map_err(transport)
+    }
+
+    /// Reads request `id` of `task` as its agent, the issuer waiting up to
+    /// `wait` (it caps the wait at 60 s) for a decision.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn poll(
+        &self,
+        id: &str,
+        task: &str,
+        token: &str,
+        key: &SecretKey,
+        wait: Duration,
+    ) -> Result<RequestStatus, ClientError> {
+        let proof = Self::proof(TaskOperation::Poll, task, token, key)?;
+        let response = self
+            .http
+            .get(format!("{}/v1/requests/{id}", self.base))
+            .query(&[("wait", format!("{}s", wait.as_secs()))])
+            .header("authorization", format!("Mandate {}", token.trim()))
+            .header(crate::server::tasks::POP_HEADER, proof)
+            // The issuer answers within the wait; the client's own
+            // timeout must not cut the long poll short.
+            .timeout(wait + Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(transport)?;
+        if !response.status().is_success() {
+            return Err(refused(response).await);
+        }
+        response.json().await.map_err(transport)
+    }
+
+    /// The requests the holder of `id_token` may decide, in `state`
+    /// (`pending`, `granted`, `denied`, `expired` or `all`).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn requests(&self, id_token: &str, state: &str) -> Result<RequestList, ClientError> {
+        let response = self
+            .http
+            .get(format!("{}/v1/requests", self.base))
+            .query(&[("state", state)])
+            .bearer_auth(id_token.trim())
+            .send()
+            .await
+            .map_err(transport)?;
+        if !response.status().is_success() {
+            return Err(refused(response).await);
+        }
+        response.json().await.map_err(transport)
+    }
+
+    /// Approves (`approve`) or denies request `id` as the holder of
+    /// `id_token`.
+    ///
+    /// # Errors
+    /// [`ClientError`]; a request decided already is refused with code
+    /// `request_decided`, an expired one with `request_expired`.
+    pub async fn decide(
+        &self,
+        id_token: &str,
+        id: &str,
+        approve: bool,
+    ) -> Result<RequestStatus, ClientError> {
+        let verb = if approve { "approve" } else { "deny" };
+        let response = self
+            .http
+            .post(format!("{}/v1/requests/{id}/{verb}", self.base))
+            .bearer_auth(id_token.trim())
             .send()
             .await
             .map_err(transport)?;

@@ -1,7 +1,8 @@
 //! The one seam every issuer state change is reported through.
 //!
 //! [`IssuerEvents::record`] receives each [`IssuerEvent`] after the change
-//! happened (a task opened, refreshed, closed, an exchange refused). The
+//! happened (a task opened, refreshed, closed, an exchange refused, more
+//! rights asked for and that request decided). The
 //! default, [`TracingEvents`], writes one structured `tracing` event per
 //! change on target `mandate::audit`, named by [`IssuerEvent::name`]
 //! (`task.open`, ...). An audit trail plugs in by implementing the trait.
@@ -58,6 +59,40 @@ pub enum IssuerEvent {
         /// `agent`, `deadline` or `operator`.
         by: &'static str,
     },
+    /// A task's agent asked for rights its task does not hold.
+    RightRequested {
+        /// The request's id.
+        request: String,
+        /// The task.
+        task: String,
+        /// The task's principal.
+        principal: String,
+        /// The agent asking.
+        agent: String,
+        /// The rights asked for, `service:operation`.
+        rights: Vec<String>,
+        /// The agent's reason.
+        reason: String,
+    },
+    /// A request for more rights was decided: by the issuance policy
+    /// (`granted`, `refused`, `pending_approval`), by a person (`approved`,
+    /// `rejected`) or by its expiry (`expired`).
+    RequestDecided {
+        /// The request's id.
+        request: String,
+        /// The task.
+        task: String,
+        /// The task's principal.
+        principal: String,
+        /// The agent that asked.
+        agent: String,
+        /// The outcome.
+        outcome: &'static str,
+        /// `policy`, `expiry`, or the principal of the person who decided.
+        by: String,
+        /// The minted mandate's token id, when the decision minted one.
+        token_id: Option<String>,
+    },
     /// A token exchange was refused; nothing was minted.
     ExchangeRefused {
         /// The RFC 6749 error code.
@@ -71,9 +106,11 @@ pub enum IssuerEvent {
 
 impl IssuerEvent {
     /// The event's name: `task.open`, `task.refresh`, `task.close`,
-    /// `exchange.refused`.
+    /// `request.ask`, `request.decide`, `exchange.refused`.
     pub fn name(&self) -> &'static str {
         match self {
+            IssuerEvent::RightRequested { .. } => "request.ask",
+            IssuerEvent::RequestDecided { .. } => "request.decide",
             IssuerEvent::TaskOpened { .. } => "task.open",
             IssuerEvent::TaskRefreshed { .. } => "task.refresh",
             IssuerEvent::TaskClosed { .. } => "task.close",
@@ -144,6 +181,41 @@ impl IssuerEvents for TracingEvents {
                 task = %task,
                 by = *by,
                 "task closed"
+            ),
+            IssuerEvent::RightRequested {
+                request,
+                task,
+                agent,
+                rights,
+                reason,
+                ..
+            } => tracing::info!(
+                target: "mandate::audit",
+                event = name,
+                request = %request,
+                task = %task,
+                agent = %agent,
+                rights = %rights.join(" "),
+                // The agent's words, escaped: they cannot forge a log line.
+                reason = ?reason,
+                "more rights asked for"
+            ),
+            IssuerEvent::RequestDecided {
+                request,
+                task,
+                outcome,
+                by,
+                token_id,
+                ..
+            } => tracing::info!(
+                target: "mandate::audit",
+                event = name,
+                request = %request,
+                task = %task,
+                outcome = *outcome,
+                by = %by,
+                token_id = token_id.as_deref().unwrap_or(""),
+                "request for more rights decided"
             ),
             IssuerEvent::ExchangeRefused {
                 error,

@@ -17,6 +17,11 @@
 //! (flushed), then the task's revocation is written. A task past its
 //! deadline is closed the same way, by whichever request or sweep sees it
 //! first.
+//!
+//! **More rights.** [`crate::requests`] authenticates an agent's request
+//! for more rights (and its polls) as a refresh is authenticated, with
+//! proofs for `request` and `poll`, and returns a granted request's mandate
+//! as a refresh does (`Issuer::reissue`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -149,14 +154,20 @@ pub enum TaskOperation {
     Refresh,
     /// Close the task.
     Close,
+    /// Ask for more rights ([`crate::requests`]).
+    Request,
+    /// Read (and wait for) the outcome of a request for more rights.
+    Poll,
 }
 
 impl TaskOperation {
-    /// `refresh` or `close`.
+    /// `refresh`, `close`, `request` or `poll`.
     pub fn as_str(self) -> &'static str {
         match self {
             TaskOperation::Refresh => "refresh",
             TaskOperation::Close => "close",
+            TaskOperation::Request => "request",
+            TaskOperation::Poll => "poll",
         }
     }
 
@@ -264,6 +275,22 @@ impl Issuer {
     /// The task store.
     pub fn tasks(&self) -> &Arc<dyn TaskStore> {
         &self.tasks
+    }
+
+    /// The identity providers (approvers of run-time requests are verified
+    /// by them exactly as subject tokens are).
+    pub(crate) fn idps(&self) -> &IdentityProviders {
+        &self.idps
+    }
+
+    /// The issuance policy.
+    pub(crate) fn policy(&self) -> &IssuancePolicy {
+        &self.policy
+    }
+
+    /// Where events go.
+    pub(crate) fn events(&self) -> &Arc<dyn IssuerEvents> {
+        &self.events
     }
 
     fn refused(&self, refusal: Refusal, principal: Option<&str>) -> Refusal {
@@ -465,7 +492,7 @@ impl Issuer {
     }
 
     /// Checks that `token` and `proof` come from `task_id`'s agent for `op`.
-    fn authenticate(
+    pub(crate) fn authenticate(
         &self,
         task_id: &str,
         token: &str,
@@ -494,7 +521,7 @@ impl Issuer {
             .and_then(|chain| chain.holder().key);
         if holder_key != Some(AgentKey::from(task.agent_key)) {
             return Err(TaskError::Forbidden(
-                "only the task's own agent may refresh or close it".into(),
+                "only the task's own agent may refresh, close or extend it".into(),
             ));
         }
         let request = op.request(task_id, now).map_err(|_| TaskError::NotFound)?;
@@ -535,7 +562,7 @@ impl Issuer {
         Ok(())
     }
 
-    fn load(&self, id: &str) -> Result<Task, TaskError> {
+    pub(crate) fn load(&self, id: &str) -> Result<Task, TaskError> {
         self.tasks
             .get(id)
             .map_err(unavailable)?
@@ -556,7 +583,23 @@ impl Issuer {
         proof: &str,
         now: SystemTime,
     ) -> Result<Issued, TaskError> {
-        let mut task = self.authenticate(task_id, token, proof, TaskOperation::Refresh, now)?;
+        let task = self.authenticate(task_id, token, proof, TaskOperation::Refresh, now)?;
+        self.reissue(task, token, now)
+    }
+
+    /// A fresh mandate of `task`'s stored rights, for its agent already
+    /// authenticated with `token`: what a refresh and a granted request
+    /// return. Blocking.
+    ///
+    /// # Errors
+    /// As [`Issuer::refresh`].
+    pub(crate) fn reissue(
+        &self,
+        mut task: Task,
+        token: &str,
+        now: SystemTime,
+    ) -> Result<Issued, TaskError> {
+        let task_id = task.id.clone();
         // A few attempts: a concurrent refresh moves the counter; a close
         // ends the loop with a refusal.
         for _ in 0..8 {
@@ -591,7 +634,7 @@ impl Issuer {
                 });
                 return Ok(issued);
             }
-            task = self.load(task_id)?;
+            task = self.load(&task_id)?;
         }
         Err(TaskError::Unavailable(
             "the task is changing too often; retry".into(),

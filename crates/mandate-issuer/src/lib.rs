@@ -16,12 +16,16 @@
 //!   now and every root still trusted; [`published`]: the key set document
 //!   served at `/.well-known/mandate-keys` and read by verifiers.
 //! - [`issuer`]: [`Issuer`], the token exchange, refresh and close flows.
+//! - [`requests`]: rights asked for during a task, decided by the policy or
+//!   by a person ([`requests::Negotiator`], records behind
+//!   [`requests::RequestStore`]).
 //! - [`revoke`]: [`TaskRevoker`], how a closed task reaches the revocation
 //!   registry (implemented by the server crate, which knows the registry).
 //! - [`events`]: [`IssuerEvents`], the one seam every state change is
 //!   reported through (target `mandate::audit`).
 //! - [`oauth`]: the RFC 6749 §5.2 error shape of the token endpoint.
-//! - [`server`]: the HTTP API (`POST /oauth2/token`, task refresh and close).
+//! - [`server`]: the HTTP API (`POST /oauth2/token`, task refresh and close,
+//!   requests for more rights and their approval).
 //! - [`client`]: what `mandate task ...` calls.
 //!
 //! The issuer never sees an agent's private key, never trusts an identity it
@@ -39,6 +43,7 @@ mod mint;
 pub mod oauth;
 pub mod policy;
 pub mod published;
+pub mod requests;
 pub mod revoke;
 pub mod server;
 pub mod signing;

@@ -13,6 +13,13 @@
 //! The outcome never widens the request: only requested rights can be
 //! granted, and the lifetime is the smallest of what was asked, what the
 //! policy allows and what the issuer allows.
+//!
+//! The same policy decides requests for more rights during a task
+//! ([`IssuancePolicy::decide_request`], [`RequestInput`]). Then the issuer
+//! states what it knows of the task (`principal`, `task`, `agent`,
+//! `agent_key`, `held_right`, `request_reason`, the time left as
+//! `requested_ttl`), and no login facts: the person's identity token may be
+//! long gone, so rules that need groups or claims do not fire at run time.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -40,6 +47,8 @@ pub const INPUT_FACTS: &[&str] = &[
     "requested_ttl",
     "task_description",
     "time",
+    "held_right",
+    "request_reason",
 ];
 
 /// Why a policy cannot be used.
@@ -87,6 +96,31 @@ pub struct PolicyInput<'a> {
     pub ttl: Duration,
     /// The task's description.
     pub description: &'a str,
+    /// Now.
+    pub now: SystemTime,
+}
+
+/// What is asked of the policy when a task's agent asks for more rights.
+#[derive(Debug, Clone)]
+pub struct RequestInput<'a> {
+    /// The task's principal.
+    pub principal: &'a str,
+    /// The task.
+    pub task: &'a str,
+    /// The task's agent.
+    pub agent: &'a str,
+    /// Its key.
+    pub agent_key: &'a PublicKey,
+    /// The rights the task holds.
+    pub held: &'a [Right],
+    /// The rights asked for (not held).
+    pub rights: &'a [Right],
+    /// The agent's reason.
+    pub reason: &'a str,
+    /// The task's description.
+    pub description: &'a str,
+    /// Time left until the task's deadline.
+    pub time_left: Duration,
     /// Now.
     pub now: SystemTime,
 }
@@ -200,6 +234,46 @@ impl IssuancePolicy {
         }
     }
 
+    /// Decides a request for more rights during a task. The lifetime in an
+    /// allow is ignored by the caller: a task's deadline never moves. An
+    /// evaluation error is a denial naming it.
+    pub fn decide_request(&self, input: &RequestInput<'_>) -> Outcome {
+        let str = |s: &str| builder::string(s);
+        let mut facts: Vec<builder::Fact> = vec![
+            builder::fact("principal", &[str(input.principal)]),
+            builder::fact("task", &[str(input.task)]),
+            builder::fact("agent", &[str(input.agent)]),
+            builder::fact("agent_key", &[str(&input.agent_key.to_string())]),
+            builder::fact("request_reason", &[str(input.reason)]),
+            builder::fact("task_description", &[str(input.description)]),
+            builder::fact(
+                "requested_ttl",
+                &[builder::int(
+                    i64::try_from(input.time_left.as_secs()).unwrap_or(i64::MAX),
+                )],
+            ),
+            builder::fact("time", &[builder::date(&input.now)]),
+        ];
+        for right in input.held {
+            facts.push(builder::fact(
+                "held_right",
+                &[str(&right.service), str(&right.operation)],
+            ));
+        }
+        for right in input.rights {
+            facts.push(builder::fact(
+                "requested_right",
+                &[str(&right.service), str(&right.operation)],
+            ));
+        }
+        match self.conclude(facts, input.rights) {
+            Ok(outcome) => outcome,
+            Err(error) => Outcome::Deny {
+                reason: format!("issuance policy could not be evaluated: {error}"),
+            },
+        }
+    }
+
     fn evaluate(&self, input: &PolicyInput<'_>) -> Result<Outcome, biscuit_auth::error::Token> {
         let str = |s: &str| builder::string(s);
         let mut facts: Vec<builder::Fact> = Vec::new();
@@ -238,7 +312,16 @@ impl IssuancePolicy {
         facts.push(builder::fact("requested_ttl", &[builder::int(ttl)]));
         facts.push(builder::fact("task_description", &[str(input.description)]));
         facts.push(builder::fact("time", &[builder::date(&input.now)]));
+        self.conclude(facts, input.rights)
+    }
 
+    /// Runs the policy over `facts` and reads its conclusion about
+    /// `requested`.
+    fn conclude(
+        &self,
+        facts: Vec<builder::Fact>,
+        requested: &[Right],
+    ) -> Result<Outcome, biscuit_auth::error::Token> {
         let mut authorizer = self.builder.clone();
         for fact in facts {
             authorizer = authorizer.fact(fact)?;
@@ -257,8 +340,7 @@ impl IssuancePolicy {
             return Ok(Outcome::Ask { reason });
         }
         let grants: Vec<(String, String)> = authorizer.query("out($s, $o) <- grant($s, $o)")?;
-        let mut rights: Vec<Right> = input
-            .rights
+        let mut rights: Vec<Right> = requested
             .iter()
             .filter(|r| {
                 grants
@@ -280,5 +362,84 @@ impl IssuancePolicy {
             .map(|(t,)| Duration::from_secs(u64::try_from(t).unwrap_or(0)))
             .min();
         Ok(Outcome::Allow { rights, max_ttl })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn rights(text: &str) -> Vec<Right> {
+        text.split_whitespace()
+            .map(|r| r.parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_default_policy_decides_requests_during_a_task() {
+        let policy = IssuancePolicy::default_policy().unwrap();
+        let key = mandate_core::SecretKey::generate().public();
+        let none = "the issuance policy grants none of the requested rights";
+        // (held, asked, outcome)
+        let cases: Vec<(&str, &str, Outcome)> = vec![
+            (
+                "expenses:submit",
+                "expenses:read",
+                Outcome::Allow {
+                    rights: rights("expenses:read"),
+                    max_ttl: None,
+                },
+            ),
+            (
+                "analytics:read",
+                "payments:transfer",
+                Outcome::Ask {
+                    reason: "payments:transfer needs approval".into(),
+                },
+            ),
+            (
+                "analytics:read",
+                "analytics:admin payments:transfer",
+                Outcome::Deny {
+                    reason: "admin rights are not added to a running task".into(),
+                },
+            ),
+            // No login facts at run time: the staff rule does not fire.
+            (
+                "analytics:read",
+                "expenses:read",
+                Outcome::Deny {
+                    reason: none.into(),
+                },
+            ),
+        ];
+        for (held, asked, expected) in cases {
+            let (held_rights, asked_rights) = (rights(held), rights(asked));
+            let outcome = policy.decide_request(&RequestInput {
+                principal: "alice@example.com",
+                task: "task-1",
+                agent: "orchestrator",
+                agent_key: &key,
+                held: &held_rights,
+                rights: &asked_rights,
+                reason: "needed",
+                description: "",
+                time_left: Duration::from_secs(600),
+                now: SystemTime::now(),
+            });
+            assert_eq!(outcome, expected, "holding {held}, asking {asked}");
+        }
+    }
+
+    #[test]
+    fn a_policy_may_not_state_run_time_facts() {
+        for fact in ["held_right(\"a\", \"b\");", "request_reason(\"x\");"] {
+            assert!(matches!(
+                IssuancePolicy::from_source("p", fact),
+                Err(PolicyError::DefinesInput { .. })
+            ));
+        }
     }
 }

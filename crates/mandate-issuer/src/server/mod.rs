@@ -8,6 +8,9 @@
 //!   `Authorization: Mandate <token>` plus a `Mandate-PoP` proof by the
 //!   task's agent; a close also from the task's principal or an operator
 //!   ([`close`]); refusals in Mandate's one JSON error shape (`ApiError`).
+//! - `POST /v1/tasks/{id}/requests`, `GET /v1/requests/{id}` (the agent,
+//!   as for refresh), `GET /v1/requests`, `POST /v1/requests/{id}/approve`
+//!   and `.../deny` (an approver's identity token) ([`requests`]).
 //! - `GET /.well-known/mandate-keys` ([`keys`]): the published root keys,
 //!   with `Cache-Control` and an `ETag`.
 //! - `GET /healthz` ([`router`] only: [`routes`] leaves it to the server
@@ -19,6 +22,7 @@
 
 pub mod close;
 pub mod keys;
+pub mod requests;
 pub mod tasks;
 pub mod token;
 
@@ -29,6 +33,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
+use crate::requests::{MemoryRequestStore, Negotiator, NegotiatorOptions, RequestStore};
 use crate::Issuer;
 
 /// The largest request body any issuer endpoint reads.
@@ -41,18 +46,43 @@ pub const DEFAULT_KEYS_MAX_AGE: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone)]
 pub struct IssuerState {
     issuer: Arc<Issuer>,
+    negotiator: Arc<Negotiator>,
     keys_max_age: Duration,
     operators: Option<Arc<mandate_verifier::Verifier>>,
 }
 
 impl IssuerState {
-    /// State around `issuer`.
+    /// State around `issuer`; requests for more rights are kept in memory
+    /// until [`IssuerState::with_requests`] says otherwise.
     pub fn new(issuer: Arc<Issuer>) -> IssuerState {
+        let negotiator = Arc::new(Negotiator::new(
+            Arc::clone(&issuer),
+            Arc::new(MemoryRequestStore::new()),
+            NegotiatorOptions::default(),
+        ));
         IssuerState {
             issuer,
+            negotiator,
             keys_max_age: DEFAULT_KEYS_MAX_AGE,
             operators: None,
         }
+    }
+
+    /// The same state keeping requests for more rights in `store`, decided
+    /// under `options`.
+    #[must_use]
+    pub fn with_requests(
+        mut self,
+        store: Arc<dyn RequestStore>,
+        options: NegotiatorOptions,
+    ) -> IssuerState {
+        self.negotiator = Arc::new(Negotiator::new(Arc::clone(&self.issuer), store, options));
+        self
+    }
+
+    /// The negotiator of requests for more rights.
+    pub fn negotiator(&self) -> &Arc<Negotiator> {
+        &self.negotiator
     }
 
     /// Lets verifiers cache the published key set for `max_age`.
@@ -101,6 +131,7 @@ pub fn routes(state: IssuerState) -> Router {
         .route("/oauth2/token", post(token::exchange))
         .route("/v1/tasks/{id}/refresh", post(tasks::refresh))
         .route("/v1/tasks/{id}/close", post(tasks::close))
+        .merge(requests::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

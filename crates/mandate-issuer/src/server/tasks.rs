@@ -31,7 +31,7 @@ pub struct Closed {
     pub state: String,
 }
 
-pub(super) fn to_api(error: TaskError) -> ApiError {
+pub(crate) fn to_api(error: TaskError) -> ApiError {
     match error {
         TaskError::Unauthenticated(why) => {
             ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", why)
@@ -49,7 +49,7 @@ pub(super) fn to_api(error: TaskError) -> ApiError {
     }
 }
 
-fn credentials(headers: &HeaderMap) -> Result<(String, String), ApiError> {
+pub(crate) fn credentials(headers: &HeaderMap) -> Result<(String, String), ApiError> {
     let missing = |what: &str| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -1,7 +1,8 @@
 //! The issuer's events in the audit trail: with `[audit] store`, every task
 //! opened (with the mandate minted in exchange for a person's identity),
-//! refreshed and closed, and every refused exchange, becomes a record of the
-//! same log decisions are written to, besides the `tracing` event.
+//! refreshed and closed, every refused exchange, and every request for more
+//! rights with its decision, becomes a record of the same log decisions are
+//! written to, besides the `tracing` event.
 //!
 //! An event is recorded after the change it reports and before the answer
 //! (the call waits for the record to be durable). An event that cannot be
@@ -96,6 +97,38 @@ impl AuditedEvents {
                 principal: principal.clone(),
                 error: (*error).to_owned(),
                 reason: reason.clone(),
+            }],
+            IssuerEvent::RightRequested {
+                request,
+                task,
+                principal,
+                agent,
+                rights,
+                reason,
+            } => vec![Record::RightRequested {
+                principal: principal.clone(),
+                agent: agent.clone(),
+                task: task.clone(),
+                request: request.clone(),
+                right: rights.join(" "),
+                justification: reason.clone(),
+            }],
+            IssuerEvent::RequestDecided {
+                request,
+                task,
+                principal,
+                agent,
+                outcome,
+                by,
+                token_id,
+            } => vec![Record::RequestDecided {
+                principal: principal.clone(),
+                agent: agent.clone(),
+                task: task.clone(),
+                request: request.clone(),
+                outcome: (*outcome).to_owned(),
+                by: by.clone(),
+                token_id: token_id.clone(),
             }],
             other => {
                 tracing::warn!(target: "mandate::audit", event = other.name(), "issuer event without an audit record");

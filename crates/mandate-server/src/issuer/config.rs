@@ -70,6 +70,16 @@ pub struct IssuerConfig {
     /// closed, mandates minted, exchanges refused), written when a store is
     /// given.
     pub audit: AuditConfig,
+    /// How long an agent's request for more rights waits for a person
+    /// before it expires (default 15 min, at most 24 h).
+    #[serde(with = "humantime_serde")]
+    pub request_ttl: Option<Duration>,
+    /// Groups (from the identity provider's groups claim) whose members may
+    /// approve or deny any task's requests; a task's principal always may.
+    pub approver_groups: Vec<String>,
+    /// The sled folder holding requests for more rights (default: the task
+    /// store's folder with `.requests` appended).
+    pub requests_store: Option<PathBuf>,
 }
 
 /// Where task revocations go: a registry URL, or a local store folder.
@@ -202,6 +212,12 @@ pub struct IssuerSettings {
     pub idps: Vec<mandate_issuer::idp::IdpConfig>,
     /// The audit trail, when configured.
     pub audit: Option<AuditSettings>,
+    /// How long a request for more rights waits for a person.
+    pub request_ttl: Duration,
+    /// Groups whose members may decide any task's requests.
+    pub approver_groups: Vec<String>,
+    /// Requests store folder.
+    pub requests_store: PathBuf,
 }
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -340,7 +356,33 @@ impl IssuerConfig {
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7800)));
         let audit = self.audit.settings(|| format!("mandate-issuer@{listen}"))?;
+        if self
+            .approver_groups
+            .iter()
+            .any(|g| g.trim().is_empty() || g.trim() != g)
+        {
+            return Err(invalid(
+                "approver_groups",
+                "a group name may not be empty or padded with spaces",
+            ));
+        }
+        let requests_store = match &self.requests_store {
+            Some(dir) => dir.clone(),
+            None => {
+                let mut name = store.as_os_str().to_owned();
+                name.push(".requests");
+                PathBuf::from(name)
+            }
+        };
         Ok(IssuerSettings {
+            request_ttl: within(
+                "request_ttl",
+                self.request_ttl,
+                mandate_issuer::requests::DEFAULT_REQUEST_TTL,
+                (SECOND, DAY),
+            )?,
+            approver_groups: self.approver_groups.clone(),
+            requests_store,
             listen,
             audit,
             log_format: self.log_format,
@@ -415,6 +457,9 @@ mod tests {
     #[test]
     fn a_full_file_validates_with_defaults() {
         let config: IssuerConfig = toml::from_str(FULL).unwrap();
+        assert_eq!(settings.request_ttl, Duration::from_secs(15 * 60));
+        assert_eq!(settings.requests_store, PathBuf::from("tasks.requests"));
+        assert!(settings.approver_groups.is_empty());
         let settings = config.validate().unwrap();
         assert_eq!(settings.mandate_ttl, Duration::from_secs(120));
         assert_eq!(settings.default_task_ttl, Duration::from_secs(3600));

@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod requests;
 
 use std::sync::Arc;
 
@@ -192,7 +193,7 @@ pub fn build_issuer_with(
 /// when given (a mounted issuer shares the server's revocation state).
 ///
 /// # Errors
-/// The operators' verifier cannot be built.
+/// The operators' verifier cannot be built, or the request store opened.
 pub fn issuer_state(
     settings: &IssuerSettings,
     issuer: Arc<Issuer>,
@@ -204,9 +205,10 @@ pub fn issuer_state(
     if let Some(check) = revocation {
         operators = operators.revocation(check);
     }
-    Ok(IssuerState::new(issuer)
+    let state = IssuerState::new(issuer)
         .with_keys_max_age(settings.keys_max_age)
-        .with_operators(operators.build()?))
+        .with_operators(operators.build()?);
+    self::requests::with_requests(state, settings)
 }
 
 /// The issuer mounted in another server: its routes (no `/healthz`, which

@@ -1,0 +1,837 @@
+//! Rights asked for during a task, through the real binary and loopback
+//! HTTP: `mandate issuer serve` (approver group `approvers`) trusting a
+//! local identity provider, writing task revocations to `mandate serve
+//! --store`; agents ask and wait with `mandate task request`, people decide
+//! with `mandate requests ...`, services decide with `POST /v1/authorize`.
+//!
+//! The last test is the README's walk-through, step by step.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::time::SystemTime;
+
+use common::http::{http, Reply, JSON};
+use common::idp::{login, Jwks, ISSUER_ID};
+use common::server::{poll, Server};
+use common::{mandate, Dir, Run};
+use mandate_issuer::issuer::TaskOperation;
+use serde_json::json;
+
+struct World {
+    dir: Dir,
+    _jwks: Jwks,
+    verifier: Server,
+    issuer: Server,
+}
+
+impl World {
+    fn start() -> World {
+        World::start_with(&[])
+    }
+
+    /// An issuer and a verifier with a registry; `extra` flags for the issuer.
+    fn start_with(extra: &[&str]) -> World {
+        let dir = Dir::new();
+        for key in ["root.key", "agent.key", "sub.key", "operator.key"] {
+            dir.keygen(key);
+        }
+        mandate(&[
+            "issue",
+            "--root-key",
+            &dir.path("root.key"),
+            "--key-id",
+            "1",
+            "--principal",
+            "ops",
+            "--agent",
+            "operator",
+            "--agent-key",
+            &dir.path("operator.key.pub"),
+            "--right",
+            "registry:revoke",
+            "--ttl",
+            "1h",
+            "--out",
+            &dir.path("ops.token"),
+        ])
+        .ok();
+        let verifier = Server::start(
+            "serve",
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--store",
+                &dir.path("registry"),
+                "--root-pub",
+                &format!("1={}", dir.path("root.key.pub")),
+            ],
+            dir.file("serve.log"),
+        )
+        .unwrap();
+        let jwks = Jwks::serve("jwks.json");
+        let (idp, auth, root, tasks, operator) = (
+            jwks.flag(),
+            format!("@{}", dir.path("ops.token")),
+            dir.path("root.key"),
+            dir.path("tasks"),
+            dir.path("operator.key"),
+        );
+        let mut args = vec![
+            "issuer",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--id",
+            ISSUER_ID,
+            "--root-key",
+            &root,
+            "--key-id",
+            "1",
+            "--store",
+            &tasks,
+            "--registry",
+            &verifier.url,
+            "--registry-auth",
+            &auth,
+            "--registry-auth-key",
+            &operator,
+            "--idp",
+            &idp,
+            "--approver-group",
+            "approvers",
+        ];
+        args.extend_from_slice(extra);
+        let issuer = Server::start("issuer", &args, dir.file("issuer.log")).unwrap();
+        World {
+            dir,
+            _jwks: jwks,
+            verifier,
+            issuer,
+        }
+    }
+
+    fn at(&self, name: &str) -> String {
+        format!("@{}", self.dir.path(name))
+    }
+
+    /// Writes `email`'s identity token to `NAME.jwt`; returns `@NAME.jwt`.
+    fn login(&self, name: &str, email: &str, groups: &[&str]) -> String {
+        std::fs::write(self.dir.file(&format!("{name}.jwt")), login(email, groups)).unwrap();
+        self.at(&format!("{name}.jwt"))
+    }
+
+    /// `mandate task open` for alice (staff) with `rights`, mandate in
+    /// `task.token`; returns the task id.
+    fn open(&self, rights: &[&str]) -> String {
+        let subject = self.login("alice", "alice@example.com", &["staff"]);
+        let (key, out) = (self.dir.path("agent.key"), self.dir.path("task.token"));
+        let mut args = vec![
+            "task",
+            "open",
+            "--issuer",
+            &self.issuer.url,
+            "--subject-token",
+            &subject,
+            "--agent",
+            "orchestrator",
+            "--agent-key",
+            &key,
+            "--out",
+            &out,
+        ];
+        for right in rights {
+            args.extend(["--right", right]);
+        }
+        mandate(&args).ok_trimmed()
+    }
+
+    /// `mandate task request` as the agent holding `token` with `key`.
+    fn request(&self, token: &str, key: &str, extra: &[&str]) -> Run {
+        let (token, key) = (self.at(token), self.dir.path(key));
+        let mut args = vec![
+            "task",
+            "request",
+            "--issuer",
+            &self.issuer.url,
+            "--token",
+            &token,
+            "--agent-key",
+            &key,
+        ];
+        args.extend_from_slice(extra);
+        mandate(&args)
+    }
+
+    /// Asks for `right` with the task's mandate; returns the pending id.
+    fn ask_pending(&self, right: &str) -> String {
+        let run = self.request(
+            "task.token",
+            "agent.key",
+            &["--right", right, "--reason", "pay the supplier"],
+        );
+        let out = run.ok_trimmed();
+        out.strip_prefix("pending ")
+            .unwrap_or_else(|| panic!("expected pending\n{run}"))
+            .to_owned()
+    }
+
+    /// `mandate requests VERB ARGS --issuer URL --subject-token SUBJECT`.
+    fn requests(&self, verb: &str, args: &[&str], subject: &str) -> Run {
+        let mut all = vec!["requests", verb];
+        all.extend_from_slice(args);
+        all.extend(["--issuer", &self.issuer.url, "--subject-token", subject]);
+        mandate(&all)
+    }
+
+    /// `POST /v1/requests/{id}/{verb}` with an identity token.
+    fn decide_http(&self, id: &str, verb: &str, id_token: &str) -> Reply {
+        let bearer = format!("Bearer {id_token}");
+        http(
+            "POST",
+            &format!("{}/v1/requests/{id}/{verb}", self.issuer.url),
+            Some(""),
+            &[("Authorization", bearer.as_str())],
+        )
+    }
+
+    /// `POST /v1/authorize` for `service:operation` on `/x` as `key`
+    /// holding `token_file`: the HTTP status.
+    fn authorize(&self, token_file: &str, key: &str, right: &str) -> u16 {
+        let (service, operation) = right.split_once(':').unwrap();
+        let token = std::fs::read_to_string(self.dir.file(token_file)).unwrap();
+        let proof = common::tokens::pop(
+            &self.dir.path(key),
+            token.trim(),
+            &common::request_flags(service, operation, "/x"),
+        );
+        let body = json!({
+            "token": token.trim(), "service": service, "operation": operation,
+            "resource": "/x", "pop": proof,
+        });
+        common::http::post(&self.verifier.url, &body.to_string()).status
+    }
+
+    /// Mandates minted so far: tasks opened and fresh mandates.
+    fn minted(&self) -> usize {
+        let log = self.issuer.stderr();
+        log.matches("task opened").count() + log.matches("task refreshed").count()
+    }
+
+    /// Agent-side HTTP on the task in `task.token`: `op`'s proof by `key`.
+    fn agent_headers(&self, op: TaskOperation, task: &str, key: &str) -> (String, String) {
+        let token = std::fs::read_to_string(self.dir.file("task.token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let digest = mandate_core::UnverifiedMandate::from_base64(&token)
+            .unwrap()
+            .digest_hex();
+        let now = SystemTime::now();
+        let key = mandate_core::SecretKey::read(&self.dir.file(key)).unwrap();
+        let proof = mandate_core::Proof::sign(&key, &digest, &op.request(task, now).unwrap(), now)
+            .to_text();
+        (format!("Mandate {token}"), proof)
+    }
+}
+
+#[test]
+fn asked_approved_and_the_waiting_agent_gets_a_mandate_the_verifier_honours() {
+    let w = World::start();
+    let task = w.open(&["analytics:read"]);
+    let minted = w.minted();
+    let id = w.ask_pending("payments:transfer");
+    assert!(id.starts_with("req-"), "{id}");
+    assert_eq!(w.minted(), minted, "nothing is minted while pending");
+
+    // The agent waits for the decision (the issuer holds the poll open).
+    let waiting = {
+        let (issuer, token, key, out) = (
+            w.issuer.url.clone(),
+            w.at("task.token"),
+            w.dir.path("agent.key"),
+            w.dir.path("granted.token"),
+        );
+        let id = id.clone();
+        std::thread::spawn(move || {
+            mandate(&[
+                "task",
+                "request",
+                "--issuer",
+                &issuer,
+                "--token",
+                &token,
+                "--agent-key",
+                &key,
+                "--request",
+                &id,
+                "--wait",
+                "30s",
+                "--out",
+                &out,
+            ])
+        })
+    };
+
+    // Alice sees it among her pending requests and approves it.
+    let alice = w.login("alice", "alice@example.com", &["staff"]);
+    let listed = w.requests("list", &["--json"], &alice).json();
+    let listed = listed["requests"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["request_id"], id.as_str());
+    assert_eq!(listed[0]["task_id"], task.as_str());
+    assert_eq!(listed[0]["rights"], json!(["payments:transfer"]));
+    assert_eq!(listed[0]["reason"], "pay the supplier");
+    assert_eq!(
+        listed[0]["policy_reason"],
+        "payments:transfer needs approval"
+    );
+    let text = w.requests("list", &[], &alice).ok_trimmed();
+    assert!(text.contains(&id) && text.contains("pending"), "{text}");
+    let approved = w.requests("approve", &[&id], &alice).ok_trimmed();
+    assert_eq!(approved, format!("request {id} granted"));
+
+    let waited = waiting.join().unwrap();
+    assert_eq!(waited.ok_trimmed(), task, "{waited}");
+    assert!(waited.stderr.contains("granted"), "{waited}");
+
+    // The verifier allows the new right with the new mandate, not the old one.
+    assert_eq!(
+        w.authorize("granted.token", "agent.key", "payments:transfer"),
+        200
+    );
+    assert_eq!(
+        w.authorize("granted.token", "agent.key", "analytics:read"),
+        200
+    );
+    assert_eq!(
+        w.authorize("task.token", "agent.key", "payments:transfer"),
+        403
+    );
+    // Decided once: a second approval is refused.
+    w.requests("approve", &[&id], &alice)
+        .error("request_decided");
+    // The grant is re-fetchable by the agent with a fresh proof.
+    let again = w.request(
+        "task.token",
+        "agent.key",
+        &["--request", &id, "--out", &w.dir.path("again.token")],
+    );
+    assert_eq!(again.ok_trimmed(), task);
+    assert_eq!(
+        w.authorize("again.token", "agent.key", "payments:transfer"),
+        200
+    );
+
+    let log = w.issuer.stderr();
+    for event in [
+        "request.ask",
+        "request.decide",
+        "pending_approval",
+        "approved",
+    ] {
+        assert!(log.contains(event), "no {event} in:\n{log}");
+    }
+}
+
+#[test]
+fn the_policy_grants_and_refuses_at_run_time_without_a_person() {
+    let w = World::start();
+    let task = w.open(&["expenses:submit"]);
+    // An agent that acts on a service may read it: granted at once.
+    let out = w.dir.path("read.token");
+    let run = w.request(
+        "task.token",
+        "agent.key",
+        &["--right", "expenses:read", "--out", &out],
+    );
+    assert_eq!(run.ok_trimmed(), task, "{run}");
+    assert_eq!(w.authorize("read.token", "agent.key", "expenses:read"), 200);
+    assert_eq!(
+        w.authorize("read.token", "agent.key", "expenses:submit"),
+        200
+    );
+
+    // Administrative rights never: refused (exit 1), nothing minted or stored.
+    let minted = w.minted();
+    let run = w.request("task.token", "agent.key", &["--right", "expenses:admin"]);
+    run.fails(1, "admin rights are not added to a running task");
+    assert_eq!(w.minted(), minted);
+    let alice = w.login("alice", "alice@example.com", &["staff"]);
+    let all = w
+        .requests("list", &["--state", "all", "--json"], &alice)
+        .json();
+    assert_eq!(all["requests"], json!([]), "{all}");
+    // A right the task holds already is not a request.
+    w.request("task.token", "agent.key", &["--right", "expenses:submit"])
+        .error("holds every right");
+}
+
+#[test]
+fn a_denied_request_mints_nothing() {
+    let w = World::start();
+    w.open(&["analytics:read"]);
+    let minted = w.minted();
+    let id = w.ask_pending("payments:transfer");
+    let alice = w.login("alice", "alice@example.com", &["staff"]);
+    assert_eq!(
+        w.requests("deny", &[&id], &alice).ok_trimmed(),
+        format!("request {id} denied")
+    );
+    let run = w.request(
+        "task.token",
+        "agent.key",
+        &["--request", &id, "--wait", "5s"],
+    );
+    assert_eq!(run.denied().trim(), format!("denied {id}"));
+    // An approval after the denial changes nothing.
+    w.requests("approve", &[&id], &alice)
+        .error("request_decided");
+    assert_eq!(w.minted(), minted);
+    assert!(w.issuer.stderr().contains("rejected"));
+}
+
+#[test]
+fn a_request_nobody_decides_expires_and_cannot_be_approved() {
+    let w = World::start_with(&["--request-ttl", "1s"]);
+    w.open(&["analytics:read"]);
+    let minted = w.minted();
+    let id = w.ask_pending("payments:transfer");
+    // The waiting agent is woken by the expiry, not by a decision.
+    let run = w.request(
+        "task.token",
+        "agent.key",
+        &["--request", &id, "--wait", "30s"],
+    );
+    assert_eq!(run.denied().trim(), format!("expired {id}"));
+    let alice = w.login("alice", "alice@example.com", &["staff"]);
+    w.requests("approve", &[&id], &alice)
+        .error("request_expired");
+    let expired = w
+        .requests("list", &["--state", "expired", "--json"], &alice)
+        .json();
+    assert_eq!(expired["requests"][0]["request_id"], id.as_str());
+    assert_eq!(w.minted(), minted);
+}
+
+#[test]
+fn two_concurrent_approvals_grant_once_and_approve_racing_deny_has_one_winner() {
+    let w = World::start();
+    let alice = login("alice@example.com", &["staff"]);
+    let carol = login("carol@example.com", &["approvers"]);
+    let alice_file = w.login("alice", "alice@example.com", &["staff"]);
+    for round in 0..3 {
+        // A task per round: an approval adds the right to its task.
+        w.open(&["analytics:read"]);
+        let id = w.ask_pending("payments:transfer");
+        // Round 0: four approvals; then approvals racing denials.
+        let verbs: Vec<&str> = if round == 0 {
+            vec!["approve"; 4]
+        } else {
+            vec!["approve", "deny", "approve", "deny"]
+        };
+        let replies: Vec<(String, Reply)> = std::thread::scope(|s| {
+            let handles: Vec<_> = verbs
+                .iter()
+                .enumerate()
+                .map(|(i, verb)| {
+                    let token = if i % 2 == 0 { &alice } else { &carol };
+                    let (w, id) = (&w, &id);
+                    s.spawn(move || (verb.to_string(), w.decide_http(id, verb, token)))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let winners: Vec<&(String, Reply)> =
+            replies.iter().filter(|(_, r)| r.status == 200).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {replies:?}");
+        for (_, reply) in replies.iter().filter(|(_, r)| r.status != 200) {
+            reply.assert_error(409, "request_decided", "already");
+        }
+        let (verb, winner) = winners[0];
+        let expected = if verb == "approve" {
+            "granted"
+        } else {
+            "denied"
+        };
+        assert_eq!(winner.body["state"], expected, "round {round}");
+        // The stored outcome is the winner's.
+        let all = w
+            .requests("list", &["--state", "all", "--json"], &alice_file)
+            .json();
+        let stored = all["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["request_id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id} not listed: {all}"))
+            .clone();
+        assert_eq!(stored["state"], expected, "round {round}: {stored}");
+    }
+    // One decision by a person per request in the issuer's events.
+    let log = w.issuer.stderr();
+    let by_people = log
+        .lines()
+        .filter(|l| l.contains("request.decide"))
+        .filter(|l| l.contains("approved") || l.contains("rejected"))
+        .count();
+    assert_eq!(by_people, 3, "{log}");
+}
+
+#[test]
+fn only_the_principal_or_an_approver_may_see_and_decide() {
+    let w = World::start();
+    w.open(&["analytics:read"]);
+    let id = w.ask_pending("payments:transfer");
+    // Bob is staff but neither the principal nor an approver.
+    let bob = w.login("bob", "bob@example.com", &["staff"]);
+    w.requests("approve", &[&id], &bob).error("forbidden");
+    let seen = w.requests("list", &["--json"], &bob).json();
+    assert_eq!(seen["requests"], json!([]), "{seen}");
+    // Not a valid identity token at all.
+    let forged = format!("{}x", login("alice@example.com", &["staff"]));
+    let reply = w.decide_http(&id, "approve", &forged);
+    reply.assert_error(401, "unauthenticated", "");
+    let reply = http(
+        "POST",
+        &format!("{}/v1/requests/{id}/approve", w.issuer.url),
+        Some(""),
+        &[],
+    );
+    reply.assert_error(401, "unauthenticated", "Bearer");
+    // Carol, in the approver group, sees it and approves it.
+    let carol = w.login("carol", "carol@example.com", &["approvers"]);
+    let seen = w.requests("list", &["--json"], &carol).json();
+    assert_eq!(seen["requests"][0]["request_id"], id.as_str(), "{seen}");
+    assert_eq!(
+        w.requests("approve", &[&id], &carol).ok_trimmed(),
+        format!("request {id} granted")
+    );
+    let log = w.issuer.stderr();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("request.decide") && l.contains("carol@example.com")),
+        "{log}"
+    );
+}
+
+#[test]
+fn another_key_or_another_tasks_mandate_is_refused_and_nothing_minted() {
+    let w = World::start();
+    let task = w.open(&["analytics:read"]);
+    let minted = w.minted();
+    // The task's mandate with a proof by another key.
+    w.request("task.token", "sub.key", &["--right", "payments:transfer"])
+        .error("unauthenticated");
+    let id = w.ask_pending("payments:transfer");
+    w.request("task.token", "sub.key", &["--request", &id])
+        .error("unauthenticated");
+    // No proof at all.
+    let (authorization, proof) = w.agent_headers(TaskOperation::Request, &task, "agent.key");
+    let url = format!("{}/v1/tasks/{task}/requests", w.issuer.url);
+    let body = r#"{"rights": ["payments:transfer"], "reason": "x"}"#;
+    http(
+        "POST",
+        &url,
+        Some(body),
+        &[JSON, ("Authorization", authorization.as_str())],
+    )
+    .assert_error(401, "unauthenticated", "Mandate-PoP");
+    // A proof for refresh is not a proof for a request.
+    let (_, refresh_proof) = w.agent_headers(TaskOperation::Refresh, &task, "agent.key");
+    let reply = http(
+        "POST",
+        &url,
+        Some(body),
+        &[
+            JSON,
+            ("Authorization", authorization.as_str()),
+            ("Mandate-PoP", refresh_proof.as_str()),
+        ],
+    );
+    assert_eq!(reply.status, 401, "{reply:?}");
+    // Bounds: the reason, the list, unknown fields.
+    let long = json!({"rights": ["payments:transfer"], "reason": "x".repeat(2000)}).to_string();
+    http(
+        "POST",
+        &url,
+        Some(&long),
+        &[
+            JSON,
+            ("Authorization", authorization.as_str()),
+            ("Mandate-PoP", proof.as_str()),
+        ],
+    )
+    .assert_error(400, "invalid_request", "reason");
+    let many: Vec<String> = (0..65).map(|i| format!("s{i}:read")).collect();
+    let (_, proof) = w.agent_headers(TaskOperation::Request, &task, "agent.key");
+    http(
+        "POST",
+        &url,
+        Some(&json!({"rights": many}).to_string()),
+        &[
+            JSON,
+            ("Authorization", authorization.as_str()),
+            ("Mandate-PoP", proof.as_str()),
+        ],
+    )
+    .assert_error(400, "invalid_request", "at most 64");
+    let (_, proof) = w.agent_headers(TaskOperation::Request, &task, "agent.key");
+    let reply = http(
+        "POST",
+        &url,
+        Some(r#"{"rights": ["payments:transfer"], "admin": true}"#),
+        &[
+            JSON,
+            ("Authorization", authorization.as_str()),
+            ("Mandate-PoP", proof.as_str()),
+        ],
+    );
+    assert!(matches!(reply.status, 400 | 422), "{reply:?}");
+    // A mandate for another task.
+    let other = w.open(&["analytics:read"]);
+    assert_ne!(other, task);
+    let (authorization, proof) = w.agent_headers(TaskOperation::Request, &task, "agent.key");
+    http(
+        "POST",
+        &url,
+        Some(body),
+        &[
+            JSON,
+            ("Authorization", authorization.as_str()),
+            ("Mandate-PoP", proof.as_str()),
+        ],
+    )
+    .assert_error(403, "forbidden", "another task");
+    assert_eq!(
+        w.minted(),
+        minted + 1,
+        "only the second task's first mandate"
+    );
+}
+
+#[test]
+fn each_request_and_decision_is_recorded_in_the_audit_trail() {
+    let audit = tempfile::tempdir().unwrap();
+    let store = audit.path().join("issuer-audit").display().to_string();
+    let mut world = World::start_with(&["--audit-store", &store]);
+    let task = world.open(&["analytics:read"]);
+    let refused = world.request("task.token", "agent.key", &["--right", "analytics:admin"]);
+    refused.fails(1, "admin");
+    let id = world.ask_pending("payments:transfer");
+    let alice = world.login("alice", "alice@example.com", &["staff"]);
+    world.requests("approve", &[&id], &alice).ok();
+    world.issuer.terminate();
+
+    let run = mandate(&["audit", "--store", &store, "--json"]);
+    let records: Vec<serde_json::Value> = run
+        .ok()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let steps: Vec<(String, String)> = records
+        .iter()
+        .filter(|r| r["action"] == "right_requested" || r["action"] == "request_decided")
+        .map(|r| {
+            assert_eq!(r["task"], task.as_str(), "{run}");
+            assert_eq!(r["principal"], "alice@example.com", "{run}");
+            (
+                r["action"].as_str().unwrap().to_owned(),
+                r["outcome"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let step = |a: &str, o: &str| (a.to_owned(), o.to_owned());
+    assert_eq!(
+        steps,
+        [
+            step("right_requested", ""),
+            step("request_decided", "refused"),
+            step("right_requested", ""),
+            step("request_decided", "pending_approval"),
+            step("request_decided", "approved"),
+        ],
+        "{run}"
+    );
+    let approved = records.iter().find(|r| r["outcome"] == "approved").unwrap();
+    assert_eq!(approved["request"], id.as_str(), "{run}");
+    assert_eq!(approved["by"], "alice@example.com", "{run}");
+    let asked = records
+        .iter()
+        .filter(|r| r["action"] == "right_requested")
+        .nth(1)
+        .unwrap();
+    assert_eq!(asked["right"], "payments:transfer", "{run}");
+    assert_eq!(asked["justification"], "pay the supplier", "{run}");
+    mandate(&["audit", "verify", "--store", &store]).ok();
+}
+
+#[test]
+fn bad_flags_and_an_unreachable_issuer_are_one_clear_error() {
+    let dir = Dir::new();
+    dir.keygen("agent.key");
+    let token = mandate(&[
+        "issue",
+        "--root-key",
+        &dir.path("agent.key"),
+        "--principal",
+        "alice@example.com",
+        "--agent",
+        "a",
+        "--task",
+        "task-1",
+        "--right",
+        "analytics:read",
+        "--ttl",
+        "5m",
+    ])
+    .ok_trimmed();
+    let ask = |extra: &[&str]| {
+        let key = dir.path("agent.key");
+        let mut args = vec![
+            "task",
+            "request",
+            "--issuer",
+            "http://127.0.0.1:9",
+            "--token",
+            &token,
+            "--agent-key",
+            &key,
+        ];
+        args.extend_from_slice(extra);
+        mandate(&args)
+    };
+    ask(&["--right", "payments:transfer"]).error("issuer unreachable");
+    ask(&["--right", "nocolon"]).error("SERVICE:OPERATION");
+    ask(&["--right", "payments:transfer", "--wait", "soon"]).error("invalid duration");
+    ask(&["--right", "payments:transfer", "--wait", "2h"]).error("too long");
+    ask(&[]).usage_error("required");
+    let approver = |verb: &str, extra: &[&str]| {
+        let mut args = vec![
+            "requests",
+            verb,
+            "--issuer",
+            "http://127.0.0.1:9",
+            "--subject-token",
+            "a.b.c",
+        ];
+        args.extend_from_slice(extra);
+        mandate(&args)
+    };
+    approver("approve", &["req-1"]).error("issuer unreachable");
+    approver("list", &[]).error("issuer unreachable");
+    approver("list", &["--state", "bogus"]).error("--state bogus");
+}
+
+/// The README's walk-through ("Asking for more rights during a task"),
+/// as one run.
+#[test]
+fn readme_walkthrough_login_delegate_call_ask_approve_refresh_close() {
+    let w = World::start();
+    let issuer = w.issuer.url.clone();
+    let alice = w.login("alice", "alice@example.com", &["staff"]);
+
+    // 1. Exchange alice's login for a task mandate.
+    let task = w.open(&["analytics:read"]);
+    assert!(task.starts_with("task-"));
+
+    // 2. Delegate it offline to a sub-agent, which calls a service.
+    mandate(&[
+        "delegate",
+        "--token",
+        &w.at("task.token"),
+        "--signer-key",
+        &w.dir.path("agent.key"),
+        "--to",
+        "charts",
+        "--to-key",
+        &w.dir.path("sub.key.pub"),
+        "--operation",
+        "read",
+        "--out",
+        &w.dir.path("sub.token"),
+    ])
+    .ok();
+    assert_eq!(w.authorize("sub.token", "sub.key", "analytics:read"), 200);
+
+    // 3. The agent needs a right it was not given: it asks.
+    assert_eq!(
+        w.authorize("task.token", "agent.key", "payments:transfer"),
+        403
+    );
+    let id = w.ask_pending("payments:transfer");
+
+    // 4. Alice approves it.
+    let listed = w.requests("list", &[], &alice).ok_trimmed();
+    assert!(listed.contains(&id), "{listed}");
+    assert_eq!(
+        w.requests("approve", &[&id], &alice).ok_trimmed(),
+        format!("request {id} granted")
+    );
+
+    // 5. The agent collects its mandate with the new right and uses it.
+    let run = w.request(
+        "task.token",
+        "agent.key",
+        &[
+            "--request",
+            &id,
+            "--wait",
+            "30s",
+            "--out",
+            &w.dir.path("task.token"),
+        ],
+    );
+    assert_eq!(run.ok_trimmed(), task);
+    assert_eq!(
+        w.authorize("task.token", "agent.key", "payments:transfer"),
+        200
+    );
+
+    // 6. Refresh: the task keeps the approved right.
+    let refreshed = mandate(&[
+        "task",
+        "refresh",
+        "--issuer",
+        &issuer,
+        "--task",
+        &task,
+        "--token",
+        &w.at("task.token"),
+        "--agent-key",
+        &w.dir.path("agent.key"),
+        "--out",
+        &w.dir.path("task.token"),
+    ])
+    .ok_trimmed();
+    assert_eq!(refreshed, task);
+    assert_eq!(
+        w.authorize("task.token", "agent.key", "payments:transfer"),
+        200
+    );
+
+    // 7. Close the task: the next call is denied, the sub-agent's too.
+    let closed = mandate(&[
+        "task",
+        "close",
+        "--issuer",
+        &issuer,
+        "--task",
+        &task,
+        "--token",
+        &w.at("task.token"),
+        "--agent-key",
+        &w.dir.path("agent.key"),
+    ])
+    .ok_trimmed();
+    assert_eq!(closed, format!("task {task} closed"));
+    poll("the closed task's calls to be denied", || {
+        (w.authorize("task.token", "agent.key", "payments:transfer") == 403).then_some(())
+    });
+    assert_eq!(w.authorize("sub.token", "sub.key", "analytics:read"), 403);
+    // And no request can grow a closed task.
+    w.request("task.token", "agent.key", &["--right", "expenses:read"])
+        .error("task_closed");
+}
