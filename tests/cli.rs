@@ -404,7 +404,7 @@ fn issue_accepts_restriction_flags_from_the_start() {
         deny.denied(),
         &[
             "of the authority block",
-            r#"failed: check if resource($r), $r == "/data/alice" || $r.starts_with("/data/alice/")"#,
+            r#"failed: check if resource($r), ($r + "/").starts_with("/data/alice/")"#,
         ],
     );
     let deny = ok("/data/alice/x", "cn", "5");
@@ -427,8 +427,7 @@ fn issue_accepts_restriction_flags_from_the_start() {
         &["--attr", "region=eu", "--attr", "amount=1"],
     );
     assert!(
-        deny.denied()
-            .contains(r#"check if operation($o), {"read"}.contains($o)"#),
+        deny.denied().contains(r#"check if operation("read")"#),
         "{deny}"
     );
 }
@@ -481,19 +480,13 @@ fn delegate_narrows_offline_and_the_parent_keeps_its_scope() {
     contains_all(
         &deny,
         &deny.stdout,
-        &[
-            "of block 1",
-            r#"failed: check if operation($o), {"read"}.contains($o)"#,
-        ],
+        &["of block 1", r#"failed: check if operation("read")"#],
     );
     let deny = fx.authorize(&child, "payments", "read", "/reports/alice/q3", &[]);
     contains_all(
         &deny,
         deny.denied(),
-        &[
-            "of block 1",
-            r#"failed: check if service($s), {"expenses"}.contains($s)"#,
-        ],
+        &["of block 1", r#"failed: check if service("expenses")"#],
     );
     let deny = fx.authorize(&child, "expenses", "read", "/reports/bob", &[]);
     contains_all(
@@ -618,7 +611,7 @@ fn inspect_json_shows_claims_expiry_and_every_block_id() {
     assert!(
         block1
             .lines()
-            .any(|l| l == r#"check if operation($o), {"read"}.contains($o);"#),
+            .any(|l| l == r#"check if operation("read");"#),
         "{block1}"
     );
     assert!(!block1.contains("principal("), "{block1}");
@@ -651,8 +644,7 @@ fn inspect_text_shows_the_same_report() {
         format!("root id:    {}", s("root_id")),
         format!("authority block (id {}", s("root_id")),
         format!("block 1 (id {}", s("token_id")),
-        r#"    check if resource($r), $r == "/reports/alice" || $r.starts_with("/reports/alice/");"#
-            .to_string(),
+        r#"    check if resource($r), ($r + "/").starts_with("/reports/alice/");"#.to_string(),
         r#"    principal("alice");"#.to_string(),
     ] {
         assert!(text.contains(&line), "missing {line:?}\n{run}");
