@@ -296,14 +296,17 @@ impl Restrictions {
         if let Some(at) = self.expires_at {
             let t = builder::var("t");
             add(check_if(
-                vec![builder::pred(vocab::TIME, &[t.clone()])],
+                vec![builder::pred(vocab::TIME, std::slice::from_ref(&t))],
                 vec![at_most(t, builder::date(&at))],
             ))?;
         }
         if let Some(further) = self.max_depth {
             let d = builder::var("d");
             add(check_if(
-                vec![builder::pred(vocab::DELEGATION_DEPTH, &[d.clone()])],
+                vec![builder::pred(
+                    vocab::DELEGATION_DEPTH,
+                    std::slice::from_ref(&d),
+                )],
                 vec![at_most(
                     d,
                     builder::int(i64::from(depth) + i64::from(further)),
@@ -430,7 +433,7 @@ fn prefix_check(prefixes: &[ResourcePath]) -> Check {
             }
             ops.push(Op::Binary(Binary::Prefix));
             query(
-                vec![builder::pred(vocab::RESOURCE, &[r.clone()])],
+                vec![builder::pred(vocab::RESOURCE, std::slice::from_ref(&r))],
                 vec![ops],
             )
         })
