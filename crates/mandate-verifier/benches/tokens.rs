@@ -603,7 +603,12 @@ fn fixture() -> Fixture {
         signed,
         pop_tokens,
     };
-    fixture.assert_identical_work();
+    // Under valgrind (instruction counting) biscuit's time limit cuts the
+    // raw side's claim queries short, so the startup checks run only in
+    // normal runs, which must pass them first.
+    if counting().is_none() {
+        fixture.assert_identical_work();
+    }
     fixture
 }
 
@@ -893,6 +898,8 @@ struct Row {
 /// [`counted_calls`], inputs made before. Under
 /// `valgrind --tool=callgrind --toggle-collect='*counted_calls*'` the
 /// program total divided by [`COUNTED_CALLS`] is the instructions per call.
+/// The startup checks are skipped in this mode (see [`fixture`]), so the
+/// verifier of the warm rows has not seen the tokens yet.
 struct Counting {
     ours: bool,
     row: String,
