@@ -194,7 +194,7 @@ pub fn run() -> Result<Outcome> {
         if cell.token_for == cell.service {
             expect_allowed(&cell.decision)?;
         } else {
-            let only_its_own = format!("{{\"{}\"}}.contains($s)", cell.token_for);
+            let only_its_own = format!("service(\"{}\")", cell.token_for);
             expect_denied(&cell.decision, &only_its_own)?;
         }
         ensure!(

@@ -163,7 +163,7 @@ fn call_outside_the_slice_names_the_failing_check_its_block_and_author() {
     let json = run.denied_because("of block 1 (by agent orchestrator) failed");
     assert_eq!(json["failed_checks"][0]["block"], 1, "{run}");
     let rule = json["failed_checks"][0]["rule"].as_str().unwrap();
-    assert!(rule.contains("operation($o)"), "{run}");
+    assert!(rule.contains(r#"operation("read")"#), "{run}");
 }
 
 // ---------------------------------------------------------------------------

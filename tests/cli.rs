@@ -348,7 +348,7 @@ fn issue_accepts_restriction_flags_from_the_start() {
         deny.denied(),
         &[
             "of the authority block",
-            r#"failed: check if resource($r), $r == "/data/alice" || $r.starts_with("/data/alice/")"#,
+            r#"failed: check if resource($r), ($r + "/").starts_with("/data/alice/")"#,
         ],
     );
     let deny = ok("/data/alice/x", "cn", "5");
@@ -372,8 +372,7 @@ fn issue_accepts_restriction_flags_from_the_start() {
         &["--attr", "region=eu", "--attr", "amount=1"],
     );
     assert!(
-        deny.denied()
-            .contains(r#"check if operation($o), {"read"}.contains($o)"#),
+        deny.denied().contains(r#"check if operation("read")"#),
         "{deny}"
     );
 }
@@ -426,19 +425,13 @@ fn delegate_narrows_offline_and_the_parent_keeps_its_scope() {
     contains_all(
         &deny,
         &deny.stdout,
-        &[
-            "of block 1",
-            r#"failed: check if operation($o), {"read"}.contains($o)"#,
-        ],
+        &["of block 1", r#"failed: check if operation("read")"#],
     );
     let deny = authorize(&w, &child, "payments", "read", "/reports/alice/q3", &[]);
     contains_all(
         &deny,
         deny.denied(),
-        &[
-            "of block 1",
-            r#"failed: check if service($s), {"expenses"}.contains($s)"#,
-        ],
+        &["of block 1", r#"failed: check if service("expenses")"#],
     );
     let deny = authorize(&w, &child, "expenses", "read", "/reports/bob", &[]);
     contains_all(
@@ -558,7 +551,7 @@ fn inspect_json_shows_claims_expiry_and_every_block_id() {
     assert!(
         block1
             .lines()
-            .any(|l| l == r#"check if operation($o), {"read"}.contains($o);"#),
+            .any(|l| l == r#"check if operation("read");"#),
         "{block1}"
     );
     assert!(!block1.contains("principal("), "{block1}");
@@ -591,8 +584,7 @@ fn inspect_text_shows_the_same_report() {
         format!("root id:    {}", s("root_id")),
         format!("authority block (id {}", s("root_id")),
         format!("block 1 (id {}", s("token_id")),
-        r#"    check if resource($r), $r == "/reports/alice" || $r.starts_with("/reports/alice/");"#
-            .to_string(),
+        r#"    check if resource($r), ($r + "/").starts_with("/reports/alice/");"#.to_string(),
         r#"    principal("alice");"#.to_string(),
     ] {
         assert!(text.contains(&line), "missing {line:?}\n{run}");

@@ -291,7 +291,7 @@ fn charting_agent_stays_in_its_slice_and_a_forged_hop_is_rejected() {
     assert!(
         outside
             .rule
-            .contains(r#"$r.starts_with("/datasets/q3/revenue/")"#),
+            .contains(r#"($r + "/").starts_with("/datasets/q3/revenue/")"#),
         "{outside:?}"
     );
     let write = only_failed_check(&outcome.write);
@@ -299,7 +299,7 @@ fn charting_agent_stays_in_its_slice_and_a_forged_hop_is_rejected() {
         (write.block, write.author.as_str()),
         (Some(1), "agent orchestrator")
     );
-    assert!(write.rule.contains(r#"{"read"}.contains($o)"#), "{write:?}");
+    assert!(write.rule.contains(r#"operation("read")"#), "{write:?}");
 
     assert!(!outcome.forged.allowed);
     match &outcome.forged.reason {
@@ -439,10 +439,7 @@ fn each_claim_service_accepts_only_the_token_narrowed_for_it() {
             assert_allowed(decision);
             continue;
         }
-        let only_its_own = format!(
-            r#"check if service($s), {{"{}"}}.contains($s)"#,
-            cell.token_for
-        );
+        let only_its_own = format!(r#"check if service("{}")"#, cell.token_for);
         let checks = failed_checks(decision);
         assert!(
             checks.iter().any(|c| c.rule == only_its_own

@@ -20,6 +20,7 @@ use prost::Message as _;
 use biscuit_auth::format::schema;
 
 use crate::keys::AgentKey;
+use crate::narrowing::{self, Narrowing};
 use crate::print;
 
 /// Structural limits on a token's blocks, checked before anything walks
@@ -165,6 +166,10 @@ pub struct BlockContents {
     pub longest_string: usize,
     /// The agent key that signed the block, for a third-party block.
     pub signer: Option<AgentKey>,
+    /// What the block's checks narrow, for those of a recognised form
+    /// (`narrowing.rs`), in block order. Empty when read with
+    /// [`Detail::Structure`].
+    pub(crate) narrowings: Vec<Narrowing>,
 }
 
 impl BlockContents {
@@ -204,11 +209,17 @@ pub enum ReadError {
 /// How much of a block to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Detail {
-    /// Facts and the shape of rules and checks: what claims, chains, scopes
-    /// and cost bounds need. No display text (`source`, `checks` and query
-    /// texts stay empty), so deciding a request prints nothing.
+    /// Facts, signers and what checks narrow: what a delegation needs to
+    /// find the holder and refuse a widening. No cost shape (`queries` and
+    /// `rule_heads` stay empty) and no display text.
+    Scope,
+    /// Facts and the shape of rules and checks: what claims, chains and
+    /// cost bounds need to decide a request. No display text (`source`,
+    /// `checks` and query texts stay empty), so deciding a request prints
+    /// nothing, and no scope (the verifier evaluates every check).
     Structure,
-    /// Also the escaped display text of every statement.
+    /// Everything: the structure, the scope and the escaped display text of
+    /// every statement.
     Text,
 }
 
@@ -493,6 +504,26 @@ fn read_block(
             terms,
         });
     }
+    // Deciding a request needs no scope: the verifier evaluates every check.
+    let narrowings = if detail == Detail::Structure {
+        Vec::new()
+    } else {
+        block
+            .checks
+            .iter()
+            .filter_map(|check| narrowing::recognise(check, symbols))
+            .collect()
+    };
+    if detail == Detail::Scope {
+        return Ok(BlockContents {
+            statements: block.facts.len() + block.rules.len() + block.checks.len(),
+            longest_string: block.symbols.iter().map(String::len).max().unwrap_or(0),
+            facts,
+            signer,
+            narrowings,
+            ..BlockContents::default()
+        });
+    }
     // With text, every statement is printed once; the block's source joins
     // them.
     let printer = (detail == Detail::Text).then(|| print::Printer::new(symbols));
@@ -532,6 +563,7 @@ fn read_block(
         queries,
         checks,
         signer,
+        narrowings,
     })
 }
 

@@ -23,6 +23,7 @@ mod error;
 pub mod inspect;
 pub mod keys;
 pub mod name;
+mod narrowing;
 mod pop;
 pub mod print;
 mod request;

@@ -6,12 +6,14 @@
 //! enters only through [`Restrictions::checks`], which is parsed and refused
 //! with its position when it does not parse.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 use std::time::SystemTime;
 
-use biscuit_auth::builder::{self, BlockBuilder, Term};
+use biscuit_auth::builder::{
+    self, Binary, BlockBuilder, Check, CheckKind, Expression, Op, Predicate, Rule, Term, Unary,
+};
 
 use crate::name::check_name;
 use crate::request::{AttrValue, ResourcePath};
@@ -199,82 +201,78 @@ impl Restrictions {
     /// Adds the compiled checks to an existing block (the issuer puts them in
     /// the authority block).
     ///
+    /// Each check is built from terms, not from text, in the form
+    /// `datalog/README.md` lists: a restriction to one value is the
+    /// predicate with that value (`check if operation("read")`), to several
+    /// a set's `contains`. The effective scope is read back from exactly
+    /// these forms (`narrowing.rs`), so a block carries nothing beside
+    /// its checks.
+    ///
     /// # Errors
     /// As [`Restrictions::to_block`].
     pub fn add_to(&self, mut block: BlockBuilder, depth: u32) -> Result<BlockBuilder, Error> {
-        block = self.add_summary(block, depth)?;
+        let mut add = |check: Check| -> Result<(), Error> {
+            block = std::mem::take(&mut block)
+                .check(check)
+                .map_err(Error::Biscuit)?;
+            Ok(())
+        };
         if !self.operations.is_empty() {
             for op in &self.operations {
                 check_ident("operation", op)?;
             }
-            block = with_param(
-                block,
-                &format!(
-                    "check if {}($o), {{allowed}}.contains($o)",
-                    vocab::OPERATION
-                ),
-                "allowed",
-                string_set(&self.operations),
-            )?;
+            add(one_of(
+                vocab::OPERATION,
+                &[],
+                "o",
+                strings(&self.operations),
+            ))?;
         }
         if !self.services.is_empty() {
             for service in &self.services {
                 check_ident("service", service)?;
             }
-            block = with_param(
-                block,
-                &format!("check if {}($s), {{allowed}}.contains($s)", vocab::SERVICE),
-                "allowed",
-                string_set(&self.services),
-            )?;
+            add(one_of(vocab::SERVICE, &[], "s", strings(&self.services)))?;
         }
         if !self.resource_prefixes.is_empty() {
-            block = add_prefix_check(block, &self.resource_prefixes)?;
+            add(prefix_check(&self.resource_prefixes))?;
         }
         if !self.resources.is_empty() {
-            let resources: Vec<String> = self
-                .resources
-                .iter()
-                .map(|r| r.as_str().to_string())
-                .collect();
-            block = with_param(
-                block,
-                &format!("check if {}($r), {{allowed}}.contains($r)", vocab::RESOURCE),
-                "allowed",
-                string_set(&resources),
-            )?;
+            let resources = self.resources.iter().map(|r| builder::string(r.as_str()));
+            add(one_of(vocab::RESOURCE, &[], "r", resources.collect()))?;
         }
         for (key, min, max) in &self.attr_range {
-            block = attr_check(
-                block,
-                key,
-                &format!(
-                    "check if {}({{key}}, $v), $v >= {{min}}, $v <= {{max}}",
-                    vocab::ATTR
-                ),
-                [("min", builder::int(*min)), ("max", builder::int(*max))],
-            )?;
+            let v = builder::var("v");
+            add(check_if(
+                vec![attr(vocab::ATTR, key, v.clone())?],
+                vec![
+                    vec![
+                        Op::Value(v.clone()),
+                        Op::Value(builder::int(*min)),
+                        Op::Binary(Binary::GreaterOrEqual),
+                    ],
+                    at_most(v, builder::int(*max)),
+                ],
+            ))?;
         }
         for (key, hosts) in &self.url_hosts {
-            block = attr_check(
-                block,
-                key,
-                &format!(
-                    "check if {}({{key}}, $h), {{allowed}}.contains($h)",
-                    vocab::ATTR_HOST
-                ),
-                [("allowed", string_set(hosts))],
-            )?;
+            check_name("attribute name", key)?;
+            add(one_of(
+                vocab::ATTR_HOST,
+                &[builder::string(key)],
+                "h",
+                strings(hosts),
+            ))?;
         }
         for (key, max) in &self.attr_max {
-            block = attr_check(
-                block,
-                key,
-                &format!("check if {}({{key}}, $v), $v <= {{max}}", vocab::ATTR),
-                [("max", builder::int(*max))],
-            )?;
+            let v = builder::var("v");
+            add(check_if(
+                vec![attr(vocab::ATTR, key, v.clone())?],
+                vec![at_most(v, builder::int(*max))],
+            ))?;
         }
         for (key, values) in &self.attr_in {
+            check_name("attribute name", key)?;
             // A Biscuit set holds one type: biscuit-auth builds and signs a
             // mixed one, then fails reading it back (and panics doing so when
             // appending a signed block), so it is refused here.
@@ -288,32 +286,32 @@ impl Restrictions {
                      give all numbers or all strings"
                 )));
             }
-            let allowed = Term::Set(values.iter().map(AttrValue::to_term).collect());
-            block = attr_check(
-                block,
-                key,
-                &format!(
-                    "check if {}({{key}}, $v), {{allowed}}.contains($v)",
-                    vocab::ATTR
-                ),
-                [("allowed", allowed)],
-            )?;
+            add(one_of(
+                vocab::ATTR,
+                &[builder::string(key)],
+                "v",
+                values.iter().map(AttrValue::to_term).collect(),
+            ))?;
         }
         if let Some(at) = self.expires_at {
-            block = with_param(
-                block,
-                &format!("check if {}($t), $t <= {{at}}", vocab::TIME),
-                "at",
-                builder::date(&at),
-            )?;
+            let t = builder::var("t");
+            add(check_if(
+                vec![builder::pred(vocab::TIME, std::slice::from_ref(&t))],
+                vec![at_most(t, builder::date(&at))],
+            ))?;
         }
         if let Some(further) = self.max_depth {
-            block = with_param(
-                block,
-                &format!("check if {}($d), $d <= {{max}}", vocab::DELEGATION_DEPTH),
-                "max",
-                builder::int(i64::from(depth) + i64::from(further)),
-            )?;
+            let d = builder::var("d");
+            add(check_if(
+                vec![builder::pred(
+                    vocab::DELEGATION_DEPTH,
+                    std::slice::from_ref(&d),
+                )],
+                vec![at_most(
+                    d,
+                    builder::int(i64::from(depth) + i64::from(further)),
+                )],
+            ))?;
         }
         for check in &self.checks {
             let trimmed = check.trim().trim_end_matches(';');
@@ -348,114 +346,222 @@ impl Restrictions {
     }
 }
 
-impl Restrictions {
-    /// Adds `restricts(Kind, Value)` facts summarising the structured
-    /// restrictions, so a later `delegate` can refuse to widen them. The
-    /// summary is informational: no check reads it and the verifier never
-    /// trusts it (facts outside the authority block are not trusted).
-    fn add_summary(&self, mut block: BlockBuilder, depth: u32) -> Result<BlockBuilder, Error> {
-        let mut add = |kind: &str, value: Term| -> Result<(), Error> {
-            let fact = builder::fact(vocab::RESTRICTS, &[builder::string(kind), value]);
-            block = std::mem::take(&mut block)
-                .fact(fact)
-                .map_err(Error::Biscuit)?;
-            Ok(())
-        };
-        if !self.operations.is_empty() {
-            add(summary::OPERATIONS, string_set(&self.operations))?;
-        }
-        if !self.services.is_empty() {
-            add(summary::SERVICES, string_set(&self.services))?;
-        }
-        if let Some(at) = self.expires_at {
-            add(summary::EXPIRES, builder::date(&at))?;
-        }
-        if let Some(further) = self.max_depth {
-            add(
-                summary::MAX_DEPTH,
-                builder::int(i64::from(depth) + i64::from(further)),
-            )?;
-        }
-        Ok(block)
+fn strings(values: &[String]) -> BTreeSet<Term> {
+    values.iter().map(|v| builder::string(v)).collect()
+}
+
+/// `check if BODY, EXPRESSIONS` (one alternative).
+fn check_if(body: Vec<Predicate>, expressions: Vec<Vec<Op>>) -> Check {
+    Check {
+        queries: vec![query(body, expressions)],
+        kind: CheckKind::One,
     }
 }
 
-/// Kinds of `restricts(Kind, Value)` summary facts.
-pub(crate) mod summary {
-    pub const OPERATIONS: &str = "operations";
-    pub const SERVICES: &str = "services";
-    pub const EXPIRES: &str = "expires";
-    pub const MAX_DEPTH: &str = "max_depth";
-}
-
-fn string_set(values: &[String]) -> Term {
-    Term::Set(
-        values
-            .iter()
-            .map(|v| builder::string(v))
-            .collect::<BTreeSet<_>>(),
+fn query(body: Vec<Predicate>, expressions: Vec<Vec<Op>>) -> Rule {
+    Rule::new(
+        builder::pred::<Term>("query", &[]),
+        body,
+        expressions
+            .into_iter()
+            .map(|ops| Expression { ops })
+            .collect(),
+        vec![],
     )
 }
 
-fn code(
-    block: BlockBuilder,
-    source: &str,
-    params: HashMap<String, Term>,
-) -> Result<BlockBuilder, Error> {
-    block
-        .code_with_params(source, params, HashMap::new())
-        .map_err(|e| Error::from_datalog(source, e))
+/// `$x <= BOUND`.
+fn at_most(x: Term, bound: Term) -> Vec<Op> {
+    vec![
+        Op::Value(x),
+        Op::Value(bound),
+        Op::Binary(Binary::LessOrEqual),
+    ]
 }
 
-fn with_param(
-    block: BlockBuilder,
-    source: &str,
-    name: &str,
-    value: Term,
-) -> Result<BlockBuilder, Error> {
-    code(block, source, HashMap::from([(name.to_string(), value)]))
-}
-
-/// A check on attribute `key`: `source` names it `{key}`, plus `params`.
-fn attr_check<const N: usize>(
-    block: BlockBuilder,
-    key: &str,
-    source: &str,
-    params: [(&str, Term); N],
-) -> Result<BlockBuilder, Error> {
+/// `PREDICATE("KEY", VALUE)`, for a valid attribute name `key`.
+fn attr(predicate: &str, key: &str, value: Term) -> Result<Predicate, Error> {
     check_name("attribute name", key)?;
-    let mut all: HashMap<String, Term> = params
-        .into_iter()
-        .map(|(name, value)| (name.to_string(), value))
-        .collect();
-    all.insert("key".to_string(), builder::string(key));
-    code(block, source, all)
+    Ok(builder::pred(predicate, &[builder::string(key), value]))
 }
 
-/// `check if resource($r), $r == P0 || $r.starts_with(P0/) or resource($r), ...`
+/// `check if PREDICATE(LEADING.., "V")` for one value, `check if
+/// PREDICATE(LEADING.., $VAR), {"V1", "V2"}.contains($VAR)` for several:
+/// either way, some fact `PREDICATE(LEADING.., V)` must hold a listed value.
+fn one_of(predicate: &str, leading: &[Term], var: &str, mut values: BTreeSet<Term>) -> Check {
+    let mut terms = leading.to_vec();
+    if values.len() == 1 {
+        terms.extend(values.pop_first());
+        return check_if(vec![builder::pred(predicate, &terms)], vec![]);
+    }
+    let x = builder::var(var);
+    terms.push(x.clone());
+    check_if(
+        vec![builder::pred(predicate, &terms)],
+        vec![vec![
+            Op::Value(Term::Set(values)),
+            Op::Value(x),
+            Op::Binary(Binary::Contains),
+        ]],
+    )
+}
+
+/// `check if resource($r), ($r + "/").starts_with("P0/") or resource($r), ...`
 ///
 /// The trailing `/` is what makes the prefix segment-safe: `/data/reports`
-/// admits `/data/reports/q3` but not `/data/reports-old`.
-fn add_prefix_check(block: BlockBuilder, prefixes: &[ResourcePath]) -> Result<BlockBuilder, Error> {
-    let mut params = HashMap::new();
-    let mut alternatives = Vec::new();
-    for (i, prefix) in prefixes.iter().enumerate() {
-        let exact = prefix.as_str().to_string();
-        let below = if exact.ends_with('/') {
-            exact.clone()
-        } else {
-            format!("{exact}/")
-        };
-        params.insert(format!("exact{i}"), builder::string(&exact));
-        params.insert(format!("below{i}"), builder::string(&below));
-        alternatives.push(format!(
-            "{}($r), $r == {{exact{i}}} || $r.starts_with({{below{i}}})",
-            vocab::RESOURCE
-        ));
+/// admits `/data/reports` and `/data/reports/q3` but not
+/// `/data/reports-old`. Appending `/` to the resource as well covers the
+/// prefix itself with one string instead of two (`$r == "P0" ||
+/// $r.starts_with("P0/")` says the same). A prefix that already ends in `/`
+/// (the root) is compared as it is.
+fn prefix_check(prefixes: &[ResourcePath]) -> Check {
+    let r = builder::var("r");
+    let queries = prefixes
+        .iter()
+        .map(|prefix| {
+            let prefix = prefix.as_str();
+            let mut ops = vec![Op::Value(r.clone())];
+            if prefix.ends_with('/') {
+                ops.push(Op::Value(builder::string(prefix)));
+            } else {
+                ops.extend([
+                    Op::Value(builder::string("/")),
+                    Op::Binary(Binary::Add),
+                    Op::Unary(Unary::Parens),
+                    Op::Value(builder::string(&format!("{prefix}/"))),
+                ]);
+            }
+            ops.push(Op::Binary(Binary::Prefix));
+            query(
+                vec![builder::pred(vocab::RESOURCE, std::slice::from_ref(&r))],
+                vec![ops],
+            )
+        })
+        .collect();
+    Check {
+        queries,
+        kind: CheckKind::One,
     }
-    code(
-        block,
-        &format!("check if {}", alternatives.join(" or ")),
-        params,
-    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::blocks::{read_all, Detail};
+    use biscuit_auth::builder::AuthorizerBuilder;
+    use biscuit_auth::{Biscuit, KeyPair};
+
+    fn token_with(restrictions: &Restrictions) -> Biscuit {
+        Biscuit::builder()
+            .build(&KeyPair::new())
+            .unwrap()
+            .append(restrictions.to_block(0).unwrap())
+            .unwrap()
+    }
+
+    /// The block `restrictions` compile to, as its checks print.
+    fn compiled(restrictions: &Restrictions) -> Vec<String> {
+        let token = token_with(restrictions);
+        let blocks = read_all(&token.container().to_proto(), Detail::Text).unwrap();
+        assert!(blocks[1].facts.is_empty(), "{:?}", blocks[1].facts);
+        blocks[1].checks.clone()
+    }
+
+    fn resources(list: &[&str]) -> Vec<ResourcePath> {
+        list.iter()
+            .map(|r| ResourcePath::parse(r).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn every_flag_compiles_to_its_documented_check() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_893_456_000);
+        let one = Restrictions {
+            operations: vec!["read".into()],
+            services: vec!["data".into()],
+            resource_prefixes: resources(&["/p"]),
+            resources: resources(&["/a"]),
+            attr_range: vec![("n".into(), 1, 9)],
+            url_hosts: vec![("url".into(), vec!["a.example".into()])],
+            attr_max: vec![("amount".into(), 499)],
+            attr_in: vec![("method".into(), vec![AttrValue::parse("card")])],
+            expires_at: Some(at),
+            max_depth: Some(2),
+            checks: vec!["check if time($t)".into()],
+        };
+        assert_eq!(
+            compiled(&one),
+            [
+                r#"check if operation("read")"#,
+                r#"check if service("data")"#,
+                r#"check if resource($r), ($r + "/").starts_with("/p/")"#,
+                r#"check if resource("/a")"#,
+                r#"check if attr("n", $v), $v >= 1, $v <= 9"#,
+                r#"check if attr_host("url", "a.example")"#,
+                r#"check if attr("amount", $v), $v <= 499"#,
+                r#"check if attr("method", "card")"#,
+                "check if time($t), $t <= 2030-01-01T00:00:00Z",
+                "check if delegation_depth($d), $d <= 2",
+                "check if time($t)",
+            ]
+        );
+        let several = Restrictions {
+            operations: vec!["write".into(), "read".into()],
+            services: vec!["b".into(), "a".into()],
+            resource_prefixes: resources(&["/p", "/"]),
+            resources: resources(&["/a", "/b"]),
+            url_hosts: vec![("url".into(), vec!["a.example".into(), "b.example".into()])],
+            attr_in: vec![("n".into(), vec![AttrValue::Int(2), AttrValue::Int(1)])],
+            ..Restrictions::default()
+        };
+        assert_eq!(
+            compiled(&several),
+            [
+                r#"check if operation($o), {"read", "write"}.contains($o)"#,
+                r#"check if service($s), {"a", "b"}.contains($s)"#,
+                r#"check if resource($r), ($r + "/").starts_with("/p/") or resource($r), $r.starts_with("/")"#,
+                r#"check if resource($r), {"/a", "/b"}.contains($r)"#,
+                r#"check if attr_host("url", $h), {"a.example", "b.example"}.contains($h)"#,
+                r#"check if attr("n", $v), {1, 2}.contains($v)"#,
+            ]
+        );
+    }
+
+    /// Whether a request for `resource` passes the block.
+    fn admits(restrictions: &Restrictions, resource: &str) -> bool {
+        AuthorizerBuilder::new()
+            .fact(builder::fact(vocab::RESOURCE, &[builder::string(resource)]))
+            .unwrap()
+            .code("allow if true")
+            .unwrap()
+            .set_limits(crate::default_run_limits())
+            .build(&token_with(restrictions))
+            .unwrap()
+            .authorize()
+            .is_ok()
+    }
+
+    #[test]
+    fn a_prefix_admits_itself_and_what_is_below_it_only() {
+        let prefixes = |list: &[&str]| Restrictions {
+            resource_prefixes: resources(list),
+            ..Restrictions::default()
+        };
+        let reports = prefixes(&["/reports/alice"]);
+        for inside in ["/reports/alice", "/reports/alice/r1", "/reports/alice/a/b"] {
+            assert!(admits(&reports, inside), "{inside}");
+        }
+        for outside in ["/reports/alice-old", "/reports/alic", "/reports", "/", ""] {
+            assert!(!admits(&reports, outside), "{outside}");
+        }
+        let root = prefixes(&["/"]);
+        assert!(admits(&root, "/"));
+        assert!(admits(&root, "/x/y"));
+        assert!(!admits(&root, ""));
+        let two = prefixes(&["/a", "/b/c"]);
+        assert!(admits(&two, "/a"));
+        assert!(admits(&two, "/b/c/d"));
+        assert!(!admits(&two, "/b"));
+    }
 }

@@ -1,18 +1,19 @@
 //! The effective scope of a token: what it still allows after every block's
-//! structured restrictions, read from the `restricts(Kind, Value)` summaries
-//! earlier blocks left.
+//! structured restrictions, read from the checks themselves
+//! (`narrowing.rs`): the rights, then every recognised check on
+//! operations, services, expiry and delegation depth, in any block.
 //!
 //! Read unverified, it serves only to refuse a delegation that would widen
 //! (or could never help); it never decides a request — the verifier
-//! evaluates every check whatever the summaries say.
+//! evaluates every check, recognised or not.
 
 use std::collections::BTreeSet;
 use std::time::SystemTime;
 
-use crate::blocks::{BlockContents, Value};
+use crate::blocks::BlockContents;
 use crate::claims::AuthorityClaims;
-use crate::restrict::{summary, Restrictions, Right};
-use crate::vocab;
+use crate::narrowing::Narrowing;
+use crate::restrict::{Restrictions, Right};
 use crate::Error;
 
 /// What a token allows after every block, as far as its structured
@@ -45,37 +46,18 @@ impl Effective {
             expires_at: claims.expires_at,
             max_depth: None,
         };
-        for block in blocks {
-            for fact in block.facts_named(vocab::RESTRICTS) {
-                match fact.terms.as_slice() {
-                    [Value::Str(kind), Value::Set(values)] => {
-                        let values: BTreeSet<String> = values
-                            .iter()
-                            .filter_map(|t| match t {
-                                Value::Str(s) => Some(s.clone()),
-                                _ => None,
-                            })
-                            .collect();
-                        let slot = match kind.as_str() {
-                            summary::OPERATIONS => &mut effective.operations,
-                            summary::SERVICES => &mut effective.services,
-                            _ => continue,
-                        };
-                        *slot = Some(match slot.take() {
-                            Some(prev) => prev.intersection(&values).cloned().collect(),
-                            None => values,
-                        });
-                    }
-                    [Value::Str(kind), Value::Date(at)] if kind == summary::EXPIRES => {
-                        let at = std::time::UNIX_EPOCH
-                            .checked_add(std::time::Duration::from_secs(*at))
-                            .unwrap_or(std::time::UNIX_EPOCH);
-                        effective.expires_at = Some(effective.expires_at.map_or(at, |e| e.min(at)));
-                    }
-                    [Value::Str(kind), Value::Int(n)] if kind == summary::MAX_DEPTH => {
-                        effective.max_depth = Some(effective.max_depth.map_or(*n, |m| m.min(*n)));
-                    }
-                    _ => {}
+        for narrowing in blocks.iter().flat_map(|b| &b.narrowings) {
+            match narrowing {
+                Narrowing::Operations(values) => narrow(&mut effective.operations, values),
+                Narrowing::Services(values) => narrow(&mut effective.services, values),
+                Narrowing::ExpiresAt(at) => {
+                    let at = std::time::UNIX_EPOCH
+                        .checked_add(std::time::Duration::from_secs(*at))
+                        .unwrap_or(std::time::UNIX_EPOCH);
+                    effective.expires_at = Some(effective.expires_at.map_or(at, |e| e.min(at)));
+                }
+                Narrowing::MaxDepth(n) => {
+                    effective.max_depth = Some(effective.max_depth.map_or(*n, |m| m.min(*n)));
                 }
             }
         }
@@ -167,6 +149,14 @@ impl Effective {
     }
 }
 
+/// Keeps in `slot` only what `values` also allows.
+fn narrow(slot: &mut Option<BTreeSet<String>>, values: &BTreeSet<String>) {
+    *slot = Some(match slot.take() {
+        Some(prev) => prev.intersection(values).cloned().collect(),
+        None => values.clone(),
+    });
+}
+
 /// Refuses restrictions minted into a new mandate that name an operation or
 /// service outside `rights`, or an expiry after `expires_at`: such a mandate
 /// could never be used as asked.
@@ -193,6 +183,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::blocks::{read_all, Detail};
+    use crate::vocab;
     use biscuit_auth::builder::{self as b, BlockBuilder};
 
     /// Compiles `restrictions` into an unsigned block after an authority
@@ -215,7 +206,7 @@ mod tests {
         for r in restrictions {
             token = token.append(r.to_block(0).unwrap()).unwrap();
         }
-        let blocks = read_all(&token.container().to_proto(), Detail::Structure).unwrap();
+        let blocks = read_all(&token.container().to_proto(), Detail::Scope).unwrap();
         let claims = AuthorityClaims::from_facts(&blocks[0].facts);
         Effective::read(&claims, &blocks)
     }
@@ -228,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn restrictions_compile_to_summaries_the_scope_reads_back() {
+    fn restrictions_compile_to_checks_the_scope_reads_back() {
         let scope = scope_after(
             &["data:read", "data:write", "data:delete"],
             &[ops(&["read", "write"]), ops(&["read", "delete"])],
@@ -240,6 +231,41 @@ mod tests {
             scope.check(&ops(&["write"]), 0),
             Err(Error::NotInParent { .. })
         ));
+    }
+
+    #[test]
+    fn one_value_or_several_narrow_alike() {
+        let services = |list: &[&str]| Restrictions {
+            services: list.iter().map(|s| s.to_string()).collect(),
+            ..Restrictions::default()
+        };
+        let scope = scope_after(
+            &["a:read", "b:read", "c:read"],
+            &[services(&["a", "b"]), services(&["b"])],
+        );
+        assert_eq!(scope.services, Some(BTreeSet::from(["b".to_string()])));
+        assert!(scope.check(&services(&["b"]), 0).is_ok());
+        assert!(scope.check(&services(&["a"]), 0).is_err());
+    }
+
+    #[test]
+    fn a_raw_check_narrows_when_it_has_a_compiled_form() {
+        let raw = |check: &str| Restrictions {
+            checks: vec![check.to_string()],
+            ..Restrictions::default()
+        };
+        let scope = scope_after(
+            &["data:read", "data:write"],
+            &[raw(r#"check if operation("read")"#)],
+        );
+        assert!(scope.check(&ops(&["write"]), 0).is_err());
+        // Another shape narrows nothing here (the verifier enforces it).
+        let scope = scope_after(
+            &["data:read", "data:write"],
+            &[raw(r#"check if operation($o), $o == "read""#)],
+        );
+        assert_eq!(scope.operations, None);
+        assert!(scope.check(&ops(&["write"]), 0).is_ok());
     }
 
     #[test]

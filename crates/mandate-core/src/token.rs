@@ -161,18 +161,19 @@ impl UnverifiedMandate {
     /// malformed, or the blocks cannot be read.
     pub fn claimed_chain(&self) -> Result<Chain, ChainError> {
         let blocks = self
-            .read_blocks(Detail::Structure)
+            .read_blocks(Detail::Scope)
             .map_err(ChainError::Unreadable)?;
         chain::read(&blocks).1
     }
 
-    /// Every block, read once. Unverified: for preparing a delegation or a
-    /// report, never for deciding a request.
+    /// Every block, read once as far as a delegation needs (facts, signers,
+    /// what checks narrow). Unverified: for preparing a delegation, never
+    /// for deciding a request.
     ///
     /// # Errors
     /// [`Error::MalformedToken`] naming a block that cannot be read.
     pub(crate) fn blocks(&self) -> Result<Vec<BlockContents>, Error> {
-        self.read_blocks(Detail::Structure)
+        self.read_blocks(Detail::Scope)
             .map_err(|e| Error::MalformedToken {
                 reason: e.to_string(),
             })

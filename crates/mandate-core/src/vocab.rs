@@ -22,11 +22,6 @@ pub const EXPIRES_AT: &str = "expires_at";
 /// hands the authority to agent `Name` with public key `Key` (32 bytes).
 pub const HOP: &str = "hop";
 
-/// `restricts(Kind, Value)`: an informational summary of a block's
-/// structured restrictions, read by `delegate` to refuse widening. Never
-/// trusted and never read by a check.
-pub const RESTRICTS: &str = "restricts";
-
 /// `time(T)`: request time, supplied by the verifier.
 pub const TIME: &str = "time";
 /// `service(S)`: the service being called, supplied by the verifier.

@@ -105,14 +105,14 @@ const DEFAULT: &[Row] = &[
         &["expenses:read", "expenses:submit"],
         &["operation=read"],
         "expenses submit /r/1",
-        Deny(r#"check #0 of block 1 (by an unsigned block appended while agent-a held the token) failed: check if operation($o), {"read"}.contains($o)"#),
+        Deny(r#"check #0 of block 1 (by an unsigned block appended while agent-a held the token) failed: check if operation("read")"#),
     ),
     // Service restriction.
     (
         &["expenses:read", "payments:read"],
         &["service=payments"],
         "expenses read /r/1",
-        Deny(r#"check #0 of block 1 (by an unsigned block appended while agent-a held the token) failed: check if service($s), {"payments"}.contains($s)"#),
+        Deny(r#"check #0 of block 1 (by an unsigned block appended while agent-a held the token) failed: check if service("payments")"#),
     ),
     // Resource prefixes are segment-safe.
     (
@@ -131,7 +131,7 @@ const DEFAULT: &[Row] = &[
         &["expenses:read"],
         &["resource-prefix=/reports/alice"],
         "expenses read /reports/alice-old",
-        Deny(r#"check #0 of block 1 (by an unsigned block appended while agent-a held the token) failed: check if resource($r), $r == "/reports/alice" || $r.starts_with("/reports/alice/")"#),
+        Deny(r#"check #0 of block 1 (by an unsigned block appended while agent-a held the token) failed: check if resource($r), ($r + "/").starts_with("/reports/alice/")"#),
     ),
     (
         &["expenses:read"],
@@ -215,20 +215,20 @@ const DEFAULT: &[Row] = &[
         &["datasets:read", "datasets:write"],
         &["operation=read", "|", "resource-prefix=/datasets/q3", "|", "resource-prefix=/datasets/q3/revenue"],
         "datasets read /datasets/q3/costs",
-        Deny(r#"check #0 of block 3 (by an unsigned block appended while agent-a held the token) failed: check if resource($r), $r == "/datasets/q3/revenue" || $r.starts_with("/datasets/q3/revenue/")"#),
+        Deny(r#"check #0 of block 3 (by an unsigned block appended while agent-a held the token) failed: check if resource($r), ($r + "/").starts_with("/datasets/q3/revenue/")"#),
     ),
     (
         &["datasets:read", "datasets:write"],
         &["operation=read", "|", "resource-prefix=/datasets/q3", "|", "resource-prefix=/datasets/q3/revenue"],
         "datasets write /datasets/q3/revenue",
-        Deny(r#"check #0 of block 1 (by an unsigned block appended while agent-a held the token) failed: check if operation($o), {"read"}.contains($o)"#),
+        Deny(r#"check #0 of block 1 (by an unsigned block appended while agent-a held the token) failed: check if operation("read")"#),
     ),
     // A later block cannot widen an earlier one.
     (
         &["datasets:read"],
         &["resource-prefix=/datasets/q3", "|", "check=check if true"],
         "datasets read /datasets/q4",
-        Deny(r#"check #0 of block 1 (by an unsigned block appended while agent-a held the token) failed: check if resource($r), $r == "/datasets/q3" || $r.starts_with("/datasets/q3/")"#),
+        Deny(r#"check #0 of block 1 (by an unsigned block appended while agent-a held the token) failed: check if resource($r), ($r + "/").starts_with("/datasets/q3/")"#),
     ),
     // Without signed hops the depth is 0, so max-depth=0 still allows.
     (&["expenses:read"], &["max-depth=0"], "expenses read /r/1", Allow(ALLOW_RIGHT)),
@@ -243,7 +243,7 @@ const DEFAULT: &[Row] = &[
         &["datasets:read", "datasets:write"],
         &["max-depth=2", "|", "to=analytics", "operation=read", "|", "to=charts", "resource-prefix=/datasets/q3"],
         "datasets read /datasets/q4",
-        Deny(r#"check #0 of block 3 (by agent analytics) failed: check if resource($r), $r == "/datasets/q3" || $r.starts_with("/datasets/q3/")"#),
+        Deny(r#"check #0 of block 3 (by agent analytics) failed: check if resource($r), ($r + "/").starts_with("/datasets/q3/")"#),
     ),
     (
         &["datasets:read"],
