@@ -77,7 +77,8 @@ fn args() -> Result<Args> {
                 .push(iter.next().context("--root-pub needs a key")?),
             "--store" => args.store = Some(iter.next().context("--store needs a folder")?.into()),
             "--audit-store" => {
-                args.audit_store = Some(iter.next().context("--audit-store needs a folder")?.into());
+                args.audit_store =
+                    Some(iter.next().context("--audit-store needs a folder")?.into());
             }
             "--audit-key" => {
                 args.audit_key = Some(iter.next().context("--audit-key needs a file")?.into());
@@ -107,9 +108,13 @@ fn audit_writer(store: &std::path::Path, key: Option<&std::path::Path>) -> Resul
         }
     };
     let key = mandate_server::audit::writer_key(&key)?;
-    let log = SledLog::open(store)
-        .with_context(|| format!("opening audit store {}", store.display()))?;
-    Ok(AuditWriter::start(Arc::new(log), key, WriterConfig::default())?)
+    let log =
+        SledLog::open(store).with_context(|| format!("opening audit store {}", store.display()))?;
+    Ok(AuditWriter::start(
+        Arc::new(log),
+        key,
+        WriterConfig::default(),
+    )?)
 }
 
 /// The tools themselves, unaware of Mandate.

@@ -109,7 +109,11 @@ impl McpGuard {
 
     /// The request of a call without its proof: the server's mapping of the
     /// arguments, validated as every Mandate request is.
-    fn unproven(&self, params: &CallToolRequestParams, now: SystemTime) -> Result<Request, ErrorData> {
+    fn unproven(
+        &self,
+        params: &CallToolRequestParams,
+        now: SystemTime,
+    ) -> Result<Request, ErrorData> {
         let empty = JsonObject::new();
         let arguments = params.arguments.as_ref().unwrap_or(&empty);
         let scope = (self.mapping)(&params.name, arguments)

@@ -85,14 +85,17 @@ impl World {
             .require_pop(true)
             .build()
             .unwrap();
-        let writer = AuditWriter::start(log, WriterKey::generate(), WriterConfig::default()).unwrap();
+        let writer =
+            AuditWriter::start(log, WriterKey::generate(), WriterConfig::default()).unwrap();
         let trail = AuditTrail::new(Arc::new(writer), "analytics-test").with_revocation_seq(|| 7);
-        McpGuard::new(verifier, "analytics", |_tool, arguments: &JsonObject| {
-            match arguments.get("path").and_then(Value::as_str) {
+        McpGuard::new(
+            verifier,
+            "analytics",
+            |_tool, arguments: &JsonObject| match arguments.get("path").and_then(Value::as_str) {
                 Some(path) => Ok(ToolScope::resource(path)),
                 None => Err("`path` is required".to_owned()),
-            }
-        })
+            },
+        )
         .with_audit(trail)
     }
 
@@ -188,7 +191,10 @@ async fn every_decision_and_refusal_is_recorded_with_the_whole_chain() {
             panic!("not a decision: {record:?}");
         };
         assert_eq!(d.decision, outcome, "{d:?}");
-        assert_eq!((d.principal.as_str(), d.task.as_str()), ("bob", "q3-report"));
+        assert_eq!(
+            (d.principal.as_str(), d.task.as_str()),
+            ("bob", "q3-report")
+        );
         let chain: Vec<(&str, &str)> = d
             .chain
             .iter()
@@ -196,15 +202,25 @@ async fn every_decision_and_refusal_is_recorded_with_the_whole_chain() {
             .collect();
         assert_eq!(
             chain,
-            [("orchestrator", keys[0].as_str()), ("analytics", keys[1].as_str())]
+            [
+                ("orchestrator", keys[0].as_str()),
+                ("analytics", keys[1].as_str())
+            ]
         );
         assert_eq!(d.agent, "analytics");
         assert_eq!(
-            (d.service.as_str(), d.operation.as_str(), d.resource.as_str()),
+            (
+                d.service.as_str(),
+                d.operation.as_str(),
+                d.resource.as_str()
+            ),
             ("analytics", "read_dataset", resource)
         );
         assert_eq!((d.api.as_str(), d.request_id.as_str()), ("mcp", id));
-        assert_eq!((d.verifier.as_str(), d.revocation_seq), ("analytics-test", Some(7)));
+        assert_eq!(
+            (d.verifier.as_str(), d.revocation_seq),
+            ("analytics-test", Some(7))
+        );
         assert_eq!(d.token, mandate_core::fingerprint(&world.child));
     }
     let Event::Decision(denied) = &records[1].event else {

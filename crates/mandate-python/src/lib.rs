@@ -27,9 +27,9 @@ mod native {
     #[pymodule_export]
     use super::errors::{
         ChainError, DatalogError, InvalidArgumentError, InvalidKeyError, InvalidNameError,
-        InvalidSignatureError, IssuerError, KeyFileError, KeyPermissionsError,
-        MalformedTokenError, MandateError, NotHolderError, NotInParentError, RegistryError,
-        TaskAuthError, TaskClosedError, TokenExpiredError, UnknownKeyIdError,
+        InvalidSignatureError, IssuerError, KeyFileError, KeyPermissionsError, MalformedTokenError,
+        MandateError, NotHolderError, NotInParentError, RegistryError, TaskAuthError,
+        TaskClosedError, TokenExpiredError, UnknownKeyIdError,
     };
     #[pymodule_export]
     use super::issue::Issuer;

@@ -144,7 +144,11 @@ impl IssuerClient {
             task_id: response.task_id,
             token: Py::new(py, Token::new(&response.access_token)?)?,
             expires_in: response.expires_in,
-            scope: response.scope.split_whitespace().map(str::to_owned).collect(),
+            scope: response
+                .scope
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
         })
     }
 
@@ -174,8 +178,7 @@ impl IssuerClient {
     ) -> PyResult<()> {
         let text = token.text();
         let key = &key.get().inner;
-        self.run(py, self.client.close(task, &text, key))
-            .map(drop)
+        self.run(py, self.client.close(task, &text, key)).map(drop)
     }
 
     fn __repr__(&self) -> String {
