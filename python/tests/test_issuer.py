@@ -71,7 +71,7 @@ def test_open_refresh_close_against_the_real_issuer(world):
     root, issuer_url, serve = world
     agent_key = mandate.SecretKey.generate()
     client = mandate.IssuerClient(issuer_url)
-    assert repr(client) == f"IssuerClient({issuer_url!r})"
+    assert issuer_url in repr(client)
 
     opened = client.open(agent_key, id_token("alice@example.com", ["staff"]),
                          agent="orchestrator", rights=["analytics:read"], audience=["analytics"],
