@@ -6,6 +6,7 @@ median batch's time per call), so ``run.sh`` can print the ratios.
 
     python bench.py                       # delegate, pop, pop + authorize
     python bench.py --mcp PATH/analytics_mcp   # also guarded vs unguarded MCP calls
+                                               # (and guarded with a durable audit trail)
 """
 
 from __future__ import annotations
@@ -95,10 +96,16 @@ async def mcp_round_trips(server: str, calls_per_batch: int = 100) -> dict:
 
     unguarded = await timed(["--unguarded"], guarded=False)
     guarded = await timed(["--root-pub", issuer.root_arg], guarded=True)
+    # The same guard recording every decision durably in an audit trail: each
+    # call then also waits for its record's flush (group commit, one fsync).
+    with tempfile.TemporaryDirectory() as audit:
+        audited = await timed(["--root-pub", issuer.root_arg, "--audit-store", str(Path(audit) / "audit")],
+                              guarded=True)
     return {
         "mcp_unguarded_us": round(unguarded, 1),
         "mcp_guarded_us": round(guarded, 1),
         "mcp_added_us": round(guarded - unguarded, 1),
+        "mcp_guarded_audited_us": round(audited, 1),
     }
 
 

@@ -1,9 +1,10 @@
 """Mandate: capability tokens for AI agents.
 
-Keys, tokens, offline delegation, proofs of possession and an embedded
-verifier come from the Rust crates (``mandate._native``); this package adds
-small HTTP clients (``mandate.client``) and a helper for the official MCP
-SDK (``mandate.mcp``). No Mandate decision is made in Python.
+Keys, tokens, offline delegation, proofs of possession, an embedded verifier
+and the issuer's task client (``IssuerClient``: open, refresh, close) come
+from the Rust crates (``mandate._native``); this package adds a client of the
+authorization API (``mandate.client``) and a helper for the official MCP SDK
+(``mandate.mcp``). No Mandate decision is made in Python.
 """
 
 from mandate._native import (
@@ -14,7 +15,10 @@ from mandate._native import (
     InvalidKeyError,
     InvalidNameError,
     InvalidSignatureError,
+    Issued,
     Issuer,
+    IssuerClient,
+    IssuerError,
     KeyFileError,
     KeyPermissionsError,
     MalformedTokenError,
@@ -27,6 +31,8 @@ from mandate._native import (
     RegistryError,
     RevocationStore,
     SecretKey,
+    TaskAuthError,
+    TaskClosedError,
     Token,
     TokenExpiredError,
     UnknownKeyIdError,
@@ -42,7 +48,10 @@ __all__ = [
     "InvalidKeyError",
     "InvalidNameError",
     "InvalidSignatureError",
+    "Issued",
     "Issuer",
+    "IssuerClient",
+    "IssuerError",
     "KeyFileError",
     "KeyPermissionsError",
     "MalformedTokenError",
@@ -55,6 +64,8 @@ __all__ = [
     "RegistryError",
     "RevocationStore",
     "SecretKey",
+    "TaskAuthError",
+    "TaskClosedError",
     "Token",
     "TokenExpiredError",
     "UnknownKeyIdError",

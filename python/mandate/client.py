@@ -1,9 +1,13 @@
-"""Small HTTP clients: the authorization API and the issuer's task refresh.
+"""Small HTTP clients: the authorization API and the issuer's task API.
 
-Both use only the standard library (``urllib``). Neither decides anything:
 ``AuthorizationClient`` asks a Mandate server (``mandate serve``) to decide,
-and ``IssuerClient`` asks an issuer for a fresh mandate while a task is open.
-Tokens are sent, never logged; errors name the URL and the server's message.
+using only the standard library (``urllib``). ``IssuerClient`` (opening a
+task, refreshing its mandate, closing it) is the native client that ``mandate
+task`` uses, re-exported here: it signs the actor token and the proofs of
+possession in Rust and raises ``IssuerError`` subclasses (``TaskAuthError``,
+``TaskClosedError``) with the issuer's ``status`` and ``code``. Neither
+decides anything. Tokens are sent, never logged; errors name the URL and the
+server's message.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Union
 
-from mandate._native import MandateError, Token
+from mandate._native import Issued, IssuerClient, MandateError, Token
 
-__all__ = ["AuthorizationClient", "ApiError", "RemoteDecision", "IssuerClient"]
+__all__ = ["AuthorizationClient", "ApiError", "RemoteDecision", "IssuerClient", "Issued"]
 
 AttrValue = Union[int, str]
 TokenLike = Union[Token, str]
@@ -57,14 +61,14 @@ def _text(token: TokenLike) -> str:
     return token.text if isinstance(token, Token) else token
 
 
-def _post(url: str, body: Mapping[str, Any], timeout: float, headers: Optional[Dict[str, str]] = None):
+def _post(url: str, body: Mapping[str, Any], timeout: float):
     """POSTs JSON; returns (status, parsed body). 4xx with a JSON body is returned, not raised."""
     data = json.dumps(body).encode()
     request = urllib.request.Request(
         url,
         data=data,
         method="POST",
-        headers={"Content-Type": "application/json", **(headers or {})},
+        headers={"Content-Type": "application/json"},
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -135,31 +139,3 @@ class AuthorizationClient:
                 raw=answer,
             )
         raise _error(url, status, answer)
-
-
-class IssuerClient:
-    """A client of an issuer's task API.
-
-    ``refresh`` calls ``POST /v1/tasks/{task}/refresh`` with the current
-    mandate and returns the fresh one. The issuer service that answers it is
-    built separately; against a server without that route this raises
-    ``ApiError`` with status 404.
-    """
-
-    def __init__(self, base_url: str, timeout: float = 5.0):
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-
-    def __repr__(self) -> str:
-        return f"IssuerClient({self.base_url!r})"
-
-    def refresh(self, task: str, token: TokenLike, *, pop: Optional[str] = None) -> Token:
-        """Exchanges ``token`` for a fresh mandate of the same open task."""
-        url = f"{self.base_url}/v1/tasks/{urllib.request.quote(task, safe='')}/refresh"
-        headers = {"Authorization": f"Mandate {_text(token)}"}
-        if pop is not None:
-            headers["Mandate-PoP"] = pop
-        status, answer = _post(url, {}, self.timeout, headers)
-        if status == 200 and isinstance(answer, dict) and isinstance(answer.get("token"), str):
-            return Token(answer["token"])
-        raise _error(url, status, answer if isinstance(answer, dict) else {})

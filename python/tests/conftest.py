@@ -6,8 +6,10 @@ import json
 import os
 import shutil
 import subprocess
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Iterator, Sequence
 
 import pytest
 
@@ -53,6 +55,27 @@ def _cargo_target(package: str, kind: str, example: str, env: str = "") -> str:
             _BUILT[example] = message["executable"]
             return message["executable"]
     pytest.fail(f"cargo built no executable for {example}")
+
+
+@contextmanager
+def running(args: Sequence[str], log: Path) -> Iterator[str]:
+    """Runs ``mandate ARGS`` (a server on ``127.0.0.1:0``) with its stderr in
+    ``log``; yields the ``http://...`` URL it announces on stdout, and
+    terminates it on exit."""
+    binary = cargo_bin("mandate-cli", "mandate")
+    with open(log, "w") as errors:
+        process = subprocess.Popen([binary, *args], stdout=subprocess.PIPE, stderr=errors, text=True)
+    lines: list = []
+    reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(60)
+    try:
+        line = lines[0] if lines else ""
+        assert "http://" in line, f"mandate {args[0]} announced no address: {line!r}\n{log.read_text()}"
+        yield line[line.index("http://"):].split()[0].rstrip(",")
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 @pytest.fixture

@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
-import threading
-
 import pytest
 
 import mandate
-from mandate.client import ApiError, AuthorizationClient, IssuerClient
-from conftest import cargo_bin
+from mandate.client import ApiError, AuthorizationClient
+from conftest import running
 
 
 @pytest.fixture
 def server(tmp_path, issuer):
-    binary = cargo_bin("mandate-cli", "mandate")
-    process = subprocess.Popen(
-        [binary, "serve", "--listen", "127.0.0.1:0", "--root-pub", issuer.root_arg,
-         "--store", str(tmp_path / "store")],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    lines: list = []
-    reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(60)
-    try:
-        line = lines[0] if lines else ""
-        assert "http://" in line, f"mandate serve announced no address: {line!r}"
-        yield line[line.index("http://"):].split()[0].rstrip(",")
-    finally:
-        process.terminate()
-        process.wait(10)
+    args = ["serve", "--listen", "127.0.0.1:0", "--root-pub", issuer.root_arg,
+            "--store", str(tmp_path / "store")]
+    with running(args, tmp_path / "serve.log") as url:
+        yield url
 
 
 def test_authorize_over_http(server, orchestrator, analytics, bob_token):
@@ -63,14 +47,6 @@ def test_revoke_through_the_registry(server, tmp_path, issuer, orchestrator, bob
     assert not decision.allowed and decision.reason_kind == "revoked"
     with pytest.raises(mandate.RegistryError):
         mandate.RegistryClient(server, bob_token.text).revoke("task", "x")
-
-
-def test_issuer_refresh_is_pending_on_servers_without_it(server, bob_token):
-    # The issuer's task API is a separate service; `mandate serve` has no such
-    # route, so the client says so instead of returning a token.
-    with pytest.raises(ApiError) as raised:
-        IssuerClient(server).refresh("q3-report", bob_token)
-    assert raised.value.status == 404
 
 
 def test_unreachable_server():

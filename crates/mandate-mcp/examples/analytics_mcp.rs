@@ -7,26 +7,38 @@
 //! - `export_dataset {"path": ...}` — resource = `path`.
 //!
 //! ```text
-//! analytics_mcp --root-pub 1=ed25519/<hex> [--store DIR] [--unguarded]
+//! analytics_mcp --root-pub 1=ed25519/<hex> [--store DIR]
+//!               [--audit-store DIR [--audit-key FILE]] [--unguarded]
 //! ```
 //!
 //! `--store DIR` keeps revocations in a sled store in this process and
 //! serves the registry API on 127.0.0.1 (an ephemeral port), announced on
 //! stderr as `registry http://127.0.0.1:PORT`, so an operator revokes with
 //! `mandate revoke --registry URL ...` or Python's `RegistryClient`.
+//! `--audit-store DIR` (or `MANDATE_AUDIT_STORE`) records every decision,
+//! every call refused before one, and (with `--store`) every revocation
+//! written through the registry API, in the audit trail in DIR (sled,
+//! created if missing; the writer key `--audit-key FILE`, or
+//! `MANDATE_AUDIT_KEY`, defaults to DIR's path + `.key` and is created 0600
+//! when missing), each durable before the client hears the outcome: a call
+//! that cannot be recorded is refused. Read it, once the server stopped,
+//! with `mandate audit --store DIR`.
 //! `--unguarded` serves the same tools with no guard, for measuring what the
-//! guard costs. Stdout carries MCP only; the audit log (one line per
-//! decision, target `mandate::audit`) goes to stderr.
+//! guard costs. Stdout carries MCP only; the audit log lines (one per
+//! decision, target `mandate::audit`) go to stderr.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
+use mandate_audit::{AuditWriter, SledLog, WriterConfig};
 use mandate_core::KeySet;
-use mandate_mcp::{Guarded, McpGuard, ToolScope};
+use mandate_mcp::{AuditTrail, Guarded, McpGuard, ToolScope};
 use mandate_registry::{
-    IndexingStore, MandateWriteAuthorizer, RegistryConfig, RegistryState, SledStore,
+    IndexingStore, MandateWriteAuthorizer, RegistryConfig, RegistryState, RevocationStore,
+    SledStore,
 };
+use mandate_server::audit::AuditedStore;
 use mandate_verifier::Verifier;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -44,6 +56,8 @@ const MAX_PATH: usize = 256;
 struct Args {
     root_pub: Vec<String>,
     store: Option<PathBuf>,
+    audit_store: Option<PathBuf>,
+    audit_key: Option<PathBuf>,
     unguarded: bool,
 }
 
@@ -51,6 +65,8 @@ fn args() -> Result<Args> {
     let mut args = Args {
         root_pub: Vec::new(),
         store: None,
+        audit_store: std::env::var_os("MANDATE_AUDIT_STORE").map(PathBuf::from),
+        audit_key: std::env::var_os("MANDATE_AUDIT_KEY").map(PathBuf::from),
         unguarded: false,
     };
     let mut iter = std::env::args().skip(1);
@@ -60,6 +76,13 @@ fn args() -> Result<Args> {
                 .root_pub
                 .push(iter.next().context("--root-pub needs a key")?),
             "--store" => args.store = Some(iter.next().context("--store needs a folder")?.into()),
+            "--audit-store" => {
+                args.audit_store =
+                    Some(iter.next().context("--audit-store needs a folder")?.into());
+            }
+            "--audit-key" => {
+                args.audit_key = Some(iter.next().context("--audit-key needs a file")?.into());
+            }
             "--unguarded" => args.unguarded = true,
             other => bail!("unknown argument `{other}`"),
         }
@@ -67,7 +90,31 @@ fn args() -> Result<Args> {
     if args.root_pub.is_empty() && !args.unguarded {
         bail!("give --root-pub KEY: the issuer's root public key");
     }
+    if args.audit_key.is_some() && args.audit_store.is_none() {
+        bail!("--audit-key needs --audit-store");
+    }
     Ok(args)
+}
+
+/// The audit trail's writer in `store`, signing with the key at `key` (or
+/// beside the store), read or created as `mandate serve --audit-store` does.
+fn audit_writer(store: &std::path::Path, key: Option<&std::path::Path>) -> Result<AuditWriter> {
+    let key = match key {
+        Some(key) => key.to_owned(),
+        None => {
+            let mut path = store.as_os_str().to_owned();
+            path.push(".key");
+            PathBuf::from(path)
+        }
+    };
+    let key = mandate_server::audit::writer_key(&key)?;
+    let log =
+        SledLog::open(store).with_context(|| format!("opening audit store {}", store.display()))?;
+    Ok(AuditWriter::start(
+        Arc::new(log),
+        key,
+        WriterConfig::default(),
+    )?)
 }
 
 /// The tools themselves, unaware of Mandate.
@@ -170,20 +217,34 @@ fn run() -> Result<()> {
         let mut builder = Verifier::builder()
             .root_keys(keys.clone())
             .require_pop(true);
+        let mut trail = match &args.audit_store {
+            Some(dir) => Some(AuditTrail::new(
+                Arc::new(audit_writer(dir, args.audit_key.as_deref())?),
+                format!("{SERVICE}-mcp@{}", std::process::id()),
+            )),
+            None => None,
+        };
         if let Some(dir) = &args.store {
             let store = IndexingStore::new(SledStore::open(dir)?)?;
             let index = store.index();
             builder = builder.revocation(Arc::new(index.clone()));
+            trail = trail.map(|trail| {
+                let index = index.clone();
+                trail.with_revocation_seq(move || index.last_seq())
+            });
             let writes = MandateWriteAuthorizer::new(
                 Verifier::builder()
                     .root_keys(keys)
                     .revocation(Arc::new(index)),
             )?;
-            let state = RegistryState::with_config(
-                Arc::new(store),
-                Arc::new(writes),
-                RegistryConfig::default(),
-            );
+            // With a trail, revocations are recorded in it too, once durable,
+            // as `mandate serve --audit-store` records them.
+            let store: Arc<dyn RevocationStore> = match &trail {
+                Some(trail) => Arc::new(AuditedStore::new(store, Arc::clone(trail.writer()))),
+                None => Arc::new(store),
+            };
+            let state =
+                RegistryState::with_config(store, Arc::new(writes), RegistryConfig::default());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             eprintln!("registry http://{}", listener.local_addr()?);
             tokio::spawn(mandate_registry::serve(
@@ -194,11 +255,20 @@ fn run() -> Result<()> {
         } else {
             eprintln!("revocations: NOT CHECKED (no --store)");
         }
-        let guard = McpGuard::new(builder.build()?, SERVICE, scope);
+        let mut guard = McpGuard::new(builder.build()?, SERVICE, scope);
+        if let Some(trail) = &trail {
+            guard = guard.with_audit(trail.clone());
+        }
         let running = Guarded::new(guard, Analytics)
             .serve(rmcp::transport::stdio())
             .await?;
-        running.waiting().await?;
+        let served = running.waiting().await;
+        // The client hung up: sign the trail's head and stop its writer
+        // (every record is already durable).
+        if let Some(trail) = &trail {
+            trail.writer().close().await?;
+        }
+        served?;
         anyhow::Ok(())
     })
 }

@@ -1,4 +1,5 @@
-//! `McpGuard`: decides one `tools/call` with a `Verifier`.
+//! `McpGuard`: decides one `tools/call` with a `Verifier`, and records the
+//! outcome in its audit trail when it has one.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -7,6 +8,7 @@ use mandate_core::{AttrValue, Proof, Request};
 use mandate_verifier::{Decision, Verifier};
 use rmcp::model::{CallToolRequestParams, ErrorData, JsonObject};
 
+use crate::audit::{AuditTrail, Unjudged};
 use crate::credentials::Credentials;
 use crate::refusal;
 
@@ -39,12 +41,14 @@ pub struct McpGuard {
     verifier: Arc<Verifier>,
     service: String,
     mapping: Arc<ToolMapping>,
+    audit: Option<AuditTrail>,
 }
 
 impl std::fmt::Debug for McpGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("McpGuard")
             .field("service", &self.service)
+            .field("audit", &self.audit)
             .finish_non_exhaustive()
     }
 }
@@ -61,7 +65,21 @@ impl McpGuard {
             verifier: Arc::new(verifier),
             service: service.into(),
             mapping: Arc::new(mapping),
+            audit: None,
         }
+    }
+
+    /// The same guard, recording every decision in `trail` before the
+    /// caller hears it (fail closed: an unrecorded call is refused).
+    #[must_use]
+    pub fn with_audit(mut self, trail: AuditTrail) -> McpGuard {
+        self.audit = Some(trail);
+        self
+    }
+
+    /// The trail decisions are recorded in, if any.
+    pub fn audit(&self) -> Option<&AuditTrail> {
+        self.audit.as_ref()
     }
 
     /// The service name calls are decided as.
@@ -80,64 +98,146 @@ impl McpGuard {
         credentials: &Credentials,
         now: SystemTime,
     ) -> Result<Request, ErrorData> {
+        let request = self.unproven(params, now)?;
+        match &credentials.pop {
+            Some(proof) => Proof::parse(proof)
+                .map(|proof| request.with_proof(proof))
+                .map_err(|e| refusal::malformed(&e.to_string())),
+            None => Ok(request),
+        }
+    }
+
+    /// The request of a call without its proof: the server's mapping of the
+    /// arguments, validated as every Mandate request is.
+    fn unproven(
+        &self,
+        params: &CallToolRequestParams,
+        now: SystemTime,
+    ) -> Result<Request, ErrorData> {
         let empty = JsonObject::new();
         let arguments = params.arguments.as_ref().unwrap_or(&empty);
         let scope = (self.mapping)(&params.name, arguments)
             .map_err(|message| ErrorData::invalid_params(message, None))?;
-        let mut request = Request::validated(
+        Request::validated(
             &self.service,
             &params.name,
             &scope.resource,
             scope.attrs,
             now,
         )
-        .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
-        if let Some(proof) = &credentials.pop {
-            let proof = Proof::parse(proof).map_err(|e| refusal::malformed(&e.to_string()))?;
-            request = request.with_proof(proof);
-        }
-        Ok(request)
+        .map_err(|e| ErrorData::invalid_params(e.to_string(), None))
     }
 
     /// Decides `params`, taking its credentials from `meta` (the request's
     /// `_meta`, `RequestContext::meta` in rmcp) or its reserved argument
     /// (which is removed). Returns the allowing decision; a denial, a
     /// missing or unusable mandate and bad arguments are MCP errors.
+    /// `request_id` (the JSON-RPC id) names the call in audit records.
     ///
     /// Evaluation runs on a blocking thread, never on the async runtime.
+    /// With an [`AuditTrail`] (see [`McpGuard::with_audit`]), the decision,
+    /// or the refusal of a call that could not be judged, is recorded before
+    /// this returns, and a call whose record cannot be written is refused
+    /// whatever the decision was.
     ///
     /// # Errors
-    /// [`crate::DENIED_CODE`] for a refusal, invalid params for arguments the
-    /// mapping refuses.
+    /// [`crate::DENIED_CODE`] for a refusal (data `kind` says which, and is
+    /// `audit_unavailable` when the record could not be written), invalid
+    /// params for arguments the mapping refuses.
     pub async fn check(
         &self,
         params: &mut CallToolRequestParams,
         meta: &JsonObject,
+        request_id: &str,
     ) -> Result<Decision, ErrorData> {
-        let Some(credentials) = Credentials::take(params, meta) else {
-            return Err(refusal::missing());
+        let credentials = Credentials::take(params, meta);
+        let mut request = self.unproven(params, SystemTime::now())?;
+        let resource = request.resource.as_str().to_owned();
+        let tool: &str = &params.name;
+        let Some(credentials) = credentials else {
+            let refused = refusal::missing();
+            let call = Unjudged {
+                code: "missing_mandate",
+                message: "no mandate came with the call",
+                token: "",
+                tool,
+                resource: &resource,
+            };
+            return Err(self.refuse(refused, &call, request_id).await);
         };
-        let request = self.request(params, &credentials, SystemTime::now())?;
+        let fingerprint = mandate_core::fingerprint(&credentials.token);
+        if let Some(proof) = &credentials.pop {
+            match Proof::parse(proof) {
+                Ok(proof) => request = request.with_proof(proof),
+                Err(error) => {
+                    let message = error.to_string();
+                    let call = Unjudged {
+                        code: "malformed_proof",
+                        message: &message,
+                        token: &fingerprint,
+                        tool,
+                        resource: &resource,
+                    };
+                    return Err(self
+                        .refuse(refusal::malformed(&message), &call, request_id)
+                        .await);
+                }
+            }
+        }
         let verifier = Arc::clone(&self.verifier);
         let token = credentials.token;
-        let fingerprint = mandate_core::fingerprint(&token);
         let decided = tokio::task::spawn_blocking(move || verifier.authorize(&token, &request))
             .await
             .map_err(|_| ErrorData::internal_error("the mandate check did not finish", None))?;
-        if let Ok(decision) = &decided {
-            audit(decision, &fingerprint);
+        let decision = match decided {
+            Ok(decision) => decision,
+            Err(error) => {
+                let message = error.to_string();
+                let call = Unjudged {
+                    code: refusal::unusable_code(&error),
+                    message: &message,
+                    token: &fingerprint,
+                    tool,
+                    resource: &resource,
+                };
+                return Err(self
+                    .refuse(refusal::unusable(&error), &call, request_id)
+                    .await);
+            }
+        };
+        log(&decision, &fingerprint);
+        if let Some(trail) = &self.audit {
+            if let Err(error) = trail
+                .record_decision(&decision, request_id, &fingerprint)
+                .await
+            {
+                return Err(refusal::unrecorded(&error));
+            }
         }
-        match decided {
-            Ok(decision) if decision.allowed => Ok(decision),
-            Ok(decision) => Err(refusal::denied(&decision)),
-            Err(error) => Err(refusal::unusable(&error)),
+        if decision.allowed {
+            Ok(decision)
+        } else {
+            Err(refusal::denied(&decision))
+        }
+    }
+
+    /// `refused`, once recorded; a refusal saying the trail is unavailable
+    /// when it could not be.
+    async fn refuse(&self, refused: ErrorData, call: &Unjudged<'_>, request_id: &str) -> ErrorData {
+        let Some(trail) = &self.audit else {
+            return refused;
+        };
+        match trail.record_refusal(&self.service, call, request_id).await {
+            Ok(_) => refused,
+            Err(error) => refusal::unrecorded(&error),
         }
     }
 }
 
-/// One audit record per decision, naming the whole chain; the token appears
-/// only as its fingerprint.
-fn audit(decision: &Decision, fingerprint: &str) {
+/// One log line per decision (target `mandate::audit`), naming the whole
+/// chain; the token appears only as its fingerprint. The durable record, when
+/// the guard has a trail, is [`AuditTrail`]'s.
+fn log(decision: &Decision, fingerprint: &str) {
     tracing::info!(
         target: "mandate::audit",
         allowed = decision.allowed,

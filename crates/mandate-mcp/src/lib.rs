@@ -26,17 +26,27 @@
 //! agent that wrote it (the hop), and `data` holding the decision as the
 //! audit log records it.
 //!
+//! **What is recorded.** Every decision is logged on the `mandate::audit`
+//! tracing target. A guard given an [`AuditTrail`] ([`McpGuard::with_audit`]
+//! or [`Guarded::with_audit`]) also appends each decision, and each call
+//! refused before a decision, to a `mandate-audit` log before the caller
+//! hears the outcome, as `mandate serve --audit-store` does for the
+//! authorization API; a call whose record cannot be written is refused
+//! (data `kind` `audit_unavailable`).
+//!
 //! This crate never decides anything itself: it reads credentials, calls
 //! `Verifier::authorize` off the async runtime, and turns the outcome into
-//! MCP. It never logs or returns a token, only its fingerprint.
+//! MCP. It never logs, records or returns a token, only its fingerprint.
 //!
 //! [`Verifier`]: mandate_verifier::Verifier
 
+mod audit;
 mod credentials;
 mod guard;
 mod refusal;
 mod server;
 
+pub use audit::{AuditTrail, API as AUDIT_API};
 pub use credentials::{Credentials, META_POP, META_TOKEN, RESERVED_ARGUMENT};
 pub use guard::{McpGuard, ToolMapping, ToolScope};
 pub use refusal::DENIED_CODE;

@@ -34,11 +34,30 @@ pub fn malformed(message: &str) -> ErrorData {
     )
 }
 
+/// The code of a token that could not be judged: `expired_token` or
+/// `invalid_token` (malformed, tampered, untrusted root), as the
+/// authorization API answers them.
+pub fn unusable_code(error_: &mandate_verifier::Error) -> &'static str {
+    match error_ {
+        mandate_verifier::Error::Expired { .. } => "expired_token",
+        _ => "invalid_token",
+    }
+}
+
 /// The token could not be judged (malformed, untrusted root, expired).
 pub fn unusable(error_: &mandate_verifier::Error) -> ErrorData {
     error(
         format!("mandate refused: {error_}"),
-        json!({"kind": "invalid_token"}),
+        json!({"kind": unusable_code(error_)}),
+    )
+}
+
+/// The call's record could not be written to the audit trail, so the call
+/// is refused whatever was decided (fail closed).
+pub fn unrecorded(error_: &mandate_audit::Error) -> ErrorData {
+    error(
+        format!("mandate refused: the decision could not be recorded ({error_})"),
+        json!({"kind": "audit_unavailable"}),
     )
 }
 

@@ -8,6 +8,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
+use crate::audit::AuditTrail;
 use crate::guard::McpGuard;
 
 /// A server whose every `tools/call` is decided by `guard` first; tool
@@ -24,6 +25,22 @@ impl<H> Guarded<H> {
     /// Puts `inner` behind `guard`.
     pub fn new(guard: McpGuard, inner: H) -> Guarded<H> {
         Guarded { guard, inner }
+    }
+
+    /// The same server, its guard recording every decision in `trail`
+    /// before the client hears it; a call that cannot be recorded is
+    /// refused ([`McpGuard::with_audit`]).
+    #[must_use]
+    pub fn with_audit(self, trail: AuditTrail) -> Guarded<H> {
+        Guarded {
+            guard: self.guard.with_audit(trail),
+            inner: self.inner,
+        }
+    }
+
+    /// The guard deciding the calls.
+    pub fn guard(&self) -> &McpGuard {
+        &self.guard
     }
 }
 
@@ -49,7 +66,10 @@ impl<H: ServerHandler> ServerHandler for Guarded<H> {
         mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        self.guard.check(&mut request, &context.meta).await?;
+        let request_id = context.id.to_string();
+        self.guard
+            .check(&mut request, &context.meta, &request_id)
+            .await?;
         self.inner.call_tool(request, context).await
     }
 }

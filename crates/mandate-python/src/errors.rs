@@ -6,9 +6,10 @@
 //! key material: the Rust errors never contain it, and no message is built
 //! from a key.
 
+use mandate_issuer::client::ClientError;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
-use pyo3::PyErr;
+use pyo3::prelude::*;
 
 create_exception!(
     mandate,
@@ -101,6 +102,25 @@ create_exception!(
     "The revocation store or registry refused or failed."
 );
 
+create_exception!(
+    mandate,
+    IssuerError,
+    MandateError,
+    "The issuer refused a request or could not be reached. `status` is the HTTP status and `code` the error code (`invalid_grant`, `task_not_found`, ...); both are None when the issuer was not reached."
+);
+create_exception!(
+    mandate,
+    TaskAuthError,
+    IssuerError,
+    "The issuer did not take the mandate and proof as its task agent's (401 `unauthenticated`, 403 `forbidden`): another key, another task's or a delegated mandate, a replayed proof."
+);
+create_exception!(
+    mandate,
+    TaskClosedError,
+    IssuerError,
+    "The task is closed or past its deadline (409 `task_closed`): the issuer mints nothing more for it."
+);
+
 /// One line: the error's message, then each cause's.
 fn report(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -155,6 +175,30 @@ pub fn issuer(error: mandate_issuer::Error) -> PyErr {
         E::Invalid(_) => InvalidArgumentError::new_err(report(&error)),
         other => MandateError::new_err(report(&other)),
     }
+}
+
+/// The exception for an issuer client error: by the issuer's error code, with
+/// `status` and `code` set on it (None when the issuer was not reached).
+pub fn issuer_client(py: Python<'_>, error: ClientError) -> PyErr {
+    let message = report(&error);
+    let (raised, status, code) = match error {
+        ClientError::Refused { status, code, .. } => {
+            let raised = match code.as_str() {
+                "task_closed" => TaskClosedError::new_err(message),
+                "unauthenticated" | "forbidden" => TaskAuthError::new_err(message),
+                _ => IssuerError::new_err(message),
+            };
+            (raised, Some(status), Some(code))
+        }
+        ClientError::Invalid(_) => return InvalidArgumentError::new_err(message),
+        _ => (IssuerError::new_err(message), None, None),
+    };
+    let value = raised.value(py);
+    // Setting an attribute on a fresh exception instance does not fail; if it
+    // did, the exception would still carry its message.
+    let _ = value.setattr("status", status);
+    let _ = value.setattr("code", code);
+    raised
 }
 
 /// The exception for a registry or store error.

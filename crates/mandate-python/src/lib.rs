@@ -1,6 +1,7 @@
 //! The `mandate` Python package's native module (`mandate._native`): keys,
-//! tokens, offline delegation, proofs of possession, an embedded verifier and
-//! revocations, all calling the Rust crates directly.
+//! tokens, offline delegation, proofs of possession, an embedded verifier,
+//! revocations and the issuer's task API, all calling the Rust crates
+//! directly.
 //!
 //! This crate holds no Mandate logic of its own: it converts Python
 //! arguments into the types the CLI and the services use, calls the same
@@ -13,6 +14,7 @@ mod issue;
 mod keys;
 mod request;
 mod revocation;
+mod tasks;
 mod token;
 mod verifier;
 
@@ -25,9 +27,9 @@ mod native {
     #[pymodule_export]
     use super::errors::{
         ChainError, DatalogError, InvalidArgumentError, InvalidKeyError, InvalidNameError,
-        InvalidSignatureError, KeyFileError, KeyPermissionsError, MalformedTokenError,
-        MandateError, NotHolderError, NotInParentError, RegistryError, TokenExpiredError,
-        UnknownKeyIdError,
+        InvalidSignatureError, IssuerError, KeyFileError, KeyPermissionsError, MalformedTokenError,
+        MandateError, NotHolderError, NotInParentError, RegistryError, TaskAuthError,
+        TaskClosedError, TokenExpiredError, UnknownKeyIdError,
     };
     #[pymodule_export]
     use super::issue::Issuer;
@@ -35,6 +37,8 @@ mod native {
     use super::keys::{PublicKey, SecretKey};
     #[pymodule_export]
     use super::revocation::{RegistryClient, RevocationStore};
+    #[pymodule_export]
+    use super::tasks::{Issued, IssuerClient};
     #[pymodule_export]
     use super::token::Token;
     #[pymodule_export]

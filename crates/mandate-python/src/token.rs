@@ -64,7 +64,7 @@ fn parse_each<T>(
 impl Token {
     /// Parses a token's base64 text (surrounding whitespace ignored).
     #[new]
-    fn new(text: &str) -> PyResult<Token> {
+    pub(crate) fn new(text: &str) -> PyResult<Token> {
         let inner = UnverifiedMandate::from_base64(text).map_err(errors::core)?;
         Ok(Token {
             inner,
