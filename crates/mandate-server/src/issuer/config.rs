@@ -457,10 +457,10 @@ mod tests {
     #[test]
     fn a_full_file_validates_with_defaults() {
         let config: IssuerConfig = toml::from_str(FULL).unwrap();
+        let settings = config.validate().unwrap();
         assert_eq!(settings.request_ttl, Duration::from_secs(15 * 60));
         assert_eq!(settings.requests_store, PathBuf::from("tasks.requests"));
         assert!(settings.approver_groups.is_empty());
-        let settings = config.validate().unwrap();
         assert_eq!(settings.mandate_ttl, Duration::from_secs(120));
         assert_eq!(settings.default_task_ttl, Duration::from_secs(3600));
         assert_eq!(settings.listen.to_string(), "127.0.0.1:7800");
