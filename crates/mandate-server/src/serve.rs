@@ -249,7 +249,8 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
             .pop_window(settings.pop_window)
             .revocation(Arc::new(index.clone()))
             .build()?;
-        let state = AuditApiState::new(writer.log(), readers, pool.clone());
+        let state =
+            AuditApiState::new(writer.log(), readers, pool.clone()).with_progress(writer.subscribe());
         app = app.merge(crate::audit_api::router(state));
     }
     if let Some(state) = &registry {
@@ -312,6 +313,18 @@ impl Server {
             grace,
             _subscription: None,
         })
+    }
+
+    /// Closes `audit` (signs its head, flushes) on shutdown.
+    pub(crate) fn with_audit(mut self, audit: Option<Arc<AuditWriter>>) -> Server {
+        self.audit = audit;
+        self
+    }
+
+    /// Keeps `subscription` running for as long as the server.
+    pub(crate) fn with_subscription(mut self, subscription: Option<Subscription>) -> Server {
+        self._subscription = subscription;
+        self
     }
 
     /// The bound address (useful with port 0).

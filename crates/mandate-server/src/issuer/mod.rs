@@ -14,7 +14,7 @@ pub mod config;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use mandate_core::{RootKey, SecretKey};
+use mandate_core::{KeySet, RootKey, SecretKey};
 use mandate_issuer::idp::IdentityProviders;
 use mandate_issuer::policy::IssuancePolicy;
 use mandate_issuer::revoke::RevokeFuture;
@@ -23,7 +23,8 @@ use mandate_issuer::{
     Issuer, IssuerEvents, IssuerOptions, SledTaskStore, TaskRevoker, TaskStore, TracingEvents,
 };
 use mandate_registry::{
-    NewRevocation, RegistryAuth, RegistryClient, RevocationKind, RevocationStore, SledStore,
+    IndexingStore, NewRevocation, RegistryAuth, RegistryClient, RevocationKind, RevocationStore,
+    SharedIndex, SledStore,
 };
 use mandate_verifier::http::{method_not_allowed, not_found};
 
@@ -89,6 +90,19 @@ impl TaskRevoker for StoreRevoker {
 /// # Errors
 /// Any setting that cannot be used.
 pub fn build_issuer(settings: &IssuerSettings) -> Result<Issuer> {
+    let audit = match &settings.audit {
+        Some(audit) => Some(Arc::new(crate::audit::open(audit)?)),
+        None => None,
+    };
+    Ok(assemble(settings, audit)?.0)
+}
+
+/// The issuer, writing to `audit` when given, and the index of the
+/// revocations it writes to a store of its own (`None`: a registry's).
+fn assemble(
+    settings: &IssuerSettings,
+    audit: Option<Arc<mandate_audit::AuditWriter>>,
+) -> Result<(Issuer, Option<SharedIndex>)> {
     let secret = SecretKey::read(&settings.root_key)
         .with_context(|| format!("reading root key {}", settings.root_key.display()))?;
     let root = RootKey {
@@ -103,13 +117,11 @@ pub fn build_issuer(settings: &IssuerSettings) -> Result<Issuer> {
         SledTaskStore::open(&settings.store)
             .with_context(|| format!("opening task store {}", settings.store.display()))?,
     );
-    let events: Arc<dyn IssuerEvents> = match &settings.audit {
-        Some(audit) => Arc::new(self::audit::AuditedEvents::new(
-            Arc::new(crate::audit::open(audit)?),
-            Arc::clone(&tasks),
-        )),
+    let events: Arc<dyn IssuerEvents> = match audit {
+        Some(writer) => Arc::new(self::audit::AuditedEvents::new(writer, Arc::clone(&tasks))),
         None => Arc::new(TracingEvents),
     };
+    let mut index = None;
     let revoker: Arc<dyn TaskRevoker> = match &settings.revocations {
         RevocationTarget::Registry {
             url,
@@ -125,12 +137,18 @@ pub fn build_issuer(settings: &IssuerSettings) -> Result<Issuer> {
                 auth,
             })
         }
-        RevocationTarget::Store(dir) => Arc::new(StoreRevoker {
-            store: Arc::new(
+        RevocationTarget::Store(dir) => {
+            // Indexed: readers of the issuer's audit trail are judged
+            // against the revocations it writes.
+            let store = IndexingStore::new(
                 SledStore::open(dir)
                     .with_context(|| format!("opening revocation store {}", dir.display()))?,
-            ),
-        }),
+            )?;
+            index = Some(store.index());
+            Arc::new(StoreRevoker {
+                store: Arc::new(store),
+            })
+        }
     };
     let idps = IdentityProviders::new(
         settings.idps.clone(),
@@ -143,8 +161,9 @@ pub fn build_issuer(settings: &IssuerSettings) -> Result<Issuer> {
     options.default_task_ttl = settings.default_task_ttl;
     options.max_task_ttl = settings.max_task_ttl;
     options.skew = settings.skew;
-    Ok(Issuer::new(
-        root, idps, policy, tasks, revoker, events, options,
+    Ok((
+        Issuer::new(root, idps, policy, tasks, revoker, events, options),
+        index,
     ))
 }
 
@@ -154,9 +173,25 @@ pub fn build_issuer(settings: &IssuerSettings) -> Result<Issuer> {
 /// # Errors
 /// Any setting that cannot be used.
 pub async fn bind_issuer(settings: &IssuerSettings) -> Result<Server> {
-    let issuer = Arc::new(build_issuer(settings)?);
+    let audit = match &settings.audit {
+        Some(audit) => Some(Arc::new(crate::audit::open(audit)?)),
+        None => None,
+    };
+    let (issuer, index) = assemble(settings, audit.clone())?;
+    // Readers of the trail present mandates under the issuer's own root.
+    let mut root = KeySet::new();
+    let (key_id, public) = issuer.root_public();
+    root.insert(key_id, public);
+    let issuer = Arc::new(issuer);
     spawn_sweeper(issuer.clone(), settings.sweep_interval);
-    let app = router(IssuerState::new(issuer))
+    let mut app = router(IssuerState::new(issuer));
+    let mut subscription = None;
+    if let Some(writer) = &audit {
+        let revocations = self::audit::ReaderRevocations::new(&settings.revocations, index)?;
+        app = app.merge(self::audit::reader_routes(writer, root, &revocations)?);
+        subscription = revocations.into_subscription();
+    }
+    let app = app
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     let tls = match &settings.tls {
@@ -166,5 +201,7 @@ pub async fn bind_issuer(settings: &IssuerSettings) -> Result<Server> {
     let listener = std::net::TcpListener::bind(settings.listen)
         .with_context(|| format!("listening on {}", settings.listen))?;
     listener.set_nonblocking(true)?;
-    Server::from_parts(listener, app, tls, settings.shutdown_grace)
+    Ok(Server::from_parts(listener, app, tls, settings.shutdown_grace)?
+        .with_audit(audit)
+        .with_subscription(subscription))
 }
