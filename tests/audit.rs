@@ -449,7 +449,12 @@ fn tampering_of_each_kind_is_named_at_the_first_bad_record() {
     write_frames(&cut, &frames);
     let kept: Vec<String> = head_lines(&cut)
         .into_iter()
-        .filter(|line| serde_json::from_str::<Value>(line).unwrap()["seq"].as_u64().unwrap() <= 5)
+        .filter(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+                <= 5
+        })
         .collect();
     assert!(!kept.is_empty(), "the first batch is signed");
     write_head_lines(&cut, &kept);
@@ -766,7 +771,10 @@ fn the_trail_is_followed_as_an_event_stream() {
     let server = fx.serve("serve", &audit, &[]);
     let auditor = auditor(&fx);
     assert_eq!(authorize(&server, &fx.body("read"), "before-1").status, 200);
-    assert_eq!(authorize(&server, &fx.body("write"), "before-2").status, 403);
+    assert_eq!(
+        authorize(&server, &fx.body("write"), "before-2").status,
+        403
+    );
 
     // Everything so far, then what is decided while the stream is open.
     let url = format!("{}/v1/audit", server.url);
@@ -782,7 +790,11 @@ fn the_trail_is_followed_as_an_event_stream() {
     let (id, record) = all.next();
     assert_eq!((id, &record["request_id"]), (4, &json!("live-2")));
     let (id, record) = denies.next();
-    assert_eq!((id, &record["request_id"]), (4, &json!("live-2")), "filtered");
+    assert_eq!(
+        (id, &record["request_id"]),
+        (4, &json!("live-2")),
+        "filtered"
+    );
 
     // A client reconnecting with Last-Event-ID resumes after that record.
     let resumed = Stream::open(&url, &auditor, Some(2)).unwrap();
@@ -844,7 +856,10 @@ fn the_trail_is_followed_as_an_event_stream() {
     let stdout = follower.stdout.take().unwrap();
     std::thread::spawn(move || {
         use std::io::BufRead as _;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if tx.send(line).is_err() {
                 return;
             }
@@ -875,19 +890,40 @@ fn offline_revocations_are_recorded_when_an_audit_store_is_given() {
     // The registry store must exist: `mandate serve` creates it.
     let mut server = Server::start(
         "serve",
-        &["serve", "--listen", "127.0.0.1:0", "--root-pub", &fx.root_pub, "--store", &store],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--root-pub",
+            &fx.root_pub,
+            "--store",
+            &store,
+        ],
         fx.dir.file("serve.log"),
     )
     .unwrap();
     server.terminate();
 
     let revoked = mandate(&[
-        "revoke", "--task", "t-42", "--reason", "offline", "--store", &store, "--audit-store",
+        "revoke",
+        "--task",
+        "t-42",
+        "--reason",
+        "offline",
+        "--store",
+        &store,
+        "--audit-store",
         &audit,
     ]);
     assert!(revoked.ok().contains("recorded as #1"), "{revoked}");
     let lifted = mandate(&[
-        "revoke", "--principal", "mallory", "--store", &store, "--audit-store", &audit,
+        "revoke",
+        "--principal",
+        "mallory",
+        "--store",
+        &store,
+        "--audit-store",
+        &audit,
     ]);
     assert!(lifted.ok().contains("recorded as #2"), "{lifted}");
     let all = records(&["--store", &audit]);
@@ -898,7 +934,11 @@ fn offline_revocations_are_recorded_when_an_audit_store_is_given() {
     assert_eq!(all[0]["value"], "t-42");
     assert_eq!(all[0]["revocation"], 1);
     assert_eq!(all[0]["reason"], "offline");
-    assert!(all[0]["by"].as_str().unwrap().starts_with("local operator"), "{:#}", all[0]);
+    assert!(
+        all[0]["by"].as_str().unwrap().starts_with("local operator"),
+        "{:#}",
+        all[0]
+    );
     assert_eq!(all[1]["kind"], "principal");
     assert_eq!(all[1]["revocation"], 2);
     let verified = mandate(&["audit", "verify", "--store", &audit]);
@@ -910,7 +950,10 @@ fn offline_revocations_are_recorded_when_an_audit_store_is_given() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
     // Without --store there is nothing offline to record.
     mandate(&["revoke", "--task", "t-1", "--audit-store", &audit]).usage_error("--store");
@@ -970,11 +1013,20 @@ jwks_file = "{jwks}"
     // A refused exchange (the identity token is not one): recorded before
     // it is answered.
     let form = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange")
+        .append_pair(
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        )
         .append_pair("subject_token", "not-a-jwt")
-        .append_pair("subject_token_type", "urn:ietf:params:oauth:token-type:id_token")
+        .append_pair(
+            "subject_token_type",
+            "urn:ietf:params:oauth:token-type:id_token",
+        )
         .append_pair("actor_token", "not-a-proof")
-        .append_pair("actor_token_type", "urn:mandate:params:oauth:token-type:agent-proof")
+        .append_pair(
+            "actor_token_type",
+            "urn:mandate:params:oauth:token-type:agent-proof",
+        )
         .append_pair("scope", "analytics:read")
         .finish();
     let refused = http(
@@ -987,7 +1039,14 @@ jwks_file = "{jwks}"
     assert!((400..500).contains(&refused.status), "{}", refused.text);
 
     // Read over HTTP with a mandate under the issuer's root granting audit:read.
-    let all = records(&["--url", &issuer.url, "--auth", &fx.ops, "--auth-key", &fx.ops_key]);
+    let all = records(&[
+        "--url",
+        &issuer.url,
+        "--auth",
+        &fx.ops,
+        "--auth-key",
+        &fx.ops_key,
+    ]);
     assert!(!all.is_empty(), "the refused exchange is recorded");
     assert_eq!(all[0]["event"], "issuer");
     assert_eq!(all[0]["action"], "exchange_refused");

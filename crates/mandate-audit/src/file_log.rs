@@ -91,7 +91,8 @@ fn segment_name(first: u64) -> String {
 /// The segments of `dir`, by first sequence number.
 fn segments(dir: &Path) -> Result<Vec<u64>> {
     let mut out = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::storage("listing the audit store", e))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Error::storage("listing the audit store", e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::storage("listing the audit store", e))?;
         let name = entry.file_name();
@@ -169,16 +170,15 @@ fn next_frame(reader: &mut BufReader<File>, remaining: u64, prior_seq: u64) -> R
         .map_err(|e| Error::storage("reading audit records", e))?;
     let mut prev: Hash = [0; 32];
     prev.copy_from_slice(prev_bytes);
-    Ok(Frame::Entry(StoredEntry { seq, prev, body }, len as u64 + 4))
+    Ok(Frame::Entry(
+        StoredEntry { seq, prev, body },
+        len as u64 + 4,
+    ))
 }
 
 /// Every whole frame of a segment from `offset`, handed to `each` with its
 /// offset until it returns `false`; returns the end of the last whole frame.
-fn scan(
-    path: &Path,
-    offset: u64,
-    mut each: impl FnMut(StoredEntry, u64) -> bool,
-) -> Result<u64> {
+fn scan(path: &Path, offset: u64, mut each: impl FnMut(StoredEntry, u64) -> bool) -> Result<u64> {
     let file = File::open(path).map_err(|e| Error::storage("opening an audit segment", e))?;
     let size = file
         .metadata()
@@ -434,7 +434,10 @@ impl Tail {
             self.buffer = Vec::new();
         }
         let segment = *segment;
-        Ok(hints.into_iter().map(|(seq, at)| (seq, (segment, at))).collect())
+        Ok(hints
+            .into_iter()
+            .map(|(seq, at)| (seq, (segment, at)))
+            .collect())
     }
 }
 
@@ -525,7 +528,9 @@ impl AuditLog for FileLog {
         }
         let all = segments(&self.dir)?;
         // The segment holding `from`: the last one starting at or before it.
-        let start = all.partition_point(|first| *first <= from).saturating_sub(1);
+        let start = all
+            .partition_point(|first| *first <= from)
+            .saturating_sub(1);
         for &segment in all.get(start..).unwrap_or_default() {
             let offset = match self.hint(from) {
                 Some((s, offset)) if s == segment => offset,
@@ -533,18 +538,22 @@ impl AuditLog for FileLog {
             };
             let mut new_hints = Vec::new();
             let mut since_hint = 0u64;
-            scan(&self.dir.join(segment_name(segment)), offset, |entry, at| {
-                since_hint += 1;
-                if since_hint >= HINT_EVERY {
-                    new_hints.push((entry.seq, at));
-                    since_hint = 0;
-                }
-                if out.is_empty() && entry.seq < from {
-                    return true;
-                }
-                out.push(entry);
-                out.len() < limit
-            })?;
+            scan(
+                &self.dir.join(segment_name(segment)),
+                offset,
+                |entry, at| {
+                    since_hint += 1;
+                    if since_hint >= HINT_EVERY {
+                        new_hints.push((entry.seq, at));
+                        since_hint = 0;
+                    }
+                    if out.is_empty() && entry.seq < from {
+                        return true;
+                    }
+                    out.push(entry);
+                    out.len() < limit
+                },
+            )?;
             if !new_hints.is_empty() {
                 let mut map = lock(&self.hints);
                 for (seq, at) in new_hints {

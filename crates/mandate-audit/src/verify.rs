@@ -152,8 +152,7 @@ pub fn verify_with_witnesses(
         for (i, entry) in chunk.iter().enumerate() {
             if entry.seq != expected {
                 // Further on, or already seen: moved rather than deleted.
-                let moved =
-                    entry.seq < expected || chunk[i..].iter().any(|e| e.seq == expected);
+                let moved = entry.seq < expected || chunk[i..].iter().any(|e| e.seq == expected);
                 chain_problem = Some(Tampered {
                     seq: expected,
                     problem: if moved {

@@ -18,9 +18,9 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{oneshot, watch};
@@ -301,15 +301,17 @@ impl Future for Pending {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<u64>> {
         match self.0.as_mut() {
-            Some(Ok(wait)) => match Pin::new(wait).poll(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(done) => {
-                    self.0 = None;
-                    Poll::Ready(
-                        done.unwrap_or_else(|_| Err(Error::Unavailable("the writer stopped".into()))),
-                    )
+            Some(Ok(wait)) => {
+                match Pin::new(wait).poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(done) => {
+                        self.0 = None;
+                        Poll::Ready(done.unwrap_or_else(|_| {
+                            Err(Error::Unavailable("the writer stopped".into()))
+                        }))
+                    }
                 }
-            },
+            }
             Some(Err(_)) => match self.0.take() {
                 Some(Err(error)) => Poll::Ready(Err(error)),
                 _ => Poll::Ready(Err(Error::Unavailable("polled again".into()))),

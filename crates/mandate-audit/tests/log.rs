@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use mandate_audit::{
-    query_all, verify, AuditLog, AuditWriter, Event, Filter, MemoryLog, RegistryAction,
-    FileLog, RegistryEvent, SledLog, WriterConfig, WriterKey,
+    query_all, verify, AuditLog, AuditWriter, Event, FileLog, Filter, MemoryLog, RegistryAction,
+    RegistryEvent, SledLog, WriterConfig, WriterKey,
 };
 
 fn event(n: u64) -> Event {
@@ -125,7 +125,10 @@ fn a_reopened_file_log_continues_the_chain() {
     let verified = verify(log.as_ref(), &[]).unwrap().unwrap();
     assert_eq!((verified.records, verified.writers.len()), (6, 2));
     let records = query_all(log.as_ref(), &Filter::default(), None).unwrap();
-    assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), (1..=6).collect::<Vec<_>>());
+    assert_eq!(
+        records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (1..=6).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -161,16 +164,27 @@ fn a_torn_tail_is_cut_and_the_log_continues() {
     // What a crash in the middle of a batch's write leaves: a frame whose
     // length runs past the end of the file, then zeros.
     {
-        let mut file = std::fs::OpenOptions::new().append(true).open(&segment).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&segment)
+            .unwrap();
         file.write_all(&500u32.to_le_bytes()).unwrap();
         file.write_all(&5u64.to_le_bytes()).unwrap();
         file.write_all(&[7u8; 42]).unwrap();
     }
     let reader = FileLog::open_existing(dir.path()).unwrap();
-    assert_eq!(reader.read(1, 100).unwrap().len(), 4, "readers stop before a torn frame");
+    assert_eq!(
+        reader.read(1, 100).unwrap().len(),
+        4,
+        "readers stop before a torn frame"
+    );
     assert!(verify(&reader, &[]).unwrap().is_ok());
     let log: Arc<dyn AuditLog> = Arc::new(FileLog::open(dir.path()).unwrap());
-    assert_eq!(std::fs::metadata(&segment).unwrap().len(), whole, "the torn tail is cut");
+    assert_eq!(
+        std::fs::metadata(&segment).unwrap().len(),
+        whole,
+        "the torn tail is cut"
+    );
     let writer = AuditWriter::start(
         Arc::clone(&log),
         WriterKey::generate(),
@@ -183,7 +197,10 @@ fn a_torn_tail_is_cut_and_the_log_continues() {
     drop(log);
     // Zeros where the next frame should start are a torn tail too.
     {
-        let mut file = std::fs::OpenOptions::new().append(true).open(&segment).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&segment)
+            .unwrap();
         file.write_all(&[0u8; 4096]).unwrap();
     }
     let reader = FileLog::open_existing(dir.path()).unwrap();
@@ -200,14 +217,24 @@ fn a_file_log_reads_from_any_position_across_segments() {
     writer.close_blocking().unwrap();
     let segments = std::fs::read_dir(dir.path())
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "seg")
+        })
         .count();
     assert!(segments > 10, "{segments} segments");
     assert_eq!(verify(log.as_ref(), &[]).unwrap().unwrap().records, 1000);
     for from in [1u64, 2, 255, 256, 257, 700, 1000] {
         let got = log.read(from, 3).unwrap();
         let want: Vec<u64> = (from..=(from + 2).min(1000)).collect();
-        assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), want, "from {from}");
+        assert_eq!(
+            got.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            want,
+            "from {from}"
+        );
     }
     assert!(log.read(1001, 10).unwrap().is_empty());
     assert_eq!(log.last().unwrap().unwrap().seq, 1000);

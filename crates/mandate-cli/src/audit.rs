@@ -126,10 +126,7 @@ fn fetch(
     match source {
         Source::Store(dir) => {
             let log = open_store(dir)?;
-            Ok(
-                mandate_audit::query(log.as_ref(), filter, after, usize::MAX, usize::MAX)?
-                    .records,
-            )
+            Ok(mandate_audit::query(log.as_ref(), filter, after, usize::MAX, usize::MAX)?.records)
         }
         Source::Server(client) => {
             let mut records = Vec::new();

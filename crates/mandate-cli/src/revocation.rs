@@ -140,7 +140,8 @@ pub fn revoke(args: &RevokeArgs) -> Result<Outcome> {
             dir.display()
         )?;
         if let (Some(writer), Some(audit)) = (audit, &args.audit_store) {
-            let event = mandate_audit::Event::Registry(mandate_server::audit::registry_event(&entry));
+            let event =
+                mandate_audit::Event::Registry(mandate_server::audit::registry_event(&entry));
             // The revocation stands either way; a write that could not be
             // recorded is an error to act on.
             let recorded = writer.append_blocking(event);

@@ -30,13 +30,13 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use mandate_audit::{AuditLog, Filter, Outcome, Record};
 use mandate_core::{fingerprint, Proof};
 use mandate_verifier::http::ApiError;
 use mandate_verifier::pool::EvalPool;
 use mandate_verifier::{Error, Verifier};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 /// Most records in one page.
 pub const MAX_LIMIT: usize = 1000;

@@ -152,7 +152,8 @@ impl AuditClient {
                         return Err(error.context("following the audit trail"));
                     }
                     tracing::debug!(error = %format!("{error:#}"), after, "audit stream ended; reconnecting");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(5)))).await;
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(5))))
+                        .await;
                 }
             }
         }

@@ -249,8 +249,8 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
             .pop_window(settings.pop_window)
             .revocation(Arc::new(index.clone()))
             .build()?;
-        let state =
-            AuditApiState::new(writer.log(), readers, pool.clone()).with_progress(writer.subscribe());
+        let state = AuditApiState::new(writer.log(), readers, pool.clone())
+            .with_progress(writer.subscribe());
         app = app.merge(crate::audit_api::router(state));
     }
     if let Some(state) = &registry {

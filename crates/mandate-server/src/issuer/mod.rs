@@ -201,7 +201,9 @@ pub async fn bind_issuer(settings: &IssuerSettings) -> Result<Server> {
     let listener = std::net::TcpListener::bind(settings.listen)
         .with_context(|| format!("listening on {}", settings.listen))?;
     listener.set_nonblocking(true)?;
-    Ok(Server::from_parts(listener, app, tls, settings.shutdown_grace)?
-        .with_audit(audit)
-        .with_subscription(subscription))
+    Ok(
+        Server::from_parts(listener, app, tls, settings.shutdown_grace)?
+            .with_audit(audit)
+            .with_subscription(subscription),
+    )
 }
