@@ -956,7 +956,7 @@ fn offline_revocations_are_recorded_when_an_audit_store_is_given() {
         );
     }
     // Without --store there is nothing offline to record.
-    mandate(&["revoke", "--task", "t-1", "--audit-store", &audit]).usage_error("--store");
+    mandate(&["revoke", "--task", "t-1", "--audit-store", &audit]).usage_error("required");
     // A store that cannot hold a log is refused before anything is revoked.
     let not_a_folder = fx.dir.file("a-file");
     std::fs::write(&not_a_folder, "x").unwrap();

@@ -58,7 +58,6 @@ fn open_audit(dir: &Path, key: Option<&Path>) -> Result<mandate_audit::AuditWrit
         buffered: None,
         verifier_id: "mandate revoke".into(),
     })
-    .with_context(|| format!("opening audit store {}", dir.display()))
 }
 
 /// A mandate (`TOKEN`, `@FILE` or `-`) and, when `key` is given, its holder's key, as
