@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _, Result};
-use mandate_audit::{AuditLog, AuditWriter, DecisionRecord, Event, Filter, Record, SledLog};
+use mandate_audit::{AuditLog, AuditWriter, DecisionRecord, Event, Filter, Record};
 use mandate_registry::SharedIndex;
 use mandate_server::audit::AuditRecorder;
 use mandate_server::config::AuditSettings;
@@ -92,14 +92,15 @@ impl AuditTrail {
         release(log)?;
 
         let store = folder.path().join("audit");
-        let log = SledLog::open_existing(&store).context("reading the audit store back")?;
-        let records = mandate_audit::query_all(&log, &Filter::default(), None)?;
+        let log =
+            mandate_audit::store::open_existing(&store).context("reading the audit store back")?;
+        let records = mandate_audit::query_all(&*log, &Filter::default(), None)?;
         println!("{heading} (mandate audit --store {}):", store.display());
         let printed: Vec<String> = records.iter().map(|r| format!("   {r}")).collect();
         for line in &printed {
             println!("{line}");
         }
-        match mandate_audit::verify(&log, &[])? {
+        match mandate_audit::verify(&*log, &[])? {
             Ok(verified) => println!(
                 "   the log verifies (mandate audit verify): {} record(s), {} signed head(s)",
                 verified.records, verified.heads

@@ -6,10 +6,11 @@
 //!   measured by `record/build_and_submit` on an in-memory log;
 //! - `record/encode_and_link`: the writer's share per record: JSON encoding
 //!   and the SHA-256 link;
-//! - `append/durable_sled/N`: N concurrent decisions appended to a durable
-//!   sled log and acknowledged (one group-committed flush per batch), i.e.
-//!   N records per iteration: records/s = N / time;
-//! - after the criterion groups, `verify` of a sled log of
+//! - `append/durable_file/N` and `append/durable_sled/N`: N concurrent
+//!   decisions appended to a durable log (segment files, the default; sled,
+//!   for stores made before) and acknowledged (one group-committed flush per
+//!   batch), i.e. N records per iteration: records/s = N / time;
+//! - after the criterion groups, `verify` of a file log of
 //!   `MANDATE_BENCH_VERIFY_RECORDS` records (default 1 000 000), built once
 //!   (buffered, not timed) and verified once, timed, with the result printed.
 //!   Set it to 0 to skip.
@@ -23,8 +24,8 @@ use std::time::{Duration, Instant, SystemTime};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use mandate_audit::integrity::entry_hash;
 use mandate_audit::{
-    AuditLog, AuditWriter, DecisionContext, DecisionRecord, Durability, Event, MemoryLog, Record,
-    SledLog, WriterConfig, WriterKey,
+    AuditLog, AuditWriter, DecisionContext, DecisionRecord, Durability, Event, FileLog, MemoryLog,
+    Record, SledLog, WriterConfig, WriterKey,
 };
 use mandate_core::{KeySet, Request, ResourcePath, RootKey, SecretKey};
 use mandate_issuer::{mint, MintRequest};
@@ -141,10 +142,15 @@ fn record_cost(c: &mut Criterion) {
 }
 
 fn append_durable(c: &mut Criterion) {
+    let file = tempfile::tempdir().unwrap();
+    append_durable_to(c, "file", Arc::new(FileLog::open(file.path()).unwrap()));
+    let sled = tempfile::tempdir().unwrap();
+    append_durable_to(c, "sled", Arc::new(SledLog::open(sled.path()).unwrap()));
+}
+
+fn append_durable_to(c: &mut Criterion, name: &str, log: Arc<dyn AuditLog>) {
     let decision = decision();
     let context = context();
-    let dir = tempfile::tempdir().unwrap();
-    let log: Arc<dyn AuditLog> = Arc::new(SledLog::open(dir.path()).unwrap());
     let writer =
         Arc::new(AuditWriter::start(log, WriterKey::generate(), WriterConfig::default()).unwrap());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -152,7 +158,7 @@ fn append_durable(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let mut group = c.benchmark_group("append/durable_sled");
+    let mut group = c.benchmark_group(format!("append/durable_{name}"));
     group.sample_size(20);
     for concurrent in [1usize, 16, 256] {
         group.throughput(Throughput::Elements(concurrent as u64));
@@ -179,9 +185,10 @@ fn append_durable(c: &mut Criterion) {
         );
     }
     group.finish();
+    writer.close_blocking().unwrap();
 }
 
-/// Builds a sled log of `records` decision records, then times one verify.
+/// Builds a file log of `records` decision records, then times one verify.
 fn verify_table(records: u64) {
     if records == 0 {
         return;
@@ -189,7 +196,7 @@ fn verify_table(records: u64) {
     let decision = decision();
     let context = context();
     let dir = tempfile::tempdir().unwrap();
-    let log: Arc<dyn AuditLog> = Arc::new(SledLog::open(dir.path()).unwrap());
+    let log: Arc<dyn AuditLog> = Arc::new(FileLog::open(dir.path()).unwrap());
     let config = WriterConfig {
         durability: Durability::Buffered {
             flush_every: Duration::from_secs(1),
@@ -223,7 +230,7 @@ fn verify_table(records: u64) {
     });
     writer.close_blocking().unwrap();
     println!(
-        "verify: built a sled log of {records} records in {:.1?} (buffered writes)",
+        "verify: built a file log of {records} records in {:.1?} (buffered writes)",
         built.elapsed()
     );
     let started = Instant::now();

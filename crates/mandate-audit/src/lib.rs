@@ -5,8 +5,9 @@
 //!   ([`DecisionRecord`], made from the verifier's `Decision`), refusals,
 //!   registry revocations and lifts ([`RegistryEvent`]) and issuer events
 //!   ([`IssuerEvent`]). Plain data: never a token, a proof or a key.
-//! - [`AuditLog`]: the append-only storage trait; [`SledLog`] (default) and
-//!   [`MemoryLog`] (tests).
+//! - [`AuditLog`]: the append-only storage trait; [`FileLog`] (segment
+//!   files, the default), [`SledLog`] (older stores) and [`MemoryLog`]
+//!   (tests); [`store::open`] picks the one a folder holds.
 //! - [`AuditWriter`]: the one writer of a log — group commit, hash links,
 //!   signed heads, and the failure state that makes servers fail closed.
 //! - [`verify()`]: detects an edited, deleted, reordered, truncated or
@@ -18,6 +19,7 @@
 pub mod access;
 mod decision;
 mod error;
+mod file_log;
 pub mod integrity;
 mod issuer;
 mod log;
@@ -26,6 +28,7 @@ pub mod query;
 mod record;
 mod registry;
 mod sled_log;
+pub mod store;
 pub mod trace;
 mod verify;
 mod writer;
@@ -35,6 +38,7 @@ pub use decision::{
     Outcome, ReasonRecord, RefusalRecord,
 };
 pub use error::{Error, Result};
+pub use file_log::FileLog;
 pub use integrity::{SignedHead, StoredEntry, WriterKey};
 pub use issuer::IssuerEvent;
 pub use log::AuditLog;
@@ -45,4 +49,4 @@ pub use registry::{RegistryAction, RegistryEvent};
 pub use sled_log::SledLog;
 pub use trace::trace;
 pub use verify::{verify, verify_with_witnesses, Tampered, Verdict, Verified};
-pub use writer::{AuditWriter, Durability, WriterConfig};
+pub use writer::{AuditWriter, Durability, Pending, WriterConfig};

@@ -76,6 +76,9 @@ pub struct Page {
     pub records: Vec<Record>,
     /// The sequence number to continue after, when the log holds more.
     pub next_after: Option<u64>,
+    /// The newest sequence number read (`after` when none was): a follower
+    /// continues after it once the log grows.
+    pub scanned_to: u64,
 }
 
 /// Parses a stored record body.
@@ -104,16 +107,19 @@ pub fn query(
     let mut records = Vec::new();
     let mut next = after.saturating_add(1);
     let mut scanned = 0usize;
+    let mut scanned_to = after;
     loop {
         let chunk = log.read(next, 4096)?;
         let Some(last) = chunk.last().map(|e| e.seq) else {
             return Ok(Page {
                 records,
                 next_after: None,
+                scanned_to,
             });
         };
         for entry in chunk {
             scanned += 1;
+            scanned_to = entry.seq;
             let record = decode(entry.seq, &entry.body)?;
             if filter.matches(&record) {
                 records.push(record);
@@ -121,6 +127,7 @@ pub fn query(
                     return Ok(Page {
                         records,
                         next_after: Some(entry.seq),
+                        scanned_to,
                     });
                 }
             }
@@ -128,6 +135,7 @@ pub fn query(
                 return Ok(Page {
                     records,
                     next_after: Some(entry.seq),
+                    scanned_to,
                 });
             }
         }

@@ -26,6 +26,17 @@ pub struct Record {
     pub event: Event,
 }
 
+/// A [`Record`] to encode, borrowing what every record of a batch shares:
+/// the same JSON as [`Record`] without copying the time and the writer.
+#[derive(Serialize)]
+pub(crate) struct RecordRef<'a> {
+    pub(crate) seq: u64,
+    pub(crate) time: &'a str,
+    pub(crate) writer: &'a str,
+    #[serde(flatten)]
+    pub(crate) event: &'a Event,
+}
+
 /// Everything the trail records. Decisions come from verifiers, revocations
 /// and lifts from the registry, the rest from the issuer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -134,19 +134,39 @@ pub fn verify_with_witnesses(
     let mut previous_head = 0u64;
     let mut chain_problem: Option<Tampered> = None;
     'read: loop {
-        let chunk = log.read(expected, CHUNK)?;
+        let chunk = match log.read(expected, CHUNK) {
+            Ok(chunk) => chunk,
+            // Bytes that are not a record where one should be: edited files.
+            Err(crate::Error::Corrupt { seq, message }) => {
+                chain_problem = Some(Tampered {
+                    seq: seq.max(expected),
+                    problem: format!("unreadable: {message}"),
+                });
+                break 'read;
+            }
+            Err(error) => return Err(error),
+        };
         if chunk.is_empty() {
             break;
         }
-        for entry in chunk {
+        for (i, entry) in chunk.iter().enumerate() {
             if entry.seq != expected {
+                // Further on, or already seen: moved rather than deleted.
+                let moved = entry.seq < expected || chunk[i..].iter().any(|e| e.seq == expected);
                 chain_problem = Some(Tampered {
                     seq: expected,
-                    problem: format!(
-                        "missing (deleted): the log goes from #{} to #{}",
-                        expected - 1,
-                        entry.seq
-                    ),
+                    problem: if moved {
+                        format!(
+                            "out of place: #{} stands where #{expected} should (reordered)",
+                            entry.seq
+                        )
+                    } else {
+                        format!(
+                            "missing (deleted): the log goes from #{} to #{}",
+                            expected - 1,
+                            entry.seq
+                        )
+                    },
                 });
                 break 'read;
             }

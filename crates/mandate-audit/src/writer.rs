@@ -15,16 +15,19 @@
 //! retries every second to reopen the store; [`AuditWriter::health`] says
 //! why until it succeeds. A server answers nothing it could not record.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::integrity::{entry_hash, Hash, StoredEntry, WriterKey, GENESIS};
 use crate::log::AuditLog;
-use crate::record::{Event, Record};
+use crate::record::{Event, RecordRef};
 use crate::{Error, Result};
 
 /// When an append is acknowledged.
@@ -116,6 +119,7 @@ pub struct AuditWriter {
     fingerprint: String,
     durability: Durability,
     log: Arc<dyn AuditLog>,
+    progress: watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for AuditWriter {
@@ -148,6 +152,7 @@ impl AuditWriter {
             );
         }
         let (tx, rx) = mpsc::sync_channel(config.queue.max(1));
+        let (published, progress) = watch::channel(tip.0);
         let status = Arc::new(Status::default());
         let fingerprint = key.fingerprint();
         let durability = config.durability;
@@ -162,6 +167,8 @@ impl AuditWriter {
             signed,
             last_sign: Instant::now(),
             dirty: false,
+            body_hint: 1024,
+            published,
         };
         std::thread::Builder::new()
             .name("mandate-audit-writer".into())
@@ -173,6 +180,7 @@ impl AuditWriter {
             fingerprint,
             durability,
             log,
+            progress,
         })
     }
 
@@ -191,6 +199,12 @@ impl AuditWriter {
         Arc::clone(&self.log)
     }
 
+    /// The newest sequence number written (durable, unless buffered), now
+    /// and as it changes: followers of the log wait on it instead of polling.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.progress.clone()
+    }
+
     /// `Ok` while records can be written; otherwise why not.
     ///
     /// # Errors
@@ -202,7 +216,7 @@ impl AuditWriter {
         }
     }
 
-    fn submit(&self, event: Event) -> Result<oneshot::Receiver<Result<u64>>> {
+    fn enqueue(&self, event: Event) -> Result<oneshot::Receiver<Result<u64>>> {
         if let Some(reason) = self.status.reason() {
             return Err(Error::Unavailable(reason));
         }
@@ -221,6 +235,14 @@ impl AuditWriter {
         }
     }
 
+    /// Queues `event` now and returns what resolves to its sequence number
+    /// once it is durable (or, buffered, written): [`AuditWriter::append`]
+    /// for a caller that must not hold the writer or the event while it
+    /// waits.
+    pub fn submit(&self, event: Event) -> Pending {
+        Pending(Some(self.enqueue(event)))
+    }
+
     /// Appends `event`; returns its sequence number once it is durable (or,
     /// buffered, written).
     ///
@@ -228,9 +250,7 @@ impl AuditWriter {
     /// [`Error::Unavailable`] when the writer is failed, full or stopped;
     /// [`Error::Storage`] when this record's batch could not be written.
     pub async fn append(&self, event: Event) -> Result<u64> {
-        let wait = self.submit(event)?;
-        wait.await
-            .map_err(|_| Error::Unavailable("the writer stopped".into()))?
+        self.submit(event).await
     }
 
     /// As [`AuditWriter::append`], from a thread that may block (never an
@@ -239,7 +259,7 @@ impl AuditWriter {
     /// # Errors
     /// As [`AuditWriter::append`].
     pub fn append_blocking(&self, event: Event) -> Result<u64> {
-        let wait = self.submit(event)?;
+        let wait = self.enqueue(event)?;
         wait.blocking_recv()
             .map_err(|_| Error::Unavailable("the writer stopped".into()))?
     }
@@ -270,6 +290,37 @@ impl AuditWriter {
     }
 }
 
+/// An append on its way ([`AuditWriter::submit`]): resolves to the
+/// record's sequence number once durable, or to why it was not written.
+#[derive(Debug)]
+#[must_use = "the record is acknowledged only once this resolves"]
+pub struct Pending(Option<Result<oneshot::Receiver<Result<u64>>>>);
+
+impl Future for Pending {
+    type Output = Result<u64>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<u64>> {
+        match self.0.as_mut() {
+            Some(Ok(wait)) => {
+                match Pin::new(wait).poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(done) => {
+                        self.0 = None;
+                        Poll::Ready(done.unwrap_or_else(|_| {
+                            Err(Error::Unavailable("the writer stopped".into()))
+                        }))
+                    }
+                }
+            }
+            Some(Err(_)) => match self.0.take() {
+                Some(Err(error)) => Poll::Ready(Err(error)),
+                _ => Poll::Ready(Err(Error::Unavailable("polled again".into()))),
+            },
+            None => Poll::Ready(Err(Error::Unavailable("polled after completion".into()))),
+        }
+    }
+}
+
 /// The writer thread's state.
 struct Thread {
     log: Arc<dyn AuditLog>,
@@ -285,6 +336,11 @@ struct Thread {
     last_sign: Instant,
     /// Buffered records not yet flushed.
     dirty: bool,
+    /// Capacity to give a record's encoding up front.
+    body_hint: usize,
+    /// The newest durable (or, buffered, written) sequence number, for
+    /// followers of the log.
+    published: watch::Sender<u64>,
 }
 
 impl Thread {
@@ -404,14 +460,17 @@ impl Thread {
         let mut waiting = Vec::with_capacity(batch.len());
         for (event, done) in batch {
             let seq = self.tip.0 + 1;
-            let record = Record {
+            // Borrowed: the time and the writer are the batch's, not copies.
+            let record = RecordRef {
                 seq,
-                time: time.clone(),
-                writer: self.fingerprint.clone(),
-                event: *event,
+                time: &time,
+                writer: &self.fingerprint,
+                event: &event,
             };
-            match serde_json::to_vec(&record) {
+            let mut body = Vec::with_capacity(self.body_hint);
+            match serde_json::to_writer(&mut body, &record).map(|()| body) {
                 Ok(body) => {
+                    self.body_hint = self.body_hint.max(body.len().next_power_of_two().min(8192));
                     let entry = StoredEntry {
                         seq,
                         prev: self.tip.1,
@@ -438,6 +497,7 @@ impl Thread {
                     self.signed = head.seq;
                 }
                 self.dirty = !durable;
+                self.published.send_replace(self.tip.0);
                 for (seq, done) in waiting {
                     let _ = done.send(Ok(seq));
                 }
@@ -475,6 +535,7 @@ impl Thread {
                     .unwrap_or(0);
                 self.dirty = false;
                 self.status.clear();
+                self.published.send_replace(self.tip.0);
                 tracing::info!(seq = self.tip.0, "audit log writable again");
             }
             Err(error) => {

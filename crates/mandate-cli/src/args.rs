@@ -320,6 +320,14 @@ pub struct RevokeArgs {
     pub lift: bool,
     #[command(flatten)]
     pub target: WriteTarget,
+    /// With --store: also record the write in this audit store (created if
+    /// missing), as `mandate serve --audit-store` records the writes it makes.
+    #[arg(long = "audit-store", value_name = "DIR", requires = "store")]
+    pub audit_store: Option<PathBuf>,
+    /// The audit writer's key (0600), created when missing [default: the
+    /// audit store's path + .key].
+    #[arg(long = "audit-key", value_name = "FILE", requires = "audit_store")]
+    pub audit_key: Option<PathBuf>,
 }
 
 /// Where a revocation is written.
@@ -412,8 +420,9 @@ pub struct ServerArgs {
 /// The audit trail a server writes.
 #[derive(Debug, Args)]
 pub struct AuditServeArgs {
-    /// Record every decision and registry write in this sled folder (created
-    /// if missing); a decision is answered only once its record is durable.
+    /// Record every decision and registry write in this audit log folder
+    /// (created if missing); a decision is answered only once its record is
+    /// durable.
     #[arg(long = "audit-store", value_name = "DIR", env = "MANDATE_AUDIT_STORE")]
     pub audit_store: Option<PathBuf>,
     /// The audit writer's key (0600), created when missing [default: the
@@ -716,8 +725,9 @@ pub struct IssuerServeArgs {
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
     /// Record the issuer's events (tasks opened, refreshed and closed,
-    /// mandates minted, exchanges refused) in this audit log folder (sled,
-    /// created if missing); read it with `mandate audit --store`.
+    /// mandates minted, exchanges refused) in this audit log folder (created
+    /// if missing); read it with `mandate audit --store`, or while the issuer
+    /// runs with `mandate audit --url` (GET /v1/audit, audit:read).
     #[arg(
         long = "audit-store",
         value_name = "DIR",

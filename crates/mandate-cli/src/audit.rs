@@ -7,7 +7,9 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context as _, Result};
-use mandate_audit::{AuditLog, Filter, Outcome as Decided, Record, SledLog};
+use std::sync::Arc;
+
+use mandate_audit::{AuditLog, Filter, Outcome as Decided, Record};
 use mandate_core::{PublicKey, SecretKey};
 use mandate_server::audit_client::AuditClient;
 
@@ -18,7 +20,7 @@ use crate::input::read_token_text;
 use crate::outcome::Outcome;
 use crate::output::say;
 
-/// How often `--follow` asks for new records.
+/// How often `--follow` reads a store for new records (a server pushes them).
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 /// Records asked for per page over HTTP.
 const PAGE: usize = 1000;
@@ -39,8 +41,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// An existing audit store; a mistyped folder is an error, not an empty log.
-fn open_store(dir: &std::path::Path) -> Result<SledLog> {
-    SledLog::open_existing(dir).with_context(|| {
+fn open_store(dir: &std::path::Path) -> Result<Arc<dyn AuditLog>> {
+    mandate_audit::store::open_existing(dir).with_context(|| {
         format!(
             "opening audit store {} (if `mandate serve` is using it, pass --url instead)",
             dir.display()
@@ -126,10 +128,7 @@ fn fetch(
     match source {
         Source::Store(dir) => {
             let log = open_store(dir)?;
-            Ok(
-                mandate_audit::query(&log as &dyn AuditLog, filter, after, usize::MAX, usize::MAX)?
-                    .records,
-            )
+            Ok(mandate_audit::query(log.as_ref(), filter, after, usize::MAX, usize::MAX)?.records)
         }
         Source::Server(client) => {
             let mut records = Vec::new();
@@ -175,6 +174,14 @@ fn query(args: &AuditQueryArgs) -> Result<Outcome> {
     if !args.follow {
         return Ok(Outcome::Ok);
     }
+    if let Source::Server(client) = &source {
+        // The server pushes new records as they become durable.
+        let json = args.json;
+        runtime.block_on(client.follow(&params(args), seen, |record| {
+            print(std::slice::from_ref(&record), json)
+        }))?;
+        return Ok(Outcome::Ok);
+    }
     loop {
         std::thread::sleep(FOLLOW_EVERY);
         // A store may be locked by a server for a moment; try again.
@@ -212,7 +219,7 @@ fn verify(args: &AuditVerifyArgs) -> Result<Outcome> {
         witnesses.push(parsed);
     }
     let log = open_store(&args.store)?;
-    match mandate_audit::verify_with_witnesses(&log, &writers, &witnesses)? {
+    match mandate_audit::verify_with_witnesses(log.as_ref(), &writers, &witnesses)? {
         Ok(verified) => {
             say!(
                 "ok: {} record(s), {} signed head(s), newest signed at #{}",

@@ -111,10 +111,12 @@ pub fn serve(args: &IssuerServeArgs, verbose: u8) -> Result<Outcome> {
     mandate_server::logging::init(settings.log_format, crate::log_level(verbose.max(1)));
     runtime()?.block_on(async {
         let server = mandate_server::issuer::bind_issuer(&settings).await?;
+        // Listening for SIGTERM before the address is out.
+        let shutdown = mandate_server::shutdown_signal();
         let scheme = if server.is_tls() { "https" } else { "http" };
         // The address on stdout, so scripts and tests can find a port-0 server.
         say!("issuer listening on {scheme}://{}", server.local_addr())?;
-        server.run(mandate_server::shutdown_signal()).await
+        server.run(shutdown).await
     })?;
     Ok(Outcome::Ok)
 }

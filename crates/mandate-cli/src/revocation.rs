@@ -42,6 +42,24 @@ fn open_store(dir: &std::path::Path) -> Result<SledStore> {
     })
 }
 
+/// The audit writer of `dir` (key `key`, or the folder's path + `.key`).
+fn open_audit(dir: &Path, key: Option<&Path>) -> Result<mandate_audit::AuditWriter> {
+    let key = key.map_or_else(
+        || {
+            let mut path = dir.as_os_str().to_owned();
+            path.push(".key");
+            std::path::PathBuf::from(path)
+        },
+        Path::to_path_buf,
+    );
+    mandate_server::audit::open(&mandate_server::AuditSettings {
+        store: dir.to_path_buf(),
+        key,
+        buffered: None,
+        verifier_id: "mandate revoke".into(),
+    })
+}
+
 /// A mandate (`TOKEN`, `@FILE` or `-`) and, when `key` is given, its holder's key, as
 /// registry credentials.
 fn registry_auth(token: &str, key: Option<&Path>) -> Result<RegistryAuth> {
@@ -97,6 +115,12 @@ pub fn revoke(args: &RevokeArgs) -> Result<Outcome> {
         NewRevocation::revoke(kind, value.as_str(), "", "")?;
     }
     if let Some(dir) = &args.target.store {
+        // The trail first: a store that cannot be recorded in is refused
+        // before anything is revoked.
+        let audit = match &args.audit_store {
+            Some(audit) => Some(open_audit(audit, args.audit_key.as_deref())?),
+            None => None,
+        };
         let store = open_store(dir)?;
         let actor = format!(
             "local operator {}",
@@ -114,6 +138,23 @@ pub fn revoke(args: &RevokeArgs) -> Result<Outcome> {
             entry.seq,
             dir.display()
         )?;
+        if let (Some(writer), Some(audit)) = (audit, &args.audit_store) {
+            let event =
+                mandate_audit::Event::Registry(mandate_server::audit::registry_event(&entry));
+            // The revocation stands either way; a write that could not be
+            // recorded is an error to act on.
+            let recorded = writer.append_blocking(event);
+            let closed = writer.close_blocking();
+            let seq = recorded.with_context(|| {
+                format!(
+                    "revocation #{} written, but not recorded in audit store {}",
+                    entry.seq,
+                    audit.display()
+                )
+            })?;
+            closed.with_context(|| format!("closing audit store {}", audit.display()))?;
+            say!("recorded as #{seq} in {}", audit.display())?;
+        }
         return Ok(Outcome::Ok);
     }
     let (Some(url), Some(auth)) = (&args.target.registry, &args.target.auth) else {
@@ -369,6 +410,9 @@ fn run_server(config: &ServerConfig, verbose: u8, what: &str) -> Result<Outcome>
     }
     runtime()?.block_on(async {
         let server = mandate_server::bind(&settings).await?;
+        // Listening for SIGTERM before the address is out: a supervisor may
+        // stop the server the moment it has seen it.
+        let shutdown = mandate_server::shutdown_signal();
         let scheme = if server.is_tls() { "https" } else { "http" };
         let address = server.local_addr();
         // The address on stdout, so scripts and tests can find a port-0 server.
@@ -384,7 +428,7 @@ fn run_server(config: &ServerConfig, verbose: u8, what: &str) -> Result<Outcome>
                 say!("serving authorization on {scheme}://{address}, revocations from {url}")?;
             }
         }
-        server.run(mandate_server::shutdown_signal()).await
+        server.run(shutdown).await
     })?;
     Ok(Outcome::Ok)
 }

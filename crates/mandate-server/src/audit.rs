@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use mandate_audit::{
     AuditLog, AuditWriter, DecisionContext, DecisionRecord, Durability, Event, RefusalRecord,
-    RegistryAction, RegistryEvent, SledLog, WriterConfig, WriterKey,
+    RegistryAction, RegistryEvent, WriterConfig, WriterKey,
 };
 use mandate_core::SecretKey;
 use mandate_registry::{NewRevocation, RevocationEntry, RevocationStore, SharedIndex};
@@ -49,10 +49,8 @@ pub fn writer_key(path: &std::path::Path) -> Result<WriterKey> {
 /// The store or the key cannot be used.
 pub fn open(settings: &AuditSettings) -> Result<AuditWriter> {
     let key = writer_key(&settings.key)?;
-    let log: Arc<dyn AuditLog> = Arc::new(
-        SledLog::open(&settings.store)
-            .with_context(|| format!("opening audit store {}", settings.store.display()))?,
-    );
+    let log: Arc<dyn AuditLog> = mandate_audit::store::open(&settings.store)
+        .with_context(|| format!("opening audit store {}", settings.store.display()))?;
     let config = WriterConfig {
         durability: match settings.buffered {
             Some(flush_every) => Durability::Buffered { flush_every },
@@ -113,10 +111,10 @@ impl AuditRecorder {
     }
 
     fn append(&self, event: Event) -> Recording {
-        let writer = Arc::clone(&self.writer);
+        // Queued now: the future holds only the wait, not the record.
+        let pending = self.writer.submit(event);
         Box::pin(async move {
-            writer
-                .append(event)
+            pending
                 .await
                 .map(drop)
                 .map_err(|e| RecordError(e.to_string()))

@@ -9,13 +9,25 @@
 //! no request can make the server read the whole log; `next_after` says
 //! where to continue. Mandates are judged on the evaluation pool and the
 //! log is read on a blocking thread, never on the runtime's.
+//!
+//! **Follow.** Asked with `Accept: text/event-stream`, the answer is a
+//! server-sent event stream instead: every matching record after `after`
+//! (or the `Last-Event-ID` header) as an event `record` whose id is its
+//! sequence number, then new records as the writer makes them durable, with
+//! a keep-alive comment every [`KEEP_ALIVE`]. At most [`MAX_FOLLOWERS`]
+//! streams are open at once (more are answered 503), a client that stops
+//! reading is dropped, and a stream ends after [`MAX_FOLLOW`] so that its
+//! mandate is judged again when the client reconnects (resuming with
+//! `Last-Event-ID`): an expired or revoked reader stops reading then.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use mandate_audit::{AuditLog, Filter, Outcome, Record};
@@ -24,11 +36,23 @@ use mandate_verifier::http::ApiError;
 use mandate_verifier::pool::EvalPool;
 use mandate_verifier::{Error, Verifier};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 /// Most records in one page.
 pub const MAX_LIMIT: usize = 1000;
 /// Most records one page reads.
 pub const MAX_SCAN: usize = 100_000;
+/// Most streams open at once.
+pub const MAX_FOLLOWERS: usize = 16;
+/// How often an idle stream sends a keep-alive comment.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How long one stream lasts before the client must reconnect (and be
+/// judged again).
+pub const MAX_FOLLOW: Duration = Duration::from_secs(300);
+/// How long a stream waits for its client to take an event.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a stream looks for new records when nothing tells it.
+const POLL_EVERY: Duration = Duration::from_millis(500);
 
 /// What the audit endpoint reads and who it lets read.
 #[derive(Debug, Clone)]
@@ -36,6 +60,9 @@ pub struct AuditApiState {
     log: Arc<dyn AuditLog>,
     verifier: Arc<Verifier>,
     pool: EvalPool,
+    /// The writer's newest sequence number, when it writes in this process.
+    progress: Option<watch::Receiver<u64>>,
+    followers: Arc<Semaphore>,
 }
 
 impl AuditApiState {
@@ -46,7 +73,17 @@ impl AuditApiState {
             log,
             verifier: Arc::new(verifier),
             pool,
+            progress: None,
+            followers: Arc::new(Semaphore::new(MAX_FOLLOWERS)),
         }
+    }
+
+    /// Streams wake when `progress` (from [`mandate_audit::AuditWriter::subscribe`])
+    /// moves, instead of polling the log.
+    #[must_use]
+    pub fn with_progress(mut self, progress: watch::Receiver<u64>) -> AuditApiState {
+        self.progress = Some(progress);
+        self
     }
 }
 
@@ -125,21 +162,28 @@ impl AuditQuery {
 /// Reads the audit trail.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
     responses(
-        (status = 200, description = "A page of records, oldest first", body = AuditPage),
+        (status = 200, description = "A page of records, oldest first; with Accept: text/event-stream, a stream of `record` events (id: the sequence number) that follows the log", body = AuditPage),
         (status = 400, description = "A parameter cannot be read", body = mandate_verifier::ErrorBody),
         (status = 401, description = "No, malformed, expired or unproven mandate", body = mandate_verifier::ErrorBody),
         (status = 403, description = "The mandate does not grant audit:read", body = mandate_verifier::ErrorBody),
-        (status = 503, description = "Overloaded; retry after Retry-After", body = mandate_verifier::ErrorBody)))]
+        (status = 503, description = "Overloaded, or too many streams open; retry after Retry-After", body = mandate_verifier::ErrorBody)))]
 pub(crate) async fn read(
     State(state): State<AuditApiState>,
     headers: HeaderMap,
     query: Result<Query<AuditQuery>, QueryRejection>,
-) -> Result<Json<AuditPage>, ApiError> {
+) -> Result<Response, ApiError> {
     authenticate(&state, &headers).await?;
     let Query(query) = query?;
     let filter = query
         .filter(SystemTime::now())
         .map_err(|e| ApiError::bad_request("bad_request", e))?;
+    if wants_stream(&headers) {
+        let after = match query.after {
+            Some(after) => after,
+            None => last_event_id(&headers)?.unwrap_or(0),
+        };
+        return follow(state, filter, after);
+    }
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
     let after = query.after.unwrap_or(0);
     let log = Arc::clone(&state.log);
@@ -155,7 +199,120 @@ pub(crate) async fn read(
     Ok(Json(AuditPage {
         records: page.records,
         next_after: page.next_after,
-    }))
+    })
+    .into_response())
+}
+
+fn wants_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"))
+}
+
+/// The sequence number a reconnecting client last received.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    headers
+        .get("last-event-id")
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request("bad_request", "Last-Event-ID must be a sequence number")
+                })
+        })
+        .transpose()
+}
+
+/// Opens a stream of the records matching `filter` after `after`.
+fn follow(state: AuditApiState, filter: Filter, after: u64) -> Result<Response, ApiError> {
+    let permit = Arc::clone(&state.followers)
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::unavailable(
+                "too_many_followers",
+                format!("{MAX_FOLLOWERS} audit streams are open; try again later"),
+            )
+        })?;
+    let (tx, rx) = mpsc::channel::<SseEvent>(64);
+    tokio::spawn(feed(state, filter, after, tx, permit));
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        let event = rx.recv().await?;
+        Some((Ok::<_, std::convert::Infallible>(event), rx))
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response())
+}
+
+/// Sends every matching record after `after`, then new ones as they come,
+/// until the client goes, stops reading, or [`MAX_FOLLOW`] has passed.
+async fn feed(
+    state: AuditApiState,
+    filter: Filter,
+    mut after: u64,
+    tx: mpsc::Sender<SseEvent>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let deadline = tokio::time::Instant::now() + MAX_FOLLOW;
+    let mut progress = state.progress.clone();
+    loop {
+        // Catch up with everything written so far.
+        loop {
+            let log = Arc::clone(&state.log);
+            let scan = filter.clone();
+            let page = tokio::task::spawn_blocking(move || {
+                mandate_audit::query(log.as_ref(), &scan, after, MAX_LIMIT, MAX_SCAN)
+            })
+            .await;
+            let page = match page {
+                Ok(Ok(page)) => page,
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "reading the audit log for a stream");
+                    return;
+                }
+                Err(_) => return,
+            };
+            for record in &page.records {
+                let event = SseEvent::default()
+                    .event("record")
+                    .id(record.seq.to_string())
+                    .json_data(record);
+                let Ok(event) = event else {
+                    return;
+                };
+                match tokio::time::timeout(SEND_TIMEOUT, tx.send(event)).await {
+                    Ok(Ok(())) => {}
+                    // Gone, or not reading: either way the slot is freed.
+                    _ => return,
+                }
+            }
+            after = page.scanned_to.max(after);
+            if page.next_after.is_none() {
+                break;
+            }
+        }
+        // Wait for the log to grow.
+        let grown = async {
+            match progress.as_mut() {
+                Some(progress) => {
+                    if progress.wait_for(|seq| *seq > after).await.is_err() {
+                        // The writer stopped: nothing more will come.
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => tokio::time::sleep(POLL_EVERY).await,
+            }
+        };
+        tokio::select! {
+            () = grown => {}
+            () = tx.closed() => return,
+            () = tokio::time::sleep_until(deadline) => return,
+        }
+    }
 }
 
 /// Judges the request's mandate for `audit:read` on the pool.

@@ -198,7 +198,7 @@ pub struct ExtAuthzConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
-    /// A sled folder for the audit log (created if missing); no audit trail
+    /// The audit log's folder (created if missing); no audit trail
     /// without it.
     pub store: Option<PathBuf>,
     /// The writer's Ed25519 key file (mode 0600), which signs the log's

@@ -295,7 +295,8 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
             .pop_window(settings.pop_window)
             .revocation(Arc::new(index.clone()))
             .build()?;
-        let state = AuditApiState::new(writer.log(), readers, pool.clone());
+        let state = AuditApiState::new(writer.log(), readers, pool.clone())
+            .with_progress(writer.subscribe());
         app = app.merge(crate::audit_api::router(state));
     }
     if let Some(state) = &registry {
@@ -360,6 +361,18 @@ impl Server {
             _subscription: None,
             _follower: None,
         })
+    }
+
+    /// Closes `audit` (signs its head, flushes) on shutdown.
+    pub(crate) fn with_audit(mut self, audit: Option<Arc<AuditWriter>>) -> Server {
+        self.audit = audit;
+        self
+    }
+
+    /// Keeps `subscription` running for as long as the server.
+    pub(crate) fn with_subscription(mut self, subscription: Option<Subscription>) -> Server {
+        self._subscription = subscription;
+        self
     }
 
     /// The bound address (useful with port 0).
@@ -429,7 +442,8 @@ impl Server {
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
-pub async fn shutdown_signal() {
-    mandate_registry::shutdown_signal().await;
+/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM; the handlers are
+/// installed by this call, so call it before announcing the address.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
+    mandate_registry::shutdown_signal()
 }

@@ -29,7 +29,8 @@ use mandate_issuer::{
     TracingEvents,
 };
 use mandate_registry::{
-    NewRevocation, RegistryAuth, RegistryClient, RevocationKind, RevocationStore, SledStore,
+    IndexingStore, NewRevocation, RegistryAuth, RegistryClient, RevocationKind, RevocationStore,
+    SharedIndex, SledStore,
 };
 use mandate_verifier::http::{method_not_allowed, not_found};
 use mandate_verifier::{RevocationCheck, Verifier};
@@ -126,6 +127,21 @@ pub fn build_issuer_with(
     settings: &IssuerSettings,
     local: Option<Arc<dyn RevocationStore>>,
 ) -> Result<Issuer> {
+    let audit = match &settings.audit {
+        Some(audit) => Some(Arc::new(crate::audit::open(audit)?)),
+        None => None,
+    };
+    Ok(assemble(settings, local, audit)?.0)
+}
+
+/// The issuer, writing to `audit` when given, and the index of the
+/// revocations it writes to a store of its own (`None`: a registry's or
+/// the server's it is mounted in, `local`).
+fn assemble(
+    settings: &IssuerSettings,
+    local: Option<Arc<dyn RevocationStore>>,
+    audit: Option<Arc<mandate_audit::AuditWriter>>,
+) -> Result<(Issuer, Option<SharedIndex>)> {
     let keys = signing_keys(&settings.keys)?;
     let policy = match &settings.policy {
         Some(path) => IssuancePolicy::from_file(path)?,
@@ -135,13 +151,11 @@ pub fn build_issuer_with(
         SledTaskStore::open(&settings.store)
             .with_context(|| format!("opening task store {}", settings.store.display()))?,
     );
-    let events: Arc<dyn IssuerEvents> = match &settings.audit {
-        Some(audit) => Arc::new(self::audit::AuditedEvents::new(
-            Arc::new(crate::audit::open(audit)?),
-            Arc::clone(&tasks),
-        )),
+    let events: Arc<dyn IssuerEvents> = match audit {
+        Some(writer) => Arc::new(self::audit::AuditedEvents::new(writer, Arc::clone(&tasks))),
         None => Arc::new(TracingEvents),
     };
+    let mut index = None;
     let revoker: Arc<dyn TaskRevoker> = match &settings.revocations {
         RevocationTarget::Registry {
             url,
@@ -157,12 +171,18 @@ pub fn build_issuer_with(
                 auth,
             })
         }
-        RevocationTarget::Store(dir) => Arc::new(StoreRevoker {
-            store: Arc::new(
+        RevocationTarget::Store(dir) => {
+            // Indexed: readers of the issuer's audit trail are judged
+            // against the revocations it writes.
+            let store = IndexingStore::new(
                 SledStore::open(dir)
                     .with_context(|| format!("opening revocation store {}", dir.display()))?,
-            ),
-        }),
+            )?;
+            index = Some(store.index());
+            Arc::new(StoreRevoker {
+                store: Arc::new(store),
+            })
+        }
         RevocationTarget::Local => match local {
             Some(store) => Arc::new(StoreRevoker { store }),
             None => bail!(
@@ -182,8 +202,9 @@ pub fn build_issuer_with(
     options.default_task_ttl = settings.default_task_ttl;
     options.max_task_ttl = settings.max_task_ttl;
     options.skew = settings.skew;
-    Ok(Issuer::new(
-        keys, idps, policy, tasks, revoker, events, options,
+    Ok((
+        Issuer::new(keys, idps, policy, tasks, revoker, events, options),
+        index,
     ))
 }
 
@@ -258,10 +279,24 @@ fn spawn_key_watch(issuer: Arc<Issuer>) {
 /// # Errors
 /// Any setting that cannot be used.
 pub async fn bind_issuer(settings: &IssuerSettings) -> Result<Server> {
-    let issuer = Arc::new(build_issuer(settings)?);
+    let audit = match &settings.audit {
+        Some(audit) => Some(Arc::new(crate::audit::open(audit)?)),
+        None => None,
+    };
+    let (issuer, index) = assemble(settings, None, audit.clone())?;
+    let issuer = Arc::new(issuer);
     spawn_sweeper(issuer.clone(), settings.sweep_interval);
     spawn_key_watch(issuer.clone());
-    let app = router(issuer_state(settings, issuer, None)?)
+    let mut app = router(issuer_state(settings, issuer.clone(), None)?);
+    let mut subscription = None;
+    if let Some(writer) = &audit {
+        // Readers of the trail present mandates under the issuer's own roots.
+        let root = issuer.signing_keys().shared();
+        let revocations = self::audit::ReaderRevocations::new(&settings.revocations, index)?;
+        app = app.merge(self::audit::reader_routes(writer, root, &revocations)?);
+        subscription = revocations.into_subscription();
+    }
+    let app = app
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     let tls = match &settings.tls {
@@ -271,5 +306,9 @@ pub async fn bind_issuer(settings: &IssuerSettings) -> Result<Server> {
     let listener = std::net::TcpListener::bind(settings.listen)
         .with_context(|| format!("listening on {}", settings.listen))?;
     listener.set_nonblocking(true)?;
-    Server::from_parts(listener, app, tls, settings.shutdown_grace)
+    Ok(
+        Server::from_parts(listener, app, tls, settings.shutdown_grace)?
+            .with_audit(audit)
+            .with_subscription(subscription),
+    )
 }
