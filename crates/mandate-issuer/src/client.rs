@@ -71,6 +71,17 @@ fn transport(error: reqwest::Error) -> ClientError {
     ClientError::Transport(error.to_string())
 }
 
+/// Sends `request` and reads the answer as `T`, or the refusal.
+async fn answer<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+) -> Result<T, ClientError> {
+    let response = request.send().await.map_err(transport)?;
+    if !response.status().is_success() {
+        return Err(refused(response).await);
+    }
+    response.json().await.map_err(transport)
+}
+
 async fn refused(response: reqwest::Response) -> ClientError {
     let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_default();
@@ -116,19 +127,11 @@ impl IssuerClient {
     /// # Errors
     /// [`ClientError`].
     pub async fn metadata(&self) -> Result<Metadata, ClientError> {
-        let response = self
-            .http
-            .get(format!(
-                "{}/.well-known/oauth-authorization-server",
-                self.base
-            ))
-            .send()
-            .await
-            .map_err(transport)?;
-        if !response.status().is_success() {
-            return Err(refused(response).await);
-        }
-        response.json().await.map_err(transport)
+        answer(self.http.get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            self.base
+        )))
+        .await
     }
 
     /// Exchanges the subject token for a task's first mandate.
@@ -176,27 +179,22 @@ impl IssuerClient {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
             .finish();
-        let response = self
-            .http
-            .post(format!("{}/oauth2/token", self.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .map_err(transport)?;
-        if !response.status().is_success() {
-            return Err(refused(response).await);
-        }
-        response.json().await.map_err(transport)
+        answer(
+            self.http
+                .post(format!("{}/oauth2/token", self.base))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body),
+        )
+        .await
     }
 
-    async fn task_call(
+    async fn task_call<T: serde::de::DeserializeOwned>(
         &self,
         op: TaskOperation,
         task: &str,
         token: &str,
         key: &SecretKey,
-    ) -> Result<reqwest::Response, ClientError> {
+    ) -> Result<T, ClientError> {
         let digest = UnverifiedMandate::from_base64(token)
             .map_err(|e| ClientError::Invalid(e.to_string()))?
             .digest_hex();
@@ -205,18 +203,13 @@ impl IssuerClient {
             .request(task, now)
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
         let proof = Proof::sign(key, &digest, &request, now);
-        let response = self
-            .http
-            .post(format!("{}/v1/tasks/{task}/{}", self.base, op.as_str()))
-            .header("authorization", format!("Mandate {}", token.trim()))
-            .header(crate::server::tasks::POP_HEADER, proof.to_text())
-            .send()
-            .await
-            .map_err(transport)?;
-        if !response.status().is_success() {
-            return Err(refused(response).await);
-        }
-        Ok(response)
+        answer(
+            self.http
+                .post(format!("{}/v1/tasks/{task}/{}", self.base, op.as_str()))
+                .header("authorization", format!("Mandate {}", token.trim()))
+                .header(crate::server::tasks::POP_HEADER, proof.to_text()),
+        )
+        .await
     }
 
     /// A fresh mandate for `task`, presenting its current one.
@@ -230,10 +223,7 @@ impl IssuerClient {
         key: &SecretKey,
     ) -> Result<TokenResponse, ClientError> {
         self.task_call(TaskOperation::Refresh, task, token, key)
-            .await?
-            .json()
             .await
-            .map_err(transport)
     }
 
     /// Closes `task`.
@@ -246,11 +236,7 @@ impl IssuerClient {
         token: &str,
         key: &SecretKey,
     ) -> Result<Closed, ClientError> {
-        self.task_call(TaskOperation::Close, task, token, key)
-            .await?
-            .json()
-            .await
-            .map_err(transport)
+        self.task_call(TaskOperation::Close, task, token, key).await
     }
 
     /// Closes `task` as its principal, with an identity token from one of
@@ -263,17 +249,12 @@ impl IssuerClient {
         task: &str,
         id_token: &str,
     ) -> Result<Closed, ClientError> {
-        let response = self
-            .http
-            .post(format!("{}/v1/tasks/{task}/close", self.base))
-            .header("authorization", format!("Bearer {}", id_token.trim()))
-            .send()
-            .await
-            .map_err(transport)?;
-        if !response.status().is_success() {
-            return Err(refused(response).await);
-        }
-        response.json().await.map_err(transport)
+        answer(
+            self.http
+                .post(format!("{}/v1/tasks/{task}/close", self.base))
+                .header("authorization", format!("Bearer {}", id_token.trim())),
+        )
+        .await
     }
 
     /// Closes `task` as an operator: `token` grants `tasks:close`, and
@@ -294,18 +275,13 @@ impl IssuerClient {
         let request = crate::server::close::operator_request(task, now)
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
         let proof = Proof::sign(key, &digest, &request, now);
-        let response = self
-            .http
-            .post(format!("{}/v1/tasks/{task}/close", self.base))
-            .header("authorization", format!("Mandate {}", token.trim()))
-            .header(crate::server::tasks::POP_HEADER, proof.to_text())
-            .send()
-            .await
-            .map_err(transport)?;
-        if !response.status().is_success() {
-            return Err(refused(response).await);
-        }
-        response.json().await.map_err(transport)
+        answer(
+            self.http
+                .post(format!("{}/v1/tasks/{task}/close", self.base))
+                .header("authorization", format!("Mandate {}", token.trim()))
+                .header(crate::server::tasks::POP_HEADER, proof.to_text()),
+        )
+        .await
     }
 
     /// A proof by `key` for `op` on `task`, over `token`.
@@ -347,19 +323,14 @@ impl IssuerClient {
                 .collect(),
             reason: reason.to_owned(),
         };
-        let response = self
-            .http
-            .post(format!("{}/v1/tasks/{task}/requests", self.base))
-            .header("authorization", format!("Mandate {}", token.trim()))
-            .header(crate::server::tasks::POP_HEADER, proof)
-            .json(&body)
-            .send()
-            .await
-            .map_err(transport)?;
-        if !response.status().is_success() {
-            return Err(refused(response).await);
-        }
-        response.json().await.map_err(transport)
+        answer(
+            self.http
+                .post(format!("{}/v1/tasks/{task}/requests", self.base))
+                .header("authorization", format!("Mandate {}", token.trim()))
+                .header(crate::server::tasks::POP_HEADER, proof)
+                .json(&body),
+        )
+        .await
     }
 
     /// Reads request `id` of `task` as its agent, the issuer waiting up to
@@ -376,22 +347,17 @@ impl IssuerClient {
         wait: Duration,
     ) -> Result<RequestStatus, ClientError> {
         let proof = Self::proof(TaskOperation::Poll, task, token, key)?;
-        let response = self
-            .http
-            .get(format!("{}/v1/requests/{id}", self.base))
-            .query(&[("wait", format!("{}s", wait.as_secs()))])
-            .header("authorization", format!("Mandate {}", token.trim()))
-            .header(crate::server::tasks::POP_HEADER, proof)
-            // The issuer answers within the wait; the client's own
-            // timeout must not cut the long poll short.
-            .timeout(wait + Duration::from_secs(30))
-            .send()
-            .await
-            .map_err(transport)?;
-        if !response.status().is_success() {
-            return Err(refused(response).await);
-        }
-        response.json().await.map_err(transport)
+        answer(
+            self.http
+                .get(format!("{}/v1/requests/{id}", self.base))
+                .query(&[("wait", format!("{}s", wait.as_secs()))])
+                .header("authorization", format!("Mandate {}", token.trim()))
+                .header(crate::server::tasks::POP_HEADER, proof)
+                // The issuer answers within the wait, and the client's own
+                // timeout must not cut the long poll short.
+                .timeout(wait + Duration::from_secs(30)),
+        )
+        .await
     }
 
     /// The requests the holder of `id_token` may decide, in `state`
@@ -400,18 +366,13 @@ impl IssuerClient {
     /// # Errors
     /// [`ClientError`].
     pub async fn requests(&self, id_token: &str, state: &str) -> Result<RequestList, ClientError> {
-        let response = self
-            .http
-            .get(format!("{}/v1/requests", self.base))
-            .query(&[("state", state)])
-            .bearer_auth(id_token.trim())
-            .send()
-            .await
-            .map_err(transport)?;
-        if !response.status().is_success() {
-            return Err(refused(response).await);
-        }
-        response.json().await.map_err(transport)
+        answer(
+            self.http
+                .get(format!("{}/v1/requests", self.base))
+                .query(&[("state", state)])
+                .bearer_auth(id_token.trim()),
+        )
+        .await
     }
 
     /// Approves (`approve`) or denies request `id` as the holder of
@@ -427,16 +388,11 @@ impl IssuerClient {
         approve: bool,
     ) -> Result<RequestStatus, ClientError> {
         let verb = if approve { "approve" } else { "deny" };
-        let response = self
-            .http
-            .post(format!("{}/v1/requests/{id}/{verb}", self.base))
-            .bearer_auth(id_token.trim())
-            .send()
-            .await
-            .map_err(transport)?;
-        if !response.status().is_success() {
-            return Err(refused(response).await);
-        }
-        response.json().await.map_err(transport)
+        answer(
+            self.http
+                .post(format!("{}/v1/requests/{id}/{verb}", self.base))
+                .bearer_auth(id_token.trim()),
+        )
+        .await
     }
 }
