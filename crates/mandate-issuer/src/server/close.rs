@@ -1,6 +1,5 @@
-//! Closing a task as someone other than its agent: its principal, or an
-//! operator. `POST /v1/tasks/{id}/close` routes here when the caller is not
-//! the task's agent (see [`super::tasks::close`]):
+//! `POST /v1/tasks/{id}/close` ([`close`]): by the task's agent with a proof,
+//! as a refresh is made, or by someone other than its agent:
 //!
 //! - **The principal**: `Authorization: Bearer <identity token>` (a JWT from
 //!   a configured identity provider, verified as the token exchange does:
@@ -17,12 +16,14 @@
 
 use std::time::SystemTime;
 
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Json;
 use mandate_core::{Proof, Request, ResourcePath};
 use mandate_verifier::http::ApiError;
 
-use super::tasks::{closed_response, to_api, POP_HEADER};
+use super::tasks::{credentials, to_api, Closed, POP_HEADER};
 use super::IssuerState;
 use crate::issuer::TaskError;
 
@@ -185,4 +186,48 @@ async fn operator(
         Ok(Err(error)) => to_api(error).into_response(),
         Err(_) => ApiError::internal().into_response(),
     }
+}
+
+/// `POST /v1/tasks/{id}/close`: by the task's principal or an operator when
+/// their credentials say so, otherwise by its agent with a proof.
+pub async fn close(
+    State(state): State<IssuerState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(response) = as_principal_or_operator(&state, &id, &headers).await {
+        return response;
+    }
+    let (token, proof) = match credentials(&headers) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let issuer = state.issuer.clone();
+    let task = id.clone();
+    let result =
+        tokio::task::spawn_blocking(move || issuer.close(&task, &token, &proof, SystemTime::now()))
+            .await;
+    match result {
+        Ok(Ok(task)) => closed_response(&state, task).await,
+        Ok(Err(error)) => to_api(error).into_response(),
+        Err(_) => ApiError::internal().into_response(),
+    }
+}
+
+/// Writes a closed task's revocation, then answers [`Closed`].
+async fn closed_response(state: &IssuerState, closed: crate::Task) -> Response {
+    let by = match closed.closed_by.as_deref() {
+        Some("deadline") => "deadline",
+        Some("operator") => "operator",
+        Some("principal") => "principal",
+        _ => "agent",
+    };
+    if let Err(error) = state.issuer.revoke(&closed.id, by).await {
+        return to_api(error).into_response();
+    }
+    Json(Closed {
+        task_id: closed.id,
+        state: closed.state.as_str().into(),
+    })
+    .into_response()
 }

@@ -130,7 +130,7 @@ pub fn routes(state: IssuerState) -> Router {
         .route(keys::PATH, get(keys::published))
         .route("/oauth2/token", post(token::exchange))
         .route("/v1/tasks/{id}/refresh", post(tasks::refresh))
-        .route("/v1/tasks/{id}/close", post(tasks::close))
+        .route("/v1/tasks/{id}/close", post(close::close))
         .merge(requests::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

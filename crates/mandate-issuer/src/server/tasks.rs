@@ -1,4 +1,6 @@
-//! `POST /v1/tasks/{id}/refresh` and `POST /v1/tasks/{id}/close`.
+//! `POST /v1/tasks/{id}/refresh`, and what it shares with
+//! `POST /v1/tasks/{id}/close` ([`super::close`]): the credentials, the
+//! answer to a close, and the refusals.
 //!
 //! Both need `Authorization: Mandate <token>` (or `Bearer`) with the task's
 //! current mandate and a `Mandate-PoP` proof by the task's agent over
@@ -12,7 +14,6 @@ use std::time::SystemTime;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use mandate_verifier::http::ApiError;
 
 use super::token::{no_store, TokenResponse};
@@ -101,47 +102,4 @@ pub async fn refresh(
         Ok(Err(error)) => to_api(error).into_response(),
         Err(_) => ApiError::internal().into_response(),
     }
-}
-
-/// Close.
-pub async fn close(
-    State(state): State<IssuerState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(response) = super::close::as_principal_or_operator(&state, &id, &headers).await {
-        return response;
-    }
-    let (token, proof) = match credentials(&headers) {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    let issuer = state.issuer.clone();
-    let task = id.clone();
-    let result =
-        tokio::task::spawn_blocking(move || issuer.close(&task, &token, &proof, SystemTime::now()))
-            .await;
-    match result {
-        Ok(Ok(task)) => closed_response(&state, task).await,
-        Ok(Err(error)) => to_api(error).into_response(),
-        Err(_) => ApiError::internal().into_response(),
-    }
-}
-
-/// Writes a closed task's revocation, then answers [`Closed`].
-pub(super) async fn closed_response(state: &IssuerState, closed: crate::Task) -> Response {
-    let by = match closed.closed_by.as_deref() {
-        Some("deadline") => "deadline",
-        Some("operator") => "operator",
-        Some("principal") => "principal",
-        _ => "agent",
-    };
-    if let Err(error) = state.issuer.revoke(&closed.id, by).await {
-        return to_api(error).into_response();
-    }
-    Json(Closed {
-        task_id: closed.id,
-        state: closed.state.as_str().into(),
-    })
-    .into_response()
 }
