@@ -1,12 +1,11 @@
 //! The stored form of a right request (JSON), private to the stores: the
 //! domain type [`RightRequest`] is not a wire format.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use mandate_core::Right;
 use serde::{Deserialize, Serialize};
 
 use super::{RequestState, RightRequest, StoreError};
+use crate::tasks::record::{ms, time};
 
 #[derive(Serialize, Deserialize)]
 struct Record {
@@ -21,16 +20,6 @@ struct Record {
     created_ms: u64,
     expires_ms: u64,
     decided_by: Option<String>,
-}
-
-fn ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-fn time(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
 }
 
 pub(super) fn encode(request: &RightRequest) -> Vec<u8> {

@@ -13,7 +13,7 @@
 //! appears in a public signature.
 
 mod memory;
-mod record;
+pub(crate) mod record;
 mod sled;
 
 use std::time::SystemTime;

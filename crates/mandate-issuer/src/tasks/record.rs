@@ -23,13 +23,15 @@ struct Record {
     closed_by: Option<String>,
 }
 
-fn ms(t: SystemTime) -> u64 {
+/// Milliseconds since the epoch, as stored records keep time.
+pub(crate) fn ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
 
-fn time(ms: u64) -> SystemTime {
+/// The time a stored record kept as [`ms`].
+pub(crate) fn time(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
