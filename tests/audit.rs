@@ -314,6 +314,10 @@ fn read_frames(dir: &Path) -> Vec<Frame> {
     let mut at = 0;
     while at < bytes.len() {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            // The zeros the writer keeps ahead of its newest frame.
+            break;
+        }
         let frame = &bytes[at + 4..at + 4 + len];
         frames.push(Frame {
             seq: u64::from_le_bytes(frame[..8].try_into().unwrap()),
