@@ -142,14 +142,20 @@ fn zeros_after(file: &File, offset: u64) -> Result<bool> {
     reader
         .seek(SeekFrom::Start(offset))
         .map_err(|e| Error::storage("reading an audit segment", e))?;
+    only_zeros(&mut reader)
+}
+
+/// Whether everything `reader` has left is zeros (read in blocks, stopping
+/// at the first other byte).
+fn only_zeros(reader: &mut impl std::io::Read) -> Result<bool> {
     let mut block = [0u8; 8192];
     loop {
-        let n = reader
-            .read(&mut block)
-            .map_err(|e| Error::storage("reading an audit segment", e))?;
-        if n == 0 {
-            return Ok(true);
-        }
+        let n = match reader.read(&mut block) {
+            Ok(0) => return Ok(true),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::storage("reading an audit segment", e)),
+        };
         if block[..n].iter().any(|b| *b != 0) {
             return Ok(false);
         }
@@ -188,12 +194,9 @@ fn next_frame(reader: &mut BufReader<File>, remaining: u64, prior_seq: u64) -> R
     let seq = u64::from_le_bytes(seq_bytes.try_into().unwrap_or_default());
     if len == 0 && seq == 0 && prev_bytes.iter().all(|b| *b == 0) {
         // Zeros where a frame should start: what a crash leaves of space the
-        // file system had extended but not yet written.
-        let mut rest = Vec::new();
-        reader
-            .read_to_end(&mut rest)
-            .map_err(|e| Error::storage("reading audit records", e))?;
-        if rest.iter().all(|b| *b == 0) {
+        // file system had extended but not yet written, or the writer's
+        // preallocated space.
+        if only_zeros(reader)? {
             return Ok(Frame::End);
         }
         return Err(corrupt("zeros where a record should start".into()));
