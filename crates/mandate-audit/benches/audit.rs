@@ -14,6 +14,13 @@
 //!   `MANDATE_BENCH_VERIFY_RECORDS` records (default 1 000 000), built once
 //!   (buffered, not timed) and verified once, timed, with the result printed.
 //!   Set it to 0 to skip.
+//! - then `cpu`: `MANDATE_BENCH_CPU_RECORDS` decision records (default
+//!   100 000) appended durably to a file log by 32 concurrent tasks on a
+//!   2-thread runtime, as a server's requests append them; prints the
+//!   records/s and the CPU every thread of the process used per record
+//!   (`/proc/self/task/*/schedstat`, Linux): the decision path's record, the
+//!   hand-offs to the writer and back, encoding, hashing and the disk
+//!   writes, without HTTP or evaluation. Set it to 0 to skip.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -245,6 +252,72 @@ fn verify_table(records: u64) {
     );
 }
 
+/// CPU time every thread of this process has run so far, or `None` where
+/// `/proc/self/task/*/schedstat` is not there.
+fn process_cpu() -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let text = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
+}
+
+/// Appends `records` decision records durably from 32 tasks and prints the
+/// CPU per record.
+fn durable_cpu_table(records: u64) {
+    const TASKS: u64 = 32;
+    if records == 0 {
+        return;
+    }
+    let decision = Arc::new(decision());
+    let context = Arc::new(context());
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn AuditLog> = Arc::new(FileLog::open(dir.path()).unwrap());
+    let writer =
+        Arc::new(AuditWriter::start(log, WriterKey::generate(), WriterConfig::default()).unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let each = records / TASKS;
+    let Some(cpu_before) = process_cpu() else {
+        println!("cpu: skipped (no /proc/self/task/*/schedstat)");
+        return;
+    };
+    let started = Instant::now();
+    runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..TASKS {
+            let (writer, decision, context) = (
+                Arc::clone(&writer),
+                Arc::clone(&decision),
+                Arc::clone(&context),
+            );
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..each {
+                    let record = DecisionRecord::new(&decision, &context);
+                    writer.append(Event::Decision(record)).await.unwrap();
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    let took = started.elapsed();
+    let cpu = process_cpu().unwrap_or(cpu_before) - cpu_before;
+    let appended = each * TASKS;
+    println!(
+        "cpu: {appended} durable records from {TASKS} tasks in {took:.2?} ({:.0} records/s): \
+         {:.2} µs of CPU per record",
+        appended as f64 / took.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / appended as f64
+    );
+    writer.close_blocking().unwrap();
+}
+
 criterion_group!(benches, record_cost, append_durable);
 
 fn main() {
@@ -257,5 +330,10 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(1_000_000);
         verify_table(records);
+        let records = std::env::var("MANDATE_BENCH_CPU_RECORDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000);
+        durable_cpu_table(records);
     }
 }
