@@ -439,6 +439,30 @@ impl FileLog {
 }
 
 impl Tail {
+    /// After a failed append: cuts what it wrote, the open segment back to
+    /// where the batch `began` (all of it when the batch opened it) and the
+    /// heads back to `heads_len` bytes (a partial line would otherwise be
+    /// followed by the next head). Best effort: the store is reopened before
+    /// the next write, and reads what is there.
+    fn take_back(&mut self, began: Option<(u64, u64)>, heads_len: Option<u64>) {
+        if let Some((first, file, len)) = &mut self.segment {
+            let keep = match began {
+                Some((segment, at)) if segment == *first => at,
+                _ => 0,
+            };
+            if file.set_len(keep).and_then(|()| file.sync_data()).is_ok() {
+                *len = keep;
+                self.allocated = keep;
+            }
+        }
+        if let Some(heads_len) = heads_len {
+            let _ = self
+                .heads
+                .set_len(heads_len)
+                .and_then(|()| self.heads.sync_data());
+        }
+    }
+
     /// Writes `entries` as frames in one write; returns offsets to remember.
     fn write_entries(
         &mut self,
@@ -566,11 +590,22 @@ impl AuditLog for FileLog {
                 "a write failed; the store has not been reopened",
             ));
         }
-        let result = (|| -> Result<()> {
+        // Where the batch begins, so that a failure after its frames were
+        // written takes them back: over zeros written ahead, a full disk
+        // refuses the head's line rather than the frames, and a record must
+        // not outlive the refusal its caller was given.
+        let began = tail.segment.as_ref().map(|(first, _, len)| (*first, *len));
+        let heads_len = match head {
+            Some(_) => Some(
+                tail.heads
+                    .metadata()
+                    .map_err(|e| Error::storage("reading the signed heads", e))?
+                    .len(),
+            ),
+            None => None,
+        };
+        let result = (|| -> Result<Vec<(u64, (u64, u64))>> {
             let hints = tail.write_entries(&self.dir, entries)?;
-            if !hints.is_empty() {
-                lock(&self.hints).extend(hints);
-            }
             if durable || head.is_some() {
                 // A head is written only once the records it covers are on disk.
                 if let Some((_, file, _)) = &tail.segment {
@@ -590,12 +625,21 @@ impl AuditLog for FileLog {
                         .map_err(|e| Error::storage("flushing a signed head", e))?;
                 }
             }
-            Ok(())
+            Ok(hints)
         })();
-        if result.is_err() {
-            tail.broken = true;
+        match result {
+            Ok(hints) => {
+                if !hints.is_empty() {
+                    lock(&self.hints).extend(hints);
+                }
+                Ok(())
+            }
+            Err(error) => {
+                tail.broken = true;
+                tail.take_back(began, heads_len);
+                Err(error)
+            }
         }
-        result
     }
 
     fn flush(&self) -> Result<()> {
