@@ -213,6 +213,7 @@ async fn a_silent_replica_is_left_and_a_revocation_through_the_other_is_applied(
     eventually("t1 applied from A", || async { index.last_seq() == 1 }).await;
 
     relay.freeze();
+    let frozen = Instant::now();
     let bob = revoke(&b.url(), RevocationKind::Principal, "bob").await;
     assert_eq!(bob, 2, "both replicas write one log");
 
@@ -223,6 +224,11 @@ async fn a_silent_replica_is_left_and_a_revocation_through_the_other_is_applied(
         )
     })
     .await;
+    // Printed, never asserted: the idle timeout (1 s here) plus one reconnect.
+    eprintln!(
+        "measured: replica A silent → bob denied through B after {:?}",
+        frozen.elapsed()
+    );
     match index.check(&bobs_call(&ids), Instant::now()) {
         Err(Denied::Revoked {
             kind, value, seq, ..

@@ -938,7 +938,7 @@ mod tests {
     fn registry_replicas_are_a_list_or_commas_and_each_is_checked() {
         let subscribe = |registry: &str| {
             let text = FULL
-                .replace("store = \"/var/lib/mandate\"", &registry)
+                .replace("store = \"/var/lib/mandate\"", registry)
                 .replace("heartbeat = \"250ms\"", "registry_auth = \"t\"");
             ServerConfig::from_toml(&text).unwrap().validate()
         };
