@@ -780,6 +780,65 @@ fn a_verifier_that_never_synced_denies_with_one_clear_stale_reason() {
     );
 }
 
+/// `mandate serve --registry A,B` with replica A down from the start (its
+/// process killed): the verifier moves on to B, syncs from it, becomes
+/// ready naming B, and applies what is revoked through B. (Replicas sharing
+/// one log across processes need a shared store; the in-process failover
+/// between two live replicas is tested in the registry crate.)
+#[test]
+fn a_verifier_given_two_replicas_syncs_from_the_second_when_the_first_is_down() {
+    let fx = Fixture::new();
+    let mut a = fx.registry("store-a");
+    let b = fx.registry("store-b");
+    a.kill();
+    let replicas = format!("{},{}", a.url, b.url);
+    let verifier = fx.sidecar(&replicas);
+    let holder = fx.bearer("bob", "failover");
+
+    let synced = wait_allowed(&verifier.url, &holder);
+    eprintln!("measured: verifier with replica A down first allowed after {synced:?}");
+    let ready = http("GET", &format!("{}/readyz", verifier.url), None, &[]);
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert_eq!(
+        ready.body["registry"]["in_use"],
+        b.url.as_str(),
+        "{}",
+        ready.body
+    );
+    assert_eq!(ready.body["registry"]["connected"], true, "{}", ready.body);
+    assert_eq!(
+        ready.body["registry"]["replicas"],
+        json!([a.url, b.url]),
+        "{}",
+        ready.body
+    );
+    let detail = ready.body["revocations"]["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.ends_with(&format!("from {}", b.url)),
+        "{}",
+        ready.body
+    );
+    let text = ureq::get(&format!("{}/metrics", verifier.url))
+        .call()
+        .expect("metrics")
+        .into_string()
+        .expect("metrics text");
+    let in_use = format!("mandate_registry_replica_in_use{{replica=\"{}\"}} 1", b.url);
+    assert!(text.contains(&in_use), "{text}");
+    assert!(
+        verifier.stderr().contains(&b.url),
+        "the log names the replica in use"
+    );
+
+    let live = fx.subscribed(&b, &verifier);
+    live.revoke_denies(
+        &["--task", "failover", "--reason", "replica test"],
+        "revoked task failover",
+        &holder,
+        "revoked: task failover",
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 4. The authorization API's HTTP contract
 // ---------------------------------------------------------------------------

@@ -578,9 +578,20 @@ pub struct VerifierServeArgs {
         conflicts_with = "registry"
     )]
     pub store: Option<PathBuf>,
-    /// A revocation registry to subscribe to (needs --registry-auth).
-    #[arg(long, value_name = "URL", env = "MANDATE_REGISTRY")]
-    pub registry: Option<String>,
+    /// A revocation registry to subscribe to (needs --registry-auth). Give
+    /// several replicas of one registry (sharing one log) as URL1,URL2,... or
+    /// by repeating the flag: the server follows one and, when it hears
+    /// nothing from it for half the --staleness bound (or cannot connect),
+    /// moves to the next, resuming from its last applied revocation. It
+    /// still denies everything once no replica has confirmed its state
+    /// within the bound. URLs must not carry a user or password.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "MANDATE_REGISTRY",
+        value_delimiter = ','
+    )]
+    pub registry: Vec<String>,
     /// A mandate granting registry:read (the token, or @FILE).
     #[arg(
         long = "registry-auth",
@@ -595,8 +606,9 @@ pub struct VerifierServeArgs {
         env = "MANDATE_REGISTRY_AUTH_KEY"
     )]
     pub registry_auth_key: Option<PathBuf>,
-    /// With --registry: deny everything when no heartbeat arrived for this
-    /// long [default: 5s].
+    /// With --registry: deny everything when no replica confirmed the
+    /// revocation state for this long [default: 5s]; choose at least three
+    /// registry heartbeat intervals.
     #[arg(long, value_name = "DURATION", env = "MANDATE_STALENESS")]
     pub staleness: Option<String>,
     /// Serve the proxy endpoint /v1/ext_authz with this mapping file.

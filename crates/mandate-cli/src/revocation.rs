@@ -302,7 +302,7 @@ pub fn serve_verifier(args: &VerifierServeArgs, verbose: u8) -> Result<Outcome> 
         authorize.pop_window = Some(pop_window(text)?);
     }
     let revocations = &mut config.revocations;
-    if args.store.is_some() || args.registry.is_some() {
+    if args.store.is_some() || !args.registry.is_empty() {
         // A source given on the command line replaces the file's.
         revocations.store.clone_from(&args.store);
         revocations.registry.clone_from(&args.registry);
@@ -424,8 +424,10 @@ fn run_server(config: &ServerConfig, verbose: u8, what: &str) -> Result<Outcome>
             (Source::Store(_), _) => {
                 say!("serving authorization and registry on {scheme}://{address}")?;
             }
-            (Source::Registry { url, .. }, _) => {
-                say!("serving authorization on {scheme}://{address}, revocations from {url}")?;
+            (Source::Registry { urls, .. }, _) => {
+                // Validated URLs carry no credentials.
+                let urls = urls.join(", ");
+                say!("serving authorization on {scheme}://{address}, revocations from {urls}")?;
             }
         }
         server.run(shutdown).await

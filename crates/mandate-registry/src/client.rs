@@ -17,6 +17,13 @@
 //! and rebuilds it from seq 0 before it can be marked fresh again. An index that holds
 //! entries but no epoch is treated the same way.
 //!
+//! A subscription may follow several replicas of one registry ([`crate::ReplicaSet`]):
+//! it streams from one at a time and moves to the next when the stream fails, ends, or
+//! carries nothing for [`SubscribeOptions::idle_timeout`], resuming after the same
+//! `last_seq()` under the same epoch rule (see `replicas.rs`). Opening a stream is bounded
+//! by the same idle timeout, so a replica that accepts connections but never answers
+//! holds the subscription no longer than one that went silent mid-stream.
+//!
 //! Every call but acks carries a mandate ([`RegistryAuth`]): the one given to
 //! [`RegistryClient::with_auth`] for reads (list, status, stream; it needs
 //! `registry:read`), the one given to [`RegistryClient::revoke`] and
@@ -44,6 +51,7 @@ use crate::entry::{RevocationEntry, RevocationKind};
 use crate::error::{report, Error, Result};
 use crate::index::SharedIndex;
 use crate::mandate::{registry_request, Access};
+use crate::replicas::{ReplicaSet, ReplicaStatus, Rotation};
 use crate::server::{HttpBinding, POP_HEADER};
 
 /// Timeout for the operator calls (everything but the stream).
@@ -148,17 +156,29 @@ impl RegistryAuth {
 impl RegistryClient {
     /// A client for the registry at `base_url` (`http://` or `https://`).
     ///
+    /// The URL must not carry a user or password: the registry is authenticated with a
+    /// mandate ([`RegistryClient::with_auth`]), and a URL is printed in logs, metrics and
+    /// readiness reports, which must never show a credential.
+    ///
     /// # Errors
-    /// [`Error::InvalidUrl`] for an unparsable or non-HTTP URL; [`Error::Transport`] if the
+    /// [`Error::InvalidUrl`] for an unparsable or non-HTTP URL, or one with credentials
+    /// (the error shows it with them replaced by `***`); [`Error::Transport`] if the
     /// HTTP client cannot be built (TLS setup).
     pub fn new(base_url: &str) -> Result<Self> {
         let invalid = |source: crate::BoxError| Error::InvalidUrl {
-            url: base_url.chars().take(256).collect(),
+            url: redact_userinfo(base_url).chars().take(256).collect(),
             source,
         };
         let url = reqwest::Url::parse(base_url).map_err(|e| invalid(e.into()))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid("scheme must be http or https".into()));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(
+                "a registry URL must not carry a user or password; \
+                 the registry is authenticated with a mandate"
+                    .into(),
+            ));
         }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(invalid("URL must not have a query or fragment".into()));
@@ -386,10 +406,21 @@ impl RegistryClient {
     /// # Panics
     /// When called outside a Tokio runtime (as `tokio::spawn` does).
     pub fn subscribe(&self, index: SharedIndex, options: SubscribeOptions) -> Subscription {
-        let client = self.clone();
-        Subscription {
-            task: tokio::spawn(async move { run_subscription(client, index, options).await }),
-        }
+        ReplicaSet::from(self.clone()).subscribe(index, options)
+    }
+}
+
+/// `text` with whatever stands between `://` and the last `@` of the authority replaced
+/// by `***`, so a URL is never shown with its credentials, even one that does not parse.
+fn redact_userinfo(text: &str) -> std::borrow::Cow<'_, str> {
+    let Some(scheme_end) = text.find("://").map(|i| i + 3) else {
+        return text.into();
+    };
+    let rest = &text[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &text[..scheme_end], &rest[at..]).into(),
+        None => text.into(),
     }
 }
 
@@ -421,8 +452,11 @@ async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T> {
 /// Settings of a [`Subscription`].
 #[derive(Debug, Clone)]
 pub struct SubscribeOptions {
-    /// Reconnect when no event (entry or heartbeat) arrives for this long. Must exceed
-    /// the registry's heartbeat interval.
+    /// Move to the next replica (or reconnect, with one) when no event (entry or
+    /// heartbeat) arrives for this long, or when opening a stream takes this long. Must
+    /// exceed the registry's heartbeat interval, and should be well under the index's
+    /// staleness bound, so that another replica can confirm the index before it turns
+    /// stale ([`SubscribeOptions::for_staleness`]).
     pub idle_timeout: Duration,
     /// First reconnect delay; doubles per failed attempt.
     pub min_backoff: Duration,
@@ -443,13 +477,48 @@ impl Default for SubscribeOptions {
     }
 }
 
+impl SubscribeOptions {
+    /// The defaults, with the idle timeout at half of `staleness_bound` (at least
+    /// 50 ms): a replica that falls silent is left while the index is still fresh, and
+    /// the next replica has the other half of the bound to confirm it. Choose the bound
+    /// at least three times the registry's heartbeat interval, so that half of it still
+    /// spans a heartbeat or more.
+    pub fn for_staleness(staleness_bound: Duration) -> Self {
+        Self {
+            idle_timeout: (staleness_bound / 2).max(Duration::from_millis(50)),
+            ..Self::default()
+        }
+    }
+}
+
 /// A running subscription. Dropping it stops the background task.
 #[derive(Debug)]
 pub struct Subscription {
     task: JoinHandle<()>,
+    status: ReplicaStatus,
 }
 
 impl Subscription {
+    pub(crate) fn spawn(
+        replicas: ReplicaSet,
+        index: SharedIndex,
+        options: SubscribeOptions,
+        status: ReplicaStatus,
+    ) -> Self {
+        let task_status = status.clone();
+        Self {
+            task: tokio::spawn(async move {
+                run_subscription(replicas, index, options, task_status).await;
+            }),
+            status,
+        }
+    }
+
+    /// Which replica the subscription follows, and whether its stream is open.
+    pub fn status(&self) -> ReplicaStatus {
+        self.status.clone()
+    }
+
     /// Stops the background task.
     pub fn abort(&self) {
         self.task.abort();
@@ -462,35 +531,42 @@ impl Drop for Subscription {
     }
 }
 
-async fn run_subscription(client: RegistryClient, index: SharedIndex, options: SubscribeOptions) {
-    let mut backoff = options.min_backoff;
+async fn run_subscription(
+    replicas: ReplicaSet,
+    index: SharedIndex,
+    options: SubscribeOptions,
+    status: ReplicaStatus,
+) {
+    let clients = replicas.clients();
+    let mut rotation = Rotation::new(clients.len(), &options);
     loop {
+        let Some(client) = clients.get(rotation.position()) else {
+            // `Rotation` stays within `clients`, which a `ReplicaSet` keeps non-empty.
+            return;
+        };
         let mut received = false;
-        match stream_once(&client, &index, &options, &mut received).await {
-            Ok(()) => {
-                tracing::info!(registry = %client.base, "revocation stream ended; reconnecting")
-            }
+        let outcome = stream_once(client, &index, &options, &mut received, &status).await;
+        status.set_connected(false);
+        let wait = rotation.advance(received, &status);
+        let next = clients
+            .get(rotation.position())
+            .map_or("", RegistryClient::base_url);
+        match outcome {
+            Ok(()) => tracing::info!(
+                registry = %client.base,
+                next,
+                "revocation stream ended; reconnecting"
+            ),
             Err(error) => tracing::warn!(
                 registry = %client.base,
+                next,
                 last_seq = index.last_seq(),
                 error = %report(&error),
                 "revocation stream interrupted; reconnecting"
             ),
         }
-        if received {
-            backoff = options.min_backoff;
-        }
-        tokio::time::sleep(jitter(backoff)).await;
-        backoff = backoff.saturating_mul(2).min(options.max_backoff);
+        tokio::time::sleep(wait).await;
     }
-}
-
-/// A delay between half and all of `base`, so verifiers that lost the same registry do
-/// not all reconnect in the same instant.
-fn jitter(base: Duration) -> Duration {
-    let random = uuid::Uuid::new_v4().as_u64_pair().0;
-    let fraction = 0.5 + (random % 1000) as f64 / 2000.0;
-    base.mul_f64(fraction)
 }
 
 /// One connection: returns `Ok` when the registry closed the stream, `Err` otherwise.
@@ -500,7 +576,22 @@ async fn stream_once(
     index: &SharedIndex,
     options: &SubscribeOptions,
     received: &mut bool,
+    status: &ReplicaStatus,
 ) -> Result<()> {
+    // A replica that accepts the connection but never answers is as good as a silent
+    // one: opening the stream gets the same bound as waiting for an event.
+    let response = tokio::time::timeout(options.idle_timeout, open_stream(client, index))
+        .await
+        .map_err(|_| Error::StreamIdle {
+            idle: options.idle_timeout,
+        })??;
+    tracing::info!(registry = %client.base, after = index.last_seq(), "revocation stream connected");
+    follow_stream(client, index, options, received, status, response).await
+}
+
+/// Sends the stream request after the index's `last_seq()`, handling a refused resume
+/// point; returns the open response.
+async fn open_stream(client: &RegistryClient, index: &SharedIndex) -> Result<reqwest::Response> {
     if index.epoch().is_none() && index.last_seq() > 0 {
         // Entries of an unidentified log: resuming from them could skip entries of the
         // registry's log, so start over.
@@ -540,7 +631,18 @@ async fn stream_once(
         }
         Err(error) => return Err(error),
     };
-    tracing::debug!(registry = %client.base, after, "revocation stream connected");
+    Ok(response)
+}
+
+/// Applies the events of one open stream until it ends (`Ok`) or fails.
+async fn follow_stream(
+    client: &RegistryClient,
+    index: &SharedIndex,
+    options: &SubscribeOptions,
+    received: &mut bool,
+    status: &ReplicaStatus,
+    response: reqwest::Response,
+) -> Result<()> {
     let mut events = response.bytes_stream().eventsource();
 
     // Acks go through a watch channel to a side task, so a slow ack never delays
@@ -585,6 +687,7 @@ async fn stream_once(
                 }
                 epoch = Some(hello.epoch);
                 subscriber_id = Some(hello.subscriber_id);
+                status.set_connected(true);
             }
             events::REVOCATION => {
                 if epoch.is_none() {
@@ -691,5 +794,38 @@ struct AbortOnDrop(JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // reason: a test fails loudly.
+
+    use super::*;
+
+    #[test]
+    fn a_url_with_credentials_is_refused_without_showing_them() {
+        for url in [
+            "http://ops:hunter2@registry:7700",
+            "https://hunter2@registry",
+            "http://ops:hunter2@reg istry/",
+        ] {
+            let error = RegistryClient::new(url).unwrap_err();
+            let shown = format!("{error} {error:?}");
+            assert!(matches!(error, Error::InvalidUrl { .. }), "{shown}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("***@"), "{shown}");
+        }
+        let plain = RegistryClient::new("http://registry:7700/").unwrap();
+        assert_eq!(plain.base_url(), "http://registry:7700");
+        assert_eq!(redact_userinfo("http://a/b@c"), "http://a/b@c");
+    }
+
+    #[test]
+    fn the_idle_timeout_is_half_the_staleness_bound() {
+        let options = SubscribeOptions::for_staleness(Duration::from_secs(5));
+        assert_eq!(options.idle_timeout, Duration::from_millis(2500));
+        let tiny = SubscribeOptions::for_staleness(Duration::from_millis(20));
+        assert_eq!(tiny.idle_timeout, Duration::from_millis(50));
     }
 }

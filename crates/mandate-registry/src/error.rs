@@ -122,11 +122,18 @@ pub enum Error {
     /// The registry URL given to the client is unusable.
     #[error("invalid registry URL {url:?}")]
     InvalidUrl {
-        /// The URL as given.
+        /// The URL as given, with any user and password replaced by `***`.
         url: String,
         /// Why it was rejected.
         #[source]
         source: BoxError,
+    },
+
+    /// A list of registry replicas cannot be followed.
+    #[error("registry replicas: {problem}")]
+    Replicas {
+        /// What is wrong with the list.
+        problem: String,
     },
 
     /// A request to the registry failed before an answer arrived.

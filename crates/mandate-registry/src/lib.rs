@@ -28,6 +28,13 @@
 //! bound above the registry's heartbeat interval ([`RegistryConfig::heartbeat_interval`],
 //! 1 s by default), for example 3 s.
 //!
+//! **Replicas.** Several registry processes may serve one shared log (one store, one
+//! epoch, one sequence). A verifier given all of them ([`ReplicaSet`]) follows one at a
+//! time and moves to the next when it stops hearing heartbeats, resuming after its last
+//! applied seq; the staleness rule is unchanged, so it denies every call once no replica
+//! has confirmed its index within the bound. [`SubscribeOptions::for_staleness`] leaves
+//! a silent replica at half the bound, so a failover normally costs no staleness at all.
+//!
 //! A verifier keeps its index current like this:
 //!
 //! ```no_run
@@ -62,6 +69,7 @@ mod entry;
 mod error;
 mod index;
 mod mandate;
+mod replicas;
 mod server;
 mod store;
 
@@ -81,6 +89,7 @@ pub use mandate::{
     registry_request, Access, MandateWriteAuthorizer, ATTR_BODY_SHA256, ATTR_HTTP_METHOD,
     ATTR_HTTP_PATH, READ_OPERATION, WRITE_OPERATION, WRITE_RESOURCE, WRITE_SERVICE,
 };
+pub use replicas::{ReplicaReport, ReplicaSet, ReplicaStatus, MAX_REPLICAS};
 pub use server::{
     openapi, router, routes, serve, serve_app, shutdown_signal, HttpBinding, RegistryConfig,
     RegistryState, WriteAuthorizer, WriteDenied, DEFAULT_LIST_LIMIT, MAX_BODY_BYTES,

@@ -144,14 +144,21 @@ pub struct AuthorizeConfig {
 pub struct RevocationsConfig {
     /// A sled folder: this process is the registry too.
     pub store: Option<PathBuf>,
-    /// A registry to subscribe to.
-    pub registry: Option<String>,
+    /// A registry to subscribe to: one URL, several separated by commas, or a
+    /// list. Several are replicas of one registry (one shared log): the
+    /// server follows one and moves to the next when it stops hearing from it.
+    #[serde(
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub registry: Vec<String>,
     /// With `registry`: a mandate granting `registry:read` (`TOKEN`, `@FILE`).
     pub registry_auth: Option<String>,
     /// With `registry`: the key of that mandate's acting agent.
     pub registry_auth_key: Option<PathBuf>,
-    /// With `registry`: deny everything when no heartbeat came for this long
-    /// (default 5 s).
+    /// With `registry`: deny everything when no replica confirmed the
+    /// revocation state for this long (default 5 s). A replica silent for half
+    /// of it is left for the next.
     #[serde(with = "humantime_serde")]
     pub staleness: Option<Duration>,
     /// With `store`: interval between stream heartbeats (default 1 s).
@@ -371,9 +378,10 @@ impl ServerConfig {
     /// [`ConfigError::Invalid`] naming the first setting that cannot be used.
     pub fn validate(&self) -> Result<Settings, ConfigError> {
         let r = &self.revocations;
-        let source = match (&r.store, &r.registry) {
-            (Some(dir), None) => Source::Store(dir.clone()),
-            (None, Some(url)) => {
+        let registries = registry_urls(&r.registry)?;
+        let source = match (&r.store, registries.is_empty()) {
+            (Some(dir), true) => Source::Store(dir.clone()),
+            (None, false) => {
                 let Some(auth) = r.registry_auth.clone() else {
                     return Err(invalid(
                         "revocations.registry_auth",
@@ -381,15 +389,15 @@ impl ServerConfig {
                     ));
                 };
                 Source::Registry {
-                    url: url.clone(),
+                    urls: registries,
                     auth,
                     auth_key: r.registry_auth_key.clone(),
                 }
             }
-            (Some(_), Some(_)) => {
+            (Some(_), false) => {
                 return Err(invalid("revocations", "give store or registry, not both"))
             }
-            (None, None) => {
+            (None, true) => {
                 return Err(invalid(
                     "revocations",
                     "give store (registry in this process) or registry (subscribe): \
@@ -595,6 +603,74 @@ impl AuditConfig {
     }
 }
 
+/// Accepts `registry = "URL"` (commas separating several) or `registry =
+/// ["URL", ...]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(text) => vec![text],
+        OneOrMany::Many(list) => list,
+    })
+}
+
+/// The registry URLs of `given`, each entry split at commas: every URL
+/// non-empty, `http(s)` without credentials, none twice, at most
+/// [`mandate_registry::MAX_REPLICAS`].
+fn registry_urls(given: &[String]) -> Result<Vec<String>, ConfigError> {
+    let mut urls: Vec<String> = Vec::new();
+    for url in given
+        .iter()
+        .flat_map(|entry| entry.split(','))
+        .map(str::trim)
+    {
+        if url.is_empty() {
+            return Err(invalid(
+                "revocations.registry",
+                "an empty URL in the list (two commas in a row, or a trailing comma)",
+            ));
+        }
+        // The client's own checks, so a bad URL is a configuration error
+        // (shown without credentials), not a failed start.
+        let client = mandate_registry::RegistryClient::new(url)
+            .map_err(|e| invalid("revocations.registry", with_causes(&e)))?;
+        if urls.iter().any(|seen| seen == client.base_url()) {
+            return Err(invalid(
+                "revocations.registry",
+                format!("{} is given twice", client.base_url()),
+            ));
+        }
+        urls.push(client.base_url().to_owned());
+    }
+    if urls.len() > mandate_registry::MAX_REPLICAS {
+        return Err(invalid(
+            "revocations.registry",
+            format!(
+                "{} URLs, over the limit of {}",
+                urls.len(),
+                mandate_registry::MAX_REPLICAS
+            ),
+        ));
+    }
+    Ok(urls)
+}
+
+/// `error` and its causes on one line.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
+}
+
 /// Where a validated server reads revocations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -602,8 +678,9 @@ pub enum Source {
     Store(PathBuf),
     /// A registry this process subscribes to.
     Registry {
-        /// Its base URL.
-        url: String,
+        /// The base URLs of its replicas, in the order they are tried
+        /// (at least one).
+        urls: Vec<String>,
         /// A mandate granting `registry:read` (`TOKEN` or `@FILE`).
         auth: String,
         /// That mandate's acting agent's key.
@@ -755,11 +832,11 @@ mod tests {
             .starts_with("revocations:"));
         let mut both = none.clone();
         both.revocations.store = Some("a".into());
-        both.revocations.registry = Some("http://x".into());
+        both.revocations.registry = vec!["http://x".into()];
         both.revocations.registry_auth = Some("t".into());
         assert!(both.validate().is_err());
         let mut no_auth = none.clone();
-        no_auth.revocations.registry = Some("http://x".into());
+        no_auth.revocations.registry = vec!["http://x".into()];
         assert!(no_auth.validate().is_err());
         let mut no_roots = none;
         no_roots.roots.keys.clear();
@@ -855,6 +932,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("issuer: listen:"), "{err}");
+    }
+
+    #[test]
+    fn registry_replicas_are_a_list_or_commas_and_each_is_checked() {
+        let subscribe = |registry: &str| {
+            let text = FULL
+                .replace("store = \"/var/lib/mandate\"", registry)
+                .replace("heartbeat = \"250ms\"", "registry_auth = \"t\"");
+            ServerConfig::from_toml(&text).unwrap().validate()
+        };
+        let expected = vec!["http://a:1".to_owned(), "http://b:2".to_owned()];
+        for form in [
+            r#"registry = "http://a:1,http://b:2/""#,
+            r#"registry = ["http://a:1", " http://b:2"]"#,
+            r#"registry = ["http://a:1,http://b:2"]"#,
+        ] {
+            match subscribe(form).unwrap().source {
+                Source::Registry { urls, .. } => assert_eq!(urls, expected, "{form}"),
+                other => panic!("{form}: {other:?}"),
+            }
+        }
+        for (bad, why) in [
+            (r#"registry = "http://a:1,,http://b:2""#, "empty"),
+            (r#"registry = "http://a:1,http://a:1/""#, "twice"),
+            (r#"registry = "ftp://a:1""#, "invalid registry URL"),
+            (r#"registry = "http://ops:s3cret@a:1""#, "***@"),
+        ] {
+            let err = subscribe(bad).unwrap_err().to_string();
+            assert!(err.starts_with("revocations.registry:"), "{bad}: {err}");
+            assert!(err.contains(why), "{bad}: {err}");
+            assert!(!err.contains("s3cret"), "{bad}: {err}");
+        }
+        let many = (0..=mandate_registry::MAX_REPLICAS)
+            .map(|i| format!("http://r{i}:1"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let err = subscribe(&format!("registry = \"{many}\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("over the limit"), "{err}");
     }
 
     #[test]

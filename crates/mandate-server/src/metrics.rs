@@ -130,6 +130,20 @@ pub fn observe_caches(verifier: &Verifier) {
     }
 }
 
+/// Sets `mandate_registry_replica_in_use{replica}` (1 for the replica in
+/// use with its stream open, 0 for the others) and
+/// `mandate_registry_failovers_total`. Replica URLs never carry
+/// credentials (the registry client refuses them), and their number is
+/// bounded, so they are safe as labels.
+pub fn observe_replicas(report: &mandate_registry::ReplicaReport) {
+    for (position, replica) in report.replicas.iter().enumerate() {
+        let in_use = position == report.position && report.connected;
+        metrics::gauge!("mandate_registry_replica_in_use", "replica" => replica.clone())
+            .set(if in_use { 1.0 } else { 0.0 });
+    }
+    metrics::counter!("mandate_registry_failovers_total").absolute(report.failovers);
+}
+
 /// Counts and times every request by route template (never the raw path: a
 /// client must not be able to create series) and status.
 pub async fn track_requests(request: Request, next: Next) -> Response {

@@ -7,7 +7,10 @@
 //! not take a write, when the audit log cannot take records (decisions are
 //! then refused), or when no root key is loaded (a followed key set that
 //! never loaded included; one that loaded and then could not be refreshed
-//! keeps serving, and says so). A load balancer that
+//! keeps serving, and says so). A server subscribed to registry replicas
+//! names the one in use, whether its stream is open and how often it moved;
+//! that part is informative: readiness still follows only the revocation
+//! state's freshness, which any replica can confirm. A load balancer that
 //! honours it sends no traffic to a replica that would deny everything.
 //! These routes never wait for the evaluation pool.
 
@@ -20,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use mandate_audit::{AuditWriter, Durability};
-use mandate_registry::{RegistryState, SharedIndex};
+use mandate_registry::{RegistryState, ReplicaStatus, SharedIndex};
 use mandate_verifier::pool::EvalPool;
 use mandate_verifier::{SharedKeySet, Verifier};
 use serde::Serialize;
@@ -36,6 +39,8 @@ pub struct OpsState {
     root_keys: SharedKeySet,
     /// Where the root keys are followed from, when they are.
     follower: Option<FollowerStatus>,
+    /// Which registry replica feeds the index, when subscribed.
+    replicas: Option<ReplicaStatus>,
     authorize: bool,
     /// The authorization API's verifier (a clone shares its caches), whose
     /// cache hits and misses `/metrics` reports.
@@ -68,6 +73,7 @@ impl OpsState {
             pool,
             root_keys,
             follower: None,
+            replicas: None,
             authorize,
             verifier: None,
             audit: None,
@@ -88,6 +94,14 @@ impl OpsState {
     #[must_use]
     pub fn with_follower(mut self, follower: FollowerStatus) -> OpsState {
         self.follower = Some(follower);
+        self
+    }
+
+    /// The index is fed by a subscription to registry replicas: `/readyz`
+    /// and `/metrics` say which one is in use.
+    #[must_use]
+    pub fn with_replicas(mut self, replicas: ReplicaStatus) -> OpsState {
+        self.replicas = Some(replicas);
         self
     }
 
@@ -151,6 +165,10 @@ pub struct Readiness {
     pub ready: bool,
     /// The revocation state is fresh.
     pub revocations: Check,
+    /// The registry replica feeding the revocation state (servers subscribed
+    /// to a registry). Informative: readiness follows `revocations`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistryReplica>,
     /// The store takes writes (servers holding the registry's store).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<Check>,
@@ -159,6 +177,19 @@ pub struct Readiness {
     /// The audit log takes records (servers with an audit trail).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit: Option<Check>,
+}
+
+/// Which registry replica a subscribed server follows.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RegistryReplica {
+    /// The URL of the replica in use (or being tried).
+    pub in_use: String,
+    /// Whether its stream is open.
+    pub connected: bool,
+    /// Every replica's URL, in the order they are tried.
+    pub replicas: Vec<String>,
+    /// How often the server moved from one replica to another.
+    pub failovers: u64,
 }
 
 /// The body of `/healthz`.
@@ -180,10 +211,26 @@ pub(crate) async fn healthz() -> Json<Health> {
     (status = 200, description = "Ready", body = Readiness),
     (status = 503, description = "Not ready: the failing check says why", body = Readiness)))]
 pub(crate) async fn readyz(State(state): State<OpsState>) -> Response {
+    let registry = state.replicas.as_ref().map(|status| {
+        let report = status.report();
+        RegistryReplica {
+            in_use: report.in_use().to_owned(),
+            connected: report.connected,
+            failovers: report.failovers,
+            replicas: report.replicas,
+        }
+    });
     let revocations = match state.index.freshness(Instant::now()) {
         Ok(()) => Check {
             ok: true,
-            detail: format!("fresh at revocation #{}", state.index.last_seq()),
+            detail: match &registry {
+                Some(replica) => format!(
+                    "fresh at revocation #{} from {}",
+                    state.index.last_seq(),
+                    replica.in_use
+                ),
+                None => format!("fresh at revocation #{}", state.index.last_seq()),
+            },
         },
         Err(denied) => Check {
             ok: false,
@@ -245,6 +292,7 @@ pub(crate) async fn readyz(State(state): State<OpsState>) -> Response {
     let body = Readiness {
         ready,
         revocations,
+        registry,
         store,
         keys,
         audit,
@@ -263,6 +311,9 @@ pub(crate) async fn metrics(State(state): State<OpsState>) -> Response {
     }
     if let Some(follower) = &state.follower {
         follower.observe();
+    }
+    if let Some(replicas) = &state.replicas {
+        crate::metrics::observe_replicas(&replicas.report());
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

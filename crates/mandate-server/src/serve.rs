@@ -4,8 +4,10 @@
 //! - the authorization API (`/v1/authorize`, and `/v1/ext_authz` when a
 //!   mapping is configured), unless turned off;
 //! - with a store: the revocation registry (`/v1/revocations...`), its index
-//!   consulted in-process; with a registry URL: nothing of the registry, the
-//!   index fed by a subscription to it;
+//!   consulted in-process; with registry URLs: nothing of the registry, the
+//!   index fed by a subscription to one of its replicas at a time, moving to
+//!   the next when the one in use falls silent (`/readyz` and `/metrics` say
+//!   which);
 //! - with an `[issuer]` section (`--issuer-key`): the issuer's routes
 //!   (`/oauth2/token`, `/v1/tasks/...`, `/.well-known/...`), closed tasks
 //!   revoked in this process's store;
@@ -35,7 +37,8 @@ use mandate_audit::AuditWriter;
 use mandate_core::{KeySet, SecretKey};
 use mandate_registry::{
     IndexingStore, MandateWriteAuthorizer, RegistryAuth, RegistryClient, RegistryConfig,
-    RegistryState, RevocationStore, SharedIndex, SledStore, Subscription,
+    RegistryState, ReplicaSet, RevocationStore, SharedIndex, SledStore, SubscribeOptions,
+    Subscription,
 };
 use mandate_verifier::http::{method_not_allowed, not_found, AuthzState, DecisionRecorder};
 use mandate_verifier::pool::EvalPool;
@@ -189,14 +192,24 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
             (index, Some(store))
         }
         Source::Registry {
-            url,
+            urls,
             auth,
             auth_key,
         } => {
             let index = SharedIndex::new(settings.staleness);
-            let client =
-                RegistryClient::new(url)?.with_auth(registry_auth(auth, auth_key.as_deref())?);
-            subscription = Some(client.subscribe(index.clone(), Default::default()));
+            let mut clients = Vec::with_capacity(urls.len());
+            for url in urls {
+                // Each replica gets its own credentials: a keyed mandate signs
+                // a fresh proof per request whichever replica it goes to.
+                clients.push(
+                    RegistryClient::new(url)?.with_auth(registry_auth(auth, auth_key.as_deref())?),
+                );
+            }
+            let replicas = ReplicaSet::new(clients)?;
+            subscription = Some(replicas.subscribe(
+                index.clone(),
+                SubscribeOptions::for_staleness(settings.staleness),
+            ));
             (index, None)
         }
     };
@@ -307,6 +320,9 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
         .with_document(crate::openapi::document());
     if let Some(following) = &follower {
         ops = ops.with_follower(following.status());
+    }
+    if let Some(subscription) = &subscription {
+        ops = ops.with_replicas(subscription.status());
     }
     if let Some(verifier) = authz_verifier {
         ops = ops.with_verifier(verifier);
