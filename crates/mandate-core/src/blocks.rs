@@ -774,6 +774,47 @@ mod tests {
     }
 
     #[test]
+    fn a_delegation_read_keeps_claims_and_hops_and_still_refuses_unknown_symbols() {
+        use prost::Message as _;
+        let token = root_token(
+            BlockBuilder::new()
+                .fact(b::fact("principal", &[b::string("bob")]))
+                .unwrap()
+                .fact(b::fact("note", &[b::string("kept")]))
+                .unwrap(),
+        )
+        .append(
+            BlockBuilder::new()
+                .fact(b::fact("note", &[b::string("skipped")]))
+                .unwrap()
+                .fact(b::fact("hop", &[b::string("next"), b::bytes(&[7; 32])]))
+                .unwrap(),
+        )
+        .unwrap();
+        let mut proto = token.container().to_proto();
+        let blocks = read_all(&proto, Detail::Scope).unwrap();
+        // The authority block keeps every fact (its claims); later blocks
+        // keep only `hop` facts, which is all a delegation reads there.
+        let names: Vec<&str> = blocks[0].fact_names().collect();
+        assert_eq!(names, ["principal", "note"]);
+        let names: Vec<&str> = blocks[1].fact_names().collect();
+        assert_eq!(names, ["hop"]);
+        // A skipped fact naming a symbol no table has still makes the block
+        // unreadable, as it does when every fact is read.
+        let mut block = schema::Block::decode(&proto.blocks[0].block[..]).unwrap();
+        block.facts[0].predicate.terms[0] = schema::Term {
+            content: Some(schema::term::Content::String(SYMBOL_OFFSET + 999)),
+        };
+        proto.blocks[0].block = block.encode_to_vec();
+        for detail in [Detail::Scope, Detail::Structure] {
+            assert!(matches!(
+                read_all(&proto, detail),
+                Err(ReadError::Malformed { block: 1, .. })
+            ));
+        }
+    }
+
+    #[test]
     fn default_symbols_match_biscuit() {
         // biscuit-auth interns the default symbols without adding them to a
         // block's table: a block naming only defaults defines no symbols,
