@@ -20,7 +20,8 @@
 #
 # Leak detection is off: the HTTP target's tokio blocking-pool threads
 # outlive an iteration by design, which LeakSanitizer reports at exit.
-# Crash inputs land in fuzz/artifacts/<target>/; new coverage in a scratch
+# Crash inputs (and slow units, which are not counted) land in
+# fuzz/artifacts/<target>/; new coverage in a scratch
 # copy of the corpus (the committed seeds are never modified). Logs are in
 # fuzz/logs/<target>.log. Exits 1 when any target crashed.
 set -u
@@ -41,7 +42,13 @@ for target in $TARGETS; do
     scratch="$(mktemp -d)"
     cp -r "corpus/$target/." "$scratch/" 2>/dev/null || true
     mkdir -p "artifacts/$target"
-    before="$(find "artifacts/$target" -type f | wc -l)"
+    # libFuzzer also writes `slow-unit-*` (over 10 s, not a failure): only
+    # crashes, OOMs, timeouts and leaks count.
+    failures() {
+        find "artifacts/$target" -type f \( -name 'crash-*' -o -name 'oom-*' \
+            -o -name 'timeout-*' -o -name 'leak-*' \) | wc -l
+    }
+    before="$(failures)"
     extra=()
     if [ "$JOBS" -gt 0 ]; then
         extra=(-fork="$JOBS" -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1)
@@ -49,7 +56,7 @@ for target in $TARGETS; do
     cargo +nightly fuzz run --release -s "$SANITIZER" "$target" "$scratch" -- \
         -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb="$RSS_MB" -timeout=30 -detect_leaks=0 \
         -print_final_stats=1 "${extra[@]}" >"logs/$target.log" 2>&1
-    after="$(find "artifacts/$target" -type f | wc -l)"
+    after="$(failures)"
     crashes=$((after - before))
     # Non-fork runs end with `stat::number_of_executed_units: N`; fork mode
     # prints `#N: ... ` progress lines.
