@@ -76,9 +76,17 @@ fn main() {
                 signed,
             };
             if let Some(token) = h.append(&appended) {
-                write("token_authorize", &format!("{name}-{tag}.txt"), token.as_bytes());
+                write(
+                    "token_authorize",
+                    &format!("{name}-{tag}.txt"),
+                    token.as_bytes(),
+                );
                 if !signed {
-                    write("http_bodies", &format!("authorize-{name}"), &authorize_body(&token));
+                    write(
+                        "http_bodies",
+                        &format!("authorize-{name}"),
+                        &authorize_body(&token),
+                    );
                 }
             }
         }
@@ -119,11 +127,20 @@ fn main() {
     );
     if let Ok(spoof) = spoof {
         let token = spoof.to_base64().unwrap();
-        write("token_authorize", "issued-check-escaped-quote.txt", token.as_bytes());
-        write("http_bodies", "authorize-issued-check-escaped-quote", &authorize_body(&token));
+        write(
+            "token_authorize",
+            "issued-check-escaped-quote.txt",
+            token.as_bytes(),
+        );
+        write(
+            "http_bodies",
+            "authorize-issued-check-escaped-quote",
+            &authorize_body(&token),
+        );
     }
 
-    let revoke = serde_json::json!({"kind": "principal", "value": "alice@example.com", "reason": "left"});
+    let revoke =
+        serde_json::json!({"kind": "principal", "value": "alice@example.com", "reason": "left"});
     let mut write_body = vec![1u8];
     write_body.extend(parent.as_bytes());
     write_body.push(b'\n');
@@ -134,6 +151,10 @@ fn main() {
     write("http_bodies", "registry-lift", &lift);
     write("http_bodies", "registry-list", b"\x03after=0&limit=10");
     write("http_bodies", "authorize-empty-object", b"\x00{}");
-    write("http_bodies", "authorize-text-plain", b"\x04{\"token\":\"\"}");
+    write(
+        "http_bodies",
+        "authorize-text-plain",
+        b"\x04{\"token\":\"\"}",
+    );
     println!("seeds written under corpus/");
 }

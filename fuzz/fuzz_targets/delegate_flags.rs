@@ -4,7 +4,13 @@
 //! same public parsers the CLI uses, then `delegate` / `delegate_signed` on
 //! alice's mandate. Never panics; any refusal is an `Err`. When delegation
 //! succeeds, the verifier still reports alice and her task, and never allows
-//! what the parent denied.
+//! what the parent denied, on one of the fixed requests chosen by
+//! [`mandate_fuzz::pick`] over the input (all of them with
+//! `MANDATE_FUZZ_FULL=1`).
+//!
+//! The parent token, keys and verifier are built once; each input compiles
+//! its restrictions, delegates once and decides once, on one long-lived
+//! 2 MiB thread.
 //!
 //! Input: bytes decoded with `arbitrary` into `Flags`, except that an input
 //! starting with [`PRESET`] is `[PRESET, kind, n_lo, n_hi]`: a single
@@ -17,9 +23,11 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use mandate_core::{delegate, delegate_signed, NextAgent, ResourcePath, Restrictions};
+use mandate_core::{
+    delegate, delegate_signed, NextAgent, ResourcePath, Restrictions, UnverifiedMandate,
+};
 use mandate_fuzz::block_grammar::{request_time, HOSTILE_STRINGS, REQUESTS};
-use mandate_fuzz::{harness, next_agent_key, on_server_stack};
+use mandate_fuzz::{full_check, harness, next_agent_key, on_server_stack, pick};
 
 #[derive(Debug, Arbitrary)]
 enum CheckText {
@@ -90,7 +98,9 @@ fn preset(kind: u8, n: u16) -> Flags {
         1 => CheckText::DeepNegation(n),
         2 => CheckText::Literal(n as u8),
         3 => CheckText::Regex("(?:.{100}){200}".into(), n as u8),
-        _ => CheckText::Raw(r#"check if time($t), $t != "x\"); /*", $t != "*/ check if true; //""#.into()),
+        _ => CheckText::Raw(
+            r#"check if time($t), $t != "x\"); /*", $t != "*/ check if true; //""#.into(),
+        ),
     };
     Flags {
         operations: Vec::new(),
@@ -117,10 +127,20 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => return,
         },
     };
-    on_server_stack(|| check(&flags));
+    let choice = pick(data);
+    on_server_stack(move || check(&flags, choice));
 });
 
-fn check(flags: &Flags) {
+/// Alice's mandate as delegation reads it (unverified), made once.
+fn parent() -> &'static UnverifiedMandate {
+    static PARENT: std::sync::OnceLock<UnverifiedMandate> = std::sync::OnceLock::new();
+    PARENT.get_or_init(|| match harness().parent.to_unverified() {
+        Ok(p) => p,
+        Err(e) => panic!("the parent does not round-trip: {e}"),
+    })
+}
+
+fn check(flags: &Flags, choice: u32) {
     let h = harness();
     let mut r = Restrictions {
         operations: flags.operations.clone(),
@@ -164,22 +184,23 @@ fn check(flags: &Flags) {
         .collect();
     let _ = r.to_block(0);
 
-    let parent = match h.parent.to_unverified() {
-        Ok(p) => p,
-        Err(e) => panic!("the parent does not round-trip: {e}"),
-    };
+    let parent = parent();
     let next = flags.to.as_ref().map(|name| NextAgent {
         name: name.clone(),
         key: next_agent_key().public(),
     });
     let child = if next.is_some() || flags.signed {
-        delegate_signed(&parent, &h.agent, next.as_ref(), &r)
+        delegate_signed(parent, &h.agent, next.as_ref(), &r)
     } else {
-        delegate(&parent, &r)
+        delegate(parent, &r)
     };
     let Ok(child) = child else { return };
     let Ok(token) = child.to_base64() else { return };
+    let one = (choice as usize) % REQUESTS.len();
     for (i, parent_allows) in h.parent_allows.iter().enumerate() {
+        if i != one && !full_check() {
+            continue;
+        }
         let Ok(d) = h.decide(&token, i) else { continue };
         assert!(
             !d.allowed || *parent_allows,

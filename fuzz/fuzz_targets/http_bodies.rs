@@ -39,10 +39,9 @@ fn authz() -> axum::Router {
 
 fn registry() -> axum::Router {
     // A fresh store per input, so accepted writes do not pile up.
-    let authorizer = MandateWriteAuthorizer::new(
-        Verifier::builder().root_keys(harness().keys.clone()),
-    )
-    .expect("authorizer");
+    let authorizer =
+        MandateWriteAuthorizer::new(Verifier::builder().root_keys(harness().keys.clone()))
+            .expect("authorizer");
     mandate_registry::router(RegistryState::new(
         Arc::new(MemoryStore::new()),
         Arc::new(authorizer),
@@ -96,13 +95,17 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     let Ok(request) = request else { return };
-    let response = on_server_stack(|| {
+    let response = on_server_stack(move || {
         runtime()
             .block_on(router.oneshot(request))
             .unwrap_or_else(|never| match never {})
     });
     let status = response.status();
-    assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "500 for {data:?}");
+    assert_ne!(
+        status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "500 for {data:?}"
+    );
     if authorize {
         assert!(
             AUTHORIZE_OK.contains(&status.as_u16()),

@@ -11,7 +11,10 @@ use mandate_core::{inspect, UnverifiedMandate};
 use mandate_fuzz::block_grammar::{request_time, REQUESTS};
 use mandate_fuzz::{harness, on_server_stack};
 
-fuzz_target!(|data: &[u8]| on_server_stack(|| check(data)));
+fuzz_target!(|data: &[u8]| {
+    let data = data.to_vec();
+    on_server_stack(move || check(&data));
+});
 
 fn check(data: &[u8]) {
     let h = harness();

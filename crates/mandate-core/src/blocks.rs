@@ -22,6 +22,7 @@ use biscuit_auth::format::schema;
 use crate::keys::AgentKey;
 use crate::narrowing::{self, Narrowing};
 use crate::print;
+use crate::vocab::HOP;
 
 /// Structural limits on a token's blocks, checked before anything walks
 /// them. They are far above what Mandate itself writes (a hop block holds a
@@ -210,8 +211,10 @@ pub enum ReadError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Detail {
     /// Facts, signers and what checks narrow: what a delegation needs to
-    /// find the holder and refuse a widening. No cost shape (`queries` and
-    /// `rule_heads` stay empty) and no display text.
+    /// find the holder and refuse a widening. After the authority block,
+    /// only `hop` facts are kept (the others are checked to resolve, not
+    /// copied). No cost shape (`queries` and `rule_heads` stay empty) and
+    /// no display text.
     Scope,
     /// Facts and the shape of rules and checks: what claims, chains and
     /// cost bounds need to decide a request. No display text (`source`,
@@ -492,6 +495,17 @@ fn read_block(
     };
     let mut facts = Vec::with_capacity(block.facts.len());
     for fact in &block.facts {
+        // A delegation reads claims from the authority block and, after it,
+        // only `hop` facts (the chain). Other facts are still checked to
+        // resolve, so a block is as readable as before, but not copied.
+        if detail == Detail::Scope && index > 0 && symbols.get(fact.predicate.name) != Some(HOP) {
+            let resolves = symbols.get(fact.predicate.name).is_some()
+                && fact.predicate.terms.iter().all(|t| resolves(t, symbols));
+            if !resolves {
+                return Err(malformed("a fact names an unknown symbol".into()));
+            }
+            continue;
+        }
         let terms = fact
             .predicate
             .terms
@@ -565,6 +579,20 @@ fn read_block(
         signer,
         narrowings,
     })
+}
+
+/// Whether [`value`] can read `term` (every symbol it names is in the
+/// table), without copying it.
+fn resolves(term: &schema::Term, symbols: Symbols<'_>) -> bool {
+    use schema::term::Content;
+    match &term.content {
+        Some(Content::String(i)) => symbols.get(*i).is_some(),
+        Some(Content::Set(set)) => set.set.iter().all(|t| match &t.content {
+            Some(Content::Set(_) | Content::Array(_) | Content::Map(_)) => true,
+            _ => resolves(t, symbols),
+        }),
+        _ => true,
+    }
 }
 
 /// A fact's term; `None` for a symbol the table lacks.
@@ -743,6 +771,47 @@ mod tests {
             .fact(b::fact("f", &[b::string(&long)]))
             .unwrap();
         assert!(over(block).contains("-byte string"));
+    }
+
+    #[test]
+    fn a_delegation_read_keeps_claims_and_hops_and_still_refuses_unknown_symbols() {
+        use prost::Message as _;
+        let token = root_token(
+            BlockBuilder::new()
+                .fact(b::fact("principal", &[b::string("bob")]))
+                .unwrap()
+                .fact(b::fact("note", &[b::string("kept")]))
+                .unwrap(),
+        )
+        .append(
+            BlockBuilder::new()
+                .fact(b::fact("note", &[b::string("skipped")]))
+                .unwrap()
+                .fact(b::fact("hop", &[b::string("next"), b::bytes(&[7; 32])]))
+                .unwrap(),
+        )
+        .unwrap();
+        let mut proto = token.container().to_proto();
+        let blocks = read_all(&proto, Detail::Scope).unwrap();
+        // The authority block keeps every fact (its claims); later blocks
+        // keep only `hop` facts, which is all a delegation reads there.
+        let names: Vec<&str> = blocks[0].fact_names().collect();
+        assert_eq!(names, ["principal", "note"]);
+        let names: Vec<&str> = blocks[1].fact_names().collect();
+        assert_eq!(names, ["hop"]);
+        // A skipped fact naming a symbol no table has still makes the block
+        // unreadable, as it does when every fact is read.
+        let mut block = schema::Block::decode(&proto.blocks[0].block[..]).unwrap();
+        block.facts[0].predicate.terms[0] = schema::Term {
+            content: Some(schema::term::Content::String(SYMBOL_OFFSET + 999)),
+        };
+        proto.blocks[0].block = block.encode_to_vec();
+        for detail in [Detail::Scope, Detail::Structure] {
+            assert!(matches!(
+                read_all(&proto, detail),
+                Err(ReadError::Malformed { block: 1, .. })
+            ));
+        }
     }
 
     #[test]

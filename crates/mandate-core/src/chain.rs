@@ -15,7 +15,7 @@ use crate::name::NameKind;
 use crate::vocab;
 
 /// One agent in the chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Link {
     /// The agent's name.
     pub name: String,
@@ -23,28 +23,38 @@ pub struct Link {
     pub key: Option<AgentKey>,
     /// The block that named this agent (0: the authority block).
     pub block: usize,
-    /// `key` as `ed25519/<hex>` (empty for none), formatted once: revocation
-    /// checks compare it on every call.
-    key_text: String,
+    /// `key` as `ed25519/<hex>` (empty for none), formatted at most once,
+    /// on first use: revocation checks compare it on every call, while a
+    /// delegation never needs it.
+    key_text: std::sync::OnceLock<String>,
 }
 
 impl Link {
     /// A link naming `name` with `key`, stated in block `block`.
     pub fn new(name: String, key: Option<AgentKey>, block: usize) -> Link {
-        let key_text = key.map(|k| k.to_string()).unwrap_or_default();
         Link {
             name,
             key,
             block,
-            key_text,
+            key_text: std::sync::OnceLock::new(),
         }
     }
 
     /// The key as `ed25519/<hex>`, or `""` for a bearer first agent.
     pub fn key_text(&self) -> &str {
-        &self.key_text
+        self.key_text
+            .get_or_init(|| self.key.map(|k| k.to_string()).unwrap_or_default())
     }
 }
+
+// Equality ignores the cached key text, which is a function of the key.
+impl PartialEq for Link {
+    fn eq(&self, other: &Link) -> bool {
+        self.name == other.name && self.key == other.key && self.block == other.block
+    }
+}
+
+impl Eq for Link {}
 
 /// Who wrote a block, as far as signatures prove it.
 #[derive(Debug, Clone, PartialEq, Eq)]
