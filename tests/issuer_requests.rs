@@ -1091,3 +1091,58 @@ fn a_waiting_task_open_gets_its_mandate_when_the_approver_says_yes() {
         200
     );
 }
+
+#[test]
+fn run_time_requests_see_the_login_the_task_was_opened_with() {
+    // A policy that adds reports:write at run time only for editors.
+    let policy = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        policy.path(),
+        "grant($s, \"read\") <- requested_right($s, \"read\");\n\
+         grant(\"reports\", \"write\") <- requested_right(\"reports\", \"write\"), task($t), group(\"editors\");\n",
+    )
+    .unwrap();
+    let path = policy.path().display().to_string();
+    let w = World::start_with(&["--policy", &path]);
+    let (key, out) = (w.dir.path("agent.key"), w.dir.path("task.token"));
+    let open = |name: &str, email: &str, groups: &[&str]| {
+        let subject = w.login(name, email, groups);
+        mandate(&[
+            "task",
+            "open",
+            "--issuer",
+            &w.issuer.url,
+            "--subject-token",
+            &subject,
+            "--agent",
+            "orchestrator",
+            "--agent-key",
+            &key,
+            "--right",
+            "reports:read",
+            "--out",
+            &out,
+        ])
+        .ok_trimmed()
+    };
+
+    // Carol, an editor: the run-time request is granted without a person.
+    open("carol", "carol@example.com", &["editors"]);
+    let granted = w.dir.path("granted.token");
+    let run = w.request(
+        "task.token",
+        "agent.key",
+        &["--right", "reports:write", "--out", &granted],
+    );
+    assert!(run.ok_trimmed().starts_with("task-"), "{run}");
+    assert_eq!(
+        w.authorize("granted.token", "agent.key", "reports:write"),
+        200
+    );
+
+    // Dave, not an editor: the same request is refused (exit 1).
+    open("dave", "dave@example.com", &["staff"]);
+    let run = w.request("task.token", "agent.key", &["--right", "reports:write"]);
+    run.fails(1, "grants none of the requested rights");
+    assert_eq!(w.authorize("task.token", "agent.key", "reports:write"), 403);
+}

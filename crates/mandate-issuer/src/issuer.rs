@@ -131,7 +131,7 @@ pub enum Exchanged {
     Ask {
         /// The task to store while the request is decided: open, holding
         /// no right and no mandate.
-        task: Task,
+        task: Box<Task>,
         /// The rights requested, sorted, for the person to approve.
         rights: Vec<Right>,
         /// The policy's reason.
@@ -454,7 +454,7 @@ impl Issuer {
                 rights.sort();
                 rights.dedup();
                 return Ok(Exchanged::Ask {
-                    task: Task {
+                    task: Box::new(Task {
                         id: format!("task-{}", uuid::Uuid::new_v4()),
                         principal: identity.principal.clone(),
                         agent: actor.name.clone(),
@@ -466,7 +466,8 @@ impl Issuer {
                         deadline: now + ttl,
                         mandates: 0,
                         closed_by: None,
-                    },
+                        identity: Some(identity.clone()),
+                    }),
                     rights,
                     reason,
                 });
@@ -496,6 +497,7 @@ impl Issuer {
             deadline: now + ttl,
             mandates: 1,
             closed_by: None,
+            identity: Some(identity.clone()),
         };
         let issued = self
             .mint_for(&task, now)

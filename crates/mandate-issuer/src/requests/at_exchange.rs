@@ -198,7 +198,11 @@ impl Negotiator {
                     mandate: fingerprint(&issued.token),
                     token_id: issued.token_id.clone(),
                     expires_at: issued.expires_at,
-                    identity_issuer: String::new(),
+                    identity_issuer: task
+                        .identity
+                        .as_ref()
+                        .map(|i| i.issuer.clone())
+                        .unwrap_or_default(),
                 });
                 return Ok(issued);
             }

@@ -272,6 +272,7 @@ impl Negotiator {
         }
         let outcome = self.issuer.policy().decide_request(&RequestInput {
             principal: &task.principal,
+            identity: task.identity.as_ref(),
             task: &task.id,
             agent: &task.agent,
             agent_key: &task.agent_key,
