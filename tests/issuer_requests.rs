@@ -835,3 +835,314 @@ fn readme_walkthrough_login_delegate_call_ask_approve_refresh_close() {
     w.request("task.token", "agent.key", &["--right", "expenses:read"])
         .error("task_closed");
 }
+
+/// `POST /oauth2/token` with `form` pairs.
+fn token_endpoint(w: &World, form: &[(&str, &str)]) -> Reply {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    http(
+        "POST",
+        &format!("{}/oauth2/token", w.issuer.url),
+        Some(&body),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+    )
+}
+
+/// The approval grant for `request` by `agent` holding `key_file`.
+fn collect_http(w: &World, request: &str, agent: &str, key_file: &str) -> Reply {
+    let key = mandate_core::SecretKey::read(&w.dir.file(key_file)).unwrap();
+    let actor = mandate_issuer::actor::sign(&key, agent, ISSUER_ID, request, SystemTime::now());
+    token_endpoint(
+        w,
+        &[
+            ("grant_type", "urn:mandate:params:oauth:grant-type:approval"),
+            ("request_id", request),
+            ("actor_token", &actor),
+            ("actor_token_type", mandate_issuer::ACTOR_TOKEN_TYPE),
+        ],
+    )
+}
+
+impl World {
+    /// `mandate task open` for alice (staff) asking `right`, with `extra` flags.
+    fn open_run(&self, right: &str, extra: &[&str]) -> Run {
+        let subject = self.login("alice", "alice@example.com", &["staff"]);
+        let key = self.dir.path("agent.key");
+        let mut args = vec![
+            "task",
+            "open",
+            "--issuer",
+            &self.issuer.url,
+            "--subject-token",
+            &subject,
+            "--agent",
+            "orchestrator",
+            "--agent-key",
+            &key,
+            "--right",
+            right,
+            "--description",
+            "pay the supplier",
+        ];
+        args.extend_from_slice(extra);
+        mandate(&args)
+    }
+
+    /// `mandate task open --request ID` (collect) as the orchestrator with `key`.
+    fn collect(&self, id: &str, key: &str, extra: &[&str]) -> Run {
+        let key = self.dir.path(key);
+        let mut args = vec![
+            "task",
+            "open",
+            "--issuer",
+            &self.issuer.url,
+            "--agent",
+            "orchestrator",
+            "--agent-key",
+            &key,
+            "--request",
+            id,
+        ];
+        args.extend_from_slice(extra);
+        mandate(&args)
+    }
+}
+
+#[test]
+fn an_exchange_the_policy_asks_for_waits_for_approval_and_is_collected_once() {
+    let w = World::start();
+    // The default policy asks a person for payments:transfer.
+    let run = w.open_run("payments:transfer", &["--out", &w.dir.path("task.token")]);
+    let id = run
+        .ok_trimmed()
+        .strip_prefix("pending ")
+        .unwrap_or_else(|| panic!("expected pending\n{run}"))
+        .to_owned();
+    assert!(id.starts_with("req-"), "{run}");
+    assert!(run.stderr.contains("waits for approval"), "{run}");
+    assert!(run.stderr.contains(&format!("--request {id}")), "{run}");
+    assert!(
+        !w.dir.file("task.token").exists(),
+        "no mandate before approval"
+    );
+    assert_eq!(w.minted(), 0, "nothing minted while pending");
+
+    // Not collectable yet: the agent is told to wait (exit 0, still pending).
+    let early = w.collect(&id, "agent.key", &[]);
+    assert_eq!(early.ok_trimmed(), format!("pending {id}"), "{early}");
+
+    // Alice sees it among her pending requests, for a task of her own.
+    let alice = w.login("alice", "alice@example.com", &["staff"]);
+    let listed = w.requests("list", &["--json"], &alice).json();
+    let listed = listed["requests"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["request_id"], id.as_str());
+    assert_eq!(listed[0]["rights"], json!(["payments:transfer"]));
+    assert_eq!(listed[0]["agent"], "orchestrator");
+    assert_eq!(
+        listed[0]["policy_reason"],
+        "payments:transfer needs approval"
+    );
+    let task = listed[0]["task_id"].as_str().unwrap().to_owned();
+    // Someone else's key cannot collect it, approved or not.
+    collect_http(&w, &id, "orchestrator", "sub.key").assert_oauth(400, "invalid_grant");
+
+    let approved = w.requests("approve", &[&id], &alice).ok_trimmed();
+    assert_eq!(approved, format!("request {id} granted"));
+    collect_http(&w, &id, "orchestrator", "sub.key").assert_oauth(400, "invalid_grant");
+
+    // The agent collects the task's first mandate; the service honours it.
+    let got = w.collect(&id, "agent.key", &["--out", &w.dir.path("task.token")]);
+    assert_eq!(got.ok_trimmed(), task, "{got}");
+    assert_eq!(
+        w.authorize("task.token", "agent.key", "payments:transfer"),
+        200
+    );
+    assert_eq!(
+        w.authorize("task.token", "agent.key", "analytics:read"),
+        403
+    );
+    // Once: a second collection is refused, the task refreshes as any other.
+    w.collect(&id, "agent.key", &[]).error("collected already");
+    let refreshed = mandate(&[
+        "task",
+        "refresh",
+        "--issuer",
+        &w.issuer.url,
+        "--task",
+        &task,
+        "--token",
+        &w.at("task.token"),
+        "--agent-key",
+        &w.dir.path("agent.key"),
+        "--out",
+        &w.dir.path("task.token"),
+    ]);
+    assert_eq!(refreshed.ok_trimmed(), task, "{refreshed}");
+    assert_eq!(
+        w.authorize("task.token", "agent.key", "payments:transfer"),
+        200
+    );
+    let log = w.issuer.stderr();
+    assert_eq!(log.matches("task opened").count(), 1, "{log}");
+}
+
+#[test]
+fn over_http_an_asked_exchange_names_its_request_and_a_denial_ends_it() {
+    let w = World::start();
+    let subject = login("alice@example.com", &["staff"]);
+    let key = mandate_core::SecretKey::read(&w.dir.file("agent.key")).unwrap();
+    let actor =
+        mandate_issuer::actor::sign(&key, "orchestrator", ISSUER_ID, &subject, SystemTime::now());
+    let reply = token_endpoint(
+        &w,
+        &[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("subject_token", &subject),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+            ("actor_token", &actor),
+            ("actor_token_type", mandate_issuer::ACTOR_TOKEN_TYPE),
+            ("scope", "payments:transfer"),
+        ],
+    );
+    reply.assert_oauth(403, "approval_required");
+    let id = reply.body["request_id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("req-"), "{}", reply.body);
+    assert!(reply.body["task_id"].as_str().unwrap().starts_with("task-"));
+    assert_eq!(reply.body["interval"], 5);
+    let expires_in = reply.body["expires_in"].as_u64().unwrap();
+    assert!(expires_in > 800 && expires_in <= 900, "{}", reply.body);
+    assert!(reply.body.get("access_token").is_none());
+
+    // Pending: RFC 8628's answer, naming the request again.
+    let pending = collect_http(&w, &id, "orchestrator", "agent.key");
+    pending.assert_oauth(400, "authorization_pending");
+    assert_eq!(pending.body["request_id"], id.as_str());
+    // A malformed collection is refused before anything is read.
+    token_endpoint(
+        &w,
+        &[
+            ("grant_type", "urn:mandate:params:oauth:grant-type:approval"),
+            ("request_id", &id),
+        ],
+    )
+    .assert_oauth(400, "invalid_request");
+    collect_http(&w, "req-nope", "orchestrator", "agent.key").assert_oauth(400, "invalid_grant");
+
+    // Alice denies: the collection says so, the CLI exits 1, nothing minted.
+    let denied = w.decide_http(&id, "deny", &login("alice@example.com", &["staff"]));
+    assert_eq!(denied.status, 200, "{}", denied.body);
+    collect_http(&w, &id, "orchestrator", "agent.key").assert_oauth(403, "access_denied");
+    let run = w.collect(&id, "agent.key", &[]);
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stdout.contains("access_denied"), "{run}");
+    assert_eq!(w.minted(), 0);
+}
+
+#[test]
+fn a_waiting_task_open_gets_its_mandate_when_the_approver_says_yes() {
+    let w = World::start();
+    let subject = w.login("alice", "alice@example.com", &["staff"]);
+    let waiting = {
+        let (issuer, key, out) = (
+            w.issuer.url.clone(),
+            w.dir.path("agent.key"),
+            w.dir.path("task.token"),
+        );
+        std::thread::spawn(move || {
+            mandate(&[
+                "task",
+                "open",
+                "--issuer",
+                &issuer,
+                "--subject-token",
+                &subject,
+                "--agent",
+                "orchestrator",
+                "--agent-key",
+                &key,
+                "--right",
+                "payments:transfer",
+                "--wait",
+                "60s",
+                "--out",
+                &out,
+            ])
+        })
+    };
+    // An approver (not the principal) decides once the request shows up.
+    let bob = w.login("bob", "bob@example.com", &["approvers"]);
+    let id = loop {
+        let listed = w.requests("list", &["--json"], &bob).json();
+        if let Some(first) = listed["requests"].as_array().and_then(|a| a.first()) {
+            break first["request_id"].as_str().unwrap().to_owned();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    w.requests("approve", &[&id], &bob).ok_trimmed();
+    let waited = waiting.join().unwrap();
+    assert!(waited.ok_trimmed().starts_with("task-"), "{waited}");
+    assert_eq!(
+        w.authorize("task.token", "agent.key", "payments:transfer"),
+        200
+    );
+}
+
+#[test]
+fn run_time_requests_see_the_login_the_task_was_opened_with() {
+    // A policy that adds reports:write at run time only for editors.
+    let policy = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        policy.path(),
+        "grant($s, \"read\") <- requested_right($s, \"read\");\n\
+         grant(\"reports\", \"write\") <- requested_right(\"reports\", \"write\"), task($t), group(\"editors\");\n",
+    )
+    .unwrap();
+    let path = policy.path().display().to_string();
+    let w = World::start_with(&["--policy", &path]);
+    let (key, out) = (w.dir.path("agent.key"), w.dir.path("task.token"));
+    let open = |name: &str, email: &str, groups: &[&str]| {
+        let subject = w.login(name, email, groups);
+        mandate(&[
+            "task",
+            "open",
+            "--issuer",
+            &w.issuer.url,
+            "--subject-token",
+            &subject,
+            "--agent",
+            "orchestrator",
+            "--agent-key",
+            &key,
+            "--right",
+            "reports:read",
+            "--out",
+            &out,
+        ])
+        .ok_trimmed()
+    };
+
+    // Carol, an editor: the run-time request is granted without a person.
+    open("carol", "carol@example.com", &["editors"]);
+    let granted = w.dir.path("granted.token");
+    let run = w.request(
+        "task.token",
+        "agent.key",
+        &["--right", "reports:write", "--out", &granted],
+    );
+    assert!(run.ok_trimmed().starts_with("task-"), "{run}");
+    assert_eq!(
+        w.authorize("granted.token", "agent.key", "reports:write"),
+        200
+    );
+
+    // Dave, not an editor: the same request is refused (exit 1).
+    open("dave", "dave@example.com", &["staff"]);
+    let run = w.request("task.token", "agent.key", &["--right", "reports:write"]);
+    run.fails(1, "grants none of the requested rights");
+    assert_eq!(w.authorize("task.token", "agent.key", "reports:write"), 403);
+}

@@ -48,6 +48,14 @@ impl Reply {
         );
     }
 
+    /// Asserts an RFC 6749 §5.2 refusal with `status` and `code`.
+    #[track_caller]
+    pub fn assert_oauth(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(self.body["error"], code, "{}", self.body);
+        assert!(self.body["error_description"].is_string(), "{}", self.body);
+    }
+
     /// Asserts the one error shape with `status` and `code`.
     #[track_caller]
     pub fn assert_error(&self, status: u16, code: &str, needle: &str) {

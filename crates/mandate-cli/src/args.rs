@@ -902,8 +902,8 @@ pub struct TaskOpenArgs {
     #[arg(long, value_name = "URL")]
     pub issuer: String,
     /// The principal's ID token or JWT (TOKEN, @FILE or -).
-    #[arg(long, value_name = "TOKEN")]
-    pub subject_token: String,
+    #[arg(long, value_name = "TOKEN", required_unless_present = "request")]
+    pub subject_token: Option<String>,
     /// The agent's name.
     #[arg(long)]
     pub agent: String,
@@ -911,7 +911,7 @@ pub struct TaskOpenArgs {
     #[arg(long, value_name = "FILE")]
     pub agent_key: PathBuf,
     /// A right requested, SERVICE:OPERATION (repeatable).
-    #[arg(long = "right", required = true)]
+    #[arg(long = "right", required_unless_present = "request")]
     pub rights: Vec<String>,
     /// A service the mandate is for (repeatable).
     #[arg(long)]
@@ -925,6 +925,14 @@ pub struct TaskOpenArgs {
     /// Write the mandate here (otherwise stdout); the task id goes to stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Collect an exchange that waited for approval (the request id it
+    /// printed) instead of exchanging again.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["subject_token", "rights"])]
+    pub request: Option<String>,
+    /// When a person must approve, wait this long for the decision (e.g. 10m)
+    /// [default: no wait].
+    #[arg(long)]
+    pub wait: Option<String>,
 }
 
 #[derive(Debug, Args)]

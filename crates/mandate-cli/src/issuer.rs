@@ -133,23 +133,83 @@ pub fn task(command: TaskCommand) -> Result<Outcome> {
 
 fn open(args: &TaskOpenArgs) -> Result<Outcome> {
     let key = SecretKey::read(&args.agent_key)?;
-    let subject_token = read_token_text(&args.subject_token)?.trim().to_owned();
-    let rights = args
-        .rights
-        .iter()
-        .map(|r| r.parse::<Right>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let ttl = args.ttl.as_deref().map(parse_duration).transpose()?;
-    let request = OpenRequest {
-        subject_token,
-        agent: args.agent.clone(),
-        rights,
-        audience: args.audience.clone(),
-        description: args.description.clone(),
-        ttl,
+    let wait = match &args.wait {
+        Some(text) => bounded_duration("--wait", text, Duration::ZERO, WAIT_MAX)?,
+        None => Duration::ZERO,
     };
     let client = IssuerClient::new(&args.issuer)?;
-    let response = runtime()?.block_on(client.open(&key, &request))?;
+    let runtime = runtime()?;
+    let first = match (&args.request, &args.subject_token) {
+        (Some(id), _) => runtime.block_on(client.collect(&key, &args.agent, id, Duration::ZERO)),
+        (None, Some(subject)) => {
+            let subject_token = read_token_text(subject)?.trim().to_owned();
+            let rights = args
+                .rights
+                .iter()
+                .map(|r| r.parse::<Right>())
+                .collect::<Result<Vec<_>, _>>()?;
+            let ttl = args.ttl.as_deref().map(parse_duration).transpose()?;
+            let request = OpenRequest {
+                subject_token,
+                agent: args.agent.clone(),
+                rights,
+                audience: args.audience.clone(),
+                description: args.description.clone(),
+                ttl,
+            };
+            runtime.block_on(client.open(&key, &request))
+        }
+        (None, None) => bail!("give --subject-token (and --right), or --request"),
+    };
+    let until = Instant::now() + wait;
+    let mut outcome = first;
+    // Whether the answer is a collection's: its denial is a decision (exit 1).
+    let mut collected = args.request.is_some();
+    // A person must approve: wait (a minute per call) while allowed.
+    while let Err(ClientError::ApprovalPending { request_id, .. }) = &outcome {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let id = request_id.clone();
+        collected = true;
+        outcome = runtime.block_on(client.collect(&key, &args.agent, &id, left.min(MAX_WAIT)));
+    }
+    let response = match outcome {
+        Ok(response) => response,
+        Err(ClientError::ApprovalPending {
+            message,
+            request_id,
+            task_id,
+            expires_in,
+            ..
+        }) => {
+            eprintln!(
+                "task {} waits for approval: {}",
+                display_name(&task_id),
+                display_name(&message)
+            );
+            eprintln!(
+                "the principal or an approver decides with `mandate requests approve {}` \
+                 (expires in {expires_in}s); collect the mandate with `mandate task open \
+                 --issuer {} --agent {} --agent-key {} --request {} --wait 10m`",
+                display_name(&request_id),
+                args.issuer,
+                args.agent,
+                args.agent_key.display(),
+                display_name(&request_id)
+            );
+            say!("pending {request_id}")?;
+            return Ok(Outcome::Ok);
+        }
+        Err(ClientError::Refused { code, message, .. })
+            if collected && ["access_denied", "expired_token"].contains(&code.as_str()) =>
+        {
+            say!("refused: {code}: {}", display_name(&message))?;
+            return Ok(Outcome::Denied);
+        }
+        Err(other) => return Err(other.into()),
+    };
     tracing::info!(task = %response.task_id, mandate = %mandate_core::fingerprint(&response.access_token), "task opened");
     finish(&response.access_token, &response.task_id, args.out.clone())
 }

@@ -35,6 +35,22 @@ pub enum ClientError {
         /// Its description.
         message: String,
     },
+    /// A person must approve the exchange first; collect the mandate with
+    /// [`IssuerClient::collect`].
+    #[error("{code}: {message} (request {request_id}, expires in {expires_in}s)")]
+    ApprovalPending {
+        /// `approval_required` (the exchange) or `authorization_pending`
+        /// (a collection while nobody decided).
+        code: String,
+        /// The issuer's description.
+        message: String,
+        /// The request to collect.
+        request_id: String,
+        /// The task it opens.
+        task_id: String,
+        /// Seconds until the request expires undecided.
+        expires_in: u64,
+    },
     /// The issuer could not be reached or answered something unreadable.
     #[error("issuer unreachable or unreadable: {0}")]
     Transport(String),
@@ -86,6 +102,15 @@ async fn refused(response: reqwest::Response) -> ClientError {
     let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_default();
     if let Ok(oauth) = serde_json::from_str::<ErrorResponse>(&text) {
+        if let (Some(request_id), Some(task_id)) = (oauth.request_id, oauth.task_id) {
+            return ClientError::ApprovalPending {
+                code: oauth.error,
+                message: oauth.error_description,
+                request_id,
+                task_id,
+                expires_in: oauth.expires_in.unwrap_or(0),
+            };
+        }
         return ClientError::Refused {
             status,
             code: oauth.error,
@@ -183,6 +208,42 @@ impl IssuerClient {
             self.http
                 .post(format!("{}/oauth2/token", self.base))
                 .header("content-type", "application/x-www-form-urlencoded")
+                .body(body),
+        )
+        .await
+    }
+
+    /// Collects the first mandate of an exchange a person had to approve
+    /// (`request_id` from [`ClientError::ApprovalPending`]), waiting up to
+    /// `wait` (the issuer caps one call at 60 s) for the decision.
+    ///
+    /// # Errors
+    /// [`ClientError::ApprovalPending`] while nobody decided, or a refusal
+    /// (`access_denied`, `expired_token`, `invalid_grant`).
+    pub async fn collect(
+        &self,
+        key: &SecretKey,
+        agent: &str,
+        request_id: &str,
+        wait: Duration,
+    ) -> Result<TokenResponse, ClientError> {
+        let issuer_id = self.metadata().await?.issuer;
+        // Bound to the request id: the agent holds no subject token it may
+        // still use, and no mandate yet.
+        let actor = crate::actor::sign(key, agent, &issuer_id, request_id, SystemTime::now());
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", crate::requests::APPROVAL_GRANT_TYPE)
+            .append_pair("request_id", request_id)
+            .append_pair("actor_token", &actor)
+            .append_pair("actor_token_type", crate::ACTOR_TOKEN_TYPE)
+            .append_pair("wait", &wait.as_secs().to_string())
+            .finish();
+        answer(
+            self.http
+                .post(format!("{}/oauth2/token", self.base))
+                .header("content-type", "application/x-www-form-urlencoded")
+                // The issuer waits at most a minute before answering.
+                .timeout(Duration::from_secs(90))
                 .body(body),
         )
         .await

@@ -46,7 +46,7 @@ pub struct IdpConfig {
 }
 
 /// A verified principal, as the issuance policy sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     /// The provider's `iss`.
     pub issuer: String,

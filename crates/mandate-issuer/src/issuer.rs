@@ -3,7 +3,10 @@
 //! **Exchange.** Verify the subject token (identity provider), then the actor
 //! token (the agent's key, bound to that subject token), then ask the
 //! issuance policy; only after an allow is a task stored and a mandate
-//! minted. Every refusal happens before the root key is used.
+//! minted. Every refusal happens before the root key is used. When the
+//! policy asks a person, [`Issuer::open`] returns the task to store while
+//! the request is decided ([`Exchanged::Ask`]); the token endpoint hands it
+//! to [`crate::requests::Negotiator::defer`].
 //!
 //! **Refresh.** The agent presents the task's current mandate (verified
 //! under this issuer's root) and a proof of possession by the task's agent
@@ -117,6 +120,23 @@ impl std::fmt::Debug for Issued {
             .field("expires_in", &self.expires_in)
             .finish_non_exhaustive()
     }
+}
+
+/// What an exchange came to.
+#[derive(Debug)]
+pub enum Exchanged {
+    /// The policy allowed: the task is stored and this is its first mandate.
+    Issued(Issued),
+    /// The policy asks a person first.
+    Ask {
+        /// The task to store while the request is decided: open, holding
+        /// no right and no mandate.
+        task: Box<Task>,
+        /// The rights requested, sorted, for the person to approve.
+        rights: Vec<Right>,
+        /// The policy's reason.
+        reason: String,
+    },
 }
 
 /// Why a refresh or close was refused.
@@ -283,6 +303,12 @@ impl Issuer {
         &self.idps
     }
 
+    /// The verifier of actor tokens (the approval grant binds them to a
+    /// request id instead of a subject token).
+    pub(crate) fn actors(&self) -> &ActorVerifier {
+        &self.actors
+    }
+
     /// The issuance policy.
     pub(crate) fn policy(&self) -> &IssuancePolicy {
         &self.policy
@@ -293,7 +319,7 @@ impl Issuer {
         &self.events
     }
 
-    fn refused(&self, refusal: Refusal, principal: Option<&str>) -> Refusal {
+    pub(crate) fn refused(&self, refusal: Refusal, principal: Option<&str>) -> Refusal {
         self.events.record(&IssuerEvent::ExchangeRefused {
             error: refusal.code.as_str(),
             reason: refusal.description.clone(),
@@ -332,7 +358,10 @@ impl Issuer {
 
     /// Everything after the identity: the actor token, the policy, the task
     /// and the mandate. CPU-bound and blocking (store writes): call it off
-    /// the async runtime.
+    /// the async runtime. An exchange the policy would have a person approve
+    /// is refused with `approval_required` and nothing stored: the token
+    /// endpoint uses [`Issuer::open`] and [`crate::requests::Negotiator::defer`]
+    /// instead, which store the request.
     ///
     /// # Errors
     /// A [`Refusal`]; nothing was minted or stored.
@@ -342,6 +371,27 @@ impl Issuer {
         request: &ExchangeRequest,
         now: SystemTime,
     ) -> Result<Issued, Refusal> {
+        match self.open(identity, request, now)? {
+            Exchanged::Issued(issued) => Ok(issued),
+            Exchanged::Ask { reason, .. } => Err(self.refused(
+                Refusal::new(ErrorCode::ApprovalRequired, reason),
+                Some(&identity.principal),
+            )),
+        }
+    }
+
+    /// The actor token, the policy, and on an allow the task and its first
+    /// mandate; on an ask, the task to store while a person decides (not
+    /// stored here, no mandate minted). Blocking.
+    ///
+    /// # Errors
+    /// A [`Refusal`]; nothing was minted or stored.
+    pub fn open(
+        &self,
+        identity: &Identity,
+        request: &ExchangeRequest,
+        now: SystemTime,
+    ) -> Result<Exchanged, Refusal> {
         let principal = Some(identity.principal.as_str());
         let actor = self
             .actors
@@ -395,9 +445,32 @@ impl Issuer {
                 return Err(self.refused(Refusal::new(ErrorCode::AccessDenied, reason), principal))
             }
             Outcome::Ask { reason } => {
-                return Err(
-                    self.refused(Refusal::new(ErrorCode::ApprovalRequired, reason), principal)
-                )
+                // Nothing granted yet: the task holds no right and has no
+                // mandate until a person approves the request for them.
+                let ttl = asked
+                    .min(self.options.default_task_ttl)
+                    .min(self.options.max_task_ttl);
+                let mut rights = request.rights.clone();
+                rights.sort();
+                rights.dedup();
+                return Ok(Exchanged::Ask {
+                    task: Box::new(Task {
+                        id: format!("task-{}", uuid::Uuid::new_v4()),
+                        principal: identity.principal.clone(),
+                        agent: actor.name.clone(),
+                        agent_key: actor.key,
+                        rights: Vec::new(),
+                        description: request.description.clone(),
+                        state: TaskState::Open,
+                        created: now,
+                        deadline: now + ttl,
+                        mandates: 0,
+                        closed_by: None,
+                        identity: Some(identity.clone()),
+                    }),
+                    rights,
+                    reason,
+                });
             }
         };
         let ttl = asked
@@ -424,6 +497,7 @@ impl Issuer {
             deadline: now + ttl,
             mandates: 1,
             closed_by: None,
+            identity: Some(identity.clone()),
         };
         let issued = self
             .mint_for(&task, now)
@@ -446,10 +520,10 @@ impl Issuer {
             expires_at: issued.expires_at,
             identity_issuer: identity.issuer.clone(),
         });
-        Ok(issued)
+        Ok(Exchanged::Issued(issued))
     }
 
-    fn mint_for(&self, task: &Task, now: SystemTime) -> Result<Issued, ()> {
+    pub(crate) fn mint_for(&self, task: &Task, now: SystemTime) -> Result<Issued, ()> {
         let left = task.deadline.duration_since(now).unwrap_or_default();
         // Whole seconds: a mandate's expiry is stored with second precision.
         let ttl = self

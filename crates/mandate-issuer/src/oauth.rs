@@ -6,8 +6,13 @@
 //! `invalid_grant`, `invalid_scope`, `invalid_target`); a valid request the
 //! issuance policy refuses is 403 (`access_denied`, or Mandate's
 //! `approval_required` when a person must approve). A refusal is decided
-//! before anything is minted or stored. Internal failures are 500 with
-//! `server_error`, unavailable stores 503, their detail logged, never sent.
+//! before anything is minted; the one exception is `approval_required`,
+//! which stores the task waiting for approval and the request a person
+//! decides, and names them ([`PendingApproval`]) so the agent can collect
+//! the mandate with the approval grant (RFC 8628 style: `authorization_pending`
+//! while nobody decided, `access_denied`, `expired_token`). Internal
+//! failures are 500 with `server_error`, unavailable stores 503, their
+//! detail logged, never sent.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -33,6 +38,11 @@ pub enum ErrorCode {
     /// The issuance policy needs a person's approval before granting
     /// (Mandate's extension code `approval_required`).
     ApprovalRequired,
+    /// The approval a collecting agent waits for is still pending
+    /// (RFC 8628 §3.5).
+    AuthorizationPending,
+    /// The request expired before anyone decided it (RFC 8628 §3.5).
+    ExpiredToken,
     /// Something failed inside the issuer.
     ServerError,
     /// The issuer cannot answer now (a store or the revocation registry is
@@ -51,6 +61,8 @@ impl ErrorCode {
             ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
             ErrorCode::AccessDenied => "access_denied",
             ErrorCode::ApprovalRequired => "approval_required",
+            ErrorCode::AuthorizationPending => "authorization_pending",
+            ErrorCode::ExpiredToken => "expired_token",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
@@ -74,6 +86,22 @@ pub struct Refusal {
     pub code: ErrorCode,
     /// Why, for people (`error_description`). Never contains a token.
     pub description: String,
+    /// The request a person must decide, when one was stored
+    /// (`approval_required`, `authorization_pending`).
+    pub pending: Option<PendingApproval>,
+}
+
+/// Where an agent collects a mandate that waits for a person's approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingApproval {
+    /// The request the task's principal or an approver decides.
+    pub request_id: String,
+    /// The task that opens once it is approved.
+    pub task_id: String,
+    /// Seconds until the request expires undecided.
+    pub expires_in: u64,
+    /// Seconds an agent should wait between polls that do not wait.
+    pub interval: u64,
 }
 
 impl Refusal {
@@ -82,7 +110,15 @@ impl Refusal {
         Refusal {
             code,
             description: description.into(),
+            pending: None,
         }
+    }
+
+    /// The same refusal naming the request a person must decide.
+    #[must_use]
+    pub fn with_pending(mut self, pending: PendingApproval) -> Refusal {
+        self.pending = Some(pending);
+        self
     }
 
     /// `invalid_request`.
@@ -113,13 +149,31 @@ pub struct ErrorResponse {
     pub error: String,
     /// The description.
     pub error_description: String,
+    /// The request waiting for a person (`approval_required`,
+    /// `authorization_pending`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The task that opens once the request is approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// Seconds until the request expires undecided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<u64>,
+    /// Seconds between polls that do not wait (RFC 8628 `interval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<u64>,
 }
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
+        let pending = self.pending;
         let body = ErrorResponse {
             error: self.code.as_str().to_owned(),
             error_description: self.description,
+            request_id: pending.as_ref().map(|p| p.request_id.clone()),
+            task_id: pending.as_ref().map(|p| p.task_id.clone()),
+            expires_in: pending.as_ref().map(|p| p.expires_in),
+            interval: pending.as_ref().map(|p| p.interval),
         };
         let mut response = (self.code.status(), Json(body)).into_response();
         response

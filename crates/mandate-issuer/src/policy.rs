@@ -18,8 +18,9 @@
 //! ([`IssuancePolicy::decide_request`], [`RequestInput`]). Then the issuer
 //! states what it knows of the task (`principal`, `task`, `agent`,
 //! `agent_key`, `held_right`, `request_reason`, the time left as
-//! `requested_ttl`), and no login facts: the person's identity token may be
-//! long gone, so rules that need groups or claims do not fire at run time.
+//! `requested_ttl`) and the login facts of the identity the task was opened
+//! with, kept in the task's record (`subject`, `email`, `group`, `claim`,
+//! `idp`): a rule that needs a group fires at run time as at exchange.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -105,6 +106,8 @@ pub struct PolicyInput<'a> {
 pub struct RequestInput<'a> {
     /// The task's principal.
     pub principal: &'a str,
+    /// The login the task was opened with, when its record keeps it.
+    pub identity: Option<&'a Identity>,
     /// The task.
     pub task: &'a str,
     /// The task's agent.
@@ -254,6 +257,9 @@ impl IssuancePolicy {
             ),
             builder::fact("time", &[builder::date(&input.now)]),
         ];
+        if let Some(identity) = input.identity {
+            identity_facts(identity, &mut facts);
+        }
         for right in input.held {
             facts.push(builder::fact(
                 "held_right",
@@ -277,23 +283,7 @@ impl IssuancePolicy {
     fn evaluate(&self, input: &PolicyInput<'_>) -> Result<Outcome, biscuit_auth::error::Token> {
         let str = |s: &str| builder::string(s);
         let mut facts: Vec<builder::Fact> = Vec::new();
-        let id = input.identity;
-        facts.push(builder::fact("subject", &[str(&id.subject)]));
-        facts.push(builder::fact("idp", &[str(&id.issuer)]));
-        if let Some(email) = &id.email {
-            facts.push(builder::fact("email", &[str(email)]));
-        }
-        for group in &id.groups {
-            facts.push(builder::fact("group", &[str(group)]));
-        }
-        for (name, value) in &id.claims {
-            let value: Term = match value {
-                ClaimValue::Str(s) => str(s),
-                ClaimValue::Int(i) => builder::int(*i),
-                ClaimValue::Bool(b) => builder::boolean(*b),
-            };
-            facts.push(builder::fact("claim", &[str(name), value]));
-        }
+        identity_facts(input.identity, &mut facts);
         facts.push(builder::fact("agent", &[str(input.agent)]));
         facts.push(builder::fact(
             "agent_key",
@@ -365,6 +355,28 @@ impl IssuancePolicy {
     }
 }
 
+/// The facts of a verified login: `subject`, `idp`, `email`, `group`,
+/// `claim`, each value a built term.
+fn identity_facts(id: &Identity, facts: &mut Vec<builder::Fact>) {
+    let str = |s: &str| builder::string(s);
+    facts.push(builder::fact("subject", &[str(&id.subject)]));
+    facts.push(builder::fact("idp", &[str(&id.issuer)]));
+    if let Some(email) = &id.email {
+        facts.push(builder::fact("email", &[str(email)]));
+    }
+    for group in &id.groups {
+        facts.push(builder::fact("group", &[str(group)]));
+    }
+    for (name, value) in &id.claims {
+        let value: Term = match value {
+            ClaimValue::Str(s) => str(s),
+            ClaimValue::Int(i) => builder::int(*i),
+            ClaimValue::Bool(b) => builder::boolean(*b),
+        };
+        facts.push(builder::fact("claim", &[str(name), value]));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -389,7 +401,8 @@ mod tests {
                 "expenses:read",
                 Outcome::Allow {
                     rights: rights("expenses:read"),
-                    max_ttl: None,
+                    // The staff bound; a running task's deadline never moves.
+                    max_ttl: Some(Duration::from_secs(3600)),
                 },
             ),
             (
@@ -406,19 +419,65 @@ mod tests {
                     reason: "admin rights are not added to a running task".into(),
                 },
             ),
-            // No login facts at run time: the staff rule does not fire.
+            // The login's facts at run time: the staff rule fires for staff.
             (
                 "analytics:read",
                 "expenses:read",
-                Outcome::Deny {
-                    reason: none.into(),
+                Outcome::Allow {
+                    rights: rights("expenses:read"),
+                    max_ttl: Some(Duration::from_secs(3600)),
+                },
+            ),
+            (
+                "analytics:read",
+                "expenses:submit",
+                Outcome::Allow {
+                    rights: rights("expenses:submit"),
+                    max_ttl: Some(Duration::from_secs(3600)),
                 },
             ),
         ];
+        let staff = Identity {
+            issuer: "https://idp.test".into(),
+            subject: "sub-alice".into(),
+            principal: "alice@example.com".into(),
+            email: Some("alice@example.com".into()),
+            groups: vec!["staff".into()],
+            claims: vec![("department".into(), ClaimValue::Str("finance".into()))],
+        };
+        let outsider = Identity {
+            groups: vec!["contractors".into()],
+            ..staff.clone()
+        };
+        // Without the login (or with another group) the staff rules do not fire.
+        for identity in [None, Some(&outsider)] {
+            let (held, asked) = (rights("analytics:read"), rights("expenses:read"));
+            let outcome = policy.decide_request(&RequestInput {
+                principal: "alice@example.com",
+                identity,
+                task: "task-1",
+                agent: "orchestrator",
+                agent_key: &key,
+                held: &held,
+                rights: &asked,
+                reason: "needed",
+                description: "",
+                time_left: Duration::from_secs(600),
+                now: SystemTime::now(),
+            });
+            assert_eq!(
+                outcome,
+                Outcome::Deny {
+                    reason: none.into()
+                },
+                "{identity:?}"
+            );
+        }
         for (held, asked, expected) in cases {
             let (held_rights, asked_rights) = (rights(held), rights(asked));
             let outcome = policy.decide_request(&RequestInput {
                 principal: "alice@example.com",
+                identity: Some(&staff),
                 task: "task-1",
                 agent: "orchestrator",
                 agent_key: &key,

@@ -190,6 +190,16 @@ pub fn issuer_client(py: Python<'_>, error: ClientError) -> PyErr {
             };
             (raised, Some(status), Some(code))
         }
+        ClientError::ApprovalPending { code, .. } => {
+            // `approval_required` answers the exchange (403); a collection
+            // still waiting answers `authorization_pending` (400).
+            let status = if code == "approval_required" {
+                403
+            } else {
+                400
+            };
+            (IssuerError::new_err(message), Some(status), Some(code))
+        }
         ClientError::Invalid(_) => return InvalidArgumentError::new_err(message),
         _ => (IssuerError::new_err(message), None, None),
     };

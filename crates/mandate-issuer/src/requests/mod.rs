@@ -9,6 +9,11 @@
 //! configured approver group approves or denies it, or it expires
 //! (default 15 minutes); the agent long-polls for the outcome.
 //!
+//! A token exchange the policy answers with `ask` stores the same kind of
+//! request, on a task that holds nothing until it is approved; the agent
+//! collects that task's first mandate with the approval grant
+//! (`at_exchange`, [`Negotiator::defer`], [`Negotiator::collect`]).
+//!
 //! Records live behind [`RequestStore`]. Every state change is a
 //! compare-and-swap of the whole record ([`RequestStore::replace`]), so two
 //! concurrent approvals grant once and an approval racing a denial has one
@@ -17,6 +22,7 @@
 //! approved. [`SledRequestStore`] is the default; [`MemoryRequestStore`]
 //! serves tests. No sled type appears in a public signature.
 
+mod at_exchange;
 mod memory;
 mod negotiator;
 mod record;
@@ -27,6 +33,7 @@ use std::time::SystemTime;
 
 use mandate_core::Right;
 
+pub use self::at_exchange::{APPROVAL_GRANT_TYPE, POLL_INTERVAL};
 pub use self::memory::MemoryRequestStore;
 pub use self::negotiator::{
     Asked, Negotiator, NegotiatorOptions, Polled, RequestError, DEFAULT_REQUEST_TTL, MAX_LISTED,

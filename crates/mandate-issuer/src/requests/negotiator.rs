@@ -117,7 +117,7 @@ pub enum RequestError {
     Internal,
 }
 
-fn unavailable(error: StoreError) -> RequestError {
+pub(super) fn unavailable(error: StoreError) -> RequestError {
     tracing::error!(%error, "request store failed");
     RequestError::Unavailable("the request store is unavailable".into())
 }
@@ -152,7 +152,7 @@ pub struct Polled {
 }
 
 /// Runs a store-bound step off the async runtime.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     step: impl FnOnce() -> Result<T, RequestError> + Send + 'static,
 ) -> Result<T, RequestError> {
     tokio::task::spawn_blocking(step)
@@ -163,10 +163,10 @@ async fn blocking<T: Send + 'static>(
 /// Requests for more rights: asked by agents, decided by the policy or by
 /// people, waited on by agents.
 pub struct Negotiator {
-    issuer: Arc<Issuer>,
-    store: Arc<dyn RequestStore>,
-    signal: DecisionSignal,
-    options: NegotiatorOptions,
+    pub(super) issuer: Arc<Issuer>,
+    pub(super) store: Arc<dyn RequestStore>,
+    pub(super) signal: DecisionSignal,
+    pub(super) options: NegotiatorOptions,
 }
 
 impl std::fmt::Debug for Negotiator {
@@ -202,7 +202,7 @@ impl Negotiator {
         &self.store
     }
 
-    fn decided(
+    pub(super) fn decided(
         &self,
         request: &RightRequest,
         outcome: &'static str,
@@ -220,7 +220,7 @@ impl Negotiator {
         });
     }
 
-    fn load(&self, id: &str) -> Result<RightRequest, RequestError> {
+    pub(super) fn load(&self, id: &str) -> Result<RightRequest, RequestError> {
         self.store
             .get(id)
             .map_err(unavailable)?
@@ -272,6 +272,7 @@ impl Negotiator {
         }
         let outcome = self.issuer.policy().decide_request(&RequestInput {
             principal: &task.principal,
+            identity: task.identity.as_ref(),
             task: &task.id,
             agent: &task.agent,
             agent_key: &task.agent_key,
@@ -387,7 +388,7 @@ impl Negotiator {
     }
 
     /// Adds `rights` to the task's record (a no-op when it holds them).
-    fn add_rights(&self, task_id: &str, rights: &[Right]) -> Result<Task, RequestError> {
+    pub(super) fn add_rights(&self, task_id: &str, rights: &[Right]) -> Result<Task, RequestError> {
         for _ in 0..ATTEMPTS {
             let task = self.issuer.load(task_id)?;
             if task.state == TaskState::Closed {
@@ -419,7 +420,7 @@ impl Negotiator {
 
     /// The request `id` at `now`, swapped to expired first when it is
     /// pending past its expiry.
-    fn settle(&self, id: &str, now: SystemTime) -> Result<RightRequest, RequestError> {
+    pub(super) fn settle(&self, id: &str, now: SystemTime) -> Result<RightRequest, RequestError> {
         let mut request = self.load(id)?;
         for _ in 0..ATTEMPTS {
             if request.state != RequestState::Pending
@@ -661,7 +662,7 @@ fn open_at(task: &Task, now: SystemTime) -> Result<(), RequestError> {
     Ok(())
 }
 
-fn right_text(rights: &[Right]) -> Vec<String> {
+pub(super) fn right_text(rights: &[Right]) -> Vec<String> {
     rights
         .iter()
         .map(|r| format!("{}:{}", r.service, r.operation))

@@ -143,7 +143,8 @@ pub struct Metadata {
     pub issuer: String,
     /// Path of the token endpoint.
     pub token_endpoint: String,
-    /// `urn:ietf:params:oauth:grant-type:token-exchange`.
+    /// Token exchange, and the approval grant that collects an exchange a
+    /// person approved.
     pub grant_types_supported: Vec<String>,
     /// The token type issued.
     pub issued_token_types_supported: Vec<String>,
@@ -153,7 +154,7 @@ async fn metadata(State(state): State<IssuerState>) -> Json<Metadata> {
     Json(Metadata {
         issuer: state.issuer.options().issuer_id.clone(),
         token_endpoint: "/oauth2/token".into(),
-        grant_types_supported: vec![token::GRANT_TYPE.into()],
+        grant_types_supported: vec![token::GRANT_TYPE.into(), token::APPROVAL_GRANT_TYPE.into()],
         issued_token_types_supported: vec![crate::MANDATE_TOKEN_TYPE.into()],
     })
 }

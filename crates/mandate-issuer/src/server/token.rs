@@ -7,6 +7,15 @@
 //! repeat), optional `requested_token_type` (must be the mandate type), and
 //! Mandate's `task_description` and `requested_ttl` (seconds). Every other
 //! parameter may appear once; a repeat is `invalid_request`.
+//!
+//! When the issuance policy asks a person, the answer is 403
+//! `approval_required` with `request_id`, `task_id`, `expires_in` and
+//! `interval`; the agent then collects the mandate with
+//! `grant_type=`[`APPROVAL_GRANT_TYPE`], `request_id`, an `actor_token`
+//! bound to the request id (its `sth` is the hash of the id) with its
+//! `actor_token_type`, and optionally `wait` (seconds, at most 60): 400
+//! `authorization_pending` until someone decides, 403 `access_denied`, 400
+//! `expired_token`, or the task's first mandate (once).
 
 use std::time::{Duration, SystemTime};
 
@@ -18,8 +27,10 @@ use axum::Json;
 use mandate_core::Right;
 
 use super::IssuerState;
-use crate::issuer::ExchangeRequest;
+use crate::issuer::{ExchangeRequest, Exchanged};
 use crate::oauth::{ErrorCode, Refusal};
+pub use crate::requests::APPROVAL_GRANT_TYPE;
+use crate::requests::MAX_WAIT;
 
 /// The token-exchange grant type.
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -109,14 +120,114 @@ async fn run(
             "the token endpoint takes application/x-www-form-urlencoded",
         ));
     }
-    let request = parse(body)?;
+    let request = match parse_grant(body)? {
+        Grant::Exchange(request) => request,
+        Grant::Approval {
+            request_id,
+            actor_token,
+            wait,
+        } => {
+            let issued = state
+                .negotiator
+                .collect(request_id, actor_token, wait)
+                .await?;
+            return Ok(TokenResponse::from_issued(issued));
+        }
+    };
     let now = SystemTime::now();
     let issuer = state.issuer.clone();
+    let negotiator = state.negotiator.clone();
     let identity = issuer.identify(&request, now).await?;
-    let issued = tokio::task::spawn_blocking(move || issuer.grant(&identity, &request, now))
-        .await
-        .map_err(|_| Refusal::internal())??;
+    let issued = tokio::task::spawn_blocking(move || {
+        let principal = identity.principal.clone();
+        match issuer.open(&identity, &request, now)? {
+            Exchanged::Issued(issued) => Ok(issued),
+            Exchanged::Ask {
+                task,
+                rights,
+                reason,
+            } => {
+                let refusal = negotiator.defer(&task, rights, reason, now)?;
+                Err(issuer.refused(refusal, Some(&principal)))
+            }
+        }
+    })
+    .await
+    .map_err(|_| Refusal::internal())??;
     Ok(TokenResponse::from_issued(issued))
+}
+
+/// A parsed token request.
+#[derive(Debug)]
+pub enum Grant {
+    /// A token exchange.
+    Exchange(ExchangeRequest),
+    /// Collecting an exchange a person approved.
+    Approval {
+        /// The request.
+        request_id: String,
+        /// The agent's actor token, bound to the request id.
+        actor_token: String,
+        /// How long to wait for a decision.
+        wait: Duration,
+    },
+}
+
+/// Parses the form of either grant.
+///
+/// # Errors
+/// As [`parse`].
+pub fn parse_grant(body: &[u8]) -> Result<Grant, Refusal> {
+    let mut grant = None;
+    for (key, value) in url::form_urlencoded::parse(body) {
+        if key == "grant_type" {
+            if grant.is_some() {
+                return Err(Refusal::request("parameter `grant_type` is repeated"));
+            }
+            grant = Some(value.into_owned());
+        }
+    }
+    if grant.as_deref() != Some(APPROVAL_GRANT_TYPE) {
+        return parse(body).map(Grant::Exchange);
+    }
+    let mut single: std::collections::HashMap<String, String> = Default::default();
+    for (key, value) in url::form_urlencoded::parse(body) {
+        if single.insert(key.to_string(), value.to_string()).is_some() {
+            return Err(Refusal::request(format!("parameter `{key}` is repeated")));
+        }
+    }
+    let need = |name: &str| {
+        single
+            .get(name)
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .ok_or_else(|| Refusal::request(format!("missing parameter `{name}`")))
+    };
+    if need("actor_token_type")? != crate::ACTOR_TOKEN_TYPE {
+        return Err(Refusal::request(format!(
+            "actor_token_type must be {}",
+            crate::ACTOR_TOKEN_TYPE
+        )));
+    }
+    let request_id = need("request_id")?;
+    if request_id.len() > 64 {
+        return Err(Refusal::request("request_id is too long"));
+    }
+    let wait = match single.get("wait") {
+        None => Duration::ZERO,
+        Some(text) => {
+            let secs = text
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| Refusal::request("wait must be a number of seconds"))?;
+            Duration::from_secs(secs).min(MAX_WAIT)
+        }
+    };
+    Ok(Grant::Approval {
+        request_id,
+        actor_token: need("actor_token")?,
+        wait,
+    })
 }
 
 /// Parses the form.

@@ -20,6 +20,8 @@ use std::time::SystemTime;
 
 use mandate_core::{PublicKey, Right};
 
+use crate::idp::Identity;
+
 pub use self::memory::MemoryTaskStore;
 pub use self::sled::SledTaskStore;
 
@@ -67,6 +69,11 @@ pub struct Task {
     pub mandates: u64,
     /// Who closed it (`agent`, `deadline`, `operator`), once closed.
     pub closed_by: Option<String>,
+    /// The verified login the task was opened with: the issuance policy
+    /// sees the same identity facts (`subject`, `email`, `group`, `claim`,
+    /// `idp`) when the agent asks for more rights at run time. `None` for
+    /// tasks stored before identities were kept.
+    pub identity: Option<Identity>,
 }
 
 /// Why the store failed.

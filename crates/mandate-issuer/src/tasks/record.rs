@@ -7,6 +7,7 @@ use mandate_core::{PublicKey, Right};
 use serde::{Deserialize, Serialize};
 
 use super::{StoreError, Task, TaskState};
+use crate::idp::{ClaimValue, Identity};
 
 #[derive(Serialize, Deserialize)]
 struct Record {
@@ -21,6 +22,66 @@ struct Record {
     deadline_ms: u64,
     mandates: u64,
     closed_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    identity: Option<IdentityRecord>,
+}
+
+/// The login a task was opened with, as stored.
+#[derive(Serialize, Deserialize)]
+struct IdentityRecord {
+    issuer: String,
+    subject: String,
+    principal: String,
+    email: Option<String>,
+    groups: Vec<String>,
+    /// Claim values as JSON strings, integers or booleans.
+    claims: Vec<(String, serde_json::Value)>,
+}
+
+fn identity_record(identity: &Identity) -> IdentityRecord {
+    IdentityRecord {
+        issuer: identity.issuer.clone(),
+        subject: identity.subject.clone(),
+        principal: identity.principal.clone(),
+        email: identity.email.clone(),
+        groups: identity.groups.clone(),
+        claims: identity
+            .claims
+            .iter()
+            .map(|(name, value)| {
+                let value = match value {
+                    ClaimValue::Str(s) => serde_json::Value::from(s.as_str()),
+                    ClaimValue::Int(i) => serde_json::Value::from(*i),
+                    ClaimValue::Bool(b) => serde_json::Value::from(*b),
+                };
+                (name.clone(), value)
+            })
+            .collect(),
+    }
+}
+
+fn identity_of(record: IdentityRecord) -> Option<Identity> {
+    let claims = record
+        .claims
+        .into_iter()
+        .map(|(name, value)| {
+            let value = match value {
+                serde_json::Value::String(s) => ClaimValue::Str(s),
+                serde_json::Value::Bool(b) => ClaimValue::Bool(b),
+                serde_json::Value::Number(n) => ClaimValue::Int(n.as_i64()?),
+                _ => return None,
+            };
+            Some((name, value))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Identity {
+        issuer: record.issuer,
+        subject: record.subject,
+        principal: record.principal,
+        email: record.email,
+        groups: record.groups,
+        claims,
+    })
 }
 
 /// Milliseconds since the epoch, as stored records keep time.
@@ -52,6 +113,7 @@ pub(super) fn encode(task: &Task) -> Vec<u8> {
         deadline_ms: ms(task.deadline),
         mandates: task.mandates,
         closed_by: task.closed_by.clone(),
+        identity: task.identity.as_ref().map(identity_record),
     };
     // A struct of strings and numbers always serialises.
     serde_json::to_vec(&record).unwrap_or_default()
@@ -61,6 +123,10 @@ pub(super) fn decode(id: &str, bytes: &[u8]) -> Result<Task, StoreError> {
     let corrupt = || StoreError::Corrupt(id.to_owned());
     let record: Record = serde_json::from_slice(bytes).map_err(|_| corrupt())?;
     let agent_key: PublicKey = record.agent_key.parse().map_err(|_| corrupt())?;
+    let identity = match record.identity {
+        Some(stored) => Some(identity_of(stored).ok_or_else(corrupt)?),
+        None => None,
+    };
     let rights = record
         .rights
         .iter()
@@ -83,5 +149,6 @@ pub(super) fn decode(id: &str, bytes: &[u8]) -> Result<Task, StoreError> {
         deadline: time(record.deadline_ms),
         mandates: record.mandates,
         closed_by: record.closed_by,
+        identity,
     })
 }
