@@ -9,6 +9,7 @@
 mod location;
 mod migrate;
 mod millis;
+mod off_runtime;
 mod pool;
 mod requests;
 mod tasks;

@@ -13,28 +13,47 @@ use postgres::types::ToSql;
 use postgres::{Client, Row};
 
 use crate::millis::{from_time, to_time};
-use crate::{Error, Pool};
+use crate::off_runtime::{self, OwnedPool};
+use crate::{Error, Pool, PoolOptions};
 
 /// Requests in PostgreSQL.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct PgRequestStore {
-    pool: Pool,
+    pool: OwnedPool,
 }
 
 impl PgRequestStore {
     /// The request store in the database `pool` reaches, its schema migrated.
+    /// Safe to call inside an async runtime (the work runs on a plain thread).
     ///
     /// # Errors
     /// The database cannot be reached or migrated.
     pub fn open(pool: Pool) -> Result<PgRequestStore, Error> {
-        crate::tasks::migrate(&pool)?;
-        Ok(PgRequestStore { pool })
+        let pool = off_runtime::run(move || {
+            crate::tasks::migrate(&pool)?;
+            Ok::<_, Error>(pool)
+        })?;
+        Ok(PgRequestStore {
+            pool: OwnedPool::new(pool),
+        })
+    }
+
+    /// Connects to `url` (a pool with default bounds) and opens the store,
+    /// as [`PgRequestStore::open`].
+    ///
+    /// # Errors
+    /// A malformed URL, or a database that cannot be reached or migrated.
+    pub fn connect(url: &str) -> Result<PgRequestStore, Error> {
+        let pool = off_runtime::run(|| Pool::connect(url, &PoolOptions::default()))?;
+        PgRequestStore::open(pool)
     }
 
     fn client(&self) -> Result<impl std::ops::DerefMut<Target = Client>, StoreError> {
-        self.pool
-            .get()
-            .map_err(|e| StoreError::Backend(e.to_string()))
+        let pool = self
+            .pool
+            .pool()
+            .ok_or_else(|| StoreError::Backend("the store is closed".into()))?;
+        pool.get().map_err(|e| StoreError::Backend(e.to_string()))
     }
 }
 

@@ -18,7 +18,8 @@ use mandate_issuer::{Task, TaskState, TaskStore};
 use postgres::{Client, Row};
 
 use crate::millis::{from_time, to_time};
-use crate::{Error, Pool};
+use crate::off_runtime::{self, OwnedPool};
+use crate::{Error, Pool, PoolOptions};
 
 /// The migration table of the issuer's schema (tasks and requests).
 pub(crate) const ISSUER_MIGRATIONS: &str = "mandate_issuer_migrations";
@@ -33,25 +34,43 @@ pub(crate) fn migrate(pool: &Pool) -> Result<(), Error> {
 }
 
 /// Tasks in PostgreSQL.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct PgTaskStore {
-    pool: Pool,
+    pool: OwnedPool,
 }
 
 impl PgTaskStore {
     /// The task store in the database `pool` reaches, its schema migrated.
+    /// Safe to call inside an async runtime (the work runs on a plain thread).
     ///
     /// # Errors
     /// The database cannot be reached or migrated.
     pub fn open(pool: Pool) -> Result<PgTaskStore, Error> {
-        migrate(&pool)?;
-        Ok(PgTaskStore { pool })
+        let pool = off_runtime::run(move || {
+            migrate(&pool)?;
+            Ok::<_, Error>(pool)
+        })?;
+        Ok(PgTaskStore {
+            pool: OwnedPool::new(pool),
+        })
+    }
+
+    /// Connects to `url` (a pool with default bounds) and opens the store,
+    /// as [`PgTaskStore::open`].
+    ///
+    /// # Errors
+    /// A malformed URL, or a database that cannot be reached or migrated.
+    pub fn connect(url: &str) -> Result<PgTaskStore, Error> {
+        let pool = off_runtime::run(|| Pool::connect(url, &PoolOptions::default()))?;
+        PgTaskStore::open(pool)
     }
 
     fn client(&self) -> Result<impl std::ops::DerefMut<Target = Client>, StoreError> {
-        self.pool
-            .get()
-            .map_err(|e| StoreError::Backend(e.to_string()))
+        let pool = self
+            .pool
+            .pool()
+            .ok_or_else(|| StoreError::Backend("the store is closed".into()))?;
+        pool.get().map_err(|e| StoreError::Backend(e.to_string()))
     }
 }
 
