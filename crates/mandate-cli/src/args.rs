@@ -754,9 +754,10 @@ pub struct IssuerServeArgs {
         env = "MANDATE_ISSUER_AUDIT_KEY"
     )]
     pub audit_key: Option<PathBuf>,
-    /// The sled folder holding tasks.
-    #[arg(long, env = "MANDATE_ISSUER_STORE", value_name = "DIR")]
-    pub store: Option<PathBuf>,
+    /// Where tasks are kept: a sled folder, or a postgres:// URL that
+    /// several issuer replicas share.
+    #[arg(long, env = "MANDATE_ISSUER_STORE", value_name = "DIR|URL")]
+    pub store: Option<mandate_postgres::StoreLocation>,
     /// Each mandate's lifetime (default 5m).
     #[arg(long)]
     pub mandate_ttl: Option<String>,
@@ -787,10 +788,11 @@ pub struct IssuerServeArgs {
     /// approve any task's requests. Repeatable.
     #[arg(long = "approver-group", value_name = "GROUP")]
     pub approver_groups: Vec<String>,
-    /// The sled folder holding requests for more rights [default: the task
-    /// store's folder + .requests].
-    #[arg(long, value_name = "DIR")]
-    pub requests_store: Option<PathBuf>,
+    /// Where requests for more rights are kept: a sled folder or a
+    /// postgres:// URL [default: the task store's folder + .requests, or
+    /// the task store's database].
+    #[arg(long, value_name = "DIR|URL")]
+    pub requests_store: Option<mandate_postgres::StoreLocation>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@ use anyhow::{bail, Context as _, Result};
 use mandate_core::{display_name, Right, SecretKey, UnverifiedMandate};
 use mandate_issuer::client::{ClientError, IssuerClient, OpenRequest};
 use mandate_issuer::requests::MAX_WAIT;
+use mandate_postgres::StoreLocation;
 use mandate_server::issuer::{IdpEntryArg, IssuerConfig};
 
 use crate::args::{
@@ -56,8 +57,8 @@ fn config(args: &IssuerServeArgs) -> Result<IssuerConfig> {
     if args.policy.is_some() {
         config.policy.clone_from(&args.policy);
     }
-    if args.store.is_some() {
-        config.store.clone_from(&args.store);
+    if let Some(store) = &args.store {
+        config.store = Some(config_path(store));
     }
     if let Some(text) = &args.mandate_ttl {
         config.mandate_ttl = Some(parse_duration(text)?);
@@ -99,10 +100,19 @@ fn config(args: &IssuerServeArgs) -> Result<IssuerConfig> {
     config
         .approver_groups
         .extend(args.approver_groups.iter().cloned());
-    if args.requests_store.is_some() {
-        config.requests_store.clone_from(&args.requests_store);
+    if let Some(store) = &args.requests_store {
+        config.requests_store = Some(config_path(store));
     }
     Ok(config)
+}
+
+/// A store location as the configuration file spells it (a folder, or the
+/// URL itself).
+fn config_path(location: &StoreLocation) -> PathBuf {
+    match location {
+        StoreLocation::Folder(dir) => dir.clone(),
+        StoreLocation::Postgres(url) => PathBuf::from(url),
+    }
 }
 
 /// `mandate issuer serve`.

@@ -7,8 +7,15 @@
 //! while waiting for anything but the database.
 
 mod location;
+mod migrate;
+mod millis;
+mod off_runtime;
 mod pool;
+mod requests;
+mod tasks;
 
 pub use location::StoreLocation;
 pub use pool::{is_postgres_url, Error, Pool, PoolOptions};
+pub use requests::PgRequestStore;
+pub use tasks::PgTaskStore;
 pub mod testing;

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mandate_postgres::StoreLocation;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
@@ -43,7 +44,8 @@ pub struct IssuerConfig {
     pub keys_max_age: Option<Duration>,
     /// An issuance policy file instead of the built-in one.
     pub policy: Option<PathBuf>,
-    /// The sled folder holding tasks. Required.
+    /// Where tasks are kept: a sled folder, or a `postgres://` URL shared
+    /// by several issuer replicas. Required.
     pub store: Option<PathBuf>,
     /// Each mandate's lifetime (default 5 min).
     #[serde(with = "humantime_serde")]
@@ -77,8 +79,9 @@ pub struct IssuerConfig {
     /// Groups (from the identity provider's groups claim) whose members may
     /// approve or deny any task's requests; a task's principal always may.
     pub approver_groups: Vec<String>,
-    /// The sled folder holding requests for more rights (default: the task
-    /// store's folder with `.requests` appended).
+    /// Where requests for more rights are kept: a sled folder or a
+    /// `postgres://` URL (default: the task store's folder with `.requests`
+    /// appended, or the task store's database).
     pub requests_store: Option<PathBuf>,
 }
 
@@ -192,8 +195,8 @@ pub struct IssuerSettings {
     pub keys_max_age: Duration,
     /// Policy file.
     pub policy: Option<PathBuf>,
-    /// Task store folder.
-    pub store: PathBuf,
+    /// Where tasks are kept.
+    pub store: StoreLocation,
     /// Mandate lifetime.
     pub mandate_ttl: Duration,
     /// Default task lifetime.
@@ -216,12 +219,23 @@ pub struct IssuerSettings {
     pub request_ttl: Duration,
     /// Groups whose members may decide any task's requests.
     pub approver_groups: Vec<String>,
-    /// Requests store folder.
-    pub requests_store: PathBuf,
+    /// Where requests for more rights are kept.
+    pub requests_store: StoreLocation,
 }
 
 const SECOND: Duration = Duration::from_secs(1);
 const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// A store setting read as a location: a `postgres://` URL or a folder.
+fn location(path: &Path) -> StoreLocation {
+    match path.to_str() {
+        Some(text) => match text.parse() {
+            Ok(location) => location,
+            Err(never) => match never {},
+        },
+        None => StoreLocation::Folder(path.to_owned()),
+    }
+}
 
 impl IssuerConfig {
     /// Reads a TOML file.
@@ -294,7 +308,13 @@ impl IssuerConfig {
         let store = self
             .store
             .clone()
-            .ok_or_else(|| invalid("store", "the issuer needs a folder for its tasks"))?;
+            .map(|path| location(&path))
+            .ok_or_else(|| {
+                invalid(
+                    "store",
+                    "the issuer needs a folder or a postgres:// URL for its tasks",
+                )
+            })?;
         let r = &self.revocations;
         let revocations = match (&r.registry, &r.store) {
             (Some(url), None) => RevocationTarget::Registry {
@@ -366,12 +386,14 @@ impl IssuerConfig {
                 "a group name may not be empty or padded with spaces",
             ));
         }
-        let requests_store = match &self.requests_store {
-            Some(dir) => dir.clone(),
-            None => {
-                let mut name = store.as_os_str().to_owned();
+        let requests_store = match (&self.requests_store, &store) {
+            (Some(path), _) => location(path),
+            // One database holds both; each has its own tables.
+            (None, StoreLocation::Postgres(_)) => store.clone(),
+            (None, StoreLocation::Folder(dir)) => {
+                let mut name = dir.as_os_str().to_owned();
                 name.push(".requests");
-                PathBuf::from(name)
+                StoreLocation::Folder(PathBuf::from(name))
             }
         };
         Ok(IssuerSettings {
@@ -459,7 +481,10 @@ mod tests {
         let config: IssuerConfig = toml::from_str(FULL).unwrap();
         let settings = config.validate().unwrap();
         assert_eq!(settings.request_ttl, Duration::from_secs(15 * 60));
-        assert_eq!(settings.requests_store, PathBuf::from("tasks.requests"));
+        assert_eq!(
+            settings.requests_store,
+            StoreLocation::Folder("tasks.requests".into())
+        );
         assert!(settings.approver_groups.is_empty());
         assert_eq!(settings.mandate_ttl, Duration::from_secs(120));
         assert_eq!(settings.default_task_ttl, Duration::from_secs(3600));

@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod config;
 pub mod requests;
+pub mod stores;
 
 use std::sync::Arc;
 
@@ -25,8 +26,7 @@ use mandate_issuer::policy::IssuancePolicy;
 use mandate_issuer::revoke::RevokeFuture;
 use mandate_issuer::server::{router, routes, spawn_sweeper, IssuerState};
 use mandate_issuer::{
-    Issuer, IssuerEvents, IssuerOptions, SigningKeys, SledTaskStore, TaskRevoker, TaskStore,
-    TracingEvents,
+    Issuer, IssuerEvents, IssuerOptions, SigningKeys, TaskRevoker, TaskStore, TracingEvents,
 };
 use mandate_registry::{
     IndexingStore, NewRevocation, RegistryAuth, RegistryClient, RevocationKind, RevocationStore,
@@ -147,10 +147,7 @@ fn assemble(
         Some(path) => IssuancePolicy::from_file(path)?,
         None => IssuancePolicy::default_policy()?,
     };
-    let tasks: Arc<dyn TaskStore> = Arc::new(
-        SledTaskStore::open(&settings.store)
-            .with_context(|| format!("opening task store {}", settings.store.display()))?,
-    );
+    let tasks: Arc<dyn TaskStore> = self::stores::open_tasks(&settings.store)?;
     let events: Arc<dyn IssuerEvents> = match audit {
         Some(writer) => Arc::new(self::audit::AuditedEvents::new(writer, Arc::clone(&tasks))),
         None => Arc::new(TracingEvents),

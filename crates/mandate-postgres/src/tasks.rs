@@ -1,0 +1,277 @@
+//! The issuer's tasks in PostgreSQL, shared by every issuer replica.
+//!
+//! A task is one row, column for column. Every change is one conditional
+//! `UPDATE` whose `WHERE` names the whole current record: PostgreSQL
+//! re-checks that condition against the newest row version when two
+//! replicas update at once, so exactly one swap wins and the other sees
+//! `Ok(false)`, as with sled's compare-and-swap. Each statement commits
+//! before it returns (synchronous commit), so a close is durable when it
+//! is acknowledged.
+//!
+//! This module must never hold a row lock across a call back into the
+//! issuer: each method is one statement.
+
+use std::time::SystemTime;
+
+use mandate_issuer::tasks::StoreError;
+use mandate_issuer::{Task, TaskState, TaskStore};
+use postgres::{Client, Row};
+
+use crate::millis::{from_time, to_time};
+use crate::off_runtime::{self, OwnedPool};
+use crate::{Error, Pool, PoolOptions};
+
+/// The migration table of the issuer's schema (tasks and requests).
+pub(crate) const ISSUER_MIGRATIONS: &str = "mandate_issuer_migrations";
+
+mod embedded {
+    refinery::embed_migrations!("migrations/issuer");
+}
+
+/// Applies the issuer's migrations (tasks and requests) once per database.
+pub(crate) fn migrate(pool: &Pool) -> Result<(), Error> {
+    crate::migrate::run(pool, embedded::migrations::runner(), ISSUER_MIGRATIONS)
+}
+
+/// Tasks in PostgreSQL.
+#[derive(Debug)]
+pub struct PgTaskStore {
+    pool: OwnedPool,
+}
+
+impl PgTaskStore {
+    /// The task store in the database `pool` reaches, its schema migrated.
+    /// Safe to call inside an async runtime (the work runs on a plain thread).
+    ///
+    /// # Errors
+    /// The database cannot be reached or migrated.
+    pub fn open(pool: Pool) -> Result<PgTaskStore, Error> {
+        let pool = off_runtime::run(move || {
+            migrate(&pool)?;
+            Ok::<_, Error>(pool)
+        })?;
+        Ok(PgTaskStore {
+            pool: OwnedPool::new(pool),
+        })
+    }
+
+    /// Connects to `url` (a pool with default bounds) and opens the store,
+    /// as [`PgTaskStore::open`].
+    ///
+    /// # Errors
+    /// A malformed URL, or a database that cannot be reached or migrated.
+    pub fn connect(url: &str) -> Result<PgTaskStore, Error> {
+        let pool = off_runtime::run(|| Pool::connect(url, &PoolOptions::default()))?;
+        PgTaskStore::open(pool)
+    }
+
+    fn client(&self) -> Result<impl std::ops::DerefMut<Target = Client>, StoreError> {
+        let pool = self
+            .pool
+            .pool()
+            .ok_or_else(|| StoreError::Backend("the store is closed".into()))?;
+        pool.get().map_err(|e| StoreError::Backend(e.to_string()))
+    }
+}
+
+fn backend(error: postgres::Error) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+/// A task as its row's values.
+#[derive(Debug, PartialEq)]
+struct TaskRow {
+    id: String,
+    principal: String,
+    agent: String,
+    agent_key: String,
+    rights: Vec<String>,
+    description: String,
+    open: bool,
+    created_ms: i64,
+    deadline_ms: i64,
+    mandates: i64,
+    closed_by: Option<String>,
+}
+
+impl TaskRow {
+    fn of(task: &Task) -> TaskRow {
+        TaskRow {
+            id: task.id.clone(),
+            principal: task.principal.clone(),
+            agent: task.agent.clone(),
+            agent_key: task.agent_key.to_string(),
+            rights: task
+                .rights
+                .iter()
+                .map(|r| format!("{}:{}", r.service, r.operation))
+                .collect(),
+            description: task.description.clone(),
+            open: task.state == TaskState::Open,
+            created_ms: from_time(task.created),
+            deadline_ms: from_time(task.deadline),
+            mandates: i64::try_from(task.mandates).unwrap_or(i64::MAX),
+            closed_by: task.closed_by.clone(),
+        }
+    }
+
+    fn read(row: &Row) -> Result<TaskRow, postgres::Error> {
+        Ok(TaskRow {
+            id: row.try_get(0)?,
+            principal: row.try_get(1)?,
+            agent: row.try_get(2)?,
+            agent_key: row.try_get(3)?,
+            rights: row.try_get(4)?,
+            description: row.try_get(5)?,
+            open: row.try_get(6)?,
+            created_ms: row.try_get(7)?,
+            deadline_ms: row.try_get(8)?,
+            mandates: row.try_get(9)?,
+            closed_by: row.try_get(10)?,
+        })
+    }
+
+    fn task(self) -> Result<Task, StoreError> {
+        let corrupt = || StoreError::Corrupt(self.id.clone());
+        let agent_key = self.agent_key.parse().map_err(|_| corrupt())?;
+        let rights = self
+            .rights
+            .iter()
+            .map(|r| r.parse())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| corrupt())?;
+        let created = to_time(self.created_ms).ok_or_else(corrupt)?;
+        let deadline = to_time(self.deadline_ms).ok_or_else(corrupt)?;
+        let mandates = u64::try_from(self.mandates).map_err(|_| corrupt())?;
+        Ok(Task {
+            id: self.id,
+            principal: self.principal,
+            agent: self.agent,
+            agent_key,
+            rights,
+            description: self.description,
+            state: if self.open {
+                TaskState::Open
+            } else {
+                TaskState::Closed
+            },
+            created,
+            deadline,
+            mandates,
+            closed_by: self.closed_by,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, principal, agent, agent_key, rights, description, open, \
+                       created_ms, deadline_ms, mandates, closed_by";
+
+fn decode(row: &Row) -> Result<Task, StoreError> {
+    let id: String = row.try_get(0).unwrap_or_default();
+    TaskRow::read(row)
+        .map_err(|_| StoreError::Corrupt(id))?
+        .task()
+}
+
+impl TaskStore for PgTaskStore {
+    fn create(&self, task: &Task) -> Result<(), StoreError> {
+        let r = TaskRow::of(task);
+        let inserted = self
+            .client()?
+            .execute(
+                &format!(
+                    "INSERT INTO mandate_tasks ({COLUMNS}) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                     ON CONFLICT (id) DO NOTHING"
+                ),
+                &[
+                    &r.id,
+                    &r.principal,
+                    &r.agent,
+                    &r.agent_key,
+                    &r.rights,
+                    &r.description,
+                    &r.open,
+                    &r.created_ms,
+                    &r.deadline_ms,
+                    &r.mandates,
+                    &r.closed_by,
+                ],
+            )
+            .map_err(backend)?;
+        if inserted == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Exists(task.id.clone()))
+        }
+    }
+
+    fn get(&self, id: &str) -> Result<Option<Task>, StoreError> {
+        let row = self
+            .client()?
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM mandate_tasks WHERE id = $1"),
+                &[&id],
+            )
+            .map_err(backend)?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    fn replace(&self, current: &Task, new: &Task) -> Result<bool, StoreError> {
+        let (c, n) = (TaskRow::of(current), TaskRow::of(new));
+        // The whole current record is the condition: any change since it was
+        // read (a refresh's count, a close) makes this swap lose.
+        let swapped = self
+            .client()?
+            .execute(
+                "UPDATE mandate_tasks SET \
+                   principal = $12, agent = $13, agent_key = $14, rights = $15, \
+                   description = $16, open = $17, created_ms = $18, deadline_ms = $19, \
+                   mandates = $20, closed_by = $21 \
+                 WHERE id = $1 AND principal = $2 AND agent = $3 AND agent_key = $4 \
+                   AND rights = $5 AND description = $6 AND open = $7 AND created_ms = $8 \
+                   AND deadline_ms = $9 AND mandates = $10 \
+                   AND closed_by IS NOT DISTINCT FROM $11",
+                &[
+                    &c.id,
+                    &c.principal,
+                    &c.agent,
+                    &c.agent_key,
+                    &c.rights,
+                    &c.description,
+                    &c.open,
+                    &c.created_ms,
+                    &c.deadline_ms,
+                    &c.mandates,
+                    &c.closed_by,
+                    &n.principal,
+                    &n.agent,
+                    &n.agent_key,
+                    &n.rights,
+                    &n.description,
+                    &n.open,
+                    &n.created_ms,
+                    &n.deadline_ms,
+                    &n.mandates,
+                    &n.closed_by,
+                ],
+            )
+            .map_err(backend)?;
+        Ok(swapped == 1)
+    }
+
+    fn overdue(&self, now: SystemTime, limit: usize) -> Result<Vec<Task>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .client()?
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM mandate_tasks \
+                     WHERE open AND deadline_ms <= $1 ORDER BY deadline_ms LIMIT $2"
+                ),
+                &[&from_time(now), &limit],
+            )
+            .map_err(backend)?;
+        rows.iter().map(decode).collect()
+    }
+}
