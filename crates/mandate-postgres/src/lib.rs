@@ -9,6 +9,8 @@
 mod location;
 mod pool;
 
+pub mod revocations;
+
 pub use location::StoreLocation;
 pub use pool::{is_postgres_url, Error, Pool, PoolOptions};
 pub mod testing;

@@ -65,6 +65,9 @@ mod mandate;
 mod server;
 mod store;
 
+#[cfg(feature = "testing")]
+pub mod contract;
+
 pub use api::{
     events, AckRequest, ErrorBody, ErrorDetail, Heartbeat, Hello, ListPage, RegistryStatus,
     RevokeRequest,
