@@ -67,9 +67,37 @@ mod embedded {
 
 /// The revocation log in a PostgreSQL database, shared by every process that opens it.
 pub struct PgRevocationStore {
-    pool: Pool,
+    /// `None` only while the store is dropped (see `Drop`).
+    pool: Option<Pool>,
     epoch: String,
     batcher: batch::Batcher,
+}
+
+/// Where a [`ChangeListener`] connects: the store's database, without its pool.
+#[derive(Clone)]
+pub struct ListenTarget(postgres::Config);
+
+impl std::fmt::Debug for ListenTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The configuration may hold a password.
+        f.debug_struct("ListenTarget").finish_non_exhaustive()
+    }
+}
+
+impl Drop for PgRevocationStore {
+    fn drop(&mut self) {
+        // The sync client closes a connection by blocking on a runtime of its own, which
+        // panics on a thread that drives an async runtime (a server dropping its store):
+        // the pool's connections are closed on a thread of their own.
+        if let Some(pool) = self.pool.take() {
+            let closed = std::thread::Builder::new()
+                .name("mandate-pg-close".to_owned())
+                .spawn(move || drop(pool));
+            if let Ok(closing) = closed {
+                let _closed = closing.join();
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for PgRevocationStore {
@@ -113,15 +141,24 @@ impl PgRevocationStore {
         migrate(&pool)?;
         let epoch = load_or_create_epoch(&pool)?;
         Ok(PgRevocationStore {
-            batcher: batch::Batcher::new(pool.clone()),
-            pool,
+            batcher: batch::Batcher::new(),
+            pool: Some(pool),
             epoch,
         })
     }
 
-    /// The pool this store uses (a `LISTEN` session is opened from its settings).
-    pub fn pool(&self) -> &Pool {
-        &self.pool
+    /// Where a [`ChangeListener`] for this store's database connects.
+    pub fn listen_target(&self) -> Option<ListenTarget> {
+        self.pool
+            .as_ref()
+            .map(|pool| ListenTarget(pool.config().clone()))
+    }
+
+    /// The pool, while the store is not being dropped.
+    fn pool(&self, operation: &'static str) -> Result<&Pool> {
+        self.pool
+            .as_ref()
+            .ok_or_else(|| storage(operation, "the store is closed"))
     }
 }
 
@@ -167,7 +204,7 @@ fn load_or_create_epoch(pool: &Pool) -> Result<String> {
 
 impl RevocationStore for PgRevocationStore {
     fn append(&self, new: NewRevocation) -> Result<RevocationEntry> {
-        self.batcher.append(new)
+        self.batcher.append(self.pool("appending an entry")?, new)
     }
 
     fn list_after(&self, after_seq: u64, limit: usize) -> Result<Vec<RevocationEntry>> {
@@ -179,7 +216,10 @@ impl RevocationStore for PgRevocationStore {
             return Ok(Vec::new());
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut conn = self.pool.get().map_err(|e| storage("reading entries", e))?;
+        let mut conn = self
+            .pool("reading entries")?
+            .get()
+            .map_err(|e| storage("reading entries", e))?;
         let rows = conn
             .query(
                 "SELECT seq, kind, value, reason, revoked_by, recorded_at, lifted \
@@ -203,7 +243,7 @@ impl RevocationStore for PgRevocationStore {
 
     fn current_seq(&self) -> Result<u64> {
         let mut conn = self
-            .pool
+            .pool("reading the newest seq")?
             .get()
             .map_err(|e| storage("reading the newest seq", e))?;
         let row = conn
@@ -223,7 +263,7 @@ impl RevocationStore for PgRevocationStore {
     /// The database answers and takes writes: it is reachable and not a read-only standby.
     fn check_writable(&self) -> Result<()> {
         let mut conn = self
-            .pool
+            .pool("checking the store")?
             .get()
             .map_err(|e| storage("checking the store", e))?;
         let row = conn

@@ -116,7 +116,7 @@ fn a_listener_brings_another_replicas_entries_into_the_index() {
     let writer = PgRevocationStore::connect(&url).unwrap();
     writer.append(task("before")).unwrap();
     let reader = PgRevocationStore::connect(&url).unwrap();
-    let pool = reader.pool().clone();
+    let target = reader.listen_target().unwrap();
     let local = Arc::new(IndexingStore::shared(reader, Duration::from_secs(5)).unwrap());
     assert_eq!(local.index().last_seq(), 1, "the log is loaded at start");
 
@@ -126,7 +126,7 @@ fn a_listener_brings_another_replicas_entries_into_the_index() {
         let (local, wakes, applied) =
             (Arc::clone(&local), Arc::clone(&wakes), Arc::clone(&applied));
         // A long tick: what arrives quickly arrives by notification.
-        ChangeListener::spawn(&pool, Duration::from_secs(60), move || {
+        ChangeListener::spawn(&target, Duration::from_secs(60), move || {
             wakes.fetch_add(1, Ordering::SeqCst);
             let entries = local.catch_up().unwrap();
             applied.fetch_add(entries.len(), Ordering::SeqCst);

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use mandate_audit::AuditWriter;
-use mandate_postgres::revocations::{ChangeListener, PgRevocationStore};
-use mandate_postgres::{Pool, StoreLocation};
+use mandate_postgres::revocations::{ChangeListener, ListenTarget, PgRevocationStore};
+use mandate_postgres::StoreLocation;
 use mandate_registry::{IndexingStore, RegistryState, RevocationStore, SledStore};
 
 use crate::audit::AuditedStore;
@@ -32,7 +32,7 @@ pub struct OpenedStore {
     /// The store, with its in-process index.
     pub store: Arc<LocalStore>,
     /// Set when the store is shared with other replicas.
-    shared: Option<Pool>,
+    shared: Option<ListenTarget>,
 }
 
 /// Opens the store at `location` (a folder is created when missing; a database is
@@ -46,7 +46,27 @@ pub fn open(
     audit: Option<&Arc<AuditWriter>>,
     staleness: Duration,
 ) -> Result<OpenedStore> {
-    let (inner, shared): (Box<dyn RevocationStore>, Option<Pool>) = match location {
+    // The PostgreSQL client blocks on a runtime of its own, which it may not do on a
+    // thread that drives an async runtime (`bind` runs on one): open on a thread of its
+    // own.
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| open_blocking(location, audit, staleness))
+            .join()
+            .unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "opening store {location}: the opening thread panicked"
+                ))
+            })
+    })
+}
+
+fn open_blocking(
+    location: &StoreLocation,
+    audit: Option<&Arc<AuditWriter>>,
+    staleness: Duration,
+) -> Result<OpenedStore> {
+    let (inner, shared): (Box<dyn RevocationStore>, Option<ListenTarget>) = match location {
         StoreLocation::Folder(dir) => (
             Box::new(
                 SledStore::open(dir).with_context(|| format!("opening store {}", dir.display()))?,
@@ -56,8 +76,8 @@ pub fn open(
         StoreLocation::Postgres(url) => {
             let store = PgRevocationStore::connect(url)
                 .with_context(|| format!("opening store {location}"))?;
-            let pool = store.pool().clone();
-            (Box::new(store), Some(pool))
+            let target = store.listen_target();
+            (Box::new(store), target)
         }
     };
     // With an audit trail, every registry write is recorded once durable.
@@ -87,11 +107,11 @@ impl OpenedStore {
         registry: Option<RegistryState>,
         tick: Duration,
     ) -> Result<Option<ChangeListener>> {
-        let Some(pool) = &self.shared else {
+        let Some(target) = &self.shared else {
             return Ok(None);
         };
         let store = Arc::clone(&self.store);
-        let listener = ChangeListener::spawn(pool, tick, move || match store.catch_up() {
+        let listener = ChangeListener::spawn(target, tick, move || match store.catch_up() {
             Ok(entries) => {
                 if let Some(registry) = &registry {
                     registry.publish(&entries);

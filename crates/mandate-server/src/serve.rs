@@ -243,7 +243,7 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
         None => None,
     };
     // Another replica's appends reach this one's index and streams.
-    let listener = match &shared_store {
+    let change_listener = match &shared_store {
         Some(opened) => {
             let tick = settings.heartbeat.min(settings.staleness / 3);
             opened.follow(registry.clone(), tick)?
@@ -338,7 +338,7 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
         audit,
         _subscription: subscription,
         _follower: follower,
-        _listener: listener,
+        _listener: change_listener,
     })
 }
 

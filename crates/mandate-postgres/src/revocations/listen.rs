@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 use postgres::fallible_iterator::FallibleIterator as _;
 use postgres::{Client, Config, NoTls};
 
-use super::CHANNEL;
-use crate::pool::Pool;
+use super::{ListenTarget, CHANNEL};
 
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -46,13 +45,13 @@ impl ChangeListener {
     /// # Errors
     /// When the thread cannot be started.
     pub fn spawn(
-        pool: &Pool,
+        target: &ListenTarget,
         tick: Duration,
         wake: impl FnMut() + Send + 'static,
     ) -> std::io::Result<ChangeListener> {
         let stop = Arc::new(AtomicBool::new(false));
         let session = Session {
-            config: pool.config().clone(),
+            config: target.0.clone(),
             tick: tick.max(Duration::from_millis(10)),
             stop: Arc::clone(&stop),
         };
