@@ -1,5 +1,6 @@
 //! Command-line flags. Parsing only: no flag here reads a file or a key.
 
+use mandate_postgres::StoreLocation;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -544,9 +545,10 @@ pub struct AuditTraceArgs {
 /// `mandate registry serve`: the registry alone, on its own store.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The sled store folder (created if missing).
-    #[arg(long, value_name = "DIR", env = "MANDATE_STORE")]
-    pub store: Option<PathBuf>,
+    /// The store: a sled folder (created if missing), or a postgres:// URL
+    /// shared with other replicas (migrated at start).
+    #[arg(long, value_name = "DIR|URL", env = "MANDATE_STORE")]
+    pub store: Option<StoreLocation>,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -570,14 +572,15 @@ pub struct VerifierServeArgs {
         env = "MANDATE_POP_WINDOW"
     )]
     pub pop_window: Option<String>,
-    /// A local sled store: this process is the registry too.
+    /// A store, this process being the registry too: a sled folder, or a
+    /// postgres:// URL shared with other replicas.
     #[arg(
         long,
-        value_name = "DIR",
+        value_name = "DIR|URL",
         env = "MANDATE_STORE",
         conflicts_with = "registry"
     )]
-    pub store: Option<PathBuf>,
+    pub store: Option<StoreLocation>,
     /// A revocation registry to subscribe to (needs --registry-auth). Give
     /// several replicas of one registry (sharing one log) as URL1,URL2,... or
     /// by repeating the flag: the server follows one and, when it hears

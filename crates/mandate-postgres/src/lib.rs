@@ -14,6 +14,8 @@ mod pool;
 mod requests;
 mod tasks;
 
+pub mod revocations;
+
 pub use location::StoreLocation;
 pub use pool::{is_postgres_url, Error, Pool, PoolOptions};
 pub use requests::PgRequestStore;

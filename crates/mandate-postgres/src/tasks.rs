@@ -13,7 +13,7 @@
 
 use std::time::SystemTime;
 
-use mandate_issuer::tasks::StoreError;
+use mandate_issuer::tasks::{identity_from_json, identity_to_json, StoreError};
 use mandate_issuer::{Task, TaskState, TaskStore};
 use postgres::{Client, Row};
 
@@ -92,6 +92,8 @@ struct TaskRow {
     deadline_ms: i64,
     mandates: i64,
     closed_by: Option<String>,
+    /// The login the task was opened with, as the sled store keeps it (JSON).
+    identity: Option<String>,
 }
 
 impl TaskRow {
@@ -112,6 +114,7 @@ impl TaskRow {
             deadline_ms: from_time(task.deadline),
             mandates: i64::try_from(task.mandates).unwrap_or(i64::MAX),
             closed_by: task.closed_by.clone(),
+            identity: task.identity.as_ref().map(identity_to_json),
         }
     }
 
@@ -128,6 +131,7 @@ impl TaskRow {
             deadline_ms: row.try_get(8)?,
             mandates: row.try_get(9)?,
             closed_by: row.try_get(10)?,
+            identity: row.try_get(11)?,
         })
     }
 
@@ -143,6 +147,10 @@ impl TaskRow {
         let created = to_time(self.created_ms).ok_or_else(corrupt)?;
         let deadline = to_time(self.deadline_ms).ok_or_else(corrupt)?;
         let mandates = u64::try_from(self.mandates).map_err(|_| corrupt())?;
+        let identity = match &self.identity {
+            Some(json) => Some(identity_from_json(json).ok_or_else(corrupt)?),
+            None => None,
+        };
         Ok(Task {
             id: self.id,
             principal: self.principal,
@@ -159,12 +167,13 @@ impl TaskRow {
             deadline,
             mandates,
             closed_by: self.closed_by,
+            identity,
         })
     }
 }
 
 const COLUMNS: &str = "id, principal, agent, agent_key, rights, description, open, \
-                       created_ms, deadline_ms, mandates, closed_by";
+                       created_ms, deadline_ms, mandates, closed_by, identity";
 
 fn decode(row: &Row) -> Result<Task, StoreError> {
     let id: String = row.try_get(0).unwrap_or_default();
@@ -181,7 +190,7 @@ impl TaskStore for PgTaskStore {
             .execute(
                 &format!(
                     "INSERT INTO mandate_tasks ({COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
                      ON CONFLICT (id) DO NOTHING"
                 ),
                 &[
@@ -196,6 +205,7 @@ impl TaskStore for PgTaskStore {
                     &r.deadline_ms,
                     &r.mandates,
                     &r.closed_by,
+                    &r.identity,
                 ],
             )
             .map_err(backend)?;
@@ -225,13 +235,14 @@ impl TaskStore for PgTaskStore {
             .client()?
             .execute(
                 "UPDATE mandate_tasks SET \
-                   principal = $12, agent = $13, agent_key = $14, rights = $15, \
-                   description = $16, open = $17, created_ms = $18, deadline_ms = $19, \
-                   mandates = $20, closed_by = $21 \
+                   principal = $13, agent = $14, agent_key = $15, rights = $16, \
+                   description = $17, open = $18, created_ms = $19, deadline_ms = $20, \
+                   mandates = $21, closed_by = $22, identity = $23 \
                  WHERE id = $1 AND principal = $2 AND agent = $3 AND agent_key = $4 \
                    AND rights = $5 AND description = $6 AND open = $7 AND created_ms = $8 \
                    AND deadline_ms = $9 AND mandates = $10 \
-                   AND closed_by IS NOT DISTINCT FROM $11",
+                   AND closed_by IS NOT DISTINCT FROM $11 \
+                   AND identity IS NOT DISTINCT FROM $12",
                 &[
                     &c.id,
                     &c.principal,
@@ -244,6 +255,7 @@ impl TaskStore for PgTaskStore {
                     &c.deadline_ms,
                     &c.mandates,
                     &c.closed_by,
+                    &c.identity,
                     &n.principal,
                     &n.agent,
                     &n.agent_key,
@@ -254,6 +266,7 @@ impl TaskStore for PgTaskStore {
                     &n.deadline_ms,
                     &n.mandates,
                     &n.closed_by,
+                    &n.identity,
                 ],
             )
             .map_err(backend)?;

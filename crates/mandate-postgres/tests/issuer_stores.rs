@@ -7,6 +7,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mandate_core::SecretKey;
+use mandate_issuer::idp::{ClaimValue, Identity};
 use mandate_issuer::requests::{
     MemoryRequestStore, RequestState, RequestStore, RightRequest, SledRequestStore,
     StoreError as RequestStoreError,
@@ -39,6 +40,19 @@ fn task(id: &str, deadline: SystemTime) -> Task {
         deadline,
         mandates: 1,
         closed_by: None,
+        // The login is kept, so run-time requests see the same facts.
+        identity: Some(Identity {
+            issuer: "https://login.example.com".into(),
+            subject: "u-17".into(),
+            principal: "alice@example.com".into(),
+            email: Some("alice@example.com".into()),
+            groups: vec!["staff".into(), "finance \"eu\"".into()],
+            claims: vec![
+                ("tier".into(), ClaimValue::Str("gold".into())),
+                ("level".into(), ClaimValue::Int(3)),
+                ("mfa".into(), ClaimValue::Bool(true)),
+            ],
+        }),
     }
 }
 

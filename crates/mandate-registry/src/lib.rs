@@ -73,6 +73,9 @@ mod replicas;
 mod server;
 mod store;
 
+#[cfg(feature = "testing")]
+pub mod contract;
+
 pub use api::{
     events, AckRequest, ErrorBody, ErrorDetail, Heartbeat, Hello, ListPage, RegistryStatus,
     RevokeRequest,

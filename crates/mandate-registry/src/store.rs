@@ -74,6 +74,33 @@ pub trait RevocationStore: Send + Sync {
     }
 }
 
+/// A boxed store is a store, so a server can pick its backend at run time.
+impl<S: RevocationStore + ?Sized> RevocationStore for Box<S> {
+    fn append(&self, new: NewRevocation) -> Result<RevocationEntry> {
+        (**self).append(new)
+    }
+
+    fn list_after(&self, after_seq: u64, limit: usize) -> Result<Vec<RevocationEntry>> {
+        (**self).list_after(after_seq, limit)
+    }
+
+    fn current_seq(&self) -> Result<u64> {
+        (**self).current_seq()
+    }
+
+    fn epoch(&self) -> Result<String> {
+        (**self).epoch()
+    }
+
+    fn flush(&self) -> Result<()> {
+        (**self).flush()
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        (**self).check_writable()
+    }
+}
+
 /// A fresh log epoch: 32 hex digits from a random (v4) UUID.
 fn new_epoch() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -461,19 +488,29 @@ pub fn entries_after(store: &dyn RevocationStore, after: u64) -> Result<Vec<Revo
 }
 
 /// A store that also keeps an in-process index current: every acknowledged
-/// append is applied to `index` before `append` returns. For a single
-/// process that is both registry and verifier (`mandate serve --store`),
-/// where the index cannot go stale because the store is local.
+/// append is applied to `index` before `append` returns. For a process that is
+/// both registry and verifier (`mandate serve --store`).
 ///
-/// The index's staleness bound is `Duration::MAX`, so it stays fresh only as long as
-/// every appended entry reached it: when one cannot be applied, the index is marked
-/// stale for good (every check denied) and `append` returns the error.
+/// Made with [`IndexingStore::new`], this process is the log's only writer: the
+/// index's staleness bound is `Duration::MAX`, so it stays fresh only as long as every
+/// appended entry reached it; when one cannot be applied, the index is marked stale
+/// for good (every check denied) and `append` returns the error.
+///
+/// Made with [`IndexingStore::shared`], other processes append to the same log (a
+/// database shared by replicas): their entries reach the index through
+/// [`IndexingStore::catch_up`], which its owner calls when told of new entries and on
+/// a timer, and the index is fresh only while catch-ups succeed within its bound.
 pub struct IndexingStore<S> {
     inner: S,
     index: crate::index::SharedIndex,
-    /// Serialises append + apply, so entries reach the index in seq order.
+    /// Serialises append + apply and catch-ups, so entries reach the index in seq order.
     order: Mutex<()>,
+    /// Other processes append to `inner` too.
+    shared: bool,
 }
+
+/// Entries read per page while an index catches up.
+const CATCH_UP_PAGE: usize = 1000;
 
 impl<S: RevocationStore> IndexingStore<S> {
     /// Loads the whole log of `inner` into a new index that never goes stale
@@ -489,7 +526,63 @@ impl<S: RevocationStore> IndexingStore<S> {
             inner,
             index,
             order: Mutex::new(()),
+            shared: false,
         })
+    }
+
+    /// Loads the whole log of `inner`, a log other processes append to as well, into a
+    /// new index that is stale once no [`IndexingStore::catch_up`] succeeded for
+    /// `staleness_bound`.
+    ///
+    /// # Errors
+    /// As [`load_index`].
+    pub fn shared(inner: S, staleness_bound: std::time::Duration) -> Result<Self> {
+        let index = load_index(&inner, staleness_bound)?;
+        Ok(IndexingStore {
+            inner,
+            index,
+            order: Mutex::new(()),
+            shared: true,
+        })
+    }
+
+    /// Applies, in order, every entry the log holds beyond the index (appended by other
+    /// processes), then counts the index current as of the moment the read started.
+    /// Returns the entries applied.
+    ///
+    /// # Errors
+    /// As [`RevocationStore::list_after`] and [`crate::SharedIndex::apply`]; the index
+    /// keeps what it applied and is not marked current.
+    pub fn catch_up(&self) -> Result<Vec<RevocationEntry>> {
+        let _order = lock(&self.order);
+        let started = std::time::Instant::now();
+        let applied = self.apply_up_to(u64::MAX)?;
+        self.index.mark_fresh(started);
+        Ok(applied)
+    }
+
+    /// Applies the log's entries after the index's last, up to seq `last`. Called with
+    /// `order` held.
+    fn apply_up_to(&self, last: u64) -> Result<Vec<RevocationEntry>> {
+        let mut applied = Vec::new();
+        loop {
+            let after = self.index.last_seq();
+            if after >= last {
+                return Ok(applied);
+            }
+            let page = self.inner.list_after(after, CATCH_UP_PAGE)?;
+            let full = page.len() == CATCH_UP_PAGE;
+            for entry in page {
+                if entry.seq > last {
+                    return Ok(applied);
+                }
+                self.index.apply(&entry)?;
+                applied.push(entry);
+            }
+            if !full {
+                return Ok(applied);
+            }
+        }
     }
 
     /// The index verifiers in this process consult.
@@ -502,6 +595,24 @@ impl<S: RevocationStore> RevocationStore for IndexingStore<S> {
     fn append(&self, new: NewRevocation) -> Result<RevocationEntry> {
         let _order = lock(&self.order);
         let entry = self.inner.append(new)?;
+        if self.shared {
+            // Entries other processes committed just before this one come first.
+            let applied = self
+                .apply_up_to(entry.seq.saturating_sub(1))
+                .and_then(|_| self.index.apply(&entry));
+            if let Err(error) = applied {
+                // Durable, so acknowledged; but until a catch-up succeeds the index
+                // cannot vouch for the log: deny meanwhile.
+                self.index.mark_stale();
+                tracing::warn!(
+                    seq = entry.seq,
+                    error = %crate::error::report(&error),
+                    "could not bring the in-process index up to an appended revocation; \
+                     stale until the next catch-up"
+                );
+            }
+            return Ok(entry);
+        }
         if let Err(error) = self.index.apply(&entry) {
             // The entry is durable but the index lacks it: fail closed rather than let
             // the index keep vouching for a log it no longer matches.

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mandate_postgres::StoreLocation;
 use serde::{Deserialize, Serialize};
 
 /// Why a configuration cannot be used.
@@ -142,8 +143,10 @@ pub struct AuthorizeConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RevocationsConfig {
-    /// A sled folder: this process is the registry too.
-    pub store: Option<PathBuf>,
+    /// A sled folder, or a `postgres://` URL shared with other replicas: this
+    /// process is the registry too.
+    #[serde(with = "store_location")]
+    pub store: Option<StoreLocation>,
     /// A registry to subscribe to: one URL, several separated by commas, or a
     /// list. Several are replicas of one registry (one shared log): the
     /// server follows one and moves to the next when it stops hearing from it.
@@ -380,7 +383,7 @@ impl ServerConfig {
         let r = &self.revocations;
         let registries = registry_urls(&r.registry)?;
         let source = match (&r.store, registries.is_empty()) {
-            (Some(dir), true) => Source::Store(dir.clone()),
+            (Some(location), true) => Source::Store(location.clone()),
             (None, false) => {
                 let Some(auth) = r.registry_auth.clone() else {
                     return Err(invalid(
@@ -674,8 +677,9 @@ fn with_causes(error: &dyn std::error::Error) -> String {
 /// Where a validated server reads revocations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// A sled store this process owns (and serves as the registry).
-    Store(PathBuf),
+    /// A store this process serves as the registry: a sled folder it owns, or a
+    /// PostgreSQL database it shares with other replicas.
+    Store(StoreLocation),
     /// A registry this process subscribes to.
     Registry {
         /// The base URLs of its replicas, in the order they are tried
@@ -735,6 +739,35 @@ pub struct Settings {
     pub audit: Option<AuditSettings>,
 }
 
+/// `revocations.store` in the file: a folder, or a `postgres://` URL.
+mod store_location {
+    use mandate_postgres::StoreLocation;
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<StoreLocation>, D::Error> {
+        let text: Option<String> = Option::deserialize(deserializer)?;
+        Ok(text.map(|text| match text.parse() {
+            Ok(location) => location,
+            Err(never) => match never {},
+        }))
+    }
+
+    /// Written back as given (a URL with its password: this is the configuration
+    /// itself, never a log line).
+    pub(super) fn serialize<S: Serializer>(
+        location: &Option<StoreLocation>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match location {
+            None => serializer.serialize_none(),
+            Some(StoreLocation::Folder(path)) => serializer.serialize_some(path),
+            Some(StoreLocation::Postgres(url)) => serializer.serialize_some(url),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -768,7 +801,10 @@ mod tests {
         assert_eq!(settings.pop_window, Duration::from_secs(60));
         assert_eq!(settings.eval_workers, Some(4));
         assert_eq!(settings.eval_queue, Some(100));
-        assert_eq!(settings.source, Source::Store("/var/lib/mandate".into()));
+        assert_eq!(
+            settings.source,
+            Source::Store(StoreLocation::Folder("/var/lib/mandate".into()))
+        );
         assert!(settings.require_pop && settings.authorize);
     }
 
@@ -831,7 +867,7 @@ mod tests {
             .to_string()
             .starts_with("revocations:"));
         let mut both = none.clone();
-        both.revocations.store = Some("a".into());
+        both.revocations.store = Some(StoreLocation::Folder("a".into()));
         both.revocations.registry = vec!["http://x".into()];
         both.revocations.registry_auth = Some("t".into());
         assert!(both.validate().is_err());
@@ -840,7 +876,7 @@ mod tests {
         assert!(no_auth.validate().is_err());
         let mut no_roots = none;
         no_roots.roots.keys.clear();
-        no_roots.revocations.store = Some("a".into());
+        no_roots.revocations.store = Some(StoreLocation::Folder("a".into()));
         assert!(no_roots
             .validate()
             .unwrap_err()

@@ -32,6 +32,7 @@ pub mod logging;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
+pub mod revocation_store;
 pub mod serve;
 pub mod tls;
 

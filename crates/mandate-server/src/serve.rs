@@ -36,15 +36,14 @@ use axum::Router;
 use mandate_audit::AuditWriter;
 use mandate_core::{KeySet, SecretKey};
 use mandate_registry::{
-    IndexingStore, MandateWriteAuthorizer, RegistryAuth, RegistryClient, RegistryConfig,
-    RegistryState, ReplicaSet, RevocationStore, SharedIndex, SledStore, SubscribeOptions,
-    Subscription,
+    MandateWriteAuthorizer, RegistryAuth, RegistryClient, RegistryConfig, RegistryState,
+    ReplicaSet, RevocationStore, SharedIndex, SubscribeOptions, Subscription,
 };
 use mandate_verifier::http::{method_not_allowed, not_found, AuthzState, DecisionRecorder};
 use mandate_verifier::pool::EvalPool;
 use mandate_verifier::{Policy, SharedKeySet, Verifier, VerifierBuilder};
 
-use crate::audit::{AuditRecorder, AuditedStore};
+use crate::audit::AuditRecorder;
 use crate::audit_api::AuditApiState;
 use crate::config::{Settings, Source};
 use crate::key_follower::{FollowerTask, KeyFollower};
@@ -64,6 +63,8 @@ pub struct Server {
     _subscription: Option<Subscription>,
     /// Keeps the followed root key set current.
     _follower: Option<FollowerTask>,
+    /// Follows the other replicas' appends to a shared store.
+    _listener: Option<mandate_postgres::revocations::ChangeListener>,
 }
 
 impl std::fmt::Debug for Server {
@@ -171,24 +172,15 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
     };
     let mut subscription = None;
     let mut local_store = None;
+    let mut shared_store = None;
     let (index, store) = match &settings.source {
-        Source::Store(dir) => {
-            let sled =
-                SledStore::open(dir).with_context(|| format!("opening store {}", dir.display()))?;
-            // With an audit trail, every registry write is recorded once durable.
-            let (store, index): (Arc<dyn RevocationStore>, SharedIndex) = match &audit {
-                Some(writer) => {
-                    let store = IndexingStore::new(AuditedStore::new(sled, Arc::clone(writer)))?;
-                    let index = store.index();
-                    (Arc::new(store), index)
-                }
-                None => {
-                    let store = IndexingStore::new(sled)?;
-                    let index = store.index();
-                    (Arc::new(store), index)
-                }
-            };
+        Source::Store(location) => {
+            let opened =
+                crate::revocation_store::open(location, audit.as_ref(), settings.staleness)?;
+            let store: Arc<dyn RevocationStore> = opened.store.clone();
+            let index = opened.store.index();
             local_store = Some(Arc::clone(&store));
+            shared_store = Some(opened);
             (index, Some(store))
         }
         Source::Registry {
@@ -259,6 +251,14 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
                 ..RegistryConfig::default()
             };
             Some(RegistryState::with_config(store, Arc::new(writes), config))
+        }
+        None => None,
+    };
+    // Another replica's appends reach this one's index and streams.
+    let change_listener = match &shared_store {
+        Some(opened) => {
+            let tick = settings.heartbeat.min(settings.staleness / 3);
+            opened.follow(registry.clone(), tick)?
         }
         None => None,
     };
@@ -353,6 +353,7 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
         audit,
         _subscription: subscription,
         _follower: follower,
+        _listener: change_listener,
     })
 }
 
@@ -376,6 +377,7 @@ impl Server {
             grace,
             _subscription: None,
             _follower: None,
+            _listener: None,
         })
     }
 

@@ -23,6 +23,7 @@ use mandate_core::{PublicKey, Right};
 use crate::idp::Identity;
 
 pub use self::memory::MemoryTaskStore;
+pub use self::record::{identity_from_json, identity_to_json};
 pub use self::sled::SledTaskStore;
 
 /// Whether a task can still have mandates.

@@ -84,6 +84,17 @@ fn identity_of(record: IdentityRecord) -> Option<Identity> {
     })
 }
 
+/// The login a task was opened with in its stored form (JSON), for a store
+/// that keeps it in a column of its own.
+pub fn identity_to_json(identity: &Identity) -> String {
+    serde_json::to_string(&identity_record(identity)).unwrap_or_default()
+}
+
+/// The login stored by [`identity_to_json`]; `None` when it does not decode.
+pub fn identity_from_json(json: &str) -> Option<Identity> {
+    identity_of(serde_json::from_str(json).ok()?)
+}
+
 /// Milliseconds since the epoch, as stored records keep time.
 pub(crate) fn ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)

@@ -13,7 +13,9 @@ CREATE TABLE mandate_tasks (
     created_ms  BIGINT NOT NULL,
     deadline_ms BIGINT NOT NULL,
     mandates    BIGINT NOT NULL,
-    closed_by   TEXT
+    closed_by   TEXT,
+    -- The login the task was opened with (JSON), for run-time requests' policy.
+    identity    TEXT
 );
 
 -- The sweeper's question: open tasks past their deadline.

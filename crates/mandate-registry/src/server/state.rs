@@ -171,6 +171,16 @@ impl RegistryState {
         .await
     }
 
+    /// Hands entries another process appended to the shared store to the open streams,
+    /// as if appended here. Order and repeats do not matter: a stream sends each seq
+    /// once, in order, filling any gap from the store.
+    pub fn publish(&self, entries: &[RevocationEntry]) {
+        for entry in entries {
+            // No receivers just means no stream is open.
+            let _receivers = self.inner.events.send(Arc::new(entry.clone()));
+        }
+    }
+
     /// Number of open streams.
     pub fn subscriber_count(&self) -> usize {
         self.subscribers().applied.len()

@@ -1,0 +1,168 @@
+//! The `LISTEN mandate_revocations` session: wakes its owner when another replica
+//! appended, and on a timer, so the owner can catch up by sequence.
+//!
+//! Notifications are a hint, never the data: the owner reads `list_after(last)` on every
+//! wake-up. A wake-up also comes every `tick` (whether or not anything was notified) and
+//! right after every (re)connection, so a notification lost while the session was down —
+//! or dropped for any other reason — delays an entry by at most one tick.
+//!
+//! The session runs on a thread of its own (the `postgres` client blocks) on a dedicated
+//! connection outside the pool, since a `LISTEN` belongs to one session. When the
+//! connection drops, it reconnects with a bounded backoff. It must never hold the owner's
+//! callback from running on a timer because the database is down: the callback is how
+//! the owner learns that catching up fails (and turns stale).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use postgres::fallible_iterator::FallibleIterator as _;
+use postgres::{Client, Config, NoTls};
+
+use super::{ListenTarget, CHANNEL};
+
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A running `LISTEN` session. Dropping it stops the thread (within one tick).
+pub struct ChangeListener {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ChangeListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeListener").finish_non_exhaustive()
+    }
+}
+
+impl ChangeListener {
+    /// Starts listening with `pool`'s connection settings. `wake` runs on the listener's
+    /// thread: after each notification (several pending ones count once), every `tick`,
+    /// and after each (re)connection. It should catch up by sequence and return.
+    ///
+    /// # Errors
+    /// When the thread cannot be started.
+    pub fn spawn(
+        target: &ListenTarget,
+        tick: Duration,
+        wake: impl FnMut() + Send + 'static,
+    ) -> std::io::Result<ChangeListener> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let session = Session {
+            config: target.0.clone(),
+            tick: tick.max(Duration::from_millis(10)),
+            stop: Arc::clone(&stop),
+        };
+        let thread = std::thread::Builder::new()
+            .name("mandate-pg-listen".to_owned())
+            .spawn(move || session.run(wake))?;
+        Ok(ChangeListener {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the session and waits for its thread (at most about one tick).
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ended = thread.join();
+        }
+    }
+}
+
+impl Drop for ChangeListener {
+    fn drop(&mut self) {
+        // The thread notices within one tick; it holds nothing that must be released
+        // before the process goes on.
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+struct Session {
+    config: Config,
+    tick: Duration,
+    stop: Arc<AtomicBool>,
+}
+
+impl Session {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    fn run(self, mut wake: impl FnMut()) {
+        let mut backoff = Duration::from_millis(100);
+        while !self.stopped() {
+            match self.connect() {
+                Ok(client) => {
+                    backoff = Duration::from_millis(100);
+                    tracing::debug!(channel = CHANNEL, "listening for revocations");
+                    self.listen(client, &mut wake);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for revocations; retrying");
+                    // Still catch up on the timer: the owner must learn that reads fail.
+                    wake();
+                    self.pause(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    fn connect(&self) -> Result<Client, postgres::Error> {
+        let mut client = self.config.connect(NoTls)?;
+        client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+        Ok(client)
+    }
+
+    /// Serves one connection until it fails or the session stops.
+    fn listen(&self, mut client: Client, wake: &mut impl FnMut()) {
+        // Anything notified before LISTEN took effect is read now.
+        wake();
+        let mut next_tick = Instant::now() + self.tick;
+        while !self.stopped() {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let received = {
+                let mut notifications = client.notifications();
+                let received = notifications.timeout_iter(wait).next();
+                if let Ok(Some(_)) = received {
+                    // Drain what else is pending: one catch-up covers them all.
+                    let mut pending = notifications.iter();
+                    while let Ok(Some(_)) = pending.next() {}
+                }
+                received
+            };
+            match received {
+                Ok(Some(_)) => wake(),
+                Ok(None) => {
+                    // The timer: catch up, and make sure the session is still alive.
+                    wake();
+                    next_tick = Instant::now() + self.tick;
+                    if let Err(error) = client.is_valid(self.tick.max(Duration::from_secs(1))) {
+                        tracing::warn!(%error, "revocation listener lost its connection");
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "revocation listener lost its connection");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sleeps `duration`, waking early when the session stops.
+    fn pause(&self, duration: Duration) {
+        let end = Instant::now() + duration;
+        while !self.stopped() {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The PostgreSQL revocation log against the registry's store contract and against
+//! what several replicas need: one log identity, one gap-free sequence across
+//! processes, notifications, and errors (not panics) when the database is gone.
+//!
+//! Each test creates its own database on the server `MANDATE_TEST_PG` names, and
+//! skips (printing `SKIPPED: …`) when it is unset.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // reason: a test fails loudly.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mandate_postgres::revocations::{ChangeListener, PgRevocationStore};
+use mandate_registry::contract::{check_concurrent_appends, check_contract};
+use mandate_registry::{Error, IndexingStore, NewRevocation, RevocationKind, RevocationStore};
+
+fn task(value: &str) -> NewRevocation {
+    NewRevocation::revoke(RevocationKind::Task, value, "", "tester").unwrap()
+}
+
+/// Waits (bounded) until `done` holds.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn postgres_store_meets_the_contract() {
+    let Some(url) = mandate_postgres::testing::fresh_database("postgres store contract") else {
+        return;
+    };
+    check_contract(&PgRevocationStore::connect(&url).unwrap());
+    let Some(url) = mandate_postgres::testing::fresh_database("postgres concurrent appends") else {
+        return;
+    };
+    check_concurrent_appends(Arc::new(PgRevocationStore::connect(&url).unwrap()));
+}
+
+/// Two replicas on one database: one epoch, one sequence, each sees the other's entries,
+/// and concurrent appends from both leave no gap.
+#[test]
+fn replicas_share_one_log() {
+    let Some(url) = mandate_postgres::testing::fresh_database("postgres replicas share a log")
+    else {
+        return;
+    };
+    let a = Arc::new(PgRevocationStore::connect(&url).unwrap());
+    let b = Arc::new(PgRevocationStore::connect(&url).unwrap());
+    assert_eq!(
+        a.epoch().unwrap(),
+        b.epoch().unwrap(),
+        "one log, one identity"
+    );
+
+    assert_eq!(a.append(task("t1")).unwrap().seq, 1);
+    assert_eq!(b.append(task("t2")).unwrap().seq, 2);
+    assert_eq!(a.current_seq().unwrap(), 2);
+    let from_a: Vec<String> = a
+        .list_after(0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.value)
+        .collect();
+    assert_eq!(from_a, ["t1", "t2"]);
+
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let store = Arc::clone(if w % 2 == 0 { &a } else { &b });
+            std::thread::spawn(move || {
+                (0..25)
+                    .map(|i| store.append(task(&format!("w{w}-{i}"))).unwrap())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let acknowledged: Vec<_> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    let listed = mandate_registry::entries_after(b.as_ref(), 0).unwrap();
+    let seqs: Vec<u64> = listed.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=202).collect::<Vec<_>>(),
+        "gap-free across replicas"
+    );
+    for entry in &acknowledged {
+        assert_eq!(
+            &listed[usize::try_from(entry.seq).unwrap() - 1],
+            entry,
+            "every acknowledged entry is stored as acknowledged"
+        );
+    }
+
+    // A replica restarted on the same database keeps the log and its identity.
+    let epoch = a.epoch().unwrap();
+    drop(a);
+    let again = PgRevocationStore::connect(&url).unwrap();
+    assert_eq!(again.epoch().unwrap(), epoch);
+    assert_eq!(again.append(task("t-last")).unwrap().seq, 203);
+}
+
+/// A replica's index learns of another replica's appends through LISTEN/NOTIFY and
+/// catch-up by sequence.
+#[test]
+fn a_listener_brings_another_replicas_entries_into_the_index() {
+    let Some(url) = mandate_postgres::testing::fresh_database("postgres listener") else {
+        return;
+    };
+    let writer = PgRevocationStore::connect(&url).unwrap();
+    writer.append(task("before")).unwrap();
+    let reader = PgRevocationStore::connect(&url).unwrap();
+    let target = reader.listen_target().unwrap();
+    let local = Arc::new(IndexingStore::shared(reader, Duration::from_secs(5)).unwrap());
+    assert_eq!(local.index().last_seq(), 1, "the log is loaded at start");
+
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let applied = Arc::new(AtomicUsize::new(0));
+    let listener = {
+        let (local, wakes, applied) =
+            (Arc::clone(&local), Arc::clone(&wakes), Arc::clone(&applied));
+        // A long tick: what arrives quickly arrives by notification.
+        ChangeListener::spawn(&target, Duration::from_secs(60), move || {
+            wakes.fetch_add(1, Ordering::SeqCst);
+            let entries = local.catch_up().unwrap();
+            applied.fetch_add(entries.len(), Ordering::SeqCst);
+        })
+        .unwrap()
+    };
+    wait_for("the first catch-up after LISTEN", || {
+        wakes.load(Ordering::SeqCst) >= 1
+    });
+    for i in 0..5 {
+        writer.append(task(&format!("after-{i}"))).unwrap();
+    }
+    wait_for("the notified entries in the index", || {
+        local.index().last_seq() == 6
+    });
+    assert_eq!(applied.load(Ordering::SeqCst), 5);
+
+    // An append through the local replica lands in its index at once, after the
+    // other replica's entries it follows.
+    writer.append(task("other")).unwrap();
+    let own = local.append(task("own")).unwrap();
+    assert_eq!(own.seq, 8);
+    assert_eq!(
+        local.index().last_seq(),
+        8,
+        "the entry before it was caught up first"
+    );
+    listener.stop();
+}
+
+#[test]
+fn an_unreachable_database_is_an_error_not_a_panic() {
+    // Nothing listens on port 1.
+    match PgRevocationStore::connect("postgres://postgres@127.0.0.1:1/none?connect_timeout=1") {
+        Err(Error::Storage { operation, .. }) => assert_eq!(operation, "connecting to PostgreSQL"),
+        other => panic!("expected a storage error, got {other:?}"),
+    }
+    match PgRevocationStore::connect("postgres://[bad") {
+        Err(Error::Storage { .. }) => {}
+        other => panic!("expected a storage error, got {other:?}"),
+    }
+}
