@@ -208,6 +208,12 @@ impl MandateWriteAuthorizer {
                 mandate_verifier::Reason::RunLimit { .. } => {
                     WriteDenied::Unavailable(decision.reason.to_string())
                 }
+                // Neither does a stale revocation state (this replica lost its store,
+                // say): the caller is refused until it is current again, and told to
+                // retry rather than that it lacks the right.
+                mandate_verifier::Reason::Revoked {
+                    denial: RevocationDenial::Stale { .. },
+                } => WriteDenied::Unavailable(decision.reason.to_string()),
                 // A missing or wrong proof, or a bearer mandate where a key is
                 // required: who is calling is not established.
                 mandate_verifier::Reason::ProofOfPossession { .. } => {

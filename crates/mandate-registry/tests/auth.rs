@@ -12,7 +12,7 @@ use mandate_core::{KeySet, Proof, Restrictions, RootKey, SecretKey};
 use mandate_registry::{
     registry_request, serve, Access, HttpBinding, MandateWriteAuthorizer, MemoryStore,
     RegistryAuth, RegistryClient, RegistryConfig, RegistryState, RevocationKind, SharedIndex,
-    SubscribeOptions, POP_HEADER,
+    SubscribeOptions, WriteAuthorizer, WriteDenied, POP_HEADER,
 };
 use mandate_verifier::Verifier;
 use serde_json::Value;
@@ -343,4 +343,47 @@ async fn reads_and_streams_need_a_read_mandate() {
     }
     let page = client.list(0, 10).await.unwrap();
     assert_eq!(page.entries.len(), 1);
+}
+
+#[test]
+fn a_stale_revocation_state_makes_writes_and_reads_unavailable_not_forbidden() {
+    let root = RootKey {
+        secret: SecretKey::generate(),
+        key_id: Some(1),
+    };
+    // Never synced: the registry cannot vouch that the operator is not revoked.
+    let index = SharedIndex::new(Duration::from_secs(2));
+    let builder = Verifier::builder()
+        .root_keys(KeySet::single(root.secret.public()))
+        .revocation(Arc::new(index));
+    let authorizer = MandateWriteAuthorizer::allowing_bearer_writes(builder).unwrap();
+    let operator = mint(
+        &root,
+        "operator",
+        None,
+        &["registry:revoke", "registry:read"],
+    );
+    let write = HttpBinding {
+        method: "POST",
+        path: "/v1/revocations",
+        body: BOB,
+    };
+    match authorizer.authorize_write(&operator, None, &write) {
+        Err(WriteDenied::Unavailable(message)) => {
+            assert!(message.contains("stale"), "{message}");
+        }
+        other => panic!("a stale state is 503, not a verdict on the operator: {other:?}"),
+    }
+    let read = HttpBinding {
+        method: "GET",
+        path: "/v1/revocations",
+        body: b"",
+    };
+    assert!(
+        matches!(
+            authorizer.authorize_read(&operator, None, &read),
+            Err(WriteDenied::Unavailable(_))
+        ),
+        "reads too"
+    );
 }
