@@ -369,6 +369,7 @@ fn a_postgres_outage_makes_replicas_not_ready_verifiers_deny_and_everything_reco
         !refused.stdout.contains("(seq "),
         "nothing acknowledged\n{refused}"
     );
+    eprintln!("refused during the outage: {}", refused.stderr.trim());
     // Unavailable, never "forbidden": the operator's right is not in question.
     assert!(
         refused.stderr.contains("answered 5"),
