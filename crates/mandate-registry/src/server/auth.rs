@@ -65,8 +65,9 @@ pub enum WriteDenied {
     /// The token is valid but does not allow writing revocations (HTTP 403).
     #[error("forbidden: {0}")]
     Forbidden(String),
-    /// The write could not be judged now (an evaluation limit under load);
-    /// the client should retry (HTTP 503).
+    /// The write could not be judged now (an evaluation limit under load, or the
+    /// registry's own revocation state stale while its store is unreachable); the
+    /// client should retry (HTTP 503).
     #[error("unavailable: {0}")]
     Unavailable(String),
 }
