@@ -109,3 +109,95 @@ impl JwtVerifier for RingRsaVerifier {
         self.algorithm
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use jsonwebtoken::jwk::JwkSet;
+    use jsonwebtoken::{EncodingKey, Header, Validation};
+
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests/fixtures/idp")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn ring_checks_rsa_signatures_with_the_same_verdicts() {
+        let set: JwkSet = serde_json::from_slice(&fixture("jwks.json")).unwrap();
+        let key = DecodingKey::from_jwk(set.find("rsa-1").unwrap()).unwrap();
+        // The fixture's key goes to ring.
+        let DecodingKeyKind::RsaModulusExponent { n, e } = key.kind() else {
+            panic!("components expected");
+        };
+        assert!(ring_takes(strip_zeros(n), strip_zeros(e)));
+
+        let encoding = EncodingKey::from_rsa_pem(&fixture("rsa.pem")).unwrap();
+        let claims = serde_json::json!({"sub": "alice", "exp": 4_000_000_000u64});
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &encoding).unwrap();
+        // `new_verifier` directly: which provider the process chose depends
+        // on which test signed or checked a JWT first.
+        let verifier = new_verifier(&Algorithm::RS256, &key).unwrap();
+        let check = |token: &str| {
+            let (message, signature) = token.rsplit_once('.').unwrap();
+            let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+            verifier.verify(message.as_bytes(), &signature).is_ok()
+        };
+        assert!(check(&token));
+
+        // A changed payload or signature is refused.
+        let (head, rest) = token.split_once('.').unwrap();
+        let (_, signature) = rest.split_once('.').unwrap();
+        let other = jsonwebtoken::encode(
+            &Header::new(Algorithm::RS256),
+            &serde_json::json!({"sub": "mallory", "exp": 4_000_000_000u64}),
+            &encoding,
+        )
+        .unwrap();
+        let other_payload = other.split('.').nth(1).unwrap();
+        assert!(!check(&format!("{head}.{other_payload}.{signature}")));
+        let (message, signature) = token.rsplit_once('.').unwrap();
+        let mut flipped = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        flipped[100] ^= 1;
+        assert!(!check(&format!(
+            "{message}.{}",
+            URL_SAFE_NO_PAD.encode(flipped)
+        )));
+
+        // Through `decode`, whatever provider the process uses.
+        install();
+        let validation = Validation::new(Algorithm::RS256);
+        let decoded = jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation);
+        assert_eq!(decoded.unwrap().claims["sub"], "alice");
+    }
+
+    #[test]
+    fn keys_ring_would_judge_differently_stay_with_the_pure_rust_check() {
+        let big = |len: usize| {
+            let mut n = vec![0x80u8];
+            n.resize(len, 1);
+            n
+        };
+        let f4 = [1u8, 0, 1];
+        assert!(ring_takes(&big(256), &f4));
+        assert!(ring_takes(&big(1024), &f4));
+        // Under 2048 bits, over 8192 bits.
+        assert!(!ring_takes(&big(128), &f4));
+        assert!(!ring_takes(&[0x7f; 256], &f4));
+        assert!(!ring_takes(&big(1025), &f4));
+        // Even, too small or too large exponents.
+        assert!(!ring_takes(&big(256), &[1, 0, 0]));
+        assert!(!ring_takes(&big(256), &[1]));
+        assert!(!ring_takes(&big(256), &[1, 0, 0, 0, 1]));
+        assert!(!ring_takes(&[], &f4));
+    }
+}
