@@ -4,14 +4,17 @@
 //!
 //! ```text
 //! cargo build --release -p mandate-issuer --example exchange_profile
-//! valgrind --tool=callgrind --toggle-collect='*Issuer::exchange*' \
+//! valgrind --tool=callgrind --toggle-collect='*Context::enter*' \
 //!     target/release/examples/exchange_profile exchange 200
 //! valgrind --tool=callgrind --toggle-collect='*Issuer::refresh*' \
 //!     target/release/examples/exchange_profile refresh 200
 //! ```
 //!
-//! Only the calls named by `--toggle-collect` are counted; divide the total
-//! by N. Actor tokens and refresh proofs are signed outside those calls.
+//! Only the calls named by `--toggle-collect` are counted (an exchange is an
+//! async call: what the runtime runs inside `block_on` is counted); divide
+//! the total by N + 1 for exchanges (the first, warming the key cache, is
+//! counted too) and by N for refreshes. Actor tokens and refresh proofs are
+//! signed outside those calls.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::PathBuf;
@@ -105,7 +108,7 @@ fn main() {
         ttl: None,
     };
     // Warm the key cache (one file read), as a running issuer has; this
-    // first exchange is counted too when profiling exchanges (1 in N+1).
+    // first exchange is counted too when profiling exchanges.
     let first = runtime
         .block_on(issuer.exchange(&request(), SystemTime::now()))
         .unwrap();
