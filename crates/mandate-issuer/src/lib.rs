@@ -6,6 +6,8 @@
 //! - [`idp`] and [`jwks`]: verify a principal's OIDC ID token or JWT access
 //!   token against configured identity providers (asymmetric algorithms only,
 //!   keys from a JWKS file or URL, cached and refreshed on an unknown `kid`).
+//! - [`jwt_crypto`]: RSA signature checks of identity tokens through
+//!   `ring` (same verdicts as the pure-Rust backend, a fraction of the cost).
 //! - [`actor`]: the agent's proof of possession of its key at exchange time
 //!   (a compact EdDSA JWS bound to the issuer and the subject token).
 //! - [`policy`]: the issuance policy in Datalog (allow with rights and a
@@ -38,6 +40,7 @@ pub mod events;
 pub mod idp;
 pub mod issuer;
 pub mod jwks;
+pub mod jwt_crypto;
 pub mod keyring;
 mod mint;
 pub mod oauth;

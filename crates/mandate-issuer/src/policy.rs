@@ -157,6 +157,32 @@ pub struct IssuancePolicy {
     name: String,
     builder: AuthorizerBuilder,
     limits: RunLimits,
+    queries: Queries,
+}
+
+/// The queries reading a policy's conclusion, parsed once rather than on
+/// every decision.
+#[derive(Debug, Clone)]
+struct Queries {
+    deny: builder::Rule,
+    ask: builder::Rule,
+    grant: builder::Rule,
+    max_ttl: builder::Rule,
+}
+
+impl Queries {
+    fn parse() -> Result<Queries, mandate_core::Error> {
+        let rule = |text: &str| {
+            text.parse::<builder::Rule>()
+                .map_err(|e| mandate_core::Error::from_datalog(text, e))
+        };
+        Ok(Queries {
+            deny: rule("out($r) <- deny($r)")?,
+            ask: rule("out($r) <- ask($r)")?,
+            grant: rule("out($s, $o) <- grant($s, $o)")?,
+            max_ttl: rule("out($t) <- max_ttl($t)")?,
+        })
+    }
 }
 
 impl IssuancePolicy {
@@ -199,6 +225,7 @@ impl IssuancePolicy {
             name: name.to_owned(),
             builder,
             limits: mandate_core::default_run_limits(),
+            queries: Queries::parse()?,
         })
     }
 
@@ -321,15 +348,15 @@ impl IssuancePolicy {
             .set_limits(self.limits.clone())
             .build_unauthenticated()?;
 
-        let denies: Vec<(String,)> = authorizer.query("out($r) <- deny($r)")?;
+        let denies: Vec<(String,)> = authorizer.query(self.queries.deny.clone())?;
         if let Some((reason,)) = denies.into_iter().min() {
             return Ok(Outcome::Deny { reason });
         }
-        let asks: Vec<(String,)> = authorizer.query("out($r) <- ask($r)")?;
+        let asks: Vec<(String,)> = authorizer.query(self.queries.ask.clone())?;
         if let Some((reason,)) = asks.into_iter().min() {
             return Ok(Outcome::Ask { reason });
         }
-        let grants: Vec<(String, String)> = authorizer.query("out($s, $o) <- grant($s, $o)")?;
+        let grants: Vec<(String, String)> = authorizer.query(self.queries.grant.clone())?;
         let mut rights: Vec<Right> = requested
             .iter()
             .filter(|r| {
@@ -346,7 +373,7 @@ impl IssuancePolicy {
                 reason: "the issuance policy grants none of the requested rights".into(),
             });
         }
-        let ttls: Vec<(i64,)> = authorizer.query("out($t) <- max_ttl($t)")?;
+        let ttls: Vec<(i64,)> = authorizer.query(self.queries.max_ttl.clone())?;
         let max_ttl = ttls
             .into_iter()
             .map(|(t,)| Duration::from_secs(u64::try_from(t).unwrap_or(0)))
