@@ -26,12 +26,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use common::http::{post, Reply};
-use common::server::{Server, STEP};
-use common::world::{Holder, World};
-use common::{mandate, Run};
+use common::replicas::Replicas;
+use common::server::STEP;
+use common::world::Holder;
 
-/// The replicas' heartbeat interval (also how often they catch up by sequence).
-const HEARTBEAT: &str = "200ms";
 /// The verifier's staleness bound.
 const STALENESS: &str = "2s";
 /// The longest any wait of this test lasts: the database pool's connection timeout,
@@ -205,106 +203,12 @@ fn readyz(url: &str) -> Option<(u16, Value)> {
     Some((status, body))
 }
 
-struct Fixture {
-    w: World,
-    /// A keyed mandate granting `registry:revoke` and `registry:read`.
-    ops: Holder,
-    /// A keyed mandate granting `registry:read`, for the verifier.
-    reader: Holder,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        let w = World::new();
-        let ops = w.keyed(
-            "ops",
-            "operator",
-            &["registry:revoke", "registry:read"],
-            &[],
-        );
-        let reader = w.keyed("verifiers", "verifier", &["registry:read"], &[]);
-        Fixture { w, ops, reader }
-    }
-
-    /// `mandate registry serve --store STORE --listen 127.0.0.1:0`.
-    fn replica(&self, name: &str, store: &str) -> Server {
-        let root = self.w.root_pub_file();
-        self.w.serve(
-            name,
-            &[
-                "registry",
-                "serve",
-                "--store",
-                store,
-                "--root-pub",
-                root,
-                "--listen",
-                "127.0.0.1:0",
-                "--heartbeat",
-                HEARTBEAT,
-            ],
-        )
-    }
-
-    /// `mandate serve --registry A,B`: a verifier following the replicas.
-    fn verifier(&self, registries: &str) -> Server {
-        let root = self.w.root_pub_file();
-        self.w.serve(
-            "verifier",
-            &[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--root-pub",
-                root,
-                "--registry",
-                registries,
-                "--registry-auth",
-                &self.reader.token,
-                "--registry-auth-key",
-                self.reader.key_file(),
-                "--staleness",
-                STALENESS,
-            ],
-        )
-    }
-
-    /// `mandate revoke --principal PRINCIPAL --registry URL` as the operator.
-    fn revoke(&self, registry: &str, principal: &str) -> Run {
-        mandate(&[
-            "revoke",
-            "--principal",
-            principal,
-            "--registry",
-            registry,
-            "--auth",
-            &self.ops.token,
-            "--auth-key",
-            self.ops.key_file(),
-        ])
-    }
-
-    /// The principals revoked in the log, as one replica lists it.
-    fn revoked(&self, registry: &str) -> Vec<String> {
-        let run = mandate(&[
-            "revocations",
-            "list",
-            "--registry",
-            registry,
-            "--registry-auth",
-            &self.ops.token,
-            "--registry-auth-key",
-            self.ops.key_file(),
-            "--json",
-        ]);
-        let listed: Value = serde_json::from_str(run.ok()).unwrap();
-        listed
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["value"].as_str().unwrap().to_owned())
-            .collect()
-    }
+/// The principals revoked in the log, as one replica lists it.
+fn revoked(fx: &Replicas, registry: &str) -> Vec<String> {
+    fx.list(registry)
+        .iter()
+        .map(|e| e["value"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn read(holder: &Holder, verifier: &str) -> Reply {
@@ -316,7 +220,7 @@ fn a_postgres_outage_makes_replicas_not_ready_verifiers_deny_and_everything_reco
     let Some(db) = mandate_postgres::testing::fresh_database("pg_outage: cut and restore") else {
         return;
     };
-    let fx = Fixture::new();
+    let fx = Replicas::new();
     let (upstream, _) = reroute(&db, "unused");
     let mut relay = Relay::start(&upstream);
     let (_, store) = reroute(&db, &relay.addr());
@@ -324,7 +228,10 @@ fn a_postgres_outage_makes_replicas_not_ready_verifiers_deny_and_everything_reco
         fx.replica("replica-a", &store),
         fx.replica("replica-b", &store),
     ];
-    let verifier = fx.verifier(&format!("{},{}", replicas[0].url, replicas[1].url));
+    let verifier = fx.verifier(
+        &format!("{},{}", replicas[0].url, replicas[1].url),
+        STALENESS,
+    );
     let alice = fx.w.bearer("alice", "reporter", &["analytics:read"], &[]);
     let bob = fx.w.bearer("bob", "reporter", &["analytics:read"], &[]);
 
@@ -360,7 +267,7 @@ fn a_postgres_outage_makes_replicas_not_ready_verifiers_deny_and_everything_reco
     }
 
     // A revocation cannot be written: refused, nothing acknowledged.
-    let refused = fx.revoke(&replicas[0].url, "bob");
+    let refused = fx.revoke(&replicas[0].url, &["--principal", "bob"]);
     assert_ne!(
         refused.code, 0,
         "a revoke without a database is refused\n{refused}"
@@ -406,12 +313,12 @@ fn a_postgres_outage_makes_replicas_not_ready_verifiers_deny_and_everything_reco
     eprintln!("measured: verifier allowing again {waited:?} after the replicas were ready");
     read(&bob, &verifier.url).assert_allowed();
     assert!(
-        fx.revoked(&replicas[1].url).is_empty(),
+        revoked(&fx, &replicas[1].url).is_empty(),
         "the revoke refused during the outage left nothing in the log"
     );
 
     // Writes work again, and reach the verifier.
-    let run = fx.revoke(&replicas[1].url, "alice");
+    let run = fx.revoke(&replicas[1].url, &["--principal", "alice"]);
     assert!(run.ok().contains("(seq 1)"), "the log's first entry\n{run}");
     let (reply, _) = wait_for("the verifier to deny the revoked principal", || {
         let reply = read(&alice, &verifier.url);
@@ -419,7 +326,7 @@ fn a_postgres_outage_makes_replicas_not_ready_verifiers_deny_and_everything_reco
     });
     reply.assert_denied("revoked");
     read(&bob, &verifier.url).assert_allowed();
-    assert_eq!(fx.revoked(&replicas[0].url), ["alice"]);
+    assert_eq!(revoked(&fx, &replicas[0].url), ["alice"]);
 }
 
 #[test]

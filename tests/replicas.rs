@@ -17,28 +17,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use serde_json::Value;
-
 use common::http::{post, Reply};
+use common::replicas::Replicas;
 use common::server::{poll, Server};
-use common::world::{Holder, World};
-use common::{mandate, Run};
+use common::world::Holder;
 
-/// The replicas' heartbeat interval (also how often they catch up by sequence).
-const HEARTBEAT: &str = "200ms";
 /// The subscribed verifier's staleness bound.
 const STALENESS: &str = "1s";
 
 const SERVICE: &str = "analytics";
 const RESOURCE: &str = "/datasets/q3/sales";
 
+/// The replicas' world and the fresh database they share.
 struct Fixture {
-    w: World,
-    /// A keyed mandate granting `registry:revoke` and `registry:read`.
-    ops: Holder,
-    /// A keyed mandate granting `registry:read`, for the verifier.
-    reader: Holder,
-    /// The shared database.
+    r: Replicas,
     db: String,
 }
 
@@ -46,88 +38,18 @@ impl Fixture {
     /// `None` when no PostgreSQL server is configured.
     fn new(test: &str) -> Option<Fixture> {
         let db = mandate_postgres::testing::fresh_database(test)?;
-        let w = World::new();
-        let ops = w.keyed(
-            "ops",
-            "operator",
-            &["registry:revoke", "registry:read"],
-            &[],
-        );
-        let reader = w.keyed("verifiers", "verifier", &["registry:read"], &[]);
-        Some(Fixture { w, ops, reader, db })
+        Some(Fixture {
+            r: Replicas::new(),
+            db,
+        })
     }
 
-    /// `mandate registry serve --store postgres://… --listen 127.0.0.1:0`.
     fn replica(&self, name: &str) -> Server {
-        let root = self.w.root_pub_file();
-        self.w.serve(
-            name,
-            &[
-                "registry",
-                "serve",
-                "--store",
-                &self.db,
-                "--root-pub",
-                root,
-                "--listen",
-                "127.0.0.1:0",
-                "--heartbeat",
-                HEARTBEAT,
-            ],
-        )
+        self.r.replica(name, &self.db)
     }
 
-    /// `mandate serve --registry URL`: a verifier subscribed to one replica.
     fn verifier(&self, registry: &str) -> Server {
-        let root = self.w.root_pub_file();
-        self.w.serve(
-            "verifier",
-            &[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--root-pub",
-                root,
-                "--registry",
-                registry,
-                "--registry-auth",
-                &self.reader.token,
-                "--registry-auth-key",
-                self.reader.key_file(),
-                "--staleness",
-                STALENESS,
-            ],
-        )
-    }
-
-    /// `mandate revoke TARGET --registry URL` as the operator.
-    fn revoke(&self, registry: &str, target: &[&str]) -> Run {
-        let mut args = vec!["revoke"];
-        args.extend_from_slice(target);
-        args.extend_from_slice(&["--registry", registry, "--auth", &self.ops.token]);
-        args.extend_from_slice(&["--auth-key", self.ops.key_file()]);
-        mandate(&args)
-    }
-
-    /// The whole log as one replica lists it.
-    fn list(&self, registry: &str) -> Vec<Value> {
-        let run = mandate(&[
-            "revocations",
-            "list",
-            "--registry",
-            registry,
-            "--registry-auth",
-            &self.ops.token,
-            "--registry-auth-key",
-            self.ops.key_file(),
-            "--json",
-        ]);
-        let text = run.ok();
-        serde_json::from_str::<Value>(text)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .clone()
+        self.r.verifier(registry, STALENESS)
     }
 }
 
@@ -153,12 +75,13 @@ fn a_revocation_written_through_one_replica_reaches_a_verifier_of_another() {
     let _c = fx.replica("replica-c");
     let verifier = fx.verifier(&b.url);
     let alice =
-        fx.w.bearer("alice", "reporter", &["analytics:read"], &["--task", "q3"]);
+        fx.r.w
+            .bearer("alice", "reporter", &["analytics:read"], &["--task", "q3"]);
     poll("the verifier to sync and allow", || {
         (read(&alice, &verifier.url).status == 200).then_some(())
     });
 
-    let run = fx.revoke(&a.url, &["--principal", "alice"]);
+    let run = fx.r.revoke(&a.url, &["--principal", "alice"]);
     let seq = acknowledged_seq(run.ok()).unwrap_or_else(|| panic!("no seq in\n{run}"));
     assert_eq!(seq, 1, "the first entry of a fresh shared log\n{run}");
 
@@ -175,7 +98,7 @@ fn a_revocation_written_through_one_replica_reaches_a_verifier_of_another() {
     eprintln!("measured: revoked through replica A → denied by B's verifier within {waited:?}");
 
     // Every replica serves the same log, under the same identity.
-    let from_b = fx.list(&b.url);
+    let from_b = fx.r.list(&b.url);
     assert_eq!(from_b.len(), 1);
     assert_eq!(from_b[0]["value"], "alice");
     assert_eq!(from_b[0]["seq"], 1);
@@ -209,7 +132,7 @@ fn kill_9_of_a_replica_loses_no_acknowledged_revocation() {
                 let mut i = 0;
                 while !stop.load(Ordering::Acquire) && i < 40 {
                     let task = format!("task-{n}-{i}");
-                    let run = fx.revoke(&url, &["--task", &task]);
+                    let run = fx.r.revoke(&url, &["--task", &task]);
                     if run.code == 0 {
                         let seq = acknowledged_seq(&run.stdout)
                             .unwrap_or_else(|| panic!("no seq in\n{run}"));
@@ -224,7 +147,7 @@ fn kill_9_of_a_replica_loses_no_acknowledged_revocation() {
 
     // Kill one replica once writes are flowing through every replica.
     poll("writes through every replica", || {
-        let listed = fx.list(&urls[0]);
+        let listed = fx.r.list(&urls[0]);
         (0..3)
             .all(|n| {
                 listed.iter().any(|e| {
@@ -237,9 +160,9 @@ fn kill_9_of_a_replica_loses_no_acknowledged_revocation() {
             .then_some(())
     });
     replicas[victim].take().unwrap().kill();
-    let written_after_kill = fx.list(&urls[0]).len();
+    let written_after_kill = fx.r.list(&urls[0]).len();
     poll("more writes through the surviving replicas", || {
-        (fx.list(&urls[2]).len() >= written_after_kill + 6).then_some(())
+        (fx.r.list(&urls[2]).len() >= written_after_kill + 6).then_some(())
     });
     stop.store(true, Ordering::Release);
     let acknowledged: Vec<(u64, String)> = writers
@@ -249,7 +172,7 @@ fn kill_9_of_a_replica_loses_no_acknowledged_revocation() {
 
     // Every acknowledged entry is in the log, under the seq it was acknowledged with,
     // and the log has no gap.
-    let listed = fx.list(&urls[0]);
+    let listed = fx.r.list(&urls[0]);
     let by_seq: BTreeMap<u64, String> = listed
         .iter()
         .map(|e| {
@@ -277,7 +200,7 @@ fn kill_9_of_a_replica_loses_no_acknowledged_revocation() {
         acknowledged.len()
     );
     assert_eq!(
-        fx.list(&urls[2]).len(),
+        fx.r.list(&urls[2]).len(),
         listed.len(),
         "the surviving replicas serve the same log"
     );
@@ -285,7 +208,7 @@ fn kill_9_of_a_replica_loses_no_acknowledged_revocation() {
     // The verifier on a surviving replica stays fresh and denies what was revoked
     // through the others, including through the killed one before it died.
     let (n, i) = (victim, 0);
-    let holder = fx.w.bearer(
+    let holder = fx.r.w.bearer(
         "bob",
         "reporter",
         &["analytics:read"],

@@ -15,6 +15,7 @@
 pub mod blocks;
 pub mod http;
 pub mod idp;
+pub mod replicas;
 pub mod scenario;
 pub mod server;
 pub mod stage;

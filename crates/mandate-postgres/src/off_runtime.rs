@@ -5,7 +5,9 @@
 //! may be dropped when it stops, both inside its runtime. This module moves
 //! those two moments to a plain thread.
 
-use crate::Pool;
+use r2d2_postgres::postgres::NoTls;
+
+use crate::{Error, Pool, PoolOptions};
 
 /// Runs `work` on a fresh thread (no runtime context) and waits for it.
 pub(crate) fn run<T: Send>(work: impl FnOnce() -> T + Send) -> T {
@@ -28,6 +30,30 @@ impl OwnedPool {
     pub(crate) fn pool(&self) -> Option<&Pool> {
         self.0.as_ref()
     }
+
+    /// `pool` with `migrate` applied, both on a plain thread.
+    pub(crate) fn migrated(
+        pool: Pool,
+        migrate: fn(&Pool) -> Result<(), Error>,
+    ) -> Result<OwnedPool, Error> {
+        let pool = run(move || migrate(&pool).map(|()| pool))?;
+        Ok(OwnedPool::new(pool))
+    }
+
+    /// A connection from the pool, unless the store is being dropped.
+    pub(crate) fn get(
+        &self,
+    ) -> Result<r2d2::PooledConnection<r2d2_postgres::PostgresConnectionManager<NoTls>>, Error>
+    {
+        self.pool()
+            .ok_or_else(|| Error::Unavailable("the store is closed".into()))?
+            .get()
+    }
+}
+
+/// A pool with default bounds to `url`, connected on a plain thread.
+pub(crate) fn connect(url: &str) -> Result<Pool, Error> {
+    run(|| Pool::connect(url, &PoolOptions::default()))
 }
 
 impl Drop for OwnedPool {

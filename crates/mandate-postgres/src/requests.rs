@@ -14,7 +14,7 @@ use postgres::{Client, Row};
 
 use crate::millis::{from_time, to_time};
 use crate::off_runtime::{self, OwnedPool};
-use crate::{Error, Pool, PoolOptions};
+use crate::{Error, Pool};
 
 /// Requests in PostgreSQL.
 #[derive(Debug)]
@@ -29,12 +29,8 @@ impl PgRequestStore {
     /// # Errors
     /// The database cannot be reached or migrated.
     pub fn open(pool: Pool) -> Result<PgRequestStore, Error> {
-        let pool = off_runtime::run(move || {
-            crate::tasks::migrate(&pool)?;
-            Ok::<_, Error>(pool)
-        })?;
         Ok(PgRequestStore {
-            pool: OwnedPool::new(pool),
+            pool: OwnedPool::migrated(pool, crate::tasks::migrate)?,
         })
     }
 
@@ -44,16 +40,13 @@ impl PgRequestStore {
     /// # Errors
     /// A malformed URL, or a database that cannot be reached or migrated.
     pub fn connect(url: &str) -> Result<PgRequestStore, Error> {
-        let pool = off_runtime::run(|| Pool::connect(url, &PoolOptions::default()))?;
-        PgRequestStore::open(pool)
+        PgRequestStore::open(off_runtime::connect(url)?)
     }
 
     fn client(&self) -> Result<impl std::ops::DerefMut<Target = Client>, StoreError> {
-        let pool = self
-            .pool
-            .pool()
-            .ok_or_else(|| StoreError::Backend("the store is closed".into()))?;
-        pool.get().map_err(|e| StoreError::Backend(e.to_string()))
+        self.pool
+            .get()
+            .map_err(|e| StoreError::Backend(e.to_string()))
     }
 }
 

@@ -47,7 +47,7 @@ use std::time::SystemTime;
 use mandate_registry::{Error, NewRevocation, Result, RevocationEntry, RevocationStore};
 
 use crate::off_runtime::OwnedPool;
-use crate::pool::{Pool, PoolOptions};
+use crate::pool::Pool;
 
 pub use listen::ChangeListener;
 
@@ -110,8 +110,8 @@ impl PgRevocationStore {
     /// [`Error::Storage`] when the URL is unusable, the database cannot be reached or
     /// migrated; [`Error::Corrupt`] when the stored epoch is malformed.
     pub fn connect(url: &str) -> Result<Self> {
-        let pool = crate::off_runtime::run(|| Pool::connect(url, &PoolOptions::default()))
-            .map_err(|e| storage("connecting to PostgreSQL", e))?;
+        let pool =
+            crate::off_runtime::connect(url).map_err(|e| storage("connecting to PostgreSQL", e))?;
         Self::open(pool)
     }
 

@@ -19,7 +19,7 @@ use postgres::{Client, Row};
 
 use crate::millis::{from_time, to_time};
 use crate::off_runtime::{self, OwnedPool};
-use crate::{Error, Pool, PoolOptions};
+use crate::{Error, Pool};
 
 /// The migration table of the issuer's schema (tasks and requests).
 pub(crate) const ISSUER_MIGRATIONS: &str = "mandate_issuer_migrations";
@@ -46,12 +46,8 @@ impl PgTaskStore {
     /// # Errors
     /// The database cannot be reached or migrated.
     pub fn open(pool: Pool) -> Result<PgTaskStore, Error> {
-        let pool = off_runtime::run(move || {
-            migrate(&pool)?;
-            Ok::<_, Error>(pool)
-        })?;
         Ok(PgTaskStore {
-            pool: OwnedPool::new(pool),
+            pool: OwnedPool::migrated(pool, migrate)?,
         })
     }
 
@@ -61,16 +57,13 @@ impl PgTaskStore {
     /// # Errors
     /// A malformed URL, or a database that cannot be reached or migrated.
     pub fn connect(url: &str) -> Result<PgTaskStore, Error> {
-        let pool = off_runtime::run(|| Pool::connect(url, &PoolOptions::default()))?;
-        PgTaskStore::open(pool)
+        PgTaskStore::open(off_runtime::connect(url)?)
     }
 
     fn client(&self) -> Result<impl std::ops::DerefMut<Target = Client>, StoreError> {
-        let pool = self
-            .pool
-            .pool()
-            .ok_or_else(|| StoreError::Backend("the store is closed".into()))?;
-        pool.get().map_err(|e| StoreError::Backend(e.to_string()))
+        self.pool
+            .get()
+            .map_err(|e| StoreError::Backend(e.to_string()))
     }
 }
 
