@@ -188,11 +188,13 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> (T, Duration) {
     }
 }
 
-/// `GET URL/readyz`: its status and body, or `None` when it did not answer in time (a
-/// probe that hangs counts as not ready for a load balancer, but says nothing here).
+/// `GET URL/readyz`: its status and body, or `None` when it did not answer within a
+/// load balancer's usual probe timeout (5 s). A replica's store probe waits at most 1 s
+/// for a connection, so with the database gone it must still answer, 503, in time: a
+/// probe that hangs would never be seen as not ready here, and the test would fail.
 fn readyz(url: &str) -> Option<(u16, Value)> {
     let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(20))
+        .timeout(Duration::from_secs(5))
         .build();
     let response = match agent.get(&format!("{url}/readyz")).call() {
         Ok(response) | Err(ureq::Error::Status(_, response)) => response,

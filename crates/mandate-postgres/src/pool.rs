@@ -97,6 +97,20 @@ impl Pool {
             .map_err(|e| Error::Unavailable(e.to_string()))
     }
 
+    /// Borrows a connection, waiting at most `timeout` (a readiness probe
+    /// answers within its own bound, not the pool's).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when none is free or can be opened in time.
+    pub fn get_within(
+        &self,
+        timeout: Duration,
+    ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, Error> {
+        self.inner
+            .get_timeout(timeout)
+            .map_err(|e| Error::Unavailable(e.to_string()))
+    }
+
     /// The connection settings, for a dedicated connection outside the pool
     /// (a `LISTEN` session).
     pub fn config(&self) -> &Config {

@@ -62,6 +62,11 @@ mod embedded {
     refinery::embed_migrations!("migrations/registry");
 }
 
+/// The longest a readiness probe waits for a connection: `/readyz` answers
+/// "not ready" promptly while the database is gone, instead of after the
+/// pool's whole connect timeout (load balancers' probes time out sooner).
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The revocation log in a PostgreSQL database, shared by every process that opens it.
 pub struct PgRevocationStore {
     /// Closed on a plain thread when dropped (the sync client cannot close on a
@@ -240,7 +245,7 @@ impl RevocationStore for PgRevocationStore {
     fn check_writable(&self) -> Result<()> {
         let mut conn = self
             .pool("checking the store")?
-            .get()
+            .get_within(PROBE_WAIT)
             .map_err(|e| storage("checking the store", e))?;
         let row = conn
             .query_one("SELECT pg_is_in_recovery()", &[])
