@@ -72,6 +72,7 @@ mod mandate;
 mod replicas;
 mod server;
 mod store;
+mod subscription;
 
 #[cfg(feature = "testing")]
 pub mod contract;
@@ -80,7 +81,7 @@ pub use api::{
     events, AckRequest, ErrorBody, ErrorDetail, Heartbeat, Hello, ListPage, RegistryStatus,
     RevokeRequest,
 };
-pub use client::{RegistryAuth, RegistryClient, SubscribeOptions, Subscription};
+pub use client::{RegistryAuth, RegistryClient};
 pub use confirm::{write_confirmed, Applied, Confirmed, WriteKind};
 pub use entry::{
     NewRevocation, RevocationEntry, RevocationKind, MAX_ACTOR_LEN, MAX_REASON_LEN,
@@ -101,3 +102,4 @@ pub use server::{
 pub use store::{
     entries_after, load_index, IndexingStore, MemoryStore, RevocationStore, SledStore,
 };
+pub use subscription::{SubscribeOptions, Subscription};

@@ -25,9 +25,8 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use crate::client::{RegistryClient, SubscribeOptions, Subscription};
+use crate::client::RegistryClient;
 use crate::error::{Error, Result};
-use crate::index::SharedIndex;
 
 /// The most replicas one subscription follows: a bound on the rotation and on the
 /// metric series it reports.
@@ -80,17 +79,6 @@ impl ReplicaSet {
     pub fn clients(&self) -> &[RegistryClient] {
         &self.clients
     }
-
-    /// Starts a background task that keeps `index` current from one replica at a time,
-    /// moving to the next when it stops hearing from the one in use (see the module
-    /// docs). The task runs until the returned [`Subscription`] is dropped or aborted.
-    ///
-    /// # Panics
-    /// When called outside a Tokio runtime (as `tokio::spawn` does).
-    pub fn subscribe(&self, index: SharedIndex, options: SubscribeOptions) -> Subscription {
-        let status = ReplicaStatus::new(self.clients.iter().map(|c| c.base_url().to_owned()));
-        Subscription::spawn(self.clone(), index, options, status)
-    }
 }
 
 impl From<RegistryClient> for ReplicaSet {
@@ -136,7 +124,7 @@ impl ReplicaReport {
 }
 
 impl ReplicaStatus {
-    fn new(replicas: impl IntoIterator<Item = String>) -> Self {
+    pub(crate) fn new(replicas: impl IntoIterator<Item = String>) -> Self {
         Self {
             inner: Arc::new(Mutex::new(StatusInner {
                 replicas: replicas.into_iter().collect(),
@@ -191,14 +179,16 @@ pub(crate) struct Rotation {
 }
 
 impl Rotation {
-    pub(crate) fn new(len: usize, options: &SubscribeOptions) -> Self {
-        let min_backoff = options.min_backoff.max(MIN_DELAY);
+    /// A rotation over `len` replicas, waiting `min_backoff` to `max_backoff`
+    /// (doubling after each fruitless round) between attempts.
+    pub(crate) fn new(len: usize, min_backoff: Duration, max_backoff: Duration) -> Self {
+        let min_backoff = min_backoff.max(MIN_DELAY);
         Self {
             len: len.max(1),
             position: 0,
             backoff: min_backoff,
             min_backoff,
-            max_backoff: options.max_backoff.max(min_backoff),
+            max_backoff: max_backoff.max(min_backoff),
             fruitless: 0,
         }
     }
@@ -242,12 +232,8 @@ mod tests {
 
     use super::*;
 
-    fn options(min: u64, max: u64) -> SubscribeOptions {
-        SubscribeOptions {
-            min_backoff: Duration::from_millis(min),
-            max_backoff: Duration::from_millis(max),
-            ..SubscribeOptions::default()
-        }
+    fn rotation(len: usize, min: u64, max: u64) -> Rotation {
+        Rotation::new(len, Duration::from_millis(min), Duration::from_millis(max))
     }
 
     fn status(n: usize) -> ReplicaStatus {
@@ -257,7 +243,7 @@ mod tests {
     #[test]
     fn the_rotation_goes_round_robin_and_counts_moves() {
         let status = status(3);
-        let mut rotation = Rotation::new(3, &options(100, 1000));
+        let mut rotation = rotation(3, 100, 1000);
         let mut seen = vec![rotation.position()];
         for _ in 0..4 {
             rotation.advance(true, &status);
@@ -272,7 +258,7 @@ mod tests {
     #[test]
     fn the_backoff_doubles_per_fruitless_round_and_resets_on_events() {
         let status = status(2);
-        let mut rotation = Rotation::new(2, &options(100, 1000));
+        let mut rotation = rotation(2, 100, 1000);
         let within = |d: Duration, base: u64| {
             d >= Duration::from_millis(base / 2) && d <= Duration::from_millis(base)
         };
@@ -293,7 +279,7 @@ mod tests {
     #[test]
     fn a_zero_backoff_still_waits() {
         let status = status(1);
-        let mut rotation = Rotation::new(1, &options(0, 0));
+        let mut rotation = rotation(1, 0, 0);
         for _ in 0..5 {
             assert!(rotation.advance(false, &status) >= MIN_DELAY / 2);
         }
