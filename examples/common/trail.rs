@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _, Result};
-use mandate_audit::{AuditLog, AuditWriter, DecisionRecord, Event, Filter, Record};
+use mandate_audit::{AuditLog, AuditWriter, DecisionRecord, Event, Filter, LogTrail, Record};
 use mandate_registry::SharedIndex;
 use mandate_server::audit::AuditRecorder;
 use mandate_server::config::AuditSettings;
@@ -50,7 +50,7 @@ impl AuditTrail {
     pub fn open() -> Result<AuditTrail> {
         let folder = tempfile::tempdir().context("creating the audit folder")?;
         let writer = mandate_server::audit::open(&AuditSettings {
-            store: folder.path().join("audit"),
+            store: folder.path().join("audit").into(),
             key: folder.path().join("audit.key"),
             buffered: None,
             verifier_id: "scenario".into(),
@@ -94,7 +94,7 @@ impl AuditTrail {
         let store = folder.path().join("audit");
         let log =
             mandate_audit::store::open_existing(&store).context("reading the audit store back")?;
-        let records = mandate_audit::query_all(&*log, &Filter::default(), None)?;
+        let records = mandate_audit::query_all(&LogTrail(log.clone()), &Filter::default(), None)?;
         println!("{heading} (mandate audit --store {}):", store.display());
         let printed: Vec<String> = records.iter().map(|r| format!("   {r}")).collect();
         for line in &printed {

@@ -34,7 +34,8 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn storage(action: &'static str, error: impl std::fmt::Display) -> Error {
+    /// A storage failure while doing `action`.
+    pub fn storage(action: &'static str, error: impl std::fmt::Display) -> Error {
         Error::Storage {
             action,
             message: error.to_string(),

@@ -12,11 +12,15 @@
 //!   signed heads, and the failure state that makes servers fail closed.
 //! - [`verify()`]: detects an edited, deleted, reordered, truncated or
 //!   re-linked log and names the first bad record.
+//! - [`Trail`]: what queries read — one log ([`LogTrail`]) or, in a store
+//!   shared by several writers, their logs merged in commit order.
 //! - [`query()`] and [`trace()`]: reading it back.
 //!
 //! This crate does no HTTP; servers call it before they answer.
 
 pub mod access;
+#[cfg(feature = "testing")]
+pub mod contract;
 mod decision;
 mod error;
 mod file_log;
@@ -30,6 +34,7 @@ mod registry;
 mod sled_log;
 pub mod store;
 pub mod trace;
+mod trail;
 mod verify;
 mod writer;
 
@@ -48,5 +53,6 @@ pub use record::{Event, Record};
 pub use registry::{RegistryAction, RegistryEvent};
 pub use sled_log::SledLog;
 pub use trace::trace;
+pub use trail::{LogTrail, Trail, TrailEntry};
 pub use verify::{verify, verify_with_witnesses, Tampered, Verdict, Verified};
 pub use writer::{AuditWriter, Durability, Pending, WriterConfig};

@@ -1,12 +1,12 @@
 //! Reading the trail: filters over records (principal, agent, task,
-//! decision, service, time) and pages of matching records in sequence
-//! order, newest last.
+//! decision, service, time) and pages of matching records in the trail's
+//! order (a log's sequence, or several writers' logs merged), newest last.
 
 use std::time::SystemTime;
 
 use crate::decision::Outcome;
-use crate::log::AuditLog;
 use crate::record::Record;
+use crate::trail::Trail;
 use crate::{Error, Result};
 
 /// Which records a query wants; every field set must match.
@@ -72,12 +72,15 @@ impl Filter {
 /// One page of matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
-    /// Matching records, in sequence order.
+    /// Matching records, in the trail's order.
     pub records: Vec<Record>,
-    /// The sequence number to continue after, when the log holds more.
+    /// The trail position of each record in `records` (for a single log,
+    /// its sequence number).
+    pub positions: Vec<u64>,
+    /// The position to continue after, when the trail holds more.
     pub next_after: Option<u64>,
-    /// The newest sequence number read (`after` when none was): a follower
-    /// continues after it once the log grows.
+    /// The newest position read (`after` when none was): a follower
+    /// continues after it once the trail grows.
     pub scanned_to: u64,
 }
 
@@ -92,63 +95,56 @@ pub fn decode(seq: u64, body: &[u8]) -> Result<Record> {
     })
 }
 
-/// Up to `limit` records with `seq > after` that match `filter`, oldest
-/// first, reading at most `scan` records.
+/// Up to `limit` records at positions after `after` that match `filter`,
+/// oldest first, reading at most `scan` records.
 ///
 /// # Errors
-/// [`Error`] when the log cannot be read.
+/// [`Error`] when the trail cannot be read.
 pub fn query(
-    log: &dyn AuditLog,
+    trail: &dyn Trail,
     filter: &Filter,
     after: u64,
     limit: usize,
     scan: usize,
 ) -> Result<Page> {
-    let mut records = Vec::new();
-    let mut next = after.saturating_add(1);
+    let mut page = Page {
+        records: Vec::new(),
+        positions: Vec::new(),
+        next_after: None,
+        scanned_to: after,
+    };
     let mut scanned = 0usize;
-    let mut scanned_to = after;
     loop {
-        let chunk = log.read(next, 4096)?;
-        let Some(last) = chunk.last().map(|e| e.seq) else {
-            return Ok(Page {
-                records,
-                next_after: None,
-                scanned_to,
-            });
-        };
+        let chunk = trail.read_after(page.scanned_to, 4096)?;
+        if chunk.is_empty() {
+            return Ok(page);
+        }
         for entry in chunk {
             scanned += 1;
-            scanned_to = entry.seq;
+            page.scanned_to = entry.position;
             let record = decode(entry.seq, &entry.body)?;
             if filter.matches(&record) {
-                records.push(record);
-                if records.len() >= limit {
-                    return Ok(Page {
-                        records,
-                        next_after: Some(entry.seq),
-                        scanned_to,
-                    });
+                page.records.push(record);
+                page.positions.push(entry.position);
+                if page.records.len() >= limit {
+                    page.next_after = Some(entry.position);
+                    return Ok(page);
                 }
             }
             if scanned >= scan {
-                return Ok(Page {
-                    records,
-                    next_after: Some(entry.seq),
-                    scanned_to,
-                });
+                page.next_after = Some(entry.position);
+                return Ok(page);
             }
         }
-        next = last.saturating_add(1);
     }
 }
 
 /// Every matching record, oldest first; the newest `last` only when given.
 ///
 /// # Errors
-/// [`Error`] when the log cannot be read.
-pub fn query_all(log: &dyn AuditLog, filter: &Filter, last: Option<usize>) -> Result<Vec<Record>> {
-    let page = query(log, filter, 0, usize::MAX, usize::MAX)?;
+/// [`Error`] when the trail cannot be read.
+pub fn query_all(trail: &dyn Trail, filter: &Filter, last: Option<usize>) -> Result<Vec<Record>> {
+    let page = query(trail, filter, 0, usize::MAX, usize::MAX)?;
     let mut records = page.records;
     if let Some(n) = last {
         let drop = records.len().saturating_sub(n);

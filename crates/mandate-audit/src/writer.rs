@@ -28,6 +28,7 @@ use tokio::sync::{oneshot, watch};
 use crate::integrity::{entry_hash, Hash, StoredEntry, WriterKey, GENESIS};
 use crate::log::AuditLog;
 use crate::record::{Event, RecordRef};
+use crate::trail::{LogTrail, Trail};
 use crate::{Error, Result};
 
 /// When an append is acknowledged.
@@ -119,6 +120,8 @@ pub struct AuditWriter {
     fingerprint: String,
     durability: Durability,
     log: Arc<dyn AuditLog>,
+    /// What readers read, when it is more than this writer's own log.
+    shared: Option<Arc<dyn Trail>>,
     progress: watch::Receiver<u64>,
 }
 
@@ -180,6 +183,7 @@ impl AuditWriter {
             fingerprint,
             durability,
             log,
+            shared: None,
             progress,
         })
     }
@@ -203,6 +207,29 @@ impl AuditWriter {
     /// and as it changes: followers of the log wait on it instead of polling.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.progress.clone()
+    }
+
+    /// Readers of this writer's store read `trail`: the records of every
+    /// writer sharing the store (replicas on one database), not just its own.
+    #[must_use]
+    pub fn serving(mut self, trail: Arc<dyn Trail>) -> AuditWriter {
+        self.shared = Some(trail);
+        self
+    }
+
+    /// What readers of the store read: the shared trail given to
+    /// [`AuditWriter::serving`], or else this writer's own log.
+    pub fn trail(&self) -> Arc<dyn Trail> {
+        match &self.shared {
+            Some(trail) => Arc::clone(trail),
+            None => Arc::new(LogTrail(Arc::clone(&self.log))),
+        }
+    }
+
+    /// Whether other writers add to [`AuditWriter::trail`]: then this
+    /// writer's progress does not announce every new record.
+    pub fn shares_trail(&self) -> bool {
+        self.shared.is_some()
     }
 
     /// `Ok` while records can be written; otherwise why not.
@@ -440,6 +467,7 @@ impl Thread {
         tracing::info!(
             target: "mandate::audit",
             head = %format!("{}:{}", head.seq, head.hash),
+            writer = %self.fingerprint,
             "audit head signed"
         );
         head

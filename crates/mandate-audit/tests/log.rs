@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mandate_audit::{
-    query_all, verify, AuditLog, AuditWriter, Event, FileLog, Filter, MemoryLog, RegistryAction,
-    RegistryEvent, SledLog, WriterConfig, WriterKey,
+    query_all, verify, AuditLog, AuditWriter, Event, FileLog, Filter, LogTrail, MemoryLog,
+    RegistryAction, RegistryEvent, SledLog, WriterConfig, WriterKey,
 };
 
 fn event(n: u64) -> Event {
@@ -34,7 +34,7 @@ fn records_come_back_in_order_and_verify() {
     let log: Arc<dyn AuditLog> = Arc::new(MemoryLog::new());
     let writer = fill(Arc::clone(&log), 20);
     writer.close_blocking().unwrap();
-    let records = query_all(log.as_ref(), &Filter::default(), None).unwrap();
+    let records = query_all(&LogTrail(log.clone()), &Filter::default(), None).unwrap();
     assert_eq!(records.len(), 20);
     assert_eq!(records[4].seq, 5);
     let verified = verify(log.as_ref(), &[]).unwrap().unwrap();
@@ -44,7 +44,12 @@ fn records_come_back_in_order_and_verify() {
         task: Some("t-7".into()),
         ..Filter::default()
     };
-    assert_eq!(query_all(log.as_ref(), &filter, None).unwrap().len(), 1);
+    assert_eq!(
+        query_all(&LogTrail(log.clone()), &filter, None)
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +130,7 @@ fn a_reopened_file_log_continues_the_chain() {
     writer.close_blocking().unwrap();
     let verified = verify(log.as_ref(), &[]).unwrap().unwrap();
     assert_eq!((verified.records, verified.writers.len()), (6, 2));
-    let records = query_all(log.as_ref(), &Filter::default(), None).unwrap();
+    let records = query_all(&LogTrail(log.clone()), &Filter::default(), None).unwrap();
     assert_eq!(
         records.iter().map(|r| r.seq).collect::<Vec<_>>(),
         (1..=6).collect::<Vec<_>>()
@@ -380,4 +385,19 @@ fn a_file_log_reads_from_any_position_across_segments() {
     }
     assert!(log.read(1001, 10).unwrap().is_empty());
     assert_eq!(log.last().unwrap().unwrap().seq, 1000);
+}
+
+#[test]
+fn every_log_meets_the_contract() {
+    use mandate_audit::contract::check_log;
+    use mandate_core::SecretKey;
+
+    let secret = SecretKey::generate();
+    let key = || WriterKey::new(&secret).unwrap();
+    let memory: Arc<dyn AuditLog> = Arc::new(MemoryLog::new());
+    check_log(&|| Arc::clone(&memory), &key);
+    let files = tempfile::tempdir().unwrap();
+    check_log(&|| Arc::new(FileLog::open(files.path()).unwrap()), &key);
+    let sled = tempfile::tempdir().unwrap();
+    check_log(&|| Arc::new(SledLog::open(sled.path()).unwrap()), &key);
 }

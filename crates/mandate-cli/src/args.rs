@@ -422,12 +422,18 @@ pub struct ServerArgs {
 #[derive(Debug, Args)]
 pub struct AuditServeArgs {
     /// Record every decision and registry write in this audit log folder
-    /// (created if missing); a decision is answered only once its record is
-    /// durable.
-    #[arg(long = "audit-store", value_name = "DIR", env = "MANDATE_AUDIT_STORE")]
-    pub audit_store: Option<PathBuf>,
+    /// (created if missing), or in a postgres:// database that replicas
+    /// share (each its own log and key); a decision is answered only once
+    /// its record is durable.
+    #[arg(
+        long = "audit-store",
+        value_name = "DIR|URL",
+        env = "MANDATE_AUDIT_STORE"
+    )]
+    pub audit_store: Option<StoreLocation>,
     /// The audit writer's key (0600), created when missing [default: the
-    /// store's path + .key]. Keep it out of reach of whoever can write the store.
+    /// store's path + .key; required with a postgres:// store]. Keep it out
+    /// of reach of whoever can write the store.
     #[arg(long = "audit-key", value_name = "FILE", env = "MANDATE_AUDIT_KEY")]
     pub audit_key: Option<PathBuf>,
     /// durable (default) or buffered (DANGEROUS: answers before the record is
@@ -466,9 +472,10 @@ pub enum AuditCommand {
 /// Where the trail is read from.
 #[derive(Debug, Args, Clone, Default)]
 pub struct AuditSourceArgs {
-    /// An audit store folder (not in use by a running server).
-    #[arg(long, value_name = "DIR", conflicts_with = "url")]
-    pub store: Option<PathBuf>,
+    /// An audit store folder (not in use by a running server), or the
+    /// postgres:// database replicas share (every writer's records, merged).
+    #[arg(long, value_name = "DIR|URL", conflicts_with = "url")]
+    pub store: Option<StoreLocation>,
     /// A running `mandate serve` with an audit trail; needs --auth.
     #[arg(long, value_name = "URL", requires = "auth")]
     pub url: Option<String>,
@@ -518,16 +525,19 @@ pub struct AuditQueryArgs {
 
 #[derive(Debug, Args)]
 pub struct AuditVerifyArgs {
-    /// The audit store folder (not in use by a running server).
-    #[arg(long, value_name = "DIR")]
-    pub store: PathBuf,
+    /// The audit store folder (not in use by a running server), or the
+    /// postgres:// database replicas share (every writer's log is checked).
+    #[arg(long, value_name = "DIR|URL")]
+    pub store: StoreLocation,
     /// Only accept heads signed by this writer key (`ed25519/<hex>` or a .pub
     /// file; repeatable). Without it, the keys the heads name are used.
     #[arg(long = "writer-pub", value_name = "KEY")]
     pub writer_pub: Vec<String>,
     /// A head kept outside the store (from the server's `audit head signed`
-    /// log lines): the record at SEQ must still have HASH (repeatable).
-    #[arg(long = "expect-head", value_name = "SEQ:HASH")]
+    /// log lines): the record at SEQ must still have HASH (repeatable). In a
+    /// store shared by several writers, prefix the writer as records name
+    /// it: WRITER:SEQ:HASH.
+    #[arg(long = "expect-head", value_name = "[WRITER:]SEQ:HASH")]
     pub expect_head: Vec<String>,
 }
 
@@ -745,10 +755,10 @@ pub struct IssuerServeArgs {
     /// runs with `mandate audit --url` (GET /v1/audit, audit:read).
     #[arg(
         long = "audit-store",
-        value_name = "DIR",
+        value_name = "DIR|URL",
         env = "MANDATE_ISSUER_AUDIT_STORE"
     )]
-    pub audit_store: Option<PathBuf>,
+    pub audit_store: Option<StoreLocation>,
     /// The audit writer's key (0600), created when missing [default: the
     /// store's path + .key].
     #[arg(

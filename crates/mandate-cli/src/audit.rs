@@ -7,11 +7,12 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context as _, Result};
-use std::sync::Arc;
 
-use mandate_audit::{AuditLog, Filter, Outcome as Decided, Record};
-use mandate_core::{PublicKey, SecretKey};
+use mandate_audit::{Filter, Outcome as Decided, Record};
+use mandate_core::{fingerprint, PublicKey, SecretKey};
+use mandate_postgres::StoreLocation;
 use mandate_server::audit_client::AuditClient;
+use mandate_server::audit_store::AuditStore;
 
 use crate::args::{
     AuditArgs, AuditCommand, AuditQueryArgs, AuditSourceArgs, AuditTraceArgs, AuditVerifyArgs,
@@ -41,27 +42,34 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// An existing audit store; a mistyped folder is an error, not an empty log.
-fn open_store(dir: &std::path::Path) -> Result<Arc<dyn AuditLog>> {
-    mandate_audit::store::open_existing(dir).with_context(|| {
+fn open_store(location: &StoreLocation) -> Result<AuditStore> {
+    AuditStore::open_existing(location).with_context(|| {
         format!(
-            "opening audit store {} (if `mandate serve` is using it, pass --url instead)",
-            dir.display()
+            "opening audit store {location} (if `mandate serve` is using it, pass --url instead)"
         )
     })
 }
 
 /// Where records come from.
 enum Source {
-    Store(std::path::PathBuf),
+    /// A folder, opened afresh for every read (a server may be writing it).
+    Folder(StoreLocation),
+    /// A database that replicas share, opened once.
+    Shared(AuditStore),
     Server(Box<AuditClient>),
 }
 
 fn source(args: &AuditSourceArgs) -> Result<Source> {
-    if let Some(dir) = &args.store {
-        return Ok(Source::Store(dir.clone()));
+    if let Some(location) = &args.store {
+        return Ok(match location {
+            StoreLocation::Folder(_) => Source::Folder(location.clone()),
+            StoreLocation::Postgres(_) => Source::Shared(open_store(location)?),
+        });
     }
     let (Some(url), Some(auth)) = (&args.url, &args.auth) else {
-        bail!("give --store DIR, or --url URL with --auth TOKEN (a mandate granting audit:read)");
+        bail!(
+            "give --store DIR|URL, or --url URL with --auth TOKEN (a mandate granting audit:read)"
+        );
     };
     // A token file ends with a newline (`--out` writes one), which is not
     // valid in the Authorization header the client sends it in.
@@ -117,19 +125,28 @@ fn filter(args: &AuditQueryArgs, now: SystemTime) -> Result<Filter> {
     })
 }
 
-/// Every matching record with `seq > after`, oldest first.
+/// Every matching record after the position `after`, oldest first, with the
+/// newest position read.
 fn fetch(
     source: &Source,
     args: &AuditQueryArgs,
     filter: &Filter,
     after: u64,
     runtime: &tokio::runtime::Runtime,
-) -> Result<Vec<Record>> {
+) -> Result<(Vec<Record>, u64)> {
+    let read = |store: &AuditStore| -> Result<(Vec<Record>, u64)> {
+        let page = mandate_audit::query(
+            store.trail().as_ref(),
+            filter,
+            after,
+            usize::MAX,
+            usize::MAX,
+        )?;
+        Ok((page.records, page.scanned_to))
+    };
     match source {
-        Source::Store(dir) => {
-            let log = open_store(dir)?;
-            Ok(mandate_audit::query(log.as_ref(), filter, after, usize::MAX, usize::MAX)?.records)
-        }
+        Source::Folder(location) => read(&open_store(location)?),
+        Source::Shared(store) => read(store),
         Source::Server(client) => {
             let mut records = Vec::new();
             let mut after = after;
@@ -138,10 +155,17 @@ fn fetch(
                 params.push(("after", after.to_string()));
                 params.push(("limit", PAGE.to_string()));
                 let page = runtime.block_on(client.page(&params))?;
+                // A server from before positions were listed: they are the
+                // records' sequence numbers.
+                let newest = page
+                    .positions
+                    .last()
+                    .copied()
+                    .or_else(|| page.records.last().map(|r| r.seq));
                 records.extend(page.records);
                 match page.next_after {
                     Some(next) if next > after => after = next,
-                    _ => return Ok(records),
+                    _ => return Ok((records, newest.unwrap_or(after).max(after))),
                 }
             }
         }
@@ -164,8 +188,7 @@ fn query(args: &AuditQueryArgs) -> Result<Outcome> {
     let filter = filter(args, now)?;
     let source = source(&args.source)?;
     let runtime = runtime()?;
-    let mut records = fetch(&source, args, &filter, 0, &runtime)?;
-    let mut seen = records.last().map_or(0, |r| r.seq);
+    let (mut records, mut seen) = fetch(&source, args, &filter, 0, &runtime)?;
     if let Some(n) = args.last {
         let drop = records.len().saturating_sub(n);
         records.drain(..drop);
@@ -184,68 +207,120 @@ fn query(args: &AuditQueryArgs) -> Result<Outcome> {
     }
     loop {
         std::thread::sleep(FOLLOW_EVERY);
-        // A store may be locked by a server for a moment; try again.
+        // A store may be locked by a server for a moment, or its database
+        // briefly gone; try again.
         let records = match fetch(&source, args, &filter, seen, &runtime) {
-            Ok(records) => records,
-            Err(error) if matches!(source, Source::Store(_)) => {
+            Ok((records, newest)) => {
+                seen = newest;
+                records
+            }
+            Err(error) => {
                 tracing::debug!(error = %format!("{error:#}"), "follow: store busy");
                 continue;
             }
-            Err(error) => return Err(error),
         };
-        if let Some(last) = records.last() {
-            seen = last.seq;
-        }
         print(&records, args.json)?;
     }
 }
 
+/// A head kept outside the store: `[WRITER:]SEQ:HASH`, WRITER being the
+/// writer's fingerprint as records name it (`sha256:…`).
+struct Witness {
+    writer: Option<String>,
+    seq: u64,
+    hash: mandate_audit::integrity::Hash,
+}
+
+fn witness(text: &str) -> Result<Witness> {
+    let mut parts = text.rsplitn(3, ':');
+    let (Some(hash), Some(seq)) = (parts.next(), parts.next()) else {
+        bail!("--expect-head {text}: expected [WRITER:]SEQ:HASH (64 hex digits)");
+    };
+    let (Ok(seq), Some(hash)) = (
+        seq.parse::<u64>(),
+        mandate_audit::integrity::parse_hash(hash),
+    ) else {
+        bail!("--expect-head {text}: expected [WRITER:]SEQ:HASH (64 hex digits)");
+    };
+    Ok(Witness {
+        writer: parts.next().map(str::to_owned),
+        seq,
+        hash,
+    })
+}
+
 fn verify(args: &AuditVerifyArgs) -> Result<Outcome> {
-    let mut writers = Vec::new();
+    let mut pinned = Vec::new();
     for key in &args.writer_pub {
-        writers.push(PublicKey::from_arg(key).with_context(|| format!("--writer-pub {key}"))?);
+        pinned.push(PublicKey::from_arg(key).with_context(|| format!("--writer-pub {key}"))?);
     }
-    let mut witnesses = Vec::new();
-    for head in &args.expect_head {
-        let parsed = head.split_once(':').and_then(|(seq, hash)| {
-            Some((
-                seq.parse::<u64>().ok()?,
-                mandate_audit::integrity::parse_hash(hash)?,
-            ))
-        });
-        let Some(parsed) = parsed else {
-            bail!("--expect-head {head}: expected SEQ:HASH (64 hex digits)");
+    let witnesses = args
+        .expect_head
+        .iter()
+        .map(|text| witness(text))
+        .collect::<Result<Vec<_>>>()?;
+    let store = open_store(&args.store)?;
+    let logs = store.logs()?;
+    if logs.len() > 1 && witnesses.iter().any(|w| w.writer.is_none()) {
+        bail!("--expect-head: this store holds the logs of {} writers; name the writer (WRITER:SEQ:HASH, WRITER as records name it)", logs.len());
+    }
+    let shared = logs.len() > 1 || matches!(store, AuditStore::Shared(_));
+    let mut records = 0u64;
+    for stored in &logs {
+        // With several writers, each log's heads must be signed by its own
+        // writer (or by a pinned key).
+        let named = stored.writer.as_deref().map(fingerprint);
+        let own: Vec<PublicKey> = match (&stored.writer, pinned.is_empty()) {
+            (Some(writer), true) => vec![writer.parse().with_context(|| {
+                format!("the store names a writer key that does not read: {writer}")
+            })?],
+            _ => pinned.clone(),
         };
-        witnesses.push(parsed);
-    }
-    let log = open_store(&args.store)?;
-    match mandate_audit::verify_with_witnesses(log.as_ref(), &writers, &witnesses)? {
-        Ok(verified) => {
-            say!(
-                "ok: {} record(s), {} signed head(s), newest signed at #{}",
-                verified.records,
-                verified.heads,
-                verified.last_signed
-            )?;
-            if verified.unsigned_tail() > 0 {
+        let expected: Vec<_> = witnesses
+            .iter()
+            .filter(|w| w.writer.is_none() || w.writer == named)
+            .map(|w| (w.seq, w.hash))
+            .collect();
+        let label = named
+            .as_deref()
+            .map_or_else(String::new, |writer| format!("writer {writer}: "));
+        match mandate_audit::verify_with_witnesses(stored.log.as_ref(), &own, &expected)? {
+            Ok(verified) => {
+                records += verified.records;
                 say!(
-                    "note: the newest {} record(s) are linked but not yet covered by a signed head (the writer stopped before signing)",
-                    verified.unsigned_tail()
+                    "ok: {label}{} record(s), {} signed head(s), newest signed at #{}",
+                    verified.records,
+                    verified.heads,
+                    verified.last_signed
                 )?;
+                if verified.unsigned_tail() > 0 {
+                    say!(
+                        "note: {label}the newest {} record(s) are linked but not yet covered by a signed head (the writer stopped before signing)",
+                        verified.unsigned_tail()
+                    )?;
+                }
+                if !verified.pinned {
+                    say!(
+                        "note: heads checked against the writer keys they name ({}); pass --writer-pub to pin them",
+                        verified.writers.join(", ")
+                    )?;
+                } else if pinned.is_empty() {
+                    say!("note: {label}heads checked against the writer key the store names; pass --writer-pub to pin them")?;
+                }
             }
-            if !verified.pinned {
-                say!(
-                    "note: heads checked against the writer keys they name ({}); pass --writer-pub to pin them",
-                    verified.writers.join(", ")
-                )?;
+            Err(tampered) => {
+                say!("TAMPERED: {label}{tampered}")?;
+                return Ok(Outcome::Denied);
             }
-            Ok(Outcome::Ok)
-        }
-        Err(tampered) => {
-            say!("TAMPERED: {tampered}")?;
-            Ok(Outcome::Denied)
         }
     }
+    if shared {
+        say!(
+            "ok: {} writer log(s), {records} record(s) in all",
+            logs.len()
+        )?;
+    }
+    Ok(Outcome::Ok)
 }
 
 fn trace(args: &AuditTraceArgs) -> Result<Outcome> {
@@ -255,7 +330,7 @@ fn trace(args: &AuditTraceArgs) -> Result<Outcome> {
     }
     let source = source(&args.source)?;
     let runtime = runtime()?;
-    let all = fetch(
+    let (all, _) = fetch(
         &source,
         &AuditQueryArgs::default(),
         &Filter::default(),

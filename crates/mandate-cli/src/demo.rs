@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, Result};
-use mandate_audit::{AuditWriter, Filter};
+use mandate_audit::{AuditWriter, Filter, LogTrail};
 use mandate_core::{
     KeySet, NextAgent, Proof, Request, ResourcePath, Restrictions, RootKey, SecretKey,
 };
@@ -107,7 +107,7 @@ pub fn run(dir: Option<&Path>) -> Result<Outcome> {
     // decision; the verifier consults the same process's index on every call.
     let audit = Arc::new(
         mandate_server::audit::open(&AuditSettings {
-            store: dir.join("audit"),
+            store: dir.join("audit").into(),
             key: dir.join("audit.key"),
             buffered: None,
             verifier_id: "demo".into(),
@@ -240,7 +240,7 @@ fn print_trail(audit: &AuditWriter, before: u64, task: &str, store: &Path) -> Re
         .close_blocking()
         .context("closing the demo's audit log")?;
     let log = audit.log();
-    let all = mandate_audit::query_all(&*log, &Filter::default(), None)?;
+    let all = mandate_audit::query_all(&LogTrail(log.clone()), &Filter::default(), None)?;
     say!(
         "\n8. the audit trail, read back from the store (mandate audit --store {}):",
         store.display()

@@ -53,7 +53,7 @@ fn open_audit(dir: &Path, key: Option<&Path>) -> Result<mandate_audit::AuditWrit
         Path::to_path_buf,
     );
     mandate_server::audit::open(&mandate_server::AuditSettings {
-        store: dir.to_path_buf(),
+        store: dir.to_path_buf().into(),
         key,
         buffered: None,
         verifier_id: "mandate revoke".into(),

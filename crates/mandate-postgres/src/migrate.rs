@@ -34,8 +34,8 @@ pub(crate) fn run(pool: &Pool, mut runner: Runner, table: &str) -> Result<(), Er
     outcome.and(unlocked)
 }
 
-/// A stable 64-bit lock id for `table` (FNV-1a): the same in every process.
-fn lock_key(table: &str) -> i64 {
+/// A stable 64-bit lock id for `name` (FNV-1a): the same in every process.
+pub(crate) fn lock_key(table: &str) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in table.bytes() {
         hash ^= u64::from(byte);

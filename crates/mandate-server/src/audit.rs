@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use mandate_audit::{
-    AuditLog, AuditWriter, DecisionContext, DecisionRecord, Durability, Event, RefusalRecord,
-    RegistryAction, RegistryEvent, WriterConfig, WriterKey,
+    AuditWriter, DecisionContext, DecisionRecord, Durability, Event, RefusalRecord, RegistryAction,
+    RegistryEvent, WriterConfig, WriterKey,
 };
 use mandate_core::SecretKey;
 use mandate_registry::{NewRevocation, RevocationEntry, RevocationStore, SharedIndex};
@@ -43,14 +43,13 @@ pub fn writer_key(path: &std::path::Path) -> Result<WriterKey> {
     Ok(WriterKey::new(&secret)?)
 }
 
-/// Opens the audit log of `settings` and starts its writer.
+/// Opens the audit log of `settings` and starts its writer; with a store
+/// shared by replicas, the writer serves the merged trail to readers.
 ///
 /// # Errors
 /// The store or the key cannot be used.
 pub fn open(settings: &AuditSettings) -> Result<AuditWriter> {
     let key = writer_key(&settings.key)?;
-    let log: Arc<dyn AuditLog> = mandate_audit::store::open(&settings.store)
-        .with_context(|| format!("opening audit store {}", settings.store.display()))?;
     let config = WriterConfig {
         durability: match settings.buffered {
             Some(flush_every) => Durability::Buffered { flush_every },
@@ -58,7 +57,27 @@ pub fn open(settings: &AuditSettings) -> Result<AuditWriter> {
         },
         ..WriterConfig::default()
     };
-    Ok(AuditWriter::start(log, key, config)?)
+    // A PostgreSQL store is read with a client that blocks on a runtime of
+    // its own, which it may not do on a thread driving an async runtime
+    // (servers open their trail in one): open and start on a plain thread.
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let store =
+                    crate::audit_store::open_writer(&settings.store, &key.public().to_string())?;
+                let writer = AuditWriter::start(store.log, key, config)?;
+                Ok(match store.shared {
+                    Some(trail) => writer.serving(trail),
+                    None => writer,
+                })
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "opening the audit store: the thread panicked"
+                ))
+            })
+    })
 }
 
 /// Records the decisions of one server in its audit log.

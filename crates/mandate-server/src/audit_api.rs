@@ -4,8 +4,11 @@
 //!
 //! Filters are those of `mandate audit`: `principal`, `agent`, `task`,
 //! `decision` (`allow`/`deny`), `service`, `since` and `until` (a duration
-//! ago or RFC 3339); pages are `after` (a sequence number) and `limit`
-//! (at most [`MAX_LIMIT`]). Each page reads at most [`MAX_SCAN`] records, so
+//! ago or RFC 3339); pages are `after` (a position) and `limit`
+//! (at most [`MAX_LIMIT`]). A position is a record's sequence number when
+//! the server writes a log of its own, and its place in the merged trail
+//! when replicas share a PostgreSQL store; each page lists the positions of
+//! its records. Each page reads at most [`MAX_SCAN`] records, so
 //! no request can make the server read the whole log; `next_after` says
 //! where to continue. Mandates are judged on the evaluation pool and the
 //! log is read on a blocking thread, never on the runtime's.
@@ -13,7 +16,7 @@
 //! **Follow.** Asked with `Accept: text/event-stream`, the answer is a
 //! server-sent event stream instead: every matching record after `after`
 //! (or the `Last-Event-ID` header) as an event `record` whose id is its
-//! sequence number, then new records as the writer makes them durable, with
+//! position, then new records as the writer makes them durable, with
 //! a keep-alive comment every [`KEEP_ALIVE`]. At most [`MAX_FOLLOWERS`]
 //! streams are open at once (more are answered 503), a client that stops
 //! reading is dropped, and a stream ends after [`MAX_FOLLOW`] so that its
@@ -30,7 +33,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use mandate_audit::{AuditLog, Filter, Outcome, Record};
+use mandate_audit::{AuditWriter, Filter, Outcome, Record, Trail};
 use mandate_core::{fingerprint, Proof};
 use mandate_verifier::http::ApiError;
 use mandate_verifier::pool::EvalPool;
@@ -57,10 +60,11 @@ const POLL_EVERY: Duration = Duration::from_millis(500);
 /// What the audit endpoint reads and who it lets read.
 #[derive(Debug, Clone)]
 pub struct AuditApiState {
-    log: Arc<dyn AuditLog>,
+    log: Arc<dyn Trail>,
     verifier: Arc<Verifier>,
     pool: EvalPool,
-    /// The writer's newest sequence number, when it writes in this process.
+    /// The writer's newest sequence number, when it writes in this process
+    /// and is the trail's only writer.
     progress: Option<watch::Receiver<u64>>,
     followers: Arc<Semaphore>,
 }
@@ -68,7 +72,7 @@ pub struct AuditApiState {
 impl AuditApiState {
     /// Serves `log` to mandates `verifier` allows `audit:read`, judged on
     /// `pool`.
-    pub fn new(log: Arc<dyn AuditLog>, verifier: Verifier, pool: EvalPool) -> AuditApiState {
+    pub fn new(log: Arc<dyn Trail>, verifier: Verifier, pool: EvalPool) -> AuditApiState {
         AuditApiState {
             log,
             verifier: Arc::new(verifier),
@@ -76,6 +80,17 @@ impl AuditApiState {
             progress: None,
             followers: Arc::new(Semaphore::new(MAX_FOLLOWERS)),
         }
+    }
+
+    /// Serves what `writer`'s store holds: its own log, whose streams wake
+    /// when the writer moves on, or the trail it shares with other writers,
+    /// which streams poll.
+    pub fn of_writer(writer: &AuditWriter, verifier: Verifier, pool: EvalPool) -> AuditApiState {
+        let state = AuditApiState::new(writer.trail(), verifier, pool);
+        if writer.shares_trail() {
+            return state;
+        }
+        state.with_progress(writer.subscribe())
     }
 
     /// Streams wake when `progress` (from [`mandate_audit::AuditWriter::subscribe`])
@@ -112,7 +127,7 @@ pub struct AuditQuery {
     pub since: Option<String>,
     /// Written at or before: `10m` (ago) or RFC 3339.
     pub until: Option<String>,
-    /// Only records after this sequence number.
+    /// Only records after this position.
     pub after: Option<u64>,
     /// Most records (default 100, at most 1000).
     pub limit: Option<usize>,
@@ -124,6 +139,10 @@ pub struct AuditPage {
     /// Matching records, oldest first (the schema is in docs/audit.md).
     #[schema(value_type = Vec<Object>)]
     pub records: Vec<Record>,
+    /// The position of each record (its sequence number in a server's own
+    /// log; its place in the merged trail of replicas sharing a store).
+    #[serde(default)]
+    pub positions: Vec<u64>,
     /// Where to continue (`after=`), when the log may hold more.
     pub next_after: Option<u64>,
 }
@@ -162,7 +181,7 @@ impl AuditQuery {
 /// Reads the audit trail.
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
     responses(
-        (status = 200, description = "A page of records, oldest first; with Accept: text/event-stream, a stream of `record` events (id: the sequence number) that follows the log", body = AuditPage),
+        (status = 200, description = "A page of records, oldest first; with Accept: text/event-stream, a stream of `record` events (id: the position) that follows the log", body = AuditPage),
         (status = 400, description = "A parameter cannot be read", body = mandate_verifier::ErrorBody),
         (status = 401, description = "No, malformed, expired or unproven mandate", body = mandate_verifier::ErrorBody),
         (status = 403, description = "The mandate does not grant audit:read", body = mandate_verifier::ErrorBody),
@@ -198,6 +217,7 @@ pub(crate) async fn read(
     })?;
     Ok(Json(AuditPage {
         records: page.records,
+        positions: page.positions,
         next_after: page.next_after,
     })
     .into_response())
@@ -211,7 +231,7 @@ fn wants_stream(headers: &HeaderMap) -> bool {
         .any(|v| v.contains("text/event-stream"))
 }
 
-/// The sequence number a reconnecting client last received.
+/// The position a reconnecting client last received.
 fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     headers
         .get("last-event-id")
@@ -221,7 +241,10 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
                 .ok()
                 .and_then(|text| text.trim().parse::<u64>().ok())
                 .ok_or_else(|| {
-                    ApiError::bad_request("bad_request", "Last-Event-ID must be a sequence number")
+                    ApiError::bad_request(
+                        "bad_request",
+                        "Last-Event-ID must be a position (a number)",
+                    )
                 })
         })
         .transpose()
@@ -276,10 +299,10 @@ async fn feed(
                 }
                 Err(_) => return,
             };
-            for record in &page.records {
+            for (record, position) in page.records.iter().zip(&page.positions) {
                 let event = SseEvent::default()
                     .event("record")
-                    .id(record.seq.to_string())
+                    .id(position.to_string())
                     .json_data(record);
                 let Ok(event) = event else {
                     return;

@@ -211,7 +211,10 @@ impl AuditClient {
                     return StreamEnd::Fatal(anyhow!("{url}: a record that does not read: {error}"))
                 }
             };
-            *after = (*after).max(record.seq);
+            // The event's id is the record's position (its sequence number in
+            // a server's own log; its place in a trail shared by replicas).
+            let position = event.id.trim().parse::<u64>().unwrap_or(record.seq);
+            *after = (*after).max(position);
             if let Err(error) = each(record) {
                 return StreamEnd::Fatal(error);
             }

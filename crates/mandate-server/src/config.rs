@@ -208,11 +208,14 @@ pub struct ExtAuthzConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
-    /// The audit log's folder (created if missing); no audit trail
-    /// without it.
-    pub store: Option<PathBuf>,
+    /// The audit log's folder (created if missing), or a `postgres://` URL
+    /// shared by replicas (each writes a log of its own, with its own key);
+    /// no audit trail without it.
+    #[serde(with = "store_location")]
+    pub store: Option<StoreLocation>,
     /// The writer's Ed25519 key file (mode 0600), which signs the log's
-    /// heads; generated when missing. Default: the store's path + `.key`.
+    /// heads; generated when missing. Default: the store's path + `.key`
+    /// (a PostgreSQL store needs it set: each replica its own key).
     /// Keep it where whoever can write the store cannot read it.
     pub key: Option<PathBuf>,
     /// `durable` (default: a decision is answered once its record is on
@@ -254,8 +257,8 @@ impl std::str::FromStr for AuditMode {
 /// A validated audit configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditSettings {
-    /// The log's folder.
-    pub store: PathBuf,
+    /// The log's folder, or the database replicas share.
+    pub store: StoreLocation,
     /// The writer key file.
     pub key: PathBuf,
     /// `None`: durable; `Some(every)`: buffered, flushed every `every`.
@@ -582,11 +585,20 @@ impl AuditConfig {
                 bounds::AUDIT_FLUSH,
             )?),
         };
-        let key = a.key.clone().unwrap_or_else(|| {
-            let mut path = store.clone().into_os_string();
-            path.push(".key");
-            PathBuf::from(path)
-        });
+        let key = match (&a.key, &store) {
+            (Some(key), _) => key.clone(),
+            (None, StoreLocation::Folder(dir)) => {
+                let mut path = dir.clone().into_os_string();
+                path.push(".key");
+                PathBuf::from(path)
+            }
+            (None, StoreLocation::Postgres(_)) => {
+                return Err(invalid(
+                    "audit.key",
+                    "a PostgreSQL audit store needs the writer's key file, one per replica",
+                ))
+            }
+        };
         let verifier_id = match &a.verifier_id {
             Some(id) if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) => {
                 return Err(invalid(
@@ -739,7 +751,8 @@ pub struct Settings {
     pub audit: Option<AuditSettings>,
 }
 
-/// `revocations.store` in the file: a folder, or a `postgres://` URL.
+/// `revocations.store` and `audit.store` in the file: a folder, or a
+/// `postgres://` URL.
 mod store_location {
     use mandate_postgres::StoreLocation;
     use serde::{Deserialize as _, Deserializer, Serializer};

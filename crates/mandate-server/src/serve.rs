@@ -308,8 +308,7 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
             .pop_window(settings.pop_window)
             .revocation(Arc::new(index.clone()))
             .build()?;
-        let state = AuditApiState::new(writer.log(), readers, pool.clone())
-            .with_progress(writer.subscribe());
+        let state = AuditApiState::of_writer(writer, readers, pool.clone());
         app = app.merge(crate::audit_api::router(state));
     }
     if let Some(state) = &registry {

@@ -102,7 +102,7 @@ pub fn reader_routes(
         .revocation(Arc::new(revocations.index.clone()))
         .build()?;
     let pool = EvalPool::new(EvalPool::default_workers(), READER_DEADLINE);
-    let state = AuditApiState::new(writer.log(), readers, pool).with_progress(writer.subscribe());
+    let state = AuditApiState::of_writer(writer, readers, pool);
     Ok(crate::audit_api::router(state))
 }
 
