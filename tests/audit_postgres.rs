@@ -194,6 +194,19 @@ fn replicas_write_their_own_chains_and_read_one_trail() {
     let out = verified.ok();
     assert!(out.contains("ok: 2 writer log(s)"), "{out}");
 
+    // A head kept outside naming a writer whose log is gone.
+    let zeros = "0".repeat(64);
+    let missing = format!("sha256:0123456789abcdef:1:{zeros}");
+    mandate(&[
+        "audit",
+        "verify",
+        "--store",
+        &fx.db,
+        "--expect-head",
+        &missing,
+    ])
+    .fails(1, "its log is missing");
+
     // An edit in the database, by someone who can write it, is named.
     drop(a);
     drop(b);

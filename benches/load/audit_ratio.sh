@@ -5,9 +5,12 @@
 #
 #   benches/load/audit_ratio.sh            # durable audit, 8 and 64 connections
 #   AUDIT_ARGS="--audit-mode buffered" benches/load/audit_ratio.sh
+#   AUDIT_STORE=postgres://postgres@127.0.0.1:5432/bench benches/load/audit_ratio.sh
 #
 # Environment: ROUNDS (off/on pairs per connection count, 2), CONNS ("8 64"),
 # MODE (run.sh mode, quick), AUDIT_ARGS (more serve flags with audit on),
+# AUDIT_STORE (a postgres:// database to keep the trail in, instead of a
+# fresh folder; each run writes a log of its own with a fresh key),
 # and whatever run.sh reads (MANDATE_BIN, CARGO_TARGET_DIR, DURATION, ...).
 # Prints one line per run, then per connection count and case: the mean
 # req/s off and on, their ratio, and server CPU µs per request off and on.
@@ -29,7 +32,11 @@ for c in $CONNS; do
             args=""
             if [[ $audit == on ]]; then
                 store=$(mktemp -d -t mandate-audit-store.XXXXXX)
-                args="--audit-store $store/audit $AUDIT_ARGS"
+                if [[ -n ${AUDIT_STORE:-} ]]; then
+                    args="--audit-store $AUDIT_STORE --audit-key $store/audit.key $AUDIT_ARGS"
+                else
+                    args="--audit-store $store/audit $AUDIT_ARGS"
+                fi
             fi
             log=$OUT/c$c-r$round-$audit
             if ! CONNECTIONS=$c SERVER_ARGS="$args" "$HERE/run.sh" "$MODE" >"$log.out" 2>"$log.err"; then

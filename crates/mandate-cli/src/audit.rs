@@ -265,6 +265,24 @@ fn verify(args: &AuditVerifyArgs) -> Result<Outcome> {
         bail!("--expect-head: this store holds the logs of {} writers; name the writer (WRITER:SEQ:HASH, WRITER as records name it)", logs.len());
     }
     let shared = logs.len() > 1 || matches!(store, AuditStore::Shared(_));
+    // A head kept outside names a writer whose log is gone: the whole log
+    // was deleted.
+    let named: Vec<String> = logs
+        .iter()
+        .filter_map(|stored| stored.writer.as_deref().map(fingerprint))
+        .collect();
+    if shared {
+        if let Some(orphan) = witnesses
+            .iter()
+            .filter_map(|w| w.writer.as_ref())
+            .find(|writer| !named.contains(writer))
+        {
+            say!(
+                "TAMPERED: writer {orphan}: its log is missing, but a head kept outside names it"
+            )?;
+            return Ok(Outcome::Denied);
+        }
+    }
     let mut records = 0u64;
     for stored in &logs {
         // With several writers, each log's heads must be signed by its own
