@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::mandate;
 use common::server::{poll, Server};
 use common::world::{Holder, World};
+use common::{audit_records as records, mandate};
 use serde_json::{json, Value};
 
 /// A root, an operator (revoke + audit:read, keyed), a reader without
@@ -128,18 +128,6 @@ fn authorize(server: &Server, body: &str, request_id: &str) -> Reply {
         body,
     )
     .unwrap()
-}
-
-/// The records `mandate audit ARGS --json` prints, one JSON object a line.
-fn records(args: &[&str]) -> Vec<Value> {
-    let mut all = vec!["audit"];
-    all.extend_from_slice(args);
-    all.push("--json");
-    mandate(&all)
-        .ok()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
 }
 
 #[test]

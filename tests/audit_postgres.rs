@@ -16,9 +16,9 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::mandate;
 use common::server::{poll, Server};
 use common::world::{Holder, World};
+use common::{audit_records, mandate};
 use serde_json::Value;
 
 const SERVICE: &str = "analytics";
@@ -89,20 +89,8 @@ impl Fixture {
         reply.status
     }
 
-    /// The records `mandate audit ARGS --json` prints.
-    fn records(&self, args: &[&str]) -> Vec<Value> {
-        let mut all = vec!["audit"];
-        all.extend_from_slice(args);
-        all.push("--json");
-        mandate(&all)
-            .ok()
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
-    }
-
     fn over_http(&self, server: &Server) -> Vec<Value> {
-        self.records(&[
+        audit_records(&[
             "--url",
             &server.url,
             "--auth",
@@ -149,7 +137,7 @@ fn replicas_write_their_own_chains_and_read_one_trail() {
     });
 
     // From the store: every replica's records, each writer's in its order.
-    let all = fx.records(&["--store", &fx.db]);
+    let all = audit_records(&["--store", &fx.db]);
     let writers: BTreeSet<&str> = all.iter().map(|r| r["writer"].as_str().unwrap()).collect();
     assert_eq!(writers.len(), 2, "{all:#?}");
     let ids = request_ids(&all);
@@ -175,7 +163,7 @@ fn replicas_write_their_own_chains_and_read_one_trail() {
         let served = fx.over_http(server);
         assert_eq!(request_ids(&served), ids, "{}", server.name);
     }
-    let denied = fx.records(&["--store", &fx.db, "--decision", "deny"]);
+    let denied = audit_records(&["--store", &fx.db, "--decision", "deny"]);
     assert!(denied.iter().all(|r| r["decision"] == "deny"));
     assert!(request_ids(&denied).contains("b-3"));
 

@@ -182,6 +182,19 @@ pub fn mandate(args: &[&str]) -> Run {
     mandate_in(args, None)
 }
 
+/// The records `mandate audit ARGS --json` prints, one JSON object a line.
+#[allow(dead_code)] // reason: only the audit tests read the trail.
+pub fn audit_records(args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["audit"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    mandate(&all)
+        .ok()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
 /// Runs `mandate ARGS` with `stdin` as its standard input.
 #[allow(dead_code)] // reason: only tests/cli.rs feeds stdin.
 #[track_caller]

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use crate::log::AuditLog;
 use crate::{verify, AuditWriter, Event, RegistryAction, RegistryEvent, WriterConfig, WriterKey};
 
-fn event(n: u64) -> Event {
+/// A registry event numbered `n` (its revocation and task `t-n`): records
+/// that differ, for tests of any log.
+pub fn event(n: u64) -> Event {
     Event::Registry(RegistryEvent {
         action: RegistryAction::Revoke,
         revocation: n,

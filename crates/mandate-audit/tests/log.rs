@@ -5,21 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use mandate_audit::contract::event;
 use mandate_audit::{
-    query_all, verify, AuditLog, AuditWriter, Event, FileLog, Filter, LogTrail, MemoryLog,
-    RegistryAction, RegistryEvent, SledLog, WriterConfig, WriterKey,
+    query_all, verify, AuditLog, AuditWriter, FileLog, Filter, LogTrail, MemoryLog, SledLog,
+    WriterConfig, WriterKey,
 };
-
-fn event(n: u64) -> Event {
-    Event::Registry(RegistryEvent {
-        action: RegistryAction::Revoke,
-        revocation: n,
-        kind: "task".into(),
-        value: format!("t-{n}"),
-        reason: String::new(),
-        by: "ops".into(),
-    })
-}
 
 fn fill(log: Arc<dyn AuditLog>, n: u64) -> AuditWriter {
     let writer = AuditWriter::start(log, WriterKey::generate(), WriterConfig::default()).unwrap();
