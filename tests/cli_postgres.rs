@@ -201,6 +201,17 @@ fn offline_commands_write_and_read_the_log_a_running_replica_serves() {
     let after = list(&fx.db, &["--after", "1", "--json"]).json();
     assert_eq!(after.as_array().unwrap().len(), 1, "{after}");
     assert_eq!(after[0]["value"], "bob", "{after}");
+
+    // A mistyped database is named, never an empty log that revokes nothing.
+    // (The database's name is the URL's path, before any `?` options.)
+    let typo = |url: &str| match url.split_once('?') {
+        Some((base, options)) => format!("{base}_typo?{options}"),
+        None => format!("{url}_typo"),
+    };
+    let run = authorize(w, &typo(&fx.db), &report);
+    run.error("does not exist");
+    let shown = format!("opening store {}", typo(&fx.shown));
+    assert!(run.stderr.contains(&shown), "{run}");
 }
 
 /// What one command printed, with the store's name replaced, so that runs on two
@@ -293,7 +304,11 @@ fn an_unreachable_database_is_one_line_and_exit_2_within_seconds() {
         };
         let took = start.elapsed();
         let stderr = run.error(shown);
-        assert!(stderr.contains("error connecting to server"), "{run}");
+        // The cause itself, not only the client's top line.
+        assert!(
+            stderr.contains("error connecting to server: Connection refused"),
+            "{run}"
+        );
         assert!(
             took < Duration::from_secs(5),
             "{name} took {took:?}, not the commands' short connect timeout\n{run}"
