@@ -287,9 +287,10 @@ pub struct RevocationSource {
         requires = "registry_auth"
     )]
     pub registry_auth_key: Option<PathBuf>,
-    /// A local registry store folder (sled), read directly.
-    #[arg(long, value_name = "DIR")]
-    pub store: Option<PathBuf>,
+    /// A registry's store, read directly: a sled folder (not in use by a server),
+    /// or a postgres:// URL.
+    #[arg(long, value_name = "DIR|URL")]
+    pub store: Option<StoreLocation>,
 }
 
 #[derive(Debug, Args)]
@@ -346,9 +347,10 @@ pub struct WriteTarget {
     /// bound to the write (required unless the registry allows bearer writes).
     #[arg(long = "auth-key", value_name = "FILE")]
     pub auth_key: Option<PathBuf>,
-    /// A local registry store folder (sled), written directly.
-    #[arg(long, value_name = "DIR")]
-    pub store: Option<PathBuf>,
+    /// A registry's store, written directly: a sled folder (not in use by a
+    /// server), or a postgres:// URL (shared with running replicas).
+    #[arg(long, value_name = "DIR|URL")]
+    pub store: Option<StoreLocation>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use mandate_core::{display_name, SecretKey};
+use mandate_postgres::StoreLocation;
 use mandate_registry::{
     load_index, write_confirmed, NewRevocation, RegistryAuth, RegistryClient, RevocationEntry,
-    RevocationKind, RevocationStore, SharedIndex, SledStore, WriteKind,
+    RevocationKind, RevocationStore, SharedIndex, WriteKind,
 };
 use mandate_server::{ServerConfig, Source};
 
@@ -31,14 +32,15 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// Opens an existing store; a mistyped folder is an error, never a fresh
-/// empty store that would revoke nothing.
-fn open_store(dir: &std::path::Path) -> Result<SledStore> {
-    SledStore::open_existing(dir).with_context(|| {
-        format!(
-            "opening store {} (if `mandate registry serve` is using it, pass --registry instead)",
-            dir.display()
-        )
+/// Opens an existing store, a folder or a database, as the servers open it; a
+/// mistyped folder is an error, never a fresh empty store that would revoke nothing.
+fn open_store(location: &StoreLocation) -> Result<Box<dyn RevocationStore>> {
+    mandate_server::revocation_store::open_existing(location).with_context(|| match location {
+        // sled lets one process at a time hold a folder; a database is shared.
+        StoreLocation::Folder(_) => format!(
+            "opening store {location} (if `mandate registry serve` is using it, pass --registry instead)"
+        ),
+        StoreLocation::Postgres(_) => format!("opening store {location}"),
     })
 }
 
@@ -91,8 +93,8 @@ pub fn revocation_state(
     source: &RevocationSource,
     staleness: Duration,
 ) -> Result<Option<SharedIndex>> {
-    if let Some(dir) = &source.store {
-        let store = open_store(dir)?;
+    if let Some(location) = &source.store {
+        let store = open_store(location)?;
         return Ok(Some(load_index(&store, staleness)?));
     }
     if let Some(url) = &source.registry {
@@ -114,14 +116,14 @@ pub fn revoke(args: &RevokeArgs) -> Result<Outcome> {
     } else {
         NewRevocation::revoke(kind, value.as_str(), "", "")?;
     }
-    if let Some(dir) = &args.target.store {
+    if let Some(location) = &args.target.store {
         // The trail first: a store that cannot be recorded in is refused
         // before anything is revoked.
         let audit = match &args.audit_store {
             Some(audit) => Some(open_audit(audit, args.audit_key.as_deref())?),
             None => None,
         };
-        let store = open_store(dir)?;
+        let store = open_store(location)?;
         let actor = format!(
             "local operator {}",
             std::env::var("USER").unwrap_or_else(|_| "(unknown)".into())
@@ -133,10 +135,9 @@ pub fn revoke(args: &RevokeArgs) -> Result<Outcome> {
         };
         let entry = store.append(new)?;
         say!(
-            "{} (seq {}), written to {}",
+            "{} (seq {}), written to {location}",
             describe(&entry),
             entry.seq,
-            dir.display()
         )?;
         if let (Some(writer), Some(audit)) = (audit, &args.audit_store) {
             let event =
@@ -158,7 +159,7 @@ pub fn revoke(args: &RevokeArgs) -> Result<Outcome> {
         return Ok(Outcome::Ok);
     }
     let (Some(url), Some(auth)) = (&args.target.registry, &args.target.auth) else {
-        bail!("give --registry URL --auth TOKEN, or --store DIR");
+        bail!("give --registry URL --auth TOKEN, or --store DIR|URL");
     };
     // Read once (`--auth -` is stdin); without --auth-key the registry alone judges
     // the token, and refuses a bearer one unless it allows bearer writes. The client
@@ -247,13 +248,13 @@ fn describe(entry: &RevocationEntry) -> String {
 }
 
 pub fn list(args: &ListArgs) -> Result<Outcome> {
-    let entries: Vec<RevocationEntry> = if let Some(dir) = &args.source.store {
-        mandate_registry::entries_after(&open_store(dir)?, args.after)?
+    let entries: Vec<RevocationEntry> = if let Some(location) = &args.source.store {
+        mandate_registry::entries_after(&open_store(location)?, args.after)?
     } else if let Some(url) = &args.source.registry {
         let client = registry_client(&args.source, url)?;
         runtime()?.block_on(client.list_all(args.after))?
     } else {
-        bail!("give --registry URL or --store DIR");
+        bail!("give --registry URL or --store DIR|URL");
     };
     if args.json {
         say!("{}", serde_json::to_string_pretty(&entries)?)?;

@@ -53,7 +53,12 @@ impl OwnedPool {
 
 /// A pool with default bounds to `url`, connected on a plain thread.
 pub(crate) fn connect(url: &str) -> Result<Pool, Error> {
-    run(|| Pool::connect(url, &PoolOptions::default()))
+    connect_with(url, &PoolOptions::default())
+}
+
+/// A pool with `options` to `url`, connected on a plain thread.
+pub(crate) fn connect_with(url: &str, options: &PoolOptions) -> Result<Pool, Error> {
+    run(|| Pool::connect(url, options))
 }
 
 impl Drop for OwnedPool {

@@ -1,6 +1,7 @@
 //! A bounded pool of connections to one database, with timeouts, shared by the
 //! stores of one process.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use r2d2_postgres::postgres::{Config, NoTls};
@@ -29,6 +30,10 @@ pub struct PoolOptions {
     pub connect_timeout: Duration,
     /// Longest any one statement may run before the server cancels it.
     pub statement_timeout: Duration,
+    /// Log every failed connection attempt as an error (a server's operators should
+    /// see each); without it they are debug lines, and the newest one still ends the
+    /// error a timeout returns (a one-shot command reports it there, once).
+    pub log_connect_failures: bool,
 }
 
 impl Default for PoolOptions {
@@ -37,6 +42,7 @@ impl Default for PoolOptions {
             max_size: 8,
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(10),
+            log_connect_failures: true,
         }
     }
 }
@@ -51,6 +57,55 @@ pub fn is_postgres_url(location: &str) -> bool {
 pub struct Pool {
     inner: r2d2::Pool<PostgresConnectionManager<NoTls>>,
     config: Config,
+    failures: ConnectFailures,
+}
+
+/// The newest failed connection attempt, with its causes: r2d2 keeps only the top
+/// line of the client's error ("db error", "error connecting to server"), which says
+/// nothing an operator can act on. Forgotten once a connection succeeds.
+#[derive(Debug, Clone)]
+struct ConnectFailures {
+    newest: Arc<Mutex<Option<String>>>,
+    log: bool,
+}
+
+impl ConnectFailures {
+    fn newest(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        // Each critical section is one assignment: a poisoned lock holds a whole value.
+        self.newest.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The error of a connection that could not be had within `timeout`.
+    fn unavailable(&self, timeout: Duration) -> Error {
+        Error::Unavailable(match self.newest().take() {
+            Some(cause) => format!("no connection within {timeout:?}: {cause}"),
+            None => format!("no connection free within {timeout:?}"),
+        })
+    }
+}
+
+impl r2d2::HandleError<postgres::Error> for ConnectFailures {
+    fn handle_error(&self, error: postgres::Error) {
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        if self.log {
+            tracing::error!(error = %text, "cannot connect to PostgreSQL");
+        } else {
+            tracing::debug!(error = %text, "cannot connect to PostgreSQL");
+        }
+        *self.newest() = Some(text);
+    }
+}
+
+impl r2d2::event::HandleEvent for ConnectFailures {
+    fn handle_acquire(&self, _: r2d2::event::AcquireEvent) {
+        *self.newest() = None;
+    }
 }
 
 impl std::fmt::Debug for Pool {
@@ -79,12 +134,22 @@ impl Pool {
             options.statement_timeout.as_millis()
         ));
         let manager = PostgresConnectionManager::new(config.clone(), NoTls);
+        let failures = ConnectFailures {
+            newest: Arc::default(),
+            log: options.log_connect_failures,
+        };
         let inner = r2d2::Pool::builder()
             .max_size(options.max_size)
             .connection_timeout(options.connect_timeout)
+            .error_handler(Box::new(failures.clone()))
+            .event_handler(Box::new(failures.clone()))
             .build(manager)
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
-        Ok(Pool { inner, config })
+            .map_err(|_| failures.unavailable(options.connect_timeout))?;
+        Ok(Pool {
+            inner,
+            config,
+            failures,
+        })
     }
 
     /// Borrows a connection, waiting at most the pool's timeout.
@@ -94,7 +159,7 @@ impl Pool {
     pub fn get(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, Error> {
         self.inner
             .get()
-            .map_err(|e| Error::Unavailable(e.to_string()))
+            .map_err(|_| self.failures.unavailable(self.inner.connection_timeout()))
     }
 
     /// Borrows a connection, waiting at most `timeout` (a readiness probe
@@ -108,7 +173,7 @@ impl Pool {
     ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, Error> {
         self.inner
             .get_timeout(timeout)
-            .map_err(|e| Error::Unavailable(e.to_string()))
+            .map_err(|_| self.failures.unavailable(timeout))
     }
 
     /// The connection settings, for a dedicated connection outside the pool

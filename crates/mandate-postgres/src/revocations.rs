@@ -47,7 +47,7 @@ use std::time::SystemTime;
 use mandate_registry::{Error, NewRevocation, Result, RevocationEntry, RevocationStore};
 
 use crate::off_runtime::OwnedPool;
-use crate::pool::Pool;
+use crate::pool::{Pool, PoolOptions};
 
 pub use listen::ChangeListener;
 
@@ -115,8 +115,18 @@ impl PgRevocationStore {
     /// [`Error::Storage`] when the URL is unusable, the database cannot be reached or
     /// migrated; [`Error::Corrupt`] when the stored epoch is malformed.
     pub fn connect(url: &str) -> Result<Self> {
-        let pool =
-            crate::off_runtime::connect(url).map_err(|e| storage("connecting to PostgreSQL", e))?;
+        Self::connect_with(url, &PoolOptions::default())
+    }
+
+    /// As [`PgRevocationStore::connect`], with a pool of `options`' bounds: a one-shot
+    /// command holds one connection and gives up on an unreachable database sooner
+    /// than a server does.
+    ///
+    /// # Errors
+    /// As [`PgRevocationStore::connect`].
+    pub fn connect_with(url: &str, options: &PoolOptions) -> Result<Self> {
+        let pool = crate::off_runtime::connect_with(url, options)
+            .map_err(|e| storage("connecting to PostgreSQL", e))?;
         Self::open(pool)
     }
 

@@ -10,6 +10,11 @@
 //! staleness bound, this replica denies and reports not ready, like a verifier that lost
 //! its registry.
 //!
+//! The one-shot commands that act on a store themselves (`mandate revoke --store`,
+//! `revocations list --store`, `authorize --store`) open it here too, with
+//! [`open_existing`]: the same backends, never creating a folder, and on PostgreSQL one
+//! connection that gives up within seconds.
+//!
 //! This module must never print a connection URL's password (it names a store by
 //! [`StoreLocation`]'s `Display`).
 
@@ -19,7 +24,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use mandate_audit::AuditWriter;
 use mandate_postgres::revocations::{ChangeListener, ListenTarget, PgRevocationStore};
-use mandate_postgres::StoreLocation;
+use mandate_postgres::{PoolOptions, StoreLocation};
 use mandate_registry::{IndexingStore, RegistryState, RevocationStore, SledStore};
 
 use crate::audit::AuditedStore;
@@ -61,25 +66,74 @@ pub fn open(
     })
 }
 
+/// The pool of a one-shot command: it runs one statement at a time, and an unreachable
+/// database is reported within seconds, not after a server's patience.
+const COMMAND_POOL: PoolOptions = PoolOptions {
+    max_size: 1,
+    connect_timeout: Duration::from_secs(2),
+    statement_timeout: Duration::from_secs(10),
+    // Reported once, in the command's error.
+    log_connect_failures: false,
+};
+
+/// Opens the store at `location` for a one-shot command, on the backend a server would
+/// use: a folder must already hold a store (a mistyped path is an error, never an empty
+/// log that revokes nothing); a database is migrated as a server migrates it, through
+/// one connection that gives up after two seconds. Dropping the store closes its
+/// connection.
+///
+/// Call it, and use the store, outside any async runtime (the PostgreSQL client runs
+/// one of its own).
+///
+/// # Errors
+/// [`mandate_registry::Error::StoreNotFound`] for a folder that holds no store;
+/// [`mandate_registry::Error::Storage`] when the store cannot be opened, the database
+/// reached or migrated.
+pub fn open_existing(
+    location: &StoreLocation,
+) -> mandate_registry::Result<Box<dyn RevocationStore>> {
+    backend(location, Opening::Command).map(|(store, _)| store)
+}
+
+/// Who opens a store, which decides how.
+#[derive(Clone, Copy)]
+enum Opening {
+    /// The server that owns it: a missing folder becomes an empty store, the pool
+    /// has the server's bounds.
+    Server,
+    /// A one-shot command: the store must exist, the pool is [`COMMAND_POOL`].
+    Command,
+}
+
+/// The backend at `location`, and where to listen for other replicas' appends when
+/// it is shared.
+fn backend(
+    location: &StoreLocation,
+    opening: Opening,
+) -> mandate_registry::Result<(Box<dyn RevocationStore>, Option<ListenTarget>)> {
+    Ok(match (location, opening) {
+        (StoreLocation::Folder(dir), Opening::Server) => (Box::new(SledStore::open(dir)?), None),
+        (StoreLocation::Folder(dir), Opening::Command) => {
+            (Box::new(SledStore::open_existing(dir)?), None)
+        }
+        (StoreLocation::Postgres(url), opening) => {
+            let store = match opening {
+                Opening::Server => PgRevocationStore::connect(url)?,
+                Opening::Command => PgRevocationStore::connect_with(url, &COMMAND_POOL)?,
+            };
+            let target = store.listen_target();
+            (Box::new(store), target)
+        }
+    })
+}
+
 fn open_blocking(
     location: &StoreLocation,
     audit: Option<&Arc<AuditWriter>>,
     staleness: Duration,
 ) -> Result<OpenedStore> {
-    let (inner, shared): (Box<dyn RevocationStore>, Option<ListenTarget>) = match location {
-        StoreLocation::Folder(dir) => (
-            Box::new(
-                SledStore::open(dir).with_context(|| format!("opening store {}", dir.display()))?,
-            ),
-            None,
-        ),
-        StoreLocation::Postgres(url) => {
-            let store = PgRevocationStore::connect(url)
-                .with_context(|| format!("opening store {location}"))?;
-            let target = store.listen_target();
-            (Box::new(store), target)
-        }
-    };
+    let (inner, shared) =
+        backend(location, Opening::Server).with_context(|| format!("opening store {location}"))?;
     // With an audit trail, every registry write is recorded once durable.
     let inner: Box<dyn RevocationStore> = match audit {
         Some(writer) => Box::new(AuditedStore::new(inner, Arc::clone(writer))),
