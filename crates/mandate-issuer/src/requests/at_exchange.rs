@@ -26,7 +26,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use mandate_core::{fingerprint, Right};
+use mandate_core::{fingerprint, AgentKey, Right};
 
 use super::negotiator::{blocking, right_text, unavailable};
 use super::{Negotiator, RequestError, RequestState, RightRequest, MAX_WAIT};
@@ -134,6 +134,23 @@ impl Negotiator {
         .with_pending(pending_of(&request, now)))
     }
 
+    /// Closes the task an exchange left waiting on `request` once the
+    /// request can no longer be granted (denied, or expired): the task never
+    /// held a right, and must not stay open holding nothing until its
+    /// deadline. A task that minted already (the request was made during
+    /// it) is left alone. Blocking; a failure is logged, and the deadline
+    /// sweep closes the task in the end.
+    pub(super) fn end_waiting_task(&self, request: &RightRequest) {
+        let by = match request.state {
+            RequestState::Denied => "denied",
+            RequestState::Expired => "expired",
+            RequestState::Pending | RequestState::Granted => return,
+        };
+        if let Err(error) = self.issuer.close_unminted(&request.task, by) {
+            tracing::warn!(request = %request.id, task = %request.task, %error, "closing a task left waiting failed");
+        }
+    }
+
     /// The request `id`, checked to be collectable by the agent behind
     /// `actor_token` (bound to `id`). Blocking.
     fn for_collector(
@@ -174,6 +191,14 @@ impl Negotiator {
             }
             if now >= task.deadline {
                 return Err(Refusal::grant("the request's task reached its deadline"));
+            }
+            if let Some(denial) = self.issuer.revocations().holder(
+                &task.principal,
+                &task.id,
+                &task.agent,
+                AgentKey::from(task.agent_key),
+            ) {
+                return Err(Refusal::new(ErrorCode::AccessDenied, denial.to_string()));
             }
             let issued = self
                 .issuer
