@@ -95,9 +95,16 @@ pub struct IssuerRevocations {
     pub registry_auth: Option<String>,
     /// Its agent's key (writes need a proof).
     pub registry_auth_key: Option<PathBuf>,
-    /// A sled revocation store this process opens itself (no registry
-    /// process may hold it).
+    /// A revocation store this process opens itself: a sled folder (no
+    /// registry process may hold it) or a `postgres://` URL shared with
+    /// registry replicas.
     pub store: Option<PathBuf>,
+    /// Refuse operators' mandates (and agents' refreshes) when the
+    /// revocation state was not confirmed for this long (default 5 s): no
+    /// word from the registry, or a shared store that cannot be read. A
+    /// registry silent for half of it is reconnected to.
+    #[serde(with = "humantime_serde")]
+    pub staleness: Option<Duration>,
 }
 
 /// One identity provider.
@@ -171,8 +178,9 @@ pub enum RevocationTarget {
         /// Its key.
         auth_key: Option<PathBuf>,
     },
-    /// A local sled store.
-    Store(PathBuf),
+    /// A revocation store this process opens: a sled folder, or a
+    /// PostgreSQL database shared with registry replicas.
+    Store(StoreLocation),
     /// The revocation store of the server the issuer is mounted in.
     Local,
 }
@@ -209,6 +217,9 @@ pub struct IssuerSettings {
     pub sweep_interval: Duration,
     /// Revocations.
     pub revocations: RevocationTarget,
+    /// How long the revocation state may go unconfirmed before operators'
+    /// mandates are refused.
+    pub staleness: Duration,
     /// TLS cert and key.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Providers.
@@ -327,7 +338,7 @@ impl IssuerConfig {
                 })?,
                 auth_key: r.registry_auth_key.clone(),
             },
-            (None, Some(dir)) => RevocationTarget::Store(dir.clone()),
+            (None, Some(dir)) => RevocationTarget::Store(location(dir)),
             (Some(_), Some(_)) => {
                 return Err(invalid("revocations", "give registry or store, not both"))
             }
@@ -396,7 +407,14 @@ impl IssuerConfig {
                 StoreLocation::Folder(PathBuf::from(name))
             }
         };
+        let staleness = within(
+            "revocations.staleness",
+            r.staleness,
+            crate::config::defaults::STALENESS,
+            crate::config::bounds::STALENESS,
+        )?;
         Ok(IssuerSettings {
+            staleness,
             request_ttl: within(
                 "request_ttl",
                 self.request_ttl,
