@@ -11,7 +11,9 @@
 //! with the registry gone, operators (and agents' refreshes) are refused
 //! once the bound has passed, `/readyz` says why, and both recover when the
 //! registry returns. A task revoked at the registry is not refreshed, and a
-//! revoked principal's login is not exchanged.
+//! revoked principal's login is not exchanged. With a PostgreSQL store
+//! shared with the registry (`[revocations] store`, SKIPPED without
+//! `MANDATE_TEST_PG`), the issuer follows the replicas' appends instead.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "common/mod.rs"]
@@ -31,12 +33,21 @@ const STALENESS: Duration = Duration::from_secs(2);
 struct World {
     dir: Dir,
     _jwks: Jwks,
+    /// The registry's store: a folder, or a PostgreSQL database.
+    store: String,
     registry: Server,
     issuer: Server,
 }
 
 impl World {
+    /// The issuer follows the registry's stream.
     fn start() -> World {
+        World::start_on(None)
+    }
+
+    /// With `database`, the registry and the issuer share that PostgreSQL
+    /// store instead: the issuer writes to it and follows its appends.
+    fn start_on(database: Option<String>) -> World {
         let dir = Dir::new();
         for key in ["root.key", "agent.key", "writer.key", "admin.key"] {
             dir.keygen(key);
@@ -82,15 +93,13 @@ impl World {
             "admin.key.pub",
             &["tasks:close", "requests:approve", "requests:deny"],
         );
-        let registry = World::registry(&dir, "127.0.0.1:0");
-        std::fs::write(
-            dir.file("issuer.toml"),
-            format!(
-                "[revocations]\nstaleness = \"{}s\"\n",
-                STALENESS.as_secs()
-            ),
-        )
-        .unwrap();
+        let store = database.clone().unwrap_or_else(|| dir.path("registry"));
+        let registry = World::registry(&dir, &store, "127.0.0.1:0");
+        let mut config = format!("[revocations]\nstaleness = \"{}s\"\n", STALENESS.as_secs());
+        if let Some(url) = &database {
+            config.push_str(&format!("store = \"{url}\"\n"));
+        }
+        std::fs::write(dir.file("issuer.toml"), config).unwrap();
         let jwks = Jwks::serve("jwks.json");
         let (config, idp, auth, root, tasks, writer) = (
             dir.path("issuer.toml"),
@@ -100,40 +109,41 @@ impl World {
             dir.path("tasks"),
             dir.path("writer.key"),
         );
-        let issuer = Server::start(
+        let mut args = vec![
             "issuer",
-            &[
-                "issuer",
-                "serve",
-                "--config",
-                &config,
-                "--listen",
-                "127.0.0.1:0",
-                "--id",
-                ISSUER_ID,
-                "--root-key",
-                &root,
-                "--key-id",
-                "1",
-                "--store",
-                &tasks,
+            "serve",
+            "--config",
+            &config,
+            "--listen",
+            "127.0.0.1:0",
+            "--id",
+            ISSUER_ID,
+            "--root-key",
+            &root,
+            "--key-id",
+            "1",
+            "--store",
+            &tasks,
+            "--idp",
+            &idp,
+            "--sweep-interval",
+            "100ms",
+        ];
+        if database.is_none() {
+            args.extend([
                 "--registry",
                 &registry.url,
                 "--registry-auth",
                 &auth,
                 "--registry-auth-key",
                 &writer,
-                "--idp",
-                &idp,
-                "--sweep-interval",
-                "100ms",
-            ],
-            dir.file("issuer.log"),
-        )
-        .unwrap();
+            ]);
+        }
+        let issuer = Server::start("issuer", &args, dir.file("issuer.log")).unwrap();
         let w = World {
             dir,
             _jwks: jwks,
+            store,
             registry,
             issuer,
         };
@@ -141,9 +151,9 @@ impl World {
         w
     }
 
-    /// `mandate serve` on `listen`, its store (and so its log's epoch) the
-    /// same folder every time.
-    fn registry(dir: &Dir, listen: &str) -> Server {
+    /// `mandate serve` on `listen` with `store` (the same every time, and so
+    /// its log's epoch).
+    fn registry(dir: &Dir, store: &str, listen: &str) -> Server {
         Server::start(
             "registry",
             &[
@@ -151,7 +161,7 @@ impl World {
                 "--listen",
                 listen,
                 "--store",
-                &dir.path("registry"),
+                store,
                 "--heartbeat",
                 "200ms",
                 "--root-pub",
@@ -309,8 +319,11 @@ impl World {
 /// Revoking the operator (by `revocation`) at the registry: before, it
 /// approves; within the bound after, it can neither close a task nor
 /// approve a request, and the task it tried to close stays open.
-fn operator_refused_once_revoked(revocation: impl Fn(&World) -> Vec<String>, needle: &str) {
-    let w = World::start();
+fn operator_refused_once_revoked(
+    w: &World,
+    revocation: impl Fn(&World) -> Vec<String>,
+    needle: &str,
+) {
     let task = w.open("analytics:read", "task.token").ok_trimmed();
     let first = w.pending();
     let second = w.pending();
@@ -319,7 +332,7 @@ fn operator_refused_once_revoked(revocation: impl Fn(&World) -> Vec<String>, nee
     assert_eq!(approved, format!("request {first} granted"));
 
     let revoked_at = Instant::now();
-    let revocation = revocation(&w);
+    let revocation = revocation(w);
     w.revoke(&revocation.iter().map(String::as_str).collect::<Vec<_>>());
     let (run, took) = poll("the operator's close to be refused", || {
         let run = w.close_as_operator(&task);
@@ -366,6 +379,7 @@ fn operator_refused_once_revoked(revocation: impl Fn(&World) -> Vec<String>, nee
 fn an_operator_whose_token_is_revoked_can_neither_close_nor_approve() {
     // The operator's token id, as `mandate revoke --token` revokes it.
     operator_refused_once_revoked(
+        &World::start(),
         |w| vec!["--token".into(), w.at("admin.token")],
         "revoked: token_id",
     );
@@ -374,9 +388,49 @@ fn an_operator_whose_token_is_revoked_can_neither_close_nor_approve() {
 #[test]
 fn an_operator_whose_principal_is_revoked_can_neither_close_nor_approve() {
     operator_refused_once_revoked(
+        &World::start(),
         |_| vec!["--principal".into(), "admin".into()],
         "revoked: principal admin",
     );
+}
+
+#[test]
+fn with_a_shared_postgres_store_an_operator_revoked_at_a_registry_replica_is_refused() {
+    let Some(database) = mandate_postgres::testing::fresh_database(
+        "with_a_shared_postgres_store_an_operator_revoked_at_a_registry_replica_is_refused",
+    ) else {
+        return;
+    };
+    // The issuer holds no subscription: it reads the replicas' appends from
+    // the database it writes its own task revocations to.
+    let w = World::start_on(Some(database));
+    operator_refused_once_revoked(
+        &w,
+        |_| vec!["--principal".into(), "admin".into()],
+        "revoked: principal admin",
+    );
+    // Its own writes land there too: an agent's close revokes the task at
+    // every replica.
+    let task = w.open("analytics:read", "task.token").ok_trimmed();
+    assert_eq!(w.authorize(), 200);
+    let (token, key) = (w.at("task.token"), w.dir.path("agent.key"));
+    let closed = mandate(&[
+        "task",
+        "close",
+        "--issuer",
+        &w.issuer.url,
+        "--task",
+        &task,
+        "--token",
+        &token,
+        "--agent-key",
+        &key,
+    ])
+    .ok_trimmed();
+    assert_eq!(closed, format!("task {task} closed"));
+    poll("the registry to deny the closed task", || {
+        (w.authorize() == 403).then_some(())
+    });
 }
 
 #[test]
@@ -420,21 +474,27 @@ fn operators_are_refused_while_the_registry_is_silent_and_accepted_once_it_retur
         &format!("{}/v1/requests/{id}/approve", w.issuer.url),
         Some(""),
         &[
-            ("Authorization", format!("Mandate {}", token.trim()).as_str()),
+            (
+                "Authorization",
+                format!("Mandate {}", token.trim()).as_str(),
+            ),
             ("Mandate-PoP", "not a proof"),
         ],
     );
-    assert_eq!(reply.status, 401, "a malformed proof is still 401: {}", reply.body);
+    assert_eq!(
+        reply.status, 401,
+        "a malformed proof is still 401: {}",
+        reply.body
+    );
     // So is an agent's refresh (a revoked token could not be told apart);
     // a new login is still exchanged (what it mints names its principal and
     // agent, which every verifier judges).
-    w.refresh(&task)
-        .error("issuer refused (503): unavailable");
+    w.refresh(&task).error("issuer refused (503): unavailable");
     w.open("analytics:read", "other.token").ok_trimmed();
 
     // The registry returns on the same address and store: ready again, and
     // the operator's close lands, revoking the task at the registry.
-    w.registry = World::registry(&w.dir, &listen);
+    w.registry = World::registry(&w.dir, &w.store, &listen);
     poll("the issuer to be ready again", || w.ready().then_some(()));
     let closed = w.close_as_operator(&task).ok_trimmed();
     assert_eq!(closed, format!("task {task} closed"));

@@ -6,9 +6,9 @@
 //! server composed ([`super::IssuerState::with_operators`]: proof of
 //! possession required, under the revocation state it was given).
 //!
-//! A refusal says why: 401 when who is calling is not established (a
-//! malformed token or proof, a bearer mandate), 403 when the mandate does
-//! not grant the right or is revoked, 503 (retry) when the revocation state
+//! A refusal says why: 401 when the token or the proof cannot be read, 403
+//! when the mandate does not grant the right, is revoked, or is not proved
+//! by its holder's key, 503 (retry) when the revocation state
 //! is stale or an evaluation limit was hit — neither says anything about
 //! the operator's rights, and both refuse. Without an operators' verifier
 //! every operator is refused.
@@ -80,7 +80,6 @@ pub(crate) fn judge(
             "the operator's mandate cannot be judged now: {}",
             decision.reason
         )),
-        Reason::ProofOfPossession { .. } => TaskError::Unauthenticated(decision.reason.to_string()),
         _ => TaskError::Forbidden(format!(
             "not an operator of this issuer for {}:{}: {}",
             decision.service, decision.operation, decision.reason
