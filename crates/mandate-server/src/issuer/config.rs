@@ -509,6 +509,44 @@ mod tests {
         assert_eq!(settings.listen.to_string(), "127.0.0.1:7800");
         assert_eq!(settings.idps[0].principal_claim, "email");
         assert_eq!(settings.keys_max_age, Duration::from_secs(300));
+        assert_eq!(settings.staleness, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_revocation_store_is_a_folder_or_a_database_and_staleness_is_bounded() {
+        let registry =
+            "registry = \"http://127.0.0.1:7700\"\n        registry_auth = \"@ops.token\"";
+        assert!(FULL.contains(registry));
+        for (store, location) in [
+            ("revocations", StoreLocation::Folder("revocations".into())),
+            (
+                "postgres://mandate@db/revocations",
+                "postgres://mandate@db/revocations".parse().unwrap(),
+            ),
+        ] {
+            let text = FULL.replace(
+                registry,
+                &format!("store = \"{store}\"\nstaleness = \"2s\""),
+            );
+            let settings = toml::from_str::<IssuerConfig>(&text)
+                .unwrap()
+                .validate()
+                .unwrap();
+            match settings.revocations {
+                RevocationTarget::Store(got) => assert_eq!(got, location),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(settings.staleness, Duration::from_secs(2));
+        }
+        let text = FULL.replace(registry, &format!("{registry}\nstaleness = \"50ms\""));
+        let config: IssuerConfig = toml::from_str(&text).unwrap();
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                setting: "revocations.staleness",
+                ..
+            })
+        ));
     }
 
     #[test]
