@@ -166,21 +166,31 @@ async fn metadata(State(state): State<IssuerState>) -> Json<Metadata> {
 /// Closes overdue tasks every `every`, writing their revocations, and
 /// expires requests nobody decided in time (ending the tasks exchanges left
 /// waiting on them), until the returned task is aborted.
+///
+/// Finding overdue requests reads the whole request store, so that part
+/// runs at most once per tenth of a request's lifetime: a request nobody
+/// reads ends at most that long after its expiry (one that is read ends
+/// when it is read).
 pub fn spawn_sweeper(state: &IssuerState, every: Duration) -> tokio::task::JoinHandle<()> {
     let issuer = Arc::clone(&state.issuer);
     let negotiator = Arc::clone(&state.negotiator);
+    let requests_every = every.max(negotiator.options().request_ttl / 10);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut requests_swept: Option<tokio::time::Instant> = None;
         loop {
             tick.tick().await;
-            let requests = Arc::clone(&negotiator);
-            let expired = tokio::task::spawn_blocking(move || {
-                requests.expire_overdue(SystemTime::now(), 1000)
-            })
-            .await;
-            if let Ok(Err(error)) = expired {
-                tracing::warn!(%error, "expiring overdue requests failed");
+            if requests_swept.is_none_or(|at| at.elapsed() >= requests_every) {
+                requests_swept = Some(tokio::time::Instant::now());
+                let requests = Arc::clone(&negotiator);
+                let expired = tokio::task::spawn_blocking(move || {
+                    requests.expire_overdue(SystemTime::now(), 1000)
+                })
+                .await;
+                if let Ok(Err(error)) = expired {
+                    tracing::warn!(%error, "expiring overdue requests failed");
+                }
             }
             let blocking = issuer.clone();
             let closed = tokio::task::spawn_blocking(move || {
