@@ -9,6 +9,9 @@
 //! expires and how often to poll ([`PendingApproval`]). The request is the
 //! same kind an agent makes during a task: its principal, or a member of an
 //! approver group, sees it in `GET /v1/requests` and approves or denies it.
+//! A denial, or the request's expiry (seen by whoever reads it first, or by
+//! the sweep), closes the waiting task — by `denied` or `expired` — with
+//! nothing to revoke, since it never minted.
 //!
 //! **Collect.** The agent holds no mandate yet, so it proves itself with an
 //! actor token signed by the task's agent key and bound (`sth`) to the
