@@ -275,7 +275,7 @@ impl Issuer {
     }
 
     /// The same issuer consulting `check` before it mints
-    /// ([`crate::revoked`]): a refresh or request made with a revoked
+    /// (`revoked.rs`): a refresh or request made with a revoked
     /// mandate (its token, principal, task or an agent of its chain) is
     /// refused, and refused while `check` is stale; an exchange for a revoked
     /// principal or agent is refused.
