@@ -46,6 +46,8 @@ fn start(database: String) -> Replicas {
         &dir.path("operator.key.pub"),
         "--right",
         "registry:revoke",
+        "--right",
+        "registry:read",
         "--ttl",
         "1h",
         "--out",

@@ -51,6 +51,8 @@ impl World {
             &dir.path("operator.key.pub"),
             "--right",
             "registry:revoke",
+            "--right",
+            "registry:read",
             "--ttl",
             "1h",
             "--out",
@@ -1145,4 +1147,63 @@ fn run_time_requests_see_the_login_the_task_was_opened_with() {
     let run = w.request("task.token", "agent.key", &["--right", "reports:write"]);
     run.fails(1, "grants none of the requested rights");
     assert_eq!(w.authorize("task.token", "agent.key", "reports:write"), 403);
+}
+
+/// The line of the issuer's log reporting `task` closed, if any.
+fn closed_line(w: &World, task: &str) -> Option<String> {
+    w.issuer
+        .stderr()
+        .lines()
+        .find(|line| line.contains("task closed") && line.contains(task))
+        .map(str::to_owned)
+}
+
+#[test]
+fn an_asked_exchange_denied_or_left_undecided_closes_the_task_it_left_waiting() {
+    let w = World::start_with(&["--request-ttl", "5s", "--sweep-interval", "100ms"]);
+    let pending = |run: Run| {
+        run.ok_trimmed()
+            .strip_prefix("pending ")
+            .unwrap_or_else(|| panic!("expected pending\n{run}"))
+            .to_owned()
+    };
+    let undecided = pending(w.open_run("payments:transfer", &[]));
+    let denied = pending(w.open_run("payments:transfer", &[]));
+    let alice = w.login("alice", "alice@example.com", &["staff"]);
+    let listed = w.requests("list", &["--json"], &alice).json();
+    let task_of = |id: &str| {
+        listed["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["request_id"] == id)
+            .unwrap_or_else(|| panic!("{id} not listed: {listed}"))["task_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (waiting, refused) = (task_of(&undecided), task_of(&denied));
+    assert_eq!(closed_line(&w, &waiting), None, "open while pending");
+
+    // Denied: the task it would have opened is closed at once, for that reason.
+    assert_eq!(
+        w.requests("deny", &[&denied], &alice).ok_trimmed(),
+        format!("request {denied} denied")
+    );
+    let line = closed_line(&w, &refused).expect("the denied exchange's task is closed");
+    assert!(line.contains("denied"), "{line}");
+    assert_eq!(closed_line(&w, &waiting), None, "the other still waits");
+
+    // Nobody decides the other: once it expires, the sweep closes its task
+    // without anyone reading the request.
+    let (line, _) = poll("the undecided exchange's task to close", || {
+        closed_line(&w, &waiting)
+    });
+    assert!(line.contains("expired"), "{line}");
+    // Neither task minted, and neither can now: an approval comes too late.
+    assert_eq!(w.minted(), 0);
+    w.requests("approve", &[&undecided], &alice)
+        .error("request_expired");
+    w.collect(&denied, "agent.key", &[])
+        .fails(1, "access_denied");
 }

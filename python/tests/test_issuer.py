@@ -44,7 +44,7 @@ def world(tmp_path):
     operator = mandate.SecretKey.generate()
     operator.write(tmp_path / "operator.key")
     ops = root.issue(principal="ops", agent="operator", agent_key=operator.public_key,
-                     rights=["registry:revoke"], ttl="1h")
+                     rights=["registry:revoke", "registry:read"], ttl="1h")
     (tmp_path / "ops.token").write_text(ops.text)
     serve_args = ["serve", "--listen", "127.0.0.1:0", "--store", str(tmp_path / "registry"),
                   "--root-pub", root.root_arg]

@@ -1039,6 +1039,23 @@ pub struct RequestsListArgs {
 pub struct RequestDecideArgs {
     /// The request's id.
     pub id: String,
-    #[command(flatten)]
-    pub approver: ApproverArgs,
+    /// The issuer's URL.
+    #[arg(long, value_name = "URL")]
+    pub issuer: String,
+    /// As the task's principal or an approver: your ID token or JWT
+    /// (TOKEN, @FILE or -).
+    #[arg(long, value_name = "TOKEN", required_unless_present = "operator_token")]
+    pub subject_token: Option<String>,
+    /// As an operator: a mandate granting requests:approve or requests:deny
+    /// (TOKEN, @FILE or -).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        requires = "operator_key",
+        conflicts_with = "subject_token"
+    )]
+    pub operator_token: Option<String>,
+    /// The key of the --operator-token mandate's agent, to prove possession.
+    #[arg(long, value_name = "FILE", requires = "operator_token")]
+    pub operator_key: Option<PathBuf>,
 }

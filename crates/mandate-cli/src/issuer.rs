@@ -401,8 +401,26 @@ fn list_requests(args: &RequestsListArgs) -> Result<Outcome> {
 }
 
 fn decide_request(args: &RequestDecideArgs, approve: bool) -> Result<Outcome> {
-    let (client, token) = approver(&args.approver)?;
-    let decided = runtime()?.block_on(client.decide(&token, &args.id, approve))?;
+    let client = IssuerClient::new(&args.issuer)?;
+    let decided = match (
+        &args.subject_token,
+        &args.operator_token,
+        &args.operator_key,
+    ) {
+        (Some(subject), None, None) => {
+            let token = read_token_text(subject)?.trim().to_owned();
+            runtime()?.block_on(client.decide(&token, &args.id, approve))?
+        }
+        (None, Some(token), Some(key)) => {
+            let key = SecretKey::read(key)?;
+            let token = read_token_text(token)?;
+            runtime()?.block_on(client.decide_as_operator(&args.id, approve, &token, &key))?
+        }
+        _ => bail!(
+            "decide as the principal or an approver (--subject-token) or as an operator \
+             (--operator-token, --operator-key)"
+        ),
+    };
     say!("request {} {}", decided.request_id, decided.state)?;
     Ok(Outcome::Ok)
 }

@@ -456,4 +456,36 @@ impl IssuerClient {
         )
         .await
     }
+
+    /// Approves (`approve`) or denies request `id` as an operator: `token`
+    /// grants `requests:approve` (or `requests:deny`), and `key` (its acting
+    /// agent's) signs the proof.
+    ///
+    /// # Errors
+    /// As [`IssuerClient::decide`]; `unavailable` while the issuer cannot
+    /// vouch that the mandate is not revoked.
+    pub async fn decide_as_operator(
+        &self,
+        id: &str,
+        approve: bool,
+        token: &str,
+        key: &SecretKey,
+    ) -> Result<RequestStatus, ClientError> {
+        let token = token.trim();
+        let digest = UnverifiedMandate::from_base64(token)
+            .map_err(|e| ClientError::Invalid(e.to_string()))?
+            .digest_hex();
+        let now = SystemTime::now();
+        let request = crate::server::operators::decision_request(id, approve, now)
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let proof = Proof::sign(key, &digest, &request, now);
+        let verb = if approve { "approve" } else { "deny" };
+        answer(
+            self.http
+                .post(format!("{}/v1/requests/{id}/{verb}", self.base))
+                .header("authorization", format!("Mandate {token}"))
+                .header(crate::server::tasks::POP_HEADER, proof.to_text()),
+        )
+        .await
+    }
 }

@@ -41,6 +41,7 @@ use crate::mint::{mint, MintRequest};
 use crate::oauth::{ErrorCode, Refusal};
 use crate::policy::{IssuancePolicy, Outcome, PolicyInput};
 use crate::revoke::TaskRevoker;
+use crate::revoked::Revocations;
 use crate::signing::SigningKeys;
 use crate::tasks::{StoreError, Task, TaskState, TaskStore};
 
@@ -219,6 +220,7 @@ pub struct Issuer {
     events: Arc<dyn IssuerEvents>,
     options: IssuerOptions,
     nonces: Mutex<HashMap<[u8; 16], u64>>,
+    revocations: Revocations,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -268,7 +270,24 @@ impl Issuer {
             events,
             options,
             nonces: Mutex::new(HashMap::new()),
+            revocations: Revocations::default(),
         }
+    }
+
+    /// The same issuer consulting `check` before it mints
+    /// (`revoked.rs`): a refresh or request made with a revoked
+    /// mandate (its token, principal, task or an agent of its chain) is
+    /// refused, and refused while `check` is stale; an exchange for a revoked
+    /// principal or agent is refused.
+    #[must_use]
+    pub fn with_revocations(mut self, check: Arc<dyn mandate_verifier::RevocationCheck>) -> Issuer {
+        self.revocations = Revocations::new(check);
+        self
+    }
+
+    /// The revocation state consulted before minting.
+    pub(crate) fn revocations(&self) -> &Revocations {
+        &self.revocations
     }
 
     /// The options.
@@ -397,6 +416,17 @@ impl Issuer {
             .actors
             .verify(&request.actor_token, &request.subject_token, now)
             .map_err(|r| self.refused(r, principal))?;
+        if let Some(denial) = self.revocations.holder(
+            &identity.principal,
+            "",
+            &actor.name,
+            AgentKey::from(actor.key),
+        ) {
+            return Err(self.refused(
+                Refusal::new(ErrorCode::AccessDenied, denial.to_string()),
+                principal,
+            ));
+        }
         if request.rights.is_empty() {
             return Err(self.refused(
                 Refusal::new(ErrorCode::InvalidScope, "scope names no right"),
@@ -616,6 +646,12 @@ impl Issuer {
             millis(now) + 2 * millis_of(self.options.pop_window),
             millis(now),
         )?;
+        // Closing only takes authority away: a revoked mandate may still
+        // close its task. Everything else may mint, unless the task is
+        // closed, which the caller refuses as such.
+        if op != TaskOperation::Close && task.state != TaskState::Closed {
+            self.revocations.presented(&mandate)?;
+        }
         Ok(task)
     }
 
@@ -764,6 +800,38 @@ impl Issuer {
                 return self.load(&task.id);
             }
             task = self.load(&task.id)?;
+        }
+        Err(TaskError::Unavailable(
+            "the task is changing too often; retry".into(),
+        ))
+    }
+
+    /// Closes a task that never minted (an exchange left waiting for a
+    /// person) once it can no longer mint: `by` says why (`denied`,
+    /// `expired`). Nothing was minted, so there is nothing to revoke; the
+    /// close is reported. `Ok(false)` when the task is closed already or
+    /// has minted. Blocking.
+    ///
+    /// # Errors
+    /// [`TaskError`].
+    pub(crate) fn close_unminted(
+        &self,
+        task_id: &str,
+        by: &'static str,
+    ) -> Result<bool, TaskError> {
+        let mut task = self.load(task_id)?;
+        for _ in 0..8 {
+            if task.state == TaskState::Closed || task.mandates != 0 {
+                return Ok(false);
+            }
+            if self.close_record(&task, by)? {
+                self.events.record(&IssuerEvent::TaskClosed {
+                    task: task.id.clone(),
+                    by,
+                });
+                return Ok(true);
+            }
+            task = self.load(task_id)?;
         }
         Err(TaskError::Unavailable(
             "the task is changing too often; retry".into(),

@@ -23,6 +23,8 @@
 //!   [`requests::RequestStore`]).
 //! - [`revoke`]: [`TaskRevoker`], how a closed task reaches the revocation
 //!   registry (implemented by the server crate, which knows the registry).
+//! - `revoked`: what the issuer reads of the revocation state before it
+//!   mints ([`Issuer::with_revocations`]).
 //! - [`events`]: [`IssuerEvents`], the one seam every state change is
 //!   reported through (target `mandate::audit`).
 //! - [`oauth`]: the RFC 6749 §5.2 error shape of the token endpoint.
@@ -48,6 +50,7 @@ pub mod policy;
 pub mod published;
 pub mod requests;
 pub mod revoke;
+mod revoked;
 pub mod server;
 pub mod signing;
 pub mod tasks;

@@ -392,6 +392,15 @@ impl Server {
         self
     }
 
+    /// Keeps `listener` (a shared store's) running for as long as the server.
+    pub(crate) fn with_listener(
+        mut self,
+        listener: Option<mandate_postgres::revocations::ChangeListener>,
+    ) -> Server {
+        self._listener = listener;
+        self
+    }
+
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.address

@@ -9,6 +9,9 @@
 //! expires and how often to poll ([`PendingApproval`]). The request is the
 //! same kind an agent makes during a task: its principal, or a member of an
 //! approver group, sees it in `GET /v1/requests` and approves or denies it.
+//! A denial, or the request's expiry (seen by whoever reads it first, or by
+//! the sweep), closes the waiting task — by `denied` or `expired` — with
+//! nothing to revoke, since it never minted.
 //!
 //! **Collect.** The agent holds no mandate yet, so it proves itself with an
 //! actor token signed by the task's agent key and bound (`sth`) to the
@@ -26,7 +29,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use mandate_core::{fingerprint, Right};
+use mandate_core::{fingerprint, AgentKey, Right};
 
 use super::negotiator::{blocking, right_text, unavailable};
 use super::{Negotiator, RequestError, RequestState, RightRequest, MAX_WAIT};
@@ -134,6 +137,23 @@ impl Negotiator {
         .with_pending(pending_of(&request, now)))
     }
 
+    /// Closes the task an exchange left waiting on `request` once the
+    /// request can no longer be granted (denied, or expired): the task never
+    /// held a right, and must not stay open holding nothing until its
+    /// deadline. A task that minted already (the request was made during
+    /// it) is left alone. Blocking; a failure is logged, and the deadline
+    /// sweep closes the task in the end.
+    pub(super) fn end_waiting_task(&self, request: &RightRequest) {
+        let by = match request.state {
+            RequestState::Denied => "denied",
+            RequestState::Expired => "expired",
+            RequestState::Pending | RequestState::Granted => return,
+        };
+        if let Err(error) = self.issuer.close_unminted(&request.task, by) {
+            tracing::warn!(request = %request.id, task = %request.task, %error, "closing a task left waiting failed");
+        }
+    }
+
     /// The request `id`, checked to be collectable by the agent behind
     /// `actor_token` (bound to `id`). Blocking.
     fn for_collector(
@@ -174,6 +194,14 @@ impl Negotiator {
             }
             if now >= task.deadline {
                 return Err(Refusal::grant("the request's task reached its deadline"));
+            }
+            if let Some(denial) = self.issuer.revocations().holder(
+                &task.principal,
+                &task.id,
+                &task.agent,
+                AgentKey::from(task.agent_key),
+            ) {
+                return Err(Refusal::new(ErrorCode::AccessDenied, denial.to_string()));
             }
             let issued = self
                 .issuer

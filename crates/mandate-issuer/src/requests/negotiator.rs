@@ -418,6 +418,29 @@ impl Negotiator {
         ))
     }
 
+    /// Swaps up to `limit` pending requests past their expiry to expired,
+    /// as reading each would; returns how many. The deadline sweep calls it,
+    /// so a request nobody reads still ends. Blocking.
+    ///
+    /// # Errors
+    /// [`RequestError::Unavailable`] when the store fails.
+    pub fn expire_overdue(&self, now: SystemTime, limit: usize) -> Result<usize, RequestError> {
+        let overdue = self
+            .store
+            .find(
+                &|r| r.state == RequestState::Pending && r.state_at(now) == RequestState::Expired,
+                limit,
+            )
+            .map_err(unavailable)?;
+        let mut expired = 0;
+        for request in overdue {
+            if self.settle(&request.id, now)?.state == RequestState::Expired {
+                expired += 1;
+            }
+        }
+        Ok(expired)
+    }
+
     /// The request `id` at `now`, swapped to expired first when it is
     /// pending past its expiry.
     pub(super) fn settle(&self, id: &str, now: SystemTime) -> Result<RightRequest, RequestError> {
@@ -439,6 +462,7 @@ impl Negotiator {
                 .map_err(unavailable)?
             {
                 self.decided(&expired, "expired", "expiry", None);
+                self.end_waiting_task(&expired);
                 self.signal.notify();
                 return Ok(expired);
             }
@@ -603,13 +627,43 @@ impl Negotiator {
         approve: bool,
         now: SystemTime,
     ) -> Result<RightRequest, RequestError> {
-        let mut request = self.settle(id, now)?;
+        let request = self.settle(id, now)?;
         if !self.may_decide(who, &request) {
             return Err(RequestError::Forbidden(
                 "only the task's principal or a member of an approver group may decide this request"
                     .into(),
             ));
         }
+        self.decide_by(request, &who.principal, approve, now)
+    }
+
+    /// As [`Negotiator::decide`], for an operator whose mandate the server
+    /// judged (`requests:approve` or `requests:deny`,
+    /// [`crate::server::operators`]); `operator` names them in the record.
+    /// Blocking.
+    ///
+    /// # Errors
+    /// As [`Negotiator::decide`], except [`RequestError::Forbidden`].
+    pub fn decide_as_operator(
+        &self,
+        id: &str,
+        operator: &str,
+        approve: bool,
+        now: SystemTime,
+    ) -> Result<RightRequest, RequestError> {
+        let request = self.settle(id, now)?;
+        self.decide_by(request, operator, approve, now)
+    }
+
+    /// Swaps `request` from pending to the decision of `by`.
+    fn decide_by(
+        &self,
+        mut request: RightRequest,
+        by: &str,
+        approve: bool,
+        now: SystemTime,
+    ) -> Result<RightRequest, RequestError> {
+        let id = request.id.clone();
         for _ in 0..ATTEMPTS {
             match request.state {
                 RequestState::Pending => {}
@@ -625,7 +679,7 @@ impl Negotiator {
                 } else {
                     RequestState::Denied
                 },
-                decided_by: Some(who.principal.clone()),
+                decided_by: Some(by.to_owned()),
                 ..request.clone()
             };
             if self.store.replace(&request, &next).map_err(unavailable)? {
@@ -637,11 +691,12 @@ impl Negotiator {
                     }
                 }
                 let outcome = if approve { "approved" } else { "rejected" };
-                self.decided(&next, outcome, &who.principal, None);
+                self.decided(&next, outcome, by, None);
+                self.end_waiting_task(&next);
                 self.signal.notify();
                 return Ok(next);
             }
-            request = self.settle(id, now)?;
+            request = self.settle(&id, now)?;
         }
         Err(RequestError::Unavailable(
             "the request is changing too often; retry".into(),

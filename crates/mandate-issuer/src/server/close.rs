@@ -7,10 +7,9 @@
 //!   principal it names is the task's.
 //! - **An operator**: `Authorization: Mandate <token>` with a `Mandate-PoP`
 //!   proof over (`tasks`, `close`, `/v1/tasks/{id}`), the mandate signed by
-//!   a root this issuer trusts and granting the right `tasks:close`. Decided
-//!   by the verifier the server composed ([`super::IssuerState::with_operators`],
-//!   proof of possession required, the revocation state it was given);
-//!   without one, operator closes are refused.
+//!   a root this issuer trusts and granting the right `tasks:close`, judged
+//!   as [`super::operators`] says (503 while the revocation state is stale);
+//!   without an operators' verifier, operator closes are refused.
 //!
 //! Anyone else is refused with 403 and the task stays open.
 
@@ -20,7 +19,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use mandate_core::{Proof, Request, ResourcePath};
+use mandate_core::{Request, ResourcePath};
 use mandate_verifier::http::ApiError;
 
 use super::tasks::{credentials, to_api, Closed, POP_HEADER};
@@ -154,29 +153,12 @@ async fn operator(
     proof: String,
     now: SystemTime,
 ) -> Response {
-    let Some(verifier) = state.operators().cloned() else {
-        return to_api(TaskError::Forbidden(
-            "only the task's agent or principal may close it here".into(),
-        ))
-        .into_response();
-    };
+    let verifier = state.operators().cloned();
     let issuer = state.issuer().clone();
     let task = id.to_owned();
     let result = tokio::task::spawn_blocking(move || {
-        let proof = Proof::parse(&proof)
-            .map_err(|_| TaskError::Unauthenticated("malformed proof of possession".into()))?;
-        let request = operator_request(&task, now)
-            .map_err(|_| TaskError::NotFound)?
-            .with_proof(proof);
-        let decision = verifier
-            .authorize(&token, &request)
-            .map_err(|e| TaskError::Unauthenticated(e.to_string()))?;
-        if !decision.allowed {
-            return Err(TaskError::Forbidden(format!(
-                "not an operator of this issuer's tasks: {}",
-                decision.reason
-            )));
-        }
+        let request = operator_request(&task, now).map_err(|_| TaskError::NotFound)?;
+        let decision = super::operators::judge(verifier.as_deref(), &token, &proof, request)?;
         tracing::info!(task = %task, operator = %decision.principal, "task closed by an operator");
         issuer.close_as_operator(&task)
     })

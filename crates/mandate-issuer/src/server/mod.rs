@@ -10,7 +10,9 @@
 //!   ([`close`]); refusals in Mandate's one JSON error shape (`ApiError`).
 //! - `POST /v1/tasks/{id}/requests`, `GET /v1/requests/{id}` (the agent,
 //!   as for refresh), `GET /v1/requests`, `POST /v1/requests/{id}/approve`
-//!   and `.../deny` (an approver's identity token) ([`requests`]).
+//!   and `.../deny` (an approver's identity token, or an operator's
+//!   mandate granting `requests:approve` or `requests:deny` with a proof)
+//!   ([`requests`], [`operators`]).
 //! - `GET /.well-known/mandate-keys` ([`keys`]): the published root keys,
 //!   with `Cache-Control` and an `ETag`.
 //! - `GET /healthz` ([`router`] only: [`routes`] leaves it to the server
@@ -22,6 +24,7 @@
 
 pub mod close;
 pub mod keys;
+pub mod operators;
 pub mod requests;
 pub mod tasks;
 pub mod token;
@@ -92,9 +95,10 @@ impl IssuerState {
         self
     }
 
-    /// Decides operators' closes with `verifier` (a mandate granting
-    /// `tasks:close`, with a proof); without it only agents and principals
-    /// close tasks.
+    /// Judges operators with `verifier` (a mandate granting `tasks:close`,
+    /// `requests:approve` or `requests:deny`, with a proof; see
+    /// [`operators`]); without it only agents, principals and approvers
+    /// act here.
     #[must_use]
     pub fn with_operators(mut self, verifier: mandate_verifier::Verifier) -> IssuerState {
         self.operators = Some(Arc::new(verifier));
@@ -159,14 +163,35 @@ async fn metadata(State(state): State<IssuerState>) -> Json<Metadata> {
     })
 }
 
-/// Closes overdue tasks every `every`, writing their revocations, until the
-/// returned task is aborted.
-pub fn spawn_sweeper(issuer: Arc<Issuer>, every: Duration) -> tokio::task::JoinHandle<()> {
+/// Closes overdue tasks every `every`, writing their revocations, and
+/// expires requests nobody decided in time (ending the tasks exchanges left
+/// waiting on them), until the returned task is aborted.
+///
+/// Finding overdue requests reads the whole request store, so that part
+/// runs at most once per tenth of a request's lifetime: a request nobody
+/// reads ends at most that long after its expiry (one that is read ends
+/// when it is read).
+pub fn spawn_sweeper(state: &IssuerState, every: Duration) -> tokio::task::JoinHandle<()> {
+    let issuer = Arc::clone(&state.issuer);
+    let negotiator = Arc::clone(&state.negotiator);
+    let requests_every = every.max(negotiator.options().request_ttl / 10);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut requests_swept: Option<tokio::time::Instant> = None;
         loop {
             tick.tick().await;
+            if requests_swept.is_none_or(|at| at.elapsed() >= requests_every) {
+                requests_swept = Some(tokio::time::Instant::now());
+                let requests = Arc::clone(&negotiator);
+                let expired = tokio::task::spawn_blocking(move || {
+                    requests.expire_overdue(SystemTime::now(), 1000)
+                })
+                .await;
+                if let Ok(Err(error)) = expired {
+                    tracing::warn!(%error, "expiring overdue requests failed");
+                }
+            }
             let blocking = issuer.clone();
             let closed = tokio::task::spawn_blocking(move || {
                 blocking.close_overdue(SystemTime::now(), 1000)

@@ -15,6 +15,9 @@
 //! The approver's side needs `Authorization: Bearer <identity token>` from
 //! a configured identity provider, verified as a subject token is at
 //! exchange; the task's principal or a member of an approver group decides.
+//! An operator decides with a mandate granting `requests:approve` (or
+//! `requests:deny`) and a `Mandate-PoP` proof ([`super::operators`]; 503
+//! while the revocation state is stale).
 //! - `GET /v1/requests?state=pending` (`granted`, `denied`, `expired`,
 //!   `all`): the requests this approver may decide.
 //! - `POST /v1/requests/{id}/approve`, `POST /v1/requests/{id}/deny`.
@@ -35,7 +38,8 @@ use axum::{Json, Router};
 use mandate_core::Right;
 use mandate_verifier::http::ApiError;
 
-use super::tasks::{credentials, to_api};
+use super::operators;
+use super::tasks::{credentials, to_api, POP_HEADER};
 use super::token::TokenResponse;
 use super::IssuerState;
 use crate::idp::Identity;
@@ -317,10 +321,40 @@ async fn decide(
     headers: HeaderMap,
     approve: bool,
 ) -> Result<Response, ApiError> {
+    // A proof of possession marks an operator's mandate; an approver sends
+    // an identity token alone.
+    if headers.contains_key(POP_HEADER) {
+        return decide_as_operator(state, id, headers, approve).await;
+    }
     let who = approver(&state, &headers).await?;
     let negotiator = state.negotiator().clone();
     let decided = tokio::task::spawn_blocking(move || {
         negotiator.decide(&id, &who, approve, SystemTime::now())
+    })
+    .await
+    .map_err(|_| ApiError::internal())?
+    .map_err(request_api)?;
+    Ok(no_store(StatusCode::OK, status(&decided, None)))
+}
+
+/// A decision by an operator: a mandate granting `requests:approve` (or
+/// `requests:deny`) on `/v1/requests/{id}`, with its proof.
+async fn decide_as_operator(
+    state: IssuerState,
+    id: String,
+    headers: HeaderMap,
+    approve: bool,
+) -> Result<Response, ApiError> {
+    let (token, proof) = credentials(&headers)?;
+    let verifier = state.operators().cloned();
+    let negotiator = state.negotiator().clone();
+    let decided = tokio::task::spawn_blocking(move || {
+        let now = SystemTime::now();
+        let request =
+            operators::decision_request(&id, approve, now).map_err(|_| RequestError::NotFound)?;
+        let decision = operators::judge(verifier.as_deref(), &token, &proof, request)?;
+        tracing::info!(request = %id, operator = %decision.principal, approve, "request decided by an operator");
+        negotiator.decide_as_operator(&id, &format!("operator:{}", decision.principal), approve, now)
     })
     .await
     .map_err(|_| ApiError::internal())?

@@ -6,8 +6,10 @@
 //! current mandate and a `Mandate-PoP` proof by the task's agent over
 //! (`mandate-issuer`, `refresh`|`close`, `/v1/tasks/{id}`). A close may also
 //! come from the task's principal or an operator ([`super::close`]).
-//! Refusals use `ApiError`: 401 unauthenticated, 403 another agent or task,
-//! 404 no such task, 409 closed, 503 store or registry unavailable.
+//! Refusals use `ApiError`: 401 unauthenticated, 403 another agent or task
+//! (or a refresh with a revoked mandate), 404 no such task, 409 closed, 503
+//! store or registry unavailable, or the revocation state stale (a refresh
+//! cannot be vouched for; see `crate::revoked`).
 
 use std::time::SystemTime;
 

@@ -11,12 +11,11 @@
 //! The trail is readable while the issuer runs: `GET /v1/audit` (pages and
 //! the event stream, the same handler as `mandate serve`'s) for mandates
 //! under the issuer's own root key granting `audit:read`, judged against the
-//! revocations the issuer writes — its store's index, or the registry's
-//! stream (which the issuer's registry mandate must then be allowed to
-//! read; until it is, the state is stale and every read is refused).
+//! issuer's revocation state ([`super::revocations`]): stale, every read is
+//! refused.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::Result;
 use axum::Router;
@@ -24,84 +23,28 @@ use mandate_audit::{AuditWriter, Event, IssuerEvent as Record};
 
 use mandate_issuer::tasks::TaskStore;
 use mandate_issuer::{IssuerEvent, IssuerEvents, TracingEvents};
-use mandate_registry::{RegistryClient, SharedIndex, SubscribeOptions, Subscription};
+use mandate_registry::SharedIndex;
 use mandate_verifier::pool::EvalPool;
 use mandate_verifier::{SharedKeySet, Verifier};
 use tokio::runtime::{Handle, RuntimeFlavor};
 
 use crate::audit_api::AuditApiState;
-use crate::issuer::config::RevocationTarget;
 
-/// How stale the registry's revocation state may be before reads of the
-/// trail are refused.
-const READER_STALENESS: Duration = Duration::from_secs(5);
-/// How long a read waits for its mandate to be judged.
-const READER_DEADLINE: Duration = Duration::from_secs(2);
-
-/// The revocation state readers of the issuer's trail are judged under.
-pub struct ReaderRevocations {
-    index: SharedIndex,
-    subscription: Option<Subscription>,
-}
-
-impl ReaderRevocations {
-    /// The index of the issuer's own revocation store (`index`), or else a
-    /// subscription to the registry of `target`. Call inside a Tokio runtime.
-    ///
-    /// # Errors
-    /// Registry credentials that cannot be read.
-    pub fn new(target: &RevocationTarget, index: Option<SharedIndex>) -> Result<ReaderRevocations> {
-        if let Some(index) = index {
-            return Ok(ReaderRevocations {
-                index,
-                subscription: None,
-            });
-        }
-        match target {
-            RevocationTarget::Registry {
-                url,
-                auth,
-                auth_key,
-            } => {
-                let index = SharedIndex::new(READER_STALENESS);
-                let client = RegistryClient::new(url)?
-                    .with_auth(crate::registry_auth(auth, auth_key.as_deref())?);
-                let subscription = client.subscribe(index.clone(), SubscribeOptions::default());
-                Ok(ReaderRevocations {
-                    index,
-                    subscription: Some(subscription),
-                })
-            }
-            RevocationTarget::Store(dir) => anyhow::bail!(
-                "the revocation store {} has no index to judge audit readers with",
-                dir.display()
-            ),
-            RevocationTarget::Local => anyhow::bail!(
-                "an issuer mounted in a server has its trail read through that server"
-            ),
-        }
-    }
-
-    /// The subscription to keep running, if any.
-    pub fn into_subscription(self) -> Option<Subscription> {
-        self.subscription
-    }
-}
-
-/// `GET /v1/audit` on the issuer, reading what `writer` writes.
+/// `GET /v1/audit` on the issuer, reading what `writer` writes, for
+/// mandates under `root` judged on `pool` against `revocations`.
 ///
 /// # Errors
 /// The readers' verifier cannot be built.
 pub fn reader_routes(
     writer: &AuditWriter,
     root: SharedKeySet,
-    revocations: &ReaderRevocations,
+    revocations: &SharedIndex,
+    pool: EvalPool,
 ) -> Result<Router> {
     let readers = Verifier::builder()
         .shared_root_keys(root)
-        .revocation(Arc::new(revocations.index.clone()))
+        .revocation(Arc::new(revocations.clone()))
         .build()?;
-    let pool = EvalPool::new(EvalPool::default_workers(), READER_DEADLINE);
     let state = AuditApiState::of_writer(writer, readers, pool);
     Ok(crate::audit_api::router(state))
 }

@@ -95,9 +95,16 @@ pub struct IssuerRevocations {
     pub registry_auth: Option<String>,
     /// Its agent's key (writes need a proof).
     pub registry_auth_key: Option<PathBuf>,
-    /// A sled revocation store this process opens itself (no registry
-    /// process may hold it).
+    /// A revocation store this process opens itself: a sled folder (no
+    /// registry process may hold it) or a `postgres://` URL shared with
+    /// registry replicas.
     pub store: Option<PathBuf>,
+    /// Refuse operators' mandates (and agents' refreshes) when the
+    /// revocation state was not confirmed for this long (default 5 s): no
+    /// word from the registry, or a shared store that cannot be read. A
+    /// registry silent for half of it is reconnected to.
+    #[serde(with = "humantime_serde")]
+    pub staleness: Option<Duration>,
 }
 
 /// One identity provider.
@@ -171,8 +178,9 @@ pub enum RevocationTarget {
         /// Its key.
         auth_key: Option<PathBuf>,
     },
-    /// A local sled store.
-    Store(PathBuf),
+    /// A revocation store this process opens: a sled folder, or a
+    /// PostgreSQL database shared with registry replicas.
+    Store(StoreLocation),
     /// The revocation store of the server the issuer is mounted in.
     Local,
 }
@@ -209,6 +217,9 @@ pub struct IssuerSettings {
     pub sweep_interval: Duration,
     /// Revocations.
     pub revocations: RevocationTarget,
+    /// How long the revocation state may go unconfirmed before operators'
+    /// mandates are refused.
+    pub staleness: Duration,
     /// TLS cert and key.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Providers.
@@ -327,7 +338,7 @@ impl IssuerConfig {
                 })?,
                 auth_key: r.registry_auth_key.clone(),
             },
-            (None, Some(dir)) => RevocationTarget::Store(dir.clone()),
+            (None, Some(dir)) => RevocationTarget::Store(location(dir)),
             (Some(_), Some(_)) => {
                 return Err(invalid("revocations", "give registry or store, not both"))
             }
@@ -396,7 +407,14 @@ impl IssuerConfig {
                 StoreLocation::Folder(PathBuf::from(name))
             }
         };
+        let staleness = within(
+            "revocations.staleness",
+            r.staleness,
+            crate::config::defaults::STALENESS,
+            crate::config::bounds::STALENESS,
+        )?;
         Ok(IssuerSettings {
+            staleness,
             request_ttl: within(
                 "request_ttl",
                 self.request_ttl,
@@ -491,6 +509,44 @@ mod tests {
         assert_eq!(settings.listen.to_string(), "127.0.0.1:7800");
         assert_eq!(settings.idps[0].principal_claim, "email");
         assert_eq!(settings.keys_max_age, Duration::from_secs(300));
+        assert_eq!(settings.staleness, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_revocation_store_is_a_folder_or_a_database_and_staleness_is_bounded() {
+        let registry =
+            "registry = \"http://127.0.0.1:7700\"\n        registry_auth = \"@ops.token\"";
+        assert!(FULL.contains(registry));
+        for (store, location) in [
+            ("revocations", StoreLocation::Folder("revocations".into())),
+            (
+                "postgres://mandate@db/revocations",
+                "postgres://mandate@db/revocations".parse().unwrap(),
+            ),
+        ] {
+            let text = FULL.replace(
+                registry,
+                &format!("store = \"{store}\"\nstaleness = \"2s\""),
+            );
+            let settings = toml::from_str::<IssuerConfig>(&text)
+                .unwrap()
+                .validate()
+                .unwrap();
+            match settings.revocations {
+                RevocationTarget::Store(got) => assert_eq!(got, location),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(settings.staleness, Duration::from_secs(2));
+        }
+        let text = FULL.replace(registry, &format!("{registry}\nstaleness = \"50ms\""));
+        let config: IssuerConfig = toml::from_str(&text).unwrap();
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                setting: "revocations.staleness",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -7,11 +7,14 @@
 //! anything is served. The issuer crate knows nothing of the registry: this
 //! module supplies its [`TaskRevoker`], writing `task` revocations to a
 //! registry over HTTP (with the operator mandate's proof) or to a local
-//! revocation store.
+//! revocation store, and the revocation state it judges mandates under
+//! ([`revocations`]: the same registry or store, read back; or, mounted,
+//! the server's own).
 
 pub mod audit;
 pub mod config;
 pub mod requests;
+pub mod revocations;
 pub mod stores;
 
 use std::sync::Arc;
@@ -24,19 +27,25 @@ use mandate_issuer::idp::IdentityProviders;
 use mandate_issuer::keyring::KeyDir;
 use mandate_issuer::policy::IssuancePolicy;
 use mandate_issuer::revoke::RevokeFuture;
-use mandate_issuer::server::{router, routes, spawn_sweeper, IssuerState};
+use mandate_issuer::server::{routes, spawn_sweeper, IssuerState};
 use mandate_issuer::{
     Issuer, IssuerEvents, IssuerOptions, SigningKeys, TaskRevoker, TaskStore, TracingEvents,
 };
 use mandate_registry::{
-    IndexingStore, NewRevocation, RegistryAuth, RegistryClient, RevocationKind, RevocationStore,
-    SharedIndex, SledStore,
+    NewRevocation, RegistryAuth, RegistryClient, RevocationKind, RevocationStore,
 };
 use mandate_verifier::http::{method_not_allowed, not_found};
+use mandate_verifier::pool::EvalPool;
 use mandate_verifier::{RevocationCheck, Verifier};
 
 pub use self::config::{IdpEntryArg, IssuerConfig, IssuerKeys, IssuerSettings, RevocationTarget};
+use self::revocations::IssuerRevocations;
+use crate::ops::OpsState;
 use crate::serve::Server;
+
+/// How long a mandate judged on the evaluation pool (an audit reader's)
+/// waits for a worker.
+const EVAL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Who task revocations are written by, in the registry's log.
 const REVOKED_BY: &str = "mandate-issuer";
@@ -131,17 +140,21 @@ pub fn build_issuer_with(
         Some(audit) => Some(Arc::new(crate::audit::open(audit)?)),
         None => None,
     };
-    Ok(assemble(settings, local, audit)?.0)
+    let local = match settings.revocations {
+        RevocationTarget::Local => local,
+        _ => None,
+    };
+    assemble(settings, local, audit)
 }
 
-/// The issuer, writing to `audit` when given, and the index of the
-/// revocations it writes to a store of its own (`None`: a registry's or
-/// the server's it is mounted in, `local`).
+/// The issuer, writing to `audit` when given and revoking closed tasks in
+/// `store` when given (the store it opened, or the server's it is mounted
+/// in), else where its settings say.
 fn assemble(
     settings: &IssuerSettings,
-    local: Option<Arc<dyn RevocationStore>>,
+    store: Option<Arc<dyn RevocationStore>>,
     audit: Option<Arc<mandate_audit::AuditWriter>>,
-) -> Result<(Issuer, Option<SharedIndex>)> {
+) -> Result<Issuer> {
     let keys = signing_keys(&settings.keys)?;
     let policy = match &settings.policy {
         Some(path) => IssuancePolicy::from_file(path)?,
@@ -152,13 +165,15 @@ fn assemble(
         Some(writer) => Arc::new(self::audit::AuditedEvents::new(writer, Arc::clone(&tasks))),
         None => Arc::new(TracingEvents),
     };
-    let mut index = None;
-    let revoker: Arc<dyn TaskRevoker> = match &settings.revocations {
-        RevocationTarget::Registry {
-            url,
-            auth,
-            auth_key,
-        } => {
+    let revoker: Arc<dyn TaskRevoker> = match (&settings.revocations, store) {
+        (
+            RevocationTarget::Registry {
+                url,
+                auth,
+                auth_key,
+            },
+            _,
+        ) => {
             let auth = crate::registry_auth(auth, auth_key.as_deref())?;
             if !auth.is_keyed() {
                 tracing::warn!("writing task revocations with a bearer operator mandate");
@@ -168,25 +183,18 @@ fn assemble(
                 auth,
             })
         }
-        RevocationTarget::Store(dir) => {
-            // Indexed: readers of the issuer's audit trail are judged
-            // against the revocations it writes.
-            let store = IndexingStore::new(
-                SledStore::open(dir)
-                    .with_context(|| format!("opening revocation store {}", dir.display()))?,
-            )?;
-            index = Some(store.index());
+        (_, Some(store)) => Arc::new(StoreRevoker { store }),
+        (RevocationTarget::Store(location), None) => {
+            // Written to only: nothing in this process reads its index.
+            let opened = crate::revocation_store::open(location, None, settings.staleness)?;
             Arc::new(StoreRevoker {
-                store: Arc::new(store),
+                store: opened.store,
             })
         }
-        RevocationTarget::Local => match local {
-            Some(store) => Arc::new(StoreRevoker { store }),
-            None => bail!(
-                "issuer.revocations: this server holds no revocation store; \
-                 give the issuer a registry to revoke closed tasks at"
-            ),
-        },
+        (RevocationTarget::Local, None) => bail!(
+            "issuer.revocations: this server holds no revocation store; \
+             give the issuer a registry to revoke closed tasks at"
+        ),
     };
     let idps = IdentityProviders::new(
         settings.idps.clone(),
@@ -199,9 +207,8 @@ fn assemble(
     options.default_task_ttl = settings.default_task_ttl;
     options.max_task_ttl = settings.max_task_ttl;
     options.skew = settings.skew;
-    Ok((
-        Issuer::new(keys, idps, policy, tasks, revoker, events, options),
-        index,
+    Ok(Issuer::new(
+        keys, idps, policy, tasks, revoker, events, options,
     ))
 }
 
@@ -240,9 +247,13 @@ pub fn issuer_routes(
     local: Option<Arc<dyn RevocationStore>>,
     revocation: Option<Arc<dyn RevocationCheck>>,
 ) -> Result<(Arc<Issuer>, Router)> {
-    let issuer = Arc::new(build_issuer_with(settings, local)?);
+    let mut issuer = build_issuer_with(settings, local)?;
+    if let Some(check) = &revocation {
+        issuer = issuer.with_revocations(Arc::clone(check));
+    }
+    let issuer = Arc::new(issuer);
     let state = issuer_state(settings, issuer.clone(), revocation)?;
-    spawn_sweeper(issuer.clone(), settings.sweep_interval);
+    spawn_sweeper(&state, settings.sweep_interval);
     spawn_key_watch(issuer.clone());
     Ok((issuer, routes(state)))
 }
@@ -271,31 +282,50 @@ fn spawn_key_watch(issuer: Arc<Issuer>) {
 }
 
 /// Loads everything and binds the port. Call inside a Tokio runtime (the
-/// deadline sweeper starts here).
+/// deadline sweeper and the revocation subscription start here).
+///
+/// Besides the issuer's routes the port serves `/healthz`, `/readyz` (the
+/// revocation state fresh, root keys loaded, the audit log writable),
+/// `/metrics` and, with an audit trail, `GET /v1/audit`.
 ///
 /// # Errors
 /// Any setting that cannot be used.
 pub async fn bind_issuer(settings: &IssuerSettings) -> Result<Server> {
+    crate::metrics::install();
     let audit = match &settings.audit {
         Some(audit) => Some(Arc::new(crate::audit::open(audit)?)),
         None => None,
     };
-    let (issuer, index) = assemble(settings, None, audit.clone())?;
+    let revocations = IssuerRevocations::open(&settings.revocations, settings.staleness)?;
+    let issuer = assemble(settings, revocations.store(), audit.clone())?
+        .with_revocations(revocations.check());
     let issuer = Arc::new(issuer);
-    spawn_sweeper(issuer.clone(), settings.sweep_interval);
+    let state = issuer_state(settings, issuer.clone(), Some(revocations.check()))?;
+    spawn_sweeper(&state, settings.sweep_interval);
     spawn_key_watch(issuer.clone());
-    let mut app = router(issuer_state(settings, issuer.clone(), None)?);
-    let mut subscription = None;
+    // Readers of the trail and operators present mandates under the
+    // issuer's own roots.
+    let root = issuer.signing_keys().shared();
+    let pool = EvalPool::new(EvalPool::default_workers(), EVAL_DEADLINE);
+    let mut app = routes(state);
     if let Some(writer) = &audit {
-        // Readers of the trail present mandates under the issuer's own roots.
-        let root = issuer.signing_keys().shared();
-        let revocations = self::audit::ReaderRevocations::new(&settings.revocations, index)?;
-        app = app.merge(self::audit::reader_routes(writer, root, &revocations)?);
-        subscription = revocations.into_subscription();
+        app = app.merge(self::audit::reader_routes(
+            writer,
+            root.clone(),
+            revocations.index(),
+            pool.clone(),
+        )?);
+    }
+    let mut ops = OpsState::new(revocations.index().clone(), None, pool, root, false)
+        .with_audit(audit.clone());
+    if let Some(replicas) = revocations.replicas() {
+        ops = ops.with_replicas(replicas);
     }
     let app = app
+        .merge(crate::ops::router(ops))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed);
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(crate::metrics::track_requests));
     let tls = match &settings.tls {
         Some((cert, key)) => Some(crate::tls::load(cert, key).await?),
         None => None,
@@ -303,9 +333,11 @@ pub async fn bind_issuer(settings: &IssuerSettings) -> Result<Server> {
     let listener = std::net::TcpListener::bind(settings.listen)
         .with_context(|| format!("listening on {}", settings.listen))?;
     listener.set_nonblocking(true)?;
+    let (subscription, store_listener) = revocations.into_running();
     Ok(
         Server::from_parts(listener, app, tls, settings.shutdown_grace)?
             .with_audit(audit)
-            .with_subscription(subscription),
+            .with_subscription(subscription)
+            .with_listener(store_listener),
     )
 }
