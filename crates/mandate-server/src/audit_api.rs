@@ -11,7 +11,7 @@
 //! its records. Each page reads at most [`MAX_SCAN`] records, so
 //! no request can make the server read the whole log; `next_after` says
 //! where to continue. Mandates are judged on the evaluation pool and the
-//! log is read on a blocking thread, never on the runtime's.
+//! trail is read on a blocking thread, never on the runtime's.
 //!
 //! **Follow.** Asked with `Accept: text/event-stream`, the answer is a
 //! server-sent event stream instead: every matching record after `after`
@@ -60,7 +60,7 @@ const POLL_EVERY: Duration = Duration::from_millis(500);
 /// What the audit endpoint reads and who it lets read.
 #[derive(Debug, Clone)]
 pub struct AuditApiState {
-    log: Arc<dyn Trail>,
+    trail: Arc<dyn Trail>,
     verifier: Arc<Verifier>,
     pool: EvalPool,
     /// The writer's newest sequence number, when it writes in this process
@@ -70,11 +70,11 @@ pub struct AuditApiState {
 }
 
 impl AuditApiState {
-    /// Serves `log` to mandates `verifier` allows `audit:read`, judged on
+    /// Serves `trail` to mandates `verifier` allows `audit:read`, judged on
     /// `pool`.
-    pub fn new(log: Arc<dyn Trail>, verifier: Verifier, pool: EvalPool) -> AuditApiState {
+    pub fn new(trail: Arc<dyn Trail>, verifier: Verifier, pool: EvalPool) -> AuditApiState {
         AuditApiState {
-            log,
+            trail,
             verifier: Arc::new(verifier),
             pool,
             progress: None,
@@ -205,9 +205,9 @@ pub(crate) async fn read(
     }
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
     let after = query.after.unwrap_or(0);
-    let log = Arc::clone(&state.log);
+    let trail = Arc::clone(&state.trail);
     let page = tokio::task::spawn_blocking(move || {
-        mandate_audit::query(log.as_ref(), &filter, after, limit, MAX_SCAN)
+        mandate_audit::query(trail.as_ref(), &filter, after, limit, MAX_SCAN)
     })
     .await
     .map_err(|_| ApiError::internal())?
@@ -285,10 +285,10 @@ async fn feed(
     loop {
         // Catch up with everything written so far.
         loop {
-            let log = Arc::clone(&state.log);
+            let trail = Arc::clone(&state.trail);
             let scan = filter.clone();
             let page = tokio::task::spawn_blocking(move || {
-                mandate_audit::query(log.as_ref(), &scan, after, MAX_LIMIT, MAX_SCAN)
+                mandate_audit::query(trail.as_ref(), &scan, after, MAX_LIMIT, MAX_SCAN)
             })
             .await;
             let page = match page {
