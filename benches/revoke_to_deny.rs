@@ -315,7 +315,25 @@ impl Deployment {
             }
             writes.push(acknowledged - sent);
         }
+        self.check_still_spread(&runtime);
         Measured { samples, writes }
+    }
+
+    /// Warns when a verifier moved to another replica during the rounds (a replica
+    /// silent for half the staleness bound): the split by replica would be off then.
+    fn check_still_spread(&self, runtime: &tokio::runtime::Runtime) {
+        for (n, writer) in self.writers.iter().enumerate() {
+            let expected = self.follows.iter().filter(|&&f| f == n).count();
+            match runtime.block_on(writer.status(None)) {
+                Ok(status) if status.subscribers == expected => {}
+                Ok(status) => eprintln!(
+                    "warning: replica {n} streams to {} verifiers, not {expected}: \
+                     the split by replica is approximate",
+                    status.subscribers
+                ),
+                Err(e) => eprintln!("warning: replica {n} status: {e}"),
+            }
+        }
     }
 }
 
