@@ -10,14 +10,16 @@
 //! never misses a record.
 //!
 //! A log has one writer process at a time: opening it for writing takes a
-//! session advisory lock on a connection of its own, and the append function
-//! refuses a batch that does not follow the log's newest entry, so even a
-//! second process with the same key cannot fork the chain.
+//! session advisory lock on a connection of its own, which then carries the
+//! writer's appends (one prepared statement, one round trip and one commit a
+//! batch); and the append function refuses a batch that does not follow the
+//! log's newest entry, so even a second process with the same key cannot
+//! fork the chain.
 //!
 //! This module must never hold a pooled connection while waiting for
 //! anything but the database.
 
-mod writer_lock;
+mod writer_session;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -28,7 +30,7 @@ use postgres::Client;
 
 use crate::off_runtime::{self, OwnedPool};
 use crate::{Error, Pool};
-use writer_lock::WriterLock;
+use writer_session::WriterSession;
 
 /// The migration table of the audit schema.
 pub(crate) const AUDIT_MIGRATIONS: &str = "mandate_audit_migrations";
@@ -96,12 +98,12 @@ impl PgAuditStore {
             .map_err(query)?
             .get(0);
         drop(client);
-        let lock = WriterLock::take(self.pool_ref()?, &log_id)?;
+        let session = WriterSession::take(self.pool_ref()?, &log_id)?;
         Ok(PgAuditLog {
             pool: Arc::clone(&self.pool),
             log_id,
             writer: writer.to_owned(),
-            lock: Some(Mutex::new(lock)),
+            session: Some(Mutex::new(session)),
         })
     }
 
@@ -123,7 +125,7 @@ impl PgAuditStore {
                 pool: Arc::clone(&self.pool),
                 log_id: row.get(0),
                 writer: row.get(1),
-                lock: None,
+                session: None,
             })
             .collect())
     }
@@ -147,8 +149,9 @@ pub struct PgAuditLog {
     pool: Arc<OwnedPool>,
     log_id: String,
     writer: String,
-    /// Held while this process writes the log; `None` for readers.
-    lock: Option<Mutex<WriterLock>>,
+    /// The writer's session (holding the log's lock, carrying its
+    /// appends) while this process writes the log; `None` for readers.
+    session: Option<Mutex<WriterSession>>,
 }
 
 impl std::fmt::Debug for PgAuditLog {
@@ -156,7 +159,7 @@ impl std::fmt::Debug for PgAuditLog {
         f.debug_struct("PgAuditLog")
             .field("log_id", &self.log_id)
             .field("writer", &self.writer)
-            .field("writing", &self.lock.is_some())
+            .field("writing", &self.session.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -165,6 +168,16 @@ impl PgAuditLog {
     /// The public key (text) of the log's writer.
     pub fn writer(&self) -> &str {
         &self.writer
+    }
+
+    /// The writer's session; a log opened to read has none.
+    fn writer_session(
+        &self,
+        action: &'static str,
+    ) -> mandate_audit::Result<&Mutex<WriterSession>> {
+        self.session
+            .as_ref()
+            .ok_or_else(|| mandate_audit::Error::storage(action, "this log was opened to read"))
     }
 
     fn client(
@@ -182,14 +195,7 @@ fn query(error: postgres::Error) -> Error {
 }
 
 fn storage(action: &'static str) -> impl Fn(postgres::Error) -> mandate_audit::Error {
-    move |error| mandate_audit::Error::storage(action, pg_message(&error))
-}
-
-/// The server's own message when there is one (a refused batch says why).
-fn pg_message(error: &postgres::Error) -> String {
-    error
-        .as_db_error()
-        .map_or_else(|| error.to_string(), |db| db.message().to_owned())
+    move |error| mandate_audit::Error::storage(action, writer_session::message(error))
 }
 
 fn seq_of(value: i64, action: &'static str) -> mandate_audit::Result<u64> {
@@ -235,12 +241,7 @@ impl AuditLog for PgAuditLog {
         durable: bool,
     ) -> mandate_audit::Result<()> {
         const ACTION: &str = "appending to the audit log";
-        if self.lock.is_none() {
-            return Err(mandate_audit::Error::storage(
-                ACTION,
-                "this log was opened to read",
-            ));
-        }
+        let session = self.writer_session(ACTION)?;
         let seqs: Vec<i64> = entries.iter().map(|e| to_i64(e.seq)).collect();
         let prevs: Vec<&[u8]> = entries.iter().map(|e| e.prev.as_slice()).collect();
         let bodies: Vec<&[u8]> = entries.iter().map(|e| e.body.as_slice()).collect();
@@ -249,31 +250,30 @@ impl AuditLog for PgAuditLog {
             .map(serde_json::to_string)
             .transpose()
             .map_err(|e| mandate_audit::Error::storage(ACTION, e))?;
-        let mut client = self.client(ACTION)?;
-        let mut tx = client.transaction().map_err(storage(ACTION))?;
-        if !durable {
-            tx.batch_execute("SET LOCAL synchronous_commit = off")
-                .map_err(storage(ACTION))?;
-        }
-        tx.execute(
-            "SELECT mandate_append_audit($1, $2, $3, $4, $5, $6)",
-            &[&self.log_id, &seqs, &prevs, &bodies, &head_seq, &head_json],
-        )
-        .map_err(storage(ACTION))?;
-        tx.commit().map_err(storage(ACTION))
+        session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .append(
+                &[
+                    &self.log_id,
+                    &seqs,
+                    &prevs,
+                    &bodies,
+                    &head_seq,
+                    &head_json,
+                ],
+                durable,
+            )
+            .map_err(|e| mandate_audit::Error::storage(ACTION, e))
     }
 
     fn flush(&self) -> mandate_audit::Result<()> {
-        // A synchronous commit flushes the write-ahead log up to itself, and so
-        // every commit made before it without waiting.
         const ACTION: &str = "flushing the audit log";
-        self.client(ACTION)?
-            .execute(
-                "UPDATE mandate_audit_logs SET flushed_at = now() WHERE log_id = $1",
-                &[&self.log_id],
-            )
-            .map(drop)
-            .map_err(storage(ACTION))
+        self.writer_session(ACTION)?
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .flush(&self.log_id)
+            .map_err(|e| mandate_audit::Error::storage(ACTION, e))
     }
 
     fn read(&self, from: u64, limit: usize) -> mandate_audit::Result<Vec<StoredEntry>> {
@@ -313,13 +313,14 @@ impl AuditLog for PgAuditLog {
     }
 
     fn recover(&self) -> mandate_audit::Result<()> {
-        let Some(lock) = &self.lock else {
+        let Some(session) = &self.session else {
             return Ok(());
         };
         let pool = self.pool.pool().ok_or_else(|| {
             mandate_audit::Error::storage("reopening the audit log", "the store is closed")
         })?;
-        lock.lock()
+        session
+            .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .keep(pool, &self.log_id)
             .map_err(|e| mandate_audit::Error::storage("reopening the audit log", e))

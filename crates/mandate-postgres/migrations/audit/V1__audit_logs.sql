@@ -64,7 +64,6 @@ BEGIN
         INSERT INTO mandate_audit_entries (log_id, seq, prev, body, pos)
             SELECT p_log, u.s, u.p, u.b, base + u.i
             FROM unnest(p_seq, p_prev, p_body) WITH ORDINALITY AS u(s, p, b, i);
-        PERFORM pg_notify('mandate_audit', (base + cardinality(p_seq))::text);
     END IF;
     IF p_head IS NOT NULL THEN
         INSERT INTO mandate_audit_heads (log_id, seq, head) VALUES (p_log, p_head_seq, p_head);
