@@ -6,9 +6,10 @@
 //!    appends of one process share a commit (group commit), appends of different
 //!    processes serialize on the log's advisory lock.
 //! 2. Joining a log of 1 M entries: the entries are inserted in bulk with SQL, then a
-//!    fresh index reads the whole log by sequence (`load_index`, 1,000 per page, what a
+//!    fresh index reads the whole log by sequence (`load_index`, page by page, what a
 //!    registry replica does at start and what its stream sends a new verifier) — time
-//!    to fully synced, and the growth of this process's resident memory.
+//!    to fully synced, the growth of this process's resident memory, and its peak.
+//!    (The same join over HTTP, with the real binaries: the `join_over_http` bench.)
 //!
 //! `MANDATE_TEST_PG=postgres://postgres@127.0.0.1:5432/test cargo bench -p mandate-postgres
 //! --bench revocations` (add `-- --quick` for 100 k entries instead of 1 M).
@@ -78,19 +79,27 @@ fn main() {
     let rss_after = resident_kib();
     assert_eq!(index.last_seq(), total);
     println!(
-        "joining a log of {total} entries: fully synced in {elapsed:.2?}, resident memory +{} MiB",
-        rss_after.saturating_sub(rss_before) / 1024
+        "joining a log of {total} entries: fully synced in {elapsed:.2?}, resident memory +{} MiB \
+         (this process: {} MiB, peak {} MiB)",
+        rss_after.saturating_sub(rss_before) / 1024,
+        rss_after / 1024,
+        status_kib("VmHWM:") / 1024
     );
 }
 
 /// This process's resident set size in KiB (Linux), 0 elsewhere.
 fn resident_kib() -> u64 {
+    status_kib("VmRSS:")
+}
+
+/// A `… kB` line of `/proc/self/status` (Linux), 0 elsewhere.
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
             status
                 .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .find_map(|line| line.strip_prefix(field))
                 .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)

@@ -47,8 +47,16 @@ impl Default for Changes {
 
 impl Changes {
     /// Moves the counter; receivers re-check.
+    ///
+    /// With no receiver the counter moves without waking anyone: waking costs a lock
+    /// per waiter list, paid on every entry applied, and a verifier joining a log of
+    /// a million entries has nobody watching yet. A receiver subscribing concurrently
+    /// reads the index after subscribing, so it sees the change without the wake.
     pub(crate) fn bump(&self) {
-        self.sender.send_modify(|n| *n = n.wrapping_add(1));
+        self.sender.send_if_modified(|n| {
+            *n = n.wrapping_add(1);
+            self.sender.receiver_count() > 0
+        });
     }
 
     /// Whether the staleness timer runs (for tests).

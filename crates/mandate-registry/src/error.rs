@@ -183,6 +183,13 @@ pub enum Error {
         source: mandate_core::Error,
     },
 
+    /// The in-memory revocation index cannot hold another distinct value or reason.
+    #[error("the revocation index is full ({limit} values)")]
+    IndexFull {
+        /// How many it can hold.
+        limit: usize,
+    },
+
     /// The HTTP server failed.
     #[error("registry server failed")]
     Serve {

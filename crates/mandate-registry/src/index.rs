@@ -18,11 +18,12 @@
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use rustc_hash::FxHashMap;
+use std::borrow::Cow;
 
 use crate::changes::Changes;
-use crate::entry::{canonical_agent, RevocationEntry, RevocationKind};
+use crate::entry::{canonical_agent, RevocationEntry, RevocationKind, MAX_TOKEN_ID_BYTES};
 use crate::error::{Error, Result};
+use crate::value_table::{Found, ReasonTable, ValueTable};
 
 /// One agent in a token's delegation chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,15 +48,46 @@ pub struct Subject<'a> {
 }
 
 /// Revocation state folded from the log.
-#[derive(Debug, Default, Clone)]
+///
+/// Each kind keeps a compact table of the values in force (`value_table.rs`): the
+/// value, the sequence number and the reason of the entry that revoked it, which is
+/// what a denial names. Who wrote an entry and when are not kept; they are in the log.
+#[derive(Default, Clone)]
 pub struct RevocationIndex {
     last_seq: u64,
     /// Decoded block revocation ids.
-    token_ids: FxHashMap<Box<[u8]>, RevocationEntry>,
-    principals: FxHashMap<String, RevocationEntry>,
-    /// Agent names and public-key strings share one map: an entry matches either.
-    agents: FxHashMap<String, RevocationEntry>,
-    tasks: FxHashMap<String, RevocationEntry>,
+    token_ids: ValueTable,
+    principals: ValueTable,
+    /// Agent names and public-key strings share one table: an entry matches either.
+    agents: ValueTable,
+    tasks: ValueTable,
+    reasons: ReasonTable,
+}
+
+impl std::fmt::Debug for RevocationIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Counts, not contents: an index may hold millions of entries.
+        f.debug_struct("RevocationIndex")
+            .field("last_seq", &self.last_seq)
+            .field("token_ids", &self.token_ids.len())
+            .field("principals", &self.principals.len())
+            .field("agents", &self.agents.len())
+            .field("tasks", &self.tasks.len())
+            .finish()
+    }
+}
+
+/// The revocation in force that matches a subject: what a denial names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked<'a> {
+    /// What matched.
+    pub kind: RevocationKind,
+    /// The revoked value, as its entry spelled it.
+    pub value: Cow<'a, str>,
+    /// The entry's sequence number.
+    pub seq: u64,
+    /// The operator's reason.
+    pub reason: &'a str,
 }
 
 impl RevocationIndex {
@@ -74,6 +106,19 @@ impl RevocationIndex {
         self.token_ids.len() + self.principals.len() + self.agents.len() + self.tasks.len()
     }
 
+    /// Makes room for `additional` more entries of `kind` whose values are about
+    /// `value_len` bytes long, so that loading a log of known size does not grow the
+    /// tables step by step. A hint: applying more than reserved still works.
+    pub fn reserve(&mut self, kind: RevocationKind, additional: usize, value_len: usize) {
+        let (table, value_len) = match kind {
+            RevocationKind::TokenId => (&mut self.token_ids, value_len / 2),
+            RevocationKind::Principal => (&mut self.principals, value_len),
+            RevocationKind::Agent => (&mut self.agents, value_len),
+            RevocationKind::Task => (&mut self.tasks, value_len),
+        };
+        table.reserve(additional, value_len);
+    }
+
     /// Applies the next log entry. Entries must arrive in order with no gap.
     ///
     /// A lift removes the active revocation of the same kind and value, if any. When a
@@ -81,7 +126,8 @@ impl RevocationIndex {
     ///
     /// # Errors
     /// [`Error::SeqGap`] unless `entry.seq == last_seq() + 1`; the validation errors of
-    /// [`RevocationEntry::validate`]. On error the index is unchanged.
+    /// [`RevocationEntry::validate`]; [`Error::IndexFull`]. On error the index is
+    /// unchanged.
     pub fn apply(&mut self, entry: &RevocationEntry) -> Result<()> {
         let expected = self.last_seq.saturating_add(1);
         if entry.seq != expected {
@@ -93,31 +139,41 @@ impl RevocationIndex {
         entry.validate()?;
         match entry.kind {
             RevocationKind::TokenId => {
-                let bytes = hex::decode(&entry.value).map_err(|_| Error::InvalidValue {
+                // Decoded on the stack: `validate` bounds the length.
+                let mut buffer = [0u8; MAX_TOKEN_ID_BYTES];
+                let invalid = Error::InvalidValue {
                     kind: RevocationKind::TokenId,
                     problem: "token id must be lowercase hex",
-                })?;
+                };
+                let Some(bytes) = buffer.get_mut(..entry.value.len() / 2) else {
+                    return Err(invalid);
+                };
+                if hex::decode_to_slice(&entry.value, &mut *bytes).is_err() {
+                    return Err(invalid);
+                }
+                let reason = self.reasons.intern(&entry.reason)?;
                 self.token_ids
-                    .entry(bytes.into_boxed_slice())
-                    .or_insert_with(|| entry.clone());
+                    .insert_first(bytes, None, entry.seq, reason)?;
             }
             RevocationKind::Task => {
+                let reason = self.reasons.intern(&entry.reason)?;
                 self.tasks
-                    .entry(entry.value.clone())
-                    .or_insert_with(|| entry.clone());
+                    .insert_first(entry.value.as_bytes(), None, entry.seq, reason)?;
             }
             RevocationKind::Principal | RevocationKind::Agent => {
-                let (map, key) = if entry.kind == RevocationKind::Principal {
-                    (&mut self.principals, entry.value.clone())
+                let (table, key) = if entry.kind == RevocationKind::Principal {
+                    (&mut self.principals, Cow::Borrowed(entry.value.as_str()))
                 } else {
                     // Entries written before agent keys were canonicalised on the way in
                     // may carry uppercase hex; tokens print keys in lowercase.
-                    (&mut self.agents, canonical_agent(&entry.value).into_owned())
+                    (&mut self.agents, canonical_agent(&entry.value))
                 };
                 if entry.lifted {
-                    map.remove(&key);
+                    table.remove(key.as_bytes());
                 } else {
-                    map.entry(key).or_insert_with(|| entry.clone());
+                    let reason = self.reasons.intern(&entry.reason)?;
+                    let spelling = matches!(key, Cow::Owned(_)).then_some(entry.value.as_str());
+                    table.insert_first(key.as_bytes(), spelling, entry.seq, reason)?;
                 }
             }
         }
@@ -131,32 +187,48 @@ impl RevocationIndex {
     /// each agent by name and by key. A child token carries all of its parent's block ids,
     /// so revoking a parent's id revokes every token delegated from it, while revoking the
     /// child's own last block id leaves the parent valid.
-    pub fn check(&self, subject: &Subject<'_>) -> Option<&RevocationEntry> {
+    pub fn check(&self, subject: &Subject<'_>) -> Option<Revoked<'_>> {
         if !self.token_ids.is_empty() {
             for id in subject.revocation_ids {
-                if let Some(entry) = self.token_ids.get(id.as_slice()) {
-                    return Some(entry);
+                if let Some(found) = self.token_ids.get(id) {
+                    return Some(self.revoked(RevocationKind::TokenId, found));
                 }
             }
         }
-        if let Some(entry) = self.tasks.get(subject.task) {
-            return Some(entry);
+        if let Some(found) = self.tasks.get(subject.task.as_bytes()) {
+            return Some(self.revoked(RevocationKind::Task, found));
         }
-        if let Some(entry) = self.principals.get(subject.principal) {
-            return Some(entry);
+        if let Some(found) = self.principals.get(subject.principal.as_bytes()) {
+            return Some(self.revoked(RevocationKind::Principal, found));
         }
         if !self.agents.is_empty() {
             for agent in subject.agents {
-                if let Some(entry) = self
+                if let Some(found) = self
                     .agents
-                    .get(agent.name)
-                    .or_else(|| self.agents.get(agent.public_key))
+                    .get(agent.name.as_bytes())
+                    .or_else(|| self.agents.get(agent.public_key.as_bytes()))
                 {
-                    return Some(entry);
+                    return Some(self.revoked(RevocationKind::Agent, found));
                 }
             }
         }
         None
+    }
+
+    fn revoked<'a>(&'a self, kind: RevocationKind, found: Found<'a>) -> Revoked<'a> {
+        let value = match (found.spelling, kind) {
+            (Some(spelling), _) => Cow::Borrowed(spelling),
+            // Token ids are kept decoded; entries spell them in lowercase hex.
+            (None, RevocationKind::TokenId) => Cow::Owned(hex::encode(found.key)),
+            // Text values were stored from a `&str`, whole.
+            (None, _) => String::from_utf8_lossy(found.key),
+        };
+        Revoked {
+            kind,
+            value,
+            seq: found.seq,
+            reason: self.reasons.get(found.reason),
+        }
     }
 }
 
@@ -203,6 +275,17 @@ impl From<&RevocationEntry> for Denied {
             value: entry.value.clone(),
             seq: entry.seq,
             reason: entry.reason.clone(),
+        }
+    }
+}
+
+impl From<Revoked<'_>> for Denied {
+    fn from(revoked: Revoked<'_>) -> Self {
+        Denied::Revoked {
+            kind: revoked.kind,
+            value: revoked.value.into_owned(),
+            seq: revoked.seq,
+            reason: revoked.reason.to_owned(),
         }
     }
 }
@@ -269,6 +352,22 @@ impl SharedIndex {
         self.write().index.apply(entry)?;
         self.changes.bump();
         Ok(())
+    }
+
+    /// Applies consecutive entries under one lock, in order; for loading a log page by
+    /// page. Stops at the first entry that cannot be applied: those before it stay
+    /// applied, it and those after it are not.
+    ///
+    /// # Errors
+    /// As [`RevocationIndex::apply`], for the first entry refused.
+    pub fn apply_all(&self, entries: &[RevocationEntry]) -> Result<()> {
+        let mut state = self.write();
+        let applied = entries
+            .iter()
+            .try_for_each(|entry| state.index.apply(entry));
+        drop(state);
+        self.changes.bump();
+        applied
     }
 
     /// The epoch of the log this index holds entries of, if it has been recorded

@@ -73,6 +73,7 @@ mod replicas;
 mod server;
 mod store;
 mod subscription;
+mod value_table;
 
 #[cfg(feature = "testing")]
 pub mod contract;
@@ -88,7 +89,7 @@ pub use entry::{
     MAX_TOKEN_ID_BYTES, MAX_VALUE_LEN,
 };
 pub use error::{BoxError, Error, Result};
-pub use index::{AgentRef, Denied, RevocationIndex, SharedIndex, Subject};
+pub use index::{AgentRef, Denied, RevocationIndex, Revoked, SharedIndex, Subject};
 pub use mandate::{
     registry_request, Access, MandateWriteAuthorizer, ATTR_BODY_SHA256, ATTR_HTTP_METHOD,
     ATTR_HTTP_PATH, READ_OPERATION, WRITE_OPERATION, WRITE_RESOURCE, WRITE_SERVICE,

@@ -464,12 +464,23 @@ pub fn load_index(
 ) -> Result<crate::index::SharedIndex> {
     let index = crate::index::SharedIndex::new(staleness_bound);
     index.adopt_epoch(&store.epoch()?)?;
-    for entry in entries_after(store, 0)? {
-        index.apply(&entry)?;
+    // Page by page, each applied before the next is read: a log of millions of
+    // entries never sits in memory as a whole, only its compact index does.
+    let mut after = 0;
+    loop {
+        let page = store.list_after(after, LOAD_PAGE)?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        index.apply_all(&page)?;
     }
     index.mark_fresh(std::time::Instant::now());
     Ok(index)
 }
+
+/// Entries read per page while a whole log is loaded: large enough that a store's
+/// per-read cost (a database round trip) is small beside the rows, small enough that
+/// one page's entries are a few megabytes.
+const LOAD_PAGE: usize = 10_000;
 
 /// Every entry of `store` with `seq > after`, in order, read page by page.
 ///

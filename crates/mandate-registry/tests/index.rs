@@ -78,7 +78,7 @@ fn subject<'a>(ids: &'a [Vec<u8>]) -> Subject<'a> {
 fn hit(index: &RevocationIndex, subject: &Subject<'_>) -> Option<(RevocationKind, String, u64)> {
     index
         .check(subject)
-        .map(|e| (e.kind, e.value.clone(), e.seq))
+        .map(|e| (e.kind, e.value.into_owned(), e.seq))
 }
 
 #[test]
@@ -139,7 +139,7 @@ fn a_lift_cancels_earlier_entries_and_a_later_revoke_reinstates() {
         .into_entry(4, SystemTime::UNIX_EPOCH);
     index.apply(&again).unwrap();
     let entry = index.check(&subject(&ids)).unwrap();
-    assert_eq!((entry.seq, entry.reason.as_str()), (4, "again"));
+    assert_eq!((entry.seq, entry.reason), (4, "again"));
 
     let agent = index_of(&[
         (RevocationKind::Agent, "analytics", false),
@@ -274,8 +274,8 @@ fn an_agent_key_revoked_in_uppercase_matches_the_token_key() {
     let mut index = RevocationIndex::new();
     index.apply(&old).unwrap();
     assert_eq!(
-        index.check(&subject(&ids)).map(|e| e.value.as_str()),
-        Some(shouted.as_str())
+        index.check(&subject(&ids)).map(|e| e.value.into_owned()),
+        Some(shouted.clone())
     );
     let lift = NewRevocation::lift(RevocationKind::Agent, ORCHESTRATOR_KEY, "", "ops")
         .unwrap()
@@ -361,4 +361,93 @@ fn mark_stale_keeps_entries_but_denies_until_confirmed() {
         Err(Denied::Stale { since: None, .. })
     ));
     assert_eq!(shared.last_seq(), 1);
+}
+
+#[test]
+fn many_entries_each_report_their_own_value_seq_and_reason() {
+    // Enough entries to grow the compact tables many times over; reasons repeat, as
+    // they do when one incident revokes many tokens, and some are empty.
+    let mut index = RevocationIndex::new();
+    let count = 20_000u64;
+    for seq in 1..=count {
+        let (kind, value) = match seq % 3 {
+            0 => (RevocationKind::TokenId, format!("{seq:08x}")),
+            1 => (RevocationKind::Task, format!("task-{seq}")),
+            _ => (RevocationKind::Principal, format!("user-{seq}")),
+        };
+        let reason = if seq % 5 == 0 {
+            String::new()
+        } else {
+            format!("incident {}", seq % 7)
+        };
+        let entry = NewRevocation::revoke(kind, value, reason, "ops")
+            .unwrap()
+            .into_entry(seq, SystemTime::UNIX_EPOCH);
+        index.apply(&entry).unwrap();
+    }
+    assert_eq!(index.active_len(), count as usize);
+    for seq in [3u64, 4, 5, 10, 9_999, 19_998, count] {
+        let ids = [hex::decode(format!("{seq:08x}")).unwrap()];
+        let (task, principal) = (format!("task-{seq}"), format!("user-{seq}"));
+        let found = index
+            .check(&Subject {
+                revocation_ids: &ids,
+                principal: &principal,
+                task: &task,
+                agents: &[],
+            })
+            .unwrap();
+        let expected_value = match seq % 3 {
+            0 => format!("{seq:08x}"),
+            1 => task.clone(),
+            _ => principal.clone(),
+        };
+        let expected_reason = if seq % 5 == 0 {
+            String::new()
+        } else {
+            format!("incident {}", seq % 7)
+        };
+        assert_eq!(
+            (found.value.as_ref(), found.seq, found.reason),
+            (expected_value.as_str(), seq, expected_reason.as_str())
+        );
+    }
+    let ids = [vec![0xff; 4]];
+    let miss = Subject {
+        revocation_ids: &ids,
+        principal: "user-3",
+        task: "task-2",
+        agents: &[],
+    };
+    assert!(
+        index.check(&miss).is_none(),
+        "neighbouring values do not match"
+    );
+}
+
+#[test]
+fn apply_all_keeps_what_it_applied_before_a_refused_entry() {
+    let entries = log(&[
+        (RevocationKind::Task, "t1", false),
+        (RevocationKind::Task, "t2", false),
+        (RevocationKind::Task, "t3", false),
+    ]);
+    let shared = SharedIndex::new(Duration::from_secs(2));
+    let out_of_order = [entries[0].clone(), entries[2].clone(), entries[1].clone()];
+    assert!(matches!(
+        shared.apply_all(&out_of_order),
+        Err(Error::SeqGap {
+            expected: 2,
+            got: 3
+        })
+    ));
+    assert_eq!(shared.last_seq(), 1);
+    shared.apply_all(&entries[1..]).unwrap();
+    assert_eq!(
+        (
+            shared.last_seq(),
+            shared.with_index(RevocationIndex::active_len)
+        ),
+        (3, 3)
+    );
 }

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::sse::{Event, Sse};
-use futures_util::Stream;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse as _, Response};
 use mandate_verifier::http::ApiError;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
@@ -43,8 +43,7 @@ pub(super) async fn stream(
     uri: Uri,
     headers: HeaderMap,
     query: std::result::Result<Query<StreamParams>, QueryRejection>,
-) -> std::result::Result<Sse<impl Stream<Item = std::result::Result<Event, axum::Error>>>, ApiError>
-{
+) -> std::result::Result<Response, ApiError> {
     // Authenticate before anything else, in particular before a slot is taken: a
     // refused attempt holds nothing and counts against no limit.
     authorize_read(&state, &method, &uri, &headers).await?;
@@ -94,11 +93,29 @@ pub(super) async fn stream(
         live,
         current_seq,
     ));
-    let events = futures_util::stream::unfold(rx, |mut rx| async move {
-        let outgoing = rx.recv().await?;
-        Some((outgoing.into_event(), rx))
+    let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+        let first = rx.recv().await?;
+        let mut frame = Vec::new();
+        let mut written = first.write_to(&mut frame);
+        // Events already queued go out in the same body frame: during a backlog the
+        // client then reads one HTTP chunk per batch of entries, not one per entry.
+        for _ in 1..STREAM_BUFFER {
+            if written.is_err() {
+                break;
+            }
+            let Ok(next) = rx.try_recv() else { break };
+            written = next.write_to(&mut frame);
+        }
+        Some((written.map(|()| Bytes::from(frame)), rx))
     });
-    Ok(Sse::new(events))
+    let mut response = Body::from_stream(frames).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
 }
 
 /// What a stream task hands to the response body, encoded there as an SSE event.
@@ -110,19 +127,34 @@ pub(super) enum Outgoing {
 }
 
 impl Outgoing {
-    fn into_event(self) -> std::result::Result<Event, axum::Error> {
-        // Encoding these plain structs cannot fail in practice; if it ever did, the error
-        // ends the response and the subscriber reconnects from its last applied seq.
-        match self {
-            Outgoing::Hello(hello) => Event::default().event(events::HELLO).json_data(hello),
-            Outgoing::Entry(entry) => Event::default()
-                .event(events::REVOCATION)
-                .id(entry.seq.to_string())
-                .json_data(entry),
-            Outgoing::Heartbeat(heartbeat) => Event::default()
-                .event(events::HEARTBEAT)
-                .json_data(heartbeat),
+    /// Appends this as one server-sent event (`event:`, `id:` for entries, `data:` with
+    /// the JSON on one line, a blank line).
+    ///
+    /// # Errors
+    /// Encoding these plain structs cannot fail in practice; if it ever did, the error
+    /// ends the response and the subscriber reconnects from its last applied seq.
+    fn write_to(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let (event, id) = match self {
+            Outgoing::Hello(_) => (events::HELLO, None),
+            Outgoing::Entry(entry) => (events::REVOCATION, Some(entry.seq)),
+            Outgoing::Heartbeat(_) => (events::HEARTBEAT, None),
+        };
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(event.as_bytes());
+        if let Some(id) = id {
+            out.extend_from_slice(b"\nid: ");
+            out.extend_from_slice(id.to_string().as_bytes());
         }
+        out.extend_from_slice(b"\ndata: ");
+        // Compact JSON escapes every line break inside strings, so the data stays on
+        // one line as the event-stream format requires.
+        match self {
+            Outgoing::Hello(hello) => serde_json::to_writer(&mut *out, hello)?,
+            Outgoing::Entry(entry) => serde_json::to_writer(&mut *out, entry)?,
+            Outgoing::Heartbeat(heartbeat) => serde_json::to_writer(&mut *out, heartbeat)?,
+        }
+        out.extend_from_slice(b"\n\n");
+        Ok(())
     }
 }
 
