@@ -197,9 +197,7 @@ mod tests {
         assert!(store.get("open").unwrap().is_some(), "open tasks stay");
         assert_eq!(store.prune_closed(at(1000), 10).unwrap(), 0);
         for i in 0..5 {
-            store
-                .create(&task(&format!("t{i}"), Some(at(10))))
-                .unwrap();
+            store.create(&task(&format!("t{i}"), Some(at(10)))).unwrap();
         }
         assert_eq!(store.prune_closed(at(1000), 2).unwrap(), 2, "bounded");
         assert_eq!(prune_tasks(store, at(1000)).unwrap(), 3);
@@ -261,6 +259,9 @@ mod tests {
             retention.every(Duration::from_secs(5)),
             Duration::from_secs(5)
         );
-        assert_eq!(Retention::default().every(Duration::from_secs(5)), MAX_PRUNE_EVERY);
+        assert_eq!(
+            Retention::default().every(Duration::from_secs(5)),
+            MAX_PRUNE_EVERY
+        );
     }
 }

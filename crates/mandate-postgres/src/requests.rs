@@ -243,11 +243,7 @@ impl RequestStore for PgRequestStore {
         Ok(found)
     }
 
-    fn prune_settled(
-        &self,
-        expired_before: SystemTime,
-        limit: usize,
-    ) -> Result<usize, StoreError> {
+    fn prune_settled(&self, expired_before: SystemTime, limit: usize) -> Result<usize, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         // A pending row is never removed and a settled one never changes
         // again, so this races with no decision; rows another replica is

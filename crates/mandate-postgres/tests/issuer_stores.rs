@@ -333,7 +333,11 @@ fn tasks_prune_only_closed(store: &dyn TaskStore) {
         t.closed_at = Some(at(T0 + 10_000));
         store.create(&t).unwrap();
     }
-    assert_eq!(store.prune_closed(at(T0 + 20_000), 2).unwrap(), 2, "bounded");
+    assert_eq!(
+        store.prune_closed(at(T0 + 20_000), 2).unwrap(),
+        2,
+        "bounded"
+    );
     assert_eq!(store.prune_closed(at(T0 + 20_000), 10).unwrap(), 3);
     assert_eq!(store.prune_closed(at(T0 + 20_000), 10).unwrap(), 0);
 }
@@ -350,7 +354,9 @@ fn requests_prune_only_settled(store: &dyn RequestStore) {
     store
         .create(&settled("granted", RequestState::Granted))
         .unwrap();
-    store.create(&settled("denied", RequestState::Denied)).unwrap();
+    store
+        .create(&settled("denied", RequestState::Denied))
+        .unwrap();
     store
         .create(&settled("expired", RequestState::Expired))
         .unwrap();
@@ -362,7 +368,11 @@ fn requests_prune_only_settled(store: &dyn RequestStore) {
 
     // Everything but `recent` expired at T0 + 60 s.
     assert_eq!(store.prune_settled(at(T0 + 59_999), 10).unwrap(), 0);
-    assert_eq!(store.prune_settled(at(T0 + 60_000), 2).unwrap(), 2, "bounded");
+    assert_eq!(
+        store.prune_settled(at(T0 + 60_000), 2).unwrap(),
+        2,
+        "bounded"
+    );
     assert_eq!(store.prune_settled(at(T0 + 60_000), 10).unwrap(), 1);
     assert!(store.get("still-pending").unwrap().is_some());
     assert_eq!(store.get("recent").unwrap().unwrap(), recent);

@@ -64,11 +64,7 @@ impl RequestStore for MemoryRequestStore {
         Ok(found)
     }
 
-    fn prune_settled(
-        &self,
-        expired_before: SystemTime,
-        limit: usize,
-    ) -> Result<usize, StoreError> {
+    fn prune_settled(&self, expired_before: SystemTime, limit: usize) -> Result<usize, StoreError> {
         let mut requests = self.lock()?;
         let gone: Vec<String> = requests
             .values()

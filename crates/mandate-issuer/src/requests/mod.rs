@@ -179,8 +179,7 @@ pub trait RequestStore: Send + Sync {
     ///
     /// # Errors
     /// A backend failure.
-    fn prune_settled(&self, expired_before: SystemTime, limit: usize)
-        -> Result<usize, StoreError>;
+    fn prune_settled(&self, expired_before: SystemTime, limit: usize) -> Result<usize, StoreError>;
 
     /// Flushes anything buffered (on shutdown).
     ///

@@ -87,11 +87,7 @@ impl RequestStore for SledRequestStore {
         Ok(found)
     }
 
-    fn prune_settled(
-        &self,
-        expired_before: SystemTime,
-        limit: usize,
-    ) -> Result<usize, StoreError> {
+    fn prune_settled(&self, expired_before: SystemTime, limit: usize) -> Result<usize, StoreError> {
         // Collect first, then remove each record only if it is still the
         // one read: a decision landing meanwhile keeps its request.
         let mut found = Vec::new();

@@ -684,7 +684,10 @@ mod tests {
             .unwrap()
             .validate()
             .unwrap();
-        assert_eq!(settings.retention, mandate_issuer::sweep::Retention::default());
+        assert_eq!(
+            settings.retention,
+            mandate_issuer::sweep::Retention::default()
+        );
         assert_eq!(
             settings.retention.closed_tasks,
             Duration::from_secs(30 * 24 * 3600)
@@ -707,9 +710,21 @@ mod tests {
         );
         for (section, setting, words) in [
             // Shorter than the mandates it must outlive (mandate_ttl = 2m).
-            ("closed_tasks = \"1m\"", "retention.closed_tasks", "mandate_ttl"),
-            ("closed_tasks = \"20y\"", "retention.closed_tasks", "outside"),
-            ("decided_requests = \"0s\"", "retention.decided_requests", "outside"),
+            (
+                "closed_tasks = \"1m\"",
+                "retention.closed_tasks",
+                "mandate_ttl",
+            ),
+            (
+                "closed_tasks = \"20y\"",
+                "retention.closed_tasks",
+                "outside",
+            ),
+            (
+                "decided_requests = \"0s\"",
+                "retention.decided_requests",
+                "outside",
+            ),
         ] {
             match toml::from_str::<IssuerConfig>(&with(section))
                 .unwrap()
