@@ -742,4 +742,17 @@ mod tests {
         }
         assert!(toml::from_str::<IssuerConfig>(&with("tasks = \"1d\"")).is_err());
     }
+
+    #[test]
+    fn the_documented_example_validates_with_its_retention() {
+        let text = include_str!("../../../../docs/issuer.example.toml");
+        let settings = toml::from_str::<IssuerConfig>(text)
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(
+            settings.retention,
+            mandate_issuer::sweep::Retention::default()
+        );
+    }
 }
