@@ -251,10 +251,10 @@ impl RequestStore for PgRequestStore {
         let removed = self
             .client()?
             .execute(
-                "DELETE FROM mandate_right_requests WHERE id IN ( \
+                "DELETE FROM mandate_right_requests WHERE id = ANY(ARRAY( \
                    SELECT id FROM mandate_right_requests \
                    WHERE state <> 'pending' AND expires_ms <= $1 \
-                   LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                   LIMIT $2 FOR UPDATE SKIP LOCKED))",
                 &[&from_time(expired_before), &limit],
             )
             .map_err(backend)?;

@@ -298,13 +298,15 @@ impl TaskStore for PgTaskStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         // One statement: a closed row never changes again, and rows another
         // replica is deleting at the same time are skipped, not waited on.
+        // `= ANY(ARRAY(...))` deletes by primary key whatever the table's
+        // size (an `IN` may be planned as a scan of the whole table).
         let removed = self
             .client()?
             .execute(
-                "DELETE FROM mandate_tasks WHERE id IN ( \
+                "DELETE FROM mandate_tasks WHERE id = ANY(ARRAY( \
                    SELECT id FROM mandate_tasks \
                    WHERE NOT open AND COALESCE(closed_ms, deadline_ms) <= $1 \
-                   LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                   LIMIT $2 FOR UPDATE SKIP LOCKED))",
                 &[&from_time(closed_before), &limit],
             )
             .map_err(backend)?;
