@@ -83,8 +83,8 @@ impl Issuer {
         mandate_core::SecretKey::read(&self.dir.file("agent.key")).unwrap()
     }
 
-    /// A token exchange for alice: (task id, mandate).
-    fn open(&self) -> (String, String) {
+    /// A token exchange for alice asking `scope`.
+    fn exchange(&self, scope: &str) -> Reply {
         let subject = login("alice@example.com", &["staff"]);
         let actor = mandate_issuer::actor::sign(
             &self.agent_key(),
@@ -93,27 +93,55 @@ impl Issuer {
             &subject,
             SystemTime::now(),
         );
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair(
+        self.token_endpoint(&[
+            (
                 "grant_type",
                 "urn:ietf:params:oauth:grant-type:token-exchange",
-            )
-            .append_pair("subject_token", &subject)
-            .append_pair(
+            ),
+            ("subject_token", &subject),
+            (
                 "subject_token_type",
                 "urn:ietf:params:oauth:token-type:id_token",
-            )
-            .append_pair("actor_token", &actor)
-            .append_pair("actor_token_type", mandate_issuer::ACTOR_TOKEN_TYPE)
-            .append_pair("scope", "analytics:read")
-            .append_pair("task_description", "quarterly numbers")
+            ),
+            ("actor_token", &actor),
+            ("actor_token_type", mandate_issuer::ACTOR_TOKEN_TYPE),
+            ("scope", scope),
+            ("task_description", "quarterly numbers"),
+        ])
+    }
+
+    /// The approval grant collecting the exchange that request `id` holds.
+    fn collect(&self, id: &str) -> Reply {
+        let actor = mandate_issuer::actor::sign(
+            &self.agent_key(),
+            "helper",
+            ISSUER_ID,
+            id,
+            SystemTime::now(),
+        );
+        self.token_endpoint(&[
+            ("grant_type", mandate_issuer::requests::APPROVAL_GRANT_TYPE),
+            ("request_id", id),
+            ("actor_token", &actor),
+            ("actor_token_type", mandate_issuer::ACTOR_TOKEN_TYPE),
+        ])
+    }
+
+    fn token_endpoint(&self, form: &[(&str, &str)]) -> Reply {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
             .finish();
-        let reply = http(
+        http(
             "POST",
             &format!("{}/oauth2/token", self.server.url),
             Some(&body),
             &[("Content-Type", "application/x-www-form-urlencoded")],
-        );
+        )
+    }
+
+    /// A granted exchange for alice: (task id, mandate).
+    fn open(&self) -> (String, String) {
+        let reply = self.exchange("analytics:read");
         assert_eq!(reply.status, 200, "{}", reply.body);
         (
             reply.body["task_id"].as_str().unwrap().to_owned(),
@@ -263,11 +291,23 @@ fn closed_task_goes_open_task_and_pending_request_stay(dir: Dir, store: &str) {
 
 /// A request nobody decided expires, then is pruned past retention:
 /// reading or approving it answers as for an unknown request; its task
-/// stays open.
+/// stays open. An exchange left waiting on a request that expired is
+/// refused as expired, then, pruned, as an unknown grant.
 fn expired_request_goes(dir: Dir, store: &str) {
     let issuer = Issuer::start(dir, store, Keys::File, "1s");
     let (task, token) = issuer.open();
     let id = issuer.ask(&task, &token);
+    let asked = issuer.exchange("payments:transfer");
+    asked.assert_oauth(403, "approval_required");
+    let waiting = asked.body["request_id"].as_str().unwrap().to_owned();
+    issuer
+        .collect(&waiting)
+        .assert_oauth(400, "authorization_pending");
+    within_20s("the waiting exchange is refused as expired", || {
+        let reply = issuer.collect(&waiting);
+        (reply.body["error"] != "authorization_pending").then_some(reply)
+    })
+    .assert_oauth(400, "expired_token");
     let mut seen_expired = false;
     let gone = within_20s("the expired request is pruned", || {
         let reply = issuer.read_request(&id, &task, &token);
@@ -281,6 +321,13 @@ fn expired_request_goes(dir: Dir, store: &str) {
         .assert_error(404, "request_not_found", "");
     let refreshed = issuer.task_call(TaskOperation::Refresh, &task, &token);
     assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+
+    // Expired a second after it was asked, pruned a second later.
+    within_20s("the waiting exchange's request is pruned", || {
+        let reply = issuer.collect(&waiting);
+        (reply.body["error"] == "invalid_grant").then_some(())
+    });
+    issuer.collect(&waiting).assert_oauth(400, "invalid_grant");
 }
 
 #[test]

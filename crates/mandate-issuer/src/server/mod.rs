@@ -200,15 +200,18 @@ pub fn spawn_sweeper(state: &IssuerState, every: Duration) -> tokio::task::JoinH
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut requests_swept: Option<tokio::time::Instant> = None;
         let mut pruned_at: Option<tokio::time::Instant> = None;
+        // A run is not awaited, so a long one never delays closing overdue
+        // tasks; the next starts only once it finished.
+        let mut pruning: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             tick.tick().await;
-            if pruned_at.is_none_or(|at| at.elapsed() >= prune_every) {
+            let idle = pruning.as_ref().is_none_or(|run| run.is_finished());
+            if idle && pruned_at.is_none_or(|at| at.elapsed() >= prune_every) {
                 pruned_at = Some(tokio::time::Instant::now());
                 let (tasks, requests) = (Arc::clone(&issuer), Arc::clone(&negotiator));
-                let _ = tokio::task::spawn_blocking(move || {
+                pruning = Some(tokio::task::spawn_blocking(move || {
                     prune(&tasks, &requests, retention, SystemTime::now())
-                })
-                .await;
+                }));
             }
             if requests_swept.is_none_or(|at| at.elapsed() >= requests_every) {
                 requests_swept = Some(tokio::time::Instant::now());
