@@ -57,7 +57,7 @@ pub enum Command {
     Requests(RequestsCommand),
     /// Read the audit trail (newest last), verify it, or trace a token or task.
     Audit(AuditArgs),
-    /// Rotate, list or retire the issuer's root keys in a key folder.
+    /// Rotate, list, retire or prune the issuer's root keys in a key folder.
     #[command(subcommand)]
     Keys(KeysCommand),
 }
