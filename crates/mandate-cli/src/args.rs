@@ -57,7 +57,7 @@ pub enum Command {
     Requests(RequestsCommand),
     /// Read the audit trail (newest last), verify it, or trace a token or task.
     Audit(AuditArgs),
-    /// Rotate, list or retire the issuer's root keys in a key folder.
+    /// Rotate, list, retire or prune the issuer's root keys in a key folder.
     #[command(subcommand)]
     Keys(KeysCommand),
 }
@@ -863,6 +863,9 @@ pub enum KeysCommand {
     /// End the trust in one key id now (or at --at): verifiers following
     /// the published set stop accepting it.
     Retire(KeysRetireArgs),
+    /// Delete the private key files of keys retired past their overlap
+    /// (no longer published), never the newest or signing key.
+    Prune(KeysPruneArgs),
 }
 
 /// Which key folder: given, or the one an issuer's configuration names.
@@ -899,6 +902,12 @@ pub struct KeysListArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysPruneArgs {
+    #[command(flatten)]
+    pub folder: KeyFolderArgs,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,6 @@
-//! `mandate keys rotate|list|retire`: the issuer's root keys in a key folder
-//! (`mandate_issuer::keyring`). Prints key ids, public keys and validity
-//! only — never a private key.
+//! `mandate keys rotate|list|retire|prune`: the issuer's root keys in a key
+//! folder (`mandate_issuer::keyring`). Prints key ids, public keys and
+//! validity only — never a private key.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -10,7 +10,9 @@ use mandate_issuer::keyring::{signing_entry, KeyDir, KeyEntry};
 use mandate_server::issuer::IssuerConfig;
 use mandate_server::ServerConfig;
 
-use crate::args::{KeyFolderArgs, KeysCommand, KeysListArgs, KeysRetireArgs, KeysRotateArgs};
+use crate::args::{
+    KeyFolderArgs, KeysCommand, KeysListArgs, KeysPruneArgs, KeysRetireArgs, KeysRotateArgs,
+};
 use crate::input::bounded_duration;
 use crate::outcome::Outcome;
 use crate::output::say;
@@ -24,6 +26,7 @@ pub fn run(command: KeysCommand) -> Result<Outcome> {
         KeysCommand::Rotate(args) => rotate(&args),
         KeysCommand::List(args) => list(&args),
         KeysCommand::Retire(args) => retire(&args),
+        KeysCommand::Prune(args) => prune(&args),
     }
 }
 
@@ -142,5 +145,25 @@ fn retire(args: &KeysRetireArgs) -> Result<Outcome> {
         entry.kid,
         entry.not_after.map_or_else(|| "(no end)".to_owned(), time)
     )?;
+    Ok(Outcome::Ok)
+}
+
+fn prune(args: &KeysPruneArgs) -> Result<Outcome> {
+    let path = folder(&args.folder)?;
+    let dir = KeyDir::new(&path);
+    let pruned = dir
+        .prune(SystemTime::now())
+        .with_context(|| format!("pruning the keys of {}", path.display()))?;
+    if pruned.is_empty() {
+        say!("no retired keys past their overlap in {}", path.display())?;
+    }
+    for entry in &pruned {
+        tracing::info!(kid = entry.kid, dir = %path.display(), "retired root key removed");
+        say!(
+            "kid {} removed (retired {})",
+            entry.kid,
+            entry.not_after.map_or_else(|| "(no end)".to_owned(), time)
+        )?;
+    }
     Ok(Outcome::Ok)
 }

@@ -496,6 +496,7 @@ impl Issuer {
                         deadline: now + ttl,
                         mandates: 0,
                         closed_by: None,
+                        closed_at: None,
                         identity: Some(identity.clone()),
                     }),
                     rights,
@@ -527,6 +528,7 @@ impl Issuer {
             deadline: now + ttl,
             mandates: 1,
             closed_by: None,
+            closed_at: None,
             identity: Some(identity.clone()),
         };
         let issued = self
@@ -843,6 +845,7 @@ impl Issuer {
         let mut closed = task.clone();
         closed.state = TaskState::Closed;
         closed.closed_by = Some(by.to_owned());
+        closed.closed_at = Some(SystemTime::now());
         self.tasks.replace(task, &closed).map_err(unavailable)
     }
 

@@ -11,6 +11,11 @@
 //! a private key. The manifest is replaced atomically (written beside it,
 //! then renamed); a key file is never overwritten, so two rotations racing
 //! for one id leave one of them failing, not a lost key.
+//!
+//! [`KeyDir::prune`] removes keys whose trust has ended (past `not_after`,
+//! so no longer published): first from the manifest, then their files.
+//! The newest key id and the key signing now are never removed, so key ids
+//! are never reused.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -222,7 +227,9 @@ impl KeyDir {
         if entries.len() >= MAX_KEYS {
             return Err(KeyringError::Manifest {
                 path: self.manifest_path(),
-                message: format!("already {MAX_KEYS} keys; remove retired ones first"),
+                message: format!(
+                    "already {MAX_KEYS} keys; remove retired ones first (`mandate keys prune`)"
+                ),
             });
         }
         let kid = entries
@@ -268,6 +275,68 @@ impl KeyDir {
         let retired = entry.clone();
         self.write(&entries)?;
         Ok(retired)
+    }
+
+    /// Removes every key retired at `now` (trust ended: past `not_after`)
+    /// except the newest key id and the one signing: the manifest is
+    /// rewritten without them (atomically), then their key files are
+    /// deleted. Key files of ids older than the newest that the manifest no
+    /// longer lists (left by an interrupted prune) are deleted too. Returns
+    /// the entries removed from the manifest.
+    ///
+    /// # Errors
+    /// [`KeyringError`]; when the manifest cannot be written, nothing is
+    /// removed.
+    pub fn prune(&self, now: SystemTime) -> Result<Vec<KeyEntry>, KeyringError> {
+        let entries = self.entries()?;
+        let Some(newest) = entries.iter().map(|e| e.kid).max() else {
+            return Ok(Vec::new());
+        };
+        let signing = signing_entry(&entries, now).map(|e| e.kid);
+        let (gone, kept): (Vec<KeyEntry>, Vec<KeyEntry>) = entries
+            .into_iter()
+            .partition(|e| !e.is_trusted(now) && e.kid != newest && Some(e.kid) != signing);
+        if !gone.is_empty() {
+            self.write(&kept)?;
+        }
+        // The manifest no longer names them: their files are unreachable.
+        let listed: std::collections::BTreeSet<u32> = kept.iter().map(|e| e.kid).collect();
+        for kid in self.key_file_ids()? {
+            if kid < newest && !listed.contains(&kid) {
+                let key = self.key_path(kid);
+                remove_if_present(&mandate_core::keys::public_key_path(&key))?;
+                remove_if_present(&key)?;
+            }
+        }
+        Ok(gone)
+    }
+
+    /// The ids of the `root-<kid>.key` files in the folder.
+    fn key_file_ids(&self) -> Result<Vec<u32>, KeyringError> {
+        let listing = std::fs::read_dir(&self.dir).map_err(|source| KeyringError::Io {
+            action: "listing",
+            path: self.dir.clone(),
+            source,
+        })?;
+        let mut ids = Vec::new();
+        for item in listing {
+            let item = item.map_err(|source| KeyringError::Io {
+                action: "listing",
+                path: self.dir.clone(),
+                source,
+            })?;
+            let name = item.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some(kid) = name
+                .strip_prefix("root-")
+                .and_then(|rest| rest.strip_suffix(".key"))
+                .and_then(|kid| kid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            ids.push(kid);
+        }
+        Ok(ids)
     }
 
     /// The private key of `kid` (read 0600-checked, like every key file).
@@ -317,6 +386,18 @@ impl KeyDir {
             let _ = std::fs::remove_file(&temporary);
             io("replacing", e)
         })
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<(), KeyringError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(KeyringError::Io {
+            action: "removing",
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
@@ -375,5 +456,40 @@ mod tests {
         }
         let manifest = std::fs::read_to_string(keys.manifest_path()).unwrap();
         assert!(!manifest.contains("private"), "{manifest}");
+    }
+
+    #[test]
+    fn pruning_removes_only_keys_past_their_overlap_never_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = KeyDir::new(dir.path().join("keys"));
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let hour = Duration::from_secs(3600);
+        keys.rotate(t0, Duration::ZERO, hour).unwrap();
+        keys.rotate(t0 + hour, Duration::ZERO, hour).unwrap();
+        keys.rotate(t0 + 2 * hour, Duration::ZERO, hour).unwrap();
+        // kid 1 retired at t0 + 2h, kid 2 at t0 + 3h; kid 3 signs.
+        let at = t0 + 2 * hour + Duration::from_secs(1);
+        let pruned = keys.prune(at).unwrap();
+        assert_eq!(pruned.iter().map(|e| e.kid).collect::<Vec<_>>(), [1]);
+        assert!(!keys.key_path(1).exists());
+        assert!(!mandate_core::keys::public_key_path(&keys.key_path(1)).exists());
+        assert!(keys.key_path(2).exists(), "kid 2 is in its overlap");
+        let entries = keys.entries().unwrap();
+        assert_eq!(entries.iter().map(|e| e.kid).collect::<Vec<_>>(), [2, 3]);
+        assert!(keys.prune(at).unwrap().is_empty());
+
+        // The newest key, even retired at once, stays: ids are never reused.
+        let later = t0 + 4 * hour;
+        keys.retire(3, later).unwrap();
+        let pruned = keys.prune(later + Duration::from_secs(1)).unwrap();
+        assert_eq!(pruned.iter().map(|e| e.kid).collect::<Vec<_>>(), [2]);
+        assert!(keys.key_path(3).exists());
+        let next = keys.rotate(later, Duration::ZERO, hour).unwrap();
+        assert_eq!(next.kid, 4);
+
+        // A key file the manifest no longer lists (an interrupted prune) goes too.
+        SecretKey::generate().write_new(&keys.key_path(2)).unwrap();
+        keys.prune(later).unwrap();
+        assert!(!keys.key_path(2).exists());
     }
 }

@@ -21,6 +21,8 @@
 //! - [`requests`]: rights asked for during a task, decided by the policy or
 //!   by a person ([`requests::Negotiator`], records behind
 //!   [`requests::RequestStore`]).
+//! - [`sweep`]: [`sweep::Retention`], how long closed tasks and settled
+//!   requests are kept, and the batched pruning the sweeper runs.
 //! - [`revoke`]: [`TaskRevoker`], how a closed task reaches the revocation
 //!   registry (implemented by the server crate, which knows the registry).
 //! - `revoked`: what the issuer reads of the revocation state before it
@@ -53,6 +55,7 @@ pub mod revoke;
 mod revoked;
 pub mod server;
 pub mod signing;
+pub mod sweep;
 pub mod tasks;
 
 pub use events::{IssuerEvent, IssuerEvents, TracingEvents};

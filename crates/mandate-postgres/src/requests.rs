@@ -7,6 +7,8 @@
 //! Each statement commits before it returns: a decision is durable when it
 //! is acknowledged.
 
+use std::time::SystemTime;
+
 use mandate_issuer::requests::{RequestState, RequestStore, RightRequest, StoreError};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
@@ -239,5 +241,23 @@ impl RequestStore for PgRequestStore {
             }
         }
         Ok(found)
+    }
+
+    fn prune_settled(&self, expired_before: SystemTime, limit: usize) -> Result<usize, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // A pending row is never removed and a settled one never changes
+        // again, so this races with no decision; rows another replica is
+        // deleting at the same time are skipped, not waited on.
+        let removed = self
+            .client()?
+            .execute(
+                "DELETE FROM mandate_right_requests WHERE id = ANY(ARRAY( \
+                   SELECT id FROM mandate_right_requests \
+                   WHERE state <> 'pending' AND expires_ms <= $1 \
+                   LIMIT $2 FOR UPDATE SKIP LOCKED))",
+                &[&from_time(expired_before), &limit],
+            )
+            .map_err(backend)?;
+        Ok(usize::try_from(removed).unwrap_or(usize::MAX))
     }
 }

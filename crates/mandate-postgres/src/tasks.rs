@@ -85,6 +85,8 @@ struct TaskRow {
     deadline_ms: i64,
     mandates: i64,
     closed_by: Option<String>,
+    /// When it closed (milliseconds), once closed.
+    closed_ms: Option<i64>,
     /// The login the task was opened with, as the sled store keeps it (JSON).
     identity: Option<String>,
 }
@@ -107,6 +109,7 @@ impl TaskRow {
             deadline_ms: from_time(task.deadline),
             mandates: i64::try_from(task.mandates).unwrap_or(i64::MAX),
             closed_by: task.closed_by.clone(),
+            closed_ms: task.closed_at.map(from_time),
             identity: task.identity.as_ref().map(identity_to_json),
         }
     }
@@ -125,6 +128,7 @@ impl TaskRow {
             mandates: row.try_get(9)?,
             closed_by: row.try_get(10)?,
             identity: row.try_get(11)?,
+            closed_ms: row.try_get(12)?,
         })
     }
 
@@ -140,6 +144,10 @@ impl TaskRow {
         let created = to_time(self.created_ms).ok_or_else(corrupt)?;
         let deadline = to_time(self.deadline_ms).ok_or_else(corrupt)?;
         let mandates = u64::try_from(self.mandates).map_err(|_| corrupt())?;
+        let closed_at = match self.closed_ms {
+            Some(ms) => Some(to_time(ms).ok_or_else(corrupt)?),
+            None => None,
+        };
         let identity = match &self.identity {
             Some(json) => Some(identity_from_json(json).ok_or_else(corrupt)?),
             None => None,
@@ -160,13 +168,14 @@ impl TaskRow {
             deadline,
             mandates,
             closed_by: self.closed_by,
+            closed_at,
             identity,
         })
     }
 }
 
 const COLUMNS: &str = "id, principal, agent, agent_key, rights, description, open, \
-                       created_ms, deadline_ms, mandates, closed_by, identity";
+                       created_ms, deadline_ms, mandates, closed_by, identity, closed_ms";
 
 fn decode(row: &Row) -> Result<Task, StoreError> {
     let id: String = row.try_get(0).unwrap_or_default();
@@ -183,7 +192,7 @@ impl TaskStore for PgTaskStore {
             .execute(
                 &format!(
                     "INSERT INTO mandate_tasks ({COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                      ON CONFLICT (id) DO NOTHING"
                 ),
                 &[
@@ -199,6 +208,7 @@ impl TaskStore for PgTaskStore {
                     &r.mandates,
                     &r.closed_by,
                     &r.identity,
+                    &r.closed_ms,
                 ],
             )
             .map_err(backend)?;
@@ -230,12 +240,13 @@ impl TaskStore for PgTaskStore {
                 "UPDATE mandate_tasks SET \
                    principal = $13, agent = $14, agent_key = $15, rights = $16, \
                    description = $17, open = $18, created_ms = $19, deadline_ms = $20, \
-                   mandates = $21, closed_by = $22, identity = $23 \
+                   mandates = $21, closed_by = $22, identity = $23, closed_ms = $25 \
                  WHERE id = $1 AND principal = $2 AND agent = $3 AND agent_key = $4 \
                    AND rights = $5 AND description = $6 AND open = $7 AND created_ms = $8 \
                    AND deadline_ms = $9 AND mandates = $10 \
                    AND closed_by IS NOT DISTINCT FROM $11 \
-                   AND identity IS NOT DISTINCT FROM $12",
+                   AND identity IS NOT DISTINCT FROM $12 \
+                   AND closed_ms IS NOT DISTINCT FROM $24",
                 &[
                     &c.id,
                     &c.principal,
@@ -260,6 +271,8 @@ impl TaskStore for PgTaskStore {
                     &n.mandates,
                     &n.closed_by,
                     &n.identity,
+                    &c.closed_ms,
+                    &n.closed_ms,
                 ],
             )
             .map_err(backend)?;
@@ -279,5 +292,24 @@ impl TaskStore for PgTaskStore {
             )
             .map_err(backend)?;
         rows.iter().map(decode).collect()
+    }
+
+    fn prune_closed(&self, closed_before: SystemTime, limit: usize) -> Result<usize, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // One statement: a closed row never changes again, and rows another
+        // replica is deleting at the same time are skipped, not waited on.
+        // `= ANY(ARRAY(...))` deletes by primary key whatever the table's
+        // size (an `IN` may be planned as a scan of the whole table).
+        let removed = self
+            .client()?
+            .execute(
+                "DELETE FROM mandate_tasks WHERE id = ANY(ARRAY( \
+                   SELECT id FROM mandate_tasks \
+                   WHERE NOT open AND COALESCE(closed_ms, deadline_ms) <= $1 \
+                   LIMIT $2 FOR UPDATE SKIP LOCKED))",
+                &[&from_time(closed_before), &limit],
+            )
+            .map_err(backend)?;
+        Ok(usize::try_from(removed).unwrap_or(usize::MAX))
     }
 }

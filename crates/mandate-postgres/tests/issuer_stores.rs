@@ -40,6 +40,7 @@ fn task(id: &str, deadline: SystemTime) -> Task {
         deadline,
         mandates: 1,
         closed_by: None,
+        closed_at: None,
         // The login is kept, so run-time requests see the same facts.
         identity: Some(Identity {
             issuer: "https://login.example.com".into(),
@@ -67,6 +68,7 @@ fn closed(task: &Task, by: &str) -> Task {
     Task {
         state: TaskState::Closed,
         closed_by: Some(by.into()),
+        closed_at: Some(UNIX_EPOCH + Duration::from_millis(1_764_590_500_000)),
         ..task.clone()
     }
 }
@@ -300,4 +302,98 @@ fn postgres_requests_decide_once_and_keep_it() {
         other.get("req-1").unwrap().unwrap().state,
         RequestState::Granted
     );
+}
+
+/// Pruning: only closed tasks past the cutoff go (a task closed before
+/// close times were kept counts from its deadline), at most `limit` at once;
+/// open tasks stay.
+fn tasks_prune_only_closed(store: &dyn TaskStore) {
+    let open = task("open", at(T0 + 1_000));
+    store.create(&open).unwrap();
+    let mut old = closed(&task("closed-old", at(T0 + 1_000)), "agent");
+    old.closed_at = Some(at(T0 + 10_000));
+    store.create(&old).unwrap();
+    let mut recent = closed(&task("closed-recent", at(T0 + 1_000)), "agent");
+    recent.closed_at = Some(at(T0 + 50_000));
+    store.create(&recent).unwrap();
+    let mut legacy = closed(&task("closed-legacy", at(T0 + 90_000)), "deadline");
+    legacy.closed_at = None;
+    store.create(&legacy).unwrap();
+
+    assert_eq!(store.prune_closed(at(T0 + 20_000), 10).unwrap(), 1);
+    assert!(store.get("closed-old").unwrap().is_none());
+    assert!(store.get("closed-recent").unwrap().is_some());
+    assert!(store.get("closed-legacy").unwrap().is_some());
+    assert_eq!(store.prune_closed(at(T0 + 60_000), 10).unwrap(), 1);
+    assert_eq!(store.prune_closed(at(T0 + 100_000), 10).unwrap(), 1);
+    assert_eq!(store.get("open").unwrap().unwrap(), open, "open tasks stay");
+
+    for i in 0..5 {
+        let mut t = closed(&task(&format!("batch-{i}"), at(T0 + 1_000)), "agent");
+        t.closed_at = Some(at(T0 + 10_000));
+        store.create(&t).unwrap();
+    }
+    assert_eq!(
+        store.prune_closed(at(T0 + 20_000), 2).unwrap(),
+        2,
+        "bounded"
+    );
+    assert_eq!(store.prune_closed(at(T0 + 20_000), 10).unwrap(), 3);
+    assert_eq!(store.prune_closed(at(T0 + 20_000), 10).unwrap(), 0);
+}
+
+/// Pruning: only settled requests past the cutoff go; a request still
+/// pending in its record stays, even long past its expiry.
+fn requests_prune_only_settled(store: &dyn RequestStore) {
+    let settled = |id: &str, state: RequestState| RightRequest {
+        state,
+        decided_by: Some("alice@example.com".into()),
+        ..pending(id, T0)
+    };
+    store.create(&pending("still-pending", T0)).unwrap();
+    store
+        .create(&settled("granted", RequestState::Granted))
+        .unwrap();
+    store
+        .create(&settled("denied", RequestState::Denied))
+        .unwrap();
+    store
+        .create(&settled("expired", RequestState::Expired))
+        .unwrap();
+    let recent = RightRequest {
+        expires_at: at(T0 + 500_000),
+        ..settled("recent", RequestState::Denied)
+    };
+    store.create(&recent).unwrap();
+
+    // Everything but `recent` expired at T0 + 60 s.
+    assert_eq!(store.prune_settled(at(T0 + 59_999), 10).unwrap(), 0);
+    assert_eq!(
+        store.prune_settled(at(T0 + 60_000), 2).unwrap(),
+        2,
+        "bounded"
+    );
+    assert_eq!(store.prune_settled(at(T0 + 60_000), 10).unwrap(), 1);
+    assert!(store.get("still-pending").unwrap().is_some());
+    assert_eq!(store.get("recent").unwrap().unwrap(), recent);
+    assert_eq!(store.prune_settled(at(T0 + 10_000_000), 10).unwrap(), 1);
+    assert!(store.get("still-pending").unwrap().is_some());
+}
+
+#[test]
+fn memory_and_sled_stores_prune_only_what_is_finished() {
+    tasks_prune_only_closed(&MemoryTaskStore::new());
+    requests_prune_only_settled(&MemoryRequestStore::new());
+    let dir = tempfile::tempdir().unwrap();
+    tasks_prune_only_closed(&SledTaskStore::open(&dir.path().join("tasks")).unwrap());
+    requests_prune_only_settled(&SledRequestStore::open(&dir.path().join("requests")).unwrap());
+}
+
+#[test]
+fn postgres_stores_prune_only_what_is_finished() {
+    let Some(url) = fresh_database("postgres_stores_prune") else {
+        return;
+    };
+    tasks_prune_only_closed(&PgTaskStore::open(pg_pool(&url)).unwrap());
+    requests_prune_only_settled(&PgRequestStore::open(pg_pool(&url)).unwrap());
 }

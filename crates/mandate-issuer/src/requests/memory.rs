@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::time::SystemTime;
 
 use super::{RequestStore, RightRequest, StoreError};
 
@@ -61,5 +62,19 @@ impl RequestStore for MemoryRequestStore {
         found.sort_by_key(|r| r.created);
         found.truncate(limit);
         Ok(found)
+    }
+
+    fn prune_settled(&self, expired_before: SystemTime, limit: usize) -> Result<usize, StoreError> {
+        let mut requests = self.lock()?;
+        let gone: Vec<String> = requests
+            .values()
+            .filter(|r| r.prunable(expired_before))
+            .take(limit)
+            .map(|r| r.id.clone())
+            .collect();
+        for id in &gone {
+            requests.remove(id);
+        }
+        Ok(gone.len())
     }
 }

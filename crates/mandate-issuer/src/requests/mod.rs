@@ -107,6 +107,12 @@ pub struct RightRequest {
 }
 
 impl RightRequest {
+    /// Whether it may be pruned under a retention whose cutoff is
+    /// `expired_before`: settled in its record, and expired by then.
+    pub fn prunable(&self, expired_before: SystemTime) -> bool {
+        self.state != RequestState::Pending && self.expires_at <= expired_before
+    }
+
     /// Its state at `now`: a pending request past its expiry is expired,
     /// whether or not the record says so yet.
     pub fn state_at(&self, now: SystemTime) -> RequestState {
@@ -164,6 +170,16 @@ pub trait RequestStore: Send + Sync {
         keep: &dyn Fn(&RightRequest) -> bool,
         limit: usize,
     ) -> Result<Vec<RightRequest>, StoreError>;
+
+    /// Removes up to `limit` requests that are no longer pending (granted,
+    /// denied or expired) and whose expiry is at or before
+    /// `expired_before`; returns how many went. A request whose record
+    /// still says pending is never removed, even past its expiry: the
+    /// sweeper first ends it (and any exchange waiting on it).
+    ///
+    /// # Errors
+    /// A backend failure.
+    fn prune_settled(&self, expired_before: SystemTime, limit: usize) -> Result<usize, StoreError>;
 
     /// Flushes anything buffered (on shutdown).
     ///

@@ -6,6 +6,7 @@
 //! after it.
 
 use std::path::Path;
+use std::time::SystemTime;
 
 use super::record::{decode, encode};
 use super::{RequestState, RequestStore, RightRequest, StoreError};
@@ -84,6 +85,34 @@ impl RequestStore for SledRequestStore {
         found.sort_by_key(|r| r.created);
         found.truncate(limit);
         Ok(found)
+    }
+
+    fn prune_settled(&self, expired_before: SystemTime, limit: usize) -> Result<usize, StoreError> {
+        // Collect first, then remove each record only if it is still the
+        // one read: a decision landing meanwhile keeps its request.
+        let mut found = Vec::new();
+        for item in self.requests.iter() {
+            if found.len() >= limit {
+                break;
+            }
+            let (key, bytes) = item.map_err(backend)?;
+            // An undecodable record is never removed: nothing can say it is settled.
+            let Ok(request) = decode(&String::from_utf8_lossy(&key), &bytes) else {
+                continue;
+            };
+            if request.prunable(expired_before) {
+                found.push((key, bytes));
+            }
+        }
+        let mut removed = 0;
+        for (key, bytes) in found {
+            let swapped = self
+                .requests
+                .compare_and_swap(key, Some(bytes), None as Option<&[u8]>)
+                .map_err(backend)?;
+            removed += usize::from(swapped.is_ok());
+        }
+        Ok(removed)
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -37,6 +37,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::requests::{MemoryRequestStore, Negotiator, NegotiatorOptions, RequestStore};
+use crate::sweep::{self, Pruned, Retention};
 use crate::Issuer;
 
 /// The largest request body any issuer endpoint reads.
@@ -52,6 +53,7 @@ pub struct IssuerState {
     negotiator: Arc<Negotiator>,
     keys_max_age: Duration,
     operators: Option<Arc<mandate_verifier::Verifier>>,
+    retention: Retention,
 }
 
 impl IssuerState {
@@ -68,6 +70,7 @@ impl IssuerState {
             negotiator,
             keys_max_age: DEFAULT_KEYS_MAX_AGE,
             operators: None,
+            retention: Retention::default(),
         }
     }
 
@@ -103,6 +106,19 @@ impl IssuerState {
     pub fn with_operators(mut self, verifier: mandate_verifier::Verifier) -> IssuerState {
         self.operators = Some(Arc::new(verifier));
         self
+    }
+
+    /// Keeps closed tasks and settled requests for `retention`, then lets
+    /// the sweeper prune them (default [`Retention::default`]).
+    #[must_use]
+    pub fn with_retention(mut self, retention: Retention) -> IssuerState {
+        self.retention = retention;
+        self
+    }
+
+    /// How long closed tasks and settled requests are kept.
+    pub fn retention(&self) -> Retention {
+        self.retention
     }
 
     /// The issuer.
@@ -165,7 +181,9 @@ async fn metadata(State(state): State<IssuerState>) -> Json<Metadata> {
 
 /// Closes overdue tasks every `every`, writing their revocations, and
 /// expires requests nobody decided in time (ending the tasks exchanges left
-/// waiting on them), until the returned task is aborted.
+/// waiting on them), until the returned task is aborted. It also prunes
+/// closed tasks and settled requests past the state's [`Retention`], at
+/// most every [`Retention::every`], in bounded batches ([`sweep`]).
 ///
 /// Finding overdue requests reads the whole request store, so that part
 /// runs at most once per tenth of a request's lifetime: a request nobody
@@ -175,12 +193,26 @@ pub fn spawn_sweeper(state: &IssuerState, every: Duration) -> tokio::task::JoinH
     let issuer = Arc::clone(&state.issuer);
     let negotiator = Arc::clone(&state.negotiator);
     let requests_every = every.max(negotiator.options().request_ttl / 10);
+    let retention = state.retention;
+    let prune_every = retention.every(every);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut requests_swept: Option<tokio::time::Instant> = None;
+        let mut pruned_at: Option<tokio::time::Instant> = None;
+        // A run is not awaited, so a long one never delays closing overdue
+        // tasks; the next starts only once it finished.
+        let mut pruning: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             tick.tick().await;
+            let idle = pruning.as_ref().is_none_or(|run| run.is_finished());
+            if idle && pruned_at.is_none_or(|at| at.elapsed() >= prune_every) {
+                pruned_at = Some(tokio::time::Instant::now());
+                let (tasks, requests) = (Arc::clone(&issuer), Arc::clone(&negotiator));
+                pruning = Some(tokio::task::spawn_blocking(move || {
+                    prune(&tasks, &requests, retention, SystemTime::now())
+                }));
+            }
             if requests_swept.is_none_or(|at| at.elapsed() >= requests_every) {
                 requests_swept = Some(tokio::time::Instant::now());
                 let requests = Arc::clone(&negotiator);
@@ -211,4 +243,27 @@ pub fn spawn_sweeper(state: &IssuerState, every: Duration) -> tokio::task::JoinH
             }
         }
     })
+}
+
+/// One pruning run (blocking): closed tasks, then settled requests, each
+/// past its retention; failures and counts are logged.
+fn prune(issuer: &Issuer, negotiator: &Negotiator, retention: Retention, now: SystemTime) {
+    let mut pruned = Pruned::default();
+    let cutoff = retention.tasks_cutoff(now, issuer.options().mandate_ttl);
+    match sweep::prune_tasks(issuer.tasks().as_ref(), cutoff) {
+        Ok(count) => pruned.tasks = count,
+        Err(error) => tracing::warn!(%error, "pruning closed tasks failed"),
+    }
+    let cutoff = retention.requests_cutoff(now);
+    match sweep::prune_requests(negotiator.store().as_ref(), cutoff) {
+        Ok(count) => pruned.requests = count,
+        Err(error) => tracing::warn!(%error, "pruning settled requests failed"),
+    }
+    if pruned != Pruned::default() {
+        tracing::info!(
+            tasks = pruned.tasks,
+            requests = pruned.requests,
+            "pruned closed tasks and settled requests past their retention"
+        );
+    }
 }

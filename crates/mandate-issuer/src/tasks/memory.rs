@@ -59,4 +59,18 @@ impl TaskStore for MemoryTaskStore {
             .cloned()
             .collect())
     }
+
+    fn prune_closed(&self, closed_before: SystemTime, limit: usize) -> Result<usize, StoreError> {
+        let mut tasks = self.lock()?;
+        let gone: Vec<String> = tasks
+            .values()
+            .filter(|t| t.prunable(closed_before))
+            .take(limit)
+            .map(|t| t.id.clone())
+            .collect();
+        for id in &gone {
+            tasks.remove(id);
+        }
+        Ok(gone.len())
+    }
 }

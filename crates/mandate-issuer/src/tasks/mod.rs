@@ -70,11 +70,23 @@ pub struct Task {
     pub mandates: u64,
     /// Who closed it (`agent`, `deadline`, `operator`), once closed.
     pub closed_by: Option<String>,
+    /// When it closed, once closed. `None` for tasks closed before close
+    /// times were kept: retention then counts from the deadline.
+    pub closed_at: Option<SystemTime>,
     /// The verified login the task was opened with: the issuance policy
     /// sees the same identity facts (`subject`, `email`, `group`, `claim`,
     /// `idp`) when the agent asks for more rights at run time. `None` for
     /// tasks stored before identities were kept.
     pub identity: Option<Identity>,
+}
+
+impl Task {
+    /// Whether it may be pruned under a retention whose cutoff is
+    /// `closed_before`: closed, and closed (or, without a close time, due)
+    /// at or before it.
+    pub fn prunable(&self, closed_before: SystemTime) -> bool {
+        self.state == TaskState::Closed && self.closed_at.unwrap_or(self.deadline) <= closed_before
+    }
 }
 
 /// Why the store failed.
@@ -119,6 +131,15 @@ pub trait TaskStore: Send + Sync {
     /// # Errors
     /// A backend failure or a corrupt record.
     fn overdue(&self, now: SystemTime, limit: usize) -> Result<Vec<Task>, StoreError>;
+
+    /// Removes up to `limit` closed tasks that closed at or before
+    /// `closed_before` (tasks closed before close times were kept count
+    /// from their deadline); returns how many went. Open tasks are never
+    /// removed. A removed task answers as one that never existed.
+    ///
+    /// # Errors
+    /// A backend failure.
+    fn prune_closed(&self, closed_before: SystemTime, limit: usize) -> Result<usize, StoreError>;
 
     /// Flushes anything buffered (on shutdown).
     ///

@@ -23,6 +23,8 @@ struct Record {
     mandates: u64,
     closed_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    closed_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     identity: Option<IdentityRecord>,
 }
 
@@ -124,6 +126,7 @@ pub(super) fn encode(task: &Task) -> Vec<u8> {
         deadline_ms: ms(task.deadline),
         mandates: task.mandates,
         closed_by: task.closed_by.clone(),
+        closed_ms: task.closed_at.map(ms),
         identity: task.identity.as_ref().map(identity_record),
     };
     // A struct of strings and numbers always serialises.
@@ -160,6 +163,7 @@ pub(super) fn decode(id: &str, bytes: &[u8]) -> Result<Task, StoreError> {
         deadline: time(record.deadline_ms),
         mandates: record.mandates,
         closed_by: record.closed_by,
+        closed_at: record.closed_ms.map(time),
         identity,
     })
 }

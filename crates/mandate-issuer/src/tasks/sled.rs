@@ -84,6 +84,34 @@ impl TaskStore for SledTaskStore {
         Ok(found)
     }
 
+    fn prune_closed(&self, closed_before: SystemTime, limit: usize) -> Result<usize, StoreError> {
+        // Collect first, then remove each record only if it is still the
+        // one read: a record that changed meanwhile is left for next time.
+        let mut found = Vec::new();
+        for item in self.tasks.iter() {
+            if found.len() >= limit {
+                break;
+            }
+            let (key, bytes) = item.map_err(backend)?;
+            // An undecodable record is never removed: nothing can say it is closed.
+            let Ok(task) = decode(&String::from_utf8_lossy(&key), &bytes) else {
+                continue;
+            };
+            if task.prunable(closed_before) {
+                found.push((key, bytes));
+            }
+        }
+        let mut removed = 0;
+        for (key, bytes) in found {
+            let swapped = self
+                .tasks
+                .compare_and_swap(key, Some(bytes), None as Option<&[u8]>)
+                .map_err(backend)?;
+            removed += usize::from(swapped.is_ok());
+        }
+        Ok(removed)
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(backend)
     }

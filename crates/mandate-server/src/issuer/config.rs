@@ -83,6 +83,22 @@ pub struct IssuerConfig {
     /// `postgres://` URL (default: the task store's folder with `.requests`
     /// appended, or the task store's database).
     pub requests_store: Option<PathBuf>,
+    /// How long finished records are kept before the sweeper prunes them.
+    pub retention: RetentionConfig,
+}
+
+/// `[retention]`: how long closed tasks and settled requests are kept.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// How long a closed task is kept after it closed (default 30 days;
+    /// at least `mandate_ttl`, so no mandate of a pruned task is alive).
+    #[serde(with = "humantime_serde")]
+    pub closed_tasks: Option<Duration>,
+    /// How long a granted, denied or expired request for more rights is
+    /// kept after its expiry (default 7 days).
+    #[serde(with = "humantime_serde")]
+    pub decided_requests: Option<Duration>,
 }
 
 /// Where task revocations go: a registry URL, or a local store folder.
@@ -232,10 +248,51 @@ pub struct IssuerSettings {
     pub approver_groups: Vec<String>,
     /// Where requests for more rights are kept.
     pub requests_store: StoreLocation,
+    /// How long closed tasks and settled requests are kept.
+    pub retention: mandate_issuer::sweep::Retention,
 }
 
 const SECOND: Duration = Duration::from_secs(1);
 const DAY: Duration = Duration::from_secs(24 * 3600);
+/// The longest retention: ten years is "keep", without a switch for it.
+const LONGEST_RETENTION: Duration = Duration::from_secs(3650 * 24 * 3600);
+
+impl RetentionConfig {
+    /// Checks both settings; closed tasks are kept at least as long as a
+    /// mandate lives.
+    fn settings(
+        &self,
+        mandate_ttl: Duration,
+    ) -> Result<mandate_issuer::sweep::Retention, ConfigError> {
+        use mandate_issuer::sweep::{DEFAULT_CLOSED_TASKS, DEFAULT_DECIDED_REQUESTS};
+        let closed_tasks = within(
+            "retention.closed_tasks",
+            self.closed_tasks,
+            DEFAULT_CLOSED_TASKS,
+            (SECOND, LONGEST_RETENTION),
+        )?;
+        if closed_tasks < mandate_ttl {
+            return Err(invalid(
+                "retention.closed_tasks",
+                format!(
+                    "{} is shorter than mandate_ttl ({}): a closed task is kept until \
+                     its last mandate has expired",
+                    humantime::format_duration(closed_tasks),
+                    humantime::format_duration(mandate_ttl)
+                ),
+            ));
+        }
+        Ok(mandate_issuer::sweep::Retention {
+            closed_tasks,
+            decided_requests: within(
+                "retention.decided_requests",
+                self.decided_requests,
+                DEFAULT_DECIDED_REQUESTS,
+                (SECOND, LONGEST_RETENTION),
+            )?,
+        })
+    }
+}
 
 /// A store setting read as a location: a `postgres://` URL or a folder.
 fn location(path: &Path) -> StoreLocation {
@@ -407,6 +464,13 @@ impl IssuerConfig {
                 StoreLocation::Folder(PathBuf::from(name))
             }
         };
+        let mandate_ttl = within(
+            "mandate_ttl",
+            self.mandate_ttl,
+            Duration::from_secs(300),
+            (SECOND, DAY),
+        )?;
+        let retention = self.retention.settings(mandate_ttl)?;
         let staleness = within(
             "revocations.staleness",
             r.staleness,
@@ -415,6 +479,7 @@ impl IssuerConfig {
         )?;
         Ok(IssuerSettings {
             staleness,
+            retention,
             request_ttl: within(
                 "request_ttl",
                 self.request_ttl,
@@ -442,12 +507,7 @@ impl IssuerConfig {
             )?,
             policy: self.policy.clone(),
             store,
-            mandate_ttl: within(
-                "mandate_ttl",
-                self.mandate_ttl,
-                Duration::from_secs(300),
-                (SECOND, DAY),
-            )?,
+            mandate_ttl,
             default_task_ttl: within(
                 "default_task_ttl",
                 self.default_task_ttl,
@@ -616,5 +676,83 @@ mod tests {
             })
         ));
         assert!(toml::from_str::<IssuerConfig>("nonsense = 1").is_err());
+    }
+
+    #[test]
+    fn retention_has_defaults_bounds_and_outlives_a_mandate() {
+        let settings = toml::from_str::<IssuerConfig>(FULL)
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(
+            settings.retention,
+            mandate_issuer::sweep::Retention::default()
+        );
+        assert_eq!(
+            settings.retention.closed_tasks,
+            Duration::from_secs(30 * 24 * 3600)
+        );
+        assert_eq!(
+            settings.retention.decided_requests,
+            Duration::from_secs(7 * 24 * 3600)
+        );
+        let with = |section: &str| format!("{FULL}\n[retention]\n{section}\n");
+        let settings = toml::from_str::<IssuerConfig>(&with(
+            "closed_tasks = \"90d\"\ndecided_requests = \"1h\"",
+        ))
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(settings.retention.closed_tasks, 90 * DAY);
+        assert_eq!(
+            settings.retention.decided_requests,
+            Duration::from_secs(3600)
+        );
+        for (section, setting, words) in [
+            // Shorter than the mandates it must outlive (mandate_ttl = 2m).
+            (
+                "closed_tasks = \"1m\"",
+                "retention.closed_tasks",
+                "mandate_ttl",
+            ),
+            (
+                "closed_tasks = \"20y\"",
+                "retention.closed_tasks",
+                "outside",
+            ),
+            (
+                "decided_requests = \"0s\"",
+                "retention.decided_requests",
+                "outside",
+            ),
+        ] {
+            match toml::from_str::<IssuerConfig>(&with(section))
+                .unwrap()
+                .validate()
+            {
+                Err(ConfigError::Invalid {
+                    setting: got,
+                    message,
+                }) => {
+                    assert_eq!(got, setting);
+                    assert!(message.contains(words), "{message}");
+                }
+                other => panic!("{section}: {other:?}"),
+            }
+        }
+        assert!(toml::from_str::<IssuerConfig>(&with("tasks = \"1d\"")).is_err());
+    }
+
+    #[test]
+    fn the_documented_example_validates_with_its_retention() {
+        let text = include_str!("../../../../docs/issuer.example.toml");
+        let settings = toml::from_str::<IssuerConfig>(text)
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(
+            settings.retention,
+            mandate_issuer::sweep::Retention::default()
+        );
     }
 }

@@ -232,6 +232,7 @@ pub fn issuer_state(
     }
     let state = IssuerState::new(issuer)
         .with_keys_max_age(settings.keys_max_age)
+        .with_retention(settings.retention)
         .with_operators(operators.build()?);
     self::requests::with_requests(state, settings)
 }
