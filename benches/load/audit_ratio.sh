@@ -13,7 +13,8 @@
 # fresh folder; each run writes a log of its own with a fresh key),
 # and whatever run.sh reads (MANDATE_BIN, CARGO_TARGET_DIR, DURATION, ...).
 # Prints one line per run, then per connection count and case: the mean
-# req/s off and on, their ratio, and server CPU µs per request off and on.
+# 2xx answers/s off and on (answers refused as overloaded do not count), their
+# ratio, and server CPU µs per request off and on.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -47,13 +48,13 @@ for c in $CONNS; do
             # Table rows: case req/s 2xx/s p50 p99 max non-2xx sock µs/req ...
             awk -v c="$c" -v r="$round" -v a="$audit" \
                 '$1 ~ /^(bearer-warm|pop-one-use|ext-authz-bearer|ext-authz-pop)$/ && NF >= 9 {
-                    print c, r, a, $1, $2, $9 }' "$log.out" | tee -a "$results"
+                    print c, r, a, $1, $3, $9 }' "$log.out" | tee -a "$results"
         done
     done
 done
 
 echo
-echo "connections case off_req/s on_req/s on/off off_µs/req on_µs/req (means of $ROUNDS round(s); AUDIT_ARGS='$AUDIT_ARGS')"
+echo "connections case off_2xx/s on_2xx/s on/off off_µs/req on_µs/req (means of $ROUNDS round(s); AUDIT_ARGS='$AUDIT_ARGS')"
 awk '{
         key = $1 " " $4
         if (!(key in seen)) { order[++n] = key; seen[key] = 1 }
