@@ -17,6 +17,7 @@
 //! This module must never hold a pooled connection while waiting for
 //! anything but the database.
 
+mod deadline;
 mod writer_lock;
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,7 +28,7 @@ use mandate_audit::{AuditLog, Trail, TrailEntry};
 use postgres::Client;
 
 use crate::off_runtime::{self, OwnedPool};
-use crate::{Error, Pool};
+use crate::{Error, Pool, PoolOptions};
 use writer_lock::WriterLock;
 
 /// The migration table of the audit schema.
@@ -35,6 +36,10 @@ pub(crate) const AUDIT_MIGRATIONS: &str = "mandate_audit_migrations";
 
 /// How long a readiness probe waits for a connection.
 const PROBE_WAIT: Duration = Duration::from_secs(1);
+/// The longest a writer's call to the database may take: a healthy append
+/// takes milliseconds, and the pool waits 5 s for a connection. Past it the
+/// writer fails (decisions are refused) rather than hang.
+const WRITE_WAIT: Duration = Duration::from_secs(10);
 
 mod embedded {
     refinery::embed_migrations!("migrations/audit");
@@ -71,6 +76,15 @@ impl PgAuditStore {
         PgAuditStore::open(off_runtime::connect(url)?)
     }
 
+    /// Connects to `url` with a pool bounded by `options` (a one-shot
+    /// reader's) and opens the store.
+    ///
+    /// # Errors
+    /// As [`PgAuditStore::connect`].
+    pub fn connect_with(url: &str, options: &PoolOptions) -> Result<PgAuditStore, Error> {
+        PgAuditStore::open(off_runtime::connect_with(url, options)?)
+    }
+
     /// The log that `writer` (a public key's text) writes, created on first
     /// use, with this process as its only writer until the log is dropped.
     /// Call it on a thread that is not driving an async runtime.
@@ -94,14 +108,17 @@ impl PgAuditStore {
                 &[&writer],
             )
             .map_err(query)?
-            .get(0);
+            .try_get(0)
+            .map_err(query)?;
         drop(client);
         let lock = WriterLock::take(self.pool_ref()?, &log_id)?;
         Ok(PgAuditLog {
-            pool: Arc::clone(&self.pool),
-            log_id,
+            rows: LogRows {
+                pool: Arc::clone(&self.pool),
+                log_id,
+            },
             writer: writer.to_owned(),
-            lock: Some(Mutex::new(lock)),
+            lock: Some(Arc::new(Mutex::new(lock))),
         })
     }
 
@@ -117,15 +134,18 @@ impl PgAuditStore {
                 &[],
             )
             .map_err(query)?;
-        Ok(rows
-            .iter()
-            .map(|row| PgAuditLog {
-                pool: Arc::clone(&self.pool),
-                log_id: row.get(0),
-                writer: row.get(1),
-                lock: None,
+        rows.iter()
+            .map(|row| {
+                Ok(PgAuditLog {
+                    rows: LogRows {
+                        pool: Arc::clone(&self.pool),
+                        log_id: row.try_get(0).map_err(query)?,
+                    },
+                    writer: row.try_get(1).map_err(query)?,
+                    lock: None,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The records of every writer in commit order.
@@ -144,17 +164,16 @@ impl PgAuditStore {
 
 /// One writer's log in the shared store.
 pub struct PgAuditLog {
-    pool: Arc<OwnedPool>,
-    log_id: String,
+    rows: LogRows,
     writer: String,
     /// Held while this process writes the log; `None` for readers.
-    lock: Option<Mutex<WriterLock>>,
+    lock: Option<Arc<Mutex<WriterLock>>>,
 }
 
 impl std::fmt::Debug for PgAuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgAuditLog")
-            .field("log_id", &self.log_id)
+            .field("log_id", &self.rows.log_id)
             .field("writer", &self.writer)
             .field("writing", &self.lock.is_some())
             .finish_non_exhaustive()
@@ -167,6 +186,57 @@ impl PgAuditLog {
         &self.writer
     }
 
+    /// The first record whose position in the merged trail does not come
+    /// after its predecessor's, if any. Positions are allocated in commit
+    /// order and a writer commits its records in sequence, so each writer's
+    /// positions rise with its sequence numbers: one that does not was moved
+    /// (positions swapped in the database). Positions are not signed, so a
+    /// swap between two writers' records cannot be told this way.
+    ///
+    /// # Errors
+    /// The database cannot be used.
+    pub fn first_out_of_trail_order(&self) -> Result<Option<u64>, Error> {
+        let mut client = self.rows.pool.get()?;
+        let row = client
+            .query_opt(
+                "SELECT seq FROM (
+                     SELECT seq, pos, lag(pos) OVER (ORDER BY seq) AS before
+                     FROM mandate_audit_entries WHERE log_id = $1
+                 ) ordered WHERE pos <= before ORDER BY seq LIMIT 1",
+                &[&self.rows.log_id],
+            )
+            .map_err(query)?;
+        row.map(|row| {
+            let seq: i64 = row.try_get(0).map_err(query)?;
+            u64::try_from(seq).map_err(|_| Error::Query(format!("a negative seq: {seq}")))
+        })
+        .transpose()
+    }
+
+    /// Runs `work` on the log's rows: within [`WRITE_WAIT`] when this process
+    /// writes the log (a decision waits for it), as it comes otherwise.
+    fn run<T: Send + 'static>(
+        &self,
+        action: &'static str,
+        work: impl FnOnce(&LogRows) -> mandate_audit::Result<T> + Send + 'static,
+    ) -> mandate_audit::Result<T> {
+        if self.lock.is_none() {
+            return work(&self.rows);
+        }
+        let rows = self.rows.clone();
+        deadline::within(action, WRITE_WAIT, move || work(&rows))
+    }
+}
+
+/// Where one log's rows are: cloned onto the thread that reads or writes
+/// them under a deadline.
+#[derive(Clone)]
+struct LogRows {
+    pool: Arc<OwnedPool>,
+    log_id: String,
+}
+
+impl LogRows {
     fn client(
         &self,
         action: &'static str,
@@ -174,44 +244,6 @@ impl PgAuditLog {
         self.pool
             .get()
             .map_err(|e| mandate_audit::Error::storage(action, e))
-    }
-}
-
-fn query(error: postgres::Error) -> Error {
-    Error::Query(error.to_string())
-}
-
-fn storage(action: &'static str) -> impl Fn(postgres::Error) -> mandate_audit::Error {
-    move |error| mandate_audit::Error::storage(action, pg_message(&error))
-}
-
-/// The server's own message when there is one (a refused batch says why).
-fn pg_message(error: &postgres::Error) -> String {
-    error
-        .as_db_error()
-        .map_or_else(|| error.to_string(), |db| db.message().to_owned())
-}
-
-fn seq_of(value: i64, action: &'static str) -> mandate_audit::Result<u64> {
-    u64::try_from(value).map_err(|_| mandate_audit::Error::storage(action, "a negative number"))
-}
-
-fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn entry(seq: i64, prev: &[u8], body: Vec<u8>) -> mandate_audit::Result<StoredEntry> {
-    let seq = seq_of(seq, "reading the audit log")?;
-    let prev = prev.try_into().map_err(|_| mandate_audit::Error::Corrupt {
-        seq,
-        message: "the previous hash is not 32 bytes".into(),
-    })?;
-    Ok(StoredEntry { seq, prev, body })
-}
-
-impl AuditLog for PgAuditLog {
-    fn log_id(&self) -> mandate_audit::Result<String> {
-        Ok(self.log_id.clone())
     }
 
     fn last(&self) -> mandate_audit::Result<Option<StoredEntry>> {
@@ -224,31 +256,17 @@ impl AuditLog for PgAuditLog {
                 &[&self.log_id],
             )
             .map_err(storage(ACTION))?;
-        row.map(|row| entry(row.get(0), row.get(1), row.get(2)))
-            .transpose()
+        row.map(|row| entry(&row, ACTION)).transpose()
     }
 
     fn append(
         &self,
-        entries: &[StoredEntry],
-        head: Option<&SignedHead>,
+        batch: Batch,
+        head: Option<(i64, String)>,
         durable: bool,
     ) -> mandate_audit::Result<()> {
         const ACTION: &str = "appending to the audit log";
-        if self.lock.is_none() {
-            return Err(mandate_audit::Error::storage(
-                ACTION,
-                "this log was opened to read",
-            ));
-        }
-        let seqs: Vec<i64> = entries.iter().map(|e| to_i64(e.seq)).collect();
-        let prevs: Vec<&[u8]> = entries.iter().map(|e| e.prev.as_slice()).collect();
-        let bodies: Vec<&[u8]> = entries.iter().map(|e| e.body.as_slice()).collect();
-        let head_seq = head.map(|h| to_i64(h.seq));
-        let head_json = head
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| mandate_audit::Error::storage(ACTION, e))?;
+        let (head_seq, head_json) = head.unzip();
         let mut client = self.client(ACTION)?;
         let mut tx = client.transaction().map_err(storage(ACTION))?;
         if !durable {
@@ -257,7 +275,14 @@ impl AuditLog for PgAuditLog {
         }
         tx.execute(
             "SELECT mandate_append_audit($1, $2, $3, $4, $5, $6)",
-            &[&self.log_id, &seqs, &prevs, &bodies, &head_seq, &head_json],
+            &[
+                &self.log_id,
+                &batch.seqs,
+                &batch.prevs,
+                &batch.bodies,
+                &head_seq,
+                &head_json,
+            ],
         )
         .map_err(storage(ACTION))?;
         tx.commit().map_err(storage(ACTION))
@@ -287,9 +312,7 @@ impl AuditLog for PgAuditLog {
                 &[&self.log_id, &to_i64(from), &limit],
             )
             .map_err(storage(ACTION))?;
-        rows.iter()
-            .map(|row| entry(row.get(0), row.get(1), row.get(2)))
-            .collect()
+        rows.iter().map(|row| entry(row, ACTION)).collect()
     }
 
     fn heads(&self) -> mandate_audit::Result<Vec<SignedHead>> {
@@ -303,26 +326,31 @@ impl AuditLog for PgAuditLog {
             .map_err(storage(ACTION))?;
         rows.iter()
             .map(|row| {
-                let seq = seq_of(row.get(0), ACTION)?;
-                serde_json::from_str(row.get(1)).map_err(|e| mandate_audit::Error::Corrupt {
+                // The column only indexes the head; the signed JSON says
+                // which record it covers. Either unreadable, or the two
+                // disagreeing, is an edited row.
+                let column = row
+                    .try_get::<_, i64>(0)
+                    .ok()
+                    .and_then(|seq| u64::try_from(seq).ok());
+                let corrupt = |seq: u64, message: String| mandate_audit::Error::Corrupt {
                     seq,
-                    message: format!("signed head: {e}"),
-                })
+                    message: format!("signed head: {message}"),
+                };
+                let text: &str = row
+                    .try_get(1)
+                    .map_err(|e| corrupt(column.unwrap_or(0), e.to_string()))?;
+                let head: SignedHead = serde_json::from_str(text)
+                    .map_err(|e| corrupt(column.unwrap_or(0), e.to_string()))?;
+                if column != Some(head.seq) {
+                    return Err(corrupt(
+                        head.seq,
+                        "its row was moved to another record number".into(),
+                    ));
+                }
+                Ok(head)
             })
             .collect()
-    }
-
-    fn recover(&self) -> mandate_audit::Result<()> {
-        let Some(lock) = &self.lock else {
-            return Ok(());
-        };
-        let pool = self.pool.pool().ok_or_else(|| {
-            mandate_audit::Error::storage("reopening the audit log", "the store is closed")
-        })?;
-        lock.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keep(pool, &self.log_id)
-            .map_err(|e| mandate_audit::Error::storage("reopening the audit log", e))
     }
 
     fn check_writable(&self) -> mandate_audit::Result<()> {
@@ -337,7 +365,8 @@ impl AuditLog for PgAuditLog {
         let standby: bool = client
             .query_one("SELECT pg_is_in_recovery()", &[])
             .map_err(storage(ACTION))?
-            .get(0);
+            .try_get(0)
+            .map_err(storage(ACTION))?;
         if standby {
             return Err(mandate_audit::Error::storage(
                 ACTION,
@@ -345,6 +374,133 @@ impl AuditLog for PgAuditLog {
             ));
         }
         Ok(())
+    }
+}
+
+/// A batch's columns, owned so a thread of its own can send them.
+struct Batch {
+    seqs: Vec<i64>,
+    prevs: Vec<Vec<u8>>,
+    bodies: Vec<Vec<u8>>,
+}
+
+fn query(error: postgres::Error) -> Error {
+    Error::Query(error.to_string())
+}
+
+fn storage(action: &'static str) -> impl Fn(postgres::Error) -> mandate_audit::Error {
+    move |error| mandate_audit::Error::storage(action, pg_message(&error))
+}
+
+/// The server's own message when there is one (a refused batch says why).
+fn pg_message(error: &postgres::Error) -> String {
+    error
+        .as_db_error()
+        .map_or_else(|| error.to_string(), |db| db.message().to_owned())
+}
+
+fn seq_of(value: i64, action: &'static str) -> mandate_audit::Result<u64> {
+    u64::try_from(value).map_err(|_| mandate_audit::Error::storage(action, "a negative number"))
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A column of `row`; a value of another type (or a NULL) is an error, never
+/// a panic: someone who can write the database may have changed the table.
+fn column<'a, T: postgres::types::FromSql<'a>>(
+    row: &'a postgres::Row,
+    index: usize,
+    action: &'static str,
+) -> mandate_audit::Result<T> {
+    row.try_get(index).map_err(storage(action))
+}
+
+fn entry(row: &postgres::Row, action: &'static str) -> mandate_audit::Result<StoredEntry> {
+    let seq = seq_of(column(row, 0, action)?, action)?;
+    let corrupt = |message: &str| mandate_audit::Error::Corrupt {
+        seq,
+        message: message.into(),
+    };
+    let prev: &[u8] = row
+        .try_get(1)
+        .map_err(|_| corrupt("the previous hash is not bytes"))?;
+    let prev = prev
+        .try_into()
+        .map_err(|_| corrupt("the previous hash is not 32 bytes"))?;
+    let body: Vec<u8> = row
+        .try_get(2)
+        .map_err(|_| corrupt("the record is not bytes"))?;
+    Ok(StoredEntry { seq, prev, body })
+}
+
+impl AuditLog for PgAuditLog {
+    fn log_id(&self) -> mandate_audit::Result<String> {
+        Ok(self.rows.log_id.clone())
+    }
+
+    fn last(&self) -> mandate_audit::Result<Option<StoredEntry>> {
+        self.run("reading the audit log", |rows| rows.last())
+    }
+
+    fn append(
+        &self,
+        entries: &[StoredEntry],
+        head: Option<&SignedHead>,
+        durable: bool,
+    ) -> mandate_audit::Result<()> {
+        const ACTION: &str = "appending to the audit log";
+        if self.lock.is_none() {
+            return Err(mandate_audit::Error::storage(
+                ACTION,
+                "this log was opened to read",
+            ));
+        }
+        let batch = Batch {
+            seqs: entries.iter().map(|e| to_i64(e.seq)).collect(),
+            prevs: entries.iter().map(|e| e.prev.to_vec()).collect(),
+            bodies: entries.iter().map(|e| e.body.clone()).collect(),
+        };
+        let head = head
+            .map(|h| serde_json::to_string(h).map(|json| (to_i64(h.seq), json)))
+            .transpose()
+            .map_err(|e| mandate_audit::Error::storage(ACTION, e))?;
+        self.run(ACTION, move |rows| rows.append(batch, head, durable))
+    }
+
+    fn flush(&self) -> mandate_audit::Result<()> {
+        self.run("flushing the audit log", LogRows::flush)
+    }
+
+    fn read(&self, from: u64, limit: usize) -> mandate_audit::Result<Vec<StoredEntry>> {
+        self.run("reading the audit log", move |rows| rows.read(from, limit))
+    }
+
+    fn heads(&self) -> mandate_audit::Result<Vec<SignedHead>> {
+        self.run("reading the audit log's heads", LogRows::heads)
+    }
+
+    fn recover(&self) -> mandate_audit::Result<()> {
+        const ACTION: &str = "reopening the audit log";
+        let Some(lock) = &self.lock else {
+            return Ok(());
+        };
+        let lock = Arc::clone(lock);
+        self.run(ACTION, move |rows| {
+            let pool = rows
+                .pool
+                .pool()
+                .ok_or_else(|| mandate_audit::Error::storage(ACTION, "the store is closed"))?;
+            lock.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .keep(pool, &rows.log_id)
+                .map_err(|e| mandate_audit::Error::storage(ACTION, e))
+        })
+    }
+
+    fn check_writable(&self) -> mandate_audit::Result<()> {
+        self.run("checking the audit store", LogRows::check_writable)
     }
 }
 
@@ -371,9 +527,9 @@ impl Trail for PgAuditTrail {
         rows.iter()
             .map(|row| {
                 Ok(TrailEntry {
-                    position: seq_of(row.get(0), ACTION)?,
-                    seq: seq_of(row.get(1), ACTION)?,
-                    body: row.get(2),
+                    position: seq_of(column(row, 0, ACTION)?, ACTION)?,
+                    seq: seq_of(column(row, 1, ACTION)?, ACTION)?,
+                    body: column(row, 2, ACTION)?,
                 })
             })
             .collect()
