@@ -76,13 +76,39 @@ impl PgAuditStore {
         PgAuditStore::open(off_runtime::connect(url)?)
     }
 
-    /// Connects to `url` with a pool bounded by `options` (a one-shot
-    /// reader's) and opens the store.
+    /// The audit store that already exists in the database `url` names, to
+    /// read only, through a pool bounded by `options` (a one-shot reader's):
+    /// nothing is created or migrated, so a role that may only read the
+    /// tables can verify them, and a database without an audit trail is an
+    /// error, never an empty trail.
     ///
     /// # Errors
-    /// As [`PgAuditStore::connect`].
-    pub fn connect_with(url: &str, options: &PoolOptions) -> Result<PgAuditStore, Error> {
-        PgAuditStore::open(off_runtime::connect_with(url, options)?)
+    /// A malformed URL, a database that cannot be reached, or one that holds
+    /// no audit trail.
+    pub fn connect_to_read(url: &str, options: &PoolOptions) -> Result<PgAuditStore, Error> {
+        let pool = off_runtime::connect_with(url, options)?;
+        let pool = off_runtime::run(move || {
+            let found: bool = pool
+                .get()?
+                .query_one(
+                    "SELECT to_regclass('mandate_audit_logs') IS NOT NULL
+                        AND to_regclass('mandate_audit_entries') IS NOT NULL
+                        AND to_regclass('mandate_audit_heads') IS NOT NULL",
+                    &[],
+                )
+                .map_err(query)?
+                .try_get(0)
+                .map_err(query)?;
+            if !found {
+                return Err(Error::Query(
+                    "this database holds no audit trail (no mandate_audit_* tables)".into(),
+                ));
+            }
+            Ok(pool)
+        })?;
+        Ok(PgAuditStore {
+            pool: Arc::new(OwnedPool::new(pool)),
+        })
     }
 
     /// The log that `writer` (a public key's text) writes, created on first

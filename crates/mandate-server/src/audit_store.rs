@@ -93,8 +93,10 @@ impl std::fmt::Debug for AuditStore {
 }
 
 impl AuditStore {
-    /// Opens the store at `location` to read; a folder that holds no log is
-    /// an error, never an empty log. Call it on a thread that is not driving
+    /// Opens the store at `location` to read; a folder that holds no log (or
+    /// a database that holds no audit trail) is an error, never an empty
+    /// log. A database is not migrated: reading needs only `SELECT` on the
+    /// audit tables. Call it on a thread that is not driving
     /// an async runtime.
     ///
     /// # Errors
@@ -105,7 +107,7 @@ impl AuditStore {
                 mandate_audit::store::open_existing(dir)?,
             )),
             StoreLocation::Postgres(url) => Ok(AuditStore::Shared(
-                PgAuditStore::connect_with(url, &READER_POOL)
+                PgAuditStore::connect_to_read(url, &READER_POOL)
                     .with_context(|| format!("opening audit store {location}"))?,
             )),
         }
