@@ -249,6 +249,37 @@ fn verify_names_each_edit_of_the_database_as_tampering() {
 }
 
 #[test]
+fn a_reader_needs_only_select_and_never_creates_a_trail() {
+    let Some(fx) = Fixture::new("audit attacks: a read-only auditor") else {
+        return;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let role = format!("mandate_auditor_{}_{nanos}", std::process::id());
+    fx.sql(&format!("CREATE ROLE {role} LOGIN"));
+    let config: postgres::Config = fx.db.parse().unwrap();
+    let as_auditor = url_as(&fx.db, &role, &host_port(&config));
+
+    // Nothing there yet: an error, and no tables made.
+    mandate(&["audit", "verify", "--store", &as_auditor]).error("holds no audit trail");
+    let made = fx.value("SELECT coalesce(to_regclass('mandate_audit_logs')::text, 'none')");
+    assert_eq!(made, "none");
+
+    {
+        let replica = fx.replica("replica", &fx.db, "audit.key");
+        assert_eq!(fx.call(&replica, "/q").0, 200);
+    }
+    fx.sql(&format!(
+        "GRANT SELECT ON mandate_audit_logs, mandate_audit_entries, mandate_audit_heads TO {role}"
+    ));
+    let verified = mandate(&["audit", "verify", "--store", &as_auditor]);
+    fx.sql(&format!("DROP OWNED BY {role}; DROP ROLE {role}"));
+    assert!(verified.ok().contains("ok: 1 writer log(s)"), "{verified}");
+}
+
+#[test]
 fn an_unreachable_audit_database_is_one_clear_error() {
     // A port nothing listens on.
     let port = TcpListener::bind("127.0.0.1:0")
@@ -317,11 +348,7 @@ struct StallingRelay {
 impl StallingRelay {
     fn start(db: &str) -> StallingRelay {
         let config: postgres::Config = db.parse().unwrap();
-        let host = match &config.get_hosts()[0] {
-            postgres::config::Host::Tcp(host) => host.clone(),
-            other => panic!("the relay needs a TCP host, not {other:?}"),
-        };
-        let upstream = format!("{host}:{}", config.get_ports().first().unwrap_or(&5432));
+        let upstream = host_port(&config);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let stalled = Arc::new(AtomicBool::new(false));
@@ -342,10 +369,9 @@ impl StallingRelay {
                 }
             }
         });
-        let name = db.rsplit('/').next().unwrap();
         let user = config.get_user().unwrap_or("postgres");
         StallingRelay {
-            url: format!("postgres://{user}@127.0.0.1:{port}/{name}"),
+            url: url_as(db, user, &format!("127.0.0.1:{port}")),
             stalled,
         }
     }
@@ -370,4 +396,20 @@ fn pump(mut from: TcpStream, mut to: TcpStream, stalled: &AtomicBool) {
         }
     }
     let _ = to.shutdown(Shutdown::Write);
+}
+
+/// The `HOST:PORT` a URL's configuration reaches.
+fn host_port(config: &postgres::Config) -> String {
+    let host = match &config.get_hosts()[0] {
+        postgres::config::Host::Tcp(host) => host.clone(),
+        other => panic!("these tests need a TCP host, not {other:?}"),
+    };
+    format!("{host}:{}", config.get_ports().first().unwrap_or(&5432))
+}
+
+/// The database `db` names, as `user` (no password) through `host_port`.
+fn url_as(db: &str, user: &str, host_port: &str) -> String {
+    let config: postgres::Config = db.parse().unwrap();
+    let name = config.get_dbname().unwrap();
+    format!("postgres://{user}@{host_port}/{name}")
 }
