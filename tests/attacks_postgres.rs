@@ -244,7 +244,8 @@ fn verify_names_each_edit_of_the_database_as_tampering() {
         "ALTER TABLE mandate_audit_entries ALTER COLUMN body DROP NOT NULL;
          UPDATE mandate_audit_entries SET body = NULL WHERE log_id = '{log}' AND seq = 3;"
     ));
-    fx.verify(&[]).fails(1, "record #3: unreadable: the record is not bytes");
+    fx.verify(&[])
+        .fails(1, "record #3: unreadable: the record is not bytes");
     mandate(&["audit", "--store", &fx.db]).error("reading the audit trail");
 }
 

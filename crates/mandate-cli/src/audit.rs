@@ -318,19 +318,16 @@ fn verify(args: &AuditVerifyArgs) -> Result<Outcome> {
             .filter(|w| w.writer.is_none() || w.writer == named)
             .map(|w| (w.seq, w.hash))
             .collect();
-        let verdict = match mandate_audit::verify_with_witnesses(
-            stored.log.as_ref(),
-            &own,
-            &expected,
-        ) {
-            // A row that does not read as what the writer stored (a head
-            // replaced by garbage) was edited.
-            Err(mandate_audit::Error::Corrupt { seq, message }) => {
-                say!("TAMPERED: {label}record #{seq}: unreadable: {message}")?;
-                return Ok(Outcome::Denied);
-            }
-            other => other?,
-        };
+        let verdict =
+            match mandate_audit::verify_with_witnesses(stored.log.as_ref(), &own, &expected) {
+                // A row that does not read as what the writer stored (a head
+                // replaced by garbage) was edited.
+                Err(mandate_audit::Error::Corrupt { seq, message }) => {
+                    say!("TAMPERED: {label}record #{seq}: unreadable: {message}")?;
+                    return Ok(Outcome::Denied);
+                }
+                other => other?,
+            };
         let verdict = verdict.and_then(|verified| match stored.out_of_trail_order {
             Some(seq) => Err(mandate_audit::Tampered {
                 seq,
