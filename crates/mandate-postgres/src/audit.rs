@@ -20,7 +20,7 @@
 mod deadline;
 mod writer_lock;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
 
 use mandate_audit::integrity::{SignedHead, StoredEntry};
@@ -518,9 +518,20 @@ impl AuditLog for PgAuditLog {
                 .pool
                 .pool()
                 .ok_or_else(|| mandate_audit::Error::storage(ACTION, "the store is closed"))?;
-            lock.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .keep(pool, &rows.log_id)
+            // A call from an earlier attempt that is still waiting for the
+            // database holds the lock: fail at once rather than pile up one
+            // waiting thread per retry for as long as the database is stalled.
+            let mut held = match lock.try_lock() {
+                Ok(held) => held,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    return Err(mandate_audit::Error::storage(
+                        ACTION,
+                        "an earlier attempt is still waiting for the database",
+                    ))
+                }
+            };
+            held.keep(pool, &rows.log_id)
                 .map_err(|e| mandate_audit::Error::storage(ACTION, e))
         })
     }
