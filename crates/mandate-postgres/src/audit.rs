@@ -14,6 +14,12 @@
 //! refuses a batch that does not follow the log's newest entry, so even a
 //! second process with the same key cannot fork the chain.
 //!
+//! A process writing a log bounds each of its calls to the database
+//! (`deadline`): a database that stops answering fails the writer, which
+//! refuses decisions, instead of holding every decision forever. Every
+//! column is read with `try_get`: a row someone with write access altered is
+//! an error, never a panic.
+//!
 //! This module must never hold a pooled connection while waiting for
 //! anything but the database.
 
