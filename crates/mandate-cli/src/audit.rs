@@ -43,7 +43,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// An existing audit store; a mistyped folder is an error, not an empty log.
 fn open_store(location: &StoreLocation) -> Result<AuditStore> {
-    AuditStore::open_existing(location).with_context(|| {
+    let store = AuditStore::open_existing(location);
+    if location.folder().is_none() {
+        // A database is shared: no server holds it, and its error names it.
+        return store;
+    }
+    store.with_context(|| {
         format!(
             "opening audit store {location} (if `mandate serve` is using it, pass --url instead)"
         )
@@ -288,21 +293,52 @@ fn verify(args: &AuditVerifyArgs) -> Result<Outcome> {
         // With several writers, each log's heads must be signed by its own
         // writer (or by a pinned key).
         let named = stored.writer.as_deref().map(fingerprint);
-        let own: Vec<PublicKey> = match (&stored.writer, pinned.is_empty()) {
-            (Some(writer), true) => vec![writer.parse().with_context(|| {
-                format!("the store names a writer key that does not read: {writer}")
-            })?],
-            _ => pinned.clone(),
+        let label = named
+            .as_deref()
+            .map_or_else(String::new, |writer| format!("writer {writer}: "));
+        let own: Vec<PublicKey> = match &stored.writer {
+            // The store names the log's writer: its heads must be signed by
+            // that key, which must be a given one when keys are pinned (a
+            // log whose writer was changed to another pinned key is caught).
+            Some(writer) => {
+                let Ok(key) = writer.parse::<PublicKey>() else {
+                    say!("TAMPERED: the store names a writer key that does not read: {writer}")?;
+                    return Ok(Outcome::Denied);
+                };
+                if !pinned.is_empty() && !pinned.contains(&key) {
+                    say!("TAMPERED: {label}the store names writer key {writer}, not a given writer key")?;
+                    return Ok(Outcome::Denied);
+                }
+                vec![key]
+            }
+            None => pinned.clone(),
         };
         let expected: Vec<_> = witnesses
             .iter()
             .filter(|w| w.writer.is_none() || w.writer == named)
             .map(|w| (w.seq, w.hash))
             .collect();
-        let label = named
-            .as_deref()
-            .map_or_else(String::new, |writer| format!("writer {writer}: "));
-        match mandate_audit::verify_with_witnesses(stored.log.as_ref(), &own, &expected)? {
+        let verdict =
+            match mandate_audit::verify_with_witnesses(stored.log.as_ref(), &own, &expected) {
+                // A row that does not read as what the writer stored (a head
+                // replaced by garbage) was edited.
+                Err(mandate_audit::Error::Corrupt { seq, message }) => {
+                    say!("TAMPERED: {label}record #{seq}: unreadable: {message}")?;
+                    return Ok(Outcome::Denied);
+                }
+                other => other?,
+            };
+        let verdict = verdict.and_then(|verified| match stored.out_of_trail_order {
+            Some(seq) => Err(mandate_audit::Tampered {
+                seq,
+                problem: format!(
+                    "out of place in the trail: its position comes before record #{}'s (positions reordered)",
+                    seq.saturating_sub(1)
+                ),
+            }),
+            None => Ok(verified),
+        });
+        match verdict {
             Ok(verified) => {
                 records += verified.records;
                 say!(

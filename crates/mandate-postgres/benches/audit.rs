@@ -28,8 +28,12 @@ fn writer(store: &PgAuditStore) -> Arc<AuditWriter> {
     let secret = SecretKey::generate();
     let log: Arc<dyn AuditLog> = Arc::new(store.writer_log(&secret.public().to_string()).unwrap());
     Arc::new(
-        AuditWriter::start(log, WriterKey::new(&secret).unwrap(), WriterConfig::default())
-            .unwrap(),
+        AuditWriter::start(
+            log,
+            WriterKey::new(&secret).unwrap(),
+            WriterConfig::default(),
+        )
+        .unwrap(),
     )
 }
 

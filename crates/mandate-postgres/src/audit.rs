@@ -16,12 +16,19 @@
 //! log's newest entry, so even a second process with the same key cannot
 //! fork the chain.
 //!
+//! A process writing a log bounds each of its calls to the database
+//! (`deadline`): a database that stops answering fails the writer, which
+//! refuses decisions, instead of holding every decision forever. Every
+//! column is read with `try_get`: a row someone with write access altered is
+//! an error, never a panic.
+//!
 //! This module must never hold a pooled connection while waiting for
 //! anything but the database.
 
+mod deadline;
 mod writer_session;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
 
 use mandate_audit::integrity::{SignedHead, StoredEntry};
@@ -29,7 +36,7 @@ use mandate_audit::{AuditLog, Trail, TrailEntry};
 use postgres::Client;
 
 use crate::off_runtime::{self, OwnedPool};
-use crate::{Error, Pool};
+use crate::{Error, Pool, PoolOptions};
 use writer_session::WriterSession;
 
 /// The migration table of the audit schema.
@@ -37,6 +44,10 @@ pub(crate) const AUDIT_MIGRATIONS: &str = "mandate_audit_migrations";
 
 /// How long a readiness probe waits for a connection.
 const PROBE_WAIT: Duration = Duration::from_secs(1);
+/// The longest a writer's call to the database may take: a healthy append
+/// takes milliseconds, and the pool waits 5 s for a connection. Past it the
+/// writer fails (decisions are refused) rather than hang.
+const WRITE_WAIT: Duration = Duration::from_secs(10);
 
 mod embedded {
     refinery::embed_migrations!("migrations/audit");
@@ -73,6 +84,41 @@ impl PgAuditStore {
         PgAuditStore::open(off_runtime::connect(url)?)
     }
 
+    /// The audit store that already exists in the database `url` names, to
+    /// read only, through a pool bounded by `options` (a one-shot reader's):
+    /// nothing is created or migrated, so a role that may only read the
+    /// tables can verify them, and a database without an audit trail is an
+    /// error, never an empty trail.
+    ///
+    /// # Errors
+    /// A malformed URL, a database that cannot be reached, or one that holds
+    /// no audit trail.
+    pub fn connect_to_read(url: &str, options: &PoolOptions) -> Result<PgAuditStore, Error> {
+        let pool = off_runtime::connect_with(url, options)?;
+        let pool = off_runtime::run(move || {
+            let found: bool = pool
+                .get()?
+                .query_one(
+                    "SELECT to_regclass('mandate_audit_logs') IS NOT NULL
+                        AND to_regclass('mandate_audit_entries') IS NOT NULL
+                        AND to_regclass('mandate_audit_heads') IS NOT NULL",
+                    &[],
+                )
+                .map_err(query)?
+                .try_get(0)
+                .map_err(query)?;
+            if !found {
+                return Err(Error::Query(
+                    "this database holds no audit trail (no mandate_audit_* tables)".into(),
+                ));
+            }
+            Ok(pool)
+        })?;
+        Ok(PgAuditStore {
+            pool: Arc::new(OwnedPool::new(pool)),
+        })
+    }
+
     /// The log that `writer` (a public key's text) writes, created on first
     /// use, with this process as its only writer until the log is dropped.
     /// Call it on a thread that is not driving an async runtime.
@@ -96,14 +142,17 @@ impl PgAuditStore {
                 &[&writer],
             )
             .map_err(query)?
-            .get(0);
+            .try_get(0)
+            .map_err(query)?;
         drop(client);
         let session = WriterSession::take(self.pool_ref()?, &log_id)?;
         Ok(PgAuditLog {
-            pool: Arc::clone(&self.pool),
-            log_id,
+            rows: LogRows {
+                pool: Arc::clone(&self.pool),
+                log_id,
+            },
             writer: writer.to_owned(),
-            session: Some(Mutex::new(session)),
+            session: Some(Arc::new(Mutex::new(session))),
         })
     }
 
@@ -119,15 +168,18 @@ impl PgAuditStore {
                 &[],
             )
             .map_err(query)?;
-        Ok(rows
-            .iter()
-            .map(|row| PgAuditLog {
-                pool: Arc::clone(&self.pool),
-                log_id: row.get(0),
-                writer: row.get(1),
-                session: None,
+        rows.iter()
+            .map(|row| {
+                Ok(PgAuditLog {
+                    rows: LogRows {
+                        pool: Arc::clone(&self.pool),
+                        log_id: row.try_get(0).map_err(query)?,
+                    },
+                    writer: row.try_get(1).map_err(query)?,
+                    session: None,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The records of every writer in commit order.
@@ -146,18 +198,17 @@ impl PgAuditStore {
 
 /// One writer's log in the shared store.
 pub struct PgAuditLog {
-    pool: Arc<OwnedPool>,
-    log_id: String,
+    rows: LogRows,
     writer: String,
     /// The writer's session (holding the log's lock, carrying its
     /// appends) while this process writes the log; `None` for readers.
-    session: Option<Mutex<WriterSession>>,
+    session: Option<Arc<Mutex<WriterSession>>>,
 }
 
 impl std::fmt::Debug for PgAuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgAuditLog")
-            .field("log_id", &self.log_id)
+            .field("log_id", &self.rows.log_id)
             .field("writer", &self.writer)
             .field("writing", &self.session.is_some())
             .finish_non_exhaustive()
@@ -170,16 +221,91 @@ impl PgAuditLog {
         &self.writer
     }
 
-    /// The writer's session; a log opened to read has none.
-    fn writer_session(
-        &self,
-        action: &'static str,
-    ) -> mandate_audit::Result<&Mutex<WriterSession>> {
-        self.session
-            .as_ref()
-            .ok_or_else(|| mandate_audit::Error::storage(action, "this log was opened to read"))
+    /// The first record whose position in the merged trail does not come
+    /// after its predecessor's, if any. Positions are allocated in commit
+    /// order and a writer commits its records in sequence, so each writer's
+    /// positions rise with its sequence numbers: one that does not was moved
+    /// (positions swapped in the database). Positions are not signed, so a
+    /// swap between two writers' records cannot be told this way.
+    ///
+    /// # Errors
+    /// The database cannot be used.
+    pub fn first_out_of_trail_order(&self) -> Result<Option<u64>, Error> {
+        let mut client = self.rows.pool.get()?;
+        let row = client
+            .query_opt(
+                "SELECT seq FROM (
+                     SELECT seq, pos, lag(pos) OVER (ORDER BY seq) AS before
+                     FROM mandate_audit_entries WHERE log_id = $1
+                 ) ordered WHERE pos <= before ORDER BY seq LIMIT 1",
+                &[&self.rows.log_id],
+            )
+            .map_err(query)?;
+        row.map(|row| {
+            let seq: i64 = row.try_get(0).map_err(query)?;
+            u64::try_from(seq).map_err(|_| Error::Query(format!("a negative seq: {seq}")))
+        })
+        .transpose()
     }
 
+    /// Runs `work` on the log's rows: within [`WRITE_WAIT`] when this process
+    /// writes the log (a decision waits for it), as it comes otherwise.
+    fn run<T: Send + 'static>(
+        &self,
+        action: &'static str,
+        work: impl FnOnce(&LogRows) -> mandate_audit::Result<T> + Send + 'static,
+    ) -> mandate_audit::Result<T> {
+        if self.session.is_none() {
+            return work(&self.rows);
+        }
+        let rows = self.rows.clone();
+        deadline::within(action, WRITE_WAIT, move || work(&rows))
+    }
+}
+
+impl PgAuditLog {
+    /// Runs `work` on the writer's session within [`WRITE_WAIT`].
+    fn on_session(
+        &self,
+        action: &'static str,
+        work: impl FnOnce(&mut WriterSession, &str) -> Result<(), String> + Send + 'static,
+    ) -> mandate_audit::Result<()> {
+        let Some(session) = &self.session else {
+            return Err(mandate_audit::Error::storage(
+                action,
+                "this log was opened to read",
+            ));
+        };
+        let session = Arc::clone(session);
+        let log_id = self.rows.log_id.clone();
+        deadline::within(action, WRITE_WAIT, move || {
+            // A call from an earlier attempt that is still waiting for the
+            // database holds the session: fail at once rather than pile up
+            // one waiting thread per retry while the database is stalled.
+            let mut held = match session.try_lock() {
+                Ok(held) => held,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    return Err(mandate_audit::Error::storage(
+                        action,
+                        "an earlier call is still waiting for the database",
+                    ))
+                }
+            };
+            work(&mut held, &log_id).map_err(|e| mandate_audit::Error::storage(action, e))
+        })
+    }
+}
+
+/// Where one log's rows are: cloned onto the thread that reads or writes
+/// them under a deadline.
+#[derive(Clone)]
+struct LogRows {
+    pool: Arc<OwnedPool>,
+    log_id: String,
+}
+
+impl LogRows {
     fn client(
         &self,
         action: &'static str,
@@ -188,6 +314,101 @@ impl PgAuditLog {
             .get()
             .map_err(|e| mandate_audit::Error::storage(action, e))
     }
+
+    fn last(&self) -> mandate_audit::Result<Option<StoredEntry>> {
+        const ACTION: &str = "reading the audit log";
+        let row = self
+            .client(ACTION)?
+            .query_opt(
+                "SELECT seq, prev, body FROM mandate_audit_entries
+                 WHERE log_id = $1 ORDER BY seq DESC LIMIT 1",
+                &[&self.log_id],
+            )
+            .map_err(storage(ACTION))?;
+        row.map(|row| entry(&row, ACTION)).transpose()
+    }
+
+    fn read(&self, from: u64, limit: usize) -> mandate_audit::Result<Vec<StoredEntry>> {
+        const ACTION: &str = "reading the audit log";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .client(ACTION)?
+            .query(
+                "SELECT seq, prev, body FROM mandate_audit_entries
+                 WHERE log_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
+                &[&self.log_id, &to_i64(from), &limit],
+            )
+            .map_err(storage(ACTION))?;
+        rows.iter().map(|row| entry(row, ACTION)).collect()
+    }
+
+    fn heads(&self) -> mandate_audit::Result<Vec<SignedHead>> {
+        const ACTION: &str = "reading the audit log's heads";
+        let rows = self
+            .client(ACTION)?
+            .query(
+                "SELECT seq, head FROM mandate_audit_heads WHERE log_id = $1 ORDER BY id",
+                &[&self.log_id],
+            )
+            .map_err(storage(ACTION))?;
+        rows.iter()
+            .map(|row| {
+                // The column only indexes the head; the signed JSON says
+                // which record it covers. Either unreadable, or the two
+                // disagreeing, is an edited row.
+                let column = row
+                    .try_get::<_, i64>(0)
+                    .ok()
+                    .and_then(|seq| u64::try_from(seq).ok());
+                let corrupt = |seq: u64, message: String| mandate_audit::Error::Corrupt {
+                    seq,
+                    message: format!("signed head: {message}"),
+                };
+                let text: &str = row
+                    .try_get(1)
+                    .map_err(|e| corrupt(column.unwrap_or(0), e.to_string()))?;
+                let head: SignedHead = serde_json::from_str(text)
+                    .map_err(|e| corrupt(column.unwrap_or(0), e.to_string()))?;
+                if column != Some(head.seq) {
+                    return Err(corrupt(
+                        head.seq,
+                        "its row was moved to another record number".into(),
+                    ));
+                }
+                Ok(head)
+            })
+            .collect()
+    }
+
+    fn check_writable(&self) -> mandate_audit::Result<()> {
+        const ACTION: &str = "checking the audit store";
+        let pool = self
+            .pool
+            .pool()
+            .ok_or_else(|| mandate_audit::Error::storage(ACTION, "the store is closed"))?;
+        let mut client = pool
+            .get_within(PROBE_WAIT)
+            .map_err(|e| mandate_audit::Error::storage(ACTION, e))?;
+        let standby: bool = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .map_err(storage(ACTION))?
+            .try_get(0)
+            .map_err(storage(ACTION))?;
+        if standby {
+            return Err(mandate_audit::Error::storage(
+                ACTION,
+                "the database is a read-only standby; point the audit store at the primary",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A batch's columns, owned so a thread of its own can send them.
+struct Batch {
+    seqs: Vec<i64>,
+    prevs: Vec<Vec<u8>>,
+    bodies: Vec<Vec<u8>>,
 }
 
 fn query(error: postgres::Error) -> Error {
@@ -206,32 +427,41 @@ fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn entry(seq: i64, prev: &[u8], body: Vec<u8>) -> mandate_audit::Result<StoredEntry> {
-    let seq = seq_of(seq, "reading the audit log")?;
-    let prev = prev.try_into().map_err(|_| mandate_audit::Error::Corrupt {
+/// A column of `row`; a value of another type (or a NULL) is an error, never
+/// a panic: someone who can write the database may have changed the table.
+fn column<'a, T: postgres::types::FromSql<'a>>(
+    row: &'a postgres::Row,
+    index: usize,
+    action: &'static str,
+) -> mandate_audit::Result<T> {
+    row.try_get(index).map_err(storage(action))
+}
+
+fn entry(row: &postgres::Row, action: &'static str) -> mandate_audit::Result<StoredEntry> {
+    let seq = seq_of(column(row, 0, action)?, action)?;
+    let corrupt = |message: &str| mandate_audit::Error::Corrupt {
         seq,
-        message: "the previous hash is not 32 bytes".into(),
-    })?;
+        message: message.into(),
+    };
+    let prev: &[u8] = row
+        .try_get(1)
+        .map_err(|_| corrupt("the previous hash is not bytes"))?;
+    let prev = prev
+        .try_into()
+        .map_err(|_| corrupt("the previous hash is not 32 bytes"))?;
+    let body: Vec<u8> = row
+        .try_get(2)
+        .map_err(|_| corrupt("the record is not bytes"))?;
     Ok(StoredEntry { seq, prev, body })
 }
 
 impl AuditLog for PgAuditLog {
     fn log_id(&self) -> mandate_audit::Result<String> {
-        Ok(self.log_id.clone())
+        Ok(self.rows.log_id.clone())
     }
 
     fn last(&self) -> mandate_audit::Result<Option<StoredEntry>> {
-        const ACTION: &str = "reading the audit log";
-        let row = self
-            .client(ACTION)?
-            .query_opt(
-                "SELECT seq, prev, body FROM mandate_audit_entries
-                 WHERE log_id = $1 ORDER BY seq DESC LIMIT 1",
-                &[&self.log_id],
-            )
-            .map_err(storage(ACTION))?;
-        row.map(|row| entry(row.get(0), row.get(1), row.get(2)))
-            .transpose()
+        self.run("reading the audit log", |rows| rows.last())
     }
 
     fn append(
@@ -241,111 +471,59 @@ impl AuditLog for PgAuditLog {
         durable: bool,
     ) -> mandate_audit::Result<()> {
         const ACTION: &str = "appending to the audit log";
-        let session = self.writer_session(ACTION)?;
-        let seqs: Vec<i64> = entries.iter().map(|e| to_i64(e.seq)).collect();
-        let prevs: Vec<&[u8]> = entries.iter().map(|e| e.prev.as_slice()).collect();
-        let bodies: Vec<&[u8]> = entries.iter().map(|e| e.body.as_slice()).collect();
-        let head_seq = head.map(|h| to_i64(h.seq));
-        let head_json = head
-            .map(serde_json::to_string)
+        let batch = Batch {
+            seqs: entries.iter().map(|e| to_i64(e.seq)).collect(),
+            prevs: entries.iter().map(|e| e.prev.to_vec()).collect(),
+            bodies: entries.iter().map(|e| e.body.clone()).collect(),
+        };
+        let head = head
+            .map(|h| serde_json::to_string(h).map(|json| (to_i64(h.seq), json)))
             .transpose()
             .map_err(|e| mandate_audit::Error::storage(ACTION, e))?;
-        session
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .append(
+        let (head_seq, head_json) = head.unzip();
+        self.on_session(ACTION, move |session, log_id| {
+            session.append(
                 &[
-                    &self.log_id,
-                    &seqs,
-                    &prevs,
-                    &bodies,
+                    &log_id,
+                    &batch.seqs,
+                    &batch.prevs,
+                    &batch.bodies,
                     &head_seq,
                     &head_json,
                 ],
                 durable,
             )
-            .map_err(|e| mandate_audit::Error::storage(ACTION, e))
+        })
     }
 
     fn flush(&self) -> mandate_audit::Result<()> {
-        const ACTION: &str = "flushing the audit log";
-        self.writer_session(ACTION)?
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .flush(&self.log_id)
-            .map_err(|e| mandate_audit::Error::storage(ACTION, e))
+        self.on_session("flushing the audit log", |session, log_id| {
+            session.flush(log_id)
+        })
     }
 
     fn read(&self, from: u64, limit: usize) -> mandate_audit::Result<Vec<StoredEntry>> {
-        const ACTION: &str = "reading the audit log";
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self
-            .client(ACTION)?
-            .query(
-                "SELECT seq, prev, body FROM mandate_audit_entries
-                 WHERE log_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
-                &[&self.log_id, &to_i64(from), &limit],
-            )
-            .map_err(storage(ACTION))?;
-        rows.iter()
-            .map(|row| entry(row.get(0), row.get(1), row.get(2)))
-            .collect()
+        self.run("reading the audit log", move |rows| rows.read(from, limit))
     }
 
     fn heads(&self) -> mandate_audit::Result<Vec<SignedHead>> {
-        const ACTION: &str = "reading the audit log's heads";
-        let rows = self
-            .client(ACTION)?
-            .query(
-                "SELECT seq, head FROM mandate_audit_heads WHERE log_id = $1 ORDER BY id",
-                &[&self.log_id],
-            )
-            .map_err(storage(ACTION))?;
-        rows.iter()
-            .map(|row| {
-                let seq = seq_of(row.get(0), ACTION)?;
-                serde_json::from_str(row.get(1)).map_err(|e| mandate_audit::Error::Corrupt {
-                    seq,
-                    message: format!("signed head: {e}"),
-                })
-            })
-            .collect()
+        self.run("reading the audit log's heads", LogRows::heads)
     }
 
     fn recover(&self) -> mandate_audit::Result<()> {
-        let Some(session) = &self.session else {
+        const ACTION: &str = "reopening the audit log";
+        if self.session.is_none() {
             return Ok(());
-        };
-        let pool = self.pool.pool().ok_or_else(|| {
-            mandate_audit::Error::storage("reopening the audit log", "the store is closed")
-        })?;
-        session
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keep(pool, &self.log_id)
-            .map_err(|e| mandate_audit::Error::storage("reopening the audit log", e))
+        }
+        let pool = Arc::clone(&self.rows.pool);
+        self.on_session(ACTION, move |session, log_id| {
+            let pool = pool.pool().ok_or("the store is closed")?;
+            session.keep(pool, log_id).map_err(|e| e.to_string())
+        })
     }
 
     fn check_writable(&self) -> mandate_audit::Result<()> {
-        const ACTION: &str = "checking the audit store";
-        let pool = self
-            .pool
-            .pool()
-            .ok_or_else(|| mandate_audit::Error::storage(ACTION, "the store is closed"))?;
-        let mut client = pool
-            .get_within(PROBE_WAIT)
-            .map_err(|e| mandate_audit::Error::storage(ACTION, e))?;
-        let standby: bool = client
-            .query_one("SELECT pg_is_in_recovery()", &[])
-            .map_err(storage(ACTION))?
-            .get(0);
-        if standby {
-            return Err(mandate_audit::Error::storage(
-                ACTION,
-                "the database is a read-only standby; point the audit store at the primary",
-            ));
-        }
-        Ok(())
+        self.run("checking the audit store", LogRows::check_writable)
     }
 }
 
@@ -372,9 +550,9 @@ impl Trail for PgAuditTrail {
         rows.iter()
             .map(|row| {
                 Ok(TrailEntry {
-                    position: seq_of(row.get(0), ACTION)?,
-                    seq: seq_of(row.get(1), ACTION)?,
-                    body: row.get(2),
+                    position: seq_of(column(row, 0, ACTION)?, ACTION)?,
+                    seq: seq_of(column(row, 1, ACTION)?, ACTION)?,
+                    body: column(row, 2, ACTION)?,
                 })
             })
             .collect()

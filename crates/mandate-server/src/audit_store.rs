@@ -7,10 +7,22 @@
 //! store by [`StoreLocation`]'s `Display`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use mandate_audit::{AuditLog, LogTrail, Trail};
-use mandate_postgres::{PgAuditStore, StoreLocation};
+use mandate_postgres::{PgAuditStore, PoolOptions, StoreLocation};
+
+/// The pool of a command that reads a shared store: one statement at a
+/// time, an unreachable database reported once within seconds, and room for
+/// a reader's longer scans.
+const READER_POOL: PoolOptions = PoolOptions {
+    max_size: 1,
+    connect_timeout: Duration::from_secs(5),
+    statement_timeout: Duration::from_secs(60),
+    // Reported once, in the command's error.
+    log_connect_failures: false,
+};
 
 /// The log a writer appends to, and the trail its readers read when that is
 /// more than the log (a store shared with other writers).
@@ -57,6 +69,10 @@ pub struct WriterLog {
     pub writer: Option<String>,
     /// The log.
     pub log: Arc<dyn AuditLog>,
+    /// The first record whose place in the merged trail comes before its
+    /// predecessor's (positions moved in the database), when the store
+    /// keeps such places (a database does).
+    pub out_of_trail_order: Option<u64>,
 }
 
 /// An existing audit store, opened to read and verify.
@@ -77,8 +93,10 @@ impl std::fmt::Debug for AuditStore {
 }
 
 impl AuditStore {
-    /// Opens the store at `location` to read; a folder that holds no log is
-    /// an error, never an empty log. Call it on a thread that is not driving
+    /// Opens the store at `location` to read; a folder that holds no log (or
+    /// a database that holds no audit trail) is an error, never an empty
+    /// log. A database is not migrated: reading needs only `SELECT` on the
+    /// audit tables. Call it on a thread that is not driving
     /// an async runtime.
     ///
     /// # Errors
@@ -89,7 +107,7 @@ impl AuditStore {
                 mandate_audit::store::open_existing(dir)?,
             )),
             StoreLocation::Postgres(url) => Ok(AuditStore::Shared(
-                PgAuditStore::connect(url)
+                PgAuditStore::connect_to_read(url, &READER_POOL)
                     .with_context(|| format!("opening audit store {location}"))?,
             )),
         }
@@ -112,15 +130,19 @@ impl AuditStore {
             AuditStore::Folder(log) => Ok(vec![WriterLog {
                 writer: None,
                 log: Arc::clone(log),
+                out_of_trail_order: None,
             }]),
-            AuditStore::Shared(store) => Ok(store
+            AuditStore::Shared(store) => store
                 .logs()?
                 .into_iter()
-                .map(|log| WriterLog {
-                    writer: Some(log.writer().to_owned()),
-                    log: Arc::new(log),
+                .map(|log| {
+                    Ok(WriterLog {
+                        writer: Some(log.writer().to_owned()),
+                        out_of_trail_order: log.first_out_of_trail_order()?,
+                        log: Arc::new(log),
+                    })
                 })
-                .collect()),
+                .collect(),
         }
     }
 }
