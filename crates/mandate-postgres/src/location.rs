@@ -59,8 +59,30 @@ impl fmt::Debug for StoreLocation {
     }
 }
 
-/// `url` with the password of its user-info (`user:password@`) replaced.
+/// `url` with its passwords replaced: the user-info's (`user:password@`)
+/// and any `password=` query parameter's.
 fn redact_password(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut redacted = redact_user_info(base);
+    if let Some(query) = query {
+        let parameters: Vec<String> = query
+            .split('&')
+            .map(|parameter| match parameter.split_once('=') {
+                Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+                _ => parameter.to_owned(),
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&parameters.join("&"));
+    }
+    redacted
+}
+
+/// `url` with the password of its user-info (`user:password@`) replaced.
+fn redact_user_info(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_owned();
     };
@@ -92,6 +114,13 @@ mod tests {
         assert!(matches!(location, StoreLocation::Postgres(_)));
         assert_eq!(location.to_string(), "postgres://ops:***@db:5432/mandate");
         assert!(!format!("{location:?}").contains("s3cret"));
+        let query: StoreLocation = "postgres://ops@db/mandate?sslmode=disable&password=s3cret"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            query.to_string(),
+            "postgres://ops@db/mandate?sslmode=disable&password=***"
+        );
     }
 
     #[test]

@@ -26,12 +26,28 @@ pub(crate) fn run(pool: &Pool, mut runner: Runner, table: &str) -> Result<(), Er
         .set_migration_table_name(table)
         .run(&mut *client)
         .map(|_| ())
-        .map_err(|e| Error::Query(format!("migrating {table}: {e}")));
+        .map_err(|e| Error::Query(format!("migrating {table}: {}", with_causes(&e))));
     let unlocked = client
         .execute("SELECT pg_advisory_unlock($1)", &[&key])
         .map(|_| ())
         .map_err(|e| Error::Query(e.to_string()));
     outcome.and(unlocked)
+}
+
+/// `error` and each of its causes, so that the database's own reason
+/// ("permission denied for schema public") is not hidden behind "db error".
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 /// A stable 64-bit lock id for `name` (FNV-1a): the same in every process.
