@@ -44,6 +44,7 @@ use crate::revoke::TaskRevoker;
 use crate::revoked::Revocations;
 use crate::signing::SigningKeys;
 use crate::tasks::{StoreError, Task, TaskState, TaskStore};
+use mandate_verifier::RevocationDenial;
 
 /// The issuer's tunables.
 #[derive(Debug, Clone)]
@@ -652,7 +653,16 @@ impl Issuer {
         // close its task. Everything else may mint, unless the task is
         // closed, which the caller refuses as such.
         if op != TaskOperation::Close && task.state != TaskState::Closed {
-            self.revocations.presented(&mandate)?;
+            self.revocations
+                .presented(&mandate)
+                .map_err(|denial| match denial {
+                    RevocationDenial::Revoked { .. } => {
+                        TaskError::Forbidden(format!("the mandate is {denial}"))
+                    }
+                    _ => TaskError::Unavailable(format!(
+                        "the issuer cannot vouch that this mandate is not revoked: {denial}"
+                    )),
+                })?;
         }
         Ok(task)
     }

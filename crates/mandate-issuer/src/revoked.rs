@@ -24,8 +24,6 @@ use std::sync::Arc;
 use mandate_core::{AgentKey, Link, Mandate};
 use mandate_verifier::{RevocationCheck, RevocationDenial, RevocationSubject};
 
-use crate::issuer::TaskError;
-
 /// The revocation state the issuer consults, when it was given one.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Revocations {
@@ -41,9 +39,9 @@ impl Revocations {
     /// Whether a mandate presented to the issuer may still be used to mint.
     ///
     /// # Errors
-    /// [`TaskError::Forbidden`] naming the revocation, or
-    /// [`TaskError::Unavailable`] while the state is stale.
-    pub(crate) fn presented(&self, mandate: &Mandate) -> Result<(), TaskError> {
+    /// The revocation that names it, or the staleness that keeps the state
+    /// from answering.
+    pub(crate) fn presented(&self, mandate: &Mandate) -> Result<(), RevocationDenial> {
         let Some(check) = &self.check else {
             return Ok(());
         };
@@ -60,15 +58,7 @@ impl Revocations {
             task: &claims.task,
             agents: &agents,
         };
-        match check.check(&subject) {
-            Ok(()) => Ok(()),
-            Err(denial @ RevocationDenial::Revoked { .. }) => {
-                Err(TaskError::Forbidden(format!("the mandate is {denial}")))
-            }
-            Err(denial) => Err(TaskError::Unavailable(format!(
-                "the issuer cannot vouch that this mandate is not revoked: {denial}"
-            ))),
-        }
+        check.check(&subject)
     }
 
     /// The revocation, if any, of `principal` or of the agent `name` holding
