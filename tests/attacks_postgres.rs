@@ -55,24 +55,10 @@ impl Fixture {
 
     /// `mandate serve` with its revocations in the database and its audit
     /// trail at `audit` (the database, or a way to it), signed with `key`.
-    fn replica(&self, name: &str, audit: &str, key: &str) -> Server {
+    fn replica(&self, audit: &str, key: &str) -> Server {
         let key = self.w.path(key);
-        self.w.serve(
-            name,
-            &[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--root-pub",
-                self.w.root_pub_file(),
-                "--store",
-                &self.db,
-                "--audit-store",
-                audit,
-                "--audit-key",
-                &key,
-            ],
-        )
+        self.w
+            .serve_store(&self.db, &["--audit-store", audit, "--audit-key", &key])
     }
 
     /// `POST /v1/authorize` for alice, waiting as long as the server takes.
@@ -132,8 +118,8 @@ fn verify_names_each_edit_of_the_database_as_tampering() {
         return;
     };
     {
-        let a = fx.replica("replica-a", &fx.db, "a-audit.key");
-        let b = fx.replica("replica-b", &fx.db, "b-audit.key");
+        let a = fx.replica(&fx.db, "a-audit.key");
+        let b = fx.replica(&fx.db, "b-audit.key");
         for n in 0..3 {
             assert_eq!(fx.call(&a, &format!("/a{n}")).0, 200);
             assert_eq!(fx.call(&b, &format!("/b{n}")).0, 200);
@@ -269,7 +255,7 @@ fn a_reader_needs_only_select_and_never_creates_a_trail() {
     assert_eq!(made, "none");
 
     {
-        let replica = fx.replica("replica", &fx.db, "audit.key");
+        let replica = fx.replica(&fx.db, "audit.key");
         assert_eq!(fx.call(&replica, "/q").0, 200);
     }
     fx.sql(&format!(
@@ -308,7 +294,7 @@ fn a_database_that_stops_answering_refuses_decisions_then_recovers() {
         return;
     };
     let relay = StallingRelay::start(&fx.db);
-    let replica = fx.replica("replica", &relay.url, "audit.key");
+    let replica = fx.replica(&relay.url, "audit.key");
     assert_eq!(fx.call(&replica, "/before").0, 200);
 
     relay.stall(true);

@@ -48,31 +48,21 @@ impl Fixture {
 
     /// `mandate serve` on the shared database, writing the audit trail there
     /// with the key file `key`.
-    fn try_replica(&self, name: &str, key: &str) -> Result<Server, String> {
+    fn try_replica(&self, key: &str) -> Result<Server, String> {
         let key = self.w.path(key);
-        self.w.try_serve(
-            name,
-            &[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--root-pub",
-                self.w.root_pub_file(),
-                "--store",
-                &self.db,
-                "--heartbeat",
-                "200ms",
-                "--audit-store",
-                &self.db,
-                "--audit-key",
-                &key,
-            ],
-        )
+        let extra = [
+            "--heartbeat",
+            "200ms",
+            "--audit-store",
+            &self.db,
+            "--audit-key",
+            &key,
+        ];
+        self.w.try_serve_store(&self.db, &extra)
     }
 
-    fn replica(&self, name: &str, key: &str) -> Server {
-        self.try_replica(name, key)
-            .unwrap_or_else(|e| panic!("{e}"))
+    fn replica(&self, key: &str) -> Server {
+        self.try_replica(key).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn call(&self, server: &Server, operation: &str, request_id: &str) -> u16 {
@@ -113,8 +103,8 @@ fn replicas_write_their_own_chains_and_read_one_trail() {
     let Some(fx) = Fixture::new("audit trail of replicas") else {
         return;
     };
-    let a = fx.replica("replica-a", "a-audit.key");
-    let b = fx.replica("replica-b", "b-audit.key");
+    let a = fx.replica("a-audit.key");
+    let b = fx.replica("b-audit.key");
 
     assert_eq!(fx.call(&a, "read", "a-1"), 200);
     assert_eq!(fx.call(&b, "read", "b-1"), 200);
@@ -161,7 +151,7 @@ fn replicas_write_their_own_chains_and_read_one_trail() {
     // Over HTTP, either replica serves the whole trail.
     for server in [&a, &b] {
         let served = fx.over_http(server);
-        assert_eq!(request_ids(&served), ids, "{}", server.name);
+        assert_eq!(request_ids(&served), ids, "{}", server.url);
     }
     let denied = audit_records(&["--store", &fx.db, "--decision", "deny"]);
     assert!(denied.iter().all(|r| r["decision"] == "deny"));
@@ -173,7 +163,7 @@ fn replicas_write_their_own_chains_and_read_one_trail() {
     assert!(story.contains("revoke"), "{story}");
 
     // A second process with A's key is refused: one writer per chain.
-    let twin = fx.try_replica("twin-of-a", "a-audit.key");
+    let twin = fx.try_replica("a-audit.key");
     let refused = twin.err().expect("the twin must not start");
     assert!(refused.contains("same audit key"), "{refused}");
 

@@ -298,10 +298,17 @@ impl World {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// `COMMAND --store STORE --root-pub ROOT [--listen 127.0.0.1:0] EXTRA`.
+    /// `COMMAND --store STORE --root-pub ROOT [--listen 127.0.0.1:0] EXTRA`
+    /// (STORE a folder in this world, or a `postgres://` URL).
     fn with_store(&self, command: &[&str], store: &str, extra: &[&str]) -> Vec<String> {
         let mut args: Vec<String> = command.iter().map(|arg| arg.to_string()).collect();
-        args.extend(["--store".into(), self.path(store)]);
+        // A database URL is the store as it is; anything else, a folder here.
+        let store = if store.starts_with("postgres://") {
+            store.to_owned()
+        } else {
+            self.path(store)
+        };
+        args.extend(["--store".into(), store]);
         args.extend(["--root-pub".into(), self.root_pub_file.clone()]);
         if !extra.iter().any(|arg| arg.starts_with("--listen")) {
             args.extend(["--listen".into(), "127.0.0.1:0".into()]);
