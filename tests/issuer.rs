@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use common::idp::{claims, fixture, id_token, now, Jwks, AUDIENCE, IDP, ISSUER_ID};
 use common::server::{poll, Server};
-use common::{mandate, Dir};
+use common::{mandate, task_open, Dir};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
@@ -240,26 +240,21 @@ fn a_login_is_exchanged_delegated_used_refreshed_and_closed() {
     let w = World::start();
     std::fs::write(w.dir.file("id.jwt"), alice()).unwrap();
     let issuer = w.issuer.url.clone();
-    let task = mandate(&[
-        "task",
-        "open",
-        "--issuer",
+    let task = task_open(
         &issuer,
-        "--subject-token",
         &format!("@{}", w.dir.path("id.jwt")),
-        "--agent",
         "orchestrator",
-        "--agent-key",
         &w.dir.path("agent.key"),
-        "--right",
-        "analytics:read",
-        "--audience",
-        "analytics",
-        "--description",
-        "quarterly numbers",
-        "--out",
-        &w.dir.path("task.token"),
-    ])
+        &["analytics:read"],
+        &[
+            "--audience",
+            "analytics",
+            "--description",
+            "quarterly numbers",
+            "--out",
+            &w.dir.path("task.token"),
+        ],
+    )
     .ok_trimmed();
     assert!(task.starts_with("task-"), "{task}");
     let inspected = mandate(&[

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use common::http::{http, Reply, JSON};
 use common::idp::{login, Jwks, ISSUER_ID};
 use common::server::{poll, Server};
-use common::{mandate, Dir, Run};
+use common::{mandate, task_open, Dir, Run};
 use mandate_issuer::issuer::TaskOperation;
 use serde_json::json;
 
@@ -130,24 +130,15 @@ impl World {
     fn open(&self, rights: &[&str]) -> String {
         let subject = self.login("alice", "alice@example.com", &["staff"]);
         let (key, out) = (self.dir.path("agent.key"), self.dir.path("task.token"));
-        let mut args = vec![
-            "task",
-            "open",
-            "--issuer",
+        task_open(
             &self.issuer.url,
-            "--subject-token",
             &subject,
-            "--agent",
             "orchestrator",
-            "--agent-key",
             &key,
-            "--out",
-            &out,
-        ];
-        for right in rights {
-            args.extend(["--right", right]);
-        }
-        mandate(&args).ok_trimmed()
+            rights,
+            &["--out", &out],
+        )
+        .ok_trimmed()
     }
 
     /// `mandate task request` as the agent holding `token` with `key`.
@@ -871,24 +862,16 @@ impl World {
     fn open_run(&self, right: &str, extra: &[&str]) -> Run {
         let subject = self.login("alice", "alice@example.com", &["staff"]);
         let key = self.dir.path("agent.key");
-        let mut args = vec![
-            "task",
-            "open",
-            "--issuer",
+        let mut extra = extra.to_vec();
+        extra.extend(["--description", "pay the supplier"]);
+        task_open(
             &self.issuer.url,
-            "--subject-token",
             &subject,
-            "--agent",
             "orchestrator",
-            "--agent-key",
             &key,
-            "--right",
-            right,
-            "--description",
-            "pay the supplier",
-        ];
-        args.extend_from_slice(extra);
-        mandate(&args)
+            &[right],
+            &extra,
+        )
     }
 
     /// `mandate task open --request ID` (collect) as the orchestrator with `key`.
@@ -1056,24 +1039,14 @@ fn a_waiting_task_open_gets_its_mandate_when_the_approver_says_yes() {
             w.dir.path("task.token"),
         );
         std::thread::spawn(move || {
-            mandate(&[
-                "task",
-                "open",
-                "--issuer",
+            task_open(
                 &issuer,
-                "--subject-token",
                 &subject,
-                "--agent",
                 "orchestrator",
-                "--agent-key",
                 &key,
-                "--right",
-                "payments:transfer",
-                "--wait",
-                "60s",
-                "--out",
-                &out,
-            ])
+                &["payments:transfer"],
+                &["--wait", "60s", "--out", &out],
+            )
         })
     };
     // An approver (not the principal) decides once the request shows up.
@@ -1109,22 +1082,14 @@ fn run_time_requests_see_the_login_the_task_was_opened_with() {
     let (key, out) = (w.dir.path("agent.key"), w.dir.path("task.token"));
     let open = |name: &str, email: &str, groups: &[&str]| {
         let subject = w.login(name, email, groups);
-        mandate(&[
-            "task",
-            "open",
-            "--issuer",
+        task_open(
             &w.issuer.url,
-            "--subject-token",
             &subject,
-            "--agent",
             "orchestrator",
-            "--agent-key",
             &key,
-            "--right",
-            "reports:read",
-            "--out",
-            &out,
-        ])
+            &["reports:read"],
+            &["--out", &out],
+        )
         .ok_trimmed()
     };
 

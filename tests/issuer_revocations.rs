@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use common::http::{http, Reply};
 use common::idp::{login, Jwks, ISSUER_ID};
 use common::server::{poll, Server};
-use common::{mandate, Dir, Run};
+use common::{mandate, task_open, Dir, Run};
 use serde_json::json;
 
 /// The issuer's staleness bound, as its configuration file sets it.
@@ -197,22 +197,14 @@ impl World {
             self.dir.path("agent.key"),
             self.dir.path(out),
         );
-        mandate(&[
-            "task",
-            "open",
-            "--issuer",
+        task_open(
             &self.issuer.url,
-            "--subject-token",
             &subject,
-            "--agent",
             "orchestrator",
-            "--agent-key",
             &key,
-            "--right",
-            right,
-            "--out",
-            &out,
-        ])
+            &[right],
+            &["--out", &out],
+        )
     }
 
     /// A pending request for `payments:transfer`: asked at exchange, so the

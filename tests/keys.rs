@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::http::{http, Reply, JSON};
 use common::server::{poll, Server};
-use common::{mandate, Dir};
+use common::{mandate, task_open, Dir};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
@@ -102,24 +102,14 @@ impl World {
 
     /// `mandate task open` as alice's agent; returns the task id.
     fn open(&self, out: &str) -> String {
-        mandate(&[
-            "task",
-            "open",
-            "--issuer",
+        task_open(
             &self.issuer.url,
-            "--subject-token",
             &format!("@{}", self.dir.path("alice.jwt")),
-            "--agent",
             "orchestrator",
-            "--agent-key",
             &self.dir.path("agent.key"),
-            "--right",
-            "analytics:read",
-            "--audience",
-            "analytics",
-            "--out",
-            &self.dir.path(out),
-        ])
+            &["analytics:read"],
+            &["--audience", "analytics", "--out", &self.dir.path(out)],
+        )
         .ok_trimmed()
     }
 

@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::server::Server;
-use common::{mandate, Dir};
+use common::{mandate, task_open, Dir};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
@@ -429,26 +429,21 @@ impl World {
 
     /// `mandate task open` with the ID token in file `id_token`.
     fn open(&self, id_token: &str, out: &str) -> common::Run {
-        mandate(&[
-            "task",
-            "open",
-            "--issuer",
+        task_open(
             &self.issuer.url,
-            "--subject-token",
             &format!("@{}", self.dir.path(id_token)),
-            "--agent",
             "orchestrator",
-            "--agent-key",
             &self.dir.path("agent.key"),
-            "--right",
-            "analytics:read",
-            "--audience",
-            "analytics",
-            "--description",
-            "quarterly numbers",
-            "--out",
-            &self.dir.path(out),
-        ])
+            &["analytics:read"],
+            &[
+                "--audience",
+                "analytics",
+                "--description",
+                "quarterly numbers",
+                "--out",
+                &self.dir.path(out),
+            ],
+        )
     }
 
     /// `POST /v1/authorize` as `key` holding the token in file `token`:

@@ -18,10 +18,10 @@ mod common;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::mandate;
 use common::scenario;
 use common::server::{poll, Server};
 use common::stage::{Origin, Stage};
+use common::{mandate, task_open};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
@@ -132,26 +132,15 @@ impl Origin for Login {
             stage.path(&format!("{agent}.key")),
             stage.path(out),
         );
-        let mut args = vec![
-            "task",
-            "open",
-            "--issuer",
+        let opened = task_open(
             &self.issuer.url,
-            "--subject-token",
             &subject,
-            "--agent",
             agent,
-            "--agent-key",
             &agent_key,
-            "--description",
-            task,
-            "--out",
-            &out,
-        ];
-        for right in rights {
-            args.extend(["--right", *right]);
-        }
-        let opened = mandate(&args).ok_trimmed();
+            rights,
+            &["--description", task, "--out", &out],
+        )
+        .ok_trimmed();
         assert!(opened.starts_with("task-"), "{opened}");
         opened
     }

@@ -182,6 +182,37 @@ pub fn mandate(args: &[&str]) -> Run {
     mandate_in(args, None)
 }
 
+/// `mandate task open --issuer ISSUER --subject-token SUBJECT --agent AGENT
+/// --agent-key KEY [--right R]... EXTRA...`: an agent exchanging a login for
+/// a task's mandate.
+#[allow(dead_code)] // reason: only the issuer tests open tasks.
+pub fn task_open(
+    issuer: &str,
+    subject: &str,
+    agent: &str,
+    key: &str,
+    rights: &[&str],
+    extra: &[&str],
+) -> Run {
+    let mut args = vec![
+        "task",
+        "open",
+        "--issuer",
+        issuer,
+        "--subject-token",
+        subject,
+        "--agent",
+        agent,
+        "--agent-key",
+        key,
+    ];
+    for right in rights {
+        args.extend(["--right", right]);
+    }
+    args.extend_from_slice(extra);
+    mandate(&args)
+}
+
 /// The records `mandate audit ARGS --json` prints, one JSON object a line.
 #[allow(dead_code)] // reason: only the audit tests read the trail.
 pub fn audit_records(args: &[&str]) -> Vec<Value> {
