@@ -261,9 +261,7 @@ impl PgAuditLog {
         let rows = self.rows.clone();
         deadline::within(action, WRITE_WAIT, move || work(&rows))
     }
-}
 
-impl PgAuditLog {
     /// Runs `work` on the writer's session within [`WRITE_WAIT`].
     fn on_session(
         &self,
