@@ -126,9 +126,15 @@ fn a_listener_brings_another_replicas_entries_into_the_index() {
         let (local, wakes, applied) =
             (Arc::clone(&local), Arc::clone(&wakes), Arc::clone(&applied));
         // A long tick: what arrives quickly arrives by notification.
-        ChangeListener::spawn(&target, Duration::from_secs(60), move || {
+        ChangeListener::spawn(&target, Duration::from_secs(60), move |reader| {
             wakes.fetch_add(1, Ordering::SeqCst);
-            let entries = local.catch_up().unwrap();
+            let entries = local
+                .apply_listed(|after, limit| reader.list_after(after, limit))
+                .unwrap();
+            assert!(
+                reader.read_started().is_some(),
+                "every wake-up reads the log"
+            );
             applied.fetch_add(entries.len(), Ordering::SeqCst);
         })
         .unwrap()
@@ -154,6 +160,64 @@ fn a_listener_brings_another_replicas_entries_into_the_index() {
         8,
         "the entry before it was caught up first"
     );
+    listener.stop();
+}
+
+/// The listener reads on its own session: when that session is killed, it reconnects
+/// and reads what was committed meanwhile (its notification lost with the session).
+#[test]
+fn a_listener_whose_session_is_killed_reconnects_and_catches_up() {
+    let Some(url) = mandate_postgres::testing::fresh_database("postgres listener killed") else {
+        return;
+    };
+    let writer = PgRevocationStore::connect(&url).unwrap();
+    let reader = PgRevocationStore::connect(&url).unwrap();
+    let target = reader.listen_target().unwrap();
+    let local = Arc::new(IndexingStore::shared(reader, Duration::from_secs(5)).unwrap());
+    let failures = Arc::new(AtomicUsize::new(0));
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let listener = {
+        let (local, failures, wakes) = (
+            Arc::clone(&local),
+            Arc::clone(&failures),
+            Arc::clone(&wakes),
+        );
+        // The tick is what finds a session killed while idle.
+        ChangeListener::spawn(&target, Duration::from_secs(1), move |reader| {
+            wakes.fetch_add(1, Ordering::SeqCst);
+            match local.apply_listed(|after, limit| reader.list_after(after, limit)) {
+                Ok(_) => assert!(reader.read_started().is_some()),
+                Err(Error::Storage { .. }) => {
+                    failures.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(other) => panic!("unexpected error {other:?}"),
+            }
+        })
+        .unwrap()
+    };
+    wait_for("the first catch-up after LISTEN", || {
+        wakes.load(Ordering::SeqCst) >= 1
+    });
+    writer.append(task("one")).unwrap();
+    wait_for("the first entry", || local.index().last_seq() == 1);
+
+    // Kill the listening session (its last statement is the prepared read).
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let killed = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+             AND query LIKE 'SELECT seq, kind%'",
+            &[],
+        )
+        .unwrap();
+    assert!(!killed.is_empty(), "the listening session was found");
+    writer.append(task("two")).unwrap();
+    writer.append(task("three")).unwrap();
+    wait_for("the entries committed while the session was down", || {
+        local.index().last_seq() == 3
+    });
+    assert_eq!(failures.load(Ordering::SeqCst), 0, "{failures:?}");
     listener.stop();
 }
 
