@@ -32,16 +32,19 @@
 //!   is not ready and refuses writes.
 //!
 //! New entries appended by other replicas are announced with `NOTIFY
-//! mandate_revocations` (payload: the newest seq); [`ChangeListener`] keeps a `LISTEN`
-//! session open and wakes its owner on each notification and periodically with a
-//! [`SessionReader`], which reads by sequence on the session's own connection, so a
-//! missed notification only delays an entry until the next catch-up.
+//! mandate_revocations` (payload: the entries themselves, signed under the log's
+//! notification key, when they fit; else the newest seq); [`ChangeListener`] keeps a
+//! `LISTEN` session open and wakes its owner on each notification and periodically with
+//! a [`SessionReader`], which serves the entries notified when they are signed,
+//! consecutive and complete, and otherwise reads by sequence on the session's own
+//! connection; so a missed notification only delays an entry until the next catch-up.
 //!
 //! This module must never: allocate a seq outside the append function's lock; list an
 //! entry that has not committed; or expose a PostgreSQL type in a public signature.
 
 mod batch;
 mod listen;
+mod notice;
 mod reader;
 
 use std::time::SystemTime;
@@ -54,7 +57,7 @@ use crate::pool::{Pool, PoolOptions};
 pub use listen::ChangeListener;
 pub use reader::SessionReader;
 
-/// The channel every append notifies, with the newest seq as payload.
+/// The channel every append notifies, with the new entries (or the newest seq) as payload.
 pub const CHANNEL: &str = "mandate_revocations";
 
 /// The table refinery records this crate's registry migrations in (each store family

@@ -2,10 +2,13 @@
 //! and on a timer, so the owner can catch up by sequence — on this session's own
 //! connection, through the [`SessionReader`] each wake-up is given.
 //!
-//! Notifications are a hint, never the data: the owner reads by sequence on every
-//! wake-up. A wake-up also comes every `tick` (whether or not anything was notified) and
-//! right after every (re)connection, so a notification lost while the session was down —
-//! or dropped for any other reason — delays an entry by at most one tick.
+//! Notifications are a hint, never trusted further than the log: the reader serves the
+//! entries they carried only when signed under the log's notification key, consecutive
+//! from the owner's last seq and reaching the newest seq announced, and reads the log by
+//! sequence otherwise. A wake-up also comes every `tick` (whether or not anything was
+//! notified) and right after every (re)connection, and those always read the log, so a
+//! notification lost while the session was down — or dropped for any other reason —
+//! delays an entry by at most one tick.
 //!
 //! The session runs on a thread of its own (the `postgres` client blocks) on a dedicated
 //! connection outside the pool, since a `LISTEN` belongs to one session; the read by
@@ -22,7 +25,7 @@ use std::time::{Duration, Instant};
 use postgres::fallible_iterator::FallibleIterator as _;
 use postgres::{Client, Config, NoTls, Statement};
 
-use super::reader::{Reading, SessionReader};
+use super::reader::{Reading, SessionReader, Told};
 use super::{ListenTarget, CHANNEL, LIST_AFTER};
 
 /// Longest wait between reconnection attempts.
@@ -108,7 +111,7 @@ impl Session {
                 Err(error) => {
                     tracing::warn!(%error, "cannot listen for revocations; retrying");
                     // Still catch up on the timer: the owner must learn that reads fail.
-                    wake(&mut SessionReader::new(None));
+                    wake(&mut SessionReader::new(None, &Told::default(), true));
                     self.pause(backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -120,13 +123,21 @@ impl Session {
         let mut client = self.config.connect(NoTls)?;
         client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
         let list_after = client.prepare(LIST_AFTER)?;
-        Ok(Connection { client, list_after })
+        let key: Vec<u8> = client
+            .query_one("SELECT key FROM mandate_revocation_notify_key", &[])?
+            .try_get(0)?;
+        Ok(Connection {
+            client,
+            list_after,
+            key,
+        })
     }
 
     /// Serves one connection until it fails or the session stops.
     fn listen(&self, mut connection: Connection, wake: &mut impl FnMut(&mut SessionReader<'_>)) {
+        let mut told = Told::default();
         // Anything notified before LISTEN took effect is read now.
-        if !connection.wake(wake) {
+        if !connection.wake(&told, true, wake) {
             return;
         }
         let mut next_tick = Instant::now() + self.tick;
@@ -135,19 +146,22 @@ impl Session {
             let received = {
                 let mut notifications = connection.client.notifications();
                 let received = notifications.timeout_iter(wait).next();
-                if let Ok(Some(_)) = received {
-                    // Drain what else is pending: one catch-up covers them all.
+                if let Ok(Some(notification)) = &received {
+                    told.hear(notification.payload(), &connection.key);
+                    // Take in what else is pending: one catch-up covers them all.
                     let mut pending = notifications.iter();
-                    while let Ok(Some(_)) = pending.next() {}
+                    while let Ok(Some(notification)) = pending.next() {
+                        told.hear(notification.payload(), &connection.key);
+                    }
                 }
                 received.map(|notification| notification.is_some())
             };
             let alive = match received {
-                Ok(true) => connection.wake(wake),
+                Ok(true) => connection.wake(&told, false, wake),
                 Ok(false) => {
                     // The timer: read the log, and make sure the session is still alive.
                     next_tick = Instant::now() + self.tick;
-                    connection.wake(wake)
+                    connection.wake(&told, true, wake)
                         && match connection
                             .client
                             .is_valid(self.tick.max(Duration::from_secs(1)))
@@ -164,6 +178,7 @@ impl Session {
                     false
                 }
             };
+            told.clear();
             if !alive {
                 return;
             }
@@ -183,21 +198,29 @@ impl Session {
     }
 }
 
-/// The session's connection, listening, with the read by sequence prepared on it.
+/// The session's connection, listening, with the read by sequence prepared on it and
+/// the key notifications are signed under.
 struct Connection {
     client: Client,
     list_after: Statement,
+    key: Vec<u8>,
 }
 
 impl Connection {
-    /// Runs the owner's `wake` with a reader on this connection. `false` when a read
-    /// failed on the connection, which must then be replaced.
-    fn wake(&mut self, wake: &mut impl FnMut(&mut SessionReader<'_>)) -> bool {
+    /// Runs the owner's `wake` with a reader on this connection, serving what `told`
+    /// carried and reading the log besides when the wake-up `must_read`. `false` when a
+    /// read failed on the connection, which must then be replaced.
+    fn wake(
+        &mut self,
+        told: &Told,
+        must_read: bool,
+        wake: &mut impl FnMut(&mut SessionReader<'_>),
+    ) -> bool {
         let reading = Reading {
             client: &mut self.client,
             list_after: &self.list_after,
         };
-        let mut reader = SessionReader::new(Some(reading));
+        let mut reader = SessionReader::new(Some(reading), told, must_read);
         wake(&mut reader);
         if reader.broken() {
             tracing::warn!("revocation listener could not read the log; reconnecting");
