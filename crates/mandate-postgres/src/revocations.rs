@@ -32,15 +32,20 @@
 //!   is not ready and refuses writes.
 //!
 //! New entries appended by other replicas are announced with `NOTIFY
-//! mandate_revocations` (payload: the newest seq); [`ChangeListener`] keeps a `LISTEN`
-//! session open and wakes its owner on each notification and periodically, so a missed
-//! notification only delays an entry until the next catch-up read by sequence.
+//! mandate_revocations` (payload: the entries themselves, signed under the log's
+//! notification key, when they fit; else the newest seq); [`ChangeListener`] keeps a
+//! `LISTEN` session open and wakes its owner on each notification and periodically with
+//! a [`SessionReader`], which serves the entries notified when they are signed,
+//! consecutive and complete, and otherwise reads by sequence on the session's own
+//! connection; so a missed notification only delays an entry until the next catch-up.
 //!
 //! This module must never: allocate a seq outside the append function's lock; list an
 //! entry that has not committed; or expose a PostgreSQL type in a public signature.
 
 mod batch;
 mod listen;
+mod notice;
+mod reader;
 
 use std::time::SystemTime;
 
@@ -50,8 +55,9 @@ use crate::off_runtime::OwnedPool;
 use crate::pool::{Pool, PoolOptions};
 
 pub use listen::ChangeListener;
+pub use reader::SessionReader;
 
-/// The channel every append notifies, with the newest seq as payload.
+/// The channel every append notifies, with the new entries (or the newest seq) as payload.
 pub const CHANNEL: &str = "mandate_revocations";
 
 /// The table refinery records this crate's registry migrations in (each store family
@@ -212,24 +218,9 @@ impl RevocationStore for PgRevocationStore {
             .get()
             .map_err(|e| storage("reading entries", e))?;
         let rows = conn
-            .query(
-                "SELECT seq, kind, value, reason, revoked_by, recorded_at, lifted \
-                 FROM mandate_revocations WHERE seq > $1 ORDER BY seq LIMIT $2",
-                &[&after, &limit],
-            )
+            .query(LIST_AFTER, &[&after, &limit])
             .map_err(|e| storage("reading entries", e))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (expected, row) in (after_seq + 1..).zip(rows) {
-            let seq: i64 = row.get(0);
-            if u64::try_from(seq).ok() != Some(expected) {
-                return Err(Error::Corrupt {
-                    key: expected.to_string(),
-                    source: "a committed entry is missing from the log".into(),
-                });
-            }
-            out.push(decode(expected, &row)?);
-        }
-        Ok(out)
+        entries_after(after_seq, &rows)
     }
 
     fn current_seq(&self) -> Result<u64> {
@@ -269,6 +260,30 @@ impl RevocationStore for PgRevocationStore {
         }
         Ok(())
     }
+}
+
+/// The entries after seq `$1`, at most `$2`, in order: every read by sequence.
+const LIST_AFTER: &str = "SELECT seq, kind, value, reason, revoked_by, recorded_at, lifted \
+     FROM mandate_revocations WHERE seq > $1 ORDER BY seq LIMIT $2";
+
+/// The rows [`LIST_AFTER`] returned for entries after `after_seq`, as entries: they
+/// must be `after_seq + 1, + 2, …` with no gap.
+fn entries_after(after_seq: u64, rows: &[postgres::Row]) -> Result<Vec<RevocationEntry>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for (expected, row) in (after_seq + 1..).zip(rows) {
+        let seq: i64 = row.try_get(0).map_err(|e| Error::Corrupt {
+            key: expected.to_string(),
+            source: e.into(),
+        })?;
+        if u64::try_from(seq).ok() != Some(expected) {
+            return Err(Error::Corrupt {
+                key: expected.to_string(),
+                source: "a committed entry is missing from the log".into(),
+            });
+        }
+        out.push(decode(expected, row)?);
+    }
+    Ok(out)
 }
 
 /// One stored row as an entry, checked as every entry read back is.

@@ -7,12 +7,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // reason: a test fails loudly.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mandate_postgres::revocations::{ChangeListener, PgRevocationStore};
+use mandate_postgres::revocations::{ChangeListener, ListenTarget, PgRevocationStore};
 use mandate_registry::contract::{check_concurrent_appends, check_contract};
-use mandate_registry::{Error, IndexingStore, NewRevocation, RevocationKind, RevocationStore};
+use mandate_registry::{
+    Error, IndexingStore, NewRevocation, RevocationEntry, RevocationKind, RevocationStore,
+};
 
 fn task(value: &str) -> NewRevocation {
     NewRevocation::revoke(RevocationKind::Task, value, "", "tester").unwrap()
@@ -126,9 +128,11 @@ fn a_listener_brings_another_replicas_entries_into_the_index() {
         let (local, wakes, applied) =
             (Arc::clone(&local), Arc::clone(&wakes), Arc::clone(&applied));
         // A long tick: what arrives quickly arrives by notification.
-        ChangeListener::spawn(&target, Duration::from_secs(60), move || {
+        ChangeListener::spawn(&target, Duration::from_secs(60), move |reader| {
             wakes.fetch_add(1, Ordering::SeqCst);
-            let entries = local.catch_up().unwrap();
+            let entries = local
+                .apply_listed(|after, limit| reader.list_after(after, limit))
+                .unwrap();
             applied.fetch_add(entries.len(), Ordering::SeqCst);
         })
         .unwrap()
@@ -155,6 +159,174 @@ fn a_listener_brings_another_replicas_entries_into_the_index() {
         "the entry before it was caught up first"
     );
     listener.stop();
+}
+
+/// The listener reads on its own session: when that session is killed, it reconnects
+/// and reads what was committed meanwhile (its notification lost with the session).
+#[test]
+fn a_listener_whose_session_is_killed_reconnects_and_catches_up() {
+    let Some(url) = mandate_postgres::testing::fresh_database("postgres listener killed") else {
+        return;
+    };
+    let writer = PgRevocationStore::connect(&url).unwrap();
+    let reader = PgRevocationStore::connect(&url).unwrap();
+    let target = reader.listen_target().unwrap();
+    let local = Arc::new(IndexingStore::shared(reader, Duration::from_secs(5)).unwrap());
+    let failures = Arc::new(AtomicUsize::new(0));
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let listener = {
+        let (local, failures, wakes) = (
+            Arc::clone(&local),
+            Arc::clone(&failures),
+            Arc::clone(&wakes),
+        );
+        // The tick is what finds a session killed while idle.
+        ChangeListener::spawn(&target, Duration::from_secs(1), move |reader| {
+            wakes.fetch_add(1, Ordering::SeqCst);
+            match local.apply_listed(|after, limit| reader.list_after(after, limit)) {
+                Ok(_) => {}
+                Err(Error::Storage { .. }) => {
+                    failures.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(other) => panic!("unexpected error {other:?}"),
+            }
+        })
+        .unwrap()
+    };
+    wait_for("the first catch-up after LISTEN", || {
+        wakes.load(Ordering::SeqCst) >= 1
+    });
+    writer.append(task("one")).unwrap();
+    wait_for("the first entry", || local.index().last_seq() == 1);
+
+    // Kill the listening session (its last statement is the prepared read).
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let killed = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+             AND query LIKE 'SELECT seq, kind%'",
+            &[],
+        )
+        .unwrap();
+    assert!(!killed.is_empty(), "the listening session was found");
+    writer.append(task("two")).unwrap();
+    writer.append(task("three")).unwrap();
+    wait_for("the entries committed while the session was down", || {
+        local.index().last_seq() == 3
+    });
+    assert_eq!(failures.load(Ordering::SeqCst), 0, "{failures:?}");
+    listener.stop();
+}
+
+/// What one wake-up of a listener did: whether it read the log, and what it applied.
+type Wake = (bool, Vec<RevocationEntry>);
+
+/// A listener (tick: a minute, so every wake-up but the first is a notification's)
+/// applying to `local` and recording its wake-ups.
+fn recording_listener(
+    target: &ListenTarget,
+    local: &Arc<IndexingStore<PgRevocationStore>>,
+) -> (ChangeListener, Arc<Mutex<Vec<Wake>>>) {
+    let wakes = Arc::new(Mutex::new(Vec::new()));
+    let listener = {
+        let (local, wakes) = (Arc::clone(local), Arc::clone(&wakes));
+        ChangeListener::spawn(target, Duration::from_secs(60), move |reader| {
+            let entries = local
+                .apply_listed(|after, limit| reader.list_after(after, limit))
+                .unwrap();
+            let read = reader.read_started().is_some();
+            wakes.lock().unwrap().push((read, entries));
+        })
+        .unwrap()
+    };
+    wait_for("the first catch-up after LISTEN", || {
+        !wakes.lock().unwrap().is_empty()
+    });
+    (listener, wakes)
+}
+
+/// Entries that fit in a notification reach another replica's index without a read,
+/// exactly as the log holds them; a batch too large for a payload, and a notification
+/// that is not signed under the log's key, are read by sequence instead — a forged
+/// entry is never applied.
+#[test]
+fn notified_entries_are_applied_only_when_signed_and_complete() {
+    let Some(url) = mandate_postgres::testing::fresh_database("postgres notified entries") else {
+        return;
+    };
+    let writer = PgRevocationStore::connect(&url).unwrap();
+    let reader = PgRevocationStore::connect(&url).unwrap();
+    let target = reader.listen_target().unwrap();
+    let local = Arc::new(IndexingStore::shared(reader, Duration::from_secs(5)).unwrap());
+    let (listener, wakes) = recording_listener(&target, &local);
+    wakes.lock().unwrap().clear();
+
+    // One entry: carried by its notification.
+    writer.append(task("carried")).unwrap();
+    wait_for("the carried entry", || local.index().last_seq() == 1);
+    let logged = writer.list_after(0, 10).unwrap();
+    assert_eq!(
+        wakes.lock().unwrap().clone(),
+        vec![(false, logged.clone())],
+        "applied from the payload, without a read, equal to the log's entry"
+    );
+    wakes.lock().unwrap().clear();
+
+    // A batch whose payload would pass 8000 bytes: the notification says only how far.
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let n = 8;
+    let kinds = vec!["task"; n];
+    let values: Vec<String> = (0..n).map(|i| format!("big-{i}")).collect();
+    let reasons = vec!["r".repeat(1000); n];
+    let actors = vec!["tester"; n];
+    let lifted = vec![false; n];
+    admin
+        .query(
+            "SELECT * FROM mandate_append_revocations($1, $2, $3, $4, $5)",
+            &[&kinds, &values, &reasons, &actors, &lifted],
+        )
+        .unwrap();
+    wait_for("the large batch", || local.index().last_seq() == 9);
+    let wakes_now = wakes.lock().unwrap().clone();
+    assert!(wakes_now.iter().all(|(read, _)| *read), "{wakes_now:?}");
+    let applied: Vec<RevocationEntry> = wakes_now.into_iter().flat_map(|(_, e)| e).collect();
+    assert_eq!(applied, writer.list_after(1, 100).unwrap());
+    wakes.lock().unwrap().clear();
+
+    // A forged notification (any role that can connect may send one), claiming seq 10.
+    let forged = serde_json::json!({
+        "last": 10,
+        "entries": [{
+            "seq": 10, "kind": "task", "value": "forged", "reason": "", "revoked_by": "x",
+            "at": "2026-01-01T00:00:00Z", "lifted": false,
+        }],
+    });
+    admin
+        .execute(
+            "SELECT pg_notify('mandate_revocations', $1)",
+            &[&format!("{} {forged}", "ab".repeat(32))],
+        )
+        .unwrap();
+    wait_for("the forged notification's wake-up", || {
+        !wakes.lock().unwrap().is_empty()
+    });
+    assert_eq!(
+        wakes.lock().unwrap().clone(),
+        vec![(true, Vec::new())],
+        "read the log, found nothing"
+    );
+    assert_eq!(local.index().last_seq(), 9);
+    // The real seq 10 is still applied when it comes.
+    writer.append(task("real")).unwrap();
+    wait_for("the real seq 10", || local.index().last_seq() == 10);
+    assert_eq!(
+        local.list_after(9, 10).unwrap()[0].value,
+        "real",
+        "the log's entry"
+    );
+    // Stopping would wait for the minute's tick: the thread ends on its own.
+    drop(listener);
 }
 
 #[test]

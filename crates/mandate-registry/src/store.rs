@@ -567,21 +567,45 @@ impl<S: RevocationStore> IndexingStore<S> {
     pub fn catch_up(&self) -> Result<Vec<RevocationEntry>> {
         let _order = lock(&self.order);
         let started = std::time::Instant::now();
-        let applied = self.apply_up_to(u64::MAX)?;
+        let applied = self.apply_up_to(u64::MAX, &mut |after, limit| {
+            self.inner.list_after(after, limit)
+        })?;
         self.index.mark_fresh(started);
         Ok(applied)
     }
 
-    /// Applies the log's entries after the index's last, up to seq `last`. Called with
-    /// `order` held.
-    fn apply_up_to(&self, last: u64) -> Result<Vec<RevocationEntry>> {
+    /// Applies, in order, every entry `list_after` lists beyond the index: another
+    /// reader of the same log (a session of the owner's own, which may also know of
+    /// entries it was told of). Unlike [`IndexingStore::catch_up`], it does not count the
+    /// index current: only the owner knows whether, and as of when, its reader read the
+    /// whole log; it says so with [`crate::SharedIndex::mark_fresh`].
+    ///
+    /// `list_after` must behave as [`RevocationStore::list_after`] on this store's log.
+    ///
+    /// # Errors
+    /// As `list_after` and [`crate::SharedIndex::apply`]; the index keeps what it applied.
+    pub fn apply_listed(
+        &self,
+        mut list_after: impl FnMut(u64, usize) -> Result<Vec<RevocationEntry>>,
+    ) -> Result<Vec<RevocationEntry>> {
+        let _order = lock(&self.order);
+        self.apply_up_to(u64::MAX, &mut list_after)
+    }
+
+    /// Applies the entries `list_after` lists after the index's last, up to seq `last`.
+    /// Called with `order` held.
+    fn apply_up_to(
+        &self,
+        last: u64,
+        list_after: &mut dyn FnMut(u64, usize) -> Result<Vec<RevocationEntry>>,
+    ) -> Result<Vec<RevocationEntry>> {
         let mut applied = Vec::new();
         loop {
             let after = self.index.last_seq();
             if after >= last {
                 return Ok(applied);
             }
-            let page = self.inner.list_after(after, CATCH_UP_PAGE)?;
+            let page = list_after(after, CATCH_UP_PAGE)?;
             let full = page.len() == CATCH_UP_PAGE;
             for entry in page {
                 if entry.seq > last {
@@ -609,7 +633,9 @@ impl<S: RevocationStore> RevocationStore for IndexingStore<S> {
         if self.shared {
             // Entries other processes committed just before this one come first.
             let applied = self
-                .apply_up_to(entry.seq.saturating_sub(1))
+                .apply_up_to(entry.seq.saturating_sub(1), &mut |after, limit| {
+                    self.inner.list_after(after, limit)
+                })
                 .and_then(|_| self.index.apply(&entry));
             if let Err(error) = applied {
                 // Durable, so acknowledged; but until a catch-up succeeds the index

@@ -4,8 +4,9 @@
 //! Either way the server reads its own index in-process (`IndexingStore`). With a folder
 //! this process is the log's only writer, so the index is always current. With
 //! PostgreSQL other replicas append too: a `LISTEN` session ([`ChangeListener`]) wakes on
-//! their notifications and on every tick, reads what is new by sequence, applies it to
-//! the index and hands it to this replica's open streams. The index is then fresh only
+//! their notifications and on every tick, takes what is new — the entries a signed
+//! notification carried, or a read by sequence on the session's own connection —
+//! applies it to the index and hands it to this replica's open streams. The index is then fresh only
 //! while those catch-ups succeed: when the database is gone for longer than the
 //! staleness bound, this replica denies and reports not ready, like a verifier that lost
 //! its registry.
@@ -165,17 +166,24 @@ impl OpenedStore {
             return Ok(None);
         };
         let store = Arc::clone(&self.store);
-        let listener = ChangeListener::spawn(target, tick, move || match store.catch_up() {
-            Ok(entries) => {
-                if let Some(registry) = &registry {
-                    registry.publish(&entries);
+        let listener = ChangeListener::spawn(target, tick, move |reader| {
+            match store.apply_listed(|after, limit| reader.list_after(after, limit)) {
+                Ok(entries) => {
+                    // Current as of the moment the read of the log began; entries
+                    // only notified say nothing of what committed after them.
+                    if let Some(started) = reader.read_started() {
+                        store.index().mark_fresh(started);
+                    }
+                    if let Some(registry) = &registry {
+                        registry.publish(&entries);
+                    }
                 }
-            }
-            Err(error) => {
-                tracing::warn!(
-                    error = %anyhow::Error::from(error),
-                    "cannot read new revocations from the shared store"
-                );
+                Err(error) => {
+                    tracing::warn!(
+                        error = %anyhow::Error::from(error),
+                        "cannot read new revocations from the shared store"
+                    );
+                }
             }
         })
         .context("starting the revocation listener")?;

@@ -1,16 +1,21 @@
-//! The `LISTEN mandate_revocations` session: wakes its owner when another replica
-//! appended, and on a timer, so the owner can catch up by sequence.
+//! The `LISTEN mandate_revocations` session: wakes its owner when a replica appended,
+//! and on a timer, so the owner can catch up by sequence — on this session's own
+//! connection, through the [`SessionReader`] each wake-up is given.
 //!
-//! Notifications are a hint, never the data: the owner reads `list_after(last)` on every
-//! wake-up. A wake-up also comes every `tick` (whether or not anything was notified) and
-//! right after every (re)connection, so a notification lost while the session was down —
-//! or dropped for any other reason — delays an entry by at most one tick.
+//! Notifications are a hint, never trusted further than the log: the reader serves the
+//! entries they carried only when signed under the log's notification key, consecutive
+//! from the owner's last seq and reaching the newest seq announced, and reads the log by
+//! sequence otherwise. A wake-up also comes every `tick` (whether or not anything was
+//! notified) and right after every (re)connection, and those always read the log, so a
+//! notification lost while the session was down — or dropped for any other reason —
+//! delays an entry by at most one tick.
 //!
 //! The session runs on a thread of its own (the `postgres` client blocks) on a dedicated
-//! connection outside the pool, since a `LISTEN` belongs to one session. When the
-//! connection drops, it reconnects with a bounded backoff. It must never hold the owner's
-//! callback from running on a timer because the database is down: the callback is how
-//! the owner learns that catching up fails (and turns stale).
+//! connection outside the pool, since a `LISTEN` belongs to one session; the read by
+//! sequence is prepared once per connection, so a catch-up is one round trip. When the
+//! connection drops, or a read on it fails, it reconnects with a bounded backoff. It must
+//! never hold the owner's callback from running on a timer because the database is down:
+//! the callback is how the owner learns that catching up fails (and turns stale).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,9 +23,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use postgres::fallible_iterator::FallibleIterator as _;
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config, NoTls, Statement};
 
-use super::{ListenTarget, CHANNEL};
+use super::reader::{Reading, SessionReader, Told};
+use super::{ListenTarget, CHANNEL, LIST_AFTER};
 
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -38,16 +44,17 @@ impl std::fmt::Debug for ChangeListener {
 }
 
 impl ChangeListener {
-    /// Starts listening with `pool`'s connection settings. `wake` runs on the listener's
-    /// thread: after each notification (several pending ones count once), every `tick`,
-    /// and after each (re)connection. It should catch up by sequence and return.
+    /// Starts listening with the store's connection settings. `wake` runs on the
+    /// listener's thread: after each notification (several pending ones count once),
+    /// every `tick`, and after each (re)connection. It should catch up through the
+    /// reader it is given (which lists entries as the store does) and return.
     ///
     /// # Errors
     /// When the thread cannot be started.
     pub fn spawn(
         target: &ListenTarget,
         tick: Duration,
-        wake: impl FnMut() + Send + 'static,
+        wake: impl FnMut(&mut SessionReader<'_>) + Send + 'static,
     ) -> std::io::Result<ChangeListener> {
         let stop = Arc::new(AtomicBool::new(false));
         let session = Session {
@@ -92,19 +99,19 @@ impl Session {
         self.stop.load(Ordering::Acquire)
     }
 
-    fn run(self, mut wake: impl FnMut()) {
+    fn run(self, mut wake: impl FnMut(&mut SessionReader<'_>)) {
         let mut backoff = Duration::from_millis(100);
         while !self.stopped() {
             match self.connect() {
-                Ok(client) => {
+                Ok(connection) => {
                     backoff = Duration::from_millis(100);
                     tracing::debug!(channel = CHANNEL, "listening for revocations");
-                    self.listen(client, &mut wake);
+                    self.listen(connection, &mut wake);
                 }
                 Err(error) => {
                     tracing::warn!(%error, "cannot listen for revocations; retrying");
                     // Still catch up on the timer: the owner must learn that reads fail.
-                    wake();
+                    wake(&mut SessionReader::new(None, &Told::default(), true));
                     self.pause(backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -112,44 +119,68 @@ impl Session {
         }
     }
 
-    fn connect(&self) -> Result<Client, postgres::Error> {
+    fn connect(&self) -> Result<Connection, postgres::Error> {
         let mut client = self.config.connect(NoTls)?;
         client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
-        Ok(client)
+        let list_after = client.prepare(LIST_AFTER)?;
+        let key: Vec<u8> = client
+            .query_one("SELECT key FROM mandate_revocation_notify_key", &[])?
+            .try_get(0)?;
+        Ok(Connection {
+            client,
+            list_after,
+            key,
+        })
     }
 
     /// Serves one connection until it fails or the session stops.
-    fn listen(&self, mut client: Client, wake: &mut impl FnMut()) {
+    fn listen(&self, mut connection: Connection, wake: &mut impl FnMut(&mut SessionReader<'_>)) {
+        let mut told = Told::default();
         // Anything notified before LISTEN took effect is read now.
-        wake();
+        if !connection.wake(&told, true, wake) {
+            return;
+        }
         let mut next_tick = Instant::now() + self.tick;
         while !self.stopped() {
             let wait = next_tick.saturating_duration_since(Instant::now());
             let received = {
-                let mut notifications = client.notifications();
+                let mut notifications = connection.client.notifications();
                 let received = notifications.timeout_iter(wait).next();
-                if let Ok(Some(_)) = received {
-                    // Drain what else is pending: one catch-up covers them all.
+                if let Ok(Some(notification)) = &received {
+                    told.hear(notification.payload(), &connection.key);
+                    // Take in what else is pending: one catch-up covers them all.
                     let mut pending = notifications.iter();
-                    while let Ok(Some(_)) = pending.next() {}
-                }
-                received
-            };
-            match received {
-                Ok(Some(_)) => wake(),
-                Ok(None) => {
-                    // The timer: catch up, and make sure the session is still alive.
-                    wake();
-                    next_tick = Instant::now() + self.tick;
-                    if let Err(error) = client.is_valid(self.tick.max(Duration::from_secs(1))) {
-                        tracing::warn!(%error, "revocation listener lost its connection");
-                        return;
+                    while let Ok(Some(notification)) = pending.next() {
+                        told.hear(notification.payload(), &connection.key);
                     }
+                }
+                received.map(|notification| notification.is_some())
+            };
+            let alive = match received {
+                Ok(true) => connection.wake(&told, false, wake),
+                Ok(false) => {
+                    // The timer: read the log, and make sure the session is still alive.
+                    next_tick = Instant::now() + self.tick;
+                    connection.wake(&told, true, wake)
+                        && match connection
+                            .client
+                            .is_valid(self.tick.max(Duration::from_secs(1)))
+                        {
+                            Ok(()) => true,
+                            Err(error) => {
+                                tracing::warn!(%error, "revocation listener lost its connection");
+                                false
+                            }
+                        }
                 }
                 Err(error) => {
                     tracing::warn!(%error, "revocation listener lost its connection");
-                    return;
+                    false
                 }
+            };
+            told.clear();
+            if !alive {
+                return;
             }
         }
     }
@@ -164,5 +195,37 @@ impl Session {
             }
             std::thread::sleep(left.min(Duration::from_millis(50)));
         }
+    }
+}
+
+/// The session's connection, listening, with the read by sequence prepared on it and
+/// the key notifications are signed under.
+struct Connection {
+    client: Client,
+    list_after: Statement,
+    key: Vec<u8>,
+}
+
+impl Connection {
+    /// Runs the owner's `wake` with a reader on this connection, serving what `told`
+    /// carried and reading the log besides when the wake-up `must_read`. `false` when a
+    /// read failed on the connection, which must then be replaced.
+    fn wake(
+        &mut self,
+        told: &Told,
+        must_read: bool,
+        wake: &mut impl FnMut(&mut SessionReader<'_>),
+    ) -> bool {
+        let reading = Reading {
+            client: &mut self.client,
+            list_after: &self.list_after,
+        };
+        let mut reader = SessionReader::new(Some(reading), told, must_read);
+        wake(&mut reader);
+        if reader.broken() {
+            tracing::warn!("revocation listener could not read the log; reconnecting");
+            return false;
+        }
+        true
     }
 }
