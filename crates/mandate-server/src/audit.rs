@@ -21,7 +21,7 @@ use mandate_registry::{NewRevocation, RevocationEntry, RevocationStore, SharedIn
 use mandate_verifier::http::{Answer, DecisionRecorder, RecordError, Recording, Refusal};
 use mandate_verifier::Decision;
 
-use crate::config::AuditSettings;
+use crate::settings::AuditSettings;
 
 /// Reads the writer key at `path`, or creates it (0600, with its `.pub`)
 /// when the file does not exist.

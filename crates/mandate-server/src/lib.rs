@@ -35,9 +35,12 @@ pub mod openapi;
 pub mod ops;
 pub mod revocation_store;
 pub mod serve;
+mod server;
+mod settings;
 pub mod tls;
 
 pub use config::{
     AuditMode, AuditSettings, ConfigError, LogFormat, ServerConfig, Settings, Source,
 };
-pub use serve::{bind, registry_auth, root_keys, shutdown_signal, Server};
+pub use serve::{bind, registry_auth, root_keys, shutdown_signal};
+pub use server::Server;

@@ -1,6 +1,6 @@
 //! Logs on stderr, as text or as one JSON object per event.
 
-use crate::config::LogFormat;
+use crate::settings::LogFormat;
 
 /// Installs the process's log subscriber: `MANDATE_LOG` (an `EnvFilter`
 /// directive such as `info,mandate::audit=warn`) or else `default`. A second

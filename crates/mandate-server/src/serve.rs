@@ -26,18 +26,15 @@
 //! on, lets in-flight requests finish within the grace period and flushes the
 //! store.
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 use axum::Router;
-use mandate_audit::AuditWriter;
 use mandate_core::{KeySet, SecretKey};
 use mandate_registry::{
     MandateWriteAuthorizer, RegistryAuth, RegistryClient, RegistryConfig, RegistryState,
-    ReplicaSet, RevocationStore, SharedIndex, SubscribeOptions, Subscription,
+    ReplicaSet, RevocationStore, SharedIndex, SubscribeOptions,
 };
 use mandate_verifier::http::{method_not_allowed, not_found, AuthzState, DecisionRecorder};
 use mandate_verifier::pool::EvalPool;
@@ -46,36 +43,9 @@ use mandate_verifier::{Policy, SharedKeySet, Verifier, VerifierBuilder};
 use crate::audit::AuditRecorder;
 use crate::audit_api::AuditApiState;
 use crate::config::{Settings, Source};
-use crate::key_follower::{FollowerTask, KeyFollower};
+use crate::key_follower::KeyFollower;
 use crate::ops::{self, OpsState};
-
-/// A server that holds its port and is ready to [`Server::run`].
-pub struct Server {
-    listener: std::net::TcpListener,
-    address: SocketAddr,
-    app: Router,
-    registry: Option<RegistryState>,
-    tls: Option<axum_server::tls_rustls::RustlsConfig>,
-    grace: std::time::Duration,
-    /// The audit writer, closed (head signed, flushed) on shutdown.
-    audit: Option<Arc<AuditWriter>>,
-    /// Keeps the subscription to a remote registry alive.
-    _subscription: Option<Subscription>,
-    /// Keeps the followed root key set current.
-    _follower: Option<FollowerTask>,
-    /// Follows the other replicas' appends to a shared store.
-    _listener: Option<mandate_postgres::revocations::ChangeListener>,
-}
-
-impl std::fmt::Debug for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("address", &self.address)
-            .field("registry", &self.registry.is_some())
-            .field("tls", &self.tls.is_some())
-            .finish_non_exhaustive()
-    }
-}
+use crate::server::Server;
 
 /// The trusted roots of `settings`.
 ///
@@ -354,118 +324,6 @@ pub async fn bind(settings: &Settings) -> Result<Server> {
         _follower: follower,
         _listener: change_listener,
     })
-}
-
-impl Server {
-    /// A server of `app` on `listener`, with no registry of its own (the
-    /// issuer, say).
-    pub(crate) fn from_parts(
-        listener: std::net::TcpListener,
-        app: Router,
-        tls: Option<axum_server::tls_rustls::RustlsConfig>,
-        grace: std::time::Duration,
-    ) -> Result<Server> {
-        let address = listener.local_addr()?;
-        Ok(Server {
-            listener,
-            address,
-            app,
-            registry: None,
-            audit: None,
-            tls,
-            grace,
-            _subscription: None,
-            _follower: None,
-            _listener: None,
-        })
-    }
-
-    /// Closes `audit` (signs its head, flushes) on shutdown.
-    pub(crate) fn with_audit(mut self, audit: Option<Arc<AuditWriter>>) -> Server {
-        self.audit = audit;
-        self
-    }
-
-    /// Keeps `subscription` running for as long as the server.
-    pub(crate) fn with_subscription(mut self, subscription: Option<Subscription>) -> Server {
-        self._subscription = subscription;
-        self
-    }
-
-    /// Keeps `listener` (a shared store's) running for as long as the server.
-    pub(crate) fn with_listener(
-        mut self,
-        listener: Option<mandate_postgres::revocations::ChangeListener>,
-    ) -> Server {
-        self._listener = listener;
-        self
-    }
-
-    /// The bound address (useful with port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.address
-    }
-
-    /// Whether clients must speak TLS.
-    pub fn is_tls(&self) -> bool {
-        self.tls.is_some()
-    }
-
-    /// Serves until `shutdown` resolves, then drains: no new connections,
-    /// revocation streams ended, in-flight requests given the grace period,
-    /// the store flushed.
-    ///
-    /// # Errors
-    /// The server failing, or the final flush failing.
-    pub async fn run<F>(self, shutdown: F) -> Result<()>
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        let handle = axum_server::Handle::new();
-        let drain = handle.clone();
-        let streams = self.registry.clone();
-        let grace = self.grace;
-        tokio::spawn(async move {
-            shutdown.await;
-            tracing::info!(
-                ?grace,
-                "shutting down: no new connections, finishing requests"
-            );
-            if let Some(registry) = streams {
-                registry.shutdown_streams();
-            }
-            drain.graceful_shutdown(Some(grace));
-        });
-        let service = self.app.into_make_service_with_connect_info::<SocketAddr>();
-        let served = match self.tls {
-            Some(tls) => {
-                axum_server::from_tcp_rustls(self.listener, tls)
-                    .handle(handle)
-                    .serve(service)
-                    .await
-            }
-            None => {
-                axum_server::from_tcp(self.listener)
-                    .handle(handle)
-                    .serve(service)
-                    .await
-            }
-        };
-        let mut flushed = match &self.registry {
-            Some(registry) => registry.flush().await.context("flushing the store"),
-            None => Ok(()),
-        };
-        if let Some(audit) = &self.audit {
-            let closed = audit.close().await.context("closing the audit log");
-            flushed = flushed.and(closed);
-        }
-        if let Err(error) = &flushed {
-            tracing::error!(error = %format!("{error:#}"), "flushing on shutdown failed");
-        }
-        served.context("serving")?;
-        tracing::info!("stopped");
-        flushed
-    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM; the handlers are

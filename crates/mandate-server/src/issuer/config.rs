@@ -13,7 +13,7 @@ use std::time::Duration;
 use mandate_postgres::StoreLocation;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{
+use crate::settings::{
     invalid, within, AuditConfig, AuditSettings, ConfigError, LogFormat, TlsConfig,
 };
 
@@ -474,8 +474,8 @@ impl IssuerConfig {
         let staleness = within(
             "revocations.staleness",
             r.staleness,
-            crate::config::defaults::STALENESS,
-            crate::config::bounds::STALENESS,
+            crate::settings::defaults::STALENESS,
+            crate::settings::bounds::STALENESS,
         )?;
         Ok(IssuerSettings {
             staleness,

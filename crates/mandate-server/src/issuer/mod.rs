@@ -41,7 +41,7 @@ use mandate_verifier::{RevocationCheck, Verifier};
 pub use self::config::{IdpEntryArg, IssuerConfig, IssuerKeys, IssuerSettings, RevocationTarget};
 use self::revocations::IssuerRevocations;
 use crate::ops::OpsState;
-use crate::serve::Server;
+use crate::server::Server;
 
 /// How long a mandate judged on the evaluation pool (an audit reader's)
 /// waits for a worker.
