@@ -9,10 +9,11 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context as _, Result};
 
 use mandate_audit::{Filter, Outcome as Decided, Record};
-use mandate_core::{fingerprint, PublicKey, SecretKey};
+use mandate_core::{PublicKey, SecretKey};
 use mandate_postgres::StoreLocation;
 use mandate_server::audit_client::AuditClient;
 use mandate_server::audit_store::AuditStore;
+use mandate_server::audit_verify::{verify_store, IntactLog, Witness};
 
 use crate::args::{
     AuditArgs, AuditCommand, AuditQueryArgs, AuditSourceArgs, AuditTraceArgs, AuditVerifyArgs,
@@ -228,32 +229,6 @@ fn query(args: &AuditQueryArgs) -> Result<Outcome> {
     }
 }
 
-/// A head kept outside the store: `[WRITER:]SEQ:HASH`, WRITER being the
-/// writer's fingerprint as records name it (`sha256:…`).
-struct Witness {
-    writer: Option<String>,
-    seq: u64,
-    hash: mandate_audit::integrity::Hash,
-}
-
-fn witness(text: &str) -> Result<Witness> {
-    let mut parts = text.rsplitn(3, ':');
-    let (Some(hash), Some(seq)) = (parts.next(), parts.next()) else {
-        bail!("--expect-head {text}: expected [WRITER:]SEQ:HASH (64 hex digits)");
-    };
-    let (Ok(seq), Some(hash)) = (
-        seq.parse::<u64>(),
-        mandate_audit::integrity::parse_hash(hash),
-    ) else {
-        bail!("--expect-head {text}: expected [WRITER:]SEQ:HASH (64 hex digits)");
-    };
-    Ok(Witness {
-        writer: parts.next().map(str::to_owned),
-        seq,
-        hash,
-    })
-}
-
 fn verify(args: &AuditVerifyArgs) -> Result<Outcome> {
     let mut pinned = Vec::new();
     for key in &args.writer_pub {
@@ -262,116 +237,45 @@ fn verify(args: &AuditVerifyArgs) -> Result<Outcome> {
     let witnesses = args
         .expect_head
         .iter()
-        .map(|text| witness(text))
+        .map(|text| {
+            text.parse::<Witness>()
+                .map_err(|e| anyhow::anyhow!("--expect-head {e}"))
+        })
         .collect::<Result<Vec<_>>>()?;
     let store = open_store(&args.store)?;
-    let logs = store.logs()?;
-    if logs.len() > 1 && witnesses.iter().any(|w| w.writer.is_none()) {
-        bail!("--expect-head: this store holds the logs of {} writers; name the writer (WRITER:SEQ:HASH, WRITER as records name it)", logs.len());
-    }
-    let shared = logs.len() > 1 || matches!(store, AuditStore::Shared(_));
-    // A head kept outside names a writer whose log is gone: the whole log
-    // was deleted.
-    let named: Vec<String> = logs
-        .iter()
-        .filter_map(|stored| stored.writer.as_deref().map(fingerprint))
-        .collect();
-    if shared {
-        if let Some(orphan) = witnesses
-            .iter()
-            .filter_map(|w| w.writer.as_ref())
-            .find(|writer| !named.contains(writer))
-        {
-            say!(
-                "TAMPERED: writer {orphan}: its log is missing, but a head kept outside names it"
-            )?;
-            return Ok(Outcome::Denied);
-        }
-    }
+    let verdict = verify_store(&store, &pinned, &witnesses)?;
     let mut records = 0u64;
-    for stored in &logs {
-        // With several writers, each log's heads must be signed by its own
-        // writer (or by a pinned key).
-        let named = stored.writer.as_deref().map(fingerprint);
-        let label = named
-            .as_deref()
-            .map_or_else(String::new, |writer| format!("writer {writer}: "));
-        let own: Vec<PublicKey> = match &stored.writer {
-            // The store names the log's writer: its heads must be signed by
-            // that key, which must be a given one when keys are pinned (a
-            // log whose writer was changed to another pinned key is caught).
-            Some(writer) => {
-                let Ok(key) = writer.parse::<PublicKey>() else {
-                    say!("TAMPERED: the store names a writer key that does not read: {writer}")?;
-                    return Ok(Outcome::Denied);
-                };
-                if !pinned.is_empty() && !pinned.contains(&key) {
-                    say!("TAMPERED: {label}the store names writer key {writer}, not a given writer key")?;
-                    return Ok(Outcome::Denied);
-                }
-                vec![key]
-            }
-            None => pinned.clone(),
-        };
-        let expected: Vec<_> = witnesses
-            .iter()
-            .filter(|w| w.writer.is_none() || w.writer == named)
-            .map(|w| (w.seq, w.hash))
-            .collect();
-        let verdict =
-            match mandate_audit::verify_with_witnesses(stored.log.as_ref(), &own, &expected) {
-                // A row that does not read as what the writer stored (a head
-                // replaced by garbage) was edited.
-                Err(mandate_audit::Error::Corrupt { seq, message }) => {
-                    say!("TAMPERED: {label}record #{seq}: unreadable: {message}")?;
-                    return Ok(Outcome::Denied);
-                }
-                other => other?,
-            };
-        let verdict = verdict.and_then(|verified| match stored.out_of_trail_order {
-            Some(seq) => Err(mandate_audit::Tampered {
-                seq,
-                problem: format!(
-                    "out of place in the trail: its position comes before record #{}'s (positions reordered)",
-                    seq.saturating_sub(1)
-                ),
-            }),
-            None => Ok(verified),
-        });
-        match verdict {
-            Ok(verified) => {
-                records += verified.records;
-                say!(
-                    "ok: {label}{} record(s), {} signed head(s), newest signed at #{}",
-                    verified.records,
-                    verified.heads,
-                    verified.last_signed
-                )?;
-                if verified.unsigned_tail() > 0 {
-                    say!(
-                        "note: {label}the newest {} record(s) are linked but not yet covered by a signed head (the writer stopped before signing)",
-                        verified.unsigned_tail()
-                    )?;
-                }
-                if !verified.pinned {
-                    say!(
-                        "note: heads checked against the writer keys they name ({}); pass --writer-pub to pin them",
-                        verified.writers.join(", ")
-                    )?;
-                } else if pinned.is_empty() {
-                    say!("note: {label}heads checked against the writer key the store names; pass --writer-pub to pin them")?;
-                }
-            }
-            Err(tampered) => {
-                say!("TAMPERED: {label}{tampered}")?;
-                return Ok(Outcome::Denied);
-            }
+    for IntactLog { label, verified } in &verdict.intact {
+        records += verified.records;
+        say!(
+            "ok: {label}{} record(s), {} signed head(s), newest signed at #{}",
+            verified.records,
+            verified.heads,
+            verified.last_signed
+        )?;
+        if verified.unsigned_tail() > 0 {
+            say!(
+                "note: {label}the newest {} record(s) are linked but not yet covered by a signed head (the writer stopped before signing)",
+                verified.unsigned_tail()
+            )?;
+        }
+        if !verified.pinned {
+            say!(
+                "note: heads checked against the writer keys they name ({}); pass --writer-pub to pin them",
+                verified.writers.join(", ")
+            )?;
+        } else if pinned.is_empty() {
+            say!("note: {label}heads checked against the writer key the store names; pass --writer-pub to pin them")?;
         }
     }
-    if shared {
+    if let Some(tampered) = &verdict.tampered {
+        say!("TAMPERED: {tampered}")?;
+        return Ok(Outcome::Denied);
+    }
+    if verdict.shared {
         say!(
             "ok: {} writer log(s), {records} record(s) in all",
-            logs.len()
+            verdict.intact.len()
         )?;
     }
     Ok(Outcome::Ok)

@@ -26,6 +26,7 @@ pub mod audit;
 pub mod audit_api;
 pub mod audit_client;
 pub mod audit_store;
+pub mod audit_verify;
 pub mod config;
 pub mod issuer;
 pub mod key_follower;
