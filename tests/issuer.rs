@@ -12,7 +12,8 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::idp::{claims, fixture, id_token, now, Jwks, AUDIENCE, IDP, ISSUER_ID};
+use common::idp::{claims, fixture, id_token, now, Jwks, IDP, ISSUER_ID};
+use common::issuer_site::IssuerSite;
 use common::server::{poll, Server};
 use common::{mandate, task_open, Dir};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -42,82 +43,16 @@ impl World {
     /// As [`World::start`], the issuer given the extra flags `extra` makes
     /// from the test's folder.
     fn start_with(extra: impl FnOnce(&Dir) -> Vec<String>) -> World {
-        let dir = Dir::new();
-        dir.keygen("root.key");
-        dir.keygen("agent.key");
-        dir.keygen("sub.key");
-        dir.keygen("operator.key");
-        mandate(&[
-            "issue",
-            "--root-key",
-            &dir.path("root.key"),
-            "--key-id",
-            "1",
-            "--principal",
-            "ops",
-            "--agent",
-            "operator",
-            "--agent-key",
-            &dir.path("operator.key.pub"),
-            "--right",
-            "registry:revoke",
-            "--right",
-            "registry:read",
-            "--ttl",
-            "1h",
-            "--out",
-            &dir.path("ops.token"),
-        ])
-        .ok();
-        let verifier = Server::start(
-            "serve",
-            &[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--store",
-                &dir.path("registry"),
-                "--root-pub",
-                &format!("1={}", dir.path("root.key.pub")),
-            ],
-            dir.file("serve.log"),
-        )
-        .unwrap();
-        let jwks = Jwks::serve("jwks.json");
-        let extra = extra(&dir);
-        let idp = format!("{IDP},{AUDIENCE},{}", jwks.url);
-        let registry_auth = format!("@{}", dir.path("ops.token"));
-        let (root_key, tasks, operator_key) = (
-            dir.path("root.key"),
-            dir.path("tasks"),
-            dir.path("operator.key"),
-        );
-        let mut args = vec![
-            "issuer",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--id",
-            ISSUER_ID,
-            "--root-key",
-            &root_key,
-            "--key-id",
-            "1",
-            "--store",
-            &tasks,
-            "--registry",
-            &verifier.url,
-            "--registry-auth",
-            &registry_auth,
-            "--registry-auth-key",
-            &operator_key,
-            "--idp",
-            &idp,
-            "--sweep-interval",
-            "100ms",
-        ];
-        args.extend(extra.iter().map(String::as_str));
-        let issuer = Server::start("issuer", &args, dir.file("issuer.log")).unwrap();
+        let site = IssuerSite::new(&["sub.key"]);
+        let extra = extra(&site.dir);
+        let mut flags = vec!["--sweep-interval", "100ms"];
+        flags.extend(extra.iter().map(String::as_str));
+        let issuer = site.issuer("issuer", &site.dir.path("tasks"), &flags);
+        let IssuerSite {
+            dir,
+            jwks,
+            verifier,
+        } = site;
         World {
             dir,
             jwks,

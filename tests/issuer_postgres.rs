@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::idp::{claims, id_token, Jwks, AUDIENCE, IDP, ISSUER_ID};
+use common::idp::{claims, id_token, Jwks, ISSUER_ID};
+use common::issuer_site::IssuerSite;
 use common::server::Server;
 use common::{mandate, Dir};
 use jsonwebtoken::Algorithm;
@@ -28,84 +29,18 @@ struct Replicas {
 }
 
 fn start(database: String) -> Replicas {
-    let dir = Dir::new();
-    dir.keygen("root.key");
-    dir.keygen("agent.key");
-    dir.keygen("operator.key");
-    mandate(&[
-        "issue",
-        "--root-key",
-        &dir.path("root.key"),
-        "--key-id",
-        "1",
-        "--principal",
-        "ops",
-        "--agent",
-        "operator",
-        "--agent-key",
-        &dir.path("operator.key.pub"),
-        "--right",
-        "registry:revoke",
-        "--right",
-        "registry:read",
-        "--ttl",
-        "1h",
-        "--out",
-        &dir.path("ops.token"),
-    ])
-    .ok();
-    let verifier = Server::start(
-        "serve",
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            &dir.path("registry"),
-            "--root-pub",
-            &format!("1={}", dir.path("root.key.pub")),
-        ],
-        dir.file("serve.log"),
-    )
-    .unwrap();
-    let jwks = Jwks::serve("jwks.json");
-    let idp = format!("{IDP},{AUDIENCE},{}", jwks.url);
-    let registry_auth = format!("@{}", dir.path("ops.token"));
-    let issuer = |name: &str| {
-        Server::start(
-            name,
-            &[
-                "issuer",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--id",
-                ISSUER_ID,
-                "--root-key",
-                &dir.path("root.key"),
-                "--key-id",
-                "1",
-                "--store",
-                &database,
-                "--registry",
-                &verifier.url,
-                "--registry-auth",
-                &registry_auth,
-                "--registry-auth-key",
-                &dir.path("operator.key"),
-                "--idp",
-                &idp,
-            ],
-            dir.file(&format!("{name}.log")),
-        )
-        .unwrap()
-    };
+    let site = IssuerSite::new(&[]);
     // Started together: the schema is migrated once, under a lock.
     let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(|| issuer("issuer-a"));
-        let b = s.spawn(|| issuer("issuer-b"));
+        let a = s.spawn(|| site.issuer("issuer-a", &database, &[]));
+        let b = s.spawn(|| site.issuer("issuer-b", &database, &[]));
         (a.join().unwrap(), b.join().unwrap())
     });
+    let IssuerSite {
+        dir,
+        jwks,
+        verifier,
+    } = site;
     Replicas {
         dir,
         _jwks: jwks,

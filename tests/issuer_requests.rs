@@ -14,6 +14,7 @@ use std::time::SystemTime;
 
 use common::http::{http, Reply, JSON};
 use common::idp::{login, Jwks, ISSUER_ID};
+use common::issuer_site::IssuerSite;
 use common::server::{poll, Server};
 use common::{mandate, task_open, Dir, Run};
 use mandate_issuer::issuer::TaskOperation;
@@ -33,80 +34,15 @@ impl World {
 
     /// An issuer and a verifier with a registry; `extra` flags for the issuer.
     fn start_with(extra: &[&str]) -> World {
-        let dir = Dir::new();
-        for key in ["root.key", "agent.key", "sub.key", "operator.key"] {
-            dir.keygen(key);
-        }
-        mandate(&[
-            "issue",
-            "--root-key",
-            &dir.path("root.key"),
-            "--key-id",
-            "1",
-            "--principal",
-            "ops",
-            "--agent",
-            "operator",
-            "--agent-key",
-            &dir.path("operator.key.pub"),
-            "--right",
-            "registry:revoke",
-            "--right",
-            "registry:read",
-            "--ttl",
-            "1h",
-            "--out",
-            &dir.path("ops.token"),
-        ])
-        .ok();
-        let verifier = Server::start(
-            "serve",
-            &[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--store",
-                &dir.path("registry"),
-                "--root-pub",
-                &format!("1={}", dir.path("root.key.pub")),
-            ],
-            dir.file("serve.log"),
-        )
-        .unwrap();
-        let jwks = Jwks::serve("jwks.json");
-        let (idp, auth, root, tasks, operator) = (
-            jwks.flag(),
-            format!("@{}", dir.path("ops.token")),
-            dir.path("root.key"),
-            dir.path("tasks"),
-            dir.path("operator.key"),
-        );
-        let mut args = vec![
-            "issuer",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--id",
-            ISSUER_ID,
-            "--root-key",
-            &root,
-            "--key-id",
-            "1",
-            "--store",
-            &tasks,
-            "--registry",
-            &verifier.url,
-            "--registry-auth",
-            &auth,
-            "--registry-auth-key",
-            &operator,
-            "--idp",
-            &idp,
-            "--approver-group",
-            "approvers",
-        ];
-        args.extend_from_slice(extra);
-        let issuer = Server::start("issuer", &args, dir.file("issuer.log")).unwrap();
+        let site = IssuerSite::new(&["sub.key"]);
+        let mut flags = vec!["--approver-group", "approvers"];
+        flags.extend_from_slice(extra);
+        let issuer = site.issuer("issuer", &site.dir.path("tasks"), &flags);
+        let IssuerSite {
+            dir,
+            jwks,
+            verifier,
+        } = site;
         World {
             dir,
             _jwks: jwks,

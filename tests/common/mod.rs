@@ -6,7 +6,8 @@
 //! without it, `http` speaks to servers, `server` runs them, `stage` is a
 //! deployment of `mandate serve` for the scenarios, and `scenario` holds the
 //! steps of PRODUCT.md's five scenarios on a stage, whatever the first
-//! mandate came from; `idp` is a local identity provider for the issuer.
+//! mandate came from; `idp` is a local identity provider for the issuer and
+//! `issuer_site` the keys, registry and provider an issuer runs with.
 //!
 //! Each test file includes it with `#[path = "common/mod.rs"] mod common;`,
 //! so each is its own crate using only part of it: the items some files do
@@ -15,6 +16,7 @@
 pub mod blocks;
 pub mod http;
 pub mod idp;
+pub mod issuer_site;
 pub mod replicas;
 pub mod scenario;
 pub mod server;
