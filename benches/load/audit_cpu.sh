@@ -13,6 +13,11 @@
 #   ROUNDS=7 DURATION=10 CASES=bearer benches/load/audit_cpu.sh
 #   AUDIT_ARGS="--audit-mode buffered" benches/load/audit_cpu.sh
 #   MANDATE_BIN=/tmp/mandate-a benches/load/audit_cpu.sh   # another build
+#   CONNECTIONS=64 WRK_PACE_MS=4 CASES=bearer benches/load/audit_cpu.sh
+#       # paced: each connection waits 4 ms between requests, so both servers
+#       # answer about the same rate (not each its own maximum) and CPU per
+#       # request compares the same work, not a busier server's against an
+#       # idler one's thread wake-ups
 #
 # Environment: ROUNDS (5), DURATION (seconds per run, 8), CONNECTIONS (32),
 # THREADS (wrk threads, 2), CASES ("bearer pop": warm bearer requests, and

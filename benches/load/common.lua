@@ -67,6 +67,16 @@ function M.exhausted_request()
    return wrk.format("GET", "/v1/health", {}, nil)
 end
 
+-- WRK_PACE_MS=N: each connection waits N ms after an answer before its next
+-- request, so the offered load is about connections / (N ms + latency):
+-- a paced run compares CPU per request at (nearly) equal throughput.
+local pace = tonumber(os.getenv("WRK_PACE_MS") or "")
+if pace and pace > 0 then
+   function delay()
+      return pace
+   end
+end
+
 function done(summary, latency, requests)
    local bad, exhausted_threads, statuses, first = 0, 0, {}, ""
    for _, thread in ipairs(threads) do
