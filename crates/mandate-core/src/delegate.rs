@@ -8,22 +8,12 @@
 
 use biscuit_auth::builder::{self, BlockBuilder};
 
-use crate::chain::Chain;
 use crate::keys::{AgentKey, PublicKey, SecretKey};
 use crate::name::check_name;
 use crate::restrict::Restrictions;
-use crate::scope::Effective;
 use crate::token::UnverifiedMandate;
 use crate::vocab;
 use crate::Error;
-
-/// Reads the claimed scope and chain of a token, parsing each block once.
-fn read_unverified(token: &UnverifiedMandate) -> Result<(Effective, Chain), Error> {
-    let blocks = token.blocks()?;
-    let (claims, chain) = crate::chain::read(&blocks);
-    let chain = chain.map_err(Error::Chain)?;
-    Ok((Effective::read(&claims, &blocks), chain))
-}
 
 /// The agent a signed hop hands the authority to.
 #[derive(Debug, Clone)]
@@ -54,7 +44,7 @@ pub fn delegate(
     }
     // The chain and scope are read unverified: they only serve to refuse a
     // block that could never help. The verifier enforces every check anyway.
-    let (effective, chain) = read_unverified(token)?;
+    let (effective, chain) = token.claimed()?;
     effective.check(restrictions, chain.depth())?;
     token.append(restrictions.to_block(chain.depth())?)
 }
@@ -77,7 +67,7 @@ pub fn delegate_signed(
             "nothing to delegate: give --to or at least one restriction".into(),
         ));
     }
-    let (effective, chain) = read_unverified(token)?;
+    let (effective, chain) = token.claimed()?;
     let holder = chain.holder();
     if holder.key != Some(AgentKey::from(signer.public())) {
         return Err(Error::NotHolder {
@@ -105,4 +95,62 @@ pub fn delegate_signed(
     }
     let block = restrictions.add_to(block, depth_after)?;
     token.append_third_party(signer, block)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::vocab;
+    use biscuit_auth::builder as b;
+
+    fn parent() -> UnverifiedMandate {
+        let mut authority = BlockBuilder::new()
+            .fact(b::fact(vocab::PRINCIPAL, &[b::string("bob")]))
+            .unwrap()
+            .fact(b::fact(
+                vocab::AGENT,
+                &[b::string("reporter"), b::bytes(&[])],
+            ))
+            .unwrap();
+        for op in ["read", "write"] {
+            authority = authority
+                .fact(b::fact(
+                    vocab::RIGHT,
+                    &[b::string("analytics"), b::string(op)],
+                ))
+                .unwrap();
+        }
+        let token = biscuit_auth::Biscuit::builder()
+            .merge(authority)
+            .build(&biscuit_auth::KeyPair::new())
+            .unwrap();
+        UnverifiedMandate::from_base64(&token.to_base64().unwrap()).unwrap()
+    }
+
+    fn ops(op: &str) -> Restrictions {
+        Restrictions {
+            operations: vec![op.into()],
+            ..Restrictions::default()
+        }
+    }
+
+    #[test]
+    fn a_parent_read_once_serves_each_delegation_and_each_child_reads_its_own_scope() {
+        let parent = parent();
+        let reader = delegate(&parent, &ops("read")).unwrap();
+        // The parent's cached scope still holds both operations.
+        let writer = delegate(&parent, &ops("write")).unwrap();
+        // Each child's scope is its own: write was taken from the reader.
+        assert!(matches!(
+            delegate(&reader, &ops("write")),
+            Err(Error::NotInParent { .. })
+        ));
+        assert!(matches!(
+            delegate(&writer, &ops("read")),
+            Err(Error::NotInParent { .. })
+        ));
+        // A clone carries the cached read and decides the same.
+        assert!(delegate(&reader.clone(), &ops("read")).is_ok());
+    }
 }

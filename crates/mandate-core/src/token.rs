@@ -7,6 +7,8 @@
 //! [`Mandate::from_base64`] checked every signature against a trusted root,
 //! or after [`Mandate::sign`] signed a new one; it remembers that root.
 
+use std::sync::OnceLock;
+
 use biscuit_auth::{Biscuit, UnverifiedBiscuit};
 use sha2::Digest as _;
 
@@ -14,6 +16,7 @@ use crate::blocks::{BlockContents, Detail};
 use crate::chain::{self, Chain, ChainError};
 use crate::claims::Claims;
 use crate::keys::{KeySet, PublicKey};
+use crate::scope::Effective;
 use crate::Error;
 
 /// The largest encoded token accepted, in bytes. Biscuit tokens with dozens
@@ -46,6 +49,9 @@ fn check_len(text: &str) -> Result<&str, Error> {
 #[derive(Clone)]
 pub struct UnverifiedMandate {
     inner: UnverifiedBiscuit,
+    /// The scope and chain the token claims, read from its blocks on first
+    /// use: an agent delegating several times from one parent reads it once.
+    claimed: OnceLock<(Effective, Chain)>,
 }
 
 impl std::fmt::Debug for UnverifiedMandate {
@@ -55,6 +61,29 @@ impl std::fmt::Debug for UnverifiedMandate {
 }
 
 impl UnverifiedMandate {
+    fn new(inner: UnverifiedBiscuit) -> UnverifiedMandate {
+        UnverifiedMandate {
+            inner,
+            claimed: OnceLock::new(),
+        }
+    }
+
+    /// The scope and chain the token claims (unverified), read once.
+    ///
+    /// # Errors
+    /// [`Error::MalformedToken`] when a block cannot be read,
+    /// [`Error::Chain`] when the chain is not well formed.
+    pub(crate) fn claimed(&self) -> Result<&(Effective, Chain), Error> {
+        if let Some(claimed) = self.claimed.get() {
+            return Ok(claimed);
+        }
+        let blocks = self.blocks()?;
+        let (claims, chain) = chain::read(&blocks);
+        let chain = chain.map_err(Error::Chain)?;
+        let read = (Effective::read(&claims, &blocks), chain);
+        Ok(self.claimed.get_or_init(|| read))
+    }
+
     /// Parses URL-safe base64 text (surrounding whitespace is ignored).
     ///
     /// # Errors
@@ -62,7 +91,7 @@ impl UnverifiedMandate {
     pub fn from_base64(text: &str) -> Result<UnverifiedMandate, Error> {
         let text = check_len(text)?;
         UnverifiedBiscuit::from_base64(text)
-            .map(|inner| UnverifiedMandate { inner })
+            .map(UnverifiedMandate::new)
             .map_err(Error::from_format)
     }
 
@@ -220,7 +249,7 @@ impl UnverifiedMandate {
             .map_err(Error::Biscuit)?;
         self.inner
             .append_third_party(&signed)
-            .map(|inner| UnverifiedMandate { inner })
+            .map(UnverifiedMandate::new)
             .map_err(Error::Biscuit)
     }
 
@@ -230,7 +259,7 @@ impl UnverifiedMandate {
     ) -> Result<UnverifiedMandate, Error> {
         self.inner
             .append(block)
-            .map(|inner| UnverifiedMandate { inner })
+            .map(UnverifiedMandate::new)
             .map_err(Error::Biscuit)
     }
 }
@@ -347,7 +376,7 @@ impl Mandate {
     pub fn to_unverified(&self) -> Result<UnverifiedMandate, Error> {
         let bytes = self.biscuit.to_vec().map_err(Error::Biscuit)?;
         UnverifiedBiscuit::from(bytes)
-            .map(|inner| UnverifiedMandate { inner })
+            .map(UnverifiedMandate::new)
             .map_err(Error::from_format)
     }
 

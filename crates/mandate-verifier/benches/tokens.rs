@@ -806,6 +806,25 @@ impl Fixture {
         .unwrap()
     }
 
+    fn delegate_signed_ours_from(&self, text: &str, hop: usize) -> impl Sized {
+        delegate_signed(
+            &UnverifiedMandate::from_base64(text).unwrap(),
+            &self.agents[hop - 1].key,
+            Some(&self.agents[hop].next),
+            &restrictions(),
+        )
+        .unwrap()
+    }
+
+    fn delegate_signed_raw_from(&self, text: &str, hop: usize) -> impl Sized {
+        append_hop_raw(
+            &UnverifiedBiscuit::from_base64(text).unwrap(),
+            &self.agents[hop - 1].key,
+            &self.agents[hop].next,
+            HopScope::Full,
+        )
+    }
+
     fn delegate_signed_raw(&self, hop: usize) -> impl Sized {
         append_hop_raw(
             &self.signed.raw[hop - 1],
@@ -1011,6 +1030,18 @@ fn ratio_table(f: &Fixture) {
             || (),
             |_| f.delegate_signed_ours(hop),
             |_| f.delegate_signed_raw(hop),
+        ));
+    }
+    // The first delegation from a token just received as text: both sides
+    // parse it, ours also reads its scope and chain once.
+    for hop in HOP_COUNTS {
+        let ours_text = f.signed.ours[hop - 1].to_base64().unwrap();
+        let raw_text = f.signed.raw[hop - 1].to_base64().unwrap();
+        rows.push(interleaved(
+            format!("delegate_signed from text, hop {hop}"),
+            || (),
+            |_| f.delegate_signed_ours_from(&ours_text, hop),
+            |_| f.delegate_signed_raw_from(&raw_text, hop),
         ));
     }
     for (n, ours, raw) in &f.tokens {
