@@ -19,77 +19,12 @@ use prost::Message as _;
 
 use biscuit_auth::format::schema;
 
+use crate::bounds;
 use crate::keys::AgentKey;
 use crate::narrowing::{self, Narrowing};
 use crate::print;
+use crate::symbols::Symbols;
 use crate::vocab::HOP;
-
-/// Structural limits on a token's blocks, checked before anything walks
-/// them. They are far above what Mandate itself writes (a hop block holds a
-/// dozen statements of depth 2) and far below what would strain memory or
-/// a thread stack.
-pub mod bounds {
-    /// Most blocks a token may have, the authority block included.
-    pub const MAX_BLOCKS: usize = 64;
-    /// Most facts, rules and checks one block may hold.
-    pub const MAX_STATEMENTS: usize = 256;
-    /// Most symbols one block may define.
-    pub const MAX_SYMBOLS: usize = 1024;
-    /// Longest symbol (string) in bytes.
-    pub const MAX_SYMBOL_LEN: usize = 4096;
-    /// Most terms one predicate may have.
-    pub const MAX_TERMS: usize = 16;
-    /// Most predicates one rule body or check query may join.
-    pub const MAX_BODY: usize = 16;
-    /// Most queries (`or` alternatives) one check may have.
-    pub const MAX_QUERIES: usize = 16;
-    /// Most expressions one rule body or check query may hold.
-    pub const MAX_EXPRESSIONS: usize = 32;
-    /// Most operations one expression may hold, closure bodies included.
-    pub const MAX_OPS: usize = 256;
-    /// Deepest nesting of closures (`$x -> ...`, and the right side of `&&`
-    /// and `||`, which biscuit encodes as closures).
-    pub const MAX_CLOSURE_DEPTH: usize = 8;
-    /// Deepest nesting of collections (a set inside an array inside a map).
-    pub const MAX_TERM_DEPTH: usize = 4;
-    /// Most collection elements one statement may hold, nested ones included.
-    pub const MAX_ELEMENTS: usize = 1024;
-}
-
-/// The default symbols of the Biscuit format (spec: "Symbols"), which every
-/// symbol table starts with; indices from [`SYMBOL_OFFSET`] name a token's
-/// own symbols. biscuit-auth keeps its copy private.
-const DEFAULT_SYMBOLS: [&str; 28] = [
-    "read",
-    "write",
-    "resource",
-    "operation",
-    "right",
-    "time",
-    "role",
-    "owner",
-    "tenant",
-    "namespace",
-    "user",
-    "team",
-    "service",
-    "admin",
-    "email",
-    "group",
-    "member",
-    "ip_address",
-    "client",
-    "client_ip",
-    "domain",
-    "path",
-    "version",
-    "cluster",
-    "node",
-    "hostname",
-    "nonce",
-    "query",
-];
-const SYMBOL_OFFSET: u64 = 1024;
 
 /// A term of a fact, as far as Mandate reads it. Collections are kept one
 /// level deep; anything deeper is [`Value::Nested`].
@@ -299,25 +234,6 @@ fn signer_key(index: usize, key: &schema::PublicKey) -> Result<AgentKey, ReadErr
     // biscuit-auth verified the block's signature with this key; its bytes
     // are what the chain compares.
     AgentKey::from_slice(&key.key).map_err(|e| malformed(e.to_string()))
-}
-
-/// A symbol table: the default symbols, then `0`.
-#[derive(Clone, Copy)]
-pub(crate) struct Symbols<'a>(&'a [&'a str]);
-
-impl<'a> Symbols<'a> {
-    /// The string at `index`, if the table has one.
-    pub(crate) fn get(&self, index: u64) -> Option<&'a str> {
-        if index < SYMBOL_OFFSET {
-            usize::try_from(index)
-                .ok()
-                .and_then(|i| DEFAULT_SYMBOLS.get(i).copied())
-        } else {
-            usize::try_from(index - SYMBOL_OFFSET)
-                .ok()
-                .and_then(|i| self.0.get(i).copied())
-        }
-    }
 }
 
 /// Checks every structural bound of one block, without recursion: nested
@@ -668,6 +584,7 @@ fn query(rule: &schema::Rule, text: String, symbols: Symbols<'_>) -> Result<Quer
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::symbols::{DEFAULT_SYMBOLS, SYMBOL_OFFSET};
 
     use biscuit_auth::builder::{self as b, BlockBuilder};
 

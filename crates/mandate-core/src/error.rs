@@ -93,7 +93,7 @@ pub enum Error {
     },
     /// The token's delegation chain is broken.
     #[error("broken delegation chain: {0}")]
-    Chain(#[source] crate::chain::ChainError),
+    Chain(#[source] crate::chain_error::ChainError),
     /// Reading or writing a key file failed.
     #[error("{action} {}", .path.display())]
     Io {

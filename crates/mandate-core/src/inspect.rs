@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::claims::AuthorityClaims;
+use crate::authority::AuthorityClaims;
 use crate::keys::KeySet;
 use crate::restrict::Right;
 use crate::token::UnverifiedMandate;

@@ -15,8 +15,11 @@
 //! never reads a claim from an unverified token for any purpose other than a
 //! report that says it is unverified.
 
+mod authority;
 pub mod blocks;
+pub mod bounds;
 pub mod chain;
+mod chain_error;
 mod claims;
 mod delegate;
 mod error;
@@ -29,6 +32,7 @@ pub mod print;
 mod request;
 mod restrict;
 mod scope;
+mod symbols;
 mod token;
 pub mod vocab;
 

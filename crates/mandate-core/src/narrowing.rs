@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 
 use biscuit_auth::format::schema;
 
-use crate::blocks::Symbols;
+use crate::symbols::Symbols;
 use crate::vocab;
 
 /// One recognised check.

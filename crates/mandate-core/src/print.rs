@@ -13,7 +13,8 @@ use std::fmt::Write as _;
 
 use biscuit_auth::format::schema;
 
-use crate::blocks::{bounds, Symbols};
+use crate::bounds;
+use crate::symbols::Symbols;
 
 /// Longest printed statement, in bytes; longer ones end in `…`.
 pub const MAX_STATEMENT: usize = 1024;

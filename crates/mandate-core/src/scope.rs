@@ -10,8 +10,8 @@
 use std::collections::BTreeSet;
 use std::time::SystemTime;
 
+use crate::authority::AuthorityClaims;
 use crate::blocks::BlockContents;
-use crate::claims::AuthorityClaims;
 use crate::narrowing::Narrowing;
 use crate::restrict::{Restrictions, Right};
 use crate::Error;

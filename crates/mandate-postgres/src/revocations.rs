@@ -294,7 +294,9 @@ fn decode(seq: u64, row: &postgres::Row) -> Result<RevocationEntry> {
     };
     // Borrowed from the row: only the value, reason and actor are copied out.
     let kind: &str = row.try_get(1).map_err(|e| corrupt(e.into()))?;
-    let kind = kind.parse().map_err(|e: Error| corrupt(e.into()))?;
+    let kind = kind
+        .parse()
+        .map_err(|e: mandate_registry::UnknownKind| corrupt(e.into()))?;
     let at: SystemTime = row.try_get(5).map_err(|e| corrupt(e.into()))?;
     let entry = RevocationEntry {
         seq,

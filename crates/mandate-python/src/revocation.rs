@@ -19,7 +19,8 @@ use crate::errors;
 use crate::request;
 
 fn kind(text: &str) -> PyResult<RevocationKind> {
-    text.parse().map_err(errors::registry)
+    text.parse()
+        .map_err(|e: mandate_registry::UnknownKind| errors::registry(e.into()))
 }
 
 /// The entry as a `dict`.

@@ -30,7 +30,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::entry::{RevocationEntry, RevocationKind};
+use crate::entry::RevocationEntry;
+use crate::kind::RevocationKind;
 
 /// Body of `POST /v1/revocations` and `POST /v1/revocations/lift`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -13,7 +13,7 @@
 //! This module must never move the counter backwards or skip a staleness transition it
 //! woke for, and must never keep a timer alive for nobody.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -25,46 +25,6 @@ use crate::index::SharedIndex;
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// The shortest sleep while stale, so a tiny bound cannot spin the timer.
 const MIN_SLEEP: Duration = Duration::from_millis(5);
-
-/// The counter and whether its staleness timer runs.
-#[derive(Debug)]
-pub(crate) struct Changes {
-    sender: watch::Sender<u64>,
-    /// `true` while a timer task runs. Held across "no receivers left, stop" and
-    /// "subscribe, start if stopped", so a new watcher never finds a timer that is
-    /// about to exit.
-    timer: Mutex<bool>,
-}
-
-impl Default for Changes {
-    fn default() -> Self {
-        Changes {
-            sender: watch::channel(0).0,
-            timer: Mutex::new(false),
-        }
-    }
-}
-
-impl Changes {
-    /// Moves the counter; receivers re-check.
-    ///
-    /// With no receiver the counter moves without waking anyone: waking costs a lock
-    /// per waiter list, paid on every entry applied, and a verifier joining a log of
-    /// a million entries has nobody watching yet. A receiver subscribing concurrently
-    /// reads the index after subscribing, so it sees the change without the wake.
-    pub(crate) fn bump(&self) {
-        self.sender.send_if_modified(|n| {
-            *n = n.wrapping_add(1);
-            self.sender.receiver_count() > 0
-        });
-    }
-
-    /// Whether the staleness timer runs (for tests).
-    #[cfg(test)]
-    fn timer_running(&self) -> bool {
-        *self.timer.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
 
 impl SharedIndex {
     /// A receiver of the index's change counter: it moves when an entry is applied, the
@@ -140,7 +100,8 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::entry::{RevocationEntry, RevocationKind};
+    use crate::entry::RevocationEntry;
+    use crate::kind::RevocationKind;
 
     /// Bounds each wait so a broken timer fails instead of hanging; never asserted on.
     const HUNG: Duration = Duration::from_secs(20);

@@ -16,9 +16,10 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::de::DeserializeOwned;
 
 use crate::api::{is_valid_epoch, AckRequest, ErrorBody, ListPage, RegistryStatus, RevokeRequest};
-use crate::entry::{RevocationEntry, RevocationKind};
+use crate::entry::RevocationEntry;
 use crate::error::{Error, Result};
 use crate::index::SharedIndex;
+use crate::kind::RevocationKind;
 use crate::mandate::{registry_request, Access};
 use crate::server::{HttpBinding, POP_HEADER};
 

@@ -12,8 +12,9 @@
 use std::time::{Duration, Instant};
 
 use crate::client::{RegistryAuth, RegistryClient};
-use crate::entry::{RevocationEntry, RevocationKind};
+use crate::entry::RevocationEntry;
 use crate::error::{Error, Result};
+use crate::kind::RevocationKind;
 
 /// Attempts of a write refused with 503 before giving up.
 const ATTEMPTS: u32 = 3;

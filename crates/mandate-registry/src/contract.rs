@@ -8,7 +8,8 @@
 
 use std::sync::Arc;
 
-use crate::entry::{NewRevocation, RevocationKind};
+use crate::entry::NewRevocation;
+use crate::kind::RevocationKind;
 use crate::store::RevocationStore;
 
 fn revoke(kind: RevocationKind, value: &str) -> NewRevocation {

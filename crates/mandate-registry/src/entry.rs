@@ -11,14 +11,13 @@
 //! These types are the wire format shared by the server, the client and the stores, so
 //! they derive serde. Nothing here may hold a secret: entries are public to every verifier.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::SystemTime;
 
 use mandate_core::name::{display_name, NameKind};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::kind::RevocationKind;
 
 /// Upper bound on a revocation value, in bytes.
 pub const MAX_VALUE_LEN: usize = 512;
@@ -28,66 +27,6 @@ pub const MAX_REASON_LEN: usize = 1024;
 pub const MAX_ACTOR_LEN: usize = 512;
 /// Upper bound on a token revocation id, in decoded bytes.
 pub const MAX_TOKEN_ID_BYTES: usize = 128;
-
-/// What a revocation entry names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum RevocationKind {
-    /// One block's revocation id (lowercase hex). Any token that contains the block is
-    /// revoked, so revoking a token also revokes every token delegated from it.
-    TokenId,
-    /// Every token issued on behalf of this principal.
-    Principal,
-    /// Every token in which this agent (by name or by public-key string) appears in the chain.
-    Agent,
-    /// Every token minted for this task id.
-    Task,
-}
-
-impl RevocationKind {
-    /// All kinds, in wire order.
-    pub const ALL: [RevocationKind; 4] = [
-        RevocationKind::TokenId,
-        RevocationKind::Principal,
-        RevocationKind::Agent,
-        RevocationKind::Task,
-    ];
-
-    /// The wire name (`token_id`, `principal`, `agent`, `task`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RevocationKind::TokenId => "token_id",
-            RevocationKind::Principal => "principal",
-            RevocationKind::Agent => "agent",
-            RevocationKind::Task => "task",
-        }
-    }
-
-    /// Whether a revocation of this kind may later be lifted.
-    pub fn is_liftable(self) -> bool {
-        matches!(self, RevocationKind::Principal | RevocationKind::Agent)
-    }
-}
-
-impl fmt::Display for RevocationKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for RevocationKind {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        RevocationKind::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == s)
-            .ok_or_else(|| Error::UnknownKind {
-                kind: s.chars().take(64).collect(),
-            })
-    }
-}
 
 /// One record of the revocation log, as stored and as sent to verifiers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -389,6 +328,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use crate::kind::UnknownKind;
 
     #[test]
     fn kinds_use_wire_names() {
@@ -399,7 +339,7 @@ mod tests {
         }
         assert!(matches!(
             "token".parse::<RevocationKind>(),
-            Err(Error::UnknownKind { kind }) if kind == "token"
+            Err(UnknownKind(kind)) if kind == "token"
         ));
     }
 

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::entry::RevocationKind;
+use crate::kind::{RevocationKind, UnknownKind};
 
 /// A boxed error from a backend (sled, serde_json, reqwest, ...), kept as `source()`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -232,4 +232,10 @@ pub(crate) fn report(error: &(dyn std::error::Error + 'static)) -> String {
         next = cause.source();
     }
     text
+}
+
+impl From<UnknownKind> for Error {
+    fn from(unknown: UnknownKind) -> Error {
+        Error::UnknownKind { kind: unknown.0 }
+    }
 }

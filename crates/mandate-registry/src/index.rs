@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 
 use std::borrow::Cow;
 
-use crate::changes::Changes;
-use crate::entry::{canonical_agent, RevocationEntry, RevocationKind, MAX_TOKEN_ID_BYTES};
+use crate::change_counter::Changes;
+use crate::entry::{canonical_agent, RevocationEntry, MAX_TOKEN_ID_BYTES};
 use crate::error::{Error, Result};
+use crate::kind::RevocationKind;
 use crate::value_table::{Found, ReasonTable, ValueTable};
 
 /// One agent in a token's delegation chain.

@@ -62,12 +62,14 @@
 //! ```
 
 mod api;
+mod change_counter;
 mod changes;
 mod client;
 mod confirm;
 mod entry;
 mod error;
 mod index;
+mod kind;
 mod mandate;
 mod replicas;
 mod server;
@@ -85,11 +87,12 @@ pub use api::{
 pub use client::{RegistryAuth, RegistryClient};
 pub use confirm::{write_confirmed, Applied, Confirmed, WriteKind};
 pub use entry::{
-    NewRevocation, RevocationEntry, RevocationKind, MAX_ACTOR_LEN, MAX_REASON_LEN,
-    MAX_TOKEN_ID_BYTES, MAX_VALUE_LEN,
+    NewRevocation, RevocationEntry, MAX_ACTOR_LEN, MAX_REASON_LEN, MAX_TOKEN_ID_BYTES,
+    MAX_VALUE_LEN,
 };
 pub use error::{BoxError, Error, Result};
 pub use index::{AgentRef, Denied, RevocationIndex, Revoked, SharedIndex, Subject};
+pub use kind::{RevocationKind, UnknownKind};
 pub use mandate::{
     registry_request, Access, MandateWriteAuthorizer, ATTR_BODY_SHA256, ATTR_HTTP_METHOD,
     ATTR_HTTP_PATH, READ_OPERATION, WRITE_OPERATION, WRITE_RESOURCE, WRITE_SERVICE,

@@ -690,7 +690,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::entry::RevocationKind;
+    use crate::kind::RevocationKind;
 
     fn task(value: &str) -> NewRevocation {
         NewRevocation::revoke(RevocationKind::Task, value, "", "ops").unwrap()

@@ -39,7 +39,7 @@ use replay::ReplayCache;
 pub use cache::CacheCounts;
 pub use complexity::{BYTE_BUDGET, MAX_LITERAL_ELEMENTS, MAX_REGEXES, STEP_BUDGET};
 pub use decision::{Decision, FailedCheck, Reason};
-pub use mandate_core::blocks::bounds::{MAX_BLOCKS, MAX_STATEMENTS};
+pub use mandate_core::bounds::{MAX_BLOCKS, MAX_STATEMENTS};
 
 /// The one JSON error shape of every Mandate HTTP API (the authorization API
 /// here, the revocation registry), `{"error": {"code", "message"}}`.

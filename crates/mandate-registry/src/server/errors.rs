@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use mandate_verifier::http::ApiError;
 
-use super::auth::WriteDenied;
+use super::authorizer::WriteDenied;
 use crate::error::{report, Error};
 
 impl From<Error> for ApiError {

@@ -44,6 +44,7 @@
 //! "applied by K of N verifiers"), never a security decision.
 
 mod auth;
+mod authorizer;
 mod errors;
 mod reads;
 mod state;
@@ -64,7 +65,7 @@ use crate::error::{report, Error, Result};
 use reads::{ack, list, status};
 use writes::{create, lift};
 
-pub use auth::{HttpBinding, WriteAuthorizer, WriteDenied, POP_HEADER};
+pub use authorizer::{HttpBinding, WriteAuthorizer, WriteDenied, POP_HEADER};
 pub use state::{RegistryConfig, RegistryState};
 
 /// Largest accepted request body.

@@ -13,7 +13,7 @@ use mandate_verifier::pool::EvalPool;
 use rustc_hash::FxHashMap;
 use tokio::sync::{broadcast, watch};
 
-use super::auth::WriteAuthorizer;
+use super::authorizer::WriteAuthorizer;
 use crate::entry::{NewRevocation, RevocationEntry};
 use crate::error::{Error, Result};
 use crate::store::RevocationStore;

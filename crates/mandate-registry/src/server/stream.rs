@@ -329,8 +329,9 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::entry::{NewRevocation, RevocationKind};
-    use crate::server::auth::{HttpBinding, WriteAuthorizer, WriteDenied};
+    use crate::entry::NewRevocation;
+    use crate::kind::RevocationKind;
+    use crate::server::authorizer::{HttpBinding, WriteAuthorizer, WriteDenied};
     use crate::store::MemoryStore;
     use crate::store::RevocationStore;
 
