@@ -55,6 +55,7 @@ pub mod revoke;
 mod revoked;
 pub mod server;
 pub mod signing;
+mod sled_records;
 pub mod sweep;
 pub mod tasks;
 
