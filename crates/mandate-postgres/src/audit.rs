@@ -153,6 +153,7 @@ impl PgAuditStore {
             },
             writer: writer.to_owned(),
             session: Some(Arc::new(Mutex::new(session))),
+            workers: deadline::Workers::default(),
         })
     }
 
@@ -177,6 +178,7 @@ impl PgAuditStore {
                     },
                     writer: row.try_get(1).map_err(query)?,
                     session: None,
+                    workers: deadline::Workers::default(),
                 })
             })
             .collect()
@@ -203,6 +205,8 @@ pub struct PgAuditLog {
     /// The writer's session (holding the log's lock, carrying its
     /// appends) while this process writes the log; `None` for readers.
     session: Option<Arc<Mutex<WriterSession>>>,
+    /// The threads the writer's calls run on, each within [`WRITE_WAIT`].
+    workers: deadline::Workers,
 }
 
 impl std::fmt::Debug for PgAuditLog {
@@ -259,7 +263,7 @@ impl PgAuditLog {
             return work(&self.rows);
         }
         let rows = self.rows.clone();
-        deadline::within(action, WRITE_WAIT, move || work(&rows))
+        self.workers.within(action, WRITE_WAIT, move || work(&rows))
     }
 
     /// Runs `work` on the writer's session within [`WRITE_WAIT`].
@@ -276,7 +280,7 @@ impl PgAuditLog {
         };
         let session = Arc::clone(session);
         let log_id = self.rows.log_id.clone();
-        deadline::within(action, WRITE_WAIT, move || {
+        self.workers.within(action, WRITE_WAIT, move || {
             // A call from an earlier attempt that is still waiting for the
             // database holds the session: fail at once rather than pile up
             // one waiting thread per retry while the database is stalled.
