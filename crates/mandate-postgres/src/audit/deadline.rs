@@ -63,7 +63,8 @@ impl Workers {
             .pop();
         let sent = match idle {
             Some(worker) => worker.try_send(job).map(|()| worker).map_err(|refused| {
-                // A worker that died (its call panicked): start another.
+                // Not expected (an idle worker's queue is empty and only a
+                // worker that answered is kept), but never fatal: start another.
                 match refused {
                     mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job) => job,
                 }
