@@ -63,28 +63,13 @@ fn decode_entry(key: &[u8], value: &[u8]) -> Result<StoredEntry> {
     })
 }
 
-/// How long opening waits for another holder of the folder's lock to let go.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Opens the sled database in `path`. sled's background threads keep a
-/// dropped database (and its file lock) alive for a moment, so a log reopened
-/// in the same process, or right after another process exited, can find the
-/// lock still held: wait for it briefly before reporting it in use.
+/// Opens the sled database in `path`, waiting briefly for a lock a closing
+/// handle still holds.
 fn open_db(path: &Path) -> Result<sled::Db> {
-    let deadline = std::time::Instant::now() + LOCK_WAIT;
-    loop {
-        // Durability is decided per batch by `append`; no background flush
-        // should make a buffered batch look durable earlier or later.
-        match sled::Config::new().path(path).flush_every_ms(None).open() {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            other => return other.map_err(|e| Error::storage("opening the audit store", e)),
-        }
-    }
+    // Durability is decided per batch by `append`; no background flush
+    // should make a buffered batch look durable earlier or later.
+    mandate_sled::open(&sled::Config::new().path(path).flush_every_ms(None))
+        .map_err(|e| Error::storage("opening the audit store", e))
 }
 
 impl SledLog {

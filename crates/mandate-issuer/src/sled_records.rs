@@ -36,9 +36,9 @@ pub(crate) struct SledRecords {
 
 impl SledRecords {
     /// Opens (or creates) the database in the folder `path` and its tree
-    /// `name`.
+    /// `name`, waiting briefly for a lock a closing handle still holds.
     pub(crate) fn open(path: &Path, name: &str) -> Result<SledRecords, sled::Error> {
-        let db = sled::open(path)?;
+        let db = mandate_sled::open(&sled::Config::new().path(path))?;
         let tree = db.open_tree(name)?;
         Ok(SledRecords { db, tree })
     }

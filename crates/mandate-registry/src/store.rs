@@ -427,28 +427,12 @@ impl RevocationStore for SledStore {
 /// The key readiness probes write, in the database's default tree (never the log).
 const PROBE_KEY: &[u8] = b"readiness-probe";
 
-/// How long `open` waits for another holder of the folder's lock to let go.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Opens the sled database in `path`. sled's background threads keep a
-/// dropped database (and its file lock) alive for a moment, so a store
-/// reopened in the same process, or right after another process exited, can
-/// find the lock still held: wait for it briefly before reporting it in use.
+/// Opens the sled database in `path`, waiting briefly for a lock a closing
+/// handle still holds.
 fn open_sled(path: &Path) -> std::result::Result<sled::Db, sled::Error> {
-    let deadline = std::time::Instant::now() + LOCK_WAIT;
-    loop {
-        // No background flusher: every append flushes before it is
-        // acknowledged anyway.
-        match sled::Config::new().path(path).flush_every_ms(None).open() {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            other => return other,
-        }
-    }
+    // No background flusher: every append flushes before it is
+    // acknowledged anyway.
+    mandate_sled::open(&sled::Config::new().path(path).flush_every_ms(None))
 }
 
 /// Reads the whole log of `store` into a fresh index bound to the store's epoch. The
