@@ -14,6 +14,7 @@ mod migrate;
 mod millis;
 mod off_runtime;
 mod pool;
+mod records;
 mod requests;
 mod tasks;
 

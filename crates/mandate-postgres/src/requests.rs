@@ -1,9 +1,9 @@
 //! Agents' requests for more rights in PostgreSQL, shared by every issuer
 //! replica.
 //!
-//! As with tasks, a request is one row and every decision one conditional
-//! `UPDATE` naming the whole current record, so two approvals racing on
-//! two replicas grant once and an approval racing a denial has one winner.
+//! As with tasks, a request is one row, created and swapped as every such
+//! record is (see `records`), so two approvals racing on two replicas grant
+//! once and an approval racing a denial has one winner.
 //! Each statement commits before it returns: a decision is durable when it
 //! is acknowledged.
 
@@ -16,6 +16,7 @@ use postgres::{Client, Row};
 
 use crate::millis::{from_time, to_time};
 use crate::off_runtime::{self, OwnedPool};
+use crate::records::{self, RecordRow};
 use crate::{Error, Pool};
 
 /// Requests in PostgreSQL.
@@ -92,9 +93,51 @@ impl RequestRow {
         }
     }
 
-    /// The values in [`COLUMNS`]' order.
-    fn values(&self) -> [&(dyn ToSql + Sync); 11] {
-        [
+    fn request(self) -> Result<RightRequest, StoreError> {
+        let corrupt = || StoreError::Corrupt(self.id.clone());
+        let rights = self
+            .rights
+            .iter()
+            .map(|r| r.parse())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| corrupt())?;
+        let state = RequestState::parse(&self.state).ok_or_else(corrupt)?;
+        let created = to_time(self.created_ms).ok_or_else(corrupt)?;
+        let expires_at = to_time(self.expires_ms).ok_or_else(corrupt)?;
+        Ok(RightRequest {
+            id: self.id,
+            task: self.task,
+            principal: self.principal,
+            agent: self.agent,
+            rights,
+            reason: self.reason,
+            policy_reason: self.policy_reason,
+            state,
+            created,
+            expires_at,
+            decided_by: self.decided_by,
+        })
+    }
+}
+
+impl RecordRow for RequestRow {
+    const TABLE: &'static str = "mandate_right_requests";
+    const COLUMNS: &'static [&'static str] = &[
+        "id",
+        "task",
+        "principal",
+        "agent",
+        "rights",
+        "reason",
+        "policy_reason",
+        "state",
+        "created_ms",
+        "expires_ms",
+        "decided_by",
+    ];
+
+    fn values(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
             &self.id,
             &self.task,
             &self.principal,
@@ -124,59 +167,17 @@ impl RequestRow {
             decided_by: row.try_get(10)?,
         })
     }
-
-    fn request(self) -> Result<RightRequest, StoreError> {
-        let corrupt = || StoreError::Corrupt(self.id.clone());
-        let rights = self
-            .rights
-            .iter()
-            .map(|r| r.parse())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| corrupt())?;
-        let state = RequestState::parse(&self.state).ok_or_else(corrupt)?;
-        let created = to_time(self.created_ms).ok_or_else(corrupt)?;
-        let expires_at = to_time(self.expires_ms).ok_or_else(corrupt)?;
-        Ok(RightRequest {
-            id: self.id,
-            task: self.task,
-            principal: self.principal,
-            agent: self.agent,
-            rights,
-            reason: self.reason,
-            policy_reason: self.policy_reason,
-            state,
-            created,
-            expires_at,
-            decided_by: self.decided_by,
-        })
-    }
 }
 
-const COLUMNS: &str = "id, task, principal, agent, rights, reason, policy_reason, state, \
-                       created_ms, expires_ms, decided_by";
-
 fn decode(row: &Row) -> Result<RightRequest, StoreError> {
-    let id: String = row.try_get(0).unwrap_or_default();
     RequestRow::read(row)
-        .map_err(|_| StoreError::Corrupt(id))?
+        .map_err(|_| StoreError::Corrupt(records::id_of(row)))?
         .request()
 }
 
 impl RequestStore for PgRequestStore {
     fn create(&self, request: &RightRequest) -> Result<(), StoreError> {
-        let r = RequestRow::of(request);
-        let inserted = self
-            .client()?
-            .execute(
-                &format!(
-                    "INSERT INTO mandate_right_requests ({COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                     ON CONFLICT (id) DO NOTHING"
-                ),
-                &r.values(),
-            )
-            .map_err(backend)?;
-        if inserted == 1 {
+        if records::insert(&mut *self.client()?, &RequestRow::of(request)).map_err(backend)? {
             Ok(())
         } else {
             Err(StoreError::Exists(request.id.clone()))
@@ -184,36 +185,17 @@ impl RequestStore for PgRequestStore {
     }
 
     fn get(&self, id: &str) -> Result<Option<RightRequest>, StoreError> {
-        let row = self
-            .client()?
-            .query_opt(
-                &format!("SELECT {COLUMNS} FROM mandate_right_requests WHERE id = $1"),
-                &[&id],
-            )
-            .map_err(backend)?;
+        let row = records::select::<RequestRow>(&mut *self.client()?, id).map_err(backend)?;
         row.as_ref().map(decode).transpose()
     }
 
     fn replace(&self, current: &RightRequest, new: &RightRequest) -> Result<bool, StoreError> {
-        let (c, n) = (RequestRow::of(current), RequestRow::of(new));
-        let mut values: Vec<&(dyn ToSql + Sync)> = c.values().to_vec();
-        // The id stays; the other ten columns take the new record's values.
-        values.extend_from_slice(&n.values()[1..]);
-        let swapped = self
-            .client()?
-            .execute(
-                "UPDATE mandate_right_requests SET \
-                   task = $12, principal = $13, agent = $14, rights = $15, reason = $16, \
-                   policy_reason = $17, state = $18, created_ms = $19, expires_ms = $20, \
-                   decided_by = $21 \
-                 WHERE id = $1 AND task = $2 AND principal = $3 AND agent = $4 \
-                   AND rights = $5 AND reason = $6 AND policy_reason = $7 AND state = $8 \
-                   AND created_ms = $9 AND expires_ms = $10 \
-                   AND decided_by IS NOT DISTINCT FROM $11",
-                &values,
-            )
-            .map_err(backend)?;
-        Ok(swapped == 1)
+        records::swap(
+            &mut *self.client()?,
+            &RequestRow::of(current),
+            &RequestRow::of(new),
+        )
+        .map_err(backend)
     }
 
     fn find(
@@ -226,7 +208,10 @@ impl RequestStore for PgRequestStore {
         let no_params: [&(dyn ToSql + Sync); 0] = [];
         let mut rows = client
             .query_raw(
-                &format!("SELECT {COLUMNS} FROM mandate_right_requests ORDER BY created_ms, id"),
+                &format!(
+                    "SELECT {} FROM mandate_right_requests ORDER BY created_ms, id",
+                    records::columns::<RequestRow>()
+                ),
                 no_params,
             )
             .map_err(backend)?;

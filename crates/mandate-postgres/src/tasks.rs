@@ -1,12 +1,9 @@
 //! The issuer's tasks in PostgreSQL, shared by every issuer replica.
 //!
-//! A task is one row, column for column. Every change is one conditional
-//! `UPDATE` whose `WHERE` names the whole current record: PostgreSQL
-//! re-checks that condition against the newest row version when two
-//! replicas update at once, so exactly one swap wins and the other sees
-//! `Ok(false)`, as with sled's compare-and-swap. Each statement commits
-//! before it returns (synchronous commit), so a close is durable when it
-//! is acknowledged.
+//! A task is one row, column for column, created and swapped as every such
+//! record is (see `records`): of two replicas updating one task at once,
+//! exactly one swap wins and the other sees `Ok(false)`. Each statement
+//! commits before it returns, so a close is durable when it is acknowledged.
 //!
 //! This module must never hold a row lock across a call back into the
 //! issuer: each method is one statement.
@@ -15,10 +12,12 @@ use std::time::SystemTime;
 
 use mandate_issuer::tasks::{identity_from_json, identity_to_json, StoreError};
 use mandate_issuer::{Task, TaskState, TaskStore};
+use postgres::types::ToSql;
 use postgres::{Client, Row};
 
 use crate::millis::{from_time, to_time};
 use crate::off_runtime::{self, OwnedPool};
+use crate::records::{self, RecordRow};
 use crate::{Error, Pool};
 
 /// The migration table of the issuer's schema (tasks and requests).
@@ -114,24 +113,6 @@ impl TaskRow {
         }
     }
 
-    fn read(row: &Row) -> Result<TaskRow, postgres::Error> {
-        Ok(TaskRow {
-            id: row.try_get(0)?,
-            principal: row.try_get(1)?,
-            agent: row.try_get(2)?,
-            agent_key: row.try_get(3)?,
-            rights: row.try_get(4)?,
-            description: row.try_get(5)?,
-            open: row.try_get(6)?,
-            created_ms: row.try_get(7)?,
-            deadline_ms: row.try_get(8)?,
-            mandates: row.try_get(9)?,
-            closed_by: row.try_get(10)?,
-            identity: row.try_get(11)?,
-            closed_ms: row.try_get(12)?,
-        })
-    }
-
     fn task(self) -> Result<Task, StoreError> {
         let corrupt = || StoreError::Corrupt(self.id.clone());
         let agent_key = self.agent_key.parse().map_err(|_| corrupt())?;
@@ -174,45 +155,70 @@ impl TaskRow {
     }
 }
 
-const COLUMNS: &str = "id, principal, agent, agent_key, rights, description, open, \
-                       created_ms, deadline_ms, mandates, closed_by, identity, closed_ms";
+impl RecordRow for TaskRow {
+    const TABLE: &'static str = "mandate_tasks";
+    const COLUMNS: &'static [&'static str] = &[
+        "id",
+        "principal",
+        "agent",
+        "agent_key",
+        "rights",
+        "description",
+        "open",
+        "created_ms",
+        "deadline_ms",
+        "mandates",
+        "closed_by",
+        "identity",
+        "closed_ms",
+    ];
+
+    fn values(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.id,
+            &self.principal,
+            &self.agent,
+            &self.agent_key,
+            &self.rights,
+            &self.description,
+            &self.open,
+            &self.created_ms,
+            &self.deadline_ms,
+            &self.mandates,
+            &self.closed_by,
+            &self.identity,
+            &self.closed_ms,
+        ]
+    }
+
+    fn read(row: &Row) -> Result<TaskRow, postgres::Error> {
+        Ok(TaskRow {
+            id: row.try_get(0)?,
+            principal: row.try_get(1)?,
+            agent: row.try_get(2)?,
+            agent_key: row.try_get(3)?,
+            rights: row.try_get(4)?,
+            description: row.try_get(5)?,
+            open: row.try_get(6)?,
+            created_ms: row.try_get(7)?,
+            deadline_ms: row.try_get(8)?,
+            mandates: row.try_get(9)?,
+            closed_by: row.try_get(10)?,
+            identity: row.try_get(11)?,
+            closed_ms: row.try_get(12)?,
+        })
+    }
+}
 
 fn decode(row: &Row) -> Result<Task, StoreError> {
-    let id: String = row.try_get(0).unwrap_or_default();
     TaskRow::read(row)
-        .map_err(|_| StoreError::Corrupt(id))?
+        .map_err(|_| StoreError::Corrupt(records::id_of(row)))?
         .task()
 }
 
 impl TaskStore for PgTaskStore {
     fn create(&self, task: &Task) -> Result<(), StoreError> {
-        let r = TaskRow::of(task);
-        let inserted = self
-            .client()?
-            .execute(
-                &format!(
-                    "INSERT INTO mandate_tasks ({COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                     ON CONFLICT (id) DO NOTHING"
-                ),
-                &[
-                    &r.id,
-                    &r.principal,
-                    &r.agent,
-                    &r.agent_key,
-                    &r.rights,
-                    &r.description,
-                    &r.open,
-                    &r.created_ms,
-                    &r.deadline_ms,
-                    &r.mandates,
-                    &r.closed_by,
-                    &r.identity,
-                    &r.closed_ms,
-                ],
-            )
-            .map_err(backend)?;
-        if inserted == 1 {
+        if records::insert(&mut *self.client()?, &TaskRow::of(task)).map_err(backend)? {
             Ok(())
         } else {
             Err(StoreError::Exists(task.id.clone()))
@@ -220,63 +226,19 @@ impl TaskStore for PgTaskStore {
     }
 
     fn get(&self, id: &str) -> Result<Option<Task>, StoreError> {
-        let row = self
-            .client()?
-            .query_opt(
-                &format!("SELECT {COLUMNS} FROM mandate_tasks WHERE id = $1"),
-                &[&id],
-            )
-            .map_err(backend)?;
+        let row = records::select::<TaskRow>(&mut *self.client()?, id).map_err(backend)?;
         row.as_ref().map(decode).transpose()
     }
 
     fn replace(&self, current: &Task, new: &Task) -> Result<bool, StoreError> {
-        let (c, n) = (TaskRow::of(current), TaskRow::of(new));
         // The whole current record is the condition: any change since it was
         // read (a refresh's count, a close) makes this swap lose.
-        let swapped = self
-            .client()?
-            .execute(
-                "UPDATE mandate_tasks SET \
-                   principal = $13, agent = $14, agent_key = $15, rights = $16, \
-                   description = $17, open = $18, created_ms = $19, deadline_ms = $20, \
-                   mandates = $21, closed_by = $22, identity = $23, closed_ms = $25 \
-                 WHERE id = $1 AND principal = $2 AND agent = $3 AND agent_key = $4 \
-                   AND rights = $5 AND description = $6 AND open = $7 AND created_ms = $8 \
-                   AND deadline_ms = $9 AND mandates = $10 \
-                   AND closed_by IS NOT DISTINCT FROM $11 \
-                   AND identity IS NOT DISTINCT FROM $12 \
-                   AND closed_ms IS NOT DISTINCT FROM $24",
-                &[
-                    &c.id,
-                    &c.principal,
-                    &c.agent,
-                    &c.agent_key,
-                    &c.rights,
-                    &c.description,
-                    &c.open,
-                    &c.created_ms,
-                    &c.deadline_ms,
-                    &c.mandates,
-                    &c.closed_by,
-                    &c.identity,
-                    &n.principal,
-                    &n.agent,
-                    &n.agent_key,
-                    &n.rights,
-                    &n.description,
-                    &n.open,
-                    &n.created_ms,
-                    &n.deadline_ms,
-                    &n.mandates,
-                    &n.closed_by,
-                    &n.identity,
-                    &c.closed_ms,
-                    &n.closed_ms,
-                ],
-            )
-            .map_err(backend)?;
-        Ok(swapped == 1)
+        records::swap(
+            &mut *self.client()?,
+            &TaskRow::of(current),
+            &TaskRow::of(new),
+        )
+        .map_err(backend)
     }
 
     fn overdue(&self, now: SystemTime, limit: usize) -> Result<Vec<Task>, StoreError> {
@@ -285,8 +247,9 @@ impl TaskStore for PgTaskStore {
             .client()?
             .query(
                 &format!(
-                    "SELECT {COLUMNS} FROM mandate_tasks \
-                     WHERE open AND deadline_ms <= $1 ORDER BY deadline_ms LIMIT $2"
+                    "SELECT {} FROM mandate_tasks \
+                     WHERE open AND deadline_ms <= $1 ORDER BY deadline_ms LIMIT $2",
+                    records::columns::<TaskRow>()
                 ),
                 &[&from_time(now), &limit],
             )
