@@ -21,11 +21,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The revocation kind is not one of `token_id`, `principal`, `agent`, `task`.
-    #[error("unknown revocation kind {kind:?} (expected token_id, principal, agent or task)")]
-    UnknownKind {
-        /// The kind as given (truncated to a bounded length).
-        kind: String,
-    },
+    #[error(transparent)]
+    UnknownKind(#[from] UnknownKind),
 
     /// A revocation value is malformed for its kind.
     #[error("invalid {kind} value: {problem}")]
@@ -234,8 +231,3 @@ pub(crate) fn report(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-impl From<UnknownKind> for Error {
-    fn from(unknown: UnknownKind) -> Error {
-        Error::UnknownKind { kind: unknown.0 }
-    }
-}

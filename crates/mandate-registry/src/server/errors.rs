@@ -9,7 +9,7 @@ use crate::error::{report, Error};
 impl From<Error> for ApiError {
     fn from(error: Error) -> ApiError {
         match &error {
-            Error::UnknownKind { .. }
+            Error::UnknownKind(_)
             | Error::InvalidValue { .. }
             | Error::InvalidName { .. }
             | Error::TooLong { .. } => ApiError::bad_request("invalid_value", error.to_string()),
