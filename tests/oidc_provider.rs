@@ -29,6 +29,8 @@ use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use common::idp::ISSUER_ID;
+use common::issuer_site;
 use common::server::Server;
 use common::{mandate, task_open, Dir};
 use serde_json::{json, Value};
@@ -42,7 +44,6 @@ const OTHER_CLIENT: &str = "reporting-app";
 const REDIRECT_URI: &str = "http://127.0.0.1/callback";
 /// The person who logs in (an account of provider.mjs, group `staff`).
 const ALICE: &str = "alice@example.com";
-const ISSUER_ID: &str = "urn:test:mandate-issuer";
 
 /// `tests/fixtures/oidc/NAME`.
 fn fixture(name: &str) -> PathBuf {
@@ -345,45 +346,7 @@ impl World {
     fn start(provider_dir: &Path) -> World {
         let dir = Dir::new();
         let provider = Provider::start(provider_dir, dir.file("oidc-provider.log"));
-        dir.keygen("root.key");
-        dir.keygen("agent.key");
-        dir.keygen("sub.key");
-        dir.keygen("operator.key");
-        mandate(&[
-            "issue",
-            "--root-key",
-            &dir.path("root.key"),
-            "--key-id",
-            "1",
-            "--principal",
-            "ops",
-            "--agent",
-            "operator",
-            "--agent-key",
-            &dir.path("operator.key.pub"),
-            "--right",
-            "registry:revoke",
-            "--ttl",
-            "1h",
-            "--out",
-            &dir.path("ops.token"),
-        ])
-        .ok();
-        let verifier = Server::start(
-            "serve",
-            &[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--store",
-                &dir.path("registry"),
-                "--root-pub",
-                &format!("1={}", dir.path("root.key.pub")),
-                "--require-pop",
-            ],
-            dir.file("serve.log"),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let verifier = issuer_site::registry(&dir, &["sub.key"], &["--require-pop"]);
         // All the issuer is told about the provider: its issuer URL, the
         // client id its tokens must name, and the key set its discovery
         // document points at.
@@ -392,33 +355,8 @@ impl World {
             provider.issuer,
             provider.endpoint("jwks_uri")
         );
-        let issuer = Server::start(
-            "issuer",
-            &[
-                "issuer",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--id",
-                ISSUER_ID,
-                "--root-key",
-                &dir.path("root.key"),
-                "--key-id",
-                "1",
-                "--store",
-                &dir.path("tasks"),
-                "--registry",
-                &verifier.url,
-                "--registry-auth",
-                &format!("@{}", dir.path("ops.token")),
-                "--registry-auth-key",
-                &dir.path("operator.key"),
-                "--idp",
-                &idp,
-            ],
-            dir.file("issuer.log"),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let issuer =
+            issuer_site::issuer(&dir, "issuer", &dir.path("tasks"), &verifier.url, &idp, &[]);
         World {
             issuer,
             verifier,

@@ -230,4 +230,3 @@ pub(crate) fn report(error: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
-
