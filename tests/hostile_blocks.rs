@@ -257,3 +257,41 @@ fn string_concatenation_across_many_fact_pairs_is_costed_before_evaluation() {
     // The reason is the static bound's: it was refused before evaluation
     // (the old behaviour evaluated it for 20 s).
 }
+
+#[test]
+fn set_operations_over_sets_written_in_facts_are_costed_before_evaluation() {
+    // Found by review: six facts of 1,000-element sets, joined with nine
+    // copies of a two-fact predicate (512 combinations, far under the
+    // fact-visit budget) and unioned 45 times per visit, held `authorize`
+    // for over a minute: only literal elements in the query were counted.
+    let (w, token) = world(&[]);
+    let mut code = String::new();
+    let mut body = Vec::new();
+    for j in 0..6 {
+        let set: Vec<String> = (0..1000).map(|i| (j * 1000 + i).to_string()).collect();
+        code.push_str(&format!("s{j}({{{}}});\n", set.join(",")));
+        body.push(format!("s{j}($a{j})"));
+    }
+    code.push_str("t(0);\nt(1);\n");
+    body.extend((0..9).map(|k| format!("t($x{k})")));
+    let unions: String =
+        (1..6).map(|j| format!(".union($a{j})")).collect::<String>() + &".union($a0)".repeat(40);
+    code.push_str(&format!(
+        "check if {}, $a0{unions}.length() < 0;",
+        body.join(", ")
+    ));
+    let hostile = append_unsigned(&token, &code);
+    let run = authorize(&w, &hostile);
+    let json = deny_json(&run);
+    let reason = reason_text(&json);
+    assert!(reason.contains("collection elements"), "{run}");
+    assert_eq!(json["principal"], "bob", "{run}");
+
+    // Over HTTP: refused by the bound, and the server keeps deciding.
+    let server = w.serve_store("store", &[]);
+    let (status, body) = authorize_http(&server, &hostile);
+    assert!(matches!(status, 401 | 403), "{status} {body}");
+    assert!(body.to_string().contains("collection elements"), "{body}");
+    let (status, body) = authorize_http(&server, &token);
+    assert_eq!(status, 200, "{body}");
+}

@@ -100,6 +100,11 @@ pub struct BlockContents {
     pub statements: usize,
     /// The longest string the block defines, in bytes.
     pub longest_string: usize,
+    /// Elements of every collection the block writes (in facts, rule heads
+    /// and query literals, nested ones included): no set an expression
+    /// builds from the block's terms, by union or otherwise, is larger than
+    /// all of them together. Zero when read with [`Detail::Scope`].
+    pub collection_elements: usize,
     /// The agent key that signed the block, for a third-party block.
     pub signer: Option<AgentKey>,
     /// What the block's checks narrow, for those of a recognised form
@@ -484,7 +489,18 @@ fn read_block(
             checks.push(text);
         }
     }
+    // Bounds were checked: each count is of a bounded statement.
+    let mut collection_elements: usize = queries.iter().map(|q| q.literal_elements).sum();
+    for predicate in block
+        .facts
+        .iter()
+        .map(|fact| &fact.predicate)
+        .chain(block.rules.iter().map(|rule| &rule.head))
+    {
+        collection_elements += check_predicate(predicate).map_err(malformed)?;
+    }
     Ok(BlockContents {
+        collection_elements,
         statements: block.facts.len() + block.rules.len() + block.checks.len(),
         longest_string: block.symbols.iter().map(String::len).max().unwrap_or(0),
         source,

@@ -11,7 +11,11 @@
 //! interrupts one query: a chain of additions concatenating a long string
 //! for every visited pair held a verifier for twenty seconds. So the bytes of
 //! strings a query's expressions may process are bounded too
-//! ([`BYTE_BUDGET`]).
+//! ([`BYTE_BUDGET`]), and so are the collection elements they may process
+//! ([`ELEMENT_BUDGET`]): a chain of `.union()` calls over sets written in
+//! a block's own facts copies every element at each step, and held a
+//! verifier for over a minute while visiting only a few hundred fact
+//! combinations.
 //! Tokens over [`STEP_BUDGET`] are denied, and so are delegated blocks with
 //! closures (`.any($x -> ...)`, which iterate inside one step), regular
 //! expressions ([`MAX_REGEXES`]) or more than [`MAX_LITERAL_ELEMENTS`]
@@ -38,6 +42,14 @@ pub const STEP_BUDGET: u64 = 20_000;
 /// strings into one as long as all its operands, so the estimate is
 /// `visits × operations × (additions + 1) × longest string`.
 pub const BYTE_BUDGET: u64 = 64 * 1024 * 1024;
+/// Most collection elements the expressions of one query may process, over
+/// all the fact combinations it visits (each element copy or comparison
+/// costs tens of nanoseconds, so this is tens of milliseconds). Each visit
+/// evaluates every operation, and a set operation may process a set as
+/// large as every collection element the token writes together (a union
+/// builds no element that was not written), so the estimate is
+/// `visits × operations × elements`.
+pub const ELEMENT_BUDGET: u64 = 1_000_000;
 /// Most elements of collection literals in one query of a delegated block.
 pub const MAX_LITERAL_ELEMENTS: usize = 256;
 /// Regular-expression matches a delegated block may use: none. biscuit
@@ -71,6 +83,8 @@ pub(crate) struct Shape {
     queries: Vec<QueryCost>,
     /// The longest string any block defines.
     longest_string: u64,
+    /// Collection elements every block writes, together.
+    collection_elements: u64,
 }
 
 impl Shape {
@@ -83,6 +97,9 @@ impl Shape {
         let mut shape = Shape::default();
         for (index, block) in blocks.iter().enumerate() {
             shape.longest_string = shape.longest_string.max(block.longest_string as u64);
+            shape.collection_elements = shape
+                .collection_elements
+                .saturating_add(block.collection_elements as u64);
             for name in block.fact_names() {
                 *shape.counts.facts.entry(name.to_string()).or_default() += 1;
             }
@@ -197,11 +214,24 @@ impl Shape {
                 ));
             }
             // Every visit may evaluate every operation, and each operation
-            // may touch a string as long as all additions can make it.
+            // may touch a string as long as all additions can make it, or
+            // a set of as many strings as the token writes elements.
+            let elements = self.collection_elements.saturating_add(1);
+            let per_operation = query.adds.saturating_add(1).max(elements);
             let bytes = steps
                 .saturating_mul(query.ops)
-                .saturating_mul(query.adds.saturating_add(1))
+                .saturating_mul(per_operation)
                 .saturating_mul(longest);
+            let processed = steps
+                .saturating_mul(query.ops)
+                .saturating_mul(self.collection_elements);
+            if processed > ELEMENT_BUDGET {
+                return Err(format!(
+                    "block {} is too costly to evaluate: `{}` may process {processed} collection elements, more than the {ELEMENT_BUDGET} accepted",
+                    query.block,
+                    text()
+                ));
+            }
             if bytes > BYTE_BUDGET {
                 return Err(format!(
                     "block {} is too costly to evaluate: `{}` may process {bytes} bytes of strings, more than the {BYTE_BUDGET} accepted",
