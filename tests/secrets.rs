@@ -86,6 +86,73 @@ fn a_private_key_given_where_a_public_key_is_expected_is_never_echoed() {
 }
 
 #[test]
+fn a_private_key_given_where_a_key_file_is_expected_is_never_echoed() {
+    // Found by review: `--key "$(cat agent.key)"` printed the whole key in
+    // "reading ed25519-private/<hex>: No such file or directory".
+    let w = World::new();
+    w.keygen("agent");
+    let secret = private_hex(&w, "agent");
+    let text = format!("ed25519-private/{secret}");
+    let token = issue_dave(&w, &["--agent-key", &w.path("agent.pub")]).ok_trimmed();
+    let runs = [
+        mandate(&[
+            "pop",
+            "--key",
+            &text,
+            "--token",
+            &token,
+            "--service",
+            "expenses",
+            "--operation",
+            "read",
+            "--resource",
+            "/r",
+        ]),
+        mandate(&[
+            "issue",
+            "--root-key",
+            &text,
+            "--principal",
+            "dave",
+            "--agent",
+            "bot",
+            "--right",
+            "expenses:read",
+            "--ttl",
+            "1h",
+        ]),
+        mandate(&[
+            "delegate",
+            "--token",
+            &token,
+            "--signer-key",
+            &text,
+            "--operation",
+            "read",
+        ]),
+        // Bare hex is a secret too.
+        mandate(&[
+            "pop",
+            "--key",
+            &secret,
+            "--token",
+            &token,
+            "--service",
+            "expenses",
+            "--operation",
+            "read",
+            "--resource",
+            "/r",
+        ]),
+    ];
+    for run in &runs {
+        assert_eq!(run.code, 2, "{run}");
+        assert!(run.stderr.contains("not shown"), "{run}");
+        assert_not_echoed(run, &secret);
+    }
+}
+
+#[test]
 fn a_private_key_file_readable_by_group_or_others_is_refused() {
     use std::os::unix::fs::PermissionsExt as _;
 

@@ -94,8 +94,9 @@ pub enum Error {
     /// The token's delegation chain is broken.
     #[error("broken delegation chain: {0}")]
     Chain(#[source] crate::chain_error::ChainError),
-    /// Reading or writing a key file failed.
-    #[error("{action} {}", .path.display())]
+    /// Reading or writing a key file failed. The path is shown unless it
+    /// may be key material pasted where a path belongs.
+    #[error("{action} {}", crate::keys::describe_path(.path))]
     Io {
         /// What was being done (`reading`, `writing`).
         action: &'static str,

@@ -534,18 +534,35 @@ fn looks_private(text: &str) -> bool {
     text.to_ascii_lowercase().contains("private")
 }
 
+/// A key file's path, for an error message: shown unless it may be key
+/// material given where a path belongs (see [`describe_arg`]).
+pub(crate) fn describe_path(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    if looks_private(&text) || hides(&text) {
+        format!(
+            "the path given ({} characters that may be key material, not shown)",
+            text.chars().count()
+        )
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// Whether `text` holds a run of 16 or more hex digits: it may be a secret.
+fn hides(text: &str) -> bool {
+    let mut run = 0usize;
+    text.chars().any(|ch| {
+        run = if ch.is_ascii_hexdigit() { run + 1 } else { 0 };
+        run >= 16
+    })
+}
+
 /// An argument that is not a public key, for an error message: echoed only
 /// when it cannot be key material (a mistyped path or flag), described by
 /// its length otherwise. A run of 16 or more hex digits may be a secret
 /// pasted in the wrong place, so it is never printed, not even in part.
 fn describe_arg(text: &str) -> String {
-    let mut run = 0usize;
-    let mut longest = 0usize;
-    for ch in text.chars() {
-        run = if ch.is_ascii_hexdigit() { run + 1 } else { 0 };
-        longest = longest.max(run);
-    }
-    if longest >= 16 || text.chars().count() > 80 {
+    if hides(text) || text.chars().count() > 80 {
         format!(
             "{} characters of other text (not shown)",
             text.chars().count()
