@@ -1093,6 +1093,16 @@ fn bad_token_malformed_base64() {
 }
 
 #[test]
+fn a_token_file_or_stream_longer_than_a_token_is_refused_without_reading_it_whole() {
+    // Found by review: `--token @/dev/zero` read until memory ran out.
+    let run = mandate(&["inspect", "--token", "@/dev/zero"]);
+    run.error("longer than 65536 bytes");
+    let huge = "A".repeat(200_000);
+    let run = mandate_stdin(&["inspect", "--token", "-"], &huge);
+    run.error("longer than 65536 bytes");
+}
+
+#[test]
 fn bad_token_truncated() {
     let w = world();
     let token = issue(&w, &[]);

@@ -1,7 +1,6 @@
 //! Values read from the command line: token arguments (`TOKEN`, `@FILE` or
 //! `-`) and bounded durations.
 
-use std::io::Read as _;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
@@ -12,17 +11,15 @@ pub fn read_token(arg: &str) -> Result<UnverifiedMandate> {
     Ok(UnverifiedMandate::from_base64(&read_token_text(arg)?)?)
 }
 
-/// The text of a token argument, unparsed.
+/// The text of a token argument, unparsed. A file or stdin is read only up
+/// to the longest token accepted.
 pub fn read_token_text(arg: &str) -> Result<String> {
     Ok(if arg == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .take(mandate_core::MAX_TOKEN_LEN as u64 + 1)
-            .read_to_string(&mut text)
-            .context("reading the token from stdin")?;
-        text
+        mandate_core::read_token_text(std::io::stdin()).context("reading the token from stdin")?
     } else if let Some(path) = arg.strip_prefix('@') {
-        std::fs::read_to_string(path).with_context(|| format!("reading token file {path}"))?
+        std::fs::File::open(path)
+            .and_then(mandate_core::read_token_text)
+            .with_context(|| format!("reading token file {path}"))?
     } else {
         arg.to_string()
     })

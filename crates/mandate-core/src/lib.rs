@@ -48,7 +48,7 @@ pub use pop::{PopError, Proof};
 pub use request::{url_host, AttrValue, Request, ResourcePath};
 pub use restrict::{Restrictions, Right};
 pub use scope::check_within_rights;
-pub use token::{fingerprint, Mandate, UnverifiedMandate, MAX_TOKEN_LEN};
+pub use token::{fingerprint, read_token_text, Mandate, UnverifiedMandate, MAX_TOKEN_LEN};
 
 /// The Datalog engine limits every evaluation in Mandate runs under, unless a
 /// caller chooses others.

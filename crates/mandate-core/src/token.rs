@@ -30,6 +30,31 @@ pub fn fingerprint(token_text: &str) -> String {
     format!("sha256:{}", &hex::encode(digest)[..16])
 }
 
+/// Whitespace accepted around a token read from a file or a stream.
+const SURROUNDING_SPACE: usize = 4096;
+
+/// Reads a token's text from `reader` (a token file, stdin): at most
+/// [`MAX_TOKEN_LEN`] bytes and some surrounding whitespace. Anything longer
+/// is refused after reading only that much, so a token argument naming
+/// `/dev/zero` or a huge file costs nothing.
+///
+/// # Errors
+/// The reader's own errors; [`std::io::ErrorKind::InvalidData`] for text
+/// that is not UTF-8 or is longer than a token can be.
+pub fn read_token_text(reader: impl std::io::Read) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let limit = MAX_TOKEN_LEN + SURROUNDING_SPACE;
+    let mut text = String::new();
+    reader.take(limit as u64 + 1).read_to_string(&mut text)?;
+    if text.len() > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("longer than {MAX_TOKEN_LEN} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
 fn check_len(text: &str) -> Result<&str, Error> {
     let text = text.trim();
     if text.is_empty() {

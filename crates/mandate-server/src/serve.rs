@@ -81,7 +81,8 @@ pub fn registry_auth(token: &str, key: Option<&Path>) -> Result<RegistryAuth> {
 /// A token given as text or as `@FILE`.
 fn read_token_arg(arg: &str) -> Result<String> {
     match arg.strip_prefix('@') {
-        Some(path) => Ok(std::fs::read_to_string(path)
+        Some(path) => Ok(std::fs::File::open(path)
+            .and_then(mandate_core::read_token_text)
             .with_context(|| format!("reading token file {path}"))?
             .trim()
             .to_owned()),
