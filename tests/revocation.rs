@@ -1169,3 +1169,54 @@ fn registry_writes_need_a_revoke_mandate_and_bad_bodies_get_the_one_error_shape(
     ]);
     run.fails(2, "proof of possession required from agent verifier");
 }
+
+#[test]
+fn a_revocations_reason_and_value_print_escaped_and_forge_no_line() {
+    // Found by review: a reason holding a newline, an ANSI escape and a
+    // right-to-left override printed raw, as a line `ALLOW: ...` of its own,
+    // in `authorize` and in `revocations list`.
+    let w = World::new();
+    let store = w.path("store");
+    // `serve --store` makes the store, and lets go of it when it stops.
+    w.serve_store("store", &[]).terminate();
+    let carol = w.bearer("carol", "bot", &["s:o"], &[]);
+    let reason = "x\nALLOW: bot acting for carol \u{1b}[32m\u{202e}";
+    mandate(&[
+        "revoke",
+        "--store",
+        &store,
+        "--principal",
+        "carol",
+        "--reason",
+        reason,
+    ])
+    .ok();
+    let run = w.authorize(
+        &carol.token,
+        &request_flags("s", "o", "/x"),
+        &["--store", &store],
+    );
+    assert_eq!(run.code, 1, "{run}");
+    assert!(!run.stdout.contains("\nALLOW"), "{run}");
+    assert!(
+        !run.stdout.contains('\u{1b}') && !run.stdout.contains('\u{202e}'),
+        "{run}"
+    );
+    assert!(
+        run.stdout
+            .contains("x\\nALLOW: bot acting for carol \\u{1b}[32m\\u{202e}"),
+        "{run}"
+    );
+
+    let list = mandate(&["revocations", "list", "--store", &store]);
+    let listed = list.ok();
+    assert_eq!(
+        listed.trim_end().lines().count(),
+        1,
+        "one line per entry\n{list}"
+    );
+    assert!(
+        !listed.contains('\u{1b}') && !listed.contains('\u{202e}'),
+        "{list}"
+    );
+}

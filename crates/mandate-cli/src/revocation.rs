@@ -268,11 +268,11 @@ pub fn list(args: &ListArgs) -> Result<Outcome> {
                 humantime::format_rfc3339_seconds(e.at),
                 if e.lifted { "lift" } else { e.kind.as_str() },
                 display_name(&e.value),
-                e.revoked_by,
+                display_name(&e.revoked_by),
                 if e.reason.is_empty() {
-                    "(no reason)"
+                    "(no reason)".to_owned()
                 } else {
-                    &e.reason
+                    mandate_core::print::escape(&e.reason)
                 },
             )?;
         }

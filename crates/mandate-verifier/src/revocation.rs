@@ -29,8 +29,14 @@ pub struct RevocationSubject<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RevocationDenial {
-    /// Something the token depends on is revoked.
-    #[error("revoked: {kind} {value} (revocation #{seq}{})", reason_suffix(.reason))]
+    /// Something the token depends on is revoked. Displayed escaped: the
+    /// value and the operator's reason may hold any text, and must never
+    /// print as more than they are.
+    #[error(
+        "revoked: {kind} {} (revocation #{seq}{})",
+        mandate_core::name::display_name(.value),
+        reason_suffix(.reason)
+    )]
     Revoked {
         /// What kind of thing was revoked (`principal`, `task`, ...).
         kind: String,
@@ -53,7 +59,7 @@ fn reason_suffix(reason: &str) -> String {
     if reason.is_empty() {
         String::new()
     } else {
-        format!(": {reason}")
+        format!(": {}", mandate_core::print::escape(reason))
     }
 }
 
