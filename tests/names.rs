@@ -189,3 +189,43 @@ fn terminal_output_escapes_every_non_ascii_character_and_json_keeps_the_name() {
     let run = authorize(&w, &token, &["--json"]);
     assert_eq!(run.json()["principal"], "jos\u{e9}@x.es", "{run}");
 }
+
+#[test]
+fn a_name_with_spaces_or_punctuation_is_quoted_inside_a_sentence() {
+    // Found by review: an agent the delegating agent named
+    // `sub for alice: analytics read /all` printed as
+    // `ALLOW: sub for alice: analytics read /all acting for dave via ...`.
+    let w = world();
+    let agent_pub = w.path("agent.pub");
+    let parent = issue(&w, "dave", "bot", &["--agent-key", &agent_pub]).ok_trimmed();
+    let next = w.keygen("next");
+    let name = "sub for alice: expenses read /all";
+    let child = mandate(&[
+        "delegate",
+        "--token",
+        &parent,
+        "--signer-key",
+        &w.path("agent"),
+        "--to",
+        name,
+        "--to-key",
+        &next,
+    ])
+    .ok_trimmed();
+    let proof = w.pop(
+        "next",
+        &child,
+        &request_flags("expenses", "read", "/reports/1"),
+    );
+    let run = authorize(&w, &child, &["--pop", &proof]);
+    let first = run.ok().lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!(
+            "ALLOW: \"{name}\" acting for dave via bot → \"{name}\""
+        )),
+        "{run}"
+    );
+    // Plain names stay unquoted, and JSON keeps the name as it is.
+    let run = authorize(&w, &child, &["--pop", &proof, "--json"]);
+    assert_eq!(run.json()["agent"], name, "{run}");
+}

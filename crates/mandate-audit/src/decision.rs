@@ -4,7 +4,7 @@
 //! Attributes are recorded as a digest only (they may carry amounts or
 //! account ids a security team reads elsewhere); agent keys as fingerprints.
 
-use mandate_core::display_name;
+use mandate_core::{display_label, display_name};
 use mandate_verifier::{Decision, Reason, RevocationDenial};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -378,20 +378,20 @@ impl std::fmt::Display for DecisionRecord {
         let agent = if self.agent.is_empty() {
             "(unknown agent)".to_owned()
         } else {
-            display_name(&self.agent)
+            display_label(&self.agent)
         };
         f.write_str(&agent)?;
         if self.chain.len() > 1 {
             let via: Vec<String> = self.chain[..self.chain.len() - 1]
                 .iter()
-                .map(|link| display_name(&link.name))
+                .map(|link| display_label(&link.name))
                 .collect();
             write!(f, " (via {})", via.join(" → "))?;
         }
         write!(
             f,
             " for {}: {} {} {} → {}: {}",
-            display_name(&self.principal),
+            display_label(&self.principal),
             display_name(&self.service),
             display_name(&self.operation),
             display_name(&self.resource),

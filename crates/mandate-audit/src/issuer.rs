@@ -5,7 +5,7 @@
 //! The issuer records these through the same writer as decisions; a token
 //! appears only as its token id and fingerprint.
 
-use mandate_core::display_name;
+use mandate_core::{display_label, display_name};
 use serde::{Deserialize, Serialize};
 
 /// One thing the issuer did.
@@ -166,6 +166,8 @@ impl IssuerEvent {
 impl std::fmt::Display for IssuerEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let n = |s: &str| display_name(s);
+        // Names inside the sentence, quoted when they could read as part of it.
+        let l = |s: &str| display_label(s);
         match self {
             IssuerEvent::Exchange {
                 principal,
@@ -179,10 +181,10 @@ impl std::fmt::Display for IssuerEvent {
                 f,
                 "issuer: minted {} for {} (identity from {}), agent {}, task {}, rights {}, until {expires_at}",
                 short(token_id),
-                n(principal),
+                l(principal),
                 n(identity_issuer),
-                n(agent),
-                n(task),
+                l(agent),
+                l(task),
                 rights.iter().map(|r| n(r)).collect::<Vec<_>>().join(", ")
             ),
             IssuerEvent::Refresh {
@@ -197,16 +199,16 @@ impl std::fmt::Display for IssuerEvent {
                 "issuer: refreshed {} → {} for {} (agent {}, task {}) until {expires_at}",
                 short(previous_token_id),
                 short(token_id),
-                n(principal),
-                n(agent),
-                n(task)
+                l(principal),
+                l(agent),
+                l(task)
             ),
             IssuerEvent::TaskOpened {
                 principal,
                 task,
                 deadline,
             } => {
-                write!(f, "issuer: task {} opened for {}", n(task), n(principal))?;
+                write!(f, "issuer: task {} opened for {}", l(task), l(principal))?;
                 if let Some(deadline) = deadline {
                     write!(f, " (deadline {deadline})")?;
                 }
@@ -219,8 +221,8 @@ impl std::fmt::Display for IssuerEvent {
             } => write!(
                 f,
                 "issuer: task {} of {} closed ({})",
-                n(task),
-                n(principal),
+                l(task),
+                l(principal),
                 n(cause)
             ),
             IssuerEvent::RightRequested {
@@ -233,9 +235,9 @@ impl std::fmt::Display for IssuerEvent {
             } => write!(
                 f,
                 "issuer: {} for {} (task {}) asked for {} [{}]: {}",
-                n(agent),
-                n(principal),
-                n(task),
+                l(agent),
+                l(principal),
+                l(task),
                 n(right),
                 n(request),
                 n(justification)
@@ -253,11 +255,11 @@ impl std::fmt::Display for IssuerEvent {
                     f,
                     "issuer: request [{}] of {} for {} (task {}) {} by {}",
                     n(request),
-                    n(agent),
-                    n(principal),
-                    n(task),
+                    l(agent),
+                    l(principal),
+                    l(task),
                     n(outcome),
-                    n(by)
+                    l(by)
                 )?;
                 if let Some(id) = token_id {
                     write!(f, ", token {}", short(id))?;
@@ -271,7 +273,7 @@ impl std::fmt::Display for IssuerEvent {
             } => {
                 f.write_str("issuer: exchange refused")?;
                 if let Some(principal) = principal {
-                    write!(f, " for {}", n(principal))?;
+                    write!(f, " for {}", l(principal))?;
                 }
                 write!(f, " ({}): {}", n(error), n(reason))
             }

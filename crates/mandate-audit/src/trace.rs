@@ -75,15 +75,15 @@ pub fn story(subject: &str, records: &[&Record]) -> Vec<String> {
                         .iter()
                         .map(|l| {
                             if l.key.is_empty() {
-                                mandate_core::display_name(&l.name)
+                                mandate_core::display_label(&l.name)
                             } else {
-                                format!("{} [{}]", mandate_core::display_name(&l.name), l.key)
+                                format!("{} [{}]", mandate_core::display_label(&l.name), l.key)
                             }
                         })
                         .collect();
                     chains.insert(format!(
                         "{} → {}",
-                        mandate_core::display_name(&d.principal),
+                        mandate_core::display_label(&d.principal),
                         links.join(" → ")
                     ));
                 }

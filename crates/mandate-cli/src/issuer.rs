@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context as _, Result};
-use mandate_core::{display_name, Right, SecretKey, UnverifiedMandate};
+use mandate_core::{display_label, display_name, Right, SecretKey, UnverifiedMandate};
 use mandate_issuer::client::{ClientError, IssuerClient, OpenRequest};
 use mandate_issuer::requests::MAX_WAIT;
 use mandate_postgres::StoreLocation;
@@ -389,9 +389,9 @@ fn list_requests(args: &RequestsListArgs) -> Result<Outcome> {
             "{}  {}  task {}  {} for {} asks {} (expires {}): {}",
             r.request_id,
             r.state,
-            display_name(&r.task_id),
-            display_name(&r.agent),
-            display_name(&r.principal),
+            display_label(&r.task_id),
+            display_label(&r.agent),
+            display_label(&r.principal),
             r.rights.join(" "),
             r.expires_at,
             display_name(&r.reason)

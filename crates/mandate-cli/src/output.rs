@@ -38,7 +38,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use mandate_core::{display_name, Inspection, SignatureStatus};
+use mandate_core::{display_label, display_name, Inspection, SignatureStatus};
 use mandate_verifier::Decision;
 
 use crate::outcome::Outcome;
@@ -141,8 +141,8 @@ pub fn decision_text(decision: &Decision) -> String {
     let verdict = if decision.allowed { "ALLOW" } else { "DENY" };
     let mut out = format!(
         "{verdict}: {} acting for {} via {} — {} {} {}\n",
-        display_name(&decision.agent),
-        display_name(&decision.principal),
+        display_label(&decision.agent),
+        display_label(&decision.principal),
         display_chain(&decision.chain),
         decision.service,
         decision.operation,
@@ -151,7 +151,7 @@ pub fn decision_text(decision: &Decision) -> String {
     let _ = writeln!(
         out,
         "task {}, token {}",
-        display_name(&decision.task),
+        display_label(&decision.task),
         decision.token_id
     );
     let _ = writeln!(out, "reason: {}", decision.reason);
@@ -162,7 +162,7 @@ pub fn decision_text(decision: &Decision) -> String {
 fn display_chain(chain: &[String]) -> String {
     chain
         .iter()
-        .map(|name| display_name(name))
+        .map(|name| display_label(name))
         .collect::<Vec<_>>()
         .join(" → ")
 }

@@ -43,7 +43,7 @@ pub use delegate::{delegate, delegate_signed, NextAgent};
 pub use error::{check_datalog, parse_datalog, DatalogKind, Error};
 pub use inspect::{inspect, BlockReport, Inspection, SignatureStatus};
 pub use keys::{AgentKey, KeySet, PublicKey, RootKey, SecretKey, Validity};
-pub use name::{check_name, display_name, NameKind};
+pub use name::{check_name, display_label, display_name, NameKind};
 pub use pop::{PopError, Proof};
 pub use request::{url_host, AttrValue, Request, ResourcePath};
 pub use restrict::{Restrictions, Right};

@@ -256,6 +256,24 @@ pub fn display_name(value: &str) -> String {
     out
 }
 
+/// A name inside a line of prose (`bot acting for bob via ...`): as
+/// [`display_name`], and in double quotes when it holds anything but ASCII
+/// letters, digits, `.`, `_`, `@`, `+`, `-` and non-ASCII characters
+/// (which [`display_name`] escapes). Names may hold spaces and punctuation,
+/// so an agent named `sub for alice: read /all` would otherwise read as part
+/// of the sentence; names never hold `"`, so the quotes cannot be forged.
+pub fn display_label(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|ch| !ch.is_ascii() || ch.is_ascii_alphanumeric() || "._@+-".contains(ch));
+    if plain {
+        display_name(value)
+    } else {
+        format!("\"{}\"", display_name(value))
+    }
+}
+
 fn invalid(what: &str, value: &str, problem: NameProblem) -> Error {
     Error::InvalidName {
         what: what.to_owned(),
