@@ -1220,3 +1220,75 @@ fn a_revocations_reason_and_value_print_escaped_and_forge_no_line() {
         "{list}"
     );
 }
+
+#[test]
+fn a_captured_registry_write_is_not_taken_again_after_a_restart() {
+    // Found by review: the nonce cache lives in memory, so the very bytes of
+    // a revoke (token, proof, body) were accepted again by a restarted
+    // registry within the proof's window, re-applying a lifted revocation.
+    use sha2::Digest as _;
+    let w = World::new();
+    let ops = w.keyed(
+        "ops",
+        "operator",
+        &["registry:revoke", "registry:read"],
+        &[],
+    );
+    let mut server = w.serve_store("store", &[]);
+    let body = r#"{"kind":"principal","value":"frank","reason":"x"}"#;
+    let digest = hex::encode(sha2::Sha256::digest(body.as_bytes()));
+    let body_attr = format!("body_sha256={digest}");
+    let proof = w.pop(
+        "operator",
+        &ops.token,
+        &[
+            "--service",
+            "registry",
+            "--operation",
+            "revoke",
+            "--resource",
+            "/revocations",
+            "--attr",
+            "http_method=POST",
+            "--attr",
+            "http_path=/v1/revocations",
+            "--attr",
+            &body_attr,
+        ],
+    );
+    let bearer = format!("Bearer {}", ops.token);
+    let headers = [
+        ("Authorization", bearer.as_str()),
+        ("Mandate-PoP", proof.as_str()),
+        JSON,
+    ];
+    let send = |base: &str| {
+        http(
+            "POST",
+            &format!("{base}/v1/revocations"),
+            Some(body),
+            &headers,
+        )
+    };
+
+    let reply = send(&server.url);
+    assert_eq!(reply.status, 201, "{:?}", reply.body);
+    send(&server.url).assert_error(401, "unauthenticated", "replayed");
+    server.terminate();
+
+    let server = w.serve_store("store", &[]);
+    send(&server.url).assert_error(401, "unauthenticated", "before this verifier started");
+    let list = mandate(&[
+        "revocations",
+        "list",
+        "--registry",
+        &server.url,
+        "--registry-auth",
+        &ops.token,
+        "--registry-auth-key",
+        &w.path("operator"),
+        "--json",
+    ]);
+    let entries = list.json();
+    assert_eq!(entries.as_array().map(Vec::len), Some(1), "{list}");
+}

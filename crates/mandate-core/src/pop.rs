@@ -53,6 +53,11 @@ pub enum PopError {
     /// The nonce was already used inside the window.
     #[error("proof of possession replayed (nonce already seen)")]
     Replayed,
+    /// The proof was made before this verifier started remembering nonces
+    /// (it restarted since): it may have been used already, so it is
+    /// refused; a fresh proof is accepted.
+    #[error("proof of possession made before this verifier started; sign a fresh one")]
+    BeforeStart,
     /// The replay cache is full; the proof cannot be judged, so it is refused.
     #[error("proof of possession refused: replay cache full")]
     CacheFull,

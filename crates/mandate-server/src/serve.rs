@@ -100,9 +100,11 @@ fn write_authorizer(
     require_pop: bool,
     allow_bearer_writes: bool,
 ) -> Result<MandateWriteAuthorizer> {
+    // Writes change state: a proof captured before a restart is not taken.
     let builder = Verifier::builder()
         .shared_root_keys(keys)
         .require_pop(require_pop)
+        .refuse_proofs_from_before_start(true)
         .revocation(Arc::new(index));
     Ok(if allow_bearer_writes {
         MandateWriteAuthorizer::allowing_bearer_writes(builder)?

@@ -94,6 +94,7 @@ pub struct VerifierBuilder {
     pop_window: Duration,
     require_pop: bool,
     replay_capacity: usize,
+    proofs_after_start: bool,
     revocation: Option<Arc<dyn RevocationCheck>>,
 }
 
@@ -146,6 +147,17 @@ impl VerifierBuilder {
         self
     }
 
+    /// Refuses proofs of possession made before the verifier was built
+    /// ([`PopError::BeforeStart`]). Its replay cache starts empty, so a proof
+    /// captured before a restart could otherwise be replayed within its
+    /// window; for endpoints that change state, whose clients sign a fresh
+    /// proof per call. Off by default (an offline check judges proofs made
+    /// earlier).
+    pub fn refuse_proofs_from_before_start(mut self, refuse: bool) -> Self {
+        self.proofs_after_start = refuse;
+        self
+    }
+
     /// Consults `check` on every call, including calls whose token was
     /// verified before. Without it, revocations are not honoured: fine for
     /// offline checks, never for a service.
@@ -172,7 +184,14 @@ impl VerifierBuilder {
             policy: self.policy,
             pop_window: self.pop_window,
             require_pop: self.require_pop,
-            replay: Arc::new(ReplayCache::new(self.replay_capacity)),
+            replay: Arc::new(ReplayCache::new(
+                self.replay_capacity,
+                if self.proofs_after_start {
+                    millis(SystemTime::now())
+                } else {
+                    0
+                },
+            )),
             revocation: self.revocation,
             max_facts: self.limits.max_facts,
             tokens: Arc::default(),
@@ -207,6 +226,7 @@ impl Verifier {
             pop_window: Duration::from_secs(30),
             require_pop: false,
             replay_capacity: 1_000_000,
+            proofs_after_start: false,
             revocation: None,
         }
     }
@@ -534,7 +554,7 @@ impl Verifier {
         let window_ms = u64::try_from(self.pop_window.as_millis()).unwrap_or(u64::MAX);
         let forget_after = now_ms.max(proof.timestamp_ms).saturating_add(window_ms);
         self.replay
-            .check_and_insert(proof.nonce, now_ms, forget_after)
+            .check_and_insert(proof.nonce, proof.timestamp_ms, now_ms, forget_after)
     }
 
     fn request_facts(&self, request: &Request, chain: &Chain) -> Result<AuthorizerBuilder, Error> {

@@ -2,6 +2,12 @@
 //!
 //! Bounded: when full of unexpired nonces it refuses new proofs (fail
 //! closed) instead of forgetting one that might be replayed.
+//!
+//! It lives in memory, so a restarted verifier has forgotten every nonce it
+//! saw: a proof captured before the restart could be replayed within its
+//! window. A cache that remembers *from* a time refuses proofs made before
+//! it, so state-changing endpoints (registry writes, operators' decisions)
+//! take no proof the process cannot vouch for.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -11,6 +17,8 @@ use mandate_core::PopError;
 #[derive(Debug)]
 pub(crate) struct ReplayCache {
     capacity: usize,
+    /// Proofs made before this time (ms) are refused; 0 refuses none.
+    remembers_from_ms: u64,
     state: Mutex<State>,
 }
 
@@ -23,20 +31,29 @@ struct State {
 }
 
 impl ReplayCache {
-    pub(crate) fn new(capacity: usize) -> ReplayCache {
+    /// A cache of `capacity` nonces that refuses proofs made before
+    /// `remembers_from_ms` (0: none).
+    pub(crate) fn new(capacity: usize, remembers_from_ms: u64) -> ReplayCache {
         ReplayCache {
             capacity,
+            remembers_from_ms,
             state: Mutex::new(State::default()),
         }
     }
 
-    /// Records `nonce` until `forget_after_ms`; refuses it if already seen.
+    /// Records `nonce`, of a proof made at `proof_ms`, until
+    /// `forget_after_ms`; refuses it if already seen, or if the proof is
+    /// older than what the cache remembers.
     pub(crate) fn check_and_insert(
         &self,
         nonce: [u8; 16],
+        proof_ms: u64,
         now_ms: u64,
         forget_after_ms: u64,
     ) -> Result<(), PopError> {
+        if proof_ms < self.remembers_from_ms {
+            return Err(PopError::BeforeStart);
+        }
         // A poisoned lock means another thread panicked mid-update; the
         // state is a plain map that stays consistent, so keep using it.
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -69,22 +86,35 @@ mod tests {
 
     #[test]
     fn replays_are_refused_until_forgotten_and_capacity_fails_closed() {
-        let cache = ReplayCache::new(2);
-        assert_eq!(cache.check_and_insert([1; 16], 0, 100), Ok(()));
+        let cache = ReplayCache::new(2, 0);
+        assert_eq!(cache.check_and_insert([1; 16], 0, 0, 100), Ok(()));
         assert_eq!(
-            cache.check_and_insert([1; 16], 50, 150),
+            cache.check_and_insert([1; 16], 50, 50, 150),
             Err(PopError::Replayed)
         );
-        assert_eq!(cache.check_and_insert([2; 16], 50, 150), Ok(()));
+        assert_eq!(cache.check_and_insert([2; 16], 50, 50, 150), Ok(()));
         assert_eq!(
-            cache.check_and_insert([3; 16], 60, 160),
+            cache.check_and_insert([3; 16], 60, 60, 160),
             Err(PopError::CacheFull)
         );
         // After the first nonce's deadline it is forgotten, making room.
-        assert_eq!(cache.check_and_insert([3; 16], 101, 201), Ok(()));
+        assert_eq!(cache.check_and_insert([3; 16], 101, 101, 201), Ok(()));
         assert_eq!(
-            cache.check_and_insert([1; 16], 102, 202),
+            cache.check_and_insert([1; 16], 102, 102, 202),
             Err(PopError::CacheFull)
+        );
+    }
+
+    #[test]
+    fn a_cache_that_remembers_from_a_time_refuses_older_proofs() {
+        let cache = ReplayCache::new(10, 1_000);
+        assert_eq!(
+            cache.check_and_insert([1; 16], 999, 1_005, 31_000),
+            Err(PopError::BeforeStart)
+        );
+        assert_eq!(
+            cache.check_and_insert([1; 16], 1_000, 1_005, 31_000),
+            Ok(())
         );
     }
 }

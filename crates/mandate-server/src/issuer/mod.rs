@@ -224,9 +224,12 @@ pub fn issuer_state(
     issuer: Arc<Issuer>,
     revocation: Option<Arc<dyn RevocationCheck>>,
 ) -> Result<IssuerState> {
+    // Operators' decisions change state: a proof captured before a restart
+    // is not taken.
     let mut operators = Verifier::builder()
         .shared_root_keys(issuer.signing_keys().shared())
-        .require_pop(true);
+        .require_pop(true)
+        .refuse_proofs_from_before_start(true);
     if let Some(check) = revocation {
         operators = operators.revocation(check);
     }
