@@ -1198,6 +1198,12 @@ fn bad_datalog_in_check_names_the_position_and_writes_nothing() {
     assert_eq!(position(err).0, 1, "{run}");
     w.delegate(&parent, &["--check", "allow if true"])
         .error("`allow if true` is not a check");
+    // A scope inside the check, as well as one of the block, is refused.
+    let key = w.root_pub();
+    let scoped = format!("check if true trusting {key}");
+    issue_run(&w, &["--check", &scoped]).error("without facts, rules or scopes");
+    w.delegate(&parent, &["--check", &scoped])
+        .error("without facts, rules or scopes");
 }
 
 #[test]

@@ -329,10 +329,17 @@ impl Restrictions {
             // would otherwise slip facts or rules into the block — into the
             // authority block when issuing.
             let parsed = crate::error::parse_datalog(trimmed, crate::error::DatalogKind::Block)?;
+            // Scopes too, of the block or of the check's own queries
+            // (`check if ... trusting ed25519/...`).
+            let scoped = parsed
+                .checks
+                .iter()
+                .any(|(_, check)| check.queries.iter().any(|q| !q.scopes.is_empty()));
             if parsed.checks.len() != 1
                 || !parsed.facts.is_empty()
                 || !parsed.rules.is_empty()
                 || !parsed.scopes.is_empty()
+                || scoped
             {
                 return Err(Error::Invalid(format!(
                     "`{trimmed}` must be exactly one check, without facts, rules or scopes"
