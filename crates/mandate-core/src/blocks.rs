@@ -80,6 +80,9 @@ pub struct Query {
     /// Additions among them: each can concatenate strings, so a chain of
     /// them builds a string as long as all its operands together.
     pub adds: usize,
+    /// Whether it is a rule's body (evaluated with every other rule before
+    /// biscuit looks at its clock) rather than a check's query.
+    pub is_rule: bool,
 }
 
 /// One block of a token, read structurally.
@@ -476,13 +479,13 @@ fn read_block(
         if printer.is_some() {
             print::push_statement(&mut source, text.clone());
         }
-        queries.push(query(rule, text, symbols).map_err(malformed)?);
+        queries.push(query(rule, text, true, symbols).map_err(malformed)?);
     }
     let mut checks = Vec::with_capacity(block.checks.len());
     for check in &block.checks {
         let text = printer.as_ref().map(|p| p.check(check)).unwrap_or_default();
         for rule in &check.queries {
-            queries.push(query(rule, text.clone(), symbols).map_err(malformed)?);
+            queries.push(query(rule, text.clone(), false, symbols).map_err(malformed)?);
         }
         if printer.is_some() {
             print::push_statement(&mut source, text.clone());
@@ -554,7 +557,12 @@ fn value(term: &schema::Term, symbols: Symbols<'_>) -> Option<Value> {
 
 /// Measures one rule body or check query (bounds already checked, so the
 /// walks are short).
-fn query(rule: &schema::Rule, text: String, symbols: Symbols<'_>) -> Result<Query, String> {
+fn query(
+    rule: &schema::Rule,
+    text: String,
+    is_rule: bool,
+    symbols: Symbols<'_>,
+) -> Result<Query, String> {
     use schema::op::Content;
     use schema::op_binary::Kind;
     let mut predicates = Vec::with_capacity(rule.body.len());
@@ -593,6 +601,7 @@ fn query(rule: &schema::Rule, text: String, symbols: Symbols<'_>) -> Result<Quer
         regexes,
         ops: count,
         adds,
+        is_rule,
     })
 }
 

@@ -6,7 +6,8 @@
 //! token can append one. Before evaluating, the verifier therefore estimates
 //! how many fact visits every rule body and check query of every block after
 //! the authority block could cost: biscuit scans all visible facts for each
-//! predicate of a join, so a query costs about `facts × Π matches(predicate)`.
+//! predicate of a join, so a query costs about
+//! `facts × predicates × Π matches(predicate)`.
 //! Each visit also evaluates the query's expressions, and biscuit never
 //! interrupts one query: a chain of additions concatenating a long string
 //! for every visited pair held a verifier for twenty seconds. So the bytes of
@@ -15,8 +16,12 @@
 //! ([`ELEMENT_BUDGET`]): a chain of `.union()` calls over sets written in
 //! a block's own facts copies every element at each step, and held a
 //! verifier for over a minute while visiting only a few hundred fact
-//! combinations.
-//! Tokens over [`STEP_BUDGET`] are denied, and so are delegated blocks with
+//! combinations; joins binding such a collection copy it at every visit.
+//! And because biscuit applies every rule before it checks its clock, the
+//! rules of a token together are bounded as well ([`TOTAL_FACTOR`] times
+//! each budget): hundreds of rules each within budget held a verifier for
+//! seconds.
+//! Tokens over a budget are denied, and so are delegated blocks with
 //! closures (`.any($x -> ...)`, which iterate inside one step), regular
 //! expressions ([`MAX_REGEXES`]) or more than [`MAX_LITERAL_ELEMENTS`]
 //! collection elements in a query. The estimate is
@@ -42,13 +47,14 @@ pub const STEP_BUDGET: u64 = 20_000;
 /// strings into one as long as all its operands, so the estimate is
 /// `visits × operations × (additions + 1) × longest string`.
 pub const BYTE_BUDGET: u64 = 64 * 1024 * 1024;
-/// Most collection elements the expressions of one query may process, over
-/// all the fact combinations it visits (each element copy or comparison
-/// costs tens of nanoseconds, so this is tens of milliseconds). Each visit
-/// evaluates every operation, and a set operation may process a set as
-/// large as every collection element the token writes together (a union
-/// builds no element that was not written), so the estimate is
-/// `visits × operations × elements`.
+/// Most collection elements one query may process, over all the fact
+/// combinations it visits (each element copy or comparison costs tens of
+/// nanoseconds, so this is tens of milliseconds). Each visit evaluates every
+/// operation and copies the variables bound so far, and a set operation or
+/// a bound variable may hold a collection as large as every collection
+/// element the token writes together (a union builds no element that was
+/// not written), so the estimate is
+/// `visits × (operations + predicates) × elements`.
 pub const ELEMENT_BUDGET: u64 = 1_000_000;
 /// Most elements of collection literals in one query of a delegated block.
 pub const MAX_LITERAL_ELEMENTS: usize = 256;
@@ -58,6 +64,59 @@ pub const MAX_LITERAL_ELEMENTS: usize = 256;
 /// verifier for a long time; Mandate's own restrictions never need one.
 /// (The issuer's authority block and the service policy may.)
 pub const MAX_REGEXES: usize = 0;
+
+/// The rules of a token's delegated blocks together may cost this many
+/// times each budget: biscuit applies every rule of every block in one
+/// iteration before it checks its time limit, so many rules each within
+/// budget must not add up to a stall. (Checks are not summed: biscuit
+/// checks its clock after each.)
+pub const TOTAL_FACTOR: u64 = 4;
+
+/// What evaluating a query (or all of them) may cost, in each budget's unit.
+#[derive(Debug, Default, Clone, Copy)]
+struct Cost {
+    steps: u64,
+    bytes: u64,
+    elements: u64,
+}
+
+impl Cost {
+    fn plus(&self, other: &Cost) -> Cost {
+        Cost {
+            steps: self.steps.saturating_add(other.steps),
+            bytes: self.bytes.saturating_add(other.bytes),
+            elements: self.elements.saturating_add(other.elements),
+        }
+    }
+
+    /// The first budget (times `factor`) this cost exceeds, as the rest of
+    /// a sentence ("may visit N facts, more than the M accepted").
+    fn over(&self, factor: u64) -> Option<String> {
+        let (steps, bytes, elements) = (
+            STEP_BUDGET * factor,
+            BYTE_BUDGET * factor,
+            ELEMENT_BUDGET * factor,
+        );
+        if self.steps > steps {
+            Some(format!(
+                "visit {} facts, more than the {steps} accepted",
+                self.steps
+            ))
+        } else if self.elements > elements {
+            Some(format!(
+                "process {} collection elements, more than the {elements} accepted",
+                self.elements
+            ))
+        } else if self.bytes > bytes {
+            Some(format!(
+                "process {} bytes of strings, more than the {bytes} accepted",
+                self.bytes
+            ))
+        } else {
+            None
+        }
+    }
+}
 
 /// Facts and rule heads a policy contributes to every evaluation.
 #[derive(Debug, Clone, Default)]
@@ -74,6 +133,7 @@ struct QueryCost {
     predicates: Vec<String>,
     ops: u64,
     adds: u64,
+    is_rule: bool,
 }
 
 /// What the estimate needs to know of a token.
@@ -134,6 +194,7 @@ impl Shape {
                         predicates: query.predicates.clone(),
                         ops: query.ops as u64,
                         adds: query.adds as u64,
+                        is_rule: query.is_rule,
                     });
                 }
             }
@@ -199,46 +260,53 @@ impl Shape {
             .max()
             .unwrap_or(64) as u64;
         let longest = longest.max(self.longest_string);
+        let mut rules = Cost::default();
         for query in &self.queries {
+            // biscuit scans the visible facts once per predicate of the body
+            // for every combination of the predicates before it: at most
+            // `visible × predicates × Π matches`.
+            let predicates = query.predicates.len().max(1) as u64;
             let steps = query
                 .predicates
                 .iter()
                 .map(|name| cardinality(name).max(1))
-                .fold(visible, u64::saturating_mul);
-            let text = || -> String { query.text.chars().take(80).collect() };
-            if steps > STEP_BUDGET {
-                return Err(format!(
-                    "block {} is too costly to evaluate: `{}` may visit {steps} facts, more than the {STEP_BUDGET} accepted",
-                    query.block,
-                    text()
-                ));
-            }
-            // Every visit may evaluate every operation, and each operation
-            // may touch a string as long as all additions can make it, or
-            // a set of as many strings as the token writes elements.
+                .fold(visible.saturating_mul(predicates), u64::saturating_mul);
+            // Every visit may evaluate every operation, and copies the
+            // variables bound so far (a variable bound to a collection copies
+            // all of it); each operation may touch a string as long as all
+            // additions can make it, or a set of as many strings as the token
+            // writes elements.
             let elements = self.collection_elements.saturating_add(1);
             let per_operation = query.adds.saturating_add(1).max(elements);
-            let bytes = steps
-                .saturating_mul(query.ops)
-                .saturating_mul(per_operation)
-                .saturating_mul(longest);
-            let processed = steps
-                .saturating_mul(query.ops)
-                .saturating_mul(self.collection_elements);
-            if processed > ELEMENT_BUDGET {
+            let cost = Cost {
+                steps,
+                bytes: steps
+                    .saturating_mul(query.ops)
+                    .saturating_mul(per_operation)
+                    .saturating_mul(longest),
+                elements: steps
+                    .saturating_mul(query.ops.saturating_add(predicates))
+                    .saturating_mul(self.collection_elements),
+            };
+            let text = || -> String { query.text.chars().take(80).collect() };
+            if let Some(over) = cost.over(1) {
                 return Err(format!(
-                    "block {} is too costly to evaluate: `{}` may process {processed} collection elements, more than the {ELEMENT_BUDGET} accepted",
+                    "block {} is too costly to evaluate: `{}` may {over}",
                     query.block,
                     text()
                 ));
             }
-            if bytes > BYTE_BUDGET {
-                return Err(format!(
-                    "block {} is too costly to evaluate: `{}` may process {bytes} bytes of strings, more than the {BYTE_BUDGET} accepted",
-                    query.block,
-                    text()
-                ));
+            if query.is_rule {
+                rules = rules.plus(&cost);
             }
+        }
+        // biscuit applies every rule of every block before it looks at the
+        // clock again (it does after each check), so the rules together are
+        // bounded too.
+        if let Some(over) = rules.over(TOTAL_FACTOR) {
+            return Err(format!(
+                "the token's rules are too costly to evaluate: together they may {over}"
+            ));
         }
         Ok(())
     }

@@ -37,7 +37,9 @@ use mandate_core::{vocab, Chain, KeySet, Mandate, PopError, Request};
 use replay::ReplayCache;
 
 pub use cache::CacheCounts;
-pub use complexity::{BYTE_BUDGET, ELEMENT_BUDGET, MAX_LITERAL_ELEMENTS, MAX_REGEXES, STEP_BUDGET};
+pub use complexity::{
+    BYTE_BUDGET, ELEMENT_BUDGET, MAX_LITERAL_ELEMENTS, MAX_REGEXES, STEP_BUDGET, TOTAL_FACTOR,
+};
 pub use decision::{Decision, FailedCheck, Reason};
 pub use mandate_core::bounds::{MAX_BLOCKS, MAX_STATEMENTS};
 
