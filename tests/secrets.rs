@@ -153,6 +153,49 @@ fn a_private_key_given_where_a_key_file_is_expected_is_never_echoed() {
 }
 
 #[test]
+fn a_server_given_key_text_for_its_tls_or_audit_key_file_never_echoes_it() {
+    // Found by review: `serve --tls-key "$(cat tls.key)"` printed the PEM
+    // twice, and `--audit-key "$(cat audit.key)"` the Ed25519 key.
+    let w = World::new();
+    w.keygen("audit");
+    let secret = private_hex(&w, "audit");
+    let store = w.path("store");
+    let root = w.trust();
+    let serve = |extra: &[&str]| {
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &store,
+            "--root-pub",
+            &root,
+        ];
+        args.extend_from_slice(extra);
+        mandate(&args)
+    };
+    let pem_body = "MC4CAQAwBQYDK2VwBCIEIMoZT8kZ5j9W9EIYQdQHhFAWiqau";
+    let pem = format!("-----BEGIN PRIVATE KEY-----\n{pem_body}\n-----END PRIVATE KEY-----");
+    let cert = w.path("tls.crt");
+    let key_flag = format!("--tls-key={pem}");
+    let run = serve(&["--tls-cert", &cert, &key_flag]);
+    assert_eq!(run.code, 2, "{run}");
+    assert!(run.stderr.contains("not shown"), "{run}");
+    assert!(!run.stderr.contains(&pem_body[10..30]), "PEM echoed\n{run}");
+
+    let text = format!("ed25519-private/{secret}");
+    for key in [text.as_str(), secret.as_str()] {
+        let audit = w.path("audit-store");
+        let run = serve(&["--audit-store", &audit, "--audit-key", key]);
+        assert_eq!(run.code, 2, "{run}");
+        assert!(run.stderr.contains("not shown"), "{run}");
+        assert_not_echoed(&run, &secret);
+        // Nor was a key file made under the secret's name.
+        assert!(!w.file(&secret).exists());
+    }
+}
+
+#[test]
 fn a_private_key_file_readable_by_group_or_others_is_refused() {
     use std::os::unix::fs::PermissionsExt as _;
 

@@ -535,10 +535,10 @@ fn looks_private(text: &str) -> bool {
 }
 
 /// A key file's path, for an error message: shown unless it may be key
-/// material given where a path belongs (see [`describe_arg`]).
-pub(crate) fn describe_path(path: &Path) -> String {
+/// material given where a path belongs ([`may_be_key_material`]).
+pub fn describe_path(path: &Path) -> String {
     let text = path.to_string_lossy();
-    if looks_private(&text) || hides(&text) {
+    if may_be_key_material(path) {
         format!(
             "the path given ({} characters that may be key material, not shown)",
             text.chars().count()
@@ -546,6 +546,14 @@ pub(crate) fn describe_path(path: &Path) -> String {
     } else {
         path.display().to_string()
     }
+}
+
+/// Whether a path given for a key file may itself be key material (a
+/// private key's text, PEM included, or a long run of hex digits): such a
+/// path is never printed, and no file is created under it.
+pub fn may_be_key_material(path: &Path) -> bool {
+    let text = path.to_string_lossy();
+    looks_private(&text) || hides(&text)
 }
 
 /// Whether `text` holds a run of 16 or more hex digits: it may be a secret.

@@ -30,13 +30,19 @@ use crate::settings::AuditSettings;
 /// A key that exists but cannot be read (or is open to group or others), or
 /// one that cannot be written.
 pub fn writer_key(path: &std::path::Path) -> Result<WriterKey> {
+    let shown = mandate_core::keys::describe_path(path);
     let secret = if path.exists() {
-        SecretKey::read(path).with_context(|| format!("reading audit key {}", path.display()))?
+        SecretKey::read(path).with_context(|| format!("reading audit key {shown}"))?
     } else {
+        // A key pasted in place of its path is neither printed nor made
+        // into a file name.
+        if mandate_core::keys::may_be_key_material(path) {
+            anyhow::bail!("the audit key must be a file: {shown} is not");
+        }
         let secret = SecretKey::generate();
         secret
             .write_new(path)
-            .with_context(|| format!("creating audit key {}", path.display()))?;
+            .with_context(|| format!("creating audit key {shown}"))?;
         tracing::info!(path = %path.display(), public = %secret.public(), "created the audit writer key");
         secret
     };

@@ -13,6 +13,14 @@ pub async fn load(cert: &Path, key: &Path) -> Result<RustlsConfig> {
     // One provider per process; a second install (another server in the same
     // process) fails harmlessly.
     let _already_installed = rustls::crypto::ring::default_provider().install_default();
+    // The PEM itself given in place of its path must never be printed, and
+    // rustls' own errors name the path.
+    if mandate_core::keys::may_be_key_material(key) {
+        anyhow::bail!(
+            "the TLS key must be a file: {} is not",
+            mandate_core::keys::describe_path(key)
+        );
+    }
     RustlsConfig::from_pem_file(cert, key)
         .await
         .with_context(|| {
