@@ -19,7 +19,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 
@@ -1238,10 +1238,10 @@ fn a_captured_registry_write_is_not_taken_again_after_a_restart() {
     let body = r#"{"kind":"principal","value":"frank","reason":"x"}"#;
     let digest = hex::encode(sha2::Sha256::digest(body.as_bytes()));
     let body_attr = format!("body_sha256={digest}");
-    let proof = w.pop(
-        "operator",
-        &ops.token,
-        &[
+    // The write's proof, signed now or (`--at`) as a client whose clock runs
+    // ahead would sign it.
+    let sign = |at: Option<&str>| {
+        let mut request = vec![
             "--service",
             "registry",
             "--operation",
@@ -1254,15 +1254,20 @@ fn a_captured_registry_write_is_not_taken_again_after_a_restart() {
             "http_path=/v1/revocations",
             "--attr",
             &body_attr,
-        ],
-    );
+        ];
+        if let Some(at) = at {
+            request.extend(["--at", at]);
+        }
+        w.pop("operator", &ops.token, &request)
+    };
+    let proof = sign(None);
     let bearer = format!("Bearer {}", ops.token);
-    let headers = [
-        ("Authorization", bearer.as_str()),
-        ("Mandate-PoP", proof.as_str()),
-        JSON,
-    ];
-    let send = |base: &str| {
+    let send_with = |base: &str, proof: &str| {
+        let headers = [
+            ("Authorization", bearer.as_str()),
+            ("Mandate-PoP", proof),
+            JSON,
+        ];
         http(
             "POST",
             &format!("{base}/v1/revocations"),
@@ -1270,6 +1275,7 @@ fn a_captured_registry_write_is_not_taken_again_after_a_restart() {
             &headers,
         )
     };
+    let send = |base: &str| send_with(base, &proof);
 
     let reply = send(&server.url);
     assert_eq!(reply.status, 201, "{:?}", reply.body);
@@ -1278,6 +1284,14 @@ fn a_captured_registry_write_is_not_taken_again_after_a_restart() {
 
     let server = w.serve_store("store", &[]);
     send(&server.url).assert_error(401, "unauthenticated", "before this verifier started");
+    // A proof dated well ahead (which a replay after a restart would
+    // otherwise rely on) is refused too.
+    let ahead = humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(20));
+    send_with(&server.url, &sign(Some(&ahead.to_string()))).assert_error(
+        401,
+        "unauthenticated",
+        "outside the 5000 ms window",
+    );
     let list = mandate(&[
         "revocations",
         "list",

@@ -86,6 +86,12 @@ pub enum Error {
     Authorizer(#[source] Token),
 }
 
+/// How far ahead of the request a proof may be dated where proofs made
+/// before the verifier started are refused
+/// ([`VerifierBuilder::refuse_proofs_from_before_start`]): a proof used
+/// before a restart is then at most this much newer than the restart.
+pub const FUTURE_SKEW: Duration = Duration::from_secs(5);
+
 /// Builds a [`Verifier`].
 #[derive(Debug, Clone)]
 pub struct VerifierBuilder {
@@ -150,11 +156,13 @@ impl VerifierBuilder {
     }
 
     /// Refuses proofs of possession made before the verifier was built
-    /// ([`PopError::BeforeStart`]). Its replay cache starts empty, so a proof
-    /// captured before a restart could otherwise be replayed within its
-    /// window; for endpoints that change state, whose clients sign a fresh
-    /// proof per call. Off by default (an offline check judges proofs made
-    /// earlier).
+    /// ([`PopError::BeforeStart`]), and proofs dated more than
+    /// [`FUTURE_SKEW`] after the request (a proof dated ahead, used before a
+    /// restart, would otherwise be newer than the restart). Its replay cache
+    /// starts empty, so a proof captured before a restart could otherwise be
+    /// replayed within its window; for endpoints that change state, whose
+    /// clients sign a fresh proof per call. Off by default (an offline check
+    /// judges proofs made earlier).
     pub fn refuse_proofs_from_before_start(mut self, refuse: bool) -> Self {
         self.proofs_after_start = refuse;
         self
@@ -186,6 +194,7 @@ impl VerifierBuilder {
             policy: self.policy,
             pop_window: self.pop_window,
             require_pop: self.require_pop,
+            proofs_after_start: self.proofs_after_start,
             replay: Arc::new(ReplayCache::new(
                 self.replay_capacity,
                 if self.proofs_after_start {
@@ -210,6 +219,7 @@ pub struct Verifier {
     policy: Policy,
     pop_window: Duration,
     require_pop: bool,
+    proofs_after_start: bool,
     replay: Arc<ReplayCache>,
     revocation: Option<Arc<dyn RevocationCheck>>,
     max_facts: u64,
@@ -554,6 +564,15 @@ impl Verifier {
         proof.verify(&holder.name, key, token_digest, request, self.pop_window)?;
         let now_ms = millis(request.time);
         let window_ms = u64::try_from(self.pop_window.as_millis()).unwrap_or(u64::MAX);
+        if self.proofs_after_start {
+            let skew_ms = u64::try_from(FUTURE_SKEW.as_millis()).unwrap_or(u64::MAX);
+            if proof.timestamp_ms > now_ms.saturating_add(skew_ms) {
+                return Err(PopError::OutsideWindow {
+                    age_ms: proof.timestamp_ms - now_ms,
+                    window_ms: skew_ms,
+                });
+            }
+        }
         let forget_after = now_ms.max(proof.timestamp_ms).saturating_add(window_ms);
         self.replay
             .check_and_insert(proof.nonce, proof.timestamp_ms, now_ms, forget_after)
