@@ -1100,6 +1100,33 @@ fn a_token_file_or_stream_longer_than_a_token_is_refused_without_reading_it_whol
     let huge = "A".repeat(200_000);
     let run = mandate_stdin(&["inspect", "--token", "-"], &huge);
     run.error("longer than 65536 bytes");
+
+    // Key, key-set and policy files too, each within its own bound.
+    let w = world();
+    let token = issue(&w, &[]);
+    let run = authorize(
+        &w,
+        &token,
+        "expenses",
+        "read",
+        "/r",
+        &["--policy", "/dev/zero"],
+    );
+    run.error("longer than 1048576 bytes");
+    let run = mandate(&[
+        "pop",
+        "--key",
+        "/dev/zero",
+        "--token",
+        &token,
+        "--service",
+        "expenses",
+        "--operation",
+        "read",
+        "--resource",
+        "/r",
+    ]);
+    run.error("longer than 4096 bytes");
 }
 
 #[test]

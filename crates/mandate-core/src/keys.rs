@@ -62,7 +62,11 @@ impl PublicKey {
     pub fn from_arg(text: &str) -> Result<PublicKey, Error> {
         let trimmed = text.trim();
         if !trimmed.starts_with("ed25519/") && Path::new(trimmed).is_file() {
-            let contents = std::fs::read_to_string(trimmed).map_err(|source| Error::Io {
+            let contents = crate::text_file::read_text_file(
+                Path::new(trimmed),
+                crate::text_file::MAX_KEY_FILE,
+            )
+            .map_err(|source| Error::Io {
                 action: "reading",
                 path: trimmed.into(),
                 source,
@@ -222,12 +226,12 @@ impl SecretKey {
             path: path.into(),
             source,
         };
-        let mut file = std::fs::File::open(path).map_err(io)?;
+        let file = std::fs::File::open(path).map_err(io)?;
         // The mode of the file that was opened, not of whatever the path
         // names a moment later.
         let metadata = file.metadata().map_err(io)?;
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut file, &mut text).map_err(io)?;
+        let text =
+            crate::text_file::read_bounded(file, crate::text_file::MAX_KEY_FILE).map_err(io)?;
         // A public key file given by mistake is named as such first; its
         // mode does not matter.
         let hex = text
@@ -437,11 +441,12 @@ impl KeySet {
     /// # Errors
     /// [`Error::Io`] or [`Error::InvalidKey`].
     pub fn read_file(path: &Path) -> Result<KeySet, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            action: "reading",
-            path: path.into(),
-            source,
-        })?;
+        let text = crate::text_file::read_text_file(path, crate::text_file::MAX_TEXT_FILE)
+            .map_err(|source| Error::Io {
+                action: "reading",
+                path: path.into(),
+                source,
+            })?;
         let map: BTreeMap<String, String> =
             serde_json::from_str(&text).map_err(|e| Error::InvalidKey {
                 // Only the position: serde's message can quote the file's

@@ -33,6 +33,7 @@ mod request;
 mod restrict;
 mod scope;
 mod symbols;
+pub mod text_file;
 mod token;
 pub mod vocab;
 

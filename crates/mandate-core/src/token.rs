@@ -42,17 +42,16 @@ const SURROUNDING_SPACE: usize = 4096;
 /// The reader's own errors; [`std::io::ErrorKind::InvalidData`] for text
 /// that is not UTF-8 or is longer than a token can be.
 pub fn read_token_text(reader: impl std::io::Read) -> std::io::Result<String> {
-    use std::io::Read as _;
-    let limit = MAX_TOKEN_LEN + SURROUNDING_SPACE;
-    let mut text = String::new();
-    reader.take(limit as u64 + 1).read_to_string(&mut text)?;
-    if text.len() > limit {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("longer than {MAX_TOKEN_LEN} bytes"),
-        ));
-    }
-    Ok(text)
+    crate::text_file::read_bounded(reader, MAX_TOKEN_LEN + SURROUNDING_SPACE).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData && e.to_string().starts_with("longer") {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("longer than {MAX_TOKEN_LEN} bytes"),
+            )
+        } else {
+            e
+        }
+    })
 }
 
 fn check_len(text: &str) -> Result<&str, Error> {

@@ -234,10 +234,12 @@ impl IssuancePolicy {
     /// # Errors
     /// [`PolicyError`].
     pub fn from_file(path: &Path) -> Result<IssuancePolicy, PolicyError> {
-        let source = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let source =
+            mandate_core::text_file::read_text_file(path, mandate_core::text_file::MAX_TEXT_FILE)
+                .map_err(|source| PolicyError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
         IssuancePolicy::from_source(&path.display().to_string(), &source)
     }
 

@@ -142,10 +142,12 @@ impl ServerConfig {
     /// # Errors
     /// [`ConfigError::Read`] or [`ConfigError::Parse`] (unknown keys included).
     pub fn from_file(path: &Path) -> Result<ServerConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            mandate_core::text_file::read_text_file(path, mandate_core::text_file::MAX_TEXT_FILE)
+                .map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
         ServerConfig::from_toml(&text).map_err(|message| ConfigError::Parse {
             path: path.to_owned(),
             message,

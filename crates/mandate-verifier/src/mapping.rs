@@ -277,7 +277,9 @@ impl Mapping {
         if metadata.len() > MAX_MAPPING_BYTES as u64 {
             return Err(read_error(format!("larger than {MAX_MAPPING_BYTES} bytes")));
         }
-        let text = std::fs::read_to_string(path).map_err(|e| read_error(e.to_string()))?;
+        let text =
+            mandate_core::text_file::read_text_file(path, mandate_core::text_file::MAX_TEXT_FILE)
+                .map_err(|e| read_error(e.to_string()))?;
         Mapping::from_toml(&text)
     }
 

@@ -108,11 +108,13 @@ impl Policy {
     /// # Errors
     /// As [`Policy::from_source`], plus [`mandate_core::Error::Io`].
     pub fn from_file(path: &Path) -> Result<Policy, Error> {
-        let source = std::fs::read_to_string(path).map_err(|source| mandate_core::Error::Io {
-            action: "reading",
-            path: path.into(),
-            source,
-        })?;
+        let source =
+            mandate_core::text_file::read_text_file(path, mandate_core::text_file::MAX_TEXT_FILE)
+                .map_err(|source| mandate_core::Error::Io {
+                action: "reading",
+                path: path.into(),
+                source,
+            })?;
         Policy::from_source(&path.display().to_string(), &source)
     }
 

@@ -311,10 +311,12 @@ impl IssuerConfig {
     /// # Errors
     /// [`ConfigError::Read`] or [`ConfigError::Parse`].
     pub fn from_file(path: &Path) -> Result<IssuerConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            mandate_core::text_file::read_text_file(path, mandate_core::text_file::MAX_TEXT_FILE)
+                .map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
         toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.message().trim_end().to_owned(),
