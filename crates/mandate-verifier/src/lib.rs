@@ -194,7 +194,6 @@ impl VerifierBuilder {
             policy: self.policy,
             pop_window: self.pop_window,
             require_pop: self.require_pop,
-            proofs_after_start: self.proofs_after_start,
             replay: Arc::new(ReplayCache::new(
                 self.replay_capacity,
                 if self.proofs_after_start {
@@ -219,7 +218,6 @@ pub struct Verifier {
     policy: Policy,
     pop_window: Duration,
     require_pop: bool,
-    proofs_after_start: bool,
     replay: Arc<ReplayCache>,
     revocation: Option<Arc<dyn RevocationCheck>>,
     max_facts: u64,
@@ -564,15 +562,6 @@ impl Verifier {
         proof.verify(&holder.name, key, token_digest, request, self.pop_window)?;
         let now_ms = millis(request.time);
         let window_ms = u64::try_from(self.pop_window.as_millis()).unwrap_or(u64::MAX);
-        if self.proofs_after_start {
-            let skew_ms = u64::try_from(FUTURE_SKEW.as_millis()).unwrap_or(u64::MAX);
-            if proof.timestamp_ms > now_ms.saturating_add(skew_ms) {
-                return Err(PopError::OutsideWindow {
-                    age_ms: proof.timestamp_ms - now_ms,
-                    window_ms: skew_ms,
-                });
-            }
-        }
         let forget_after = now_ms.max(proof.timestamp_ms).saturating_add(window_ms);
         self.replay
             .check_and_insert(proof.nonce, proof.timestamp_ms, now_ms, forget_after)

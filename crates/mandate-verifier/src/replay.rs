@@ -42,8 +42,10 @@ impl ReplayCache {
     }
 
     /// Records `nonce`, of a proof made at `proof_ms`, until
-    /// `forget_after_ms`; refuses it if already seen, or if the proof is
-    /// older than what the cache remembers.
+    /// `forget_after_ms`; refuses it if already seen, or, for a cache that
+    /// remembers from a time, if the proof is older than that or dated more
+    /// than [`crate::FUTURE_SKEW`] after `now_ms` (such a proof, used before
+    /// a restart, would be newer than the restart).
     pub(crate) fn check_and_insert(
         &self,
         nonce: [u8; 16],
@@ -51,8 +53,17 @@ impl ReplayCache {
         now_ms: u64,
         forget_after_ms: u64,
     ) -> Result<(), PopError> {
-        if proof_ms < self.remembers_from_ms {
-            return Err(PopError::BeforeStart);
+        if self.remembers_from_ms > 0 {
+            if proof_ms < self.remembers_from_ms {
+                return Err(PopError::BeforeStart);
+            }
+            let skew_ms = u64::try_from(crate::FUTURE_SKEW.as_millis()).unwrap_or(u64::MAX);
+            if proof_ms > now_ms.saturating_add(skew_ms) {
+                return Err(PopError::OutsideWindow {
+                    age_ms: proof_ms - now_ms,
+                    window_ms: skew_ms,
+                });
+            }
         }
         // A poisoned lock means another thread panicked mid-update; the
         // state is a plain map that stays consistent, so keep using it.
@@ -116,5 +127,10 @@ mod tests {
             cache.check_and_insert([1; 16], 1_000, 1_005, 31_000),
             Ok(())
         );
+        // Dated further ahead than the skew allows.
+        assert!(matches!(
+            cache.check_and_insert([2; 16], 7_000, 1_005, 37_000),
+            Err(PopError::OutsideWindow { .. })
+        ));
     }
 }
