@@ -799,3 +799,36 @@ fn the_issuers_events_are_recorded_in_its_audit_log() {
     );
     mandate(&["audit", "verify", "--store", &store]).ok();
 }
+
+#[test]
+fn a_strangers_key_id_is_escaped_and_bounded_in_the_log_and_the_trail() {
+    // Found by review: the `kid` of a token nobody verified was copied raw
+    // into the refusal: newlines and ANSI escapes forged a log line, and
+    // every anonymous refusal wrote kilobytes to a trail never pruned.
+    let mut w = World::start_with(|dir| vec!["--audit-store".into(), dir.path("issuer-audit")]);
+    let forged_line = "INFO mandate::audit: event=\"request.decide\" outcome=\"approved\"";
+    let kid = format!("x\n\u{1b}[2K{forged_line}\n{}", "k".repeat(4000));
+    let token = id_token(
+        Algorithm::RS256,
+        "rsa.pem",
+        &kid,
+        &claims("alice@example.com", &["staff"]),
+    );
+    let (status, body) = w.exchange(&token, None, "analytics:read");
+    assert_eq!(status, 400, "{body}");
+    let said = body["error_description"].as_str().unwrap();
+    assert!(said.len() < 300 && !said.contains('\n'), "{said}");
+    w.issuer.terminate();
+    let log = w.issuer.stderr();
+    assert!(
+        !log.lines().any(|l| l.starts_with(forged_line) || l.contains("\u{1b}[2K")),
+        "{log}"
+    );
+    let store = w.dir.path("issuer-audit");
+    let run = mandate(&["audit", "--store", &store, "--json"]);
+    let record: Value = serde_json::from_str(run.ok().lines().next().unwrap()).unwrap();
+    assert_eq!(record["action"], "exchange_refused", "{run}");
+    let reason = record["reason"].as_str().unwrap();
+    assert!(reason.len() <= 600 && !reason.contains('\n'), "{reason}");
+    assert!(reason.contains("no key with id"), "{reason}");
+}

@@ -348,13 +348,15 @@ fn a_request_nobody_decides_expires_and_cannot_be_approved() {
 #[test]
 fn two_concurrent_approvals_grant_once_and_approve_racing_deny_has_one_winner() {
     let w = World::start();
-    let alice = login("alice@example.com", &["staff"]);
-    let carol = login("carol@example.com", &["approvers"]);
-    let alice_file = w.login("alice", "alice@example.com", &["staff"]);
+    // Alice's own sign-in, not the one `open` hands the agent.
+    let alice_file = w.login("alice-own", "alice@example.com", &["staff"]);
     for round in 0..3 {
         // A task per round: an approval adds the right to its task.
         w.open(&["analytics:read"]);
         let id = w.ask_pending("payments:transfer");
+        // An approval needs a sign-in made after the request.
+        let alice = login("alice@example.com", &["staff"]);
+        let carol = login("carol@example.com", &["approvers"]);
         // Round 0: four approvals; then approvals racing denials.
         let verbs: Vec<&str> = if round == 0 {
             vec!["approve"; 4]
@@ -660,7 +662,6 @@ fn bad_flags_and_an_unreachable_issuer_are_one_clear_error() {
 fn readme_walkthrough_login_delegate_call_ask_approve_refresh_close() {
     let w = World::start();
     let issuer = w.issuer.url.clone();
-    let alice = w.login("alice", "alice@example.com", &["staff"]);
 
     // 1. Exchange alice's login for a task mandate.
     let task = w.open(&["analytics:read"]);
@@ -692,7 +693,9 @@ fn readme_walkthrough_login_delegate_call_ask_approve_refresh_close() {
     );
     let id = w.ask_pending("payments:transfer");
 
-    // 4. Alice approves it.
+    // 4. Alice signs in again (the login the agent was given never
+    // approves) and approves it.
+    let alice = w.login("alice-own", "alice@example.com", &["staff"]);
     let listed = w.requests("list", &[], &alice).ok_trimmed();
     assert!(listed.contains(&id), "{listed}");
     assert_eq!(
@@ -1107,4 +1110,117 @@ fn an_asked_exchange_denied_or_left_undecided_closes_the_task_it_left_waiting() 
         .error("request_expired");
     w.collect(&denied, "agent.key", &[])
         .fails(1, "access_denied");
+}
+
+#[test]
+fn an_agent_cannot_approve_or_list_requests_with_the_login_it_was_given() {
+    // Found by review: the agent holds the principal's identity token (it
+    // exchanged it), and approvals only checked "a valid token naming the
+    // task's principal": the agent approved its own payments:transfer.
+    let w = World::start();
+    w.open(&["analytics:read"]);
+    // `open` wrote the token it handed the agent here.
+    let handed = w.at("alice.jwt");
+    // Alice's own sign-in, but made before the request.
+    let early = w.login("alice-early", "alice@example.com", &["staff"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let id = w.ask_pending("payments:transfer");
+    w.requests("approve", &[&id], &handed)
+        .error("given to an agent");
+    w.requests("list", &[], &handed).error("given to an agent");
+    w.requests("approve", &[&id], &early)
+        .error("sign-in made after the request");
+    let minted = w.minted();
+    // A sign-in of alice's own, after the request, approves it.
+    let own = w.login("alice-own", "alice@example.com", &["staff"]);
+    assert_eq!(
+        w.requests("approve", &[&id], &own).ok_trimmed(),
+        format!("request {id} granted")
+    );
+    assert_eq!(w.minted(), minted, "minted only when the agent collects");
+
+    // At exchange: the login the agent exchanged cannot approve the
+    // request the exchange made, over HTTP either.
+    let subject = login("alice@example.com", &["staff"]);
+    let key = mandate_core::SecretKey::read(&w.dir.file("agent.key")).unwrap();
+    let actor =
+        mandate_issuer::actor::sign(&key, "orchestrator", ISSUER_ID, &subject, SystemTime::now());
+    let reply = token_endpoint(
+        &w,
+        &[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("subject_token", &subject),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+            ("actor_token", &actor),
+            ("actor_token_type", mandate_issuer::ACTOR_TOKEN_TYPE),
+            ("scope", "payments:transfer"),
+        ],
+    );
+    reply.assert_oauth(403, "approval_required");
+    let id = reply.body["request_id"].as_str().unwrap().to_owned();
+    w.decide_http(&id, "approve", &subject)
+        .assert_error(403, "forbidden", "given to an agent");
+    collect_http(&w, &id, "orchestrator", "agent.key").assert_oauth(400, "authorization_pending");
+}
+
+#[test]
+fn a_stranger_signing_actor_tokens_for_a_request_takes_no_place_in_the_replay_memory() {
+    // Found by review: the approval grant spent the actor token's `jti`
+    // before it looked at the request, and the token names its own key: a
+    // stranger's tokens filled the replay memory (and then blocked every
+    // exchange). Now a token for another agent's request is refused
+    // without being remembered: the same token is refused the same way
+    // again, not as "already used".
+    let w = World::start();
+    let pending = w.open_run("payments:transfer", &[]).ok_trimmed();
+    let id = pending.strip_prefix("pending ").unwrap().to_owned();
+    let stranger = mandate_core::SecretKey::generate();
+    let actor =
+        mandate_issuer::actor::sign(&stranger, "orchestrator", ISSUER_ID, &id, SystemTime::now());
+    let form = [
+        ("grant_type", "urn:mandate:params:oauth:grant-type:approval"),
+        ("request_id", id.as_str()),
+        ("actor_token", actor.as_str()),
+        ("actor_token_type", mandate_issuer::ACTOR_TOKEN_TYPE),
+    ];
+    for _ in 0..2 {
+        let reply = token_endpoint(&w, &form);
+        reply.assert_oauth(400, "invalid_grant");
+        let said = reply.body["error_description"].as_str().unwrap();
+        assert!(said.contains("only the agent the task was asked for"), "{said}");
+    }
+    // The agent itself still collects (pending, not refused).
+    collect_http(&w, &id, "orchestrator", "agent.key").assert_oauth(400, "authorization_pending");
+}
+
+#[test]
+fn one_principal_cannot_keep_more_than_its_share_of_requests_waiting() {
+    // Found by review: every exchange that asks opens a task of its own, so
+    // the cap of requests waiting per task did not bound one login's.
+    let w = World::start();
+    let cap = mandate_issuer::requests::MAX_PENDING_PER_PRINCIPAL;
+    for _ in 0..cap {
+        let run = w.open_run("payments:transfer", &[]);
+        assert!(run.ok_trimmed().starts_with("pending "), "{run}");
+    }
+    let refused = w.open_run("payments:transfer", &[]);
+    assert_eq!(refused.code, 2, "{refused}");
+    assert!(
+        refused.stderr.contains("wait for a person already"),
+        "{refused}"
+    );
+    // Another principal is not held up by alice's.
+    let subject = w.login("dave", "dave@example.com", &["staff"]);
+    let run = task_open(
+        &w.issuer.url,
+        &subject,
+        "orchestrator",
+        &w.dir.path("agent.key"),
+        &["payments:transfer"],
+        &[],
+    );
+    assert!(run.ok_trimmed().starts_with("pending "), "{run}");
 }

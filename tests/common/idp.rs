@@ -88,11 +88,21 @@ pub fn id_token(alg: Algorithm, key_file: &str, kid: &str, claims: &Value) -> St
     jsonwebtoken::encode(&header, claims, &key).unwrap()
 }
 
+/// A new id for every login of this process.
+fn login_id() -> String {
+    static LOGINS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = LOGINS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("login-{}-{n}", std::process::id())
+}
+
 /// Claims of a valid identity token for `email` in `groups`.
 pub fn claims(email: &str, groups: &[&str]) -> Value {
     json!({
         "iss": IDP, "aud": AUDIENCE, "sub": format!("sub-{email}"), "email": email,
         "groups": groups, "iat": now(), "exp": now() + 600,
+        // Each sign-in is its own token, as with a real provider: an
+        // identity token handed to an agent never approves anything.
+        "jti": login_id(),
     })
 }
 

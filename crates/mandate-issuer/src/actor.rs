@@ -137,6 +137,24 @@ impl ActorVerifier {
         subject_token: &str,
         now: SystemTime,
     ) -> Result<Actor, Refusal> {
+        self.verify_for(token, subject_token, now, |_| Ok(()))
+    }
+
+    /// As [`ActorVerifier::verify`], spending the `jti` only once `expected`
+    /// accepts the actor. The key is named by the token itself, so anyone
+    /// can sign an actor token: where the agent is known beforehand (the
+    /// agent a waiting task was asked for), checking it before the `jti` is
+    /// remembered keeps strangers from filling the replay memory.
+    ///
+    /// # Errors
+    /// As [`ActorVerifier::verify`], and `expected`'s refusal.
+    pub fn verify_for(
+        &self,
+        token: &str,
+        subject_token: &str,
+        now: SystemTime,
+        expected: impl FnOnce(&Actor) -> Result<(), Refusal>,
+    ) -> Result<Actor, Refusal> {
         if token.len() > MAX_ACTOR_TOKEN_LEN {
             return Err(Refusal::request(format!(
                 "actor_token is larger than {MAX_ACTOR_TOKEN_LEN} bytes"
@@ -187,11 +205,13 @@ impl ActorVerifier {
         if claims.jti.is_empty() || claims.jti.len() > 128 {
             return Err(bad("has no valid `jti`"));
         }
-        self.spend(&claims.jti, claims.exp + skew, now)?;
-        Ok(Actor {
+        let actor = Actor {
             name: claims.sub,
             key,
-        })
+        };
+        expected(&actor)?;
+        self.spend(&claims.jti, claims.exp + skew, now)?;
+        Ok(actor)
     }
 
     fn spend(&self, jti: &str, until: u64, now: u64) -> Result<(), Refusal> {

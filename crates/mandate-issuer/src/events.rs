@@ -225,7 +225,8 @@ impl IssuerEvents for TracingEvents {
                 target: "mandate::audit",
                 event = name,
                 error = *error,
-                reason = %reason,
+                // Refusals may quote what a stranger sent: escaped.
+                reason = ?reason,
                 principal = principal.as_deref().unwrap_or(""),
                 "token exchange refused"
             ),

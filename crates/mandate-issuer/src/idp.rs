@@ -198,7 +198,7 @@ impl IdentityProviders {
         if !key_fits(key, header.alg) {
             return Err(Refusal::grant(format!(
                 "the identity provider's key `{}` is not a key for {:?}",
-                header.kid.as_deref().unwrap_or(""),
+                crate::jwks::shown_kid(header.kid.as_deref().unwrap_or("")),
                 header.alg
             )));
         }
@@ -260,6 +260,36 @@ impl IdentityProviders {
             }
         }
         Ok(())
+    }
+}
+
+/// When an identity token was issued and when it expires (`iat`, `exp`),
+/// read from a token [`IdentityProviders::verify`] accepted; `None` for a
+/// time the token does not state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenTimes {
+    /// `iat`.
+    pub issued_at: Option<SystemTime>,
+    /// `exp`.
+    pub expires: Option<SystemTime>,
+}
+
+impl TokenTimes {
+    /// The times of `token`, which must have been verified already: this
+    /// reads its claims without checking them again.
+    pub fn of_verified(token: &str) -> TokenTimes {
+        #[derive(serde::Deserialize)]
+        struct Peek {
+            iat: Option<u64>,
+            exp: Option<u64>,
+        }
+        let time = |secs: u64| UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs));
+        jsonwebtoken::dangerous::insecure_decode::<Peek>(token)
+            .map(|data| TokenTimes {
+                issued_at: data.claims.iat.and_then(time),
+                expires: data.claims.exp.and_then(time),
+            })
+            .unwrap_or_default()
     }
 }
 

@@ -36,7 +36,8 @@ use mandate_core::{
 
 use crate::actor::ActorVerifier;
 use crate::events::{IssuerEvent, IssuerEvents};
-use crate::idp::{Identity, IdentityProviders};
+use crate::handed::HandedTokens;
+use crate::idp::{Identity, IdentityProviders, TokenTimes};
 use crate::mint::{mint, MintRequest};
 use crate::oauth::{ErrorCode, Refusal};
 use crate::policy::{IssuancePolicy, Outcome, PolicyInput};
@@ -209,6 +210,11 @@ impl TaskOperation {
 
 /// The most unexpired proof nonces remembered.
 const MAX_NONCES: usize = 100_000;
+/// How long an exchanged identity token that states no expiry is
+/// remembered (a provider's tokens always state one).
+const HANDED_WITHOUT_EXP: Duration = Duration::from_secs(24 * 3600);
+/// The most of a refusal's description the audit trail keeps, in bytes.
+const MAX_REFUSAL_RECORDED: usize = 512;
 
 /// The issuer.
 pub struct Issuer {
@@ -222,6 +228,7 @@ pub struct Issuer {
     options: IssuerOptions,
     nonces: Mutex<HashMap<[u8; 16], u64>>,
     revocations: Revocations,
+    handed: HandedTokens,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -272,6 +279,7 @@ impl Issuer {
             options,
             nonces: Mutex::new(HashMap::new()),
             revocations: Revocations::default(),
+            handed: HandedTokens::default(),
         }
     }
 
@@ -342,7 +350,9 @@ impl Issuer {
     pub(crate) fn refused(&self, refusal: Refusal, principal: Option<&str>) -> Refusal {
         self.events.record(&IssuerEvent::ExchangeRefused {
             error: refusal.code.as_str(),
-            reason: refusal.description.clone(),
+            // Anyone may be refused, as often as they like: what the trail
+            // keeps of each refusal stays small.
+            reason: mandate_core::print::shorten(refusal.description.clone(), MAX_REFUSAL_RECORDED),
             principal: principal.map(str::to_owned),
         });
         refusal
@@ -361,7 +371,8 @@ impl Issuer {
         self.grant(&identity, request, now)
     }
 
-    /// Verifies the subject token (loading provider keys when needed).
+    /// Verifies the subject token (loading provider keys when needed), and
+    /// remembers it as handed to an agent: it will not approve requests.
     ///
     /// # Errors
     /// A [`Refusal`].
@@ -370,10 +381,24 @@ impl Issuer {
         request: &ExchangeRequest,
         now: SystemTime,
     ) -> Result<Identity, Refusal> {
-        self.idps
+        let identity = self
+            .idps
             .verify(&request.subject_token, now)
             .await
-            .map_err(|r| self.refused(r, None))
+            .map_err(|r| self.refused(r, None))?;
+        let expires = TokenTimes::of_verified(&request.subject_token)
+            .expires
+            .unwrap_or(now + HANDED_WITHOUT_EXP);
+        self.handed
+            .remember(&request.subject_token, expires, self.options.skew, now)
+            .map_err(|r| self.refused(r, Some(&identity.principal)))?;
+        Ok(identity)
+    }
+
+    /// Whether `id_token` was exchanged with this issuer (given to an agent)
+    /// and has not expired since.
+    pub(crate) fn handed_to_agent(&self, id_token: &str, now: SystemTime) -> bool {
+        self.handed.contains(id_token, now)
     }
 
     /// Everything after the identity: the actor token, the policy, the task

@@ -212,10 +212,17 @@ fn pick(set: &JwkSet, kid: Option<&str>) -> Result<Jwk, JwksError> {
         Some(kid) => set
             .find(kid)
             .cloned()
-            .ok_or_else(|| JwksError::UnknownKid(kid.to_owned())),
+            .ok_or_else(|| JwksError::UnknownKid(shown_kid(kid))),
         None => match set.keys.as_slice() {
             [only] => Ok(only.clone()),
             _ => Err(JwksError::Ambiguous),
         },
     }
+}
+
+/// A key id read from a token nobody verified yet, for messages and the
+/// audit trail: escaped (it cannot forge a log line) and at most 64 bytes
+/// (a stranger's kilobytes of key id are not written for every refusal).
+pub(crate) fn shown_kid(kid: &str) -> String {
+    mandate_core::print::shorten(mandate_core::print::escape(kid), 64)
 }

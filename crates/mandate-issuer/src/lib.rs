@@ -41,6 +41,7 @@
 pub mod actor;
 pub mod client;
 pub mod events;
+mod handed;
 pub mod idp;
 pub mod issuer;
 pub mod jwks;

@@ -84,6 +84,24 @@ fn the_default_policy_decides_each_case() {
                 reason: "payments:transfer needs approval".into(),
             },
         ),
+        // Mandate's own services are for operators, not for logins: a
+        // staff member's agent once read the whole audit trail this way.
+        (
+            &["staff"],
+            "audit:read",
+            deny("audit rights are for operators"),
+        ),
+        (
+            &["staff"],
+            "analytics:read registry:read",
+            deny("registry rights are for operators"),
+        ),
+        (
+            &["staff", "approvers"],
+            "requests:approve",
+            deny("requests rights are for operators"),
+        ),
+        (&["staff"], "tasks:close", deny("tasks rights are for operators")),
         // Deny wins over ask.
         (
             &["contractors"],

@@ -68,6 +68,9 @@ fn refusal(error: RequestError) -> Refusal {
         }
         RequestError::Internal | RequestError::Task(TaskError::Internal) => Refusal::internal(),
         RequestError::NotFound => Refusal::grant("no such request"),
+        error @ (RequestError::TooMany | RequestError::TooManyForPrincipal) => {
+            Refusal::new(ErrorCode::TemporarilyUnavailable, error.to_string())
+        }
         RequestError::Task(TaskError::Closed(by)) => {
             Refusal::grant(format!("the request's task is closed ({by})"))
         }
@@ -90,6 +93,8 @@ impl Negotiator {
         policy_reason: String,
         now: SystemTime,
     ) -> Result<Refusal, Refusal> {
+        self.room_for(&task.principal, &task.id, now)
+            .map_err(refusal)?;
         let request = RightRequest {
             id: format!("req-{}", uuid::Uuid::new_v4()),
             task: task.id.clone(),
@@ -162,17 +167,24 @@ impl Negotiator {
         actor_token: &str,
         now: SystemTime,
     ) -> Result<RightRequest, Refusal> {
-        let actor = self.issuer.actors().verify(actor_token, id, now)?;
         let request = self.load(id).map_err(refusal)?;
         let task = self
             .issuer
             .load(&request.task)
             .map_err(|e| refusal(e.into()))?;
-        if task.agent_key != actor.key || task.agent != actor.name {
-            return Err(Refusal::grant(
-                "only the agent the task was asked for may collect it",
-            ));
-        }
+        // The agent is known before the actor token is spent: a token any
+        // stranger signed with a key of their own is refused without
+        // taking a place in the replay memory.
+        self.issuer
+            .actors()
+            .verify_for(actor_token, id, now, |actor| {
+                if task.agent_key != actor.key || task.agent != actor.name {
+                    return Err(Refusal::grant(
+                        "only the agent the task was asked for may collect it",
+                    ));
+                }
+                Ok(())
+            })?;
         Ok(request)
     }
 

@@ -33,7 +33,7 @@ use mandate_core::Right;
 
 use super::{DecisionSignal, RequestState, RequestStore, RightRequest, StoreError};
 use crate::events::IssuerEvent;
-use crate::idp::Identity;
+use crate::idp::{Identity, TokenTimes};
 use crate::issuer::{Issued, Issuer, TaskError, TaskOperation};
 use crate::oauth::ErrorCode;
 use crate::policy::{Outcome, RequestInput};
@@ -49,6 +49,11 @@ pub const MAX_REASON: usize = 1024;
 pub const MAX_RIGHTS: usize = 64;
 /// The most requests one task may have waiting for a person.
 pub const MAX_PENDING_PER_TASK: usize = 16;
+/// The most requests one principal's tasks may have waiting for a person:
+/// every exchange that asks opens a task of its own, so the cap per task
+/// alone let one login store requests without end and bury everyone
+/// else's in the approvers' list.
+pub const MAX_PENDING_PER_PRINCIPAL: usize = 64;
 /// The most requests one listing returns.
 pub const MAX_LISTED: usize = 200;
 /// How many times a change racing another is retried.
@@ -109,6 +114,12 @@ pub enum RequestError {
     /// The task has too many requests waiting (429).
     #[error("this task has {} requests waiting already", MAX_PENDING_PER_TASK)]
     TooMany,
+    /// The principal has too many requests waiting, over all their tasks (429).
+    #[error(
+        "{} requests for this principal wait for a person already; decide some first",
+        MAX_PENDING_PER_PRINCIPAL
+    )]
+    TooManyForPrincipal,
     /// A store or the identity provider is unavailable; logged (503).
     #[error("{0}")]
     Unavailable(String),
@@ -125,6 +136,29 @@ pub(super) fn unavailable(error: StoreError) -> RequestError {
 fn task_store_unavailable(error: crate::tasks::StoreError) -> RequestError {
     tracing::error!(%error, "task store failed");
     RequestError::Unavailable("the task store is unavailable".into())
+}
+
+/// A person deciding requests for more rights: the identity of their
+/// own sign-in, and when they signed in.
+#[derive(Debug, Clone)]
+pub struct Approver {
+    /// Who they are.
+    pub identity: Identity,
+    /// The identity token's `iat`.
+    pub signed_in: Option<SystemTime>,
+}
+
+impl Approver {
+    /// Whether they signed in at `at` or later (to the second: an identity
+    /// token's `iat` is in whole seconds). A token that states no `iat`
+    /// never counts as fresh.
+    pub fn signed_in_since(&self, at: SystemTime) -> bool {
+        let secs = |t: SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs());
+        match (self.signed_in.map(secs), secs(at)) {
+            (Some(Ok(signed_in)), Ok(at)) => signed_in >= at,
+            _ => false,
+        }
+    }
 }
 
 /// What an ask came to.
@@ -284,18 +318,7 @@ impl Negotiator {
             now,
         });
         if matches!(outcome, Outcome::Ask { .. }) {
-            let waiting = self
-                .store
-                .find(
-                    &|r: &RightRequest| {
-                        r.task == task.id && r.state_at(now) == RequestState::Pending
-                    },
-                    MAX_PENDING_PER_TASK,
-                )
-                .map_err(unavailable)?;
-            if waiting.len() >= MAX_PENDING_PER_TASK {
-                return Err(RequestError::TooMany);
-            }
+            self.room_for(&task.principal, &task.id, now)?;
         }
         let request = RightRequest {
             id: format!("req-{}", uuid::Uuid::new_v4()),
@@ -559,20 +582,68 @@ impl Negotiator {
     }
 
     /// Verifies an approver's identity token exactly as a subject token is
-    /// verified at exchange.
+    /// verified at exchange, and refuses one that was exchanged with this
+    /// issuer: that token was given to an agent, and an agent must not
+    /// approve (nor see) requests for more rights it or its peers made.
     ///
     /// # Errors
-    /// [`RequestError::Unauthenticated`], or [`RequestError::Unavailable`]
-    /// when the identity provider's keys cannot be loaded.
-    pub async fn approver(&self, id_token: &str) -> Result<Identity, RequestError> {
-        self.issuer
+    /// [`RequestError::Unauthenticated`], [`RequestError::Forbidden`] for a
+    /// token handed to an agent, or [`RequestError::Unavailable`] when the
+    /// identity provider's keys cannot be loaded.
+    pub async fn approver(&self, id_token: &str) -> Result<Approver, RequestError> {
+        let now = SystemTime::now();
+        let identity = self
+            .issuer
             .idps()
-            .verify(id_token, SystemTime::now())
+            .verify(id_token, now)
             .await
             .map_err(|refusal| match refusal.code {
                 ErrorCode::TemporarilyUnavailable => RequestError::Unavailable(refusal.description),
                 _ => RequestError::Unauthenticated(refusal.description),
-            })
+            })?;
+        if self.issuer.handed_to_agent(id_token, now) {
+            return Err(RequestError::Forbidden(
+                "this identity token was given to an agent (exchanged for a mandate): \
+                 it cannot list, approve or deny requests; sign in again"
+                    .into(),
+            ));
+        }
+        Ok(Approver {
+            signed_in: TokenTimes::of_verified(id_token).issued_at,
+            identity,
+        })
+    }
+
+    /// Whether one more request of `principal` on `task` may wait for a
+    /// person: at most [`MAX_PENDING_PER_TASK`] per task and
+    /// [`MAX_PENDING_PER_PRINCIPAL`] over all of the principal's tasks.
+    /// Blocking.
+    ///
+    /// # Errors
+    /// [`RequestError::TooMany`], [`RequestError::TooManyForPrincipal`],
+    /// or [`RequestError::Unavailable`].
+    pub(super) fn room_for(
+        &self,
+        principal: &str,
+        task: &str,
+        now: SystemTime,
+    ) -> Result<(), RequestError> {
+        let waiting = self
+            .store
+            .find(
+                &|r: &RightRequest| {
+                    r.principal == principal && r.state_at(now) == RequestState::Pending
+                },
+                MAX_PENDING_PER_PRINCIPAL,
+            )
+            .map_err(unavailable)?;
+        if waiting.len() >= MAX_PENDING_PER_PRINCIPAL {
+            return Err(RequestError::TooManyForPrincipal);
+        }
+        if waiting.iter().filter(|r| r.task == task).count() >= MAX_PENDING_PER_TASK {
+            return Err(RequestError::TooMany);
+        }
+        Ok(())
     }
 
     /// Whether `who` may see and decide `request`: its task's principal, or
@@ -623,18 +694,26 @@ impl Negotiator {
     pub fn decide(
         &self,
         id: &str,
-        who: &Identity,
+        who: &Approver,
         approve: bool,
         now: SystemTime,
     ) -> Result<RightRequest, RequestError> {
         let request = self.settle(id, now)?;
-        if !self.may_decide(who, &request) {
+        if !self.may_decide(&who.identity, &request) {
             return Err(RequestError::Forbidden(
                 "only the task's principal or a member of an approver group may decide this request"
                     .into(),
             ));
         }
-        self.decide_by(request, &who.principal, approve, now)
+        if approve && !who.signed_in_since(request.created) {
+            // Whatever login an agent was handed predates its request.
+            return Err(RequestError::Forbidden(
+                "an approval needs a sign-in made after the request; this identity token \
+                 is older than the request: sign in again"
+                    .into(),
+            ));
+        }
+        self.decide_by(request, &who.identity.principal, approve, now)
     }
 
     /// As [`Negotiator::decide`], for an operator whose mandate the server

@@ -42,8 +42,8 @@ use super::operators;
 use super::tasks::{credentials, to_api, POP_HEADER};
 use super::token::TokenResponse;
 use super::IssuerState;
-use crate::idp::Identity;
 use crate::requests::{
+    Approver,
     Asked, RequestError, RequestState, RightRequest, MAX_REASON, MAX_RIGHTS, MAX_WAIT,
 };
 use crate::Issued;
@@ -154,7 +154,7 @@ fn request_api(error: RequestError) -> ApiError {
         RequestError::Expired => {
             ApiError::new(StatusCode::CONFLICT, "request_expired", error.to_string())
         }
-        RequestError::TooMany => ApiError::new(
+        RequestError::TooMany | RequestError::TooManyForPrincipal => ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_pending",
             error.to_string(),
@@ -261,7 +261,7 @@ async fn poll(
 }
 
 /// The approver's identity token from `Authorization: Bearer`, verified.
-async fn approver(state: &IssuerState, headers: &HeaderMap) -> Result<Identity, ApiError> {
+async fn approver(state: &IssuerState, headers: &HeaderMap) -> Result<Approver, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -306,7 +306,7 @@ async fn list(
     let who = approver(&state, &headers).await?;
     let negotiator = state.negotiator().clone();
     let found =
-        tokio::task::spawn_blocking(move || negotiator.list(&who, filter, SystemTime::now()))
+        tokio::task::spawn_blocking(move || negotiator.list(&who.identity, filter, SystemTime::now()))
             .await
             .map_err(|_| ApiError::internal())?
             .map_err(request_api)?;

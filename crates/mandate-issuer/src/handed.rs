@@ -1,0 +1,99 @@
+//! Identity tokens handed to agents: every subject token a token exchange
+//! verified. An approval is a person's own say; an identity token the
+//! person gave an agent to exchange is in the agent's hands, so it never
+//! approves (nor lists) requests for more rights.
+//!
+//! Kept in memory until each token expires (with the clock skew), at most
+//! [`MAX_HANDED`]: when that many unexpired tokens were exchanged, further
+//! exchanges are refused as temporarily unavailable rather than forgetting
+//! one. Only verified tokens are remembered, so only real logins fill it.
+//! Each issuer replica remembers the tokens exchanged with it; approvals
+//! also need a sign-in made after the request (see
+//! [`crate::requests::Negotiator::decide`]), which holds across replicas.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::Digest as _;
+
+use crate::oauth::{ErrorCode, Refusal};
+
+/// The most unexpired exchanged identity tokens remembered.
+pub const MAX_HANDED: usize = 100_000;
+
+/// The exchanged identity tokens of one issuer, by SHA-256.
+#[derive(Debug, Default)]
+pub(crate) struct HandedTokens {
+    until: Mutex<HashMap<[u8; 32], u64>>,
+}
+
+impl HandedTokens {
+    /// Remembers `token` (verified, expiring at `expires`) as handed to an
+    /// agent, until `expires` plus `skew`.
+    ///
+    /// # Errors
+    /// `temporarily_unavailable` when [`MAX_HANDED`] unexpired tokens are
+    /// remembered already.
+    pub(crate) fn remember(
+        &self,
+        token: &str,
+        expires: SystemTime,
+        skew: Duration,
+        now: SystemTime,
+    ) -> Result<(), Refusal> {
+        let mut until = self.until.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = secs(now);
+        if until.len() >= MAX_HANDED {
+            until.retain(|_, until| *until >= now);
+            if until.len() >= MAX_HANDED {
+                return Err(Refusal::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "too many recent exchanges; retry shortly",
+                ));
+            }
+        }
+        let kept = secs(expires).saturating_add(skew.as_secs());
+        let entry = until.entry(digest(token)).or_insert(kept);
+        *entry = (*entry).max(kept);
+        Ok(())
+    }
+
+    /// Whether `token` was exchanged and has not expired since.
+    pub(crate) fn contains(&self, token: &str, now: SystemTime) -> bool {
+        let until = self.until.lock().unwrap_or_else(PoisonError::into_inner);
+        until
+            .get(&digest(token))
+            .is_some_and(|until| *until >= secs(now))
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    sha2::Sha256::digest(token.trim().as_bytes()).into()
+}
+
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_token_is_remembered_until_it_expires_and_others_are_not() {
+        let handed = HandedTokens::default();
+        let now = SystemTime::now();
+        let skew = Duration::from_secs(30);
+        handed
+            .remember("a.b.c", now + Duration::from_secs(60), skew, now)
+            .unwrap();
+        assert!(handed.contains("a.b.c", now));
+        assert!(handed.contains(" a.b.c\n", now + Duration::from_secs(89)));
+        assert!(!handed.contains("a.b.c", now + Duration::from_secs(91)));
+        assert!(!handed.contains("a.b.d", now));
+    }
+}
