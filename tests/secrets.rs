@@ -196,6 +196,36 @@ fn a_server_given_key_text_for_its_tls_or_audit_key_file_never_echoes_it() {
 }
 
 #[test]
+fn a_private_key_the_flag_parser_cannot_take_is_never_echoed() {
+    // Found by review: `--tls-key "$(cat tls.key)"` (no `=`) reads as an
+    // unknown flag `-----BEGIN…`, and the flag parser's message quoted it
+    // whole; so did a key pasted as a stray argument.
+    let w = World::new();
+    w.keygen("agent");
+    let secret = private_hex(&w, "agent");
+    let pem_body = "MC4CAQAwBQYDK2VwBCIEIMoZT8kZ5j9W9EIYQdQHhFAWiqau";
+    let pem = format!("-----BEGIN PRIVATE KEY-----\n{pem_body}\n-----END PRIVATE KEY-----");
+    let text = format!("ed25519-private/{secret}");
+    let runs = [
+        mandate(&["serve", "--listen", "127.0.0.1:0", "--tls-key", &pem]),
+        mandate(&["inspect", &text]),
+        mandate(&["keygen", "--out", "k", &secret]),
+        // Key text where a configuration file belongs.
+        mandate(&["serve", "--config", &text]),
+    ];
+    for run in &runs {
+        assert_eq!(run.code, 2, "{run}");
+        assert!(run.stderr.contains("not shown"), "{run}");
+        assert!(!run.stderr.contains(&pem_body[10..30]), "PEM echoed\n{run}");
+        assert_not_echoed(run, &secret);
+    }
+    // A mistyped flag with nothing secret in it is still quoted, as before.
+    let run = mandate(&["inspect", "--no-such-flag"]);
+    assert_eq!(run.code, 2, "{run}");
+    assert!(run.stderr.contains("--no-such-flag"), "{run}");
+}
+
+#[test]
 fn a_private_key_file_readable_by_group_or_others_is_refused() {
     use std::os::unix::fs::PermissionsExt as _;
 

@@ -816,11 +816,11 @@ pub enum TaskCommand {
     Open(TaskOpenArgs),
     /// A fresh mandate for an open task.
     Refresh(TaskCallArgs),
-    /// Close a task: every token of it is revoked. As its agent (--token,
-    /// --agent-key), its principal (--subject-token) or an operator
     /// Ask for more rights on a task, or read (and wait for) a request's
     /// outcome: exit 0 granted or still pending, 1 refused, denied or expired.
     Request(TaskRequestArgs),
+    /// Close a task: every token of it is revoked. As its agent (--token,
+    /// --agent-key), its principal (--subject-token) or an operator
     /// (--operator-token, --operator-key).
     Close(TaskCloseArgs),
 }

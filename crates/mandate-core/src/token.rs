@@ -42,14 +42,15 @@ const SURROUNDING_SPACE: usize = 4096;
 /// The reader's own errors; [`std::io::ErrorKind::InvalidData`] for text
 /// that is not UTF-8 or is longer than a token can be.
 pub fn read_token_text(reader: impl std::io::Read) -> std::io::Result<String> {
-    crate::text_file::read_bounded(reader, MAX_TOKEN_LEN + SURROUNDING_SPACE).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::InvalidData && e.to_string().starts_with("longer") {
-            std::io::Error::new(
+    use crate::text_file::{read_bounded, TooLong};
+    read_bounded(reader, MAX_TOKEN_LEN + SURROUNDING_SPACE).map_err(|error| {
+        // The whitespace allowed around a token is not part of its length.
+        match TooLong::in_error(&error) {
+            Some(_) => std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                format!("longer than {MAX_TOKEN_LEN} bytes"),
-            )
-        } else {
-            e
+                TooLong { max: MAX_TOKEN_LEN },
+            ),
+            None => error,
         }
     })
 }

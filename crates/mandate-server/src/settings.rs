@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("reading config {path}")]
+    #[error("reading config {}", mandate_core::keys::describe_path(path))]
     Read {
         /// The file.
         path: PathBuf,

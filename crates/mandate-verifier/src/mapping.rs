@@ -270,7 +270,7 @@ impl Mapping {
     /// [`MappingError::Read`], and the errors of [`Mapping::from_toml`].
     pub fn from_file(path: &Path) -> Result<Mapping, MappingError> {
         let read_error = |message: String| MappingError::Read {
-            path: path.display().to_string(),
+            path: mandate_core::keys::describe_path(path),
             message,
         };
         let metadata = std::fs::metadata(path).map_err(|e| read_error(e.to_string()))?;
