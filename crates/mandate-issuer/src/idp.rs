@@ -322,9 +322,13 @@ fn identity(config: &IdpConfig, claims: Map<String, Value>) -> Result<Identity, 
             config.principal_claim
         ))
     })?;
-    if config.principal_claim == "email"
-        && claims.get("email_verified") == Some(&Value::Bool(false))
-    {
+    let unverified = match claims.get("email_verified") {
+        Some(Value::Bool(verified)) => !verified,
+        // Some providers send the flag as a string.
+        Some(Value::String(verified)) => verified != "true",
+        _ => false,
+    };
+    if config.principal_claim == "email" && unverified {
         return Err(Refusal::grant("the principal's email is not verified"));
     }
     name::check(NameKind::Principal, &principal).map_err(|e| {
@@ -370,4 +374,42 @@ fn identity(config: &IdpConfig, claims: Map<String, Value>) -> Result<Identity, 
         groups,
         claims: policy_claims,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn config() -> IdpConfig {
+        IdpConfig {
+            issuer: "https://idp.example.com".into(),
+            audience: "mandate".into(),
+            jwks: JwksSource::File("jwks.json".into()),
+            principal_claim: "email".into(),
+            groups_claim: "groups".into(),
+        }
+    }
+
+    fn claims(verified: Option<Value>) -> Map<String, Value> {
+        let mut claims = Map::new();
+        claims.insert("sub".into(), "u-1".into());
+        claims.insert("email".into(), "alice@example.com".into());
+        if let Some(verified) = verified {
+            claims.insert("email_verified".into(), verified);
+        }
+        claims
+    }
+
+    #[test]
+    fn an_email_not_verified_names_no_principal_whether_the_flag_is_a_boolean_or_a_string() {
+        for refused in [Value::Bool(false), "false".into(), "False".into(), "".into()] {
+            let error = identity(&config(), claims(Some(refused.clone()))).unwrap_err();
+            assert!(error.description.contains("not verified"), "{refused}");
+        }
+        for accepted in [None, Some(Value::Bool(true)), Some("true".into())] {
+            let who = identity(&config(), claims(accepted)).unwrap();
+            assert_eq!(who.principal, "alice@example.com");
+        }
+    }
 }
