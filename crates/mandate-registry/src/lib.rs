@@ -99,8 +99,9 @@ pub use mandate::{
 };
 pub use replicas::{ReplicaReport, ReplicaSet, ReplicaStatus, MAX_REPLICAS};
 pub use server::{
-    openapi, router, routes, serve, serve_app, shutdown_signal, HttpBinding, RegistryConfig,
-    RegistryState, WriteAuthorizer, WriteDenied, DEFAULT_LIST_LIMIT, MAX_BODY_BYTES,
+    openapi, router, routes, serve, serve_app, shutdown_signal, ClientLimits, GuardedAcceptor,
+    GuardedStream, HttpBinding, RegistryConfig, RegistryState, WriteAuthorizer, WriteDenied,
+    BODY_TIMEOUT_ENV, DEFAULT_LIST_LIMIT, HEADER_TIMEOUT_ENV, MAX_BODY_BYTES, MAX_CONNECTIONS_ENV,
     MAX_LIST_LIMIT, POP_HEADER,
 };
 pub use store::{

@@ -2,7 +2,9 @@
 //! serves — built by [`crate::serve::bind`] or by the standalone issuer —
 //! and how it stops: it stops accepting, ends revocation streams so
 //! subscribers move on, lets in-flight requests finish within the grace
-//! period, closes the audit trail and flushes the store.
+//! period, closes the audit trail and flushes the store. While it serves,
+//! clients are held to [`ClientLimits`]: request headers and bodies within
+//! their timeouts, a bounded number of connections.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use axum::Router;
 use mandate_audit::AuditWriter;
-use mandate_registry::{RegistryState, Subscription};
+use mandate_registry::{ClientLimits, RegistryState, Subscription};
 
 use crate::key_follower::FollowerTask;
 
@@ -123,16 +125,23 @@ impl Server {
             }
             drain.graceful_shutdown(Some(grace));
         });
-        let service = self.app.into_make_service_with_connect_info::<SocketAddr>();
+        // Clients send their headers and bodies within the timeouts, and hold at
+        // most so many connections; responses (event streams) are not bounded.
+        let limits = ClientLimits::from_env();
+        let service = limits
+            .bound_bodies(self.app)
+            .into_make_service_with_connect_info::<SocketAddr>();
         let served = match self.tls {
             Some(tls) => {
-                axum_server::from_tcp_rustls(self.listener, tls)
+                limits
+                    .apply(axum_server::from_tcp_rustls(self.listener, tls))
                     .handle(handle)
                     .serve(service)
                     .await
             }
             None => {
-                axum_server::from_tcp(self.listener)
+                limits
+                    .apply(axum_server::from_tcp(self.listener))
                     .handle(handle)
                     .serve(service)
                     .await

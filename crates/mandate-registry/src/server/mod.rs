@@ -45,13 +45,14 @@
 
 mod auth;
 mod authorizer;
+mod clients;
 mod errors;
 mod reads;
 mod state;
 mod stream;
 mod writes;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 
 use axum::extract::DefaultBodyLimit;
@@ -59,13 +60,16 @@ use axum::routing::{get, post};
 use axum::Router;
 use mandate_verifier::http::{method_not_allowed, not_found};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::error::{report, Error, Result};
 use reads::{ack, list, status};
 use writes::{create, lift};
 
 pub use authorizer::{HttpBinding, WriteAuthorizer, WriteDenied, POP_HEADER};
+pub use clients::{
+    ClientLimits, GuardedAcceptor, GuardedStream, BODY_TIMEOUT_ENV, HEADER_TIMEOUT_ENV,
+    MAX_CONNECTIONS_ENV,
+};
 pub use state::{RegistryConfig, RegistryState};
 
 /// Largest accepted request body.
@@ -154,7 +158,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// Serves `router(state)` on `listener` until `shutdown` resolves, then ends open streams,
 /// lets in-flight requests finish (bounded by [`RegistryConfig::shutdown_grace`]) and
 /// flushes the store. Each request carries its client's address (axum's
-/// `ConnectInfo<SocketAddr>`), which the per-address stream limit uses.
+/// `ConnectInfo<SocketAddr>`), which the per-address stream limit uses. Clients are held
+/// to [`ClientLimits::from_env`]: request headers and bodies within their timeouts, a
+/// bounded number of connections.
 ///
 /// # Errors
 /// [`Error::Serve`] if the server fails; [`Error::Storage`] if the final flush fails.
@@ -168,7 +174,7 @@ where
 
 /// As [`serve`], for an `app` that contains `router(state)` among other
 /// routes (one process serving the registry and the authorization API). The app is
-/// served with `ConnectInfo<SocketAddr>`, as in [`serve`].
+/// served with `ConnectInfo<SocketAddr>` and the client limits, as in [`serve`].
 ///
 /// # Errors
 /// As [`serve`].
@@ -181,39 +187,37 @@ pub async fn serve_app<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
+    // `axum_server` takes a std listener; the conversion keeps it non-blocking.
+    let listener = listener
+        .into_std()
+        .map_err(|source| Error::Serve { source })?;
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "revocation registry listening");
     }
-    let (stopping_tx, mut stopping_rx) = watch::channel(false);
+    let handle = axum_server::Handle::new();
+    let drain = handle.clone();
     let streams = state.clone();
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("shutting down: closing revocation streams, finishing requests");
-        streams.shutdown_streams();
-        stopping_tx.send_replace(true);
-    };
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(signal)
-    .into_future();
     let grace = state.inner.config.shutdown_grace;
-    let deadline = async move {
-        // An error here means the signal future was dropped, i.e. the server already ended.
-        if stopping_rx.wait_for(|stopping| *stopping).await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    let outcome = tokio::select! {
-        result = server => result.map_err(|source| Error::Serve { source }),
-        () = deadline => {
-            tracing::warn!(?grace, "in-flight requests did not finish in time; closing anyway");
-            Ok(())
-        }
-    };
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!(
+            ?grace,
+            "shutting down: closing revocation streams, finishing requests"
+        );
+        streams.shutdown_streams();
+        // Stops accepting at once; connections still open after `grace` are closed.
+        drain.graceful_shutdown(Some(grace));
+    });
+    let limits = ClientLimits::from_env();
+    let service = limits
+        .bound_bodies(app)
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let outcome = limits
+        .apply(axum_server::from_tcp(listener))
+        .handle(handle)
+        .serve(service)
+        .await
+        .map_err(|source| Error::Serve { source });
     let flushed = state.blocking(|store| store.flush()).await;
     if let Err(error) = &flushed {
         tracing::error!(error = %report(error), "flushing the revocation store on shutdown failed");
