@@ -821,7 +821,8 @@ fn a_strangers_key_id_is_escaped_and_bounded_in_the_log_and_the_trail() {
     w.issuer.terminate();
     let log = w.issuer.stderr();
     assert!(
-        !log.lines().any(|l| l.starts_with(forged_line) || l.contains("\u{1b}[2K")),
+        !log.lines()
+            .any(|l| l.starts_with(forged_line) || l.contains("\u{1b}[2K")),
         "{log}"
     );
     let store = w.dir.path("issuer-audit");

@@ -1190,7 +1190,10 @@ fn a_stranger_signing_actor_tokens_for_a_request_takes_no_place_in_the_replay_me
         let reply = token_endpoint(&w, &form);
         reply.assert_oauth(400, "invalid_grant");
         let said = reply.body["error_description"].as_str().unwrap();
-        assert!(said.contains("only the agent the task was asked for"), "{said}");
+        assert!(
+            said.contains("only the agent the task was asked for"),
+            "{said}"
+        );
     }
     // The agent itself still collects (pending, not refused).
     collect_http(&w, &id, "orchestrator", "agent.key").assert_oauth(400, "authorization_pending");

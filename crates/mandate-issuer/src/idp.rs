@@ -403,7 +403,12 @@ mod tests {
 
     #[test]
     fn an_email_not_verified_names_no_principal_whether_the_flag_is_a_boolean_or_a_string() {
-        for refused in [Value::Bool(false), "false".into(), "False".into(), "".into()] {
+        for refused in [
+            Value::Bool(false),
+            "false".into(),
+            "False".into(),
+            "".into(),
+        ] {
             let error = identity(&config(), claims(Some(refused.clone()))).unwrap_err();
             assert!(error.description.contains("not verified"), "{refused}");
         }

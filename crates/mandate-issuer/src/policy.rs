@@ -71,7 +71,10 @@ pub enum PolicyError {
     #[error("issuance policy `{0}` may hold only facts and rules (grant, max_ttl, deny, ask)")]
     NotRules(String),
     /// The file could not be read.
-    #[error("reading issuance policy {}", mandate_core::keys::describe_path(std::path::Path::new(path)))]
+    #[error(
+        "reading issuance policy {}",
+        mandate_core::keys::describe_path(std::path::Path::new(path))
+    )]
     Read {
         /// The file.
         path: String,

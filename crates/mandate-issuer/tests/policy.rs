@@ -101,7 +101,11 @@ fn the_default_policy_decides_each_case() {
             "requests:approve",
             deny("requests rights are for operators"),
         ),
-        (&["staff"], "tasks:close", deny("tasks rights are for operators")),
+        (
+            &["staff"],
+            "tasks:close",
+            deny("tasks rights are for operators"),
+        ),
         // Deny wins over ask.
         (
             &["contractors"],

@@ -43,8 +43,7 @@ use super::tasks::{credentials, to_api, POP_HEADER};
 use super::token::TokenResponse;
 use super::IssuerState;
 use crate::requests::{
-    Approver,
-    Asked, RequestError, RequestState, RightRequest, MAX_REASON, MAX_RIGHTS, MAX_WAIT,
+    Approver, Asked, RequestError, RequestState, RightRequest, MAX_REASON, MAX_RIGHTS, MAX_WAIT,
 };
 use crate::Issued;
 
@@ -305,11 +304,12 @@ async fn list(
     }
     let who = approver(&state, &headers).await?;
     let negotiator = state.negotiator().clone();
-    let found =
-        tokio::task::spawn_blocking(move || negotiator.list(&who.identity, filter, SystemTime::now()))
-            .await
-            .map_err(|_| ApiError::internal())?
-            .map_err(request_api)?;
+    let found = tokio::task::spawn_blocking(move || {
+        negotiator.list(&who.identity, filter, SystemTime::now())
+    })
+    .await
+    .map_err(|_| ApiError::internal())?
+    .map_err(request_api)?;
     Ok(Json(RequestList {
         requests: found.iter().map(|r| status(r, None)).collect(),
     }))
