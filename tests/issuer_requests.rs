@@ -781,6 +781,27 @@ fn token_endpoint(w: &World, form: &[(&str, &str)]) -> Reply {
     )
 }
 
+/// The token exchange of `subject` by the orchestrator (`agent.key`) asking `scope`.
+fn exchange_http(w: &World, subject: &str, scope: &str) -> Reply {
+    let key = mandate_core::SecretKey::read(&w.dir.file("agent.key")).unwrap();
+    let actor =
+        mandate_issuer::actor::sign(&key, "orchestrator", ISSUER_ID, subject, SystemTime::now());
+    token_endpoint(
+        w,
+        &[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("subject_token", subject),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+            ("actor_token", &actor),
+            ("actor_token_type", mandate_issuer::ACTOR_TOKEN_TYPE),
+            ("scope", scope),
+        ],
+    )
+}
+
 /// The approval grant for `request` by `agent` holding `key_file`.
 fn collect_http(w: &World, request: &str, agent: &str, key_file: &str) -> Reply {
     let key = mandate_core::SecretKey::read(&w.dir.file(key_file)).unwrap();
@@ -916,23 +937,7 @@ fn an_exchange_the_policy_asks_for_waits_for_approval_and_is_collected_once() {
 fn over_http_an_asked_exchange_names_its_request_and_a_denial_ends_it() {
     let w = World::start();
     let subject = login("alice@example.com", &["staff"]);
-    let key = mandate_core::SecretKey::read(&w.dir.file("agent.key")).unwrap();
-    let actor =
-        mandate_issuer::actor::sign(&key, "orchestrator", ISSUER_ID, &subject, SystemTime::now());
-    let reply = token_endpoint(
-        &w,
-        &[
-            (
-                "grant_type",
-                "urn:ietf:params:oauth:grant-type:token-exchange",
-            ),
-            ("subject_token", &subject),
-            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-            ("actor_token", &actor),
-            ("actor_token_type", mandate_issuer::ACTOR_TOKEN_TYPE),
-            ("scope", "payments:transfer"),
-        ],
-    );
+    let reply = exchange_http(&w, &subject, "payments:transfer");
     reply.assert_oauth(403, "approval_required");
     let id = reply.body["request_id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("req-"), "{}", reply.body);
@@ -1142,23 +1147,7 @@ fn an_agent_cannot_approve_or_list_requests_with_the_login_it_was_given() {
     // At exchange: the login the agent exchanged cannot approve the
     // request the exchange made, over HTTP either.
     let subject = login("alice@example.com", &["staff"]);
-    let key = mandate_core::SecretKey::read(&w.dir.file("agent.key")).unwrap();
-    let actor =
-        mandate_issuer::actor::sign(&key, "orchestrator", ISSUER_ID, &subject, SystemTime::now());
-    let reply = token_endpoint(
-        &w,
-        &[
-            (
-                "grant_type",
-                "urn:ietf:params:oauth:grant-type:token-exchange",
-            ),
-            ("subject_token", &subject),
-            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-            ("actor_token", &actor),
-            ("actor_token_type", mandate_issuer::ACTOR_TOKEN_TYPE),
-            ("scope", "payments:transfer"),
-        ],
-    );
+    let reply = exchange_http(&w, &subject, "payments:transfer");
     reply.assert_oauth(403, "approval_required");
     let id = reply.body["request_id"].as_str().unwrap().to_owned();
     w.decide_http(&id, "approve", &subject)

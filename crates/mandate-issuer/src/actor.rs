@@ -16,8 +16,6 @@
 //! Binding `sth` means a captured actor token works with no other subject
 //! token; `aud` means it works at no other issuer; `jti` means it works once.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -29,6 +27,7 @@ use mandate_core::{PublicKey, SecretKey};
 use sha2::Digest as _;
 
 use crate::oauth::{ErrorCode, Refusal};
+use crate::remembered::{Full, Remembered};
 
 /// The JWS `typ` of an actor token.
 pub const ACTOR_TYP: &str = "mandate-actor+jwt";
@@ -113,7 +112,7 @@ pub fn sign(
 pub struct ActorVerifier {
     issuer_id: String,
     skew: Duration,
-    seen: Mutex<HashMap<String, u64>>,
+    seen: Remembered<String>,
 }
 
 impl ActorVerifier {
@@ -122,7 +121,7 @@ impl ActorVerifier {
         ActorVerifier {
             issuer_id: issuer_id.into(),
             skew,
-            seen: Mutex::new(HashMap::new()),
+            seen: Remembered::new(MAX_REMEMBERED),
         }
     }
 
@@ -215,22 +214,13 @@ impl ActorVerifier {
     }
 
     fn spend(&self, jti: &str, until: u64, now: u64) -> Result<(), Refusal> {
-        let mut seen = self.seen.lock().map_err(|_| Refusal::internal())?;
-        if seen.len() >= MAX_REMEMBERED {
-            seen.retain(|_, until| *until >= now);
-            if seen.len() >= MAX_REMEMBERED {
-                return Err(Refusal::new(
-                    ErrorCode::TemporarilyUnavailable,
-                    "too many recent exchanges; retry shortly",
-                ));
-            }
-        }
-        match seen.get(jti) {
-            Some(until) if *until >= now => Err(Refusal::grant("actor_token was already used")),
-            _ => {
-                seen.insert(jti.to_owned(), until);
-                Ok(())
-            }
+        match self.seen.insert_new(jti.to_owned(), until, now) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Refusal::grant("actor_token was already used")),
+            Err(Full) => Err(Refusal::new(
+                ErrorCode::TemporarilyUnavailable,
+                "too many recent exchanges; retry shortly",
+            )),
         }
     }
 }

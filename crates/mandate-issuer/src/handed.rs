@@ -11,21 +11,28 @@
 //! also need a sign-in made after the request (see
 //! [`crate::requests::Negotiator::decide`]), which holds across replicas.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::Digest as _;
 
 use crate::oauth::{ErrorCode, Refusal};
+use crate::remembered::Remembered;
 
 /// The most unexpired exchanged identity tokens remembered.
 pub const MAX_HANDED: usize = 100_000;
 
 /// The exchanged identity tokens of one issuer, by SHA-256.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct HandedTokens {
-    until: Mutex<HashMap<[u8; 32], u64>>,
+    remembered: Remembered<[u8; 32]>,
+}
+
+impl Default for HandedTokens {
+    fn default() -> HandedTokens {
+        HandedTokens {
+            remembered: Remembered::new(MAX_HANDED),
+        }
+    }
 }
 
 impl HandedTokens {
@@ -42,29 +49,20 @@ impl HandedTokens {
         skew: Duration,
         now: SystemTime,
     ) -> Result<(), Refusal> {
-        let mut until = self.until.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = secs(now);
-        if until.len() >= MAX_HANDED {
-            until.retain(|_, until| *until >= now);
-            if until.len() >= MAX_HANDED {
-                return Err(Refusal::new(
+        let until = secs(expires).saturating_add(skew.as_secs());
+        self.remembered
+            .keep(digest(token), until, secs(now))
+            .map_err(|_| {
+                Refusal::new(
                     ErrorCode::TemporarilyUnavailable,
                     "too many recent exchanges; retry shortly",
-                ));
-            }
-        }
-        let kept = secs(expires).saturating_add(skew.as_secs());
-        let entry = until.entry(digest(token)).or_insert(kept);
-        *entry = (*entry).max(kept);
-        Ok(())
+                )
+            })
     }
 
     /// Whether `token` was exchanged and has not expired since.
     pub(crate) fn contains(&self, token: &str, now: SystemTime) -> bool {
-        let until = self.until.lock().unwrap_or_else(PoisonError::into_inner);
-        until
-            .get(&digest(token))
-            .is_some_and(|until| *until >= secs(now))
+        self.remembered.contains(&digest(token), secs(now))
     }
 }
 

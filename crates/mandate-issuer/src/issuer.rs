@@ -26,8 +26,7 @@
 //! proofs for `request` and `poll`, and returns a granted request's mandate
 //! as a refresh does (`Issuer::reissue`).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mandate_core::{
@@ -41,6 +40,7 @@ use crate::idp::{Identity, IdentityProviders, TokenTimes};
 use crate::mint::{mint, MintRequest};
 use crate::oauth::{ErrorCode, Refusal};
 use crate::policy::{IssuancePolicy, Outcome, PolicyInput};
+use crate::remembered::{Full, Remembered};
 use crate::revoke::TaskRevoker;
 use crate::revoked::Revocations;
 use crate::signing::SigningKeys;
@@ -226,7 +226,7 @@ pub struct Issuer {
     revoker: Arc<dyn TaskRevoker>,
     events: Arc<dyn IssuerEvents>,
     options: IssuerOptions,
-    nonces: Mutex<HashMap<[u8; 16], u64>>,
+    nonces: Remembered<[u8; 16]>,
     revocations: Revocations,
     handed: HandedTokens,
 }
@@ -277,7 +277,7 @@ impl Issuer {
             revoker,
             events,
             options,
-            nonces: Mutex::new(HashMap::new()),
+            nonces: Remembered::new(MAX_NONCES),
             revocations: Revocations::default(),
             handed: HandedTokens::default(),
         }
@@ -693,20 +693,13 @@ impl Issuer {
     }
 
     fn spend_nonce(&self, nonce: [u8; 16], until: u64, now: u64) -> Result<(), TaskError> {
-        let mut seen = self.nonces.lock().map_err(|_| TaskError::Internal)?;
-        if seen.len() >= MAX_NONCES {
-            seen.retain(|_, until| *until >= now);
-            if seen.len() >= MAX_NONCES {
-                return Err(TaskError::Unavailable("too many recent requests".into()));
-            }
-        }
-        if seen.get(&nonce).is_some_and(|u| *u >= now) {
-            return Err(TaskError::Unauthenticated(
+        match self.nonces.insert_new(nonce, until, now) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(TaskError::Unauthenticated(
                 "proof of possession replayed (nonce already seen)".into(),
-            ));
+            )),
+            Err(Full) => Err(TaskError::Unavailable("too many recent requests".into())),
         }
-        seen.insert(nonce, until);
-        Ok(())
     }
 
     pub(crate) fn load(&self, id: &str) -> Result<Task, TaskError> {

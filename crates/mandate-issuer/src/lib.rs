@@ -51,6 +51,7 @@ mod mint;
 pub mod oauth;
 pub mod policy;
 pub mod published;
+mod remembered;
 pub mod requests;
 pub mod revoke;
 mod revoked;
