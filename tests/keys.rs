@@ -530,3 +530,61 @@ fn a_task_is_closed_by_its_principal_or_an_operator_and_never_by_a_stranger() {
             .trim()
     ));
 }
+
+#[test]
+fn a_key_folder_others_may_write_chooses_no_root_and_a_missing_manifest_keeps_the_last() {
+    // Found by review: whoever could write the key folder added a root key
+    // of their own to `keys.json`, which the issuer published and every
+    // verifier trusted; and a manifest renamed away for a moment left every
+    // verifier trusting no key at all.
+    use std::os::unix::fs::PermissionsExt as _;
+    let w = World::start();
+    let published = |w: &World| -> Vec<Value> {
+        let reply = http("GET", &w.keys_url(), None, &[]);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body["keys"].as_array().unwrap().clone()
+    };
+    assert_eq!(published(&w).len(), 1);
+    let manifest = w.dir.file("keys/keys.json");
+
+    // Renamed away: the last good set stays published and trusted.
+    let moved = w.dir.file("keys.json.moved");
+    std::fs::rename(&manifest, &moved).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(published(&w).len(), 1);
+    assert!(w.open("t1.token").starts_with("task-"));
+    assert_eq!(w.authorize(&w.issuer.url, "t1.token").status, 200);
+    std::fs::rename(&moved, &manifest).unwrap();
+
+    // A key added to a manifest group or others may write is not taken.
+    mandate(&["keys", "rotate", "--dir", &w.dir.path("keys")]).ok();
+    std::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(0o664)).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(published(&w).len(), 1, "a key from a writable manifest");
+    let (log, _) = poll("the refusal in the log", || {
+        let log = w.issuer.stderr();
+        log.contains("may be written by group or others")
+            .then_some(log)
+    });
+    assert!(log.contains("keys.json"), "{log}");
+    // Once only its owner may write it, the new key is published.
+    std::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(0o644)).unwrap();
+    poll("the rotated key published", || {
+        (published(&w).len() == 2).then_some(())
+    });
+
+    // A server refuses to start on a folder others may write.
+    std::fs::set_permissions(w.dir.file("keys"), std::fs::Permissions::from_mode(0o770)).unwrap();
+    let run = mandate(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        &w.dir.path("registry2"),
+        "--config",
+        &w.dir.path("serve.toml"),
+        "--issuer-key-dir",
+        &w.dir.path("keys"),
+    ]);
+    run.error("may be written by group or others");
+}

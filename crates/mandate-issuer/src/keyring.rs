@@ -60,6 +60,27 @@ pub enum KeyringError {
     /// No key may sign now.
     #[error("no root key in {} may sign now (run `mandate keys rotate --dir {}`)", .0.display(), .0.display())]
     NoActiveKey(PathBuf),
+    /// The folder or its manifest may be written by group or others, who
+    /// could then choose the root keys everything trusts.
+    #[error(
+        "{} may be written by group or others (mode {mode:o}): whoever can write it chooses \
+         the root keys this issuer trusts and publishes; run `chmod go-w` on it",
+        .path.display()
+    )]
+    Writable {
+        /// The folder or the manifest.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A private key file is not the key the manifest lists for its id.
+    #[error("{}: not the key the manifest lists for key id {kid}", .path.display())]
+    Mismatch {
+        /// The private key file.
+        path: PathBuf,
+        /// Its key id.
+        kid: u32,
+    },
 }
 
 /// One key of the folder, as the manifest lists it.
@@ -207,6 +228,39 @@ impl KeyDir {
             entry.public()?;
         }
         Ok(manifest.keys)
+    }
+
+    /// The entries of a folder in use by an issuer: as [`KeyDir::entries`],
+    /// but the manifest must exist (a folder whose manifest went missing is
+    /// not a folder without keys), and neither the folder nor the manifest
+    /// may be writable by group or others — as ssh refuses such files.
+    ///
+    /// # Errors
+    /// [`KeyringError::Writable`], and those of [`KeyDir::entries`]; a
+    /// missing manifest is [`KeyringError::Io`].
+    pub fn entries_in_use(&self) -> Result<Vec<KeyEntry>, KeyringError> {
+        let manifest = self.manifest_path();
+        for path in [self.dir.as_path(), manifest.as_path()] {
+            let metadata = std::fs::metadata(path).map_err(|source| KeyringError::Io {
+                action: "reading",
+                path: path.to_owned(),
+                source,
+            })?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                let mode = metadata.permissions().mode() & 0o7777;
+                if mode & 0o022 != 0 {
+                    return Err(KeyringError::Writable {
+                        path: path.to_owned(),
+                        mode,
+                    });
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = metadata;
+        }
+        self.entries()
     }
 
     /// Adds a key id: a fresh key written 0600, signing from `now +
@@ -381,12 +435,25 @@ impl KeyDir {
         let temporary = self
             .dir
             .join(format!(".{MANIFEST}.{}", uuid::Uuid::new_v4()));
-        std::fs::write(&temporary, format!("{text}\n")).map_err(|e| io("writing", e))?;
+        write_manifest_file(&temporary, format!("{text}\n").as_bytes())
+            .map_err(|e| io("writing", e))?;
         std::fs::rename(&temporary, &path).map_err(|e| {
             let _ = std::fs::remove_file(&temporary);
             io("replacing", e)
         })
     }
+}
+
+/// Writes a new manifest file: readable by all, writable by its owner only
+/// (whatever the umask allows beyond that), as [`KeyDir::entries_in_use`]
+/// requires.
+fn write_manifest_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o644);
+    options.open(path)?.write_all(bytes)
 }
 
 fn remove_if_present(path: &Path) -> Result<(), KeyringError> {

@@ -27,24 +27,33 @@ struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
     inode: u64,
+    /// Permission bits: a manifest refused for them is looked at again
+    /// once they change.
+    mode: u32,
 }
 
 fn stamp(path: &std::path::Path) -> Option<Stamp> {
     let metadata = std::fs::metadata(path).ok()?;
     #[cfg(unix)]
     let inode = std::os::unix::fs::MetadataExt::ino(&metadata);
+    #[cfg(unix)]
+    let mode = std::os::unix::fs::MetadataExt::mode(&metadata);
     #[cfg(not(unix))]
-    let inode = 0;
+    let (inode, mode) = (0, 0);
     Some(Stamp {
         modified: metadata.modified().ok(),
         len: metadata.len(),
         inode,
+        mode,
     })
 }
 
 #[derive(Debug, Default)]
 struct Loaded {
     stamp: Option<Stamp>,
+    /// The manifest as it was when it last failed to load (`Some(None)`:
+    /// missing), so a broken manifest is reported once, not on every use.
+    failed: Option<Option<Stamp>>,
     entries: Vec<KeyEntry>,
     /// Every key of the manifest, with its window (for checking).
     all: KeySet,
@@ -129,20 +138,26 @@ impl SigningKeys {
         let unchanged = self
             .loaded
             .read()
-            .map(|loaded| loaded.stamp.is_some() && loaded.stamp == now)
+            .map(|loaded| {
+                (loaded.stamp.is_some() && loaded.stamp == now)
+                    || loaded.failed.as_ref() == Some(&now)
+            })
             .unwrap_or(false);
         if unchanged {
             return;
         }
         if let Err(error) = self.reload() {
-            tracing::warn!(dir = %dir.path().display(), %error, "rereading the root key manifest failed; keeping the keys loaded before");
+            tracing::error!(dir = %dir.path().display(), %error, "rereading the root key manifest failed; keeping the keys loaded before");
+            if let Ok(mut loaded) = self.loaded.write() {
+                loaded.failed = Some(now);
+            }
         }
     }
 
     fn reload(&self) -> Result<(), KeyringError> {
         let Some(dir) = &self.dir else { return Ok(()) };
         let before = stamp(&dir.manifest_path());
-        let entries = dir.entries()?;
+        let entries = dir.entries_in_use()?;
         let mut all = KeySet::new();
         for entry in &entries {
             all.insert_valid(Some(entry.kid), entry.public()?, entry.validity());
@@ -156,6 +171,7 @@ impl SigningKeys {
             .secrets
             .retain(|kid, _| entries.iter().any(|e| e.kid == *kid));
         loaded.stamp = before;
+        loaded.failed = None;
         loaded.entries = entries;
         loaded.all = all;
         drop(loaded);
@@ -189,16 +205,25 @@ impl SigningKeys {
         };
         self.refresh();
         let no_key = || KeyringError::NoActiveKey(dir.path().into());
-        let kid = {
+        let (kid, listed) = {
             let loaded = self.loaded.read().map_err(|_| no_key())?;
-            let kid = signing_entry(&loaded.entries, now).ok_or_else(no_key)?.kid;
-            if let Some(root) = loaded.secrets.get(&kid) {
+            let entry = signing_entry(&loaded.entries, now).ok_or_else(no_key)?;
+            if let Some(root) = loaded.secrets.get(&entry.kid) {
                 return Ok(Arc::clone(root));
             }
-            kid
+            (entry.kid, entry.public()?)
         };
+        let secret = dir.secret(kid)?;
+        // A key file swapped under the manifest must not sign: verifiers
+        // would refuse what it signs, or trust what they should not.
+        if secret.public() != listed {
+            return Err(KeyringError::Mismatch {
+                path: dir.key_path(kid),
+                kid,
+            });
+        }
         let root = Arc::new(RootKey {
-            secret: dir.secret(kid)?,
+            secret,
             key_id: Some(kid),
         });
         if let Ok(mut loaded) = self.loaded.write() {
@@ -245,5 +270,80 @@ impl SigningKeys {
         let mandate = Mandate::from_base64(token, &all)?;
         all.choose_at(mandate.root_key_id(), now)?;
         Ok(mandate)
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::time::Duration;
+
+    use mandate_core::SecretKey;
+
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn trusted_ids(keys: &SigningKeys) -> Vec<Option<u32>> {
+        keys.shared().get().iter().map(|(id, _, _)| id).collect()
+    }
+
+    fn chmod(path: &std::path::Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_manifest_gone_missing_or_writable_by_others_leaves_the_last_good_keys() {
+        let folder = tempfile::tempdir().unwrap();
+        let dir = KeyDir::new(folder.path().join("keys"));
+        let now = SystemTime::now();
+        dir.rotate(now - HOUR, Duration::ZERO, HOUR).unwrap();
+        let keys = SigningKeys::from_dir(dir.clone(), now).unwrap();
+        assert_eq!(trusted_ids(&keys), [Some(1)]);
+
+        // Renamed away for a moment: not "no keys at all".
+        let moved = folder.path().join("keys.json.moved");
+        std::fs::rename(dir.manifest_path(), &moved).unwrap();
+        keys.refresh_trusted(now);
+        assert_eq!(trusted_ids(&keys), [Some(1)]);
+        assert_eq!(keys.signer(now).unwrap().key_id, Some(1));
+        std::fs::rename(&moved, dir.manifest_path()).unwrap();
+
+        // A key added to a manifest others may write is not taken...
+        dir.rotate(now, Duration::ZERO, HOUR).unwrap();
+        chmod(&dir.manifest_path(), 0o666);
+        keys.refresh_trusted(now);
+        assert_eq!(trusted_ids(&keys), [Some(1)]);
+        assert_eq!(keys.signer(now).unwrap().key_id, Some(1));
+        // ...until only its owner may write it again.
+        chmod(&dir.manifest_path(), 0o644);
+        keys.refresh_trusted(now);
+        assert_eq!(keys.signer(now).unwrap().key_id, Some(2));
+
+        // A folder others may write is refused at start.
+        chmod(dir.path(), 0o770);
+        let refused = SigningKeys::from_dir(dir.clone(), now).unwrap_err();
+        assert!(
+            matches!(refused, KeyringError::Writable { .. }),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("chmod go-w"), "{refused}");
+    }
+
+    #[test]
+    fn a_key_file_that_is_not_the_manifests_key_never_signs() {
+        let folder = tempfile::tempdir().unwrap();
+        let dir = KeyDir::new(folder.path().join("keys"));
+        let now = SystemTime::now();
+        dir.rotate(now - HOUR, Duration::ZERO, HOUR).unwrap();
+        std::fs::remove_file(dir.key_path(1)).unwrap();
+        std::fs::remove_file(dir.key_path(1).with_extension("key.pub")).unwrap();
+        SecretKey::generate().write_new(&dir.key_path(1)).unwrap();
+        let refused = SigningKeys::from_dir(dir, now).unwrap_err();
+        assert!(
+            matches!(refused, KeyringError::Mismatch { kid: 1, .. }),
+            "{refused}"
+        );
     }
 }
