@@ -13,7 +13,7 @@ mod common;
 use std::time::SystemTime;
 
 use common::http::{http, Reply, JSON};
-use common::idp::{login, Jwks, ISSUER_ID};
+use common::idp::{fresh_login, login, next_second, Jwks, ISSUER_ID};
 use common::issuer_site::IssuerSite;
 use common::server::{poll, Server};
 use common::{mandate, task_open, Dir, Run};
@@ -59,6 +59,13 @@ impl World {
     fn login(&self, name: &str, email: &str, groups: &[&str]) -> String {
         std::fs::write(self.dir.file(&format!("{name}.jwt")), login(email, groups)).unwrap();
         self.at(&format!("{name}.jwt"))
+    }
+
+    /// As [`World::login`], a sign-in from a later second than anything
+    /// before: what an approval needs.
+    fn fresh_login(&self, name: &str, email: &str, groups: &[&str]) -> String {
+        next_second();
+        self.login(name, email, groups)
     }
 
     /// `mandate task open` for alice (staff) with `rights`, mandate in
@@ -205,7 +212,7 @@ fn asked_approved_and_the_waiting_agent_gets_a_mandate_the_verifier_honours() {
     };
 
     // Alice sees it among her pending requests and approves it.
-    let alice = w.login("alice", "alice@example.com", &["staff"]);
+    let alice = w.fresh_login("alice", "alice@example.com", &["staff"]);
     let listed = w.requests("list", &["--json"], &alice).json();
     let listed = listed["requests"].as_array().unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
@@ -355,7 +362,7 @@ fn two_concurrent_approvals_grant_once_and_approve_racing_deny_has_one_winner() 
         w.open(&["analytics:read"]);
         let id = w.ask_pending("payments:transfer");
         // An approval needs a sign-in made after the request.
-        let alice = login("alice@example.com", &["staff"]);
+        let alice = fresh_login("alice@example.com", &["staff"]);
         let carol = login("carol@example.com", &["approvers"]);
         // Round 0: four approvals; then approvals racing denials.
         let verbs: Vec<&str> = if round == 0 {
@@ -433,7 +440,7 @@ fn only_the_principal_or_an_approver_may_see_and_decide() {
     );
     reply.assert_error(401, "unauthenticated", "Bearer");
     // Carol, in the approver group, sees it and approves it.
-    let carol = w.login("carol", "carol@example.com", &["approvers"]);
+    let carol = w.fresh_login("carol", "carol@example.com", &["approvers"]);
     let seen = w.requests("list", &["--json"], &carol).json();
     assert_eq!(seen["requests"][0]["request_id"], id.as_str(), "{seen}");
     assert_eq!(
@@ -552,7 +559,7 @@ fn each_request_and_decision_is_recorded_in_the_audit_trail() {
     let refused = world.request("task.token", "agent.key", &["--right", "analytics:admin"]);
     refused.fails(1, "admin");
     let id = world.ask_pending("payments:transfer");
-    let alice = world.login("alice", "alice@example.com", &["staff"]);
+    let alice = world.fresh_login("alice", "alice@example.com", &["staff"]);
     world.requests("approve", &[&id], &alice).ok();
     world.issuer.terminate();
 
@@ -695,7 +702,7 @@ fn readme_walkthrough_login_delegate_call_ask_approve_refresh_close() {
 
     // 4. Alice signs in again (the login the agent was given never
     // approves) and approves it.
-    let alice = w.login("alice-own", "alice@example.com", &["staff"]);
+    let alice = w.fresh_login("alice-own", "alice@example.com", &["staff"]);
     let listed = w.requests("list", &[], &alice).ok_trimmed();
     assert!(listed.contains(&id), "{listed}");
     assert_eq!(
@@ -878,7 +885,7 @@ fn an_exchange_the_policy_asks_for_waits_for_approval_and_is_collected_once() {
     assert_eq!(early.ok_trimmed(), format!("pending {id}"), "{early}");
 
     // Alice sees it among her pending requests, for a task of her own.
-    let alice = w.login("alice", "alice@example.com", &["staff"]);
+    let alice = w.fresh_login("alice", "alice@example.com", &["staff"]);
     let listed = w.requests("list", &["--json"], &alice).json();
     let listed = listed["requests"].as_array().unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
@@ -1002,6 +1009,7 @@ fn a_waiting_task_open_gets_its_mandate_when_the_approver_says_yes() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
+    let bob = w.fresh_login("bob", "bob@example.com", &["approvers"]);
     w.requests("approve", &[&id], &bob).ok_trimmed();
     let waited = waiting.join().unwrap();
     assert!(waited.ok_trimmed().starts_with("task-"), "{waited}");
@@ -1137,7 +1145,7 @@ fn an_agent_cannot_approve_or_list_requests_with_the_login_it_was_given() {
         .error("sign-in made after the request");
     let minted = w.minted();
     // A sign-in of alice's own, after the request, approves it.
-    let own = w.login("alice-own", "alice@example.com", &["staff"]);
+    let own = w.fresh_login("alice-own", "alice@example.com", &["staff"]);
     assert_eq!(
         w.requests("approve", &[&id], &own).ok_trimmed(),
         format!("request {id} granted")

@@ -14,7 +14,7 @@ mod common;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::http::{http, Reply, JSON};
-use common::idp::{fixture, login, AUDIENCE, IDP, ISSUER_ID};
+use common::idp::{fixture, fresh_login, login, AUDIENCE, IDP, ISSUER_ID};
 use common::server::Server;
 use common::{mandate, Dir};
 use mandate_issuer::issuer::TaskOperation;
@@ -206,7 +206,10 @@ impl Issuer {
 
     /// `POST /v1/requests/{id}/approve` as an approver.
     fn approve(&self, id: &str) -> Reply {
-        let bearer = format!("Bearer {}", login("carol@example.com", &["approvers"]));
+        let bearer = format!(
+            "Bearer {}",
+            fresh_login("carol@example.com", &["approvers"])
+        );
         http(
             "POST",
             &format!("{}/v1/requests/{id}/approve", self.server.url),

@@ -204,10 +204,15 @@ fn a_private_key_the_flag_parser_cannot_take_is_never_echoed() {
     w.keygen("agent");
     let secret = private_hex(&w, "agent");
     let pem_body = "MC4CAQAwBQYDK2VwBCIEIMoZT8kZ5j9W9EIYQdQHhFAWiqau";
-    let pem = format!("-----BEGIN PRIVATE KEY-----\n{pem_body}\n-----END PRIVATE KEY-----");
+    // A padded last line: the flag parser splits an argument at `=` and
+    // quoted the part before it.
+    let padded = "ZnPp3cu5/gxYJw2wHDSkZq6UjsCXkCbKvT2wLM2Fb6rw4sNgS8Q=";
+    let pem =
+        format!("-----BEGIN PRIVATE KEY-----\n{pem_body}\n{padded}\n-----END PRIVATE KEY-----");
     let text = format!("ed25519-private/{secret}");
     let runs = [
         mandate(&["serve", "--listen", "127.0.0.1:0", "--tls-key", &pem]),
+        mandate(&["inspect", &pem]),
         mandate(&["inspect", &text]),
         mandate(&["keygen", "--out", "k", &secret]),
         // Key text where a configuration file belongs.
@@ -216,8 +221,11 @@ fn a_private_key_the_flag_parser_cannot_take_is_never_echoed() {
     for run in &runs {
         assert_eq!(run.code, 2, "{run}");
         assert!(run.stderr.contains("not shown"), "{run}");
-        assert!(!run.stderr.contains(&pem_body[10..30]), "PEM echoed\n{run}");
+        for part in [&pem_body[10..30], &padded[..16], &padded[20..36]] {
+            assert!(!run.stderr.contains(part), "PEM echoed\n{run}");
+        }
         assert_not_echoed(run, &secret);
+        assert_eq!(run.stderr.lines().count(), 1, "{run}");
     }
     // A mistyped flag with nothing secret in it is still quoted, as before.
     let run = mandate(&["inspect", "--no-such-flag"]);

@@ -106,6 +106,25 @@ pub fn claims(email: &str, groups: &[&str]) -> Value {
     })
 }
 
+/// Sleeps into the next whole second: an identity token signed after this
+/// has an `iat` later than anything that happened before the call, as an
+/// approval needs (a sign-in from a later second than the request).
+pub fn next_second() {
+    let into = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    std::thread::sleep(std::time::Duration::from_nanos(
+        1_000_000_000 - u64::from(into) + 5_000_000,
+    ));
+}
+
+/// A person's own sign-in to approve with: after [`next_second`].
+pub fn fresh_login(email: &str, groups: &[&str]) -> String {
+    next_second();
+    login(email, groups)
+}
+
 /// A valid RS256 identity token for `email` in `groups`.
 pub fn login(email: &str, groups: &[&str]) -> String {
     id_token(Algorithm::RS256, "rsa.pem", "rsa-1", &claims(email, groups))

@@ -48,38 +48,28 @@ fn main() -> ExitCode {
 
 /// Prints clap's message for bad flags (or the help and version it was asked
 /// for) and returns its exit code. clap quotes the argument it could not
-/// take: a private key pasted as `--tls-key -----BEGIN…` or as a stray
-/// argument would be printed whole, so any argument that may be key
-/// material is left out of the message.
+/// take, whole or in part (it splits at `=`): a private key pasted as
+/// `--tls-key -----BEGIN…` or as a stray argument would be printed. When
+/// any argument may be key material, the message is one line naming only
+/// the kind of error.
 fn flag_error(error: &clap::Error) -> ExitCode {
     let code = ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
-    let text = error.render().to_string();
-    let hidden: Vec<String> = std::env::args_os()
+    let secret_given = std::env::args_os()
         .skip(1)
-        .map(|arg| arg.to_string_lossy().into_owned())
-        .filter(|arg| may_be_key_material(std::path::Path::new(arg)))
-        .collect();
-    let shown = without(&text, &hidden);
-    if !error.use_stderr() || shown == text {
+        .any(|arg| may_be_key_material(std::path::Path::new(&arg)));
+    if !error.use_stderr() || !secret_given {
         // Help, version, or nothing to hide: clap prints it, in colour.
         let _ = error.print();
     } else {
-        eprint!("{shown}");
+        eprintln!(
+            "error: {} (an argument that may be key material is not shown; see `mandate --help`)",
+            error
+                .kind()
+                .as_str()
+                .unwrap_or("the arguments could not be parsed")
+        );
     }
     code
-}
-
-/// `text` with every argument of `hidden`, and each long line of one, replaced.
-fn without(text: &str, hidden: &[String]) -> String {
-    const NOT_SHOWN: &str = "(an argument that may be key material, not shown)";
-    let mut text = text.to_owned();
-    for arg in hidden {
-        text = text.replace(arg.as_str(), NOT_SHOWN);
-        for line in arg.lines().map(str::trim).filter(|line| line.len() >= 16) {
-            text = text.replace(line, NOT_SHOWN);
-        }
-    }
-    text
 }
 
 /// The log level of `-v` flags, unless `MANDATE_LOG` says otherwise.

@@ -139,6 +139,7 @@ impl IssuerClient {
     pub fn new(base: &str) -> Result<IssuerClient, ClientError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(mandate_verifier::http::CLIENT_POOL_IDLE)
             .build()
             .map_err(transport)?;
         Ok(IssuerClient {

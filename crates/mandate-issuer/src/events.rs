@@ -226,7 +226,7 @@ impl IssuerEvents for TracingEvents {
                 event = name,
                 error = *error,
                 // Refusals may quote what a stranger sent: escaped.
-                reason = ?reason,
+                reason = %mandate_core::print::escape(reason),
                 principal = principal.as_deref().unwrap_or(""),
                 "token exchange refused"
             ),

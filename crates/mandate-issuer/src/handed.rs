@@ -7,9 +7,12 @@
 //! [`MAX_HANDED`]: when that many unexpired tokens were exchanged, further
 //! exchanges are refused as temporarily unavailable rather than forgetting
 //! one. Only verified tokens are remembered, so only real logins fill it.
-//! Each issuer replica remembers the tokens exchanged with it; approvals
-//! also need a sign-in made after the request (see
-//! [`crate::requests::Negotiator::decide`]), which holds across replicas.
+//! Tokens are known by what their signature covers, so a signature rewritten
+//! into another valid one is the same token. Each issuer replica (and each
+//! run of it) remembers the tokens exchanged with it; an approval also needs
+//! a sign-in from a later second than the request (see
+//! [`crate::requests::Negotiator::decide`]), which no token the agent held
+//! when it asked can show, on any replica.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -66,8 +69,14 @@ impl HandedTokens {
     }
 }
 
+/// The SHA-256 of what the token's signature covers (`header.payload`), not
+/// of the whole token: some signatures can be rewritten into another that
+/// still verifies (ECDSA's `s` and `n - s`), which would make the same
+/// token look new.
 fn digest(token: &str) -> [u8; 32] {
-    sha2::Sha256::digest(token.trim().as_bytes()).into()
+    let token = token.trim();
+    let signed = token.rsplit_once('.').map_or(token, |(signed, _)| signed);
+    sha2::Sha256::digest(signed.as_bytes()).into()
 }
 
 fn secs(t: SystemTime) -> u64 {
@@ -92,6 +101,8 @@ mod tests {
         assert!(handed.contains("a.b.c", now));
         assert!(handed.contains(" a.b.c\n", now + Duration::from_secs(89)));
         assert!(!handed.contains("a.b.c", now + Duration::from_secs(91)));
-        assert!(!handed.contains("a.b.d", now));
+        // Another signature over the same header and payload is the same token.
+        assert!(handed.contains("a.b.other-signature", now));
+        assert!(!handed.contains("a.d.c", now));
     }
 }

@@ -326,7 +326,10 @@ fn identity(config: &IdpConfig, claims: Map<String, Value>) -> Result<Identity, 
         Some(Value::Bool(verified)) => !verified,
         // Some providers send the flag as a string.
         Some(Value::String(verified)) => verified != "true",
-        _ => false,
+        // Absent: the provider does not say (many never do).
+        None => false,
+        // A number, null, a list: not a statement that it was verified.
+        Some(_) => true,
     };
     if config.principal_claim == "email" && unverified {
         return Err(Refusal::grant("the principal's email is not verified"));
@@ -408,6 +411,8 @@ mod tests {
             "false".into(),
             "False".into(),
             "".into(),
+            1.into(),
+            Value::Null,
         ] {
             let error = identity(&config(), claims(Some(refused.clone()))).unwrap_err();
             assert!(error.description.contains("not verified"), "{refused}");

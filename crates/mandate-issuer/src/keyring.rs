@@ -239,26 +239,20 @@ impl KeyDir {
     /// [`KeyringError::Writable`], and those of [`KeyDir::entries`]; a
     /// missing manifest is [`KeyringError::Io`].
     pub fn entries_in_use(&self) -> Result<Vec<KeyEntry>, KeyringError> {
-        let manifest = self.manifest_path();
-        for path in [self.dir.as_path(), manifest.as_path()] {
-            let metadata = std::fs::metadata(path).map_err(|source| KeyringError::Io {
-                action: "reading",
-                path: path.to_owned(),
-                source,
-            })?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt as _;
-                let mode = metadata.permissions().mode() & 0o7777;
-                if mode & 0o022 != 0 {
-                    return Err(KeyringError::Writable {
-                        path: path.to_owned(),
-                        mode,
-                    });
-                }
-            }
-            #[cfg(not(unix))]
-            let _ = metadata;
+        refuse_writable(&self.dir)?;
+        refuse_writable(&self.manifest_path())?;
+        self.entries()
+    }
+
+    /// As [`KeyDir::entries`], for a change: the folder (and the manifest,
+    /// once there is one) must not be writable by group or others, or the
+    /// change would go into a manifest no issuer takes.
+    fn entries_to_change(&self) -> Result<Vec<KeyEntry>, KeyringError> {
+        refuse_writable(&self.dir)?;
+        match refuse_writable(&self.manifest_path()) {
+            Err(KeyringError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound => {}
+            other => other?,
         }
         self.entries()
     }
@@ -277,7 +271,7 @@ impl KeyDir {
         overlap: Duration,
     ) -> Result<KeyEntry, KeyringError> {
         self.create_dir()?;
-        let mut entries = self.entries()?;
+        let mut entries = self.entries_to_change()?;
         if entries.len() >= MAX_KEYS {
             return Err(KeyringError::Manifest {
                 path: self.manifest_path(),
@@ -319,7 +313,7 @@ impl KeyDir {
     /// # Errors
     /// [`KeyringError::UnknownKid`], or a manifest that cannot be written.
     pub fn retire(&self, kid: u32, at: SystemTime) -> Result<KeyEntry, KeyringError> {
-        let mut entries = self.entries()?;
+        let mut entries = self.entries_to_change()?;
         let at = seconds(at);
         let entry = entries
             .iter_mut()
@@ -342,7 +336,7 @@ impl KeyDir {
     /// [`KeyringError`]; when the manifest cannot be written, nothing is
     /// removed.
     pub fn prune(&self, now: SystemTime) -> Result<Vec<KeyEntry>, KeyringError> {
-        let entries = self.entries()?;
+        let entries = self.entries_to_change()?;
         let Some(newest) = entries.iter().map(|e| e.kid).max() else {
             return Ok(Vec::new());
         };
@@ -442,6 +436,29 @@ impl KeyDir {
             io("replacing", e)
         })
     }
+}
+
+/// Refuses `path` when group or others may write it ([`KeyringError::Writable`]).
+fn refuse_writable(path: &Path) -> Result<(), KeyringError> {
+    let metadata = std::fs::metadata(path).map_err(|source| KeyringError::Io {
+        action: "reading",
+        path: path.to_owned(),
+        source,
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = metadata.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(KeyringError::Writable {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = metadata;
+    Ok(())
 }
 
 /// Writes a new manifest file: readable by all, writable by its owner only

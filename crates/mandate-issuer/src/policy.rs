@@ -31,6 +31,25 @@ use mandate_core::{PublicKey, Right};
 
 use crate::idp::{ClaimValue, Identity};
 
+/// The services of Mandate itself — the audit trail, the revocation
+/// registry, this issuer's requests and tasks — whose rights are for
+/// operators (minted with `mandate issue`), never granted through a login
+/// or a task, whatever a policy says.
+pub const RESERVED_SERVICES: [&str; 4] = ["audit", "registry", "requests", "tasks"];
+
+/// A denial when `rights` name a [`RESERVED_SERVICES`] service.
+fn reserved(rights: &[Right]) -> Option<Outcome> {
+    let right = rights
+        .iter()
+        .find(|r| RESERVED_SERVICES.contains(&r.service.as_str()))?;
+    Some(Outcome::Deny {
+        reason: format!(
+            "{}:{} is a right on Mandate's own {} service: for operators, never granted to a login",
+            right.service, right.operation, right.service
+        ),
+    })
+}
+
 /// The default policy, compiled in.
 pub const DEFAULT_POLICY: &str = include_str!("../../../datalog/policies/issuance.datalog");
 
@@ -261,6 +280,9 @@ impl IssuancePolicy {
     /// Decides `input`. An evaluation error (a limit hit, say) is a denial
     /// naming it.
     pub fn decide(&self, input: &PolicyInput<'_>) -> Outcome {
+        if let Some(denial) = reserved(input.rights) {
+            return denial;
+        }
         match self.evaluate(input) {
             Ok(outcome) => outcome,
             Err(error) => Outcome::Deny {
@@ -273,6 +295,9 @@ impl IssuancePolicy {
     /// allow is ignored by the caller: a task's deadline never moves. An
     /// evaluation error is a denial naming it.
     pub fn decide_request(&self, input: &RequestInput<'_>) -> Outcome {
+        if let Some(denial) = reserved(input.rights) {
+            return denial;
+        }
         let str = |s: &str| builder::string(s);
         let mut facts: Vec<builder::Fact> = vec![
             builder::fact("principal", &[str(input.principal)]),

@@ -27,24 +27,28 @@ struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
     inode: u64,
-    /// Permission bits: a manifest refused for them is looked at again
-    /// once they change.
+    /// Permission bits of the manifest and of its folder: a manifest refused
+    /// for them is looked at again once they change.
     mode: u32,
+    folder_mode: u32,
 }
 
-fn stamp(path: &std::path::Path) -> Option<Stamp> {
-    let metadata = std::fs::metadata(path).ok()?;
+fn stamp(dir: &KeyDir) -> Option<Stamp> {
+    let metadata = std::fs::metadata(dir.manifest_path()).ok()?;
     #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&metadata);
-    #[cfg(unix)]
-    let mode = std::os::unix::fs::MetadataExt::mode(&metadata);
+    let (inode, mode, folder_mode) = {
+        use std::os::unix::fs::MetadataExt as _;
+        let folder_mode = std::fs::metadata(dir.path()).map_or(0, |m| m.mode());
+        (metadata.ino(), metadata.mode(), folder_mode)
+    };
     #[cfg(not(unix))]
-    let (inode, mode) = (0, 0);
+    let (inode, mode, folder_mode) = (0, 0, 0);
     Some(Stamp {
         modified: metadata.modified().ok(),
         len: metadata.len(),
         inode,
         mode,
+        folder_mode,
     })
 }
 
@@ -134,7 +138,7 @@ impl SigningKeys {
     /// Rereads the manifest when it changed on disk.
     fn refresh(&self) {
         let Some(dir) = &self.dir else { return };
-        let now = stamp(&dir.manifest_path());
+        let now = stamp(dir);
         let unchanged = self
             .loaded
             .read()
@@ -156,7 +160,7 @@ impl SigningKeys {
 
     fn reload(&self) -> Result<(), KeyringError> {
         let Some(dir) = &self.dir else { return Ok(()) };
-        let before = stamp(&dir.manifest_path());
+        let before = stamp(dir);
         let entries = dir.entries_in_use()?;
         let mut all = KeySet::new();
         for entry in &entries {
@@ -320,6 +324,23 @@ mod tests {
         chmod(&dir.manifest_path(), 0o644);
         keys.refresh_trusted(now);
         assert_eq!(keys.signer(now).unwrap().key_id, Some(2));
+
+        // A manifest changed in a folder others may write is not taken, and
+        // is taken once the folder is fixed, the manifest untouched.
+        dir.rotate(now, Duration::ZERO, HOUR).unwrap();
+        chmod(dir.path(), 0o777);
+        keys.refresh_trusted(now);
+        assert_eq!(keys.signer(now).unwrap().key_id, Some(2));
+        assert!(
+            matches!(
+                dir.rotate(now, Duration::ZERO, HOUR),
+                Err(KeyringError::Writable { .. })
+            ),
+            "rotating into a folder others may write"
+        );
+        chmod(dir.path(), 0o700);
+        keys.refresh_trusted(now);
+        assert_eq!(keys.signer(now).unwrap().key_id, Some(3));
 
         // A folder others may write is refused at start.
         chmod(dir.path(), 0o770);

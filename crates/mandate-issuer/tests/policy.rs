@@ -89,22 +89,22 @@ fn the_default_policy_decides_each_case() {
         (
             &["staff"],
             "audit:read",
-            deny("audit rights are for operators"),
+            deny("audit:read is a right on Mandate's own audit service: for operators, never granted to a login"),
         ),
         (
             &["staff"],
             "analytics:read registry:read",
-            deny("registry rights are for operators"),
+            deny("registry:read is a right on Mandate's own registry service: for operators, never granted to a login"),
         ),
         (
             &["staff", "approvers"],
             "requests:approve",
-            deny("requests rights are for operators"),
+            deny("requests:approve is a right on Mandate's own requests service: for operators, never granted to a login"),
         ),
         (
             &["staff"],
             "tasks:close",
-            deny("tasks rights are for operators"),
+            deny("tasks:close is a right on Mandate's own tasks service: for operators, never granted to a login"),
         ),
         // Deny wins over ask.
         (

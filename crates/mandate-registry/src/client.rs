@@ -154,6 +154,7 @@ impl RegistryClient {
         }
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            .pool_idle_timeout(mandate_verifier::http::CLIENT_POOL_IDLE)
             .build()
             .map_err(|e| Error::transport("building the HTTP client", e))?;
         Ok(Self {

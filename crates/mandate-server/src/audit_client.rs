@@ -64,6 +64,7 @@ impl AuditClient {
         let digest = UnverifiedMandate::from_base64(&token)?.digest_hex();
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
+            .pool_idle_timeout(mandate_verifier::http::CLIENT_POOL_IDLE)
             .build()
             .context("building the HTTP client")?;
         let streaming = reqwest::Client::builder()

@@ -100,6 +100,7 @@ enum Fetched {
 fn client() -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .timeout(TIMEOUT)
+        .pool_idle_timeout(mandate_verifier::http::CLIENT_POOL_IDLE)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("building the HTTP client")

@@ -149,13 +149,14 @@ pub struct Approver {
 }
 
 impl Approver {
-    /// Whether they signed in at `at` or later (to the second: an identity
-    /// token's `iat` is in whole seconds). A token that states no `iat`
-    /// never counts as fresh.
-    pub fn signed_in_since(&self, at: SystemTime) -> bool {
+    /// Whether they signed in after `at`: in a later whole second (an
+    /// identity token's `iat` is in whole seconds, so a sign-in in the same
+    /// second as `at` may have come before it). A token that states no
+    /// `iat` never counts as fresh.
+    pub fn signed_in_after(&self, at: SystemTime) -> bool {
         let secs = |t: SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs());
         match (self.signed_in.map(secs), secs(at)) {
-            (Some(Ok(signed_in)), Ok(at)) => signed_in >= at,
+            (Some(Ok(signed_in)), Ok(at)) => signed_in > at,
             _ => false,
         }
     }
@@ -705,11 +706,14 @@ impl Negotiator {
                     .into(),
             ));
         }
-        if approve && !who.signed_in_since(request.created) {
+        if approve
+            && request.state == RequestState::Pending
+            && !who.signed_in_after(request.created)
+        {
             // Whatever login an agent was handed predates its request.
             return Err(RequestError::Forbidden(
                 "an approval needs a sign-in made after the request; this identity token \
-                 is older than the request: sign in again"
+                 is not newer than the request: sign in again"
                     .into(),
             ));
         }

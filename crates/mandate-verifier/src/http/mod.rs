@@ -25,3 +25,9 @@ pub use fingerprint::Fingerprint;
 pub use record::{
     request_id, Answer, DecisionRecorder, RecordError, Recording, Refusal, MAX_REQUEST_ID,
 };
+
+/// How long Mandate's HTTP clients keep an idle pooled connection: less than
+/// Mandate's servers keep one (they close a connection idle for their header
+/// timeout, 10 s by default), so a client does not send a request on a
+/// connection the server is closing.
+pub const CLIENT_POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
