@@ -18,7 +18,7 @@ mod revocation;
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use mandate_core::keys::may_be_key_material;
+use mandate_core::keys::looks_like_private_key;
 
 /// mimalloc instead of glibc's malloc, for the binary only (libraries leave
 /// the choice to whoever links them). Under load `mandate serve` spent about
@@ -50,19 +50,19 @@ fn main() -> ExitCode {
 /// for) and returns its exit code. clap quotes the argument it could not
 /// take, whole or in part (it splits at `=`): a private key pasted as
 /// `--tls-key -----BEGIN…` or as a stray argument would be printed. When
-/// any argument may be key material, the message is one line naming only
-/// the kind of error.
+/// any argument reads as a private key, the message is one line naming
+/// only the kind of error.
 fn flag_error(error: &clap::Error) -> ExitCode {
     let code = ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
     let secret_given = std::env::args_os()
         .skip(1)
-        .any(|arg| may_be_key_material(std::path::Path::new(&arg)));
+        .any(|arg| looks_like_private_key(&arg.to_string_lossy()));
     if !error.use_stderr() || !secret_given {
         // Help, version, or nothing to hide: clap prints it, in colour.
         let _ = error.print();
     } else {
         eprintln!(
-            "error: {} (an argument that may be key material is not shown; see `mandate --help`)",
+            "error: {} (an argument that reads as a private key is not shown; see `mandate --help`)",
             error
                 .kind()
                 .as_str()

@@ -561,6 +561,15 @@ pub fn may_be_key_material(path: &Path) -> bool {
     looks_private(&text) || hides(&text)
 }
 
+/// Whether an argument reads as a private key: it says "private" (an
+/// `ed25519-private/…` key file's text, a PEM `PRIVATE KEY`) or is nothing
+/// but 32 or more hex digits (a bare secret). Narrower than
+/// [`may_be_key_material`], which also holds for public keys and tokens.
+pub fn looks_like_private_key(text: &str) -> bool {
+    let bare = text.trim();
+    looks_private(text) || (bare.len() >= 32 && bare.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Whether `text` holds a run of 16 or more hex digits: it may be a secret.
 fn hides(text: &str) -> bool {
     let mut run = 0usize;
@@ -589,6 +598,29 @@ fn describe_arg(text: &str) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn private_keys_are_told_from_public_keys_and_tokens() {
+        let secret = SecretKey::generate();
+        let bare = secret.0.private().to_bytes_hex();
+        let file_text = format!("ed25519-private/{bare}");
+        for private in [
+            file_text.as_str(),
+            bare.as_str(),
+            "-----BEGIN PRIVATE KEY-----\nMC4C\n",
+        ] {
+            assert!(looks_like_private_key(private), "{private}");
+        }
+        let public = secret.public().to_string();
+        for not_private in [
+            public.as_str(),
+            "1=ed25519/00ff",
+            "CAESlwMKrAIKCXByaW5j",
+            "deadbeef",
+        ] {
+            assert!(!looks_like_private_key(not_private), "{not_private}");
+        }
+    }
 
     #[test]
     fn debug_never_shows_the_secret() {
