@@ -114,7 +114,7 @@ impl Server {
         let drain = handle.clone();
         let streams = self.registry.clone();
         let grace = self.grace;
-        tokio::spawn(async move {
+        let stopper = tokio::spawn(async move {
             shutdown.await;
             tracing::info!(
                 ?grace,
@@ -147,6 +147,8 @@ impl Server {
                     .await
             }
         };
+        // A server that failed leaves no task holding the registry (and its store).
+        stopper.abort();
         let mut flushed = match &self.registry {
             Some(registry) => registry.flush().await.context("flushing the store"),
             None => Ok(()),

@@ -198,7 +198,7 @@ where
     let drain = handle.clone();
     let streams = state.clone();
     let grace = state.inner.config.shutdown_grace;
-    tokio::spawn(async move {
+    let stopper = tokio::spawn(async move {
         shutdown.await;
         tracing::info!(
             ?grace,
@@ -218,6 +218,8 @@ where
         .serve(service)
         .await
         .map_err(|source| Error::Serve { source });
+    // A server that failed leaves no task holding the state (and its store).
+    stopper.abort();
     let flushed = state.blocking(|store| store.flush()).await;
     if let Err(error) = &flushed {
         tracing::error!(error = %report(error), "flushing the revocation store on shutdown failed");
