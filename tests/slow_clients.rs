@@ -274,6 +274,50 @@ fn health_answers_while_slow_clients_pile_up() {
     drop(slow);
 }
 
+/// One client address holds at most its share of the connections: the next
+/// one from it is closed at once (the others are not, and the server has
+/// room for other addresses), and a connection it gives back is its again.
+#[test]
+fn one_address_holds_at_most_its_share_of_connections() {
+    let w = World::new();
+    let mut command = command(&w, Kind::Serve, None);
+    command.env("MANDATE_MAX_CONNECTIONS_PER_ADDRESS", "8");
+    // The idle connections stay while the test looks, on a busy machine too.
+    command.env("MANDATE_HEADER_TIMEOUT", "30s");
+    let server = Server::spawn("serve", command, w.file("serve.log")).unwrap();
+    let mut idle: Vec<TcpStream> = (0..8).map(|_| connect(&server, b"")).collect();
+    // Let the server accept them all before the next.
+    thread::sleep(Duration::from_millis(200));
+    let refused = Instant::now();
+    closed_by(
+        "a ninth connection from the address",
+        connect(&server, b""),
+        refused + TIMEOUT / 2,
+    );
+    assert!(
+        get(&server, "/healthz", TIMEOUT / 2).is_none(),
+        "a ninth answered"
+    );
+    // One given back: a request from the address is served again.
+    drop(idle.pop());
+    let (status, body) = poll_get(&server);
+    assert_eq!(status, 200, "{body}");
+    drop(idle);
+}
+
+/// `GET /healthz` until it answers (the server notices a closed connection
+/// when it next reads it), within [`CLOSED_BY`].
+fn poll_get(server: &Server) -> (u16, String) {
+    let started = Instant::now();
+    loop {
+        if let Some(reply) = get(server, "/healthz", TIMEOUT / 2) {
+            return reply;
+        }
+        assert!(started.elapsed() < CLOSED_BY, "/healthz never answered");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// An event stream (the registry's revocation stream) stays open well past
 /// both timeouts, its heartbeats still arriving: only what clients send is
 /// bounded, never what the server streams.

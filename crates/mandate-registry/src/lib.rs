@@ -102,7 +102,7 @@ pub use server::{
     openapi, router, routes, serve, serve_app, shutdown_signal, ClientLimits, GuardedAcceptor,
     GuardedStream, HttpBinding, RegistryConfig, RegistryState, WriteAuthorizer, WriteDenied,
     BODY_TIMEOUT_ENV, DEFAULT_LIST_LIMIT, HEADER_TIMEOUT_ENV, MAX_BODY_BYTES, MAX_CONNECTIONS_ENV,
-    MAX_LIST_LIMIT, POP_HEADER,
+    MAX_LIST_LIMIT, MAX_PER_ADDRESS_ENV, POP_HEADER,
 };
 pub use store::{
     entries_after, load_index, IndexingStore, MemoryStore, RevocationStore, SledStore,

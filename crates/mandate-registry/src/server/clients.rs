@@ -23,17 +23,22 @@
 //! - At most [`ClientLimits::max_connections`] connections are open at once, and
 //!   never so many that fewer than a quarter of the open-files limit (and 64) is
 //!   left (its soft value is first raised to the hard one), so the store, the
-//!   logs and the listener keep descriptors of their own; a connection over the
-//!   limit is closed at once.
+//!   logs and the listener keep descriptors of their own; at most
+//!   [`ClientLimits::max_per_address`] of them from one client address, so one
+//!   client cannot take every slot. A connection over either limit is closed
+//!   at once.
 //!
 //! The timeouts can be set with `MANDATE_HEADER_TIMEOUT` and `MANDATE_BODY_TIMEOUT`
-//! (humantime durations, `10s`, `1500ms`) and the limit with
-//! `MANDATE_MAX_CONNECTIONS`; tests shorten the timeouts this way.
+//! (humantime durations, `10s`, `1500ms`) and the limits with
+//! `MANDATE_MAX_CONNECTIONS` and `MANDATE_MAX_CONNECTIONS_PER_ADDRESS`; tests
+//! shorten the timeouts this way.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -44,6 +49,7 @@ use axum_server::accept::Accept;
 use futures_util::future::BoxFuture;
 use hyper_util::rt::TokioTimer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 
@@ -53,6 +59,8 @@ pub const HEADER_TIMEOUT_ENV: &str = "MANDATE_HEADER_TIMEOUT";
 pub const BODY_TIMEOUT_ENV: &str = "MANDATE_BODY_TIMEOUT";
 /// The variable that sets [`ClientLimits::max_connections`].
 pub const MAX_CONNECTIONS_ENV: &str = "MANDATE_MAX_CONNECTIONS";
+/// The variable that sets [`ClientLimits::max_per_address`].
+pub const MAX_PER_ADDRESS_ENV: &str = "MANDATE_MAX_CONNECTIONS_PER_ADDRESS";
 
 /// How often an HTTP/2 connection is pinged, and how long the answer may take.
 const HTTP2_PING: Duration = Duration::from_secs(20);
@@ -74,6 +82,9 @@ pub struct ClientLimits {
     /// The most connections open at once (further capped by the open-files
     /// limit).
     pub max_connections: usize,
+    /// The most connections open at once from one client address (a proxy
+    /// in front of the server is one address: raise it there).
+    pub max_per_address: usize,
 }
 
 impl Default for ClientLimits {
@@ -82,6 +93,7 @@ impl Default for ClientLimits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            max_per_address: 1_000,
         }
     }
 }
@@ -100,6 +112,9 @@ impl ClientLimits {
                 humantime::parse_duration(text).ok()
             }),
             max_connections: from_env(MAX_CONNECTIONS_ENV, defaults.max_connections, |text| {
+                text.parse().ok()
+            }),
+            max_per_address: from_env(MAX_PER_ADDRESS_ENV, defaults.max_per_address, |text| {
                 text.parse().ok()
             }),
         }
@@ -145,13 +160,19 @@ impl ClientLimits {
             header_timeout = ?self.header_timeout,
             body_timeout = ?self.body_timeout,
             max_connections = connections,
+            max_per_address = self.max_per_address,
             "client limits"
         );
         let slots = Arc::new(Semaphore::new(connections));
         let first_bytes = self.header_timeout;
+        let addresses = AddressSlots {
+            open: Arc::default(),
+            most: self.max_per_address,
+        };
         server.map(|inner| GuardedAcceptor {
             inner,
             slots,
+            addresses,
             first_bytes,
         })
     }
@@ -265,12 +286,55 @@ impl HttpBody for DeadlineBody {
 pub struct GuardedAcceptor<A> {
     inner: A,
     slots: Arc<Semaphore>,
+    addresses: AddressSlots,
     first_bytes: Duration,
 }
 
-impl<A, I, S> Accept<I, S> for GuardedAcceptor<A>
+/// The connections open from each client address, at most `most` each.
+#[derive(Debug, Clone)]
+struct AddressSlots {
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    most: usize,
+}
+
+impl AddressSlots {
+    /// One more connection from `address`, or `None` when it has the most.
+    fn take(&self, address: IpAddr) -> Option<AddressSlot> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(address).or_insert(0);
+        if *count >= self.most {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            address,
+            open: Arc::clone(&self.open),
+        })
+    }
+}
+
+/// A connection's place among its address's; given back when dropped.
+#[derive(Debug)]
+struct AddressSlot {
+    address: IpAddr,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.address) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.address);
+            }
+        }
+    }
+}
+
+impl<A, S> Accept<TcpStream, S> for GuardedAcceptor<A>
 where
-    A: Accept<I, S>,
+    A: Accept<TcpStream, S>,
     A::Future: Send + 'static,
     A::Stream: Send + 'static,
     A::Service: Send + 'static,
@@ -279,7 +343,21 @@ where
     type Service = A::Service;
     type Future = BoxFuture<'static, io::Result<(Self::Stream, Self::Service)>>;
 
-    fn accept(&self, stream: I, service: S) -> Self::Future {
+    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
+        let address = match stream.peer_addr() {
+            Ok(peer) => match self.addresses.take(peer.ip()) {
+                Some(slot) => Some(slot),
+                None => {
+                    // Logged at debug level only, as below.
+                    tracing::debug!("connection closed: at the limit for its address");
+                    return Box::pin(std::future::ready(Err(io::Error::other(
+                        "at the connection limit for this address",
+                    ))));
+                }
+            },
+            // Not a connection any more; the acceptor below will say so.
+            Err(_) => None,
+        };
         let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
             // Dropping `stream` closes the connection. Logged at debug level
             // only: a flood must not become a flood of log lines.
@@ -300,6 +378,7 @@ where
                     deadline,
                 }),
                 _slot: slot,
+                _address: address,
             };
             Ok((guarded, service))
         })
@@ -314,6 +393,7 @@ pub struct GuardedStream<S> {
     /// Until the first bytes tell HTTP/1 from HTTP/2: the deadline for them.
     first_bytes: Option<FirstBytes>,
     _slot: OwnedSemaphorePermit,
+    _address: Option<AddressSlot>,
 }
 
 #[derive(Debug)]

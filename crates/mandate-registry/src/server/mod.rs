@@ -68,7 +68,7 @@ use writes::{create, lift};
 pub use authorizer::{HttpBinding, WriteAuthorizer, WriteDenied, POP_HEADER};
 pub use clients::{
     ClientLimits, GuardedAcceptor, GuardedStream, BODY_TIMEOUT_ENV, HEADER_TIMEOUT_ENV,
-    MAX_CONNECTIONS_ENV,
+    MAX_CONNECTIONS_ENV, MAX_PER_ADDRESS_ENV,
 };
 pub use state::{RegistryConfig, RegistryState};
 
