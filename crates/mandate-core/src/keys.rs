@@ -243,10 +243,7 @@ impl SecretKey {
                     path.display()
                 ),
             })?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mode = metadata.permissions().mode() & 0o777;
+        if let Some(mode) = permission_bits(&metadata).map(|mode| mode & 0o777) {
             if mode & 0o077 != 0 {
                 return Err(Error::KeyPermissions {
                     path: path.into(),
@@ -254,8 +251,6 @@ impl SecretKey {
                 });
             }
         }
-        #[cfg(not(unix))]
-        let _ = metadata;
         let key =
             biscuit_auth::PrivateKey::from_bytes_hex(hex, Algorithm::Ed25519).map_err(|_| {
                 Error::InvalidKey {
@@ -559,6 +554,21 @@ pub fn describe_path(path: &Path) -> String {
 pub fn may_be_key_material(path: &Path) -> bool {
     let text = path.to_string_lossy();
     looks_private(&text) || hides(&text)
+}
+
+/// A file's permission bits (`0o7777`), or `None` where the platform has
+/// none: what key files and key folders are checked against.
+pub fn permission_bits(metadata: &std::fs::Metadata) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        Some(metadata.permissions().mode() & 0o7777)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        None
+    }
 }
 
 /// Whether an argument reads as a private key: it says "private" (an

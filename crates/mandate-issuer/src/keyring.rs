@@ -445,20 +445,13 @@ fn refuse_writable(path: &Path) -> Result<(), KeyringError> {
         path: path.to_owned(),
         source,
     })?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = metadata.permissions().mode() & 0o7777;
-        if mode & 0o022 != 0 {
-            return Err(KeyringError::Writable {
-                path: path.to_owned(),
-                mode,
-            });
-        }
+    match mandate_core::keys::permission_bits(&metadata) {
+        Some(mode) if mode & 0o022 != 0 => Err(KeyringError::Writable {
+            path: path.to_owned(),
+            mode,
+        }),
+        _ => Ok(()),
     }
-    #[cfg(not(unix))]
-    let _ = metadata;
-    Ok(())
 }
 
 /// Writes a new manifest file: readable by all, writable by its owner only
