@@ -1224,3 +1224,70 @@ fn one_principal_cannot_keep_more_than_its_share_of_requests_waiting() {
     );
     assert!(run.ok_trimmed().starts_with("pending "), "{run}");
 }
+
+#[test]
+fn an_empty_sign_in_file_is_refused_before_anything_is_sent() {
+    // Seen when a sign-in file was read while being written: the empty
+    // token went out and the issuer answered "missing parameter".
+    let w = World::start();
+    std::fs::write(w.dir.file("empty.jwt"), "\n").unwrap();
+    let run = task_open(
+        &w.issuer.url,
+        &w.at("empty.jwt"),
+        "orchestrator",
+        &w.dir.path("agent.key"),
+        &["payments:transfer"],
+        &[],
+    );
+    run.error("malformed token: empty token (token file ");
+}
+
+#[test]
+fn asking_at_once_cannot_push_a_principal_past_its_share_of_requests_waiting() {
+    // Found by review: the cap was read, then the request written, so asks
+    // arriving together all saw room and all waited.
+    let w = World::start();
+    let cap = mandate_issuer::requests::MAX_PENDING_PER_PRINCIPAL;
+    let extra = 12;
+    // One sign-in file per ask (alice each time), all written first.
+    let subjects: Vec<String> = (0..cap + extra)
+        .map(|i| w.login(&format!("alice-{i}"), "alice@example.com", &["staff"]))
+        .collect();
+    let (key, url) = (w.dir.path("agent.key"), w.issuer.url.clone());
+    let runs: Vec<Run> = std::thread::scope(|scope| {
+        let asks: Vec<_> = subjects
+            .iter()
+            .map(|subject| {
+                let (key, url) = (&key, &url);
+                scope.spawn(move || {
+                    task_open(
+                        url,
+                        subject,
+                        "orchestrator",
+                        key,
+                        &["payments:transfer"],
+                        &[],
+                    )
+                })
+            })
+            .collect();
+        asks.into_iter()
+            .map(|ask| ask.join().expect("an ask panicked"))
+            .collect()
+    });
+    let pending = runs
+        .iter()
+        .filter(|run| run.code == 0 && run.stdout.trim().starts_with("pending "))
+        .count();
+    let refused: Vec<&Run> = runs.iter().filter(|run| run.code != 0).collect();
+    let outcomes: Vec<&str> = runs
+        .iter()
+        .map(|run| run.stderr.lines().next().unwrap_or(""))
+        .collect();
+    assert_eq!(pending, cap, "{outcomes:#?}");
+    assert_eq!(refused.len(), extra, "{outcomes:#?}");
+    for run in refused {
+        assert_eq!(run.code, 2, "{run}");
+        assert!(run.stderr.contains("wait for a person already"), "{run}");
+    }
+}

@@ -12,17 +12,25 @@ pub fn read_token(arg: &str) -> Result<UnverifiedMandate> {
 }
 
 /// The text of a token argument, unparsed. A file or stdin is read only up
-/// to the longest token accepted.
+/// to the longest token accepted; one that holds nothing but spaces is
+/// refused here, before it is sent anywhere as a missing token.
 pub fn read_token_text(arg: &str) -> Result<String> {
-    Ok(if arg == "-" {
-        mandate_core::read_token_text(std::io::stdin()).context("reading the token from stdin")?
+    let (text, source) = if arg == "-" {
+        let text = mandate_core::read_token_text(std::io::stdin())
+            .context("reading the token from stdin")?;
+        (text, " (stdin)".to_owned())
     } else if let Some(path) = arg.strip_prefix('@') {
-        std::fs::File::open(path)
+        let text = std::fs::File::open(path)
             .and_then(mandate_core::read_token_text)
-            .with_context(|| format!("reading token file {path}"))?
+            .with_context(|| format!("reading token file {path}"))?;
+        (text, format!(" (token file {path})"))
     } else {
-        arg.to_string()
-    })
+        (arg.to_string(), String::new())
+    };
+    if text.trim().is_empty() {
+        bail!("malformed token: empty token{source}");
+    }
+    Ok(text)
 }
 
 /// Parses a human duration such as `90s`, `10m` or `2h`.

@@ -93,7 +93,9 @@ impl Negotiator {
         policy_reason: String,
         now: SystemTime,
     ) -> Result<Refusal, Refusal> {
-        self.room_for(&task.principal, &task.id, now)
+        // Held until the request is stored (dropped at the end of this call).
+        let _admitted = self
+            .room_for(&task.principal, &task.id, now)
             .map_err(refusal)?;
         let request = RightRequest {
             id: format!("req-{}", uuid::Uuid::new_v4()),

@@ -22,6 +22,7 @@
 //! approved. [`SledRequestStore`] is the default; [`MemoryRequestStore`]
 //! serves tests. No sled type appears in a public signature.
 
+mod admission;
 mod at_exchange;
 mod memory;
 mod negotiator;

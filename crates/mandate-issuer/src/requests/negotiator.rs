@@ -31,6 +31,7 @@ use std::time::{Duration, SystemTime};
 
 use mandate_core::Right;
 
+use super::admission::{Admission, Admitted};
 use super::{DecisionSignal, RequestState, RequestStore, RightRequest, StoreError};
 use crate::events::IssuerEvent;
 use crate::idp::{Identity, TokenTimes};
@@ -202,6 +203,8 @@ pub struct Negotiator {
     pub(super) store: Arc<dyn RequestStore>,
     pub(super) signal: DecisionSignal,
     pub(super) options: NegotiatorOptions,
+    /// Counts waiting requests and admits new ones, one at a time.
+    admission: Admission,
 }
 
 impl std::fmt::Debug for Negotiator {
@@ -224,6 +227,7 @@ impl Negotiator {
             store,
             signal: DecisionSignal::new(),
             options,
+            admission: Admission::default(),
         }
     }
 
@@ -318,9 +322,11 @@ impl Negotiator {
             time_left: task.deadline.duration_since(now).unwrap_or_default(),
             now,
         });
-        if matches!(outcome, Outcome::Ask { .. }) {
-            self.room_for(&task.principal, &task.id, now)?;
-        }
+        // Held until the request is stored (dropped at the end of this call).
+        let _admitted = match outcome {
+            Outcome::Ask { .. } => Some(self.room_for(&task.principal, &task.id, now)?),
+            _ => None,
+        };
         let request = RightRequest {
             id: format!("req-{}", uuid::Uuid::new_v4()),
             task: task.id.clone(),
@@ -616,9 +622,8 @@ impl Negotiator {
     }
 
     /// Whether one more request of `principal` on `task` may wait for a
-    /// person: at most [`MAX_PENDING_PER_TASK`] per task and
-    /// [`MAX_PENDING_PER_PRINCIPAL`] over all of the principal's tasks.
-    /// Blocking.
+    /// person ([`Admission::admit`] on this negotiator's store): hold what it
+    /// returns until that request is stored. Blocking.
     ///
     /// # Errors
     /// [`RequestError::TooMany`], [`RequestError::TooManyForPrincipal`],
@@ -628,23 +633,8 @@ impl Negotiator {
         principal: &str,
         task: &str,
         now: SystemTime,
-    ) -> Result<(), RequestError> {
-        let waiting = self
-            .store
-            .find(
-                &|r: &RightRequest| {
-                    r.principal == principal && r.state_at(now) == RequestState::Pending
-                },
-                MAX_PENDING_PER_PRINCIPAL,
-            )
-            .map_err(unavailable)?;
-        if waiting.len() >= MAX_PENDING_PER_PRINCIPAL {
-            return Err(RequestError::TooManyForPrincipal);
-        }
-        if waiting.iter().filter(|r| r.task == task).count() >= MAX_PENDING_PER_TASK {
-            return Err(RequestError::TooMany);
-        }
-        Ok(())
+    ) -> Result<Admitted<'_>, RequestError> {
+        self.admission.admit(&*self.store, principal, task, now)
     }
 
     /// Whether `who` may see and decide `request`: its task's principal, or
