@@ -392,6 +392,21 @@ fn revoking_an_agent_by_name_or_by_key_denies_chains_that_contain_it() {
         &child_a,
     );
     reply.assert_allowed();
+
+    // A key's hex digits alone are the key, not a name nobody has.
+    let orch_a_pub = &fx.public("bob-task-a-orchestrator");
+    let bare = orch_a_pub
+        .strip_prefix("ed25519/")
+        .expect("keys print as ed25519/<hex>");
+    live.revoke_denies(
+        &["--agent", &bare.to_ascii_uppercase()],
+        &format!("revoked agent {orch_a_pub}"),
+        &child_a,
+        &format!("revoked: agent {orch_a_pub}"),
+    );
+    parent_a
+        .read(&verifier.url)
+        .assert_denied(&format!("revoked: agent {orch_a_pub}"));
 }
 
 #[test]

@@ -308,7 +308,8 @@ pub struct RevokeArgs {
     /// Every token issued for this principal.
     #[arg(long, value_name = "P")]
     pub principal: Option<String>,
-    /// Every token whose chain contains this agent (a name or `ed25519/<hex>`).
+    /// Every token whose chain contains this agent: a name, or a key
+    /// (`ed25519/<hex>`, its 64 hex digits alone, or a `.pub` file).
     #[arg(long, value_name = "NAME_OR_KEY")]
     pub agent: Option<String>,
     /// Every token of this task.

@@ -226,7 +226,13 @@ fn target(args: &RevokeArgs) -> Result<(RevocationKind, String)> {
         // A private key given by mistake goes to the key parser too, which
         // refuses it without echoing it (it must never reach the log).
         let lower = a.trim().to_ascii_lowercase();
-        let value = if lower.starts_with("ed25519/")
+        // A key's 64 hex digits without their prefix are the key too: taken
+        // as a name, they would revoke nobody while the operator believes
+        // the key revoked.
+        let bare_key = lower.len() == 64 && lower.bytes().all(|b| b.is_ascii_hexdigit());
+        let value = if bare_key {
+            mandate_core::PublicKey::from_arg(&format!("ed25519/{lower}"))?.to_string()
+        } else if lower.starts_with("ed25519/")
             || lower.starts_with("ed25519-private/")
             || std::path::Path::new(a).is_file()
         {
