@@ -308,8 +308,8 @@ pub struct RevokeArgs {
     /// Every token issued for this principal.
     #[arg(long, value_name = "P")]
     pub principal: Option<String>,
-    /// Every token whose chain contains this agent: a name, or a key
-    /// (`ed25519/<hex>`, its 64 hex digits alone, or a `.pub` file).
+    /// Every token whose chain contains this agent: a name, or a public key
+    /// (`ed25519/<hex>` or a `.pub` file; 64 hex digits alone are refused).
     #[arg(long, value_name = "NAME_OR_KEY")]
     pub agent: Option<String>,
     /// Every token of this task.

@@ -226,13 +226,16 @@ fn target(args: &RevokeArgs) -> Result<(RevocationKind, String)> {
         // A private key given by mistake goes to the key parser too, which
         // refuses it without echoing it (it must never reach the log).
         let lower = a.trim().to_ascii_lowercase();
-        // A key's 64 hex digits without their prefix are the key too: taken
-        // as a name, they would revoke nobody while the operator believes
-        // the key revoked.
-        let bare_key = lower.len() == 64 && lower.bytes().all(|b| b.is_ascii_hexdigit());
-        let value = if bare_key {
-            mandate_core::PublicKey::from_arg(&format!("ed25519/{lower}"))?.to_string()
-        } else if lower.starts_with("ed25519/")
+        // A key's 64 hex digits alone are refused, unechoed: taken as a
+        // name they would revoke nobody while the operator believes a key
+        // revoked, and they may as well be a private key pasted by mistake.
+        if lower.len() == 64 && lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!(
+                "--agent: a key's 64 hex digits alone are not taken (they may be a private \
+                 key); give a public key as ed25519/<hex> or its .pub file, or the agent's name"
+            );
+        }
+        let value = if lower.starts_with("ed25519/")
             || lower.starts_with("ed25519-private/")
             || std::path::Path::new(a).is_file()
         {
