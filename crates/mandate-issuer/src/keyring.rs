@@ -73,6 +73,19 @@ pub enum KeyringError {
         /// Its permission bits.
         mode: u32,
     },
+    /// The folder or its manifest belongs to another user than the one
+    /// this process runs as (or root), who could then choose the root keys.
+    #[error(
+        "{} belongs to user {uid}, neither this process's user nor root: its owner chooses \
+         the root keys this issuer trusts and publishes; run `chown` on it",
+        .path.display()
+    )]
+    Owner {
+        /// The folder or the manifest.
+        path: PathBuf,
+        /// Its owner's user id.
+        uid: u32,
+    },
     /// A private key file is not the key the manifest lists for its id.
     #[error("{}: not the key the manifest lists for key id {kid}", .path.display())]
     Mismatch {
@@ -438,20 +451,35 @@ impl KeyDir {
     }
 }
 
-/// Refuses `path` when group or others may write it ([`KeyringError::Writable`]).
+/// Refuses `path` when group or others may write it
+/// ([`KeyringError::Writable`]) or another user than this process's, or
+/// root, owns it ([`KeyringError::Owner`]), as `sshd` does with its keys.
 fn refuse_writable(path: &Path) -> Result<(), KeyringError> {
     let metadata = std::fs::metadata(path).map_err(|source| KeyringError::Io {
         action: "reading",
         path: path.to_owned(),
         source,
     })?;
-    match mandate_core::keys::permission_bits(&metadata) {
-        Some(mode) if mode & 0o022 != 0 => Err(KeyringError::Writable {
-            path: path.to_owned(),
-            mode,
-        }),
-        _ => Ok(()),
+    if let Some(mode) = mandate_core::keys::permission_bits(&metadata) {
+        if mode & 0o022 != 0 {
+            return Err(KeyringError::Writable {
+                path: path.to_owned(),
+                mode,
+            });
+        }
     }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let uid = metadata.uid();
+        if uid != 0 && uid != rustix::process::geteuid().as_raw() {
+            return Err(KeyringError::Owner {
+                path: path.to_owned(),
+                uid,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Writes a new manifest file: readable by all, writable by its owner only

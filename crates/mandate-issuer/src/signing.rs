@@ -27,28 +27,35 @@ struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
     inode: u64,
-    /// Permission bits of the manifest and of its folder: a manifest refused
-    /// for them is looked at again once they change.
+    /// Permission bits and owners of the manifest and of its folder: a
+    /// manifest refused for them is looked at again once they change.
     mode: u32,
     folder_mode: u32,
+    owners: (u32, u32),
 }
 
 fn stamp(dir: &KeyDir) -> Option<Stamp> {
     let metadata = std::fs::metadata(dir.manifest_path()).ok()?;
     #[cfg(unix)]
-    let (inode, mode, folder_mode) = {
+    let (inode, mode, folder_mode, owners) = {
         use std::os::unix::fs::MetadataExt as _;
-        let folder_mode = std::fs::metadata(dir.path()).map_or(0, |m| m.mode());
-        (metadata.ino(), metadata.mode(), folder_mode)
+        let folder = std::fs::metadata(dir.path()).ok();
+        (
+            metadata.ino(),
+            metadata.mode(),
+            folder.as_ref().map_or(0, |m| m.mode()),
+            (metadata.uid(), folder.map_or(u32::MAX, |m| m.uid())),
+        )
     };
     #[cfg(not(unix))]
-    let (inode, mode, folder_mode) = (0, 0, 0);
+    let (inode, mode, folder_mode, owners) = (0, 0, 0, (0, 0));
     Some(Stamp {
         modified: metadata.modified().ok(),
         len: metadata.len(),
         inode,
         mode,
         folder_mode,
+        owners,
     })
 }
 
@@ -350,6 +357,39 @@ mod tests {
             "{refused}"
         );
         assert!(refused.to_string().contains("chmod go-w"), "{refused}");
+    }
+
+    #[test]
+    fn a_key_folder_another_user_owns_chooses_no_root() {
+        if rustix::process::geteuid().as_raw() != 0 {
+            eprintln!("skipped: giving a folder to another user needs root");
+            return;
+        }
+        let nobody = 65_534;
+        let folder = tempfile::tempdir().unwrap();
+        let dir = KeyDir::new(folder.path().join("keys"));
+        let now = SystemTime::now();
+        dir.rotate(now - HOUR, Duration::ZERO, HOUR).unwrap();
+        let keys = SigningKeys::from_dir(dir.clone(), now).unwrap();
+
+        // A manifest another user owns is not taken while running...
+        dir.rotate(now, Duration::ZERO, HOUR).unwrap();
+        std::os::unix::fs::chown(dir.manifest_path(), Some(nobody), None).unwrap();
+        keys.refresh_trusted(now);
+        assert_eq!(keys.signer(now).unwrap().key_id, Some(1));
+        // ...and is once it is ours again.
+        std::os::unix::fs::chown(dir.manifest_path(), Some(0), None).unwrap();
+        keys.refresh_trusted(now);
+        assert_eq!(keys.signer(now).unwrap().key_id, Some(2));
+
+        // A folder another user owns is refused at start, and named.
+        std::os::unix::fs::chown(dir.path(), Some(nobody), None).unwrap();
+        let refused = SigningKeys::from_dir(dir.clone(), now).unwrap_err();
+        assert!(
+            matches!(refused, KeyringError::Owner { uid, .. } if uid == nobody),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("chown"), "{refused}");
     }
 
     #[test]
