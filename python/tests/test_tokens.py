@@ -137,3 +137,38 @@ def test_an_expired_token_cannot_be_judged(issuer, orchestrator):
     verifier = mandate.Verifier([issuer.root_arg])
     with pytest.raises(mandate.TokenExpiredError):
         verifier.authorize(token, "analytics", "read", "/d", at=time.time() + 3600)
+
+
+@pytest.mark.parametrize("at", [1e30, 2.0**64, 2**64])
+def test_a_time_out_of_range_is_an_invalid_argument_not_a_panic(issuer, orchestrator, bob_token, at):
+    # Found by attack: a panic crossed into Python as PanicException, which
+    # `except Exception` does not catch.
+    verifier = mandate.Verifier([issuer.root_arg])
+    with pytest.raises(mandate.InvalidArgumentError, match="out of range"):
+        bob_token.prove(orchestrator, "analytics", "read", "/d", at=at)
+    with pytest.raises(mandate.InvalidArgumentError, match="out of range"):
+        verifier.authorize(bob_token, "analytics", "read", "/d", at=at)
+
+
+def test_a_call_judged_at_a_later_time_forgets_no_earlier_proof(issuer, orchestrator, bob_token):
+    # Found by attack: the replay cache forgot nonces by the request's time,
+    # so one "as of later" call let every earlier proof be used again.
+    verifier = mandate.Verifier([issuer.root_arg], require_pop=True)
+    pop = bob_token.prove(orchestrator, "analytics", "read", "/datasets/q3")
+    assert verifier.authorize(bob_token, "analytics", "read", "/datasets/q3", pop=pop).allowed
+    later = time.time() + 300  # past the proof window, within the token's ten minutes
+    ahead = bob_token.prove(orchestrator, "analytics", "read", "/datasets/q3", at=later)
+    assert verifier.authorize(bob_token, "analytics", "read", "/datasets/q3", pop=ahead, at=later).allowed
+    again = verifier.authorize(bob_token, "analytics", "read", "/datasets/q3", pop=pop)
+    assert not again.allowed and "replayed" in again.reason
+
+
+def test_a_bool_is_neither_an_attribute_number_nor_a_duration(issuer, orchestrator, bob_token):
+    # Python's False is also 0: it would pass `attr_max amount=0` unnoticed.
+    narrowed = bob_token.delegate(attr_max=["amount=0"])
+    with pytest.raises(TypeError, match="bool"):
+        narrowed.prove(orchestrator, "analytics", "read", "/d", {"amount": False})
+    with pytest.raises(TypeError, match="bool"):
+        mandate.Verifier([issuer.root_arg]).authorize(narrowed, "analytics", "read", "/d", {"amount": False})
+    with pytest.raises(TypeError, match="bool"):
+        bob_token.delegate(ttl=True)

@@ -44,7 +44,7 @@ impl std::fmt::Debug for AuditTrail {
 
 /// A call the guard refused before a decision, as its record names it.
 pub(crate) struct Unjudged<'a> {
-    /// A stable code (`missing_mandate`, `malformed_proof`, `invalid_token`,
+    /// A stable code (`missing_mandate`, `invalid_arguments`, `malformed_proof`, `invalid_token`,
     /// `expired_token`).
     pub code: &'static str,
     /// Why, for people.

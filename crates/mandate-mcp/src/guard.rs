@@ -8,6 +8,8 @@ use mandate_core::{AttrValue, Proof, Request};
 use mandate_verifier::{Decision, Verifier};
 use rmcp::model::{CallToolRequestParams, ErrorData, JsonObject};
 
+use mandate_core::print::shorten;
+
 use crate::audit::{AuditTrail, Unjudged};
 use crate::credentials::Credentials;
 use crate::refusal;
@@ -150,22 +152,42 @@ impl McpGuard {
         meta: &JsonObject,
         request_id: &str,
     ) -> Result<Decision, ErrorData> {
+        // What the caller names is kept bounded in the trail, whoever calls.
+        let request_id = &recorded_request_id(request_id);
         let credentials = Credentials::take(params, meta);
-        let mut request = self.unproven(params, SystemTime::now())?;
-        let resource = request.resource.as_str().to_owned();
-        let tool: &str = &params.name;
+        let mapped = self.unproven(params, SystemTime::now());
+        let tool = &shorten(params.name.to_string(), MAX_RECORDED_NAME);
+        let fingerprint = credentials
+            .as_ref()
+            .map(|c| mandate_core::fingerprint(&c.token));
+        // A call without a mandate learns nothing of how its arguments read.
         let Some(credentials) = credentials else {
-            let refused = refusal::missing();
+            let resource = mapped.map(|r| r.resource.as_str().to_owned());
             let call = Unjudged {
                 code: "missing_mandate",
                 message: "no mandate came with the call",
                 token: "",
                 tool,
-                resource: &resource,
+                resource: resource.as_deref().unwrap_or(""),
             };
-            return Err(self.refuse(refused, &call, request_id).await);
+            return Err(self.refuse(refusal::missing(), &call, request_id).await);
         };
-        let fingerprint = mandate_core::fingerprint(&credentials.token);
+        let fingerprint = fingerprint.unwrap_or_default();
+        let mut request = match mapped {
+            Ok(request) => request,
+            Err(refused) => {
+                let message = shorten(refused.message.to_string(), MAX_RECORDED_MESSAGE);
+                let call = Unjudged {
+                    code: "invalid_arguments",
+                    message: &message,
+                    token: &fingerprint,
+                    tool,
+                    resource: "",
+                };
+                return Err(self.refuse(refused, &call, request_id).await);
+            }
+        };
+        let resource = request.resource.as_str().to_owned();
         if let Some(proof) = &credentials.pop {
             match Proof::parse(proof) {
                 Ok(proof) => request = request.with_proof(proof),
@@ -231,6 +253,28 @@ impl McpGuard {
             Ok(_) => refused,
             Err(error) => refusal::unrecorded(&error),
         }
+    }
+}
+
+/// The most of a tool's name the trail keeps, in bytes.
+const MAX_RECORDED_NAME: usize = 128;
+/// The most of a refusal's message the trail keeps, in bytes.
+const MAX_RECORDED_MESSAGE: usize = 512;
+
+/// The longest JSON-RPC id records keep as given (as servers keep an HTTP
+/// `X-Request-Id`).
+const MAX_REQUEST_ID: usize = 128;
+
+/// The JSON-RPC id as records name the call: kept when it is 1 to
+/// [`MAX_REQUEST_ID`] visible ASCII characters, otherwise its fingerprint,
+/// so an id of megabytes or with line breaks neither grows nor forges the
+/// trail.
+fn recorded_request_id(id: &str) -> String {
+    let visible = id.bytes().all(|b| b.is_ascii_graphic());
+    if !id.is_empty() && id.len() <= MAX_REQUEST_ID && visible {
+        id.to_owned()
+    } else {
+        format!("jsonrpc-{}", mandate_core::fingerprint(id))
     }
 }
 

@@ -157,6 +157,66 @@ fn records(log: &dyn AuditLog) -> Vec<Record> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_caller_names_is_recorded_bounded_and_bad_arguments_are_refused_on_record() {
+    // Found by attack: a JSON-RPC id of megabytes (or with line breaks) was
+    // recorded as given, so anyone connected could fill the trail; calls
+    // refused for their arguments left no record, and told a caller without
+    // a mandate how its arguments read.
+    let world = World::new();
+    let log = Arc::new(MemoryLog::new());
+    let guard = world.guard(log.clone());
+    let huge = format!("evil\nline{}", "x".repeat(1_000_000));
+    let missing = world
+        .call(&guard, "read_dataset", "/datasets/q3/revenue", false, &huge)
+        .await
+        .unwrap_err();
+    assert_eq!(kind(&missing), "missing_mandate");
+
+    // No `path`, with a mandate: invalid params, recorded.
+    let mut params = CallToolRequestParams::new("read_dataset".to_owned());
+    params.arguments = Some(object(json!({ "other": 1 })));
+    let mut meta = JsonObject::new();
+    meta.insert(META_TOKEN.into(), Value::String(world.child.clone()));
+    let refused = guard
+        .check(&mut params.clone(), &meta, "7")
+        .await
+        .unwrap_err();
+    assert_ne!(refused.code.0, DENIED_CODE, "{refused:?}");
+    assert!(
+        refused.message.contains("`path` is required"),
+        "{refused:?}"
+    );
+    // Without one: the missing mandate is all the caller learns.
+    let unsigned = guard
+        .check(&mut params, &JsonObject::new(), "8")
+        .await
+        .unwrap_err();
+    assert_eq!(kind(&unsigned), "missing_mandate");
+
+    let records = records(log.as_ref());
+    let refusals: Vec<_> = records
+        .iter()
+        .map(|record| match &record.event {
+            Event::Refusal(r) => r,
+            other => panic!("not a refusal: {other:?}"),
+        })
+        .collect();
+    assert_eq!(refusals.len(), 3, "{records:?}");
+    let first = &refusals[0];
+    assert!(first.request_id.starts_with("jsonrpc-sha256:"), "{first:?}");
+    assert!(first.request_id.len() < 64, "{first:?}");
+    assert_eq!(
+        (refusals[1].code.as_str(), refusals[1].request_id.as_str()),
+        ("invalid_arguments", "7")
+    );
+    assert_eq!(refusals[1].token, mandate_core::fingerprint(&world.child));
+    assert_eq!(
+        (refusals[2].code.as_str(), refusals[2].resource.as_deref()),
+        ("missing_mandate", Some(""))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_decision_and_refusal_is_recorded_with_the_whole_chain() {
     let world = World::new();
     let log = Arc::new(MemoryLog::new());

@@ -18,17 +18,25 @@ use crate::errors;
 /// `str` is taken as the CLI takes `KEY=VALUE` (decimal text is an integer).
 #[derive(FromPyObject)]
 pub enum AttrArg {
-    /// Not a `bool`: PyO3 refuses `True` as an `i64`.
+    /// Refused: Python's `True` is also the integer 1, and would pass
+    /// checks on numbers unnoticed.
+    Bool(bool),
+    /// An integer.
     Int(i64),
     /// Text.
     Str(String),
 }
 
 impl AttrArg {
-    fn value(self) -> AttrValue {
+    fn value(self, key: &str) -> PyResult<AttrValue> {
         match self {
-            AttrArg::Int(n) => AttrValue::Int(n),
-            AttrArg::Str(text) => AttrValue::parse(&text),
+            AttrArg::Bool(flag) => Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "attribute {:?} is {}, a bool: give an int or a str",
+                key.chars().take(64).collect::<String>(),
+                if flag { "True" } else { "False" }
+            ))),
+            AttrArg::Int(n) => Ok(AttrValue::Int(n)),
+            AttrArg::Str(text) => Ok(AttrValue::parse(&text)),
         }
     }
 }
@@ -38,8 +46,9 @@ impl AttrArg {
 pub fn time(at: Option<f64>) -> PyResult<SystemTime> {
     match at {
         None => Ok(SystemTime::now()),
-        Some(secs) if secs.is_finite() && secs >= 0.0 => UNIX_EPOCH
-            .checked_add(Duration::from_secs_f64(secs))
+        Some(secs) if secs.is_finite() && secs >= 0.0 => Duration::try_from_secs_f64(secs)
+            .ok()
+            .and_then(|since| UNIX_EPOCH.checked_add(since))
             .ok_or_else(|| errors::invalid(format!("time {secs} is out of range"))),
         Some(secs) => Err(errors::invalid(format!(
             "time {secs} is not a non-negative number of Unix seconds"
@@ -50,6 +59,8 @@ pub fn time(at: Option<f64>) -> PyResult<SystemTime> {
 /// A duration: human text (`90s`, `10m`, `2h`) or seconds as a number.
 #[derive(FromPyObject)]
 pub enum DurationArg {
+    /// Refused: `True` would be one second.
+    Bool(bool),
     /// Seconds.
     Seconds(f64),
     /// Human text.
@@ -60,6 +71,12 @@ impl DurationArg {
     /// The duration, which must lie in `min..=max`; `what` names it in errors.
     pub fn resolve(self, what: &str, min: Duration, max: Duration) -> PyResult<Duration> {
         let value = match self {
+            DurationArg::Bool(flag) => {
+                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                    "{what} is {}, a bool: give seconds or text such as 90s",
+                    if flag { "True" } else { "False" }
+                )))
+            }
             DurationArg::Seconds(secs) if (0.0..1e12).contains(&secs) => {
                 Duration::from_secs_f64(secs)
             }
@@ -98,7 +115,11 @@ pub fn build(
     let attrs = attrs
         .unwrap_or_default()
         .into_iter()
-        .map(|(key, value)| (key, value.value()));
+        .map(|(key, value)| {
+            let value = value.value(&key)?;
+            Ok((key, value))
+        })
+        .collect::<PyResult<Vec<_>>>()?;
     Request::validated(service, operation, resource, attrs, time(at)?).map_err(errors::core)
 }
 

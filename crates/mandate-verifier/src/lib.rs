@@ -561,10 +561,21 @@ impl Verifier {
         let key = key.as_ref().map_err(|()| bad())?;
         proof.verify(&holder.name, key, token_digest, request, self.pop_window)?;
         let now_ms = millis(request.time);
+        let wall_ms = millis(SystemTime::now());
         let window_ms = u64::try_from(self.pop_window.as_millis()).unwrap_or(u64::MAX);
-        let forget_after = now_ms.max(proof.timestamp_ms).saturating_add(window_ms);
-        self.replay
-            .check_and_insert(proof.nonce, proof.timestamp_ms, now_ms, forget_after)
+        // Kept a whole window past the later of the request's time and this
+        // machine's, whichever a replay could be judged at.
+        let forget_after = now_ms
+            .max(wall_ms)
+            .max(proof.timestamp_ms)
+            .saturating_add(window_ms);
+        self.replay.check_and_insert(
+            proof.nonce,
+            proof.timestamp_ms,
+            now_ms,
+            wall_ms,
+            forget_after,
+        )
     }
 
     fn request_facts(&self, request: &Request, chain: &Chain) -> Result<AuthorizerBuilder, Error> {

@@ -45,12 +45,16 @@ impl ReplayCache {
     /// `forget_after_ms`; refuses it if already seen, or, for a cache that
     /// remembers from a time, if the proof is older than that or dated more
     /// than [`crate::FUTURE_SKEW`] after `now_ms` (such a proof, used before
-    /// a restart, would be newer than the restart).
+    /// a restart, would be newer than the restart). Nonces are forgotten by
+    /// `wall_ms`, this machine's clock, never by the request's time: a call
+    /// judged "as of" a later time must not make the cache forget the
+    /// nonces of proofs still in their window.
     pub(crate) fn check_and_insert(
         &self,
         nonce: [u8; 16],
         proof_ms: u64,
         now_ms: u64,
+        wall_ms: u64,
         forget_after_ms: u64,
     ) -> Result<(), PopError> {
         if self.remembers_from_ms > 0 {
@@ -71,7 +75,7 @@ impl ReplayCache {
         while let Some(&(old, until)) = state.order.front() {
             // Entries are inserted with roughly increasing deadlines; an
             // out-of-order one is pruned when it reaches the front.
-            if until >= now_ms {
+            if until >= wall_ms {
                 break;
             }
             state.order.pop_front();
@@ -98,21 +102,36 @@ mod tests {
     #[test]
     fn replays_are_refused_until_forgotten_and_capacity_fails_closed() {
         let cache = ReplayCache::new(2, 0);
-        assert_eq!(cache.check_and_insert([1; 16], 0, 0, 100), Ok(()));
+        assert_eq!(cache.check_and_insert([1; 16], 0, 0, 0, 100), Ok(()));
         assert_eq!(
-            cache.check_and_insert([1; 16], 50, 50, 150),
+            cache.check_and_insert([1; 16], 50, 50, 50, 150),
             Err(PopError::Replayed)
         );
-        assert_eq!(cache.check_and_insert([2; 16], 50, 50, 150), Ok(()));
+        assert_eq!(cache.check_and_insert([2; 16], 50, 50, 50, 150), Ok(()));
         assert_eq!(
-            cache.check_and_insert([3; 16], 60, 60, 160),
+            cache.check_and_insert([3; 16], 60, 60, 60, 160),
             Err(PopError::CacheFull)
         );
         // After the first nonce's deadline it is forgotten, making room.
-        assert_eq!(cache.check_and_insert([3; 16], 101, 101, 201), Ok(()));
+        assert_eq!(cache.check_and_insert([3; 16], 101, 101, 101, 201), Ok(()));
         assert_eq!(
-            cache.check_and_insert([1; 16], 102, 102, 202),
+            cache.check_and_insert([1; 16], 102, 102, 102, 202),
             Err(PopError::CacheFull)
+        );
+    }
+
+    #[test]
+    fn a_request_judged_at_a_later_time_forgets_no_nonce_early() {
+        let cache = ReplayCache::new(10, 0);
+        assert_eq!(cache.check_and_insert([1; 16], 0, 0, 0, 100), Ok(()));
+        // A request dated far ahead, at wall time 10: nothing is forgotten.
+        assert_eq!(
+            cache.check_and_insert([2; 16], 3_000_000, 3_000_000, 10, 3_000_100),
+            Ok(())
+        );
+        assert_eq!(
+            cache.check_and_insert([1; 16], 20, 20, 20, 120),
+            Err(PopError::Replayed)
         );
     }
 
@@ -120,16 +139,16 @@ mod tests {
     fn a_cache_that_remembers_from_a_time_refuses_older_proofs() {
         let cache = ReplayCache::new(10, 1_000);
         assert_eq!(
-            cache.check_and_insert([1; 16], 999, 1_005, 31_000),
+            cache.check_and_insert([1; 16], 999, 1_005, 1_005, 31_000),
             Err(PopError::BeforeStart)
         );
         assert_eq!(
-            cache.check_and_insert([1; 16], 1_000, 1_005, 31_000),
+            cache.check_and_insert([1; 16], 1_000, 1_005, 1_005, 31_000),
             Ok(())
         );
         // Dated further ahead than the skew allows.
         assert!(matches!(
-            cache.check_and_insert([2; 16], 7_000, 1_005, 37_000),
+            cache.check_and_insert([2; 16], 7_000, 1_005, 1_005, 37_000),
             Err(PopError::OutsideWindow { .. })
         ));
     }
