@@ -321,3 +321,17 @@ fn duration_flags_are_capped_with_an_error_naming_the_maximum() {
         mandate(&args).error(&format!("{} {} is too long", flags[0], flags[1]));
     }
 }
+
+#[test]
+fn a_new_key_is_never_written_through_a_link_planted_at_its_public_half() {
+    // Found by attack: `KEY.pub` as a link to a path that did not exist yet
+    // was followed, creating a file wherever the link pointed.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("agent.key");
+    let target = dir.path().join("elsewhere");
+    std::os::unix::fs::symlink(&target, dir.path().join("agent.key.pub")).unwrap();
+    let run = mandate(&["keygen", "--out", key.to_str().unwrap()]);
+    run.error("agent.key.pub");
+    assert!(!target.exists(), "the link was followed\n{run}");
+    assert!(!key.exists(), "a private key without its public half\n{run}");
+}

@@ -279,7 +279,9 @@ impl SecretKey {
                 source,
             }
         };
-        if pub_path.exists() {
+        // `symlink_metadata`: a link there, even to nowhere, is a file there
+        // (following it would create a file wherever it points).
+        if std::fs::symlink_metadata(&pub_path).is_ok() {
             return Err(io(&pub_path)(std::io::Error::new(
                 std::io::ErrorKind::AlreadyExists,
                 "file exists",
@@ -298,7 +300,12 @@ impl SecretKey {
             .and_then(|()| file.write_all(b"\n"))
             .and_then(|()| file.sync_all())
             .map_err(io(path))?;
-        std::fs::write(&pub_path, format!("{}\n", self.public())).map_err(io(&pub_path))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&pub_path)
+            .and_then(|mut file| file.write_all(format!("{}\n", self.public()).as_bytes()))
+            .map_err(io(&pub_path))?;
         Ok(())
     }
 }
