@@ -53,3 +53,27 @@ def test_public_keys_parse_and_compare(tmp_path):
         mandate.PublicKey("ed25519/zz")
     with pytest.raises(mandate.MandateError):
         mandate.SecretKey.read(tmp_path / "missing.key")
+
+
+def test_a_private_key_passed_in_the_wrong_place_is_never_echoed(tmp_path, issuer, orchestrator, bob_token):
+    # Found by attack: messages and reprs quoted such an argument whole.
+    key = mandate.SecretKey.generate()
+    key.write(str(tmp_path / "k.key"))
+    secret = (tmp_path / "k.key").read_text().strip()
+    digits = secret.split("/", 1)[1]
+    calls = [
+        lambda: bob_token.delegate(checks=[secret]),
+        lambda: bob_token.delegate(attr_max=[secret]),
+        lambda: bob_token.delegate(url_hosts=[secret]),
+        lambda: issuer.issue(principal="bob", agent="o", rights=[secret], ttl="1h"),
+        lambda: issuer.issue(principal="bob", agent="o", rights=["a:read"], ttl=secret),
+        lambda: mandate.RevocationStore(secret),
+        lambda: repr(mandate.IssuerClient("http://" + secret)),
+    ]
+    for call in calls:
+        try:
+            shown = str(call())
+        except mandate.MandateError as error:
+            shown = str(error)
+        assert digits[:8] not in shown, shown
+        assert "<redacted>" in shown, shown

@@ -121,8 +121,62 @@ create_exception!(
     "The task is closed or past its deadline (409 `task_closed`): the issuer mints nothing more for it."
 );
 
-/// One line: the error's message, then each cause's.
+/// `text` with any private key in it replaced: an `ed25519-private/…` key's
+/// digits and a PEM private key block. Messages and `repr`s quote what the
+/// caller passed, and a key passed in the wrong place must not reach a log.
+pub fn redacted(text: &str) -> String {
+    const PREFIX: &str = "ed25519-private/";
+    const HIDDEN: &str = "<redacted>";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        let lower = rest.to_ascii_lowercase();
+        let key = lower.find(PREFIX);
+        let pem = lower
+            .find("-----begin")
+            .filter(|&at| lower[at..].contains("private key"));
+        match (key, pem) {
+            (Some(at), pem) if pem.is_none_or(|p| at < p) => {
+                let digits = at + PREFIX.len();
+                out.push_str(&rest[..digits]);
+                out.push_str(HIDDEN);
+                let tail = &rest[digits..];
+                let end = tail
+                    .find(|c: char| !c.is_ascii_alphanumeric())
+                    .unwrap_or(tail.len());
+                rest = &tail[end..];
+            }
+            (_, Some(at)) => {
+                out.push_str(&rest[..at]);
+                out.push_str("<private key redacted>");
+                let after = &lower[at..];
+                // Past the END line when there is one, else to the end.
+                let end = after
+                    .find("private key-----")
+                    .and_then(|begin_end| {
+                        let past_begin = begin_end + "private key-----".len();
+                        after[past_begin..]
+                            .find("private key-----")
+                            .map(|e| past_begin + e + "private key-----".len())
+                    })
+                    .unwrap_or(after.len());
+                rest = &rest[at + end..];
+            }
+            (None, None) => {
+                out.push_str(rest);
+                return out;
+            }
+            (Some(_), None) => unreachable!("matched above"),
+        }
+    }
+}
+
+/// One line: the error's message, then each cause's; private keys redacted.
 fn report(error: &dyn std::error::Error) -> String {
+    redacted(&report_raw(error))
+}
+
+fn report_raw(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -218,5 +272,36 @@ pub fn registry(error: mandate_registry::Error) -> PyErr {
 
 /// An argument the binding itself refuses (a duration, a type).
 pub fn invalid(message: impl Into<String>) -> PyErr {
-    InvalidArgumentError::new_err(message.into())
+    InvalidArgumentError::new_err(redacted(&message.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn private_keys_are_redacted_wherever_they_appear() {
+        let hex = "ab".repeat(32);
+        assert_eq!(
+            redacted(&format!("invalid right `ed25519-private/{hex}` here")),
+            "invalid right `ed25519-private/<redacted>` here"
+        );
+        assert_eq!(
+            redacted(&format!(
+                "a ED25519-PRIVATE/{hex} and ed25519-private/{hex}"
+            )),
+            "a ED25519-PRIVATE/<redacted> and ed25519-private/<redacted>"
+        );
+        let pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEI\n-----END PRIVATE KEY-----";
+        assert_eq!(
+            redacted(&format!("bad key {pem} end")),
+            "bad key <private key redacted> end"
+        );
+        assert_eq!(
+            redacted("-----BEGIN PRIVATE KEY----- cut"),
+            "<private key redacted>"
+        );
+        let public = format!("ed25519/{hex}");
+        assert_eq!(redacted(&public), public);
+    }
 }

@@ -30,10 +30,12 @@ pub enum AttrArg {
 impl AttrArg {
     fn value(self, key: &str) -> PyResult<AttrValue> {
         match self {
-            AttrArg::Bool(flag) => Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                "attribute {:?} is {}, a bool: give an int or a str",
-                key.chars().take(64).collect::<String>(),
-                if flag { "True" } else { "False" }
+            AttrArg::Bool(flag) => Err(pyo3::exceptions::PyTypeError::new_err(errors::redacted(
+                &format!(
+                    "attribute {:?} is {}, a bool: give an int or a str",
+                    key.chars().take(64).collect::<String>(),
+                    if flag { "True" } else { "False" }
+                ),
             ))),
             AttrArg::Int(n) => Ok(AttrValue::Int(n)),
             AttrArg::Str(text) => Ok(AttrValue::parse(&text)),

@@ -84,7 +84,7 @@ impl RevocationStore {
     }
 
     fn __repr__(&self) -> String {
-        format!("RevocationStore({:?})", self.path)
+        errors::redacted(&format!("RevocationStore({:?})", self.path))
     }
 }
 
@@ -138,6 +138,6 @@ impl RegistryClient {
     }
 
     fn __repr__(&self) -> String {
-        format!("RegistryClient({:?})", self.client.base_url())
+        errors::redacted(&format!("RegistryClient({:?})", self.client.base_url()))
     }
 }

@@ -182,6 +182,6 @@ impl IssuerClient {
     }
 
     fn __repr__(&self) -> String {
-        format!("IssuerClient({:?})", self.base)
+        errors::redacted(&format!("IssuerClient({:?})", self.base))
     }
 }
