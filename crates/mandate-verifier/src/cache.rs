@@ -79,21 +79,34 @@ pub struct CacheCounts {
     pub misses: u64,
 }
 
-/// A map that is cleared when it reaches its capacity: what a cache of
-/// input-derived entries needs to stay bounded without bookkeeping.
+/// A map that is cleared when it reaches its capacity, in entries or in
+/// bytes: what a cache of input-derived entries needs to stay bounded
+/// without bookkeeping.
 #[derive(Debug)]
 struct Bounded<K, V> {
     capacity: usize,
-    map: Mutex<HashMap<K, Arc<V>>>,
+    /// The most bytes the entries may weigh, as their makers estimate them.
+    budget: usize,
+    map: Mutex<Entries<K, V>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
+#[derive(Debug)]
+struct Entries<K, V> {
+    map: HashMap<K, Arc<V>>,
+    bytes: usize,
+}
+
 impl<K: std::hash::Hash + Eq, V> Bounded<K, V> {
-    fn new(capacity: usize) -> Self {
+    fn new(capacity: usize, budget: usize) -> Self {
         Bounded {
             capacity,
-            map: Mutex::new(HashMap::new()),
+            budget,
+            map: Mutex::new(Entries {
+                map: HashMap::new(),
+                bytes: 0,
+            }),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -106,27 +119,37 @@ impl<K: std::hash::Hash + Eq, V> Bounded<K, V> {
         }
     }
 
-    /// The entry for `key`, made with `make` (outside the lock) if absent.
+    /// The entry for `key`, made with `make` (outside the lock) if absent;
+    /// a new entry weighs `bytes`.
     fn get_or_try_insert<E>(
         &self,
         key: K,
+        bytes: usize,
         make: impl FnOnce() -> Result<V, E>,
     ) -> Result<Arc<V>, E> {
         // A poisoned lock only means another thread panicked between two
         // consistent states of the map; keep using it.
         let lock = || self.map.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(value) = lock().get(&key) {
+        if let Some(value) = lock().map.get(&key) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Arc::clone(value));
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let value = Arc::new(make()?);
-        let mut map = lock();
-        if map.len() >= self.capacity {
-            map.clear();
+        let mut entries = lock();
+        if entries.map.len() >= self.capacity || entries.bytes.saturating_add(bytes) > self.budget {
+            entries.map.clear();
+            entries.bytes = 0;
         }
-        map.insert(key, Arc::clone(&value));
+        if entries.map.insert(key, Arc::clone(&value)).is_none() {
+            entries.bytes = entries.bytes.saturating_add(bytes);
+        }
         Ok(value)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).map.len()
     }
 }
 
@@ -140,7 +163,7 @@ pub(crate) struct TokenCache(Bounded<String, TokenInfo>);
 
 impl Default for TokenCache {
     fn default() -> Self {
-        TokenCache(Bounded::new(10_000))
+        TokenCache(Bounded::new(10_000, usize::MAX))
     }
 }
 
@@ -150,7 +173,7 @@ impl TokenCache {
     }
 
     pub(crate) fn get(&self, digest: &str, mandate: &Mandate) -> Arc<TokenInfo> {
-        let made = self.0.get_or_try_insert(digest.to_string(), || {
+        let made = self.0.get_or_try_insert(digest.to_string(), 0, || {
             let (claims, blocks) = mandate.read();
             let holder_key = claims
                 .chain
@@ -205,12 +228,24 @@ pub(crate) struct Verified {
 /// signed hop). Sound because verification is a pure function of the text
 /// and this verifier's fixed root keys; expiry, revocation, proof of
 /// possession and the Datalog checks still run on every call.
+///
+/// Bounded in bytes too: anyone holding a token can append unsigned blocks
+/// offline and present as many distinct, valid tokens as they like, each
+/// up to the longest accepted; a parsed token takes about
+/// [`PARSED_PER_TEXT_BYTE`] times its text in memory.
 #[derive(Debug)]
 pub(crate) struct VerifiedCache(Bounded<[u8; 32], Verified>);
 
+/// Memory a verified token takes per byte of its text, measured (a 60 KB
+/// token held about 235 KB), rounded up.
+const PARSED_PER_TEXT_BYTE: usize = 4;
+/// The most memory the verified tokens may take: 4,096 tokens of 4 KiB
+/// (four signed hops are about 2.3 KB), or 256 of the longest accepted.
+const VERIFIED_BYTES: usize = 64 * 1024 * 1024;
+
 impl Default for VerifiedCache {
     fn default() -> Self {
-        VerifiedCache(Bounded::new(4_096))
+        VerifiedCache(Bounded::new(4_096, VERIFIED_BYTES))
     }
 }
 
@@ -226,10 +261,44 @@ impl VerifiedCache {
     ) -> Result<Arc<Verified>, crate::Error> {
         use sha2::Digest as _;
         let key: [u8; 32] = sha2::Sha256::digest(text.trim().as_bytes()).into();
-        self.0.get_or_try_insert(key, || {
+        let bytes = text.len().saturating_mul(PARSED_PER_TEXT_BYTE);
+        self.0.get_or_try_insert(key, bytes, || {
             let mandate = verify(text)?;
             let ids = TokenIds::of(&mandate);
             Ok(Verified { mandate, ids })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // reason: a test fails loudly.
+
+    use super::*;
+
+    #[test]
+    fn a_cache_is_cleared_at_its_count_or_its_bytes_whichever_comes_first() {
+        let cache: Bounded<u32, u32> = Bounded::new(3, 100);
+        for key in 0..3 {
+            cache
+                .get_or_try_insert(key, 10, || Ok::<_, ()>(key))
+                .unwrap();
+        }
+        assert_eq!(cache.len(), 3);
+        // The count is reached: cleared, then the new entry.
+        cache.get_or_try_insert(3, 10, || Ok::<_, ()>(3)).unwrap();
+        assert_eq!(cache.len(), 1);
+        // 10 + 60 fits; 31 more would pass 100 bytes: cleared first.
+        cache.get_or_try_insert(4, 60, || Ok::<_, ()>(4)).unwrap();
+        assert_eq!(cache.len(), 2);
+        cache.get_or_try_insert(5, 31, || Ok::<_, ()>(5)).unwrap();
+        assert_eq!(cache.len(), 1);
+        // A hit weighs nothing more.
+        cache.get_or_try_insert(5, 30, || Ok::<_, ()>(0)).unwrap();
+        assert_eq!(
+            *cache.get_or_try_insert(5, 30, || Ok::<_, ()>(0)).unwrap(),
+            5
+        );
+        assert_eq!(cache.counts(), CacheCounts { hits: 2, misses: 6 });
     }
 }
