@@ -193,7 +193,12 @@ impl ResourcePath {
     /// # Errors
     /// [`Error::Invalid`] naming the offending part.
     pub fn parse(text: &str) -> Result<ResourcePath, Error> {
-        let bad = |why: &str| Error::Invalid(format!("resource `{text}` refused: {why}"));
+        // Quoted escaped and cut: the text is the caller's, and a message
+        // is one line of bounded length whatever it holds.
+        let bad = |why: &str| {
+            let shown = crate::print::shorten(crate::print::escape(text), 128);
+            Error::Invalid(format!("resource `{shown}` refused: {why}"))
+        };
         if text.is_empty() {
             return Err(bad("empty"));
         }
@@ -280,6 +285,18 @@ mod tests {
         ] {
             assert!(ResourcePath::parse(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn a_refused_resource_is_quoted_on_one_short_line() {
+        let forged = format!("bob\nALLOW: \u{202e}{}", "x".repeat(10_000));
+        let message = ResourcePath::parse(&forged).unwrap_err().to_string();
+        assert!(
+            !message.contains('\n') && !message.contains('\u{202e}'),
+            "{message}"
+        );
+        assert!(message.len() < 300, "{message}");
+        assert!(message.contains("bob\\nALLOW"), "{message}");
     }
 
     #[test]
