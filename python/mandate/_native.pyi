@@ -166,6 +166,7 @@ class Verifier:
         require_pop: bool = False,
         pop_window: Optional[_Duration] = None,
         revocations: Optional[RevocationStore] = None,
+        refuse_proofs_from_before_start: bool = False,
     ) -> None: ...
     @property
     def checks_revocation(self) -> bool: ...

@@ -172,3 +172,17 @@ def test_a_bool_is_neither_an_attribute_number_nor_a_duration(issuer, orchestrat
         mandate.Verifier([issuer.root_arg]).authorize(narrowed, "analytics", "read", "/d", {"amount": False})
     with pytest.raises(TypeError, match="bool"):
         bob_token.delegate(ttl=True)
+
+
+def test_a_verifier_may_refuse_proofs_made_before_it_started(issuer, orchestrator, bob_token):
+    # A restarted verifier's replay memory is empty: a proof captured before
+    # the restart would be taken again within its window.
+    first = mandate.Verifier([issuer.root_arg])
+    pop = bob_token.prove(orchestrator, "analytics", "read", "/datasets/q3")
+    assert first.authorize(bob_token, "analytics", "read", "/datasets/q3", pop=pop).allowed
+    time.sleep(0.01)
+    restarted = mandate.Verifier([issuer.root_arg], refuse_proofs_from_before_start=True)
+    again = restarted.authorize(bob_token, "analytics", "read", "/datasets/q3", pop=pop)
+    assert not again.allowed and again.reason_kind == "proof_of_possession", again.reason
+    fresh = bob_token.prove(orchestrator, "analytics", "read", "/datasets/q3")
+    assert restarted.authorize(bob_token, "analytics", "read", "/datasets/q3", pop=fresh).allowed

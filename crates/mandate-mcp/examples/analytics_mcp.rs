@@ -214,9 +214,13 @@ fn run() -> Result<()> {
             running.waiting().await?;
             return Ok(());
         }
+        // Each stdio client starts its own server, whose replay memory
+        // starts empty: a proof made before this server started is refused,
+        // so one captured from an earlier session is not taken again.
         let mut builder = Verifier::builder()
             .root_keys(keys.clone())
-            .require_pop(true);
+            .require_pop(true)
+            .refuse_proofs_from_before_start(true);
         let mut trail = match &args.audit_store {
             Some(dir) => Some(AuditTrail::new(
                 Arc::new(audit_writer(dir, args.audit_key.as_deref())?),

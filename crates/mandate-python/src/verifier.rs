@@ -97,14 +97,27 @@ pub struct Verifier {
 impl Verifier {
     /// `root_keys`: the trusted roots. `revocations`: a `RevocationStore`
     /// whose entries deny; without one, revocations are not checked.
+    /// `refuse_proofs_from_before_start`: refuse proofs dated before this
+    /// verifier was made (its replay memory starts empty, so a proof
+    /// captured before a restart could be used again within its window);
+    /// for services whose callers sign a fresh proof per call.
     #[new]
-    #[pyo3(signature = (root_keys, policy=None, *, require_pop=false, pop_window=None, revocations=None))]
+    #[pyo3(signature = (
+        root_keys,
+        policy=None,
+        *,
+        require_pop=false,
+        pop_window=None,
+        revocations=None,
+        refuse_proofs_from_before_start=false
+    ))]
     fn new(
         root_keys: Vec<RootArg>,
         policy: Option<Policy>,
         require_pop: bool,
         pop_window: Option<DurationArg>,
         revocations: Option<PyRef<'_, RevocationStore>>,
+        refuse_proofs_from_before_start: bool,
     ) -> PyResult<Verifier> {
         let mut keys = KeySet::new();
         for root in root_keys {
@@ -115,7 +128,8 @@ impl Verifier {
         }
         let mut builder = mandate_verifier::Verifier::builder()
             .root_keys(keys)
-            .require_pop(require_pop);
+            .require_pop(require_pop)
+            .refuse_proofs_from_before_start(refuse_proofs_from_before_start);
         if let Some(policy) = policy {
             builder = builder.policy(policy.inner);
         }
