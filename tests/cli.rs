@@ -1514,3 +1514,18 @@ fn demo_prints_its_trail_from_the_store_and_the_store_agrees() {
     let again = mandate(&["demo", "--dir", &folder]);
     contains_all(&again, again.ok(), &["   ok: 10 record(s), "]);
 }
+
+#[test]
+fn a_token_at_the_most_blocks_is_not_delegated_into_one_nothing_reads() {
+    // Found by attack: the 65th block was appended, and every reader then
+    // refused the token.
+    let w = world();
+    let mut token = issue(&w, &[]);
+    for _ in 1..mandate_core::bounds::MAX_BLOCKS {
+        token = w.delegate(&token, &["--operation", "read"]).ok_trimmed();
+    }
+    let run = authorize(&w, &token, "expenses", "read", "/r", &[]);
+    assert_eq!(run.code, 0, "a token of the most blocks is read\n{run}");
+    w.delegate(&token, &["--operation", "read"])
+        .error("the most a token may hold");
+}

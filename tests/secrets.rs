@@ -333,5 +333,8 @@ fn a_new_key_is_never_written_through_a_link_planted_at_its_public_half() {
     let run = mandate(&["keygen", "--out", key.to_str().unwrap()]);
     run.error("agent.key.pub");
     assert!(!target.exists(), "the link was followed\n{run}");
-    assert!(!key.exists(), "a private key without its public half\n{run}");
+    assert!(
+        !key.exists(),
+        "a private key without its public half\n{run}"
+    );
 }

@@ -262,11 +262,25 @@ impl UnverifiedMandate {
         crate::blocks::read_all(&proto, detail)
     }
 
+    /// Refuses a block no reader would take: a token holds at most
+    /// [`crate::bounds::MAX_BLOCKS`].
+    fn room_for_a_block(&self) -> Result<(), Error> {
+        let count = self.block_count();
+        if count >= crate::bounds::MAX_BLOCKS {
+            return Err(Error::Invalid(format!(
+                "this token has {count} blocks, the most a token may hold: \
+                 delegate from an earlier one"
+            )));
+        }
+        Ok(())
+    }
+
     pub(crate) fn append_third_party(
         &self,
         signer: &crate::keys::SecretKey,
         block: biscuit_auth::builder::BlockBuilder,
     ) -> Result<UnverifiedMandate, Error> {
+        self.room_for_a_block()?;
         let request = self.inner.third_party_request().map_err(Error::Biscuit)?;
         let signed = request
             .create_block(&signer.key_pair().private(), block)
@@ -282,6 +296,7 @@ impl UnverifiedMandate {
         &self,
         block: biscuit_auth::builder::BlockBuilder,
     ) -> Result<UnverifiedMandate, Error> {
+        self.room_for_a_block()?;
         self.inner
             .append(block)
             .map(UnverifiedMandate::new)
