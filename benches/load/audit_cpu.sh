@@ -12,6 +12,10 @@
 #   benches/load/audit_cpu.sh                    # bearer and pop, 32 connections
 #   ROUNDS=7 DURATION=10 CASES=bearer benches/load/audit_cpu.sh
 #   AUDIT_ARGS="--audit-mode buffered" benches/load/audit_cpu.sh
+#   BUFFERED=1 benches/load/audit_cpu.sh
+#       # a third server, buffered (flushed once a second), loaded in the
+#       # same rounds: durable minus buffered is what the flush before each
+#       # answer costs, apart from the record's own work
 #   MANDATE_BIN=/tmp/mandate-a benches/load/audit_cpu.sh   # another build
 #   CONNECTIONS=64 WRK_PACE_MS=4 CASES=bearer benches/load/audit_cpu.sh
 #       # paced: each connection waits 4 ms between requests, so both servers
@@ -22,7 +26,8 @@
 # Environment: ROUNDS (5), DURATION (seconds per run, 8), CONNECTIONS (32),
 # THREADS (wrk threads, 2), CASES ("bearer pop": warm bearer requests, and
 # requests each with a fresh proof of possession), AUDIT_ARGS (more serve
-# flags for the audited server), MANDATE_BIN (the `mandate` to measure;
+# flags for the audited server), BUFFERED (1: also a buffered server),
+# MANDATE_BIN (the `mandate` to measure;
 # default: the release build in CARGO_TARGET_DIR or target/, built if
 # missing), KEEP=1 to keep the work folder. Needs wrk and curl; the pop case
 # needs the proof signer (`--example load_proofs`, built with the binary).
@@ -35,6 +40,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
 CASES=${CASES:-bearer pop}
 AUDIT_ARGS=${AUDIT_ARGS:-}
+BUFFERED=${BUFFERED:-0}
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -118,6 +124,11 @@ start_server() { # NAME [SERVE FLAGS...]
 read -r -a audit_extra <<<"$AUDIT_ARGS"
 start_server off
 start_server on --audit-store "$WORK/audit" "${audit_extra[@]}"
+SERVERS=(off on)
+if [[ $BUFFERED == 1 ]]; then
+    start_server buf --audit-store "$WORK/audit-buffered" --audit-mode buffered
+    SERVERS+=(buf)
+fi
 
 ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 # The audit writer thread's CPU ticks (0 when there is none).
@@ -175,20 +186,27 @@ for case in $CASES; do
     # One unmeasured run each: caches, replay cache, the log's first segment.
     DURATION_SAVED=$DURATION
     DURATION=2
-    run "$case" off 0 >/dev/null 2>&1
-    run "$case" on 0 >/dev/null 2>&1
+    for name in "${SERVERS[@]}"; do run "$case" "$name" 0 >/dev/null 2>&1; done
     DURATION=$DURATION_SAVED
     for round in $(seq 1 "$ROUNDS"); do
-        if ((round % 2)); then order="off on"; else order="on off"; fi
-        for name in $order; do run "$case" "$name" "$round"; done
+        # Each round starts with the next server, and odd rounds run the
+        # list backwards, so no server always follows the same one.
+        n=${#SERVERS[@]}
+        order=()
+        for i in $(seq 0 $((n - 1))); do order+=("${SERVERS[$(((round + i) % n))]}"); done
+        if ((round % 2)); then
+            for ((i = n - 1; i >= 0; i--)); do run "$case" "${order[$i]}" "$round"; done
+        else
+            for name in "${order[@]}"; do run "$case" "$name" "$round"; done
+        fi
     done
 done
 
 echo
 echo "## audit CPU: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $ROUNDS rounds x ${DURATION}s, wrk -t$THREADS -c$CONNECTIONS"
-echo "audited server: --audit-store DIR ${AUDIT_ARGS}; binary: $MANDATE"
-echo "medians over the rounds; added = median of the rounds' (on - off) server CPU µs/req, writer = the audit writer thread's share of on"
-printf '%-8s %10s %10s %8s %12s %12s %10s %10s\n' case off_req/s on_req/s on/off off_µs/req on_µs/req added_µs writer_µs
+echo "on: --audit-store DIR ${AUDIT_ARGS}${BUFFERED/#1/; buf: --audit-store DIR --audit-mode buffered}; binary: $MANDATE"
+echo "medians over the rounds; ratio and added = medians of the rounds' paired (server ÷ off) req/s and (server - off) CPU µs/req; writer = the audit writer thread's µs/req"
+printf '%-8s %-6s %10s %10s %8s %10s %10s %10s %10s\n' case server off_req/s req/s ratio off_µs/req µs/req added_µs writer_µs
 awk '
     function median(list,    n, a, i, j, t) {
         n = split(list, a, " ")
@@ -197,15 +215,20 @@ awk '
     }
     { rps[$1, $2] = rps[$1, $2] " " $4; cpu[$1, $2] = cpu[$1, $2] " " $5; wr[$1, $2] = wr[$1, $2] " " $6
       by[$1, $2, $3] = $5; byr[$1, $2, $3] = $4
-      if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 }; rounds[$1, $3] = 1 }
+      if (!($1 in seen)) { seen[$1] = 1; order[++n] = $1 }
+      if (!(($1, $2) in has)) { has[$1, $2] = 1; if ($2 != "off") servers[$1] = servers[$1] " " $2 }
+      rounds[$1, $3] = 1 }
     END {
         for (i = 1; i <= n; i++) {
-            c = order[i]; diffs = ""; ratios = ""
-            for (k in rounds) { split(k, p, SUBSEP); if (p[1] != c) continue
-                r = p[2]; if (((c, "on", r) in by) && ((c, "off", r) in by)) {
-                    diffs = diffs " " (by[c, "on", r] - by[c, "off", r]); ratios = ratios " " (byr[c, "on", r] / byr[c, "off", r]) } }
-            printf "%-8s %10.0f %10.0f %8.2f %12.1f %12.1f %10.1f %10.1f\n", c, median(rps[c, "off"]), median(rps[c, "on"]),
-                median(ratios), median(cpu[c, "off"]), median(cpu[c, "on"]), median(diffs), median(wr[c, "on"])
+            c = order[i]; m = split(servers[c], list, " ")
+            for (j = 1; j <= m; j++) {
+                s = list[j]; diffs = ""; ratios = ""
+                for (k in rounds) { split(k, p, SUBSEP); if (p[1] != c) continue
+                    r = p[2]; if (((c, s, r) in by) && ((c, "off", r) in by)) {
+                        diffs = diffs " " (by[c, s, r] - by[c, "off", r]); ratios = ratios " " (byr[c, s, r] / byr[c, "off", r]) } }
+                printf "%-8s %-6s %10.0f %10.0f %8.2f %10.1f %10.1f %10.1f %10.1f\n", c, s, median(rps[c, "off"]), median(rps[c, s]),
+                    median(ratios), median(cpu[c, "off"]), median(cpu[c, s]), median(diffs), median(wr[c, s])
+            }
         }
     }' "$results"
 exit "$FAILED"
