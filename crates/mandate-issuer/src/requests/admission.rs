@@ -102,19 +102,7 @@ mod tests {
     }
 
     fn pending(id: usize, task: usize, now: SystemTime) -> RightRequest {
-        RightRequest {
-            id: format!("req-{id}"),
-            task: format!("task-{task}"),
-            principal: "alice@example.com".into(),
-            agent: "orchestrator".into(),
-            rights: vec!["payments:transfer".parse().unwrap()],
-            reason: "pay the supplier".into(),
-            policy_reason: "needs approval".into(),
-            state: RequestState::Pending,
-            created: now,
-            expires_at: now + Duration::from_secs(600),
-            decided_by: None,
-        }
+        crate::requests::tests::pending_at(&format!("req-{id}"), &format!("task-{task}"), now)
     }
 
     #[test]

@@ -192,19 +192,18 @@ pub trait RequestStore: Send + Sync {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use std::time::Duration;
 
     use super::*;
 
-    fn pending(id: &str) -> RightRequest {
-        // Whole milliseconds: the stored form keeps no finer time.
-        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_590_400_123);
+    /// Alice's pending request `id` on `task`, made `now`, waiting a minute.
+    pub(super) fn pending_at(id: &str, task: &str, now: SystemTime) -> RightRequest {
         RightRequest {
             id: id.into(),
-            task: "task-1".into(),
+            task: task.into(),
             principal: "alice@example.com".into(),
             agent: "orchestrator".into(),
             rights: vec!["payments:transfer".parse().unwrap()],
@@ -215,6 +214,12 @@ mod tests {
             expires_at: now + Duration::from_secs(60),
             decided_by: None,
         }
+    }
+
+    fn pending(id: &str) -> RightRequest {
+        // Whole milliseconds: the stored form keeps no finer time.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_590_400_123);
+        pending_at(id, "task-1", now)
     }
 
     /// Each store: a decision swaps once; a stale swap fails.
