@@ -12,8 +12,26 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
-use super::negotiator::{unavailable, MAX_PENDING_PER_PRINCIPAL, MAX_PENDING_PER_TASK};
-use super::{RequestError, RequestState, RequestStore, RightRequest};
+use super::{RequestState, RequestStore, RightRequest, StoreError};
+
+/// The most requests one task may have waiting for a person.
+pub const MAX_PENDING_PER_TASK: usize = 16;
+/// The most requests one principal's tasks may have waiting for a person:
+/// every exchange that asks opens a task of its own, so the cap per task
+/// alone let one login store requests without end and bury everyone
+/// else's in the approvers' list.
+pub const MAX_PENDING_PER_PRINCIPAL: usize = 64;
+
+/// Why a request may not wait.
+#[derive(Debug)]
+pub(super) enum Crowded {
+    /// Its task has [`MAX_PENDING_PER_TASK`] waiting.
+    Task,
+    /// Its principal has [`MAX_PENDING_PER_PRINCIPAL`] waiting.
+    Principal,
+    /// The waiting requests could not be read.
+    Unreadable(StoreError),
+}
 
 /// Admits requests to wait, one at a time.
 #[derive(Debug, Default)]
@@ -33,15 +51,14 @@ impl Admission {
     /// `store` at `now`. Blocking.
     ///
     /// # Errors
-    /// [`RequestError::TooMany`], [`RequestError::TooManyForPrincipal`],
-    /// or [`RequestError::Unavailable`].
+    /// [`Crowded`]: which cap is reached, or the store failed.
     pub(super) fn admit(
         &self,
         store: &dyn RequestStore,
         principal: &str,
         task: &str,
         now: SystemTime,
-    ) -> Result<Admitted<'_>, RequestError> {
+    ) -> Result<Admitted<'_>, Crowded> {
         // Nothing held under the lock can be left half changed.
         let guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         let waiting = store
@@ -51,12 +68,12 @@ impl Admission {
                 },
                 MAX_PENDING_PER_PRINCIPAL,
             )
-            .map_err(unavailable)?;
+            .map_err(Crowded::Unreadable)?;
         if waiting.len() >= MAX_PENDING_PER_PRINCIPAL {
-            return Err(RequestError::TooManyForPrincipal);
+            return Err(Crowded::Principal);
         }
         if waiting.iter().filter(|r| r.task == task).count() >= MAX_PENDING_PER_TASK {
-            return Err(RequestError::TooMany);
+            return Err(Crowded::Task);
         }
         Ok(Admitted(guard))
     }
@@ -111,7 +128,7 @@ mod tests {
         let admission = Admission::default();
         let now = SystemTime::now();
         let asks = MAX_PENDING_PER_PRINCIPAL + 16;
-        let outcomes: Vec<Result<(), RequestError>> = std::thread::scope(|scope| {
+        let outcomes: Vec<Result<(), Crowded>> = std::thread::scope(|scope| {
             let threads: Vec<_> = (0..asks)
                 .map(|i| {
                     let (store, admission) = (&store, &admission);
@@ -119,7 +136,9 @@ mod tests {
                     scope.spawn(move || {
                         let task = format!("task-{i}");
                         let _admitted = admission.admit(store, "alice@example.com", &task, now)?;
-                        store.create(&pending(i, i, now)).map_err(unavailable)
+                        store
+                            .create(&pending(i, i, now))
+                            .map_err(Crowded::Unreadable)
                     })
                 })
                 .collect();
@@ -130,7 +149,7 @@ mod tests {
         assert!(outcomes
             .iter()
             .filter_map(|o| o.as_ref().err())
-            .all(|e| *e == RequestError::TooManyForPrincipal));
+            .all(|e| matches!(e, Crowded::Principal)));
         let stored = store.find(&|_| true, usize::MAX).unwrap();
         assert_eq!(stored.len(), MAX_PENDING_PER_PRINCIPAL);
     }
@@ -148,7 +167,7 @@ mod tests {
         }
         assert!(matches!(
             admission.admit(&store, "alice@example.com", "task-1", now),
-            Err(RequestError::TooMany)
+            Err(Crowded::Task)
         ));
         // Another task of the same principal still has room; another
         // principal is not counted.

@@ -34,11 +34,12 @@ use std::time::SystemTime;
 
 use mandate_core::Right;
 
+pub use self::admission::{MAX_PENDING_PER_PRINCIPAL, MAX_PENDING_PER_TASK};
 pub use self::at_exchange::{APPROVAL_GRANT_TYPE, POLL_INTERVAL};
 pub use self::memory::MemoryRequestStore;
 pub use self::negotiator::{
     Approver, Asked, Negotiator, NegotiatorOptions, Polled, RequestError, DEFAULT_REQUEST_TTL,
-    MAX_LISTED, MAX_PENDING_PER_PRINCIPAL, MAX_PENDING_PER_TASK, MAX_REASON, MAX_RIGHTS, MAX_WAIT,
+    MAX_LISTED, MAX_REASON, MAX_RIGHTS, MAX_WAIT,
 };
 pub use self::signal::DecisionSignal;
 pub use self::sled::SledRequestStore;

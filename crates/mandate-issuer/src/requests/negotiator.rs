@@ -31,7 +31,9 @@ use std::time::{Duration, SystemTime};
 
 use mandate_core::Right;
 
-use super::admission::{Admission, Admitted};
+use super::admission::{
+    Admission, Admitted, Crowded, MAX_PENDING_PER_PRINCIPAL, MAX_PENDING_PER_TASK,
+};
 use super::{DecisionSignal, RequestState, RequestStore, RightRequest, StoreError};
 use crate::events::IssuerEvent;
 use crate::idp::{Identity, TokenTimes};
@@ -48,13 +50,6 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 pub const MAX_REASON: usize = 1024;
 /// The most rights one request names.
 pub const MAX_RIGHTS: usize = 64;
-/// The most requests one task may have waiting for a person.
-pub const MAX_PENDING_PER_TASK: usize = 16;
-/// The most requests one principal's tasks may have waiting for a person:
-/// every exchange that asks opens a task of its own, so the cap per task
-/// alone let one login store requests without end and bury everyone
-/// else's in the approvers' list.
-pub const MAX_PENDING_PER_PRINCIPAL: usize = 64;
 /// The most requests one listing returns.
 pub const MAX_LISTED: usize = 200;
 /// How many times a change racing another is retried.
@@ -634,7 +629,13 @@ impl Negotiator {
         task: &str,
         now: SystemTime,
     ) -> Result<Admitted<'_>, RequestError> {
-        self.admission.admit(&*self.store, principal, task, now)
+        self.admission
+            .admit(&*self.store, principal, task, now)
+            .map_err(|crowded| match crowded {
+                Crowded::Task => RequestError::TooMany,
+                Crowded::Principal => RequestError::TooManyForPrincipal,
+                Crowded::Unreadable(error) => unavailable(error),
+            })
     }
 
     /// Whether `who` may see and decide `request`: its task's principal, or
