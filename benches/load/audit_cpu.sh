@@ -189,12 +189,13 @@ for case in $CASES; do
     for name in "${SERVERS[@]}"; do run "$case" "$name" 0 >/dev/null 2>&1; done
     DURATION=$DURATION_SAVED
     for round in $(seq 1 "$ROUNDS"); do
-        # Each round starts with the next server, and odd rounds run the
-        # list backwards, so no server always follows the same one.
+        # Each round starts with the next server; with three, odd rounds
+        # also run the list backwards, so no server always follows the same
+        # one (with two, the rotation alone alternates them).
         n=${#SERVERS[@]}
         order=()
         for i in $(seq 0 $((n - 1))); do order+=("${SERVERS[$(((round + i) % n))]}"); done
-        if ((round % 2)); then
+        if ((n > 2 && round % 2)); then
             for ((i = n - 1; i >= 0; i--)); do run "$case" "${order[$i]}" "$round"; done
         else
             for name in "${order[@]}"; do run "$case" "$name" "$round"; done
@@ -204,7 +205,9 @@ done
 
 echo
 echo "## audit CPU: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $ROUNDS rounds x ${DURATION}s, wrk -t$THREADS -c$CONNECTIONS"
-echo "on: --audit-store DIR ${AUDIT_ARGS}${BUFFERED/#1/; buf: --audit-store DIR --audit-mode buffered}; binary: $MANDATE"
+buf_note=""
+[[ $BUFFERED == 1 ]] && buf_note="; buf: --audit-store DIR --audit-mode buffered"
+echo "on: --audit-store DIR ${AUDIT_ARGS}${buf_note}; binary: $MANDATE"
 echo "medians over the rounds; ratio and added = medians of the rounds' paired (server ÷ off) req/s and (server - off) CPU µs/req; writer = the audit writer thread's µs/req"
 printf '%-8s %-6s %10s %10s %8s %10s %10s %10s %10s\n' case server off_req/s req/s ratio off_µs/req µs/req added_µs writer_µs
 awk '

@@ -176,7 +176,11 @@ impl McpGuard {
         let mut request = match mapped {
             Ok(request) => request,
             Err(refused) => {
-                let message = shorten(refused.message.to_string(), MAX_RECORDED_MESSAGE);
+                // Escaped: the mapping's message may quote the arguments.
+                let message = shorten(
+                    mandate_core::print::escape(&refused.message),
+                    MAX_RECORDED_MESSAGE,
+                );
                 let call = Unjudged {
                     code: "invalid_arguments",
                     message: &message,

@@ -122,53 +122,91 @@ create_exception!(
 );
 
 /// `text` with any private key in it replaced: an `ed25519-private/…` key's
-/// digits and a PEM private key block. Messages and `repr`s quote what the
+/// digits, 64 hex digits standing alone (a key's secret without its
+/// prefix) and a PEM private key block. Messages and `repr`s quote what the
 /// caller passed, and a key passed in the wrong place must not reach a log.
 pub fn redacted(text: &str) -> String {
+    hex_secrets_redacted(&pem_redacted(&prefixed_redacted(text)))
+}
+
+/// `ed25519-private/` followed by at least 16 letters or digits.
+fn prefixed_redacted(text: &str) -> String {
     const PREFIX: &str = "ed25519-private/";
-    const HIDDEN: &str = "<redacted>";
+    let lower = text.to_ascii_lowercase();
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    loop {
-        let lower = rest.to_ascii_lowercase();
-        let key = lower.find(PREFIX);
-        let pem = lower
-            .find("-----begin")
-            .filter(|&at| lower[at..].contains("private key"));
-        match (key, pem) {
-            (Some(at), pem) if pem.is_none_or(|p| at < p) => {
-                let digits = at + PREFIX.len();
-                out.push_str(&rest[..digits]);
-                out.push_str(HIDDEN);
-                let tail = &rest[digits..];
-                let end = tail
-                    .find(|c: char| !c.is_ascii_alphanumeric())
-                    .unwrap_or(tail.len());
-                rest = &tail[end..];
-            }
-            (_, Some(at)) => {
-                out.push_str(&rest[..at]);
-                out.push_str("<private key redacted>");
-                let after = &lower[at..];
-                // Past the END line when there is one, else to the end.
-                let end = after
-                    .find("private key-----")
-                    .and_then(|begin_end| {
-                        let past_begin = begin_end + "private key-----".len();
-                        after[past_begin..]
-                            .find("private key-----")
-                            .map(|e| past_begin + e + "private key-----".len())
-                    })
-                    .unwrap_or(after.len());
-                rest = &rest[at + end..];
-            }
-            (None, None) => {
-                out.push_str(rest);
-                return out;
-            }
-            (Some(_), None) => unreachable!("matched above"),
+    let mut at = 0;
+    while let Some(found) = lower[at..].find(PREFIX) {
+        let digits = at + found + PREFIX.len();
+        let run = text[digits..]
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(text.len() - digits);
+        out.push_str(&text[at..digits]);
+        if run >= 16 {
+            out.push_str("<redacted>");
+            at = digits + run;
+        } else {
+            at = digits;
         }
     }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// A `-----BEGIN … PRIVATE KEY-----` block, to its END line or the end.
+fn pem_redacted(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some(found) = lower[at..].find("-----begin") {
+        let begin = at + found;
+        let line_end = lower[begin + 10..]
+            .find("-----")
+            .map_or(lower.len(), |e| begin + 10 + e + 5);
+        if !lower[begin..line_end].contains("private key") {
+            out.push_str(&text[at..line_end]);
+            at = line_end;
+            continue;
+        }
+        out.push_str(&text[at..begin]);
+        out.push_str("<private key redacted>");
+        at = lower[line_end..]
+            .find("-----end")
+            .and_then(|e| {
+                let end = line_end + e + 8;
+                lower[end..].find("-----").map(|c| end + c + 5)
+            })
+            .unwrap_or(lower.len());
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// Exactly 64 hex digits between non-alphanumerics, not after a `/` (a
+/// public key prints as `ed25519/<hex>`).
+fn hex_secrets_redacted(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_alphanumeric() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
+            i += 1;
+        }
+        let run = &bytes[start..i];
+        let after_slash = start > 0 && bytes[start - 1] == b'/';
+        if run.len() == 64 && run.iter().all(u8::is_ascii_hexdigit) && !after_slash {
+            out.push_str(&text[at..start]);
+            out.push_str("<redacted>");
+            at = i;
+        }
+    }
+    out.push_str(&text[at..]);
+    out
 }
 
 /// One line: the error's message, then each cause's; private keys redacted.
@@ -303,5 +341,22 @@ mod tests {
         );
         let public = format!("ed25519/{hex}");
         assert_eq!(redacted(&public), public);
+        assert_eq!(
+            redacted(&format!("right `{hex}` is bad")),
+            "right `<redacted>` is bad"
+        );
+    }
+
+    #[test]
+    fn ordinary_text_is_left_alone() {
+        let long_id = "0123456789abcdef".repeat(8);
+        for text in [
+            "expected `ed25519-private/<hex>`",
+            "a key file holds ed25519-private/ and 64 hex digits",
+            "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY----- then a private key",
+            &format!("token sha256:0123456789abcdef, id {long_id}"),
+        ] {
+            assert_eq!(redacted(text), text);
+        }
     }
 }

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use mandate_core::{BlockContents, Claims, Mandate, Request};
 
@@ -27,25 +27,20 @@ pub(crate) struct TokenInfo {
     /// not a point, which fails every proof).
     pub holder_key: Option<Result<ed25519_dalek::VerifyingKey, ()>>,
     shape: Result<Shape, String>,
-    /// The blocks with their display text, read only when a denial quotes a
-    /// check or a query (deciding prints nothing).
-    text: OnceLock<Vec<BlockContents>>,
+}
+
+/// Check `check` of block `block` of `text` (a token's blocks read with
+/// their display text) as escaped Datalog, if there is one. The text is read
+/// only when a denial quotes a check or a query, and never kept: a cache of
+/// every token's text would hold what a holder appending blocks chooses.
+pub(crate) fn check_text(text: &[BlockContents], block: u32, check: u32) -> Option<&str> {
+    text.get(usize::try_from(block).ok()?)?
+        .checks
+        .get(usize::try_from(check).ok()?)
+        .map(String::as_str)
 }
 
 impl TokenInfo {
-    fn text(&self, mandate: &Mandate) -> &[BlockContents] {
-        self.text.get_or_init(|| mandate.read_text())
-    }
-
-    /// Check `check` of block `block` as escaped Datalog, if there is one.
-    pub(crate) fn check_text(&self, mandate: &Mandate, block: u32, check: u32) -> Option<&str> {
-        self.text(mandate)
-            .get(usize::try_from(block).ok()?)?
-            .checks
-            .get(usize::try_from(check).ok()?)
-            .map(String::as_str)
-    }
-
     /// Checks the token's queries against the budget for `request`.
     pub(crate) fn vet(
         &self,
@@ -61,7 +56,7 @@ impl TokenInfo {
         // The shape was read without text; the same judgement on the blocks
         // read with text names the query in the refusal.
         refused.map_err(|reason| {
-            Shape::read(self.text(mandate))
+            Shape::read(&mandate.read_text())
                 .and_then(|shape| shape.check(request, policy, max_facts))
                 .err()
                 .unwrap_or(reason)
@@ -185,7 +180,6 @@ impl TokenCache {
                 holder_key,
                 claims,
                 shape: Shape::read(&blocks),
-                text: OnceLock::new(),
             })
         });
         match made {

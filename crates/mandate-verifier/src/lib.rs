@@ -386,6 +386,8 @@ impl Verifier {
                 .and_then(|b| chain.authors.get(b as usize))
                 .map_or_else(|| "the service policy".to_string(), ToString::to_string)
         };
+        // The blocks' display text, read once, and only if a check failed.
+        let texts = std::cell::OnceCell::new();
         let failed = |checks: &[biscuit_auth::error::FailedCheck]| -> Vec<FailedCheck> {
             checks
                 .iter()
@@ -394,10 +396,9 @@ impl Verifier {
                     check.author = author(check.block);
                     // A token's check is reported as Mandate prints it
                     // (escaped), not as biscuit does.
-                    if let Some(text) = check
-                        .block
-                        .and_then(|b| info.check_text(mandate, b, check.check))
-                    {
+                    if let Some(text) = check.block.and_then(|b| {
+                        cache::check_text(texts.get_or_init(|| mandate.read_text()), b, check.check)
+                    }) {
                         check.rule = text.to_string();
                     }
                     check

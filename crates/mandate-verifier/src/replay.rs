@@ -87,6 +87,13 @@ impl ReplayCache {
             return Err(PopError::Replayed);
         }
         if state.seen.len() >= self.capacity {
+            // The queue is pruned from its front, which one far deadline (a
+            // call judged "as of" much later) can hold up: before refusing,
+            // forget everything past its deadline wherever it stands.
+            state.seen.retain(|_, until| *until >= wall_ms);
+            state.order.retain(|(_, until)| *until >= wall_ms);
+        }
+        if state.seen.len() >= self.capacity {
             return Err(PopError::CacheFull);
         }
         state.seen.insert(nonce, forget_after_ms);
@@ -131,6 +138,23 @@ mod tests {
         );
         assert_eq!(
             cache.check_and_insert([1; 16], 20, 20, 20, 120),
+            Err(PopError::Replayed)
+        );
+    }
+
+    #[test]
+    fn a_far_deadline_at_the_front_holds_up_no_room() {
+        let cache = ReplayCache::new(2, 0);
+        // Judged "as of" far ahead: kept long.
+        assert_eq!(
+            cache.check_and_insert([1; 16], 9_000, 9_000, 0, 10_000),
+            Ok(())
+        );
+        assert_eq!(cache.check_and_insert([2; 16], 0, 0, 0, 100), Ok(()));
+        // Past the second's deadline, the cache has room again.
+        assert_eq!(cache.check_and_insert([3; 16], 200, 200, 200, 300), Ok(()));
+        assert_eq!(
+            cache.check_and_insert([1; 16], 9_000, 9_000, 250, 10_000),
             Err(PopError::Replayed)
         );
     }
