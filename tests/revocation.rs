@@ -403,6 +403,14 @@ fn revoking_an_agent_by_name_or_by_key_denies_chains_that_contain_it() {
     run.error("64 hex digits alone are not taken");
     assert!(!run.stderr.contains(bare), "{run}");
     parent_a.read(&verifier.url).assert_allowed();
+    // An agent so named is revoked by `name:`; the key is untouched.
+    let named = format!("name:{bare}");
+    let (reply, _) = live.revoke_then_read(
+        &["--agent", &named],
+        &format!("revoked agent {bare}"),
+        &parent_a,
+    );
+    reply.assert_allowed();
 }
 
 #[test]

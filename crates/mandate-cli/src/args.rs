@@ -309,7 +309,8 @@ pub struct RevokeArgs {
     #[arg(long, value_name = "P")]
     pub principal: Option<String>,
     /// Every token whose chain contains this agent: a name, or a public key
-    /// (`ed25519/<hex>` or a `.pub` file; 64 hex digits alone are refused).
+    /// (`ed25519/<hex>` or a `.pub` file; 64 hex digits alone are refused);
+    /// `name:NAME` is always a name.
     #[arg(long, value_name = "NAME_OR_KEY")]
     pub agent: Option<String>,
     /// Every token of this task.

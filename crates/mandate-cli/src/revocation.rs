@@ -220,6 +220,10 @@ fn target(args: &RevokeArgs) -> Result<(RevocationKind, String)> {
         (RevocationKind::TokenId, id)
     } else if let Some(p) = &args.principal {
         (RevocationKind::Principal, p.clone())
+    } else if let Some(name) = args.agent.as_ref().and_then(|a| a.strip_prefix("name:")) {
+        // Said to be a name (names hold no `:`): taken as it is, even when it
+        // reads as a key or is the name of a file here.
+        (RevocationKind::Agent, name.to_owned())
     } else if let Some(a) = &args.agent {
         // A key (text or .pub file) is stored in its canonical form, the
         // form tokens carry; anything else is an agent name.
@@ -232,7 +236,8 @@ fn target(args: &RevokeArgs) -> Result<(RevocationKind, String)> {
         if lower.len() == 64 && lower.bytes().all(|b| b.is_ascii_hexdigit()) {
             bail!(
                 "--agent: a key's 64 hex digits alone are not taken (they may be a private \
-                 key); give a public key as ed25519/<hex> or its .pub file, or the agent's name"
+                 key); give a public key as ed25519/<hex> or its .pub file, or an agent so \
+                 named as name:<name>"
             );
         }
         let value = if lower.starts_with("ed25519/")
