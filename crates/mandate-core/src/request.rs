@@ -196,7 +196,8 @@ impl ResourcePath {
         // Quoted escaped and cut: the text is the caller's, and a message
         // is one line of bounded length whatever it holds.
         let bad = |why: &str| {
-            let shown = crate::print::shorten(crate::print::escape(text), 128);
+            let head: String = text.chars().take(129).collect();
+            let shown = crate::print::shorten(crate::print::escape(&head), 128);
             Error::Invalid(format!("resource `{shown}` refused: {why}"))
         };
         if text.is_empty() {

@@ -177,10 +177,12 @@ impl McpGuard {
             Ok(request) => request,
             Err(refused) => {
                 // Escaped: the mapping's message may quote the arguments.
-                let message = shorten(
-                    mandate_core::print::escape(&refused.message),
-                    MAX_RECORDED_MESSAGE,
-                );
+                let head: String = refused
+                    .message
+                    .chars()
+                    .take(MAX_RECORDED_MESSAGE + 1)
+                    .collect();
+                let message = shorten(mandate_core::print::escape(&head), MAX_RECORDED_MESSAGE);
                 let call = Unjudged {
                     code: "invalid_arguments",
                     message: &message,

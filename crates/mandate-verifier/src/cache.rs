@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use mandate_core::{BlockContents, Claims, Mandate, Request};
+use mandate_core::{Claims, Mandate, Request};
 
 use crate::complexity::{FactCounts, Shape};
 
@@ -29,13 +29,42 @@ pub(crate) struct TokenInfo {
     shape: Result<Shape, String>,
 }
 
-/// Check `check` of block `block` of `text` (a token's blocks read with
-/// their display text) as escaped Datalog, if there is one. The text is read
-/// only when a denial quotes a check or a query, and never kept: a cache of
-/// every token's text would hold what a holder appending blocks chooses.
-pub(crate) fn check_text(text: &[BlockContents], block: u32, check: u32) -> Option<&str> {
-    text.get(usize::try_from(block).ok()?)?
-        .checks
+/// The checks of a token's blocks as escaped Datalog, read only when a
+/// denial quotes one (deciding prints nothing), by token digest. Bounded in
+/// bytes as well as entries: the text is what a holder appending blocks
+/// chooses.
+#[derive(Debug)]
+pub(crate) struct CheckTexts(Bounded<String, Vec<Vec<String>>>);
+
+/// The most bytes of check text kept.
+const CHECK_TEXT_BYTES: usize = 16 * 1024 * 1024;
+
+impl Default for CheckTexts {
+    fn default() -> Self {
+        CheckTexts(Bounded::new(10_000, CHECK_TEXT_BYTES))
+    }
+}
+
+impl CheckTexts {
+    /// The checks of `mandate` (digest `digest`), block by block.
+    pub(crate) fn get(&self, digest: &str, mandate: &Mandate) -> Arc<Vec<Vec<String>>> {
+        let made = self.0.get_or_try_insert(digest.to_string(), || {
+            let checks: Vec<Vec<String>> =
+                mandate.read_text().into_iter().map(|b| b.checks).collect();
+            let bytes = checks.iter().flatten().map(|c| c.len() + 24).sum();
+            Ok::<_, std::convert::Infallible>((checks, bytes))
+        });
+        match made {
+            Ok(checks) => checks,
+            Err(never) => match never {},
+        }
+    }
+}
+
+/// Check `check` of block `block` of `checks` ([`CheckTexts::get`]).
+pub(crate) fn check_text(checks: &[Vec<String>], block: u32, check: u32) -> Option<&str> {
+    checks
+        .get(usize::try_from(block).ok()?)?
         .get(usize::try_from(check).ok()?)
         .map(String::as_str)
 }
@@ -115,12 +144,11 @@ impl<K: std::hash::Hash + Eq, V> Bounded<K, V> {
     }
 
     /// The entry for `key`, made with `make` (outside the lock) if absent;
-    /// a new entry weighs `bytes`.
+    /// `make` also says what the new entry weighs in bytes.
     fn get_or_try_insert<E>(
         &self,
         key: K,
-        bytes: usize,
-        make: impl FnOnce() -> Result<V, E>,
+        make: impl FnOnce() -> Result<(V, usize), E>,
     ) -> Result<Arc<V>, E> {
         // A poisoned lock only means another thread panicked between two
         // consistent states of the map; keep using it.
@@ -130,7 +158,8 @@ impl<K: std::hash::Hash + Eq, V> Bounded<K, V> {
             return Ok(Arc::clone(value));
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let value = Arc::new(make()?);
+        let (value, bytes) = make()?;
+        let value = Arc::new(value);
         let mut entries = lock();
         if entries.map.len() >= self.capacity || entries.bytes.saturating_add(bytes) > self.budget {
             entries.map.clear();
@@ -168,7 +197,7 @@ impl TokenCache {
     }
 
     pub(crate) fn get(&self, digest: &str, mandate: &Mandate) -> Arc<TokenInfo> {
-        let made = self.0.get_or_try_insert(digest.to_string(), 0, || {
+        let made = self.0.get_or_try_insert(digest.to_string(), || {
             let (claims, blocks) = mandate.read();
             let holder_key = claims
                 .chain
@@ -176,11 +205,14 @@ impl TokenCache {
                 .ok()
                 .and_then(|chain| chain.holder().key)
                 .map(|key| key.verifying_key().map_err(|_| ()));
-            Ok::<_, std::convert::Infallible>(TokenInfo {
+            let info = TokenInfo {
                 holder_key,
                 claims,
                 shape: Shape::read(&blocks),
-            })
+            };
+            // Weighed by count only: claims come from the signed authority
+            // block, and the shape is a few counts whatever the token holds.
+            Ok::<_, std::convert::Infallible>((info, 0))
         });
         match made {
             Ok(info) => info,
@@ -255,11 +287,11 @@ impl VerifiedCache {
     ) -> Result<Arc<Verified>, crate::Error> {
         use sha2::Digest as _;
         let key: [u8; 32] = sha2::Sha256::digest(text.trim().as_bytes()).into();
-        let bytes = text.len().saturating_mul(PARSED_PER_TEXT_BYTE);
-        self.0.get_or_try_insert(key, bytes, || {
+        self.0.get_or_try_insert(key, || {
             let mandate = verify(text)?;
             let ids = TokenIds::of(&mandate);
-            Ok(Verified { mandate, ids })
+            let bytes = text.len().saturating_mul(PARSED_PER_TEXT_BYTE);
+            Ok((Verified { mandate, ids }, bytes))
         })
     }
 }
@@ -275,22 +307,22 @@ mod tests {
         let cache: Bounded<u32, u32> = Bounded::new(3, 100);
         for key in 0..3 {
             cache
-                .get_or_try_insert(key, 10, || Ok::<_, ()>(key))
+                .get_or_try_insert(key, || Ok::<_, ()>((key, 10)))
                 .unwrap();
         }
         assert_eq!(cache.len(), 3);
         // The count is reached: cleared, then the new entry.
-        cache.get_or_try_insert(3, 10, || Ok::<_, ()>(3)).unwrap();
+        cache.get_or_try_insert(3, || Ok::<_, ()>((3, 10))).unwrap();
         assert_eq!(cache.len(), 1);
         // 10 + 60 fits; 31 more would pass 100 bytes: cleared first.
-        cache.get_or_try_insert(4, 60, || Ok::<_, ()>(4)).unwrap();
+        cache.get_or_try_insert(4, || Ok::<_, ()>((4, 60))).unwrap();
         assert_eq!(cache.len(), 2);
-        cache.get_or_try_insert(5, 31, || Ok::<_, ()>(5)).unwrap();
+        cache.get_or_try_insert(5, || Ok::<_, ()>((5, 31))).unwrap();
         assert_eq!(cache.len(), 1);
         // A hit weighs nothing more.
-        cache.get_or_try_insert(5, 30, || Ok::<_, ()>(0)).unwrap();
+        cache.get_or_try_insert(5, || Ok::<_, ()>((0, 30))).unwrap();
         assert_eq!(
-            *cache.get_or_try_insert(5, 30, || Ok::<_, ()>(0)).unwrap(),
+            *cache.get_or_try_insert(5, || Ok::<_, ()>((0, 30))).unwrap(),
             5
         );
         assert_eq!(cache.counts(), CacheCounts { hits: 2, misses: 6 });

@@ -206,6 +206,7 @@ impl VerifierBuilder {
             max_facts: self.limits.max_facts,
             tokens: Arc::default(),
             verified: Arc::default(),
+            check_texts: Arc::default(),
         })
     }
 }
@@ -223,6 +224,7 @@ pub struct Verifier {
     max_facts: u64,
     tokens: Arc<cache::TokenCache>,
     verified: Arc<cache::VerifiedCache>,
+    check_texts: Arc<cache::CheckTexts>,
 }
 
 impl Verifier {
@@ -386,7 +388,7 @@ impl Verifier {
                 .and_then(|b| chain.authors.get(b as usize))
                 .map_or_else(|| "the service policy".to_string(), ToString::to_string)
         };
-        // The blocks' display text, read once, and only if a check failed.
+        // The checks' display text, looked up once, and only if one failed.
         let texts = std::cell::OnceCell::new();
         let failed = |checks: &[biscuit_auth::error::FailedCheck]| -> Vec<FailedCheck> {
             checks
@@ -397,7 +399,9 @@ impl Verifier {
                     // A token's check is reported as Mandate prints it
                     // (escaped), not as biscuit does.
                     if let Some(text) = check.block.and_then(|b| {
-                        cache::check_text(texts.get_or_init(|| mandate.read_text()), b, check.check)
+                        let checks =
+                            texts.get_or_init(|| self.check_texts.get(&ids.digest, mandate));
+                        cache::check_text(checks, b, check.check)
                     }) {
                         check.rule = text.to_string();
                     }

@@ -28,7 +28,14 @@ struct State {
     seen: HashMap<[u8; 16], u64>,
     /// Nonces in insertion order, for pruning.
     order: VecDeque<([u8; 16], u64)>,
+    /// When a full cache last swept every entry (ms, this machine's clock).
+    swept_ms: u64,
 }
+
+/// A full cache sweeps all its entries at most this often: a sweep reads
+/// every nonce, which a stream of requests against a full cache must not
+/// make each of them do.
+const SWEEP_EVERY_MS: u64 = 1_000;
 
 impl ReplayCache {
     /// A cache of `capacity` nonces that refuses proofs made before
@@ -86,10 +93,13 @@ impl ReplayCache {
         if state.seen.contains_key(&nonce) {
             return Err(PopError::Replayed);
         }
-        if state.seen.len() >= self.capacity {
+        if state.seen.len() >= self.capacity
+            && wall_ms >= state.swept_ms.saturating_add(SWEEP_EVERY_MS)
+        {
             // The queue is pruned from its front, which one far deadline (a
             // call judged "as of" much later) can hold up: before refusing,
             // forget everything past its deadline wherever it stands.
+            state.swept_ms = wall_ms;
             state.seen.retain(|_, until| *until >= wall_ms);
             state.order.retain(|(_, until)| *until >= wall_ms);
         }
@@ -151,11 +161,29 @@ mod tests {
             Ok(())
         );
         assert_eq!(cache.check_and_insert([2; 16], 0, 0, 0, 100), Ok(()));
-        // Past the second's deadline, the cache has room again.
-        assert_eq!(cache.check_and_insert([3; 16], 200, 200, 200, 300), Ok(()));
+        // Past the second's deadline, the cache has room again (a sweep is
+        // due: none ran in the last second).
         assert_eq!(
-            cache.check_and_insert([1; 16], 9_000, 9_000, 250, 10_000),
+            cache.check_and_insert([3; 16], 2_000, 2_000, 2_000, 2_100),
+            Ok(())
+        );
+        assert_eq!(
+            cache.check_and_insert([1; 16], 9_000, 9_000, 2_050, 10_000),
             Err(PopError::Replayed)
+        );
+        // Full again with live entries: refused, and no new sweep within
+        // the second even once the third's deadline passed.
+        assert_eq!(
+            cache.check_and_insert([4; 16], 2_050, 2_050, 2_050, 2_150),
+            Err(PopError::CacheFull)
+        );
+        assert_eq!(
+            cache.check_and_insert([4; 16], 2_200, 2_200, 2_200, 2_300),
+            Err(PopError::CacheFull)
+        );
+        assert_eq!(
+            cache.check_and_insert([4; 16], 3_000, 3_000, 3_000, 3_100),
+            Ok(())
         );
     }
 
